@@ -1,0 +1,1 @@
+//! The correlator: drivers around the engine.
