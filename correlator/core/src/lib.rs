@@ -2,16 +2,39 @@
 //! [`Observation`]s into findings.
 //!
 //! Pure: no I/O, no clock, no async runtime. The caller passes observations in (in any order)
-//! and asks for findings; the same engine runs inside `tokentrail analyze` and the correlator.
+//! and asks for a [`Report`]; the same engine runs inside `tokentrail analyze` and the correlator.
 //!
-//! Layout:
+//! Layout, in the order data flows:
 //! * [`observation`]: the engine's input language, produced by the decoders.
-//! * [`time`], [`net`]: event time and addresses.
+//! * [`engine`]: folds observations into the [`model`] (pods, nodes, addresses over time) and
+//!   into aggregates ([`usage`] for token uses, [`activity`] for mints, failures, exec, Secret
+//!   reads), deduplicating the stages of a request ([`dedup`]).
+//! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
+//! * `rules`: the catalogue of DESIGN §3.4, producing [`finding`]s.
+//! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
+//! * [`time`], [`net`], [`sample`], [`tally`], [`principals`]: small shared pieces.
 
+pub mod activity;
+pub mod config;
+pub mod dedup;
+pub mod engine;
+pub mod finding;
+pub mod model;
 pub mod net;
 pub mod observation;
+pub mod principals;
+pub mod report;
+mod rules;
+pub mod sample;
+pub mod tally;
 pub mod time;
+pub mod usage;
+pub mod verdict;
 
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use finding::{Finding, Rule, Severity};
 pub use net::IpNet;
 pub use observation::Observation;
+pub use report::Report;
 pub use time::Timestamp;

@@ -1,0 +1,144 @@
+//! Records of the requests around token uses: mints, bearer failures, exec/attach, Secret reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::observation::{BoundPod, PodAccess, PodAccessKind, SecretRead, ServiceAccountRef, TokenMint};
+use crate::tally::Tally;
+use crate::time::Timestamp;
+
+/// One TokenRequest, its stages folded together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mint {
+    /// When it was requested.
+    pub time: Timestamp,
+    /// Audit ID.
+    pub audit_id: String,
+    /// Who minted it.
+    pub minter: String,
+    /// The minter's client address.
+    pub client: Option<IpAddr>,
+    /// For which service account.
+    pub serviceaccount: ServiceAccountRef,
+    /// The issued credential's JTI.
+    pub jti: Option<String>,
+    /// Bound pod named in the request, if logged at Request level.
+    pub bound_pod: Option<BoundPod>,
+    /// Kind of the bound object.
+    pub bound_kind: Option<String>,
+    /// Response code.
+    pub code: Option<u16>,
+    /// User agent.
+    pub user_agent: Option<String>,
+}
+
+impl Mint {
+    /// Whether the mint issued a token (a refused one issued nothing).
+    pub fn succeeded(&self) -> bool {
+        self.jti.is_some() || self.code.is_some_and(|c| (200..300).contains(&c))
+    }
+}
+
+/// Every TokenRequest seen, by audit ID, so the stages of one request fold into one mint.
+#[derive(Debug, Default)]
+pub struct Mints {
+    by_audit_id: HashMap<String, Mint>,
+}
+
+impl Mints {
+    /// Records one stage of a mint.
+    pub fn add(&mut self, m: TokenMint, client: Option<IpAddr>) {
+        let key = if m.audit_id.is_empty() { format!("{}#{}", m.time.0, m.minter) } else { m.audit_id.clone() };
+        let entry = self.by_audit_id.entry(key).or_insert_with(|| Mint {
+            time: m.time,
+            audit_id: m.audit_id.clone(),
+            minter: m.minter.clone(),
+            client,
+            serviceaccount: m.serviceaccount.clone(),
+            jti: None,
+            bound_pod: None,
+            bound_kind: None,
+            code: None,
+            user_agent: None,
+        });
+        entry.time = entry.time.min(m.time);
+        // Later stages add what earlier ones lacked: the issued JTI and the response code.
+        entry.jti = entry.jti.take().or(m.jti);
+        entry.bound_pod = entry.bound_pod.take().or(m.bound_pod);
+        entry.bound_kind = entry.bound_kind.take().or(m.bound_kind);
+        entry.code = m.code.or(entry.code);
+        entry.user_agent = entry.user_agent.take().or(m.user_agent);
+    }
+
+    /// Mints indexed by JTI.
+    pub fn by_jti(&self) -> BTreeMap<&str, &Mint> {
+        self.by_audit_id.values().filter_map(|m| Some((m.jti.as_deref()?, m))).collect()
+    }
+
+    /// Every mint, in time order.
+    pub fn iter(&self) -> Vec<&Mint> {
+        let mut v: Vec<&Mint> = self.by_audit_id.values().collect();
+        v.sort_by(|a, b| (a.time, &a.audit_id).cmp(&(b.time, &b.audit_id)));
+        v
+    }
+}
+
+/// An exec, attach or port-forward into a pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Access {
+    /// The request.
+    pub access: PodAccess,
+    /// Its trusted client address.
+    pub client: Option<IpAddr>,
+}
+
+impl Access {
+    /// The verb as a responder says it.
+    pub fn what(&self) -> &'static str {
+        match self.access.kind {
+            PodAccessKind::Exec => "exec",
+            PodAccessKind::Attach => "attach",
+            PodAccessKind::PortForward => "port-forward",
+        }
+    }
+}
+
+/// Secret reads by one principal in one namespace (`None`: cluster-wide).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecretReads {
+    /// Every read.
+    pub reads: Tally,
+    /// Names read with `get` (bounded).
+    pub names: BTreeSet<String>,
+    /// Whether a list or watch was among them (it returns every Secret of the scope).
+    pub listed: bool,
+    /// Client addresses (bounded).
+    pub clients: BTreeSet<IpAddr>,
+}
+
+const KEPT: usize = 16;
+
+impl SecretReads {
+    /// Adds one successful read.
+    pub fn add(&mut self, r: &SecretRead, client: Option<IpAddr>) {
+        let request = crate::observation::Request {
+            verb: r.verb.clone(),
+            resource: Some("secrets".into()),
+            subresource: None,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            code: r.code,
+        };
+        self.reads.add(r.time, &r.audit_id, r.user_agent.as_deref(), Some(&request));
+        match &r.name {
+            Some(n) if self.names.len() < KEPT => {
+                self.names.insert(n.clone());
+            }
+            Some(_) => {}
+            None => self.listed = true,
+        }
+        if let Some(ip) = client.filter(|_| self.clients.len() < KEPT) {
+            self.clients.insert(ip);
+        }
+    }
+}

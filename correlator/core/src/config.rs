@@ -1,0 +1,49 @@
+//! What the engine needs to know about the environment that the evidence does not say.
+
+use std::net::IpAddr;
+
+use crate::net::IpNet;
+use crate::time::{Micros, MINUTE};
+
+/// Engine settings. Defaults are the catalogue's (DESIGN §3.4).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Cluster label put on every finding.
+    pub cluster: Option<String>,
+    /// Networks that belong to the cluster beyond what node objects say (`--cluster-network`).
+    pub cluster_networks: Vec<IpNet>,
+    /// Proxies whose `sourceIPs` entries are skipped when finding the client (`--trusted-proxy`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// NAT addresses pod traffic to the apiserver may come from (`--egress-ip`).
+    pub egress: Vec<IpNet>,
+    /// How long an old credential may still be used after its successor is (`--rotation-grace`).
+    pub rotation_grace: Micros,
+    /// How long after an exec a token use from the exec's address counts as its consequence.
+    pub exec_window: Micros,
+    /// How long after a pod's deletion 401s from its token's users count as a revoked replay.
+    pub deletion_window: Micros,
+    /// Capacity of the recent-audit-ID set that folds duplicate stages of one request.
+    pub dedup_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cluster: None,
+            cluster_networks: Vec::new(),
+            trusted_proxies: Vec::new(),
+            egress: Vec::new(),
+            rotation_grace: 5 * MINUTE,
+            exec_window: 30 * MINUTE,
+            deletion_window: 60 * MINUTE,
+            dedup_capacity: 1 << 20,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Whether `ip` is a configured egress (NAT) address.
+    pub fn is_egress(&self, ip: IpAddr) -> bool {
+        self.egress.iter().any(|n| n.contains(ip))
+    }
+}

@@ -1,0 +1,67 @@
+//! Folding the stages of one request (`RequestReceived`, `ResponseStarted`, `ResponseComplete`
+//! share an `auditID`) into one use, in bounded memory.
+//!
+//! The stages of a request are written within its duration, so they sit close together in any
+//! real log. A set of the most recent `capacity` audit IDs (first in, first out) folds them
+//! exactly as long as no more than `capacity` requests lie between two stages of one request,
+//! and memory stays constant however long the log is. IDs are kept as 64-bit hashes: a
+//! collision would need about four billion IDs in the window.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+
+/// The most recent audit IDs seen.
+#[derive(Debug)]
+pub struct RecentIds {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    /// A window of `capacity` IDs.
+    pub fn new(capacity: usize) -> Self {
+        RecentIds { set: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    /// Records `audit_id` under `kind` (IDs of different kinds never meet); returns `false` when
+    /// it was already in the window (a duplicate stage).
+    pub fn first_sighting(&mut self, kind: u8, audit_id: &str) -> bool {
+        if audit_id.is_empty() {
+            return true;
+        }
+        // DefaultHasher::new() uses fixed keys, so the fold is the same on every run.
+        let mut h = DefaultHasher::new();
+        kind.hash(&mut h);
+        audit_id.hash(&mut h);
+        let key = h.finish();
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_stages_within_the_window_and_forgets_beyond_it() {
+        let mut ids = RecentIds::new(2);
+        assert!(ids.first_sighting(0, "a"));
+        assert!(!ids.first_sighting(0, "a"));
+        assert!(ids.first_sighting(1, "a"), "another kind of request with the same ID");
+        assert!(ids.first_sighting(0, "c"));
+        assert!(ids.first_sighting(0, "a"), "a fell out of a window of two");
+        assert!(ids.first_sighting(0, ""), "events without an ID are never folded");
+        assert!(ids.first_sighting(0, ""));
+    }
+}

@@ -1,0 +1,191 @@
+//! The engine: observations in, a [`Report`] out.
+//!
+//! [`Engine::observe`] folds each observation into the model and the aggregates (constant work per
+//! observation, memory bounded by pods, credentials and client addresses, never by events), and
+//! [`Engine::report`] evaluates every rule over what was folded. Because every fact carries its
+//! event time and aggregates are order-independent, feeding the same evidence in any order gives
+//! the same report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use crate::activity::{Access, Mints, SecretReads};
+use crate::config::EngineConfig;
+use crate::dedup::RecentIds;
+use crate::model::Model;
+use crate::net::client_address;
+use crate::observation::{
+    Credential, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, TokenUse,
+};
+use crate::report::{self, Report};
+use crate::tally::Tally;
+use crate::time::Timestamp;
+use crate::usage::{CredentialKey, UseGroup, UseKey};
+
+/// How many exec/attach records are kept; beyond it they are counted and dropped, so a flood of
+/// execs cannot exhaust memory.
+const MAX_POD_ACCESSES: usize = 100_000;
+
+/// Counters about what the engine did with its input.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    /// Observations received.
+    pub observations: u64,
+    /// Token uses counted (after folding duplicate stages).
+    pub token_uses: u64,
+    /// Extra stages of a request already counted.
+    pub duplicate_stages: u64,
+    /// exec/attach records dropped beyond the cap.
+    pub pod_accesses_dropped: u64,
+}
+
+/// The engine's whole state.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    recent: RecentIds,
+    pub(crate) model: Model,
+    pub(crate) uses: HashMap<UseKey, UseGroup>,
+    pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
+    pub(crate) accesses: Vec<Access>,
+    pub(crate) secret_reads: HashMap<(String, Option<String>), SecretReads>,
+    pub(crate) mints: Mints,
+    pub(crate) serviceaccounts: BTreeMap<ServiceAccountRef, ServiceAccountFact>,
+    pub(crate) token_secrets: BTreeMap<(String, String), TokenSecretFact>,
+    pub(crate) stats: EngineStats,
+    /// The latest event time seen: the report's "now" (the core has no clock).
+    pub(crate) latest: Timestamp,
+}
+
+/// Kinds of request folded separately: one audit event can be both a token use and, say, a
+/// Secret read, and must count once as each.
+#[derive(Clone, Copy)]
+enum Fold {
+    Use = 1,
+    Failure = 2,
+    Access = 3,
+    SecretRead = 4,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            recent: RecentIds::new(config.dedup_capacity),
+            config,
+            model: Model::default(),
+            uses: HashMap::new(),
+            failures: HashMap::new(),
+            accesses: Vec::new(),
+            secret_reads: HashMap::new(),
+            mints: Mints::default(),
+            serviceaccounts: BTreeMap::new(),
+            token_secrets: BTreeMap::new(),
+            stats: EngineStats::default(),
+            latest: Timestamp::MIN,
+        }
+    }
+
+    /// What the engine has counted so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Folds one observation in.
+    pub fn observe(&mut self, obs: Observation) {
+        self.stats.observations += 1;
+        self.latest = self.latest.max(obs.time());
+        match obs {
+            Observation::TokenUse(u) => self.observe_use(u),
+            Observation::TokenMint(m) => {
+                let client = self.client(&m.source_ips);
+                self.mints.add(m, client);
+            }
+            Observation::AuthFailure(f) => {
+                if self.first_sighting(Fold::Failure, &f.audit_id) {
+                    let client = self.client(&f.source_ips);
+                    self.failures.entry(client).or_default().add(
+                        f.time,
+                        &f.audit_id,
+                        f.user_agent.as_deref(),
+                        Some(&f.request),
+                    );
+                }
+            }
+            Observation::PodAccess(a) => {
+                if self.first_sighting(Fold::Access, &a.audit_id) {
+                    if self.accesses.len() >= MAX_POD_ACCESSES {
+                        self.stats.pod_accesses_dropped += 1;
+                    } else {
+                        let client = self.client(&a.source_ips);
+                        self.accesses.push(Access { access: a, client });
+                    }
+                }
+            }
+            Observation::SecretRead(r) => {
+                let refused = r.code.is_some_and(|c| c >= 400);
+                if !refused && self.first_sighting(Fold::SecretRead, &r.audit_id) {
+                    let client = self.client(&r.source_ips);
+                    let key = (r.principal.clone(), r.namespace.clone());
+                    self.secret_reads.entry(key).or_default().add(&r, client);
+                }
+            }
+            Observation::Pod(p) => self.model.pods.apply(p),
+            Observation::Node(n) => self.model.nodes.apply(&n),
+            Observation::ServiceAccount(sa) => {
+                if let Some(key) = sa.serviceaccount.clone() {
+                    self.serviceaccounts.insert(key, sa);
+                }
+            }
+            Observation::TokenSecret(s) => {
+                let key = (s.namespace.clone(), s.name.clone());
+                let entry = self.token_secrets.entry(key).or_insert_with(|| s.clone());
+                // An inventory dump knows labels an audit create event does not: keep the richer.
+                entry.serviceaccount = entry.serviceaccount.take().or(s.serviceaccount);
+                entry.last_used = entry.last_used.take().or(s.last_used);
+                entry.invalid_since = entry.invalid_since.take().or(s.invalid_since);
+                entry.time = entry.time.min(s.time);
+            }
+        }
+    }
+
+    fn observe_use(&mut self, u: TokenUse) {
+        if !self.first_sighting(Fold::Use, &u.audit_id) {
+            self.stats.duplicate_stages += 1;
+            return;
+        }
+        self.stats.token_uses += 1;
+        let client = self.client(&u.source_ips);
+        if let Credential::PodBound { pod_name, pod_uid, node, .. } = &u.credential {
+            // A successful use proves the pod existed then (its token is validated against it).
+            self.model.pods.note_bound(pod_uid, &u.serviceaccount.namespace, pod_name, node.as_deref(), u.time);
+        }
+        let forged = self.forged_addresses(&u.source_ips);
+        let key = UseKey { serviceaccount: u.serviceaccount.clone(), credential: CredentialKey::of(&u.credential), client };
+        self.uses.entry(key).or_default().add(&u, &forged);
+    }
+
+    /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a
+    /// trusted proxy (whose forwarded addresses are expected).
+    fn forged_addresses(&self, source_ips: &[IpAddr]) -> Vec<IpAddr> {
+        let Some((&peer, supplied)) = source_ips.split_last() else { return Vec::new() };
+        if self.config.trusted_proxies.iter().any(|p| p.contains(peer)) {
+            return Vec::new();
+        }
+        supplied.iter().copied().filter(|&ip| ip != peer).collect()
+    }
+
+    fn client(&self, source_ips: &[IpAddr]) -> Option<IpAddr> {
+        client_address(source_ips, &self.config.trusted_proxies)
+    }
+
+    fn first_sighting(&mut self, fold: Fold, audit_id: &str) -> bool {
+        self.recent.first_sighting(fold as u8, audit_id)
+    }
+
+    /// Evaluates every rule over the evidence folded so far.
+    pub fn report(&mut self) -> Report {
+        self.model.pods.resolve();
+        report::build(self)
+    }
+}

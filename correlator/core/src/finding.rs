@@ -1,0 +1,358 @@
+//! The finding record (`tokentrail.finding/v1`, DESIGN §3.5): rules, severities, ATT&CK mapping.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::observation::Request;
+use crate::time::Timestamp;
+
+/// Schema name carried by every finding.
+pub const SCHEMA: &str = "tokentrail.finding/v1";
+
+/// How bad a finding is, from least to most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing (an inventory item).
+    Low,
+    /// Worth a look.
+    Medium,
+    /// Likely misuse.
+    High,
+    /// Misuse from outside, act now.
+    Critical,
+}
+
+impl Severity {
+    /// All severities, most severe first.
+    pub const DESCENDING: [Severity; 4] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low];
+
+    /// The lowercase name used in records and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses `low`, `medium`, `high` or `critical`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::DESCENDING.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rule catalogue of DESIGN §3.4. The ids are stable: SIEM rules key on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// A pod-bound token used from outside every cluster network.
+    TokenUsedOffCluster,
+    /// A pod-bound token used from another pod's or node's address.
+    TokenUsedFromOtherWorkload,
+    /// One credential used from addresses that cannot be one workload.
+    TokenMultiOrigin,
+    /// A pod-bound credential minted by someone other than its node's kubelet.
+    TokenForgedMint,
+    /// An old credential still used after its pod rotated to a newer one.
+    TokenSupersededUse,
+    /// A TokenRequest by a principal that is not a kubelet or control-plane component.
+    TokenMintedByUser,
+    /// exec/attach into a pod, then that pod's token used from the exec's address or outside.
+    ExecThenTokenUse,
+    /// Bearer failures from an address that used a since-deleted pod's token.
+    TokenAfterPodDeletion,
+    /// Client-supplied X-Forwarded-For addresses on a service-account request.
+    XffSpoofedSource,
+    /// A Secret-based token used away from the pods that mount it.
+    LegacyTokenForeignIp,
+    /// A Secret-based token in use at all.
+    LegacyTokenUse,
+    /// A Secret-based token exists.
+    LegacyTokenPresent,
+    /// Secrets holding service-account tokens read by a non-control-plane principal.
+    SaTokenSecretRead,
+}
+
+/// A MITRE ATT&CK technique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Technique {
+    /// Technique id, e.g. `T1550.001`.
+    pub id: &'static str,
+    /// Technique name.
+    pub name: &'static str,
+}
+
+const T1528: Technique = Technique { id: "T1528", name: "Steal Application Access Token" };
+const T1550_001: Technique =
+    Technique { id: "T1550.001", name: "Use Alternate Authentication Material: Application Access Token" };
+const T1552_007: Technique = Technique { id: "T1552.007", name: "Unsecured Credentials: Container API" };
+const T1078_004: Technique = Technique { id: "T1078.004", name: "Valid Accounts: Cloud Accounts" };
+const T1609: Technique = Technique { id: "T1609", name: "Container Administration Command" };
+
+impl Rule {
+    /// Every rule, in catalogue order.
+    pub const ALL: [Rule; 13] = [
+        Rule::TokenUsedOffCluster,
+        Rule::TokenUsedFromOtherWorkload,
+        Rule::TokenMultiOrigin,
+        Rule::TokenForgedMint,
+        Rule::TokenSupersededUse,
+        Rule::TokenMintedByUser,
+        Rule::ExecThenTokenUse,
+        Rule::TokenAfterPodDeletion,
+        Rule::XffSpoofedSource,
+        Rule::LegacyTokenForeignIp,
+        Rule::LegacyTokenUse,
+        Rule::LegacyTokenPresent,
+        Rule::SaTokenSecretRead,
+    ];
+
+    /// The stable rule id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::TokenUsedOffCluster => "token-used-off-cluster",
+            Rule::TokenUsedFromOtherWorkload => "token-used-from-other-workload",
+            Rule::TokenMultiOrigin => "token-multi-origin",
+            Rule::TokenForgedMint => "token-forged-mint",
+            Rule::TokenSupersededUse => "token-superseded-use",
+            Rule::TokenMintedByUser => "token-minted-by-user",
+            Rule::ExecThenTokenUse => "exec-then-token-use",
+            Rule::TokenAfterPodDeletion => "token-after-pod-deletion",
+            Rule::XffSpoofedSource => "xff-spoofed-source",
+            Rule::LegacyTokenForeignIp => "legacy-token-foreign-ip",
+            Rule::LegacyTokenUse => "legacy-token-use",
+            Rule::LegacyTokenPresent => "legacy-token-present",
+            Rule::SaTokenSecretRead => "sa-token-secret-read",
+        }
+    }
+
+    /// The catalogue severity (`legacy-token-foreign-ip` is raised to critical off-cluster by the rule).
+    pub fn severity(self) -> Severity {
+        match self {
+            Rule::TokenUsedOffCluster | Rule::ExecThenTokenUse => Severity::Critical,
+            Rule::TokenUsedFromOtherWorkload
+            | Rule::TokenMultiOrigin
+            | Rule::TokenForgedMint
+            | Rule::TokenSupersededUse
+            | Rule::TokenAfterPodDeletion
+            | Rule::LegacyTokenForeignIp => Severity::High,
+            Rule::TokenMintedByUser | Rule::XffSpoofedSource | Rule::LegacyTokenUse | Rule::SaTokenSecretRead => {
+                Severity::Medium
+            }
+            Rule::LegacyTokenPresent => Severity::Low,
+        }
+    }
+
+    /// ATT&CK techniques the rule evidences.
+    pub fn attack(self) -> &'static [Technique] {
+        match self {
+            Rule::TokenUsedOffCluster | Rule::TokenUsedFromOtherWorkload | Rule::TokenMultiOrigin => {
+                &[T1550_001, T1528, T1078_004]
+            }
+            Rule::TokenForgedMint | Rule::TokenMintedByUser => &[T1528, T1078_004],
+            Rule::TokenSupersededUse | Rule::TokenAfterPodDeletion => &[T1550_001, T1528],
+            Rule::ExecThenTokenUse => &[T1609, T1552_007, T1528, T1550_001],
+            Rule::XffSpoofedSource => &[T1550_001],
+            Rule::LegacyTokenForeignIp | Rule::LegacyTokenUse => &[T1550_001, T1078_004],
+            Rule::LegacyTokenPresent => &[T1078_004],
+            Rule::SaTokenSecretRead => &[T1552_007, T1528],
+        }
+    }
+
+    /// The Microsoft Threat Matrix for Kubernetes technique, where one fits.
+    pub fn k8s_matrix(self) -> Option<&'static str> {
+        match self {
+            Rule::ExecThenTokenUse => Some("Exec into container; Container service account"),
+            Rule::SaTokenSecretRead => Some("List Kubernetes secrets"),
+            Rule::LegacyTokenPresent => None,
+            _ => Some("Container service account"),
+        }
+    }
+
+    /// Parses a rule id.
+    pub fn parse(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.id() == id)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.id())
+    }
+}
+
+/// A service account as a finding names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FindingServiceAccount {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID, when the evidence gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// The credential a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FindingCredential {
+    /// `pod-bound`, `unbound`, `legacy-secret` or `unknown`.
+    pub kind: &'static str,
+    /// `JTI=<uuid>`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The Secret's name, for legacy tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// The pod a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FindingPod {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Node it ran on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// One request as a finding shows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FindingRequest {
+    /// Verb.
+    pub verb: String,
+    /// Resource (with `/subresource` when there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Object name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Response code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+}
+
+impl From<&Request> for FindingRequest {
+    fn from(r: &Request) -> Self {
+        let resource = match (&r.resource, &r.subresource) {
+            (Some(res), Some(sub)) => Some(format!("{res}/{sub}")),
+            (res, _) => res.clone(),
+        };
+        FindingRequest { verb: r.verb.clone(), resource, namespace: r.namespace.clone(), name: r.name.clone(), code: r.code }
+    }
+}
+
+/// A finding: one rule, one credential, one client address, however many requests.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// Stable id: a hash of rule, cluster, credential and client address.
+    pub id: String,
+    /// Which rule fired.
+    pub rule: Rule,
+    /// How bad.
+    pub severity: Severity,
+    /// One line for a human.
+    pub title: String,
+    /// Cluster label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The service account whose token it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serviceaccount: Option<FindingServiceAccount>,
+    /// The credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<FindingCredential>,
+    /// The pod the credential is bound to (or mounted in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<FindingPod>,
+    /// The client address (the trusted one, §3.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<IpAddr>,
+    /// `sourceIPs` as logged, when more than one address is involved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<IpAddr>,
+    /// The addresses the credential was expected to come from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expected_ips: Vec<IpAddr>,
+    /// First event time the rule matched.
+    pub first_seen: Timestamp,
+    /// Last event time the rule matched.
+    pub last_seen: Timestamp,
+    /// How many requests (or objects) it covers.
+    pub count: u64,
+    /// Client user agents seen (bounded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<String>,
+    /// Requests made (bounded, distinct).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<FindingRequest>,
+    /// The first few audit IDs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_ids: Vec<String>,
+    /// ATT&CK techniques.
+    pub attack: &'static [Technique],
+    /// Why this fired, in a sentence for a ticket.
+    pub explanation: String,
+}
+
+/// The stable finding id: a hash of rule, cluster, credential key and client address.
+pub fn finding_id(rule: Rule, cluster: Option<&str>, credential: &str, client: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [rule.id(), cluster.unwrap_or(""), credential, client] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinguish_their_parts() {
+        let a = finding_id(Rule::TokenUsedOffCluster, Some("prod"), "JTI=1", "203.0.113.50");
+        assert_eq!(a, finding_id(Rule::TokenUsedOffCluster, Some("prod"), "JTI=1", "203.0.113.50"));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, finding_id(Rule::TokenUsedOffCluster, Some("prod"), "JTI=1", "203.0.113.51"));
+        assert_ne!(a, finding_id(Rule::TokenMultiOrigin, Some("prod"), "JTI=1", "203.0.113.50"));
+        // Separators keep "ab"+"c" apart from "a"+"bc".
+        assert_ne!(finding_id(Rule::TokenMultiOrigin, None, "ab", "c"), finding_id(Rule::TokenMultiOrigin, None, "a", "bc"));
+    }
+
+    #[test]
+    fn every_rule_round_trips_and_maps_to_attack() {
+        for r in Rule::ALL {
+            assert_eq!(Rule::parse(r.id()), Some(r));
+            assert!(!r.attack().is_empty(), "{r}");
+        }
+        assert_eq!(Severity::parse("HIGH"), Some(Severity::High));
+        assert!(Severity::Critical > Severity::Low);
+    }
+}

@@ -1,0 +1,256 @@
+//! Pods by UID, with the addresses they held and when they were deleted.
+//!
+//! Pods are keyed by UID, never by name: a StatefulSet pod recreated under the same name is a
+//! different pod with a different token. Audit events that name a pod without its UID (a create
+//! request, an exec, some deletes) are kept aside and resolved by name and time once the evidence
+//! is in, so the order facts arrive in does not matter.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::observation::{FactSource, PodEvent, PodFact};
+use crate::time::{Timestamp, MINUTE};
+
+/// How far around a pod's known lifetime an address or a name still counts as the pod's: status
+/// patches trail the container start by seconds, and deletion takes effect after a grace period.
+const LIFETIME_LEEWAY: i64 = 2 * MINUTE;
+
+/// One pod as far as the evidence tells.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pod {
+    /// UID.
+    pub uid: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Node it was scheduled to.
+    pub node: Option<String>,
+    /// Service account it runs as.
+    pub serviceaccount: Option<String>,
+    /// Whether it shares its node's network namespace.
+    pub host_network: Option<bool>,
+    /// Earliest time any fact places it alive.
+    pub first_seen: Timestamp,
+    /// Latest time any fact places it alive.
+    pub last_seen: Timestamp,
+    /// When its deletion was requested.
+    pub deleted: Option<Timestamp>,
+    /// Addresses it held, with the earliest time each was seen.
+    pub addresses: BTreeMap<IpAddr, Timestamp>,
+    /// Secrets it mounts as volumes.
+    pub secret_volumes: BTreeSet<String>,
+    /// Whether an inventory dump or attestation listed it (so its addresses are first-hand).
+    pub inventoried: bool,
+}
+
+impl Pod {
+    /// Whether the pod may have been alive at `t` (with leeway on both ends).
+    pub fn alive_at(&self, t: Timestamp) -> bool {
+        let start = self.first_seen.plus(-LIFETIME_LEEWAY);
+        let end = self.deleted.map_or(Timestamp::MAX, |d| d.plus(LIFETIME_LEEWAY));
+        start <= t && t <= end
+    }
+
+    /// Whether `ip` was this pod's at `t`.
+    pub fn held_at(&self, ip: IpAddr, t: Timestamp) -> bool {
+        let Some(&since) = self.addresses.get(&ip) else { return false };
+        since.plus(-LIFETIME_LEEWAY) <= t && self.deleted.is_none_or(|d| t <= d.plus(LIFETIME_LEEWAY))
+    }
+
+    /// How far `t` lies outside the pod's lifetime (0 when inside): used to pick among pods that
+    /// shared a name.
+    fn distance(&self, t: Timestamp) -> i64 {
+        if self.alive_at(t) {
+            return 0;
+        }
+        let to_start = (self.first_seen.0 - t.0).abs();
+        let to_end = self.deleted.map_or(i64::MAX, |d| (t.0 - d.0).abs());
+        to_start.min(to_end)
+    }
+}
+
+/// All pods, with indexes by name and address.
+#[derive(Debug, Default)]
+pub struct Pods {
+    by_uid: HashMap<String, Pod>,
+    uids_by_name: HashMap<(String, String), BTreeSet<String>>,
+    uids_by_ip: HashMap<IpAddr, BTreeSet<String>>,
+    unresolved: Vec<PodFact>,
+}
+
+impl Pods {
+    /// Records a fact. Facts without a UID wait for [`Pods::resolve`].
+    pub fn apply(&mut self, fact: PodFact) {
+        match fact.uid.clone() {
+            Some(uid) if !uid.is_empty() => self.apply_to(&uid, &fact),
+            _ => self.unresolved.push(fact),
+        }
+    }
+
+    /// Records that a pod existed at `t`, as a bound token's claims show.
+    pub fn note_bound(&mut self, uid: &str, namespace: &str, name: &str, node: Option<&str>, t: Timestamp) {
+        let fact = PodFact {
+            time: t,
+            uid: Some(uid.to_string()),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            node: node.map(str::to_string),
+            ..PodFact::default()
+        };
+        self.apply_to(uid, &fact);
+    }
+
+    fn apply_to(&mut self, uid: &str, fact: &PodFact) {
+        let pod = self.by_uid.entry(uid.to_string()).or_insert_with(|| Pod {
+            uid: uid.to_string(),
+            namespace: fact.namespace.clone(),
+            name: fact.name.clone(),
+            first_seen: fact.time,
+            last_seen: fact.time,
+            ..Pod::default()
+        });
+        if fact.event == Some(PodEvent::Deleted) {
+            pod.deleted = Some(pod.deleted.map_or(fact.time, |d| d.min(fact.time)));
+        } else {
+            pod.first_seen = pod.first_seen.min(fact.time);
+            pod.last_seen = pod.last_seen.max(fact.time);
+        }
+        if fact.node.is_some() {
+            pod.node.clone_from(&fact.node);
+        }
+        if fact.serviceaccount.is_some() {
+            pod.serviceaccount.clone_from(&fact.serviceaccount);
+        }
+        if fact.host_network.is_some() {
+            pod.host_network = fact.host_network;
+        }
+        if matches!(fact.source, Some(FactSource::Inventory | FactSource::Attestation)) {
+            pod.inventoried = true;
+        }
+        pod.secret_volumes.extend(fact.secret_volumes.iter().cloned());
+        for &ip in &fact.ips {
+            let since = pod.addresses.entry(ip).or_insert(fact.time);
+            *since = (*since).min(fact.time);
+            self.uids_by_ip.entry(ip).or_default().insert(uid.to_string());
+        }
+        self.uids_by_name.entry((pod.namespace.clone(), pod.name.clone())).or_default().insert(uid.to_string());
+    }
+
+    /// Attaches the facts that named a pod without its UID to the pod of that name alive at the
+    /// fact's time (or nearest to it). A name no UID-bearing fact mentions gets a placeholder
+    /// pod, so its addresses and deletion still count.
+    pub fn resolve(&mut self) {
+        for fact in std::mem::take(&mut self.unresolved) {
+            let uid = self
+                .uid_by_name(&fact.namespace, &fact.name, fact.time)
+                .unwrap_or_else(|| format!("unknown-uid:{}/{}", fact.namespace, fact.name));
+            self.apply_to(&uid, &fact);
+        }
+    }
+
+    /// The UID of the pod named `namespace/name` at `t`.
+    pub fn uid_by_name(&self, namespace: &str, name: &str, t: Timestamp) -> Option<String> {
+        let uids = self.uids_by_name.get(&(namespace.to_string(), name.to_string()))?;
+        uids.iter()
+            .filter_map(|u| self.by_uid.get(u))
+            .min_by_key(|p| (p.distance(t), std::cmp::Reverse(p.first_seen)))
+            .map(|p| p.uid.clone())
+    }
+
+    /// The pod with this UID.
+    pub fn get(&self, uid: &str) -> Option<&Pod> {
+        self.by_uid.get(uid)
+    }
+
+    /// Pods that held `ip` at `t`.
+    pub fn holders_at(&self, ip: IpAddr, t: Timestamp) -> impl Iterator<Item = &Pod> + '_ {
+        self.uids_by_ip
+            .get(&ip)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| self.by_uid.get(u))
+            .filter(move |p| p.held_at(ip, t))
+    }
+
+    /// Whether any pod ever held `ip`.
+    pub fn ever_held(&self, ip: IpAddr) -> bool {
+        self.uids_by_ip.contains_key(&ip)
+    }
+
+    /// Every pod, in UID order.
+    pub fn iter(&self) -> impl Iterator<Item = &Pod> {
+        let mut pods: Vec<&Pod> = self.by_uid.values().collect();
+        pods.sort_by(|a, b| a.uid.cmp(&b.uid));
+        pods.into_iter()
+    }
+
+    /// Pods that mount the Secret `namespace/secret`.
+    pub fn mounting(&self, namespace: &str, secret: &str) -> Vec<&Pod> {
+        self.iter().filter(|p| p.namespace == namespace && p.secret_volumes.contains(secret)).collect()
+    }
+
+    /// Whether any pod came from an inventory dump or an attestation.
+    pub fn have_inventory(&self) -> bool {
+        self.by_uid.values().any(|p| p.inventoried)
+    }
+
+    /// Number of pods known.
+    pub fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    /// Whether no pod is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_uid.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(min: i64) -> Timestamp {
+        Timestamp(1_800_000_000_000_000 + min * MINUTE)
+    }
+
+    fn fact(uid: Option<&str>, name: &str, min: i64, event: PodEvent) -> PodFact {
+        PodFact {
+            time: t(min),
+            event: Some(event),
+            uid: uid.map(str::to_string),
+            namespace: "shop".into(),
+            name: name.into(),
+            ..PodFact::default()
+        }
+    }
+
+    #[test]
+    fn a_statefulset_pod_recreated_under_its_name_is_a_new_pod() {
+        let mut pods = Pods::default();
+        pods.apply(fact(Some("uid-1"), "db-0", 0, PodEvent::Observed));
+        pods.apply(fact(None, "db-0", 60, PodEvent::Deleted));
+        pods.apply(fact(Some("uid-2"), "db-0", 62, PodEvent::Status));
+        pods.resolve();
+        assert_eq!(pods.get("uid-1").unwrap().deleted, Some(t(60)));
+        assert_eq!(pods.get("uid-2").unwrap().deleted, None);
+        assert_eq!(pods.uid_by_name("shop", "db-0", t(30)).as_deref(), Some("uid-1"));
+        assert_eq!(pods.uid_by_name("shop", "db-0", t(90)).as_deref(), Some("uid-2"));
+    }
+
+    #[test]
+    fn an_address_belongs_to_a_pod_only_while_it_lives() {
+        let mut pods = Pods::default();
+        let ip: IpAddr = "10.244.1.7".parse().unwrap();
+        let mut old = fact(Some("old"), "a", 0, PodEvent::Status);
+        old.ips = vec![ip];
+        pods.apply(old);
+        pods.apply(fact(Some("old"), "a", 10, PodEvent::Deleted));
+        let mut new = fact(Some("new"), "b", 20, PodEvent::Status);
+        new.ips = vec![ip];
+        pods.apply(new);
+        let at = |m| pods.holders_at(ip, t(m)).map(|p| p.uid.clone()).collect::<Vec<_>>();
+        assert_eq!(at(5), ["old"]);
+        assert_eq!(at(30), ["new"]);
+    }
+}

@@ -1,0 +1,184 @@
+//! How credentials were minted and rotated: `token-superseded-use`, `token-forged-mint`,
+//! `token-minted-by-user`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{credential, sa_name, serviceaccount, Context, Draft, Judged};
+use crate::finding::{FindingPod, Rule};
+use crate::principals::{is_control_plane, kubelet_node};
+use crate::tally::Tally;
+use crate::time::{Timestamp, MINUTE};
+use crate::usage::CredentialKey;
+
+pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
+    superseded(ctx, out);
+    let forged = forged_mints(ctx, out);
+    minted_by_user(ctx, &forged, out);
+}
+
+/// `token-superseded-use`: a pod's old JTI still in use more than the rotation grace after a
+/// newer JTI of the same pod was in use, or a use the apiserver flagged as stale.
+fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
+    let mints = ctx.judge.mints;
+    // Per pod: each JTI's uses, and when it came into being (its mint, else its first use).
+    let mut chains: BTreeMap<&str, BTreeMap<&str, Vec<&Judged<'_>>>> = BTreeMap::new();
+    for entry in &ctx.judged {
+        if let CredentialKey::PodBound { pod_uid, jti: Some(jti) } = &entry.0.credential {
+            chains.entry(pod_uid.as_str()).or_default().entry(jti.as_str()).or_default().push(entry);
+        }
+    }
+    let grace = ctx.engine.config.rotation_grace;
+    for jtis in chains.values() {
+        let born = |jti: &str, entries: &[&Judged<'_>]| -> Timestamp {
+            let first_use = entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
+            mints.get(jti).map_or(first_use, |m| m.time.min(first_use))
+        };
+        let mut ordered: Vec<(Timestamp, Timestamp, &str, &Vec<&Judged<'_>>)> = jtis
+            .iter()
+            .map(|(jti, entries)| {
+                let first_use = entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
+                (born(jti, entries), first_use, *jti, entries)
+            })
+            .collect();
+        ordered.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        for (i, (_, _, jti, entries)) in ordered.iter().enumerate() {
+            // The successor is in use from the earliest first use of any later credential.
+            let successor = ordered[i + 1..].iter().min_by_key(|s| s.1);
+            for (key, group, _) in entries.iter().copied() {
+                let late = successor.filter(|s| group.last() > s.1.plus(grace));
+                if late.is_none() && group.stale.count == 0 {
+                    continue;
+                }
+                let mut d = Draft::for_uses(Rule::TokenSupersededUse, ctx, key, group, group.uses.clone());
+                let pod = d.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)).unwrap_or_default();
+                let client = key.client.map(|ip| ip.to_string()).unwrap_or_default();
+                d.title = format!("Superseded token of pod {pod} still used from {client}");
+                let mut why = Vec::new();
+                if let Some((_, next_in_use, next, _)) = late {
+                    why.push(format!(
+                        "its last use at {} came {} minutes after the pod's newer credential JTI={next} was in use \
+                         (grace {} minutes)",
+                        group.last(),
+                        (group.last().0 - next_in_use.0) / MINUTE,
+                        grace / MINUTE,
+                    ));
+                }
+                if group.stale.count > 0 {
+                    why.push(format!(
+                        "the apiserver flagged {} of its uses as stale (past the token's warn-after time)",
+                        group.stale.count
+                    ));
+                }
+                d.explanation = format!(
+                    "Credential JTI={jti} of pod {pod} was used {} times from {client}; {}. The kubelet rotates a \
+                     pod's token every ~48 minutes and the pod switches within about a minute: an old token that \
+                     lives on is a copy.",
+                    group.uses.count,
+                    why.join("; and "),
+                );
+                out.push(d);
+            }
+        }
+    }
+}
+
+/// `token-forged-mint`: a pod-bound credential minted by anyone but the kubelet of the pod's
+/// node. Returns the JTIs it flagged.
+fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a str> {
+    // What the uses say about each pod-bound JTI: its pod, node and tallies.
+    let mut uses: BTreeMap<&str, (&Judged<'_>, Tally)> = BTreeMap::new();
+    for entry in &ctx.judged {
+        if let CredentialKey::PodBound { jti: Some(jti), .. } = &entry.0.credential {
+            let slot = uses.entry(jti.as_str()).or_insert_with(|| (entry, Tally::default()));
+            slot.1.merge(&entry.1.uses);
+        }
+    }
+    let mut flagged = BTreeSet::new();
+    for (jti, mint) in ctx.judge.mints.iter() {
+        if !mint.succeeded() {
+            continue;
+        }
+        let used = uses.get(jti);
+        let pod_bound = mint.bound_kind.as_deref() == Some("Pod") || mint.bound_pod.is_some() || used.is_some();
+        if !pod_bound {
+            continue;
+        }
+        let pod = used.and_then(|(e, _)| ctx.bound_pod(e.0, e.1)).or_else(|| {
+            let b = mint.bound_pod.as_ref()?;
+            let uid = b.uid.clone().or_else(|| ctx.engine.model.pods.uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time));
+            let node = uid.as_deref().and_then(|u| ctx.engine.model.pods.get(u)).and_then(|p| p.node.clone());
+            Some(FindingPod { namespace: mint.serviceaccount.namespace.clone(), name: b.name.clone(), uid, node })
+        });
+        let node = pod.as_ref().and_then(|p| p.node.clone());
+        let by_kubelet = kubelet_node(&mint.minter);
+        let legitimate = match (by_kubelet, node.as_deref()) {
+            (Some(minter_node), Some(pod_node)) => minter_node == pod_node,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if legitimate {
+            continue;
+        }
+        let mut tally = Tally::default();
+        tally.add(mint.time, &mint.audit_id, mint.user_agent.as_deref(), None);
+        if let Some((_, t)) = used {
+            tally.merge(t);
+        }
+        let credential_key = CredentialKey::PodBound {
+            pod_uid: pod.as_ref().and_then(|p| p.uid.clone()).unwrap_or_default(),
+            jti: Some((*jti).to_string()),
+        };
+        let mut d = Draft::about(Rule::TokenForgedMint, format!("JTI={jti}"), String::new(), tally);
+        d.serviceaccount = Some(serviceaccount(&mint.serviceaccount, None));
+        d.credential = Some(credential(&credential_key));
+        d.source_ip = mint.client;
+        let pod_name = pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)).unwrap_or_default();
+        let expected_minter = node.as_deref().map_or(String::from("the kubelet of its node"), |n| format!("system:node:{n}"));
+        d.pod = pod;
+        d.title = format!("Token bound to pod {pod_name} minted by {}", mint.minter);
+        d.explanation = format!(
+            "{} minted credential JTI={jti} for service account {} bound to pod {pod_name} at {}{}; only {expected_minter} \
+             mints that pod's tokens. Its uses look exactly like the pod's own.",
+            mint.minter,
+            sa_name(&mint.serviceaccount),
+            mint.time,
+            used.map(|(_, t)| format!(", and it was used {} times", t.count)).unwrap_or_default(),
+        );
+        out.push(d);
+        flagged.insert(*jti);
+    }
+    flagged
+}
+
+/// `token-minted-by-user`: TokenRequests by principals that are neither kubelets nor the control
+/// plane, one finding per minter and service account (a pod-bound forged mint is already flagged).
+fn minted_by_user(ctx: &Context<'_>, forged: &BTreeSet<&str>, out: &mut Vec<Draft>) {
+    let mut by_minter: BTreeMap<(&str, &crate::observation::ServiceAccountRef), (Tally, BTreeSet<std::net::IpAddr>)> =
+        BTreeMap::new();
+    for mint in ctx.engine.mints.iter() {
+        if !mint.succeeded() || kubelet_node(&mint.minter).is_some() || is_control_plane(&mint.minter) {
+            continue;
+        }
+        if mint.jti.as_deref().is_some_and(|j| forged.contains(j)) {
+            continue;
+        }
+        let slot = by_minter.entry((mint.minter.as_str(), &mint.serviceaccount)).or_default();
+        slot.0.add(mint.time, &mint.audit_id, mint.user_agent.as_deref(), None);
+        slot.1.extend(mint.client);
+    }
+    for ((minter, sa), (tally, clients)) in by_minter {
+        let count = tally.count;
+        let mut d = Draft::about(Rule::TokenMintedByUser, format!("{minter}->{}", sa_name(sa)), String::new(), tally);
+        d.serviceaccount = Some(serviceaccount(sa, None));
+        d.source_ips = clients.into_iter().collect();
+        d.source_ip = (d.source_ips.len() == 1).then(|| d.source_ips[0]);
+        d.title = format!("{minter} minted tokens for service account {}", sa_name(sa));
+        d.explanation = format!(
+            "{minter} requested {count} token(s) for service account {} through the TokenRequest API. Tokens are \
+             normally minted by kubelets for their pods; a token minted by a person or another workload carries \
+             the account's permissions wherever it is taken.",
+            sa_name(sa),
+        );
+        out.push(d);
+    }
+}

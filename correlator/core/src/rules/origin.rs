@@ -1,0 +1,149 @@
+//! Where a credential was used from: `token-used-off-cluster`, `token-used-from-other-workload`,
+//! `token-multi-origin`, `xff-spoofed-source`.
+//!
+//! `legacy-token-foreign-ip` is the same question for Secret-based tokens and lives in
+//! [`super::legacy`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::{sa_name, Context, Draft, Judged};
+use crate::finding::Rule;
+use crate::model::Place;
+use crate::tally::Tally;
+use crate::usage::CredentialKey;
+use crate::verdict::Verdict;
+
+pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
+    // Credentials whose unexpected addresses are already explained by a sharper rule.
+    let mut explained: BTreeSet<(&CredentialKey, IpAddr)> = BTreeSet::new();
+    for (key, group, judgement) in &ctx.judged {
+        let (CredentialKey::PodBound { .. }, Some(ip)) = (&key.credential, key.client) else { continue };
+        if judgement.verdict != Verdict::Unexpected {
+            continue;
+        }
+        let pod = ctx.bound_pod(key, group);
+        let pod_name = pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)).unwrap_or_default();
+        let rule = if judgement.off_cluster() { Rule::TokenUsedOffCluster } else { Rule::TokenUsedFromOtherWorkload };
+        let mut d = Draft::for_uses(rule, ctx, key, group, group.uses.clone());
+        d.expected_ips = judgement.expected.iter().copied().collect();
+        let expected = if d.expected_ips.is_empty() {
+            String::from("no address is known for it")
+        } else {
+            format!("it was expected from {}", join(&d.expected_ips))
+        };
+        if rule == Rule::TokenUsedOffCluster {
+            d.title = format!("Token of pod {pod_name} used from outside the cluster ({ip})");
+            d.explanation = format!(
+                "The token bound to pod {pod_name} (service account {}) was used {} times from {ip}, \
+                 which is outside every cluster network and egress address; {expected}. \
+                 A pod's token used from outside the cluster has been stolen and replayed.",
+                sa_name(&key.serviceaccount),
+                group.uses.count,
+            );
+        } else {
+            let holder = match &judgement.place {
+                Some(Place::Pod { name, .. }) => format!("held by pod {name} at the time"),
+                Some(Place::Node(n)) => format!("an address of node {n}"),
+                _ => String::from("an in-cluster address that was not its pod's or node's"),
+            };
+            d.title = format!("Token of pod {pod_name} used from another workload ({ip})");
+            d.explanation = format!(
+                "The token bound to pod {pod_name} (service account {}) was used {} times from {ip}, {holder}; \
+                 {expected}. Another workload holds a copy of this pod's token.",
+                sa_name(&key.serviceaccount),
+                group.uses.count,
+            );
+        }
+        explained.insert((&key.credential, ip));
+        out.push(d);
+    }
+    multi_origin(ctx, &explained, out);
+    spoofed_forwarding(ctx, out);
+}
+
+/// `token-multi-origin`: one credential from addresses that cannot be one workload. Needs no
+/// inventory at all: with none, every address is its own workload.
+fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)>, out: &mut Vec<Draft>) {
+    let mut by_credential: BTreeMap<_, Vec<_>> = BTreeMap::new();
+    for entry @ (key, _, _) in &ctx.judged {
+        if matches!(key.credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. }) && key.client.is_some() {
+            by_credential.entry((&key.serviceaccount, &key.credential)).or_insert_with(Vec::new).push(entry);
+        }
+    }
+    for ((_, credential), entries) in by_credential {
+        // An address's workload: the credential's own (pod, its node, egress), a named pod or
+        // node, or the address itself.
+        let workload = |(_, _, j): &&Judged<'_>, ip: IpAddr| match (&j.verdict, &j.place) {
+            (Verdict::Expected, _) => String::from("home"),
+            (_, Some(Place::Pod { uid, .. })) => format!("pod:{uid}"),
+            (_, Some(Place::Node(n))) => format!("node:{n}"),
+            _ => format!("ip:{ip}"),
+        };
+        let mut workloads = BTreeSet::new();
+        let mut unexplained = false;
+        let mut ips = Vec::new();
+        let mut tally = Tally::default();
+        for e in &entries {
+            let Some(ip) = e.0.client else { continue };
+            let w = workload(e, ip);
+            if w != "home" && !explained.contains(&(credential, ip)) {
+                unexplained = true;
+            }
+            workloads.insert(w);
+            ips.push(ip);
+            tally.merge(&e.1.uses);
+        }
+        if workloads.len() < 2 || !unexplained {
+            continue;
+        }
+        let (key, group, _) = *entries[0];
+        let mut d = Draft::for_uses(Rule::TokenMultiOrigin, ctx, key, group, tally);
+        d.client = String::new();
+        d.source_ip = None;
+        d.source_ips = ips;
+        let subject = match &d.pod {
+            Some(p) => format!("pod {}/{}", p.namespace, p.name),
+            None => format!("service account {}", sa_name(&key.serviceaccount)),
+        };
+        d.title = format!("One token of {subject} used from {} different workloads", workloads.len());
+        d.explanation = format!(
+            "Credential {} of {subject} was used from {} ({} workloads that cannot be one), {} requests in all. \
+             A token is held by one workload; the same credential from several means it was copied.",
+            d.credential.as_ref().and_then(|c| c.id.clone()).unwrap_or_else(|| String::from("(no JTI)")),
+            join(&d.source_ips),
+            workloads.len(),
+            d.tally.count,
+        );
+        out.push(d);
+    }
+}
+
+/// `xff-spoofed-source`: client-supplied X-Forwarded-For/X-Real-Ip addresses on a service-account
+/// request whose TCP peer is not a trusted proxy.
+fn spoofed_forwarding(ctx: &Context<'_>, out: &mut Vec<Draft>) {
+    for (key, group, _) in &ctx.judged {
+        if group.forwarded.count == 0 {
+            continue;
+        }
+        let mut d = Draft::for_uses(Rule::XffSpoofedSource, ctx, key, group, group.forwarded.clone());
+        let claimed: Vec<IpAddr> = group.forwarded_ips.iter().copied().collect();
+        d.source_ips = claimed.iter().copied().chain(key.client).collect();
+        let peer = key.client.map(|ip| ip.to_string()).unwrap_or_else(|| String::from("an unknown peer"));
+        d.title = format!("Forwarded-for header claims {} on requests from {peer}", join(&claimed));
+        d.explanation = format!(
+            "{} requests with the token of service account {} came from {peer} (the TCP peer, not a trusted proxy) \
+             but carried X-Forwarded-For/X-Real-Ip addresses {}. Only the peer address is real; a client that \
+             forges its forwarded address is hiding where it is.",
+            d.tally.count,
+            sa_name(&key.serviceaccount),
+            join(&claimed),
+        );
+        out.push(d);
+    }
+}
+
+/// Addresses as a comma-separated list.
+pub(crate) fn join(ips: &[IpAddr]) -> String {
+    ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+}

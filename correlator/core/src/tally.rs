@@ -1,0 +1,88 @@
+//! A tally of requests: how many, when, and a bounded, order-independent sample of which.
+
+use crate::finding::FindingRequest;
+use crate::observation::Request;
+use crate::sample::Smallest;
+use crate::time::Timestamp;
+
+const AUDIT_ID_SAMPLE: usize = 5;
+const USER_AGENT_SAMPLE: usize = 5;
+const REQUEST_SAMPLE: usize = 10;
+
+/// Requests folded together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    /// How many.
+    pub count: u64,
+    /// Earliest event time.
+    pub first: Timestamp,
+    /// Latest event time.
+    pub last: Timestamp,
+    /// The earliest few audit IDs (by time, then ID).
+    pub audit_ids: Smallest<(Timestamp, String)>,
+    /// A few user agents.
+    pub user_agents: Smallest<String>,
+    /// A few distinct requests.
+    pub requests: Smallest<FindingRequest>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            count: 0,
+            first: Timestamp::MAX,
+            last: Timestamp::MIN,
+            audit_ids: Smallest::new(AUDIT_ID_SAMPLE),
+            user_agents: Smallest::new(USER_AGENT_SAMPLE),
+            requests: Smallest::new(REQUEST_SAMPLE),
+        }
+    }
+}
+
+impl Tally {
+    /// Adds one request.
+    pub fn add(&mut self, t: Timestamp, audit_id: &str, user_agent: Option<&str>, request: Option<&Request>) {
+        self.count += 1;
+        self.first = self.first.min(t);
+        self.last = self.last.max(t);
+        if !audit_id.is_empty() {
+            self.audit_ids.offer((t, audit_id.to_string()));
+        }
+        if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
+            self.user_agents.offer(ua.to_string());
+        }
+        if let Some(r) = request {
+            self.requests.offer(FindingRequest::from(r));
+        }
+    }
+
+    /// Folds another tally into this one.
+    pub fn merge(&mut self, other: &Tally) {
+        self.count += other.count;
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.audit_ids.merge(&other.audit_ids);
+        self.user_agents.merge(&other.user_agents);
+        self.requests.merge(&other.requests);
+    }
+
+    /// Whether any request in the tally falls in `[from, to]` (as far as first and last tell).
+    pub fn overlaps(&self, from: Timestamp, to: Timestamp) -> bool {
+        self.count > 0 && self.first <= to && self.last >= from
+    }
+
+    /// The sampled audit IDs, earliest first.
+    pub fn audit_id_list(&self) -> Vec<String> {
+        self.audit_ids.iter().map(|(_, id)| id.clone()).collect()
+    }
+
+    /// The sampled user agents.
+    pub fn user_agent_list(&self) -> Vec<String> {
+        self.user_agents.iter().cloned().collect()
+    }
+
+    /// The sampled requests.
+    pub fn request_list(&self) -> Vec<FindingRequest> {
+        self.requests.iter().cloned().collect()
+    }
+}

@@ -1,0 +1,198 @@
+//! Was this use of a credential from where it should be? The per-use-group judgement that the
+//! origin rules, the client-address table and coverage all share.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::activity::Mint;
+use crate::config::EngineConfig;
+use crate::model::{Model, Place, Pod};
+use crate::net::IpNet;
+use crate::observation::{ServiceAccountRef, TokenSecretFact};
+use crate::usage::{CredentialKey, UseGroup, UseKey};
+
+/// The verdict on the uses of one credential from one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// From the pod (or node, or egress) the credential belongs to.
+    Expected,
+    /// The evidence does not allow a verdict; [`Judgement::unknown_because`] says why.
+    Unknown,
+    /// From somewhere the credential does not belong.
+    Unexpected,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Expected => "expected",
+            Verdict::Unknown => "unknown",
+            Verdict::Unexpected => "unexpected",
+        })
+    }
+}
+
+/// Why a use could not be verified. The texts appear in the coverage section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnknownBecause {
+    /// No `sourceIPs` on the event.
+    NoSourceAddress,
+    /// The token kind is not in the evidence (GKE entries, Kubernetes before 1.30).
+    NoCredentialInfo,
+    /// An unbound TokenRequest token: no pod to compare with.
+    Unbound,
+    /// Nothing is known of the bound pod's addresses.
+    PodAddressesUnknown,
+    /// The address is private and the cluster's networks are unknown.
+    NetworksUnknown,
+    /// No pod is known to mount the legacy token's Secret.
+    LegacyMountsUnknown,
+}
+
+impl UnknownBecause {
+    /// The reason, with what would fix it.
+    pub fn text(self) -> &'static str {
+        match self {
+            UnknownBecause::NoSourceAddress => "no source address in the audit event",
+            UnknownBecause::NoCredentialInfo => {
+                "no pod binding or credential id in the evidence (GKE audit entries, or Kubernetes before 1.30)"
+            }
+            UnknownBecause::Unbound => "unbound token (kubectl create token, controllers): no pod to compare with",
+            UnknownBecause::PodAddressesUnknown => {
+                "bound pod's addresses unknown: add pods.json, or log pods/status at Request level"
+            }
+            UnknownBecause::NetworksUnknown => {
+                "private address outside known pods and nodes: add nodes.json or --cluster-network"
+            }
+            UnknownBecause::LegacyMountsUnknown => "no pod known to mount the token's Secret: add pods.json",
+        }
+    }
+}
+
+/// The judgement on one use group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Where the client address sat at the first use.
+    pub place: Option<Place>,
+    /// Addresses the credential was expected to come from.
+    pub expected: BTreeSet<IpAddr>,
+    /// Why it could not be verified, for [`Verdict::Unknown`].
+    pub unknown_because: Option<UnknownBecause>,
+}
+
+impl Judgement {
+    fn unknown(because: UnknownBecause, place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
+        Judgement { verdict: Verdict::Unknown, place, expected, unknown_because: Some(because) }
+    }
+
+    fn expected(place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
+        Judgement { verdict: Verdict::Expected, place, expected, unknown_because: None }
+    }
+
+    fn unexpected(place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
+        Judgement { verdict: Verdict::Unexpected, place, expected, unknown_because: None }
+    }
+
+    /// Whether the client address is outside the cluster.
+    pub fn off_cluster(&self) -> bool {
+        self.place == Some(Place::OffCluster)
+    }
+}
+
+/// What judging needs besides the use group itself.
+pub struct Judge<'a> {
+    /// Pods and nodes.
+    pub model: &'a Model,
+    /// The cluster's networks ([`Model::cluster_networks`]).
+    pub networks: &'a [IpNet],
+    /// Engine settings.
+    pub config: &'a EngineConfig,
+    /// Token Secrets by (namespace, name).
+    pub token_secrets: &'a std::collections::BTreeMap<(String, String), TokenSecretFact>,
+    /// Mints by JTI.
+    pub mints: &'a std::collections::BTreeMap<&'a str, &'a Mint>,
+}
+
+impl Judge<'_> {
+    /// Judges the uses of `key.credential` from `key.client`.
+    pub fn judge(&self, key: &UseKey, group: &UseGroup) -> Judgement {
+        let Some(ip) = key.client else {
+            return Judgement::unknown(UnknownBecause::NoSourceAddress, None, BTreeSet::new());
+        };
+        let place = self.model.place(ip, group.first(), self.networks, self.config);
+        match &key.credential {
+            CredentialKey::PodBound { pod_uid, .. } => self.judge_pod_bound(ip, place, pod_uid, group),
+            CredentialKey::Legacy { secret } => self.judge_legacy(ip, place, &key.serviceaccount, secret.as_deref()),
+            CredentialKey::Unbound { jti } => {
+                // The minter's own address is where an unbound token is expected (a controller
+                // minting for itself); anything else cannot be judged without a binding.
+                let minted_from = self.mints.get(jti.as_str()).and_then(|m| m.client);
+                let expected: BTreeSet<IpAddr> = minted_from.into_iter().collect();
+                if expected.contains(&ip) {
+                    Judgement::expected(Some(place), expected)
+                } else {
+                    Judgement::unknown(UnknownBecause::Unbound, Some(place), expected)
+                }
+            }
+            CredentialKey::Unknown => Judgement::unknown(UnknownBecause::NoCredentialInfo, Some(place), BTreeSet::new()),
+        }
+    }
+
+    fn judge_pod_bound(&self, ip: IpAddr, place: Place, pod_uid: &str, group: &UseGroup) -> Judgement {
+        let expected = self.model.expected_for_pod(pod_uid, group.node.as_deref());
+        if expected.contains(&ip) || self.config.is_egress(ip) {
+            return Judgement::expected(Some(place), expected);
+        }
+        let pod = self.model.pods.get(pod_uid);
+        let pod_addresses_known = pod.is_some_and(|p| !p.addresses.is_empty());
+        let node_known = group.node.is_some() || pod.is_some_and(|p| p.node.is_some());
+        match &place {
+            Place::OffCluster => Judgement::unexpected(Some(place), expected),
+            Place::Pod { uid, .. } if uid == pod_uid => Judgement::expected(Some(place), expected),
+            Place::Pod { .. } => Judgement::unexpected(Some(place), expected),
+            // Another node's address is damning only if we know which node the pod was on.
+            Place::Node(_) if node_known => Judgement::unexpected(Some(place), expected),
+            Place::Node(_) => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
+            Place::Egress => Judgement::expected(Some(place), expected),
+            Place::InCluster if pod_addresses_known => Judgement::unexpected(Some(place), expected),
+            Place::InCluster => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
+            Place::Unknown => Judgement::unknown(UnknownBecause::NetworksUnknown, Some(place), expected),
+        }
+    }
+
+    fn judge_legacy(&self, ip: IpAddr, place: Place, sa: &ServiceAccountRef, secret: Option<&str>) -> Judgement {
+        let mounting = self.mounting_pods(sa, secret);
+        let mut expected = BTreeSet::new();
+        for pod in &mounting {
+            expected.extend(self.model.expected_for_pod(&pod.uid, pod.node.as_deref()));
+        }
+        if expected.contains(&ip) || self.config.is_egress(ip) {
+            return Judgement::expected(Some(place), expected);
+        }
+        if place == Place::OffCluster || !mounting.is_empty() || self.model.pods.have_inventory() {
+            // With an inventory of pods, a token no listed pod mounts has left its Secret.
+            return Judgement::unexpected(Some(place), expected);
+        }
+        Judgement::unknown(UnknownBecause::LegacyMountsUnknown, Some(place), expected)
+    }
+
+    /// Pods that mount the legacy token's Secret; without the Secret's name (before 1.29), pods
+    /// mounting any token Secret of the service account.
+    pub fn mounting_pods(&self, sa: &ServiceAccountRef, secret: Option<&str>) -> Vec<&Pod> {
+        match secret {
+            Some(s) => self.model.pods.mounting(&sa.namespace, s),
+            None => self
+                .token_secrets
+                .values()
+                .filter(|s| s.namespace == sa.namespace && s.serviceaccount.as_deref() == Some(sa.name.as_str()))
+                .flat_map(|s| self.model.pods.mounting(&s.namespace, &s.name))
+                .collect(),
+        }
+    }
+}
