@@ -3,3 +3,42 @@
 //! Turns bytes (audit events, provider wrappers, `kubectl get -o json` dumps) into the engine's
 //! [`Observation`](tokentrail_correlator_core::Observation)s. No tokio, no Kafka, no file system:
 //! callers hand in bytes or a reader.
+//!
+//! How a driver uses it, for one file or one message:
+//! 1. [`detect_compression`] on the first bytes, then [`decompress`] the reader;
+//! 2. [`strip_bom`] and [`detect_layout`] on the first line;
+//! 3. [`decode_value`] on every line ([`Layout::Lines`]) or on the whole text
+//!    ([`Layout::Document`]), into one [`Sink`] per unit of work, then [`DecodeStats::merge`].
+//!
+//! Layout:
+//! * [`compression`], [`layout`]: what the bytes are before any JSON is read.
+//! * [`decode`]: the entry point; recognises every supported shape by its content and unwraps
+//!   arrays and lists.
+//! * `audit_event`: the serde shape of one top-level object (an audit `Event`, and the keys that
+//!   tell the other shapes apart), read once, borrowing from the input.
+//! * `providers`: EKS CloudWatch, AKS diagnostic and GKE Cloud Logging envelopes.
+//! * `normalize`: one audit event to observations (the hot path).
+//! * `objects`, `inventory`: Kubernetes objects (Pod, Node, ServiceAccount, Secret) and the
+//!   facts an inventory dump yields.
+//! * [`sink`]: what decoding appends to: observations, problems, [`DecodeStats`].
+//! * `json`: borrowing JSON helpers.
+//!
+//! Nothing here copies token material: Secret `data`/`stringData` and TokenRequest `status`
+//! are never deserialized, and problem messages elide long quoted strings.
+
+pub mod compression;
+pub mod decode;
+pub mod layout;
+pub mod sink;
+
+mod audit_event;
+mod inventory;
+mod json;
+mod normalize;
+mod objects;
+mod providers;
+
+pub use compression::{decompress, detect_compression, Compression};
+pub use decode::decode_value;
+pub use layout::{detect_layout, strip_bom, Layout};
+pub use sink::{DecodeStats, Format, Problem, Sink};
