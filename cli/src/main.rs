@@ -1,1 +1,31 @@
-fn main() {}
+//! `tokentrail`: the one binary. Each subcommand is a thin layer over a library's `run`.
+
+mod analyze;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Match every Kubernetes service-account token use to the pod it was issued to; report theft
+/// and replay.
+#[derive(Parser)]
+#[command(name = "tokentrail", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse collected evidence: audit logs (any common format, gzip/zstd) and `kubectl get
+    /// -o json` dumps of serviceaccounts, service-account-token secrets, pods and nodes.
+    Analyze(analyze::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Analyze(args) => analyze::run(args),
+    }
+}

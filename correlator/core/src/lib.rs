@@ -22,6 +22,7 @@ pub mod finding;
 pub mod model;
 pub mod net;
 pub mod observation;
+pub mod ocsf;
 pub mod principals;
 pub mod report;
 mod rules;

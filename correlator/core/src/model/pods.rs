@@ -142,19 +142,28 @@ impl Pods {
     /// pod, so its addresses and deletion still count.
     pub fn resolve(&mut self) {
         for fact in std::mem::take(&mut self.unresolved) {
+            // A create names the pod about to exist; anything else names one already running.
             let uid = self
-                .uid_by_name(&fact.namespace, &fact.name, fact.time)
+                .pick_by_name(&fact.namespace, &fact.name, fact.time, fact.event == Some(PodEvent::Created))
                 .unwrap_or_else(|| format!("unknown-uid:{}/{}", fact.namespace, fact.name));
             self.apply_to(&uid, &fact);
         }
     }
 
-    /// The UID of the pod named `namespace/name` at `t`.
+    /// The UID of the pod named `namespace/name` at `t`: the one alive then (or nearest), and
+    /// between a pod going and its namesake coming, the one already running.
     pub fn uid_by_name(&self, namespace: &str, name: &str, t: Timestamp) -> Option<String> {
+        self.pick_by_name(namespace, name, t, false)
+    }
+
+    fn pick_by_name(&self, namespace: &str, name: &str, t: Timestamp, newcomer: bool) -> Option<String> {
         let uids = self.uids_by_name.get(&(namespace.to_string(), name.to_string()))?;
         uids.iter()
             .filter_map(|u| self.by_uid.get(u))
-            .min_by_key(|p| (p.distance(t), std::cmp::Reverse(p.first_seen)))
+            .min_by_key(|p| {
+                let started_later = p.first_seen > t;
+                (p.distance(t), started_later != newcomer, if newcomer { p.first_seen.0 } else { -p.first_seen.0 })
+            })
             .map(|p| p.uid.clone())
     }
 

@@ -1,0 +1,144 @@
+//! `tokentrail analyze`: options, then the forensic driver, then the report.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+use tokentrail_correlator::forensic::{self, AnalyzeOptions, LocatedProblem};
+use tokentrail_correlator::output;
+use tokentrail_correlator_core::time::parse_duration;
+use tokentrail_correlator_core::{EngineConfig, IpNet, Severity, Timestamp};
+
+use crate::progress::Bar;
+
+/// Exit status when `--fail-on` matched a finding.
+const EXIT_FINDINGS: u8 = 3;
+/// Exit status when no evidence could be read.
+const EXIT_NO_EVIDENCE: u8 = 1;
+/// Bad records printed per file before the rest are only counted.
+const PROBLEMS_SHOWN_PER_FILE: usize = 10;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Findings by severity, client-address table, legacy tokens, coverage.
+    Text,
+    /// `tokentrail.finding/v1` records, one per line.
+    Json,
+    /// OCSF 1.3 Detection Findings (class_uid 2004), one per line.
+    Ocsf,
+}
+
+/// Options of `tokentrail analyze`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Evidence files or directories (formats are detected from content).
+    #[arg(required = true, value_name = "EVIDENCE")]
+    evidence: Vec<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also write every output (findings.jsonl, findings.ocsf.jsonl, report.txt, usage.json,
+    /// legacy-tokens.json, coverage.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Cluster name put on findings.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// A network of the cluster (pods, nodes) beyond what nodes.json says. Repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    cluster_network: Vec<IpNet>,
+    /// A proxy in front of the apiserver whose forwarded-for entries are trusted. Repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    trusted_proxy: Vec<IpNet>,
+    /// A NAT address pod traffic to the apiserver may come from. Repeatable.
+    #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
+    egress_ip: Vec<IpNet>,
+    /// How long a pod's old token may still be used after its newer one is.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_grace)]
+    rotation_grace: i64,
+    /// Ignore requests before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<Timestamp>,
+    /// Ignore requests after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<Timestamp>,
+    /// Exit with status 3 when a finding at or above this severity exists.
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    fail_on: Option<Severity>,
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>().map_err(|e| e.to_string())
+}
+
+fn parse_grace(s: &str) -> Result<i64, String> {
+    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: write e.g. 90s, 5m, 1h"))
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).ok_or_else(|| format!("{s:?} is not a time: write RFC 3339, e.g. 2026-03-01T10:00:00Z"))
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| format!("{s:?} is not a severity: use low, medium, high or critical"))
+}
+
+/// Runs the analysis and prints the report; returns the exit status.
+pub fn run(args: Args) -> ExitCode {
+    let options = AnalyzeOptions {
+        engine: EngineConfig {
+            cluster: args.cluster.clone(),
+            cluster_networks: args.cluster_network.clone(),
+            trusted_proxies: args.trusted_proxy.clone(),
+            egress: args.egress_ip.clone(),
+            rotation_grace: args.rotation_grace,
+            ..EngineConfig::default()
+        },
+        since: args.since,
+        until: args.until,
+        ..AnalyzeOptions::default()
+    };
+    let bar = Bar::for_stderr();
+    let mut shown: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
+    let mut report_problem = |p: &LocatedProblem| {
+        let n = shown.entry(p.path.clone()).or_default();
+        *n += 1;
+        if *n <= PROBLEMS_SHOWN_PER_FILE {
+            eprintln!("tokentrail: {p}");
+        } else if *n == PROBLEMS_SHOWN_PER_FILE + 1 {
+            eprintln!("tokentrail: {}: more bad records; all are counted in the coverage section", p.path.display());
+        }
+    };
+    let analysis = forensic::analyze(&args.evidence, &options, &bar, &mut report_problem);
+    if !analysis.read_anything() {
+        eprintln!("tokentrail: no evidence could be read; check the paths and permissions above");
+        return ExitCode::from(EXIT_NO_EVIDENCE);
+    }
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let findings = &analysis.report.findings;
+    let printed = match args.format {
+        Format::Text => out.write_all(output::text(&analysis).as_bytes()),
+        Format::Json => output::write_json(findings, &mut out),
+        Format::Ocsf => output::write_ocsf(findings, &mut out),
+    };
+    if let Err(e) = printed.and_then(|()| out.flush()) {
+        // A closed pipe (`| head`) is not an error worth a message.
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("tokentrail: cannot write the report: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(dir) = &args.out {
+        if let Err(e) = output::write_dir(&analysis, dir) {
+            eprintln!("tokentrail: cannot write into {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    match args.fail_on {
+        Some(threshold) if findings.iter().any(|f| f.severity >= threshold) => ExitCode::from(EXIT_FINDINGS),
+        _ => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,453 @@
+//! Every rule of the catalogue, each next to the benign lookalikes that must stay silent.
+
+mod common;
+
+use common::*;
+use tokentrail_correlator_core::observation::Stage;
+use tokentrail_correlator_core::{EngineConfig, IpNet, Severity};
+
+fn api() -> PodSpec {
+    pod("payments/api-7d9f8-xk2lq", "uid-api").on_node("worker-1").with_ip("10.244.1.12").running_as("api")
+}
+
+fn with_cluster(mut extra: Vec<tokentrail_correlator_core::Observation>) -> Vec<tokentrail_correlator_core::Observation> {
+    let mut all = cluster();
+    all.append(&mut extra);
+    all
+}
+
+// --- token-used-off-cluster -------------------------------------------------------------------
+
+#[test]
+fn token_used_from_the_internet_is_off_cluster_and_critical() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(1.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(5.0).listing_secrets("payments").obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-used-off-cluster@203.0.113.50"]);
+    let f = &report.findings[0];
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.credential.as_ref().unwrap().id.as_deref(), Some("JTI=j1"));
+    assert_eq!(f.pod.as_ref().unwrap().uid.as_deref(), Some("uid-api"));
+    assert!(f.expected_ips.contains(&ip("10.244.1.12")) && f.expected_ips.contains(&ip("10.0.1.11")));
+    assert_eq!(f.requests[0].resource.as_deref(), Some("secrets"));
+}
+
+#[test]
+fn token_used_from_its_own_pod_address_is_silent() {
+    let p = api();
+    let report = run(with_cluster(
+        [vec![p.observed()], use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").every_minute(0.0, 30)].concat(),
+    ));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+    assert_eq!(report.coverage.expected, 30);
+    assert_eq!(report.usage[0].verdict.to_string(), "expected");
+}
+
+#[test]
+fn host_network_pod_using_its_token_from_the_node_address_is_silent() {
+    let p = pod("monitoring/node-exporter-abcde", "uid-ne").on_node("worker-2").with_ip("10.0.1.12").host_network();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("monitoring/node-exporter").bound_to(&p, "j1").from("10.0.1.12").at(1.0).obs(),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+    assert_eq!(report.usage[0].place, "node worker-2");
+}
+
+#[test]
+fn pod_traffic_snat_to_its_own_node_address_is_silent() {
+    let p = pod("shop/web-1", "uid-web").on_node("worker-3").with_ip("10.244.3.8");
+    let report = run(with_cluster(vec![p.observed(), use_of("shop/web").bound_to(&p, "j1").from("10.0.1.13").at(1.0).obs()]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn configured_egress_address_is_expected() {
+    let p = api();
+    let obs = with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").from("52.1.2.3").at(1.0).obs()]);
+    assert_eq!(fired(&run(obs.clone())), ["token-used-off-cluster@52.1.2.3"]);
+    let config = EngineConfig { egress: vec!["52.1.2.3".parse::<IpNet>().unwrap()], ..EngineConfig::default() };
+    assert!(run_with(config, obs).findings.is_empty());
+}
+
+#[test]
+fn private_address_with_unknown_networks_is_unknown_not_off_cluster() {
+    // No nodes.json, no --cluster-network: 10.9.9.9 could be anything of the cluster's.
+    let p = api();
+    let report = run(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").from("10.9.9.9").at(1.0).obs()]);
+    assert!(only(&report, "token-used-off-cluster").is_empty());
+    assert_eq!(report.coverage.verified, 0);
+    assert!(report.coverage.unverified.keys().any(|k| k.contains("--cluster-network")));
+}
+
+// --- token-used-from-other-workload -----------------------------------------------------------
+
+#[test]
+fn token_used_from_another_pods_address_names_that_pod() {
+    let p = api();
+    let other = pod("shop/web-1", "uid-web").on_node("worker-2").with_ip("10.244.2.7");
+    let report = run(with_cluster(vec![
+        p.observed(),
+        other.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.2.7").at(3.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-used-from-other-workload@10.244.2.7"]);
+    assert!(report.findings[0].explanation.contains("shop/web-1"), "{}", report.findings[0].explanation);
+    assert_eq!(report.findings[0].severity, Severity::High);
+}
+
+#[test]
+fn token_used_from_another_nodes_address_is_other_workload() {
+    let p = api();
+    let report = run(with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").from("10.0.1.13").at(3.0).obs()]));
+    assert_eq!(fired(&report), ["token-used-from-other-workload@10.0.1.13"]);
+    assert!(report.findings[0].explanation.contains("worker-3"));
+}
+
+#[test]
+fn address_reused_by_a_new_pod_after_the_old_one_was_deleted_is_silent() {
+    let old = pod("shop/worker-a", "uid-old").on_node("worker-2").with_ip("10.244.2.9").since(0.0);
+    let new = pod("shop/worker-b", "uid-new").on_node("worker-2").with_ip("10.244.2.9").since(30.0);
+    let report = run(with_cluster(vec![
+        old.status_patched(),
+        use_of("shop/worker").bound_to(&old, "j-old").from("10.244.2.9").at(5.0).obs(),
+        old.deleted_at(20.0),
+        new.status_patched(),
+        use_of("shop/worker").bound_to(&new, "j-new").from("10.244.2.9").at(35.0).obs(),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn the_holder_named_is_the_one_holding_the_address_at_the_time() {
+    let old = pod("shop/worker-a", "uid-old").on_node("worker-2").with_ip("10.244.2.9").since(0.0);
+    let new = pod("shop/worker-b", "uid-new").on_node("worker-2").with_ip("10.244.2.9").since(30.0);
+    let p = api();
+    let report = run(with_cluster(vec![
+        old.status_patched(),
+        old.deleted_at(20.0),
+        new.status_patched(),
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.2.9").at(40.0).obs(),
+    ]));
+    let f = &only(&report, "token-used-from-other-workload")[0];
+    assert!(f.explanation.contains("shop/worker-b") && !f.explanation.contains("shop/worker-a"), "{}", f.explanation);
+}
+
+#[test]
+fn statefulset_pod_recreated_under_the_same_name_is_silent() {
+    let first = pod("shop/db-0", "uid-db-1").on_node("worker-1").with_ip("10.244.1.30").since(0.0);
+    let second = pod("shop/db-0", "uid-db-2").on_node("worker-3").with_ip("10.244.3.40").since(62.0);
+    let report = run(with_cluster(vec![
+        first.status_patched(),
+        use_of("shop/db").bound_to(&first, "j1").from("10.244.1.30").at(10.0).obs(),
+        first.deleted_at(60.0),
+        second.status_patched(),
+        use_of("shop/db").bound_to(&second, "j2").from("10.244.3.40").at(65.0).obs(),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+// --- token-multi-origin -----------------------------------------------------------------------
+
+#[test]
+fn one_jti_from_two_unrelated_addresses_is_multi_origin_without_any_inventory() {
+    let p = api();
+    let report = run(vec![
+        use_of("payments/api").bound_to(&p, "j1").from("10.1.1.1").at(1.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.2.2.2").at(2.0).obs(),
+    ]);
+    assert_eq!(fired(&report), ["token-multi-origin"]);
+    assert_eq!(report.findings[0].source_ips, [ip("10.1.1.1"), ip("10.2.2.2")]);
+    assert_eq!(report.findings[0].count, 2);
+}
+
+#[test]
+fn pod_address_and_its_own_node_address_are_one_workload() {
+    let p = api();
+    let report = run(vec![
+        kubelet_seen("worker-1", "10.0.1.11"),
+        p.status_patched(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(1.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.0.1.11").at(2.0).obs(),
+    ]);
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn multi_origin_stays_quiet_when_a_sharper_rule_already_explains_the_second_address() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(1.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(2.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-used-off-cluster@203.0.113.50"]);
+}
+
+// --- token-forged-mint and token-minted-by-user ------------------------------------------------
+
+#[test]
+fn pod_bound_token_minted_by_a_user_is_forged() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        bound(mint("j-forged", "payments/api", "alice", "198.51.100.23", 1.0), &p),
+        use_of("payments/api").bound_to(&p, "j-forged").from("10.244.1.12").at(2.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-forged-mint@198.51.100.23"]);
+    assert_eq!(report.findings[0].count, 2, "the mint and the use");
+}
+
+#[test]
+fn kubelet_of_the_pods_node_minting_is_silent_and_another_kubelet_is_forged() {
+    let p = api();
+    let ok = run(with_cluster(vec![p.observed(), bound(mint("j1", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &p)]));
+    assert!(ok.findings.is_empty(), "{:?}", fired(&ok));
+    let bad = run(with_cluster(vec![p.observed(), bound(mint("j1", "payments/api", "system:node:worker-2", "10.0.1.12", 0.0), &p)]));
+    assert_eq!(fired(&bad), ["token-forged-mint@10.0.1.12"]);
+}
+
+#[test]
+fn jti_minted_unbound_is_forged_once_a_use_shows_it_pod_bound() {
+    // Metadata-level mint (no boundObjectRef logged), but the use carries pod extras.
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        tokentrail_correlator_core::Observation::TokenMint(mint("j9", "payments/api", "mallory", "198.51.100.9", 0.0)),
+        use_of("payments/api").bound_to(&p, "j9").from("10.244.1.12").at(1.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-forged-mint@198.51.100.9"]);
+}
+
+#[test]
+fn unbound_token_minted_by_a_person_is_minted_by_user() {
+    let report = run(vec![
+        tokentrail_correlator_core::Observation::TokenMint(mint("j1", "ci/deployer", "alice", "198.51.100.23", 0.0)),
+        tokentrail_correlator_core::Observation::TokenMint(mint("j2", "ci/deployer", "alice", "198.51.100.23", 10.0)),
+    ]);
+    assert_eq!(fired(&report), ["token-minted-by-user@198.51.100.23"]);
+    assert_eq!(report.findings[0].count, 2);
+    assert_eq!(report.findings[0].severity, Severity::Medium);
+}
+
+#[test]
+fn controllers_minting_and_using_unbound_tokens_are_silent() {
+    let report = run(vec![
+        tokentrail_correlator_core::Observation::TokenMint(mint(
+            "j-ctrl",
+            "kube-system/replicaset-controller",
+            "system:kube-controller-manager",
+            "10.0.1.10",
+            0.0,
+        )),
+        use_of("kube-system/replicaset-controller").unbound("j-ctrl").from("10.0.1.10").at(1.0).obs(),
+    ]);
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+    assert_eq!(report.coverage.expected, 1, "used from the address that minted it");
+}
+
+// --- token-superseded-use ---------------------------------------------------------------------
+
+fn rotation(last_old_use: f64, from: &str) -> Vec<tokentrail_correlator_core::Observation> {
+    let p = api();
+    let mut obs = with_cluster(vec![
+        p.observed(),
+        bound(mint("j1", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &p),
+        bound(mint("j2", "payments/api", "system:node:worker-1", "10.0.1.11", 48.0), &p),
+    ]);
+    obs.extend(use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").every_minute(0.5, 48));
+    obs.extend(use_of("payments/api").bound_to(&p, "j2").from("10.244.1.12").every_minute(48.2, 40));
+    obs.push(use_of("payments/api").bound_to(&p, "j1").from(from).at(last_old_use).obs());
+    obs
+}
+
+#[test]
+fn the_one_minute_overlap_after_rotation_is_silent() {
+    let report = run(rotation(49.0, "10.244.1.12"));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn an_old_jti_used_long_after_rotation_is_superseded() {
+    let report = run(rotation(70.0, "10.244.1.12"));
+    assert_eq!(fired(&report), ["token-superseded-use@10.244.1.12"]);
+    assert!(report.findings[0].explanation.contains("JTI=j2"));
+}
+
+#[test]
+fn stale_token_annotation_on_a_pod_bound_token_is_superseded() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(100.0).stale().obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-superseded-use@10.244.1.12"]);
+}
+
+// --- exec-then-token-use ----------------------------------------------------------------------
+
+#[test]
+fn exec_then_use_from_the_exec_address() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        exec_into(&p, "alice", "198.51.100.23", 10.0),
+        use_of("payments/api").bound_to(&p, "j1").from("198.51.100.23").at(14.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["exec-then-token-use@198.51.100.23", "token-used-off-cluster@198.51.100.23"]);
+    let f = &only(&report, "exec-then-token-use")[0];
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(f.explanation.contains("alice"));
+}
+
+#[test]
+fn exec_then_the_pods_own_use_is_silent_and_late_use_is_not_tied_to_the_exec() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        exec_into(&p, "alice", "198.51.100.23", 10.0),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(12.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.99").at(90.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-used-off-cluster@203.0.113.99"]);
+}
+
+// --- token-after-pod-deletion -----------------------------------------------------------------
+
+#[test]
+fn bearer_failures_from_a_replayer_after_the_pod_is_deleted() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.9").at(10.0).obs(),
+        p.deleted_at(20.0),
+        auth_failure("203.0.113.9", 25.0),
+        auth_failure("203.0.113.9", 26.0),
+    ]));
+    assert_eq!(fired(&report), ["token-after-pod-deletion@203.0.113.9", "token-used-off-cluster@203.0.113.9"]);
+    assert_eq!(only(&report, "token-after-pod-deletion")[0].count, 2);
+}
+
+#[test]
+fn failures_from_the_pods_own_address_or_before_deletion_are_silent() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(10.0).obs(),
+        p.deleted_at(20.0),
+        auth_failure("10.244.1.12", 21.0),
+        auth_failure("203.0.113.9", 5.0),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+// --- xff-spoofed-source -----------------------------------------------------------------------
+
+#[test]
+fn forwarded_for_claiming_the_pods_own_address_does_not_fool_us() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").via(&["10.244.1.12", "203.0.113.50"]).at(5.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-used-off-cluster@203.0.113.50", "xff-spoofed-source@203.0.113.50"]);
+    let xff = only(&report, "xff-spoofed-source")[0];
+    assert_eq!(xff.source_ips, [ip("10.244.1.12"), ip("203.0.113.50")]);
+}
+
+#[test]
+fn forwarded_for_from_a_trusted_proxy_is_silent_and_the_client_behind_it_is_judged() {
+    let p = api();
+    let config = EngineConfig { trusted_proxies: vec!["10.0.0.0/24".parse().unwrap()], ..EngineConfig::default() };
+    let report = run_with(
+        config,
+        with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").via(&["10.244.1.12", "10.0.0.5"]).at(5.0).obs()]),
+    );
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+// --- legacy tokens ----------------------------------------------------------------------------
+
+fn exporter() -> PodSpec {
+    pod("monitoring/legacy-exporter-0", "uid-le").on_node("worker-2").with_ip("10.244.2.5").mounting("legacy-exporter-token-abcde")
+}
+
+#[test]
+fn legacy_token_used_from_its_mounting_pod_is_only_reported_as_in_use() {
+    let p = exporter();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        token_secret("monitoring", "legacy-exporter-token-abcde", "legacy-exporter"),
+        use_of("monitoring/legacy-exporter").legacy("legacy-exporter-token-abcde").from("10.244.2.5").at(1.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["legacy-token-present", "legacy-token-use@10.244.2.5"]);
+    let present = only(&report, "legacy-token-present")[0];
+    assert_eq!(present.severity, Severity::Low);
+    assert!(present.explanation.contains("monitoring/legacy-exporter-0"), "{}", present.explanation);
+    assert_eq!(report.legacy_tokens[0].uses, 1);
+}
+
+#[test]
+fn legacy_token_used_from_outside_is_critical_foreign_ip() {
+    let p = exporter();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("monitoring/legacy-exporter").legacy("legacy-exporter-token-abcde").from("10.244.2.5").at(1.0).obs(),
+        use_of("monitoring/legacy-exporter").legacy("legacy-exporter-token-abcde").from("198.51.100.77").at(2.0).obs(),
+        use_of("monitoring/legacy-exporter").legacy("legacy-exporter-token-abcde").from("10.244.3.3").at(3.0).obs(),
+    ]));
+    assert_eq!(
+        fired(&report),
+        ["legacy-token-foreign-ip@10.244.3.3", "legacy-token-foreign-ip@198.51.100.77", "legacy-token-use"]
+    );
+    let sev = |ip_: &str| only(&report, "legacy-token-foreign-ip").iter().find(|f| f.source_ip == Some(ip(ip_))).unwrap().severity;
+    assert_eq!(sev("198.51.100.77"), Severity::Critical);
+    assert_eq!(sev("10.244.3.3"), Severity::High);
+}
+
+// --- sa-token-secret-read ---------------------------------------------------------------------
+
+#[test]
+fn listing_secrets_where_token_secrets_live() {
+    let report = run(vec![
+        token_secret("monitoring", "legacy-exporter-token-abcde", "legacy-exporter"),
+        secret_list("alice", "monitoring", "198.51.100.23", 1.0),
+        secret_list("system:kube-controller-manager", "monitoring", "10.0.1.10", 1.0),
+        secret_list("bob", "shop", "198.51.100.24", 1.0),
+    ]);
+    let reads = only(&report, "sa-token-secret-read");
+    assert_eq!(reads.len(), 1);
+    assert!(reads[0].title.contains("alice"));
+}
+
+// --- properties of the whole ------------------------------------------------------------------
+
+#[test]
+fn duplicate_stages_of_one_request_count_once() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(1.0).audit_id("a-1").stage(Stage::RequestReceived).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(1.0).audit_id("a-1").stage(Stage::ResponseComplete).obs(),
+    ]));
+    assert_eq!(report.findings[0].count, 1);
+    assert_eq!(report.coverage.token_uses, 1);
+    assert_eq!(report.coverage.engine.duplicate_stages, 1);
+}
+
+#[test]
+fn ten_thousand_replays_are_one_finding_with_a_count() {
+    let p = api();
+    let mut obs = with_cluster(vec![p.observed()]);
+    for i in 0..10_000 {
+        obs.push(use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(1.0 + i as f64 / 100.0).obs());
+    }
+    let report = run(obs);
+    assert_eq!(fired(&report), ["token-used-off-cluster@203.0.113.50"]);
+    assert_eq!(report.findings[0].count, 10_000);
+    assert_eq!(report.findings[0].audit_ids.len(), 5, "a bounded sample");
+}

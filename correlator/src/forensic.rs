@@ -1,0 +1,411 @@
+//! The forensic driver behind `tokentrail analyze`: evidence files in, a [`Report`] out.
+//!
+//! A thin loop around the pure pieces. The calling thread reads files in large newline-aligned
+//! chunks (documents whole), decoder threads turn chunks into observations, and one engine thread
+//! folds them in. The engine does not care about order, so nothing is re-sequenced; memory is
+//! the engine's (pods, credentials, addresses) plus a few chunks in flight.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink};
+use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
+
+use crate::evidence::{self, EvidenceFile};
+
+/// Options of one analysis.
+#[derive(Clone, Debug)]
+pub struct AnalyzeOptions {
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Ignore requests before this time.
+    pub since: Option<Timestamp>,
+    /// Ignore requests after this time.
+    pub until: Option<Timestamp>,
+    /// Decoder threads.
+    pub decoders: usize,
+    /// Longest line accepted in a JSON-lines file; longer ones are reported and skipped.
+    pub max_line: usize,
+    /// Largest document (a file that is one JSON value) read whole.
+    pub max_document: u64,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            engine: EngineConfig::default(),
+            since: None,
+            until: None,
+            decoders: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+            max_line: 16 << 20,
+            max_document: 2 << 30,
+        }
+    }
+}
+
+/// Progress of a long analysis, in bytes read from disk.
+pub trait Progress: Sync {
+    /// Reading starts; `total` bytes are on disk.
+    fn start(&self, total: u64);
+    /// `done` bytes of `total` have been read.
+    fn update(&self, done: u64);
+    /// Reading is over.
+    fn finish(&self);
+}
+
+/// No progress display.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&self, _: u64) {}
+    fn update(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// Something in the evidence that could not be used, with its file and line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocatedProblem {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line in the (decompressed) file, when known.
+    pub line: Option<u64>,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for LocatedProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// What was read from one file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// `lines` or `document`; absent when the file could not be opened.
+    pub layout: Option<&'static str>,
+    /// `gzip`, `zstd` or `none`.
+    pub compression: Option<&'static str>,
+    /// Records decoded.
+    pub events: u64,
+    /// Problems found.
+    pub problems: u64,
+    /// Why the file could not be read at all.
+    pub error: Option<String>,
+}
+
+/// The outcome of an analysis.
+#[derive(Debug)]
+pub struct Analysis {
+    /// The engine's report.
+    pub report: Report,
+    /// What the decoders read, by format.
+    pub decode: DecodeStats,
+    /// Per file.
+    pub files: Vec<FileSummary>,
+    /// Problems, all counted; the callback saw each.
+    pub problems: u64,
+    /// Requests outside `--since`/`--until`.
+    pub filtered: u64,
+}
+
+impl Analysis {
+    /// Whether any evidence at all could be read.
+    pub fn read_anything(&self) -> bool {
+        self.files.iter().any(|f| f.error.is_none())
+    }
+}
+
+enum Job {
+    Lines { file: usize, first_line: u64, bytes: Vec<u8> },
+    Document { file: usize, bytes: Vec<u8> },
+    /// A line too long to read, passed along so it is reported in order with the rest.
+    TooLong { file: usize, line: u64, limit: usize },
+}
+
+struct Decoded {
+    file: usize,
+    sink: Sink,
+    problems: Vec<(Option<u64>, String)>,
+}
+
+/// Size of the chunks handed to decoder threads.
+const CHUNK: usize = 4 << 20;
+
+/// Reads every evidence path and evaluates it. `on_problem` sees each bad record as it is found.
+pub fn analyze(
+    paths: &[PathBuf],
+    options: &AnalyzeOptions,
+    progress: &dyn Progress,
+    on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
+) -> Analysis {
+    let (files, missing) = evidence::collect(paths);
+    let mut summaries: Vec<FileSummary> = files.iter().map(|f| summary(f, None)).collect();
+    for e in missing {
+        let evidence::EvidenceError::Unreadable { path, source } = &e;
+        let problem = LocatedProblem { path: path.clone(), line: None, message: format!("cannot read: {source}") };
+        on_problem(&problem);
+        summaries.push(FileSummary { error: Some(source.to_string()), ..summary(&EvidenceFile { path: path.clone(), size: 0 }, None) });
+    }
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    progress.start(total);
+    let read = Arc::new(AtomicU64::new(0));
+    let mut engine = Engine::new(options.engine.clone());
+    let mut decode = DecodeStats::default();
+    let mut problems = 0u64;
+    let mut filtered = 0u64;
+
+    std::thread::scope(|scope| {
+        let (job_tx, job_rx) = sync_channel::<Job>(options.decoders * 2);
+        let (out_tx, out_rx) = sync_channel::<Decoded>(options.decoders * 2);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for _ in 0..options.decoders.max(1) {
+            let (rx, tx) = (Arc::clone(&job_rx), out_tx.clone());
+            scope.spawn(move || decoder(&rx, &tx));
+        }
+        drop(out_tx);
+        let summaries_ref = &mut summaries;
+        let files_ref = &files;
+        let engine_ref = &mut engine;
+        let decode_ref = &mut decode;
+        let problems_ref = &mut problems;
+        let filtered_ref = &mut filtered;
+        let consumer = scope.spawn(move || {
+            for d in out_rx {
+                let path = &files_ref[d.file].path;
+                for (line, message) in d.problems {
+                    *problems_ref += 1;
+                    on_problem(&LocatedProblem { path: path.clone(), line, message });
+                }
+                summaries_ref[d.file].events += d.sink.stats.events;
+                summaries_ref[d.file].problems += d.sink.stats.errors;
+                decode_ref.merge(&d.sink.stats);
+                for obs in d.sink.observations {
+                    if in_window(&obs, options.since, options.until) {
+                        engine_ref.observe(obs);
+                    } else {
+                        *filtered_ref += 1;
+                    }
+                }
+            }
+            on_problem
+        });
+        let outcomes: Vec<_> =
+            files.iter().enumerate().map(|(index, file)| read_file(index, file, options, &read, &job_tx, progress)).collect();
+        drop(job_tx);
+        let on_problem = consumer.join().expect("engine thread panicked");
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok((layout, compression)) => {
+                    summaries[index].layout = Some(layout);
+                    summaries[index].compression = Some(compression);
+                }
+                Err(e) => {
+                    let path = files[index].path.clone();
+                    on_problem(&LocatedProblem { path, line: None, message: e.clone() });
+                    summaries[index].error = Some(e);
+                    problems += 1;
+                }
+            }
+        }
+    });
+    progress.finish();
+    Analysis { report: engine.report(), decode, files: summaries, problems, filtered }
+}
+
+fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
+    FileSummary { path: file.path.clone(), layout, compression: None, events: 0, problems: 0, error: None }
+}
+
+/// Requests are cut to `--since`/`--until`; facts about pods, nodes and objects are kept, since
+/// they describe the cluster the requests ran in.
+fn in_window(obs: &Observation, since: Option<Timestamp>, until: Option<Timestamp>) -> bool {
+    let is_request = matches!(
+        obs,
+        Observation::TokenUse(_)
+            | Observation::TokenMint(_)
+            | Observation::AuthFailure(_)
+            | Observation::PodAccess(_)
+            | Observation::SecretRead(_)
+    );
+    let t = obs.time();
+    !is_request || (since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u))
+}
+
+/// Reads one file into jobs; returns its layout and compression. Returns a message when the file
+/// cannot be read at all, or stops part-way (the jobs already sent still count).
+fn read_file(
+    index: usize,
+    file: &EvidenceFile,
+    options: &AnalyzeOptions,
+    read: &Arc<AtomicU64>,
+    jobs: &SyncSender<Job>,
+    progress: &dyn Progress,
+) -> Result<(&'static str, &'static str), String> {
+    let opened = evidence::open(&file.path, Arc::clone(read)).map_err(|e| format!("cannot open: {e}"))?;
+    let compression = match opened.compression {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+    };
+    let mut reader = opened.reader;
+    match opened.layout {
+        Layout::Document => {
+            let mut bytes = Vec::new();
+            let limit = options.max_document;
+            (&mut reader).take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("read failed: {e}"))?;
+            if bytes.len() as u64 > limit {
+                return Err(format!(
+                    "a single JSON document larger than {} MiB; split it, or export one event per line",
+                    limit >> 20
+                ));
+            }
+            progress.update(read.load(Ordering::Relaxed));
+            jobs.send(Job::Document { file: index, bytes }).map_err(|_| String::from("decoders stopped"))?;
+            Ok(("document", compression))
+        }
+        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, progress).map(|()| ("lines", compression)),
+    }
+}
+
+/// Cuts a JSON-lines text into newline-aligned chunks. A line longer than `max_line` is skipped
+/// and reported by its number.
+fn read_lines(
+    index: usize,
+    reader: &mut dyn Read,
+    options: &AnalyzeOptions,
+    read: &Arc<AtomicU64>,
+    jobs: &SyncSender<Job>,
+    progress: &dyn Progress,
+) -> Result<(), String> {
+    let mut line = 1u64;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut skipping = false;
+    let mut eof = false;
+    while !eof {
+        let start = buf.len();
+        buf.resize(start + CHUNK, 0);
+        let n = read_full(reader, &mut buf[start..]).map_err(|e| format!("read failed after line {line}: {e}"))?;
+        buf.truncate(start + n);
+        eof = n == 0;
+        progress.update(read.load(Ordering::Relaxed));
+        if skipping {
+            // Inside an over-long line: drop bytes up to its end.
+            match memchr::memchr(b'\n', &buf) {
+                Some(end) => {
+                    buf.drain(..=end);
+                    line += 1;
+                    skipping = false;
+                }
+                None => {
+                    buf.clear();
+                    continue;
+                }
+            }
+        }
+        let cut = if eof { Some(buf.len()) } else { memchr::memrchr(b'\n', &buf).map(|i| i + 1) };
+        match cut {
+            Some(cut) if cut > 0 => {
+                let rest = buf.split_off(cut);
+                let chunk = std::mem::replace(&mut buf, rest);
+                let lines_in_chunk = memchr::memchr_iter(b'\n', &chunk).count() as u64;
+                if jobs.send(Job::Lines { file: index, first_line: line, bytes: chunk }).is_err() {
+                    return Err(String::from("decoders stopped"));
+                }
+                line += lines_in_chunk;
+            }
+            _ if buf.len() > options.max_line => {
+                if jobs.send(Job::TooLong { file: index, line, limit: options.max_line }).is_err() {
+                    return Err(String::from("decoders stopped"));
+                }
+                buf.clear();
+                skipping = true;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let decoded = match job {
+            Job::Lines { file, first_line, bytes } => decode_lines(file, first_line, &bytes),
+            Job::TooLong { file, line, limit } => {
+                let mut sink = Sink::new();
+                sink.stats.errors += 1;
+                let message = format!("line longer than {} MiB skipped", limit >> 20);
+                Decoded { file, sink, problems: vec![(Some(line), message)] }
+            }
+            Job::Document { file, bytes } => {
+                let mut sink = Sink::new();
+                decode_value(&bytes, &mut sink);
+                let problems = sink
+                    .problems
+                    .drain(..)
+                    .map(|p| {
+                        let line = p.line_in_value.map(|l| l as u64);
+                        let message = match p.record_index {
+                            Some(r) => format!("record {r}: {}", p.message),
+                            None => p.message,
+                        };
+                        (line, message)
+                    })
+                    .collect();
+                Decoded { file, sink, problems }
+            }
+        };
+        if out.send(decoded).is_err() {
+            return;
+        }
+    }
+}
+
+fn decode_lines(file: usize, first_line: u64, bytes: &[u8]) -> Decoded {
+    let mut sink = Sink::new();
+    let mut problems = Vec::new();
+    for (offset, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let text = raw.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let line = first_line + offset as u64;
+        let before = sink.problems.len();
+        decode_value(text, &mut sink);
+        for p in sink.problems.drain(before..) {
+            let message = match p.record_index {
+                Some(r) => format!("record {r}: {}", p.message),
+                None => p.message,
+            };
+            problems.push((Some(line), message));
+        }
+    }
+    Decoded { file, sink, problems }
+}

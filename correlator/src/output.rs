@@ -1,0 +1,305 @@
+//! The report on paper: text for people, finding JSON lines and OCSF for machines, and an
+//! output directory with all of them.
+//!
+//! Nothing here may print token material: findings never hold any (the decoders never read
+//! Secret data), and these writers only print what findings and the report hold.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use tokentrail_correlator_core::ocsf::{detection_finding, Activity};
+use tokentrail_correlator_core::report::{LegacyTokenRow, UsageRow};
+use tokentrail_correlator_core::{Finding, Severity};
+
+use crate::forensic::Analysis;
+
+/// The program version written into OCSF metadata.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One finding per line, `tokentrail.finding/v1`.
+pub fn write_json(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
+    for f in findings {
+        serde_json::to_writer(&mut *out, f)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// One OCSF Detection Finding per line.
+pub fn write_ocsf(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
+    for f in findings {
+        serde_json::to_writer(&mut *out, &detection_finding(f, Activity::Create, VERSION))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Writes every output into `dir`: `findings.jsonl`, `findings.ocsf.jsonl`, `report.txt`,
+/// `usage.json`, `legacy-tokens.json`, `coverage.json`.
+pub fn write_dir(analysis: &Analysis, dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let create = |name: &str| -> io::Result<io::BufWriter<std::fs::File>> {
+        Ok(io::BufWriter::new(std::fs::File::create(dir.join(name))?))
+    };
+    let report = &analysis.report;
+    write_json(&report.findings, &mut create("findings.jsonl")?)?;
+    write_ocsf(&report.findings, &mut create("findings.ocsf.jsonl")?)?;
+    create("report.txt")?.write_all(text(analysis).as_bytes())?;
+    serde_json::to_writer_pretty(create("usage.json")?, &report.usage)?;
+    serde_json::to_writer_pretty(create("legacy-tokens.json")?, &report.legacy_tokens)?;
+    let coverage = serde_json::json!({
+        "coverage": report.coverage,
+        "verified_percent": (report.coverage.verified_percent() * 10.0).round() / 10.0,
+        "evidence": analysis.decode,
+        "files": analysis.files,
+        "problems": analysis.problems,
+        "outside_time_window": analysis.filtered,
+    });
+    serde_json::to_writer_pretty(create("coverage.json")?, &coverage)?;
+    Ok(())
+}
+
+/// The human report: findings by severity, client addresses per service account, legacy
+/// tokens, coverage.
+pub fn text(analysis: &Analysis) -> String {
+    let report = &analysis.report;
+    let mut s = String::new();
+    let counts: Vec<String> = Severity::DESCENDING
+        .iter()
+        .map(|sev| (sev, report.findings.iter().filter(|f| f.severity == *sev).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(sev, n)| format!("{n} {sev}"))
+        .collect();
+    let cluster = report.findings.iter().find_map(|f| f.cluster.clone());
+    let _ = writeln!(
+        s,
+        "tokentrail: {}{}",
+        if counts.is_empty() { String::from("no findings") } else { format!("{} findings ({})", report.findings.len(), counts.join(", ")) },
+        cluster.map(|c| format!(" in cluster {c}")).unwrap_or_default(),
+    );
+    section(&mut s, "Findings");
+    if report.findings.is_empty() {
+        let _ = writeln!(s, "  none");
+    }
+    for f in &report.findings {
+        finding(&mut s, f);
+    }
+    section(&mut s, "Client addresses by service account");
+    usage(&mut s, &report.usage);
+    section(&mut s, "Legacy (Secret-based, non-expiring) tokens");
+    legacy(&mut s, &report.legacy_tokens);
+    section(&mut s, "Coverage");
+    coverage(&mut s, analysis);
+    s
+}
+
+fn section(s: &mut String, title: &str) {
+    let _ = writeln!(s, "\n{title}\n{}", "-".repeat(title.len()));
+}
+
+fn finding(s: &mut String, f: &Finding) {
+    let _ = writeln!(s, "\n{:<8}  {}  {}", f.severity.as_str().to_uppercase(), f.rule, f.title);
+    let mut facts = vec![format!("{} × {} … {}", f.count, f.first_seen, f.last_seen)];
+    if let Some(sa) = &f.serviceaccount {
+        facts.push(format!("serviceaccount {}/{}", sa.namespace, sa.name));
+    }
+    if let Some(c) = &f.credential {
+        facts.push(match (&c.id, &c.secret) {
+            (Some(id), _) => format!("{} {id}", c.kind),
+            (None, Some(secret)) => format!("{} {secret}", c.kind),
+            _ => c.kind.to_string(),
+        });
+    }
+    if let Some(p) = &f.pod {
+        let node = p.node.as_ref().map(|n| format!(" on {n}")).unwrap_or_default();
+        facts.push(format!("pod {}/{}{node}", p.namespace, p.name));
+    }
+    let pad = "          ";
+    let _ = writeln!(s, "{pad}{}", facts.join(" · "));
+    if let Some(ip) = f.source_ip {
+        let _ = write!(s, "{pad}from {ip}");
+        if !f.expected_ips.is_empty() {
+            let _ = write!(s, ", expected {}", list(&f.expected_ips));
+        }
+        let _ = writeln!(s);
+    } else if !f.source_ips.is_empty() {
+        let _ = writeln!(s, "{pad}from {}", list(&f.source_ips));
+    }
+    if f.source_ip.is_some() && !f.source_ips.is_empty() {
+        let _ = writeln!(s, "{pad}sourceIPs as logged: {}", list(&f.source_ips));
+    }
+    if !f.requests.is_empty() {
+        let reqs: Vec<String> = f
+            .requests
+            .iter()
+            .take(5)
+            .map(|r| {
+                let mut t = r.verb.clone();
+                if let Some(res) = &r.resource {
+                    t.push(' ');
+                    t.push_str(res);
+                }
+                if let Some(name) = &r.name {
+                    let _ = write!(t, " {name}");
+                }
+                if let Some(ns) = &r.namespace {
+                    let _ = write!(t, " in {ns}");
+                }
+                if let Some(code) = r.code {
+                    let _ = write!(t, " → {code}");
+                }
+                t
+            })
+            .collect();
+        let more = if f.requests.len() > 5 { format!(" (+{} more)", f.requests.len() - 5) } else { String::new() };
+        let _ = writeln!(s, "{pad}requests: {}{more}", reqs.join("; "));
+    }
+    if !f.user_agents.is_empty() {
+        let _ = writeln!(s, "{pad}user agents: {}", f.user_agents.join("; "));
+    }
+    let attack: Vec<&str> = f.attack.iter().map(|t| t.id).collect();
+    let _ = writeln!(s, "{pad}ATT&CK {}", attack.join(", "));
+    if !f.audit_ids.is_empty() {
+        let _ = writeln!(s, "{pad}audit IDs: {}", f.audit_ids.join(", "));
+    }
+    let _ = writeln!(s, "{pad}{}", f.explanation);
+    let _ = writeln!(s, "{pad}id {}", f.id);
+}
+
+fn usage(s: &mut String, rows: &[UsageRow]) {
+    if rows.is_empty() {
+        let _ = writeln!(s, "  no service-account token uses in the evidence");
+        return;
+    }
+    let header = ["SERVICE ACCOUNT", "CLIENT ADDRESS", "WHO HELD IT", "USES", "FIRST SEEN", "LAST SEEN", "VERDICT"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.serviceaccount.clone(),
+                r.source_ip.map_or_else(|| String::from("-"), |ip| ip.to_string()),
+                r.place.clone(),
+                r.count.to_string(),
+                r.first_seen.to_string(),
+                r.last_seen.to_string(),
+                r.verdict.to_string(),
+            ]
+        })
+        .collect();
+    table(s, &header, &cells);
+}
+
+fn legacy(s: &mut String, rows: &[LegacyTokenRow]) {
+    if rows.is_empty() {
+        let _ = writeln!(s, "  none in the evidence");
+        return;
+    }
+    let header = ["SECRET", "SERVICE ACCOUNT", "CREATED", "LAST-USED LABEL", "MOUNTED BY", "USES", "USED FROM"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                format!("{}/{}", r.namespace, r.secret),
+                r.serviceaccount.clone().unwrap_or_else(|| String::from("-")),
+                if r.exists { r.created.date() } else { String::from("(not in dump)") },
+                r.last_used_label.clone().unwrap_or_else(|| String::from("-")),
+                if r.mounted_by.is_empty() { String::from("-") } else { r.mounted_by.join(", ") },
+                r.uses.to_string(),
+                if r.source_ips.is_empty() { String::from("-") } else { list(&r.source_ips) },
+            ]
+        })
+        .collect();
+    table(s, &header, &cells);
+}
+
+fn coverage(s: &mut String, analysis: &Analysis) {
+    let c = &analysis.report.coverage;
+    let _ = writeln!(
+        s,
+        "  token uses      {} ({} duplicate stages folded)",
+        c.token_uses, c.engine.duplicate_stages
+    );
+    let _ = writeln!(
+        s,
+        "  verified        {} ({:.1}%): {} expected, {} unexpected",
+        c.verified,
+        c.verified_percent(),
+        c.expected,
+        c.unexpected
+    );
+    let unverified: u64 = c.unverified.values().sum();
+    if unverified > 0 {
+        let _ = writeln!(s, "  not verified    {unverified}:");
+        let mut reasons: Vec<(&String, &u64)> = c.unverified.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (why, n) in reasons {
+            let _ = writeln!(s, "    {n:>10}  {why}");
+        }
+    }
+    let kinds: Vec<String> = c.by_credential.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if !kinds.is_empty() {
+        let _ = writeln!(s, "  credentials     {}", kinds.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "  model           {} pods, {} nodes, {} token mints; cluster networks: {}",
+        c.pods,
+        c.nodes,
+        c.mints,
+        if c.cluster_networks.is_empty() { String::from("none known (add nodes.json or --cluster-network)") } else { c.cluster_networks.join(", ") },
+    );
+    let formats: Vec<String> = analysis.decode.by_format.iter().map(|(f, n)| format!("{f} {n}")).collect();
+    let readable = analysis.files.iter().filter(|f| f.error.is_none()).count();
+    let _ = writeln!(
+        s,
+        "  evidence        {} of {} files read; {} records ({})",
+        readable,
+        analysis.files.len(),
+        analysis.decode.events,
+        if formats.is_empty() { String::from("none") } else { formats.join(", ") },
+    );
+    if analysis.decode.token_uses_by_format.get(&tokentrail_aggregator_core::Format::GkeLogEntry).is_some_and(|n| *n > 0) {
+        let _ = writeln!(
+            s,
+            "                  GKE audit entries carry no pod binding or credential id: only service-account-level checks ran on them"
+        );
+    }
+    if analysis.decode.impersonated > 0 {
+        let _ = writeln!(
+            s,
+            "                  {} impersonated requests judged by the real (impersonating) user",
+            analysis.decode.impersonated
+        );
+    }
+    if analysis.problems > 0 {
+        let _ = writeln!(s, "  problems        {} bad records skipped (listed on stderr with file and line)", analysis.problems);
+    }
+    if analysis.filtered > 0 {
+        let _ = writeln!(s, "  time window     {} requests outside --since/--until ignored", analysis.filtered);
+    }
+}
+
+fn list(ips: &[std::net::IpAddr]) -> String {
+    ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn table<const N: usize>(s: &mut String, header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |s: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::from(" ");
+        for (cell, w) in cells.zip(widths) {
+            let _ = write!(out, " {cell:<w$}");
+        }
+        let _ = writeln!(s, "{}", out.trim_end());
+    };
+    line(s, &mut header.iter().copied());
+    for row in rows {
+        line(s, &mut row.iter().map(String::as_str));
+    }
+}
