@@ -158,12 +158,15 @@ pub fn analyze(
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.start(total);
     let read = Arc::new(AtomicU64::new(0));
-    let mut engine = Engine::new(options.engine.clone());
-    let mut decode = DecodeStats::default();
-    let mut problems = 0u64;
-    let mut filtered = 0u64;
+    let mut folded = Folded {
+        engine: Engine::new(options.engine.clone()),
+        decode: DecodeStats::default(),
+        per_file: vec![(0, 0); files.len()],
+        problems: 0,
+        filtered: 0,
+    };
 
-    std::thread::scope(|scope| {
+    let outcomes = std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(options.decoders * 2);
         let (out_tx, out_rx) = sync_channel::<Decoded>(options.decoders * 2);
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -172,53 +175,77 @@ pub fn analyze(
             scope.spawn(move || decoder(&rx, &tx));
         }
         drop(out_tx);
-        let summaries_ref = &mut summaries;
         let files_ref = &files;
-        let engine_ref = &mut engine;
-        let decode_ref = &mut decode;
-        let problems_ref = &mut problems;
-        let filtered_ref = &mut filtered;
-        let consumer = scope.spawn(move || {
+        let folded_ref = &mut folded;
+        let on_problem_ref = &mut *on_problem;
+        let engine_thread = scope.spawn(move || {
             for d in out_rx {
-                let path = &files_ref[d.file].path;
-                for (line, message) in d.problems {
-                    *problems_ref += 1;
-                    on_problem(&LocatedProblem { path: path.clone(), line, message });
-                }
-                summaries_ref[d.file].events += d.sink.stats.events;
-                summaries_ref[d.file].problems += d.sink.stats.errors;
-                decode_ref.merge(&d.sink.stats);
-                for obs in d.sink.observations {
-                    if in_window(&obs, options.since, options.until) {
-                        engine_ref.observe(obs);
-                    } else {
-                        *filtered_ref += 1;
-                    }
-                }
+                folded_ref.fold(d, &files_ref[..], options, on_problem_ref);
             }
-            on_problem
         });
         let outcomes: Vec<_> =
             files.iter().enumerate().map(|(index, file)| read_file(index, file, options, &read, &job_tx, progress)).collect();
         drop(job_tx);
-        let on_problem = consumer.join().expect("engine thread panicked");
-        for (index, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Ok((layout, compression)) => {
-                    summaries[index].layout = Some(layout);
-                    summaries[index].compression = Some(compression);
-                }
-                Err(e) => {
-                    let path = files[index].path.clone();
-                    on_problem(&LocatedProblem { path, line: None, message: e.clone() });
-                    summaries[index].error = Some(e);
-                    problems += 1;
-                }
-            }
-        }
+        engine_thread.join().expect("engine thread panicked");
+        outcomes
     });
     progress.finish();
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok((layout, compression)) => {
+                summaries[index].layout = Some(layout);
+                summaries[index].compression = Some(compression);
+            }
+            Err(e) => {
+                let path = files[index].path.clone();
+                on_problem(&LocatedProblem { path, line: None, message: e.clone() });
+                summaries[index].error = Some(e);
+                folded.problems += 1;
+            }
+        }
+    }
+    for (summary, (events, problems)) in summaries.iter_mut().zip(&folded.per_file) {
+        summary.events = *events;
+        summary.problems = *problems;
+    }
+    let Folded { mut engine, decode, problems, filtered, .. } = folded;
     Analysis { report: engine.report(), decode, files: summaries, problems, filtered }
+}
+
+/// What the engine thread accumulates.
+struct Folded {
+    engine: Engine,
+    decode: DecodeStats,
+    /// Records and problems per file.
+    per_file: Vec<(u64, u64)>,
+    problems: u64,
+    filtered: u64,
+}
+
+impl Folded {
+    fn fold(
+        &mut self,
+        d: Decoded,
+        files: &[EvidenceFile],
+        options: &AnalyzeOptions,
+        on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
+    ) {
+        let path = &files[d.file].path;
+        for (line, message) in d.problems {
+            self.problems += 1;
+            on_problem(&LocatedProblem { path: path.clone(), line, message });
+        }
+        self.per_file[d.file].0 += d.sink.stats.events;
+        self.per_file[d.file].1 += d.sink.stats.errors;
+        self.decode.merge(&d.sink.stats);
+        for obs in d.sink.observations {
+            if in_window(&obs, options.since, options.until) {
+                self.engine.observe(obs);
+            } else {
+                self.filtered += 1;
+            }
+        }
+    }
 }
 
 fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {

@@ -186,6 +186,7 @@ fn describe(place: Option<&Place>) -> String {
         Some(Place::Node(n)) => format!("node {n}"),
         Some(Place::Egress) => String::from("egress"),
         Some(Place::InCluster) => String::from("in-cluster"),
+        Some(Place::Loopback) => String::from("apiserver host (loopback)"),
         Some(Place::OffCluster) => String::from("off-cluster"),
         Some(Place::Unknown) | None => String::from("unknown"),
     }

@@ -160,8 +160,10 @@ impl Judge<'_> {
             Place::Node(_) if node_known => Judgement::unexpected(Some(place), expected),
             Place::Node(_) => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
             Place::Egress => Judgement::expected(Some(place), expected),
-            Place::InCluster if pod_addresses_known => Judgement::unexpected(Some(place), expected),
-            Place::InCluster => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
+            Place::InCluster | Place::Loopback if pod_addresses_known => Judgement::unexpected(Some(place), expected),
+            Place::InCluster | Place::Loopback => {
+                Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected)
+            }
             Place::Unknown => Judgement::unknown(UnknownBecause::NetworksUnknown, Some(place), expected),
         }
     }

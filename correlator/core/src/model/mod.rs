@@ -33,6 +33,8 @@ pub enum Place {
     Egress,
     /// Inside a cluster network, holder unknown.
     InCluster,
+    /// The apiserver's own host (loopback): control-plane components and host-network pods there.
+    Loopback,
     /// Outside every cluster network.
     OffCluster,
     /// A private address while the cluster's networks are unknown: cannot tell.
@@ -69,6 +71,9 @@ impl Model {
         }
         if config.is_egress(ip) {
             return Place::Egress;
+        }
+        if ip.is_loopback() {
+            return Place::Loopback;
         }
         if networks.iter().any(|n| n.contains(ip)) || self.pods.ever_held(ip) {
             return Place::InCluster;

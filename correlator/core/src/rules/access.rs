@@ -103,14 +103,12 @@ fn secret_reads(ctx: &Context<'_>, out: &mut Vec<Draft>) {
             continue;
         }
         let in_scope = |ns: &str| namespace.as_deref().is_none_or(|n| n == ns);
+        let ns = namespace.as_deref().unwrap_or_default();
         let mut hit: BTreeSet<String> = reads
             .names
             .iter()
-            .filter(|name| {
-                let ns = namespace.as_deref().unwrap_or_default();
-                token_secrets.contains_key(&(ns.to_string(), (*name).clone())) || looks_like_token_secret(name)
-            })
-            .cloned()
+            .filter(|name| token_secrets.contains_key(&(ns.to_string(), (*name).clone())) || looks_like_token_secret(name))
+            .map(|name| format!("{ns}/{name}"))
             .collect();
         if reads.listed {
             hit.extend(token_secrets.keys().filter(|(ns, _)| in_scope(ns)).map(|(ns, name)| format!("{ns}/{name}")));

@@ -19,8 +19,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// `token-superseded-use`: a pod's old JTI still in use more than the rotation grace after a
 /// newer JTI of the same pod was in use, or a use the apiserver flagged as stale.
 fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    let mints = ctx.judge.mints;
-    // Per pod: each JTI's uses, and when it came into being (its mint, else its first use).
+    // Per pod: each JTI's uses.
     let mut chains: BTreeMap<&str, BTreeMap<&str, Vec<&Judged<'_>>>> = BTreeMap::new();
     for entry in &ctx.judged {
         if let CredentialKey::PodBound { pod_uid, jti: Some(jti) } = &entry.0.credential {
@@ -29,23 +28,19 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     }
     let grace = ctx.engine.config.rotation_grace;
     for jtis in chains.values() {
-        let born = |jti: &str, entries: &[&Judged<'_>]| -> Timestamp {
-            let first_use = entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
-            mints.get(jti).map_or(first_use, |m| m.time.min(first_use))
-        };
-        let mut ordered: Vec<(Timestamp, Timestamp, &str, &Vec<&Judged<'_>>)> = jtis
+        // Credentials in the order the pod took them up. First use, not mint time: a log that
+        // starts mid-rotation holds the successor's mint but not its predecessor's, and a
+        // credential is "newer" for this rule from when the pod uses it.
+        let mut ordered: Vec<(Timestamp, &str, &Vec<&Judged<'_>>)> = jtis
             .iter()
-            .map(|(jti, entries)| {
-                let first_use = entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
-                (born(jti, entries), first_use, *jti, entries)
-            })
+            .map(|(jti, entries)| (entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX), *jti, entries))
             .collect();
-        ordered.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-        for (i, (_, _, jti, entries)) in ordered.iter().enumerate() {
+        ordered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (i, (_, jti, entries)) in ordered.iter().enumerate() {
             // The successor is in use from the earliest first use of any later credential.
-            let successor = ordered[i + 1..].iter().min_by_key(|s| s.1);
+            let successor = ordered.get(i + 1);
             for (key, group, _) in entries.iter().copied() {
-                let late = successor.filter(|s| group.last() > s.1.plus(grace));
+                let late = successor.filter(|s| group.last() > s.0.plus(grace));
                 if late.is_none() && group.stale.count == 0 {
                     continue;
                 }
@@ -54,7 +49,7 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 let client = key.client.map(|ip| ip.to_string()).unwrap_or_default();
                 d.title = format!("Superseded token of pod {pod} still used from {client}");
                 let mut why = Vec::new();
-                if let Some((_, next_in_use, next, _)) = late {
+                if let Some((next_in_use, next, _)) = late {
                     why.push(format!(
                         "its last use at {} came {} minutes after the pod's newer credential JTI={next} was in use \
                          (grace {} minutes)",

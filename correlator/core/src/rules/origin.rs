@@ -45,6 +45,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
             let holder = match &judgement.place {
                 Some(Place::Pod { name, .. }) => format!("held by pod {name} at the time"),
                 Some(Place::Node(n)) => format!("an address of node {n}"),
+                Some(Place::Loopback) => String::from("the apiserver's own host (loopback)"),
                 _ => String::from("an in-cluster address that was not its pod's or node's"),
             };
             d.title = format!("Token of pod {pod_name} used from another workload ({ip})");
