@@ -249,24 +249,26 @@ launch_watchdog() {
         "$SELF" "$(broker_pid)" </dev/null >>"$LOG" 2>&1 9>&- &
 }
 
-# Stops the broker of $RUN: SIGTERM makes Kafka shut down cleanly (it flushes and closes its
-# logs); SIGKILL only if that takes longer than STOP_TIMEOUT_SECS. Then removes $RUN.
+# Stops broker JVM $1: SIGTERM makes Kafka shut down cleanly (it flushes and closes its logs);
+# SIGKILL only if that takes longer than STOP_TIMEOUT_SECS.
+terminate() {
+    local i
+    runs "$1" "$MARKER " || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    for ((i = 0; i < STOP_TIMEOUT_SECS * 10; i++)); do
+        runs "$1" "$MARKER " || return 0
+        sleep 0.1
+    done
+    say "broker $1 did not stop within ${STOP_TIMEOUT_SECS}s of SIGTERM; killing it"
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+# Stops the broker of $RUN and its watchdog, then removes $RUN.
 stop_locked() {
-    local pid wd i
+    local wd
     wd=$(cat "$RUN/watchdog.pid" 2>/dev/null || true)
     if [[ "$wd" != "$$" ]] && watchdog_alive; then kill "$wd" 2>/dev/null || true; fi
-    pid=$(broker_pid)
-    if broker_alive; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < STOP_TIMEOUT_SECS * 10; i++)); do
-            runs "$pid" "$MARKER " || break
-            sleep 0.1
-        done
-        if runs "$pid" "$MARKER "; then
-            say "broker $pid did not stop within ${STOP_TIMEOUT_SECS}s of SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
+    terminate "$(broker_pid)"
     rm -rf "$RUN"
 }
 
@@ -383,8 +385,17 @@ cmd_bootstrap() {
 cmd_watchdog() {
     local pid=$1 idle=0
     while sleep 1; do
-        # Our broker is gone, or run/ now belongs to another one: nothing left to watch.
-        [[ "$(broker_pid)" == "$pid" ]] && broker_alive || exit 0
+        # Our broker has exited: nothing left to watch.
+        runs "$pid" "$MARKER " || exit 0
+        # run/ was deleted under it (someone removed .build): no command can find it any more,
+        # so the watchdog stops it now rather than leave it running for good.
+        if [[ ! -s "$RUN/pid" ]]; then
+            say "$RUN is gone: stopping broker $pid"
+            terminate "$pid"
+            exit 0
+        fi
+        # run/ describes another broker (ours was replaced): not ours to manage any more.
+        [[ "$(broker_pid)" == "$pid" ]] || exit 0
         if [[ -f "$RUN/pinned" ]] || prune_owners; then
             idle=0
             continue
