@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink};
@@ -138,7 +138,7 @@ struct Decoded {
 }
 
 /// Size of the chunks handed to decoder threads.
-const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 1 << 20;
 
 /// Reads every evidence path and evaluates it. `on_problem` sees each bad record as it is found.
 pub fn analyze(
@@ -169,11 +169,13 @@ pub fn analyze(
     let outcomes = std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(options.decoders * 2);
         let (out_tx, out_rx) = sync_channel::<Decoded>(options.decoders * 2);
+        let (pool_tx, pool_rx) = channel::<Vec<u8>>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..options.decoders.max(1) {
-            let (rx, tx) = (Arc::clone(&job_rx), out_tx.clone());
-            scope.spawn(move || decoder(&rx, &tx));
+            let (rx, tx, pool) = (Arc::clone(&job_rx), out_tx.clone(), pool_tx.clone());
+            scope.spawn(move || decoder(&rx, &tx, &pool));
         }
+        drop(pool_tx);
         drop(out_tx);
         let files_ref = &files;
         let folded_ref = &mut folded;
@@ -184,7 +186,7 @@ pub fn analyze(
             }
         });
         let outcomes: Vec<_> =
-            files.iter().enumerate().map(|(index, file)| read_file(index, file, options, &read, &job_tx, progress)).collect();
+            files.iter().enumerate().map(|(index, file)| read_file(index, file, options, &read, &job_tx, &pool_rx, progress)).collect();
         drop(job_tx);
         engine_thread.join().expect("engine thread panicked");
         outcomes
@@ -275,6 +277,7 @@ fn read_file(
     options: &AnalyzeOptions,
     read: &Arc<AtomicU64>,
     jobs: &SyncSender<Job>,
+    pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
 ) -> Result<(&'static str, &'static str), String> {
     let opened = evidence::open(&file.path, Arc::clone(read)).map_err(|e| format!("cannot open: {e}"))?;
@@ -299,30 +302,38 @@ fn read_file(
             jobs.send(Job::Document { file: index, bytes }).map_err(|_| String::from("decoders stopped"))?;
             Ok(("document", compression))
         }
-        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, progress).map(|()| ("lines", compression)),
+        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, pool, progress).map(|()| ("lines", compression)),
     }
 }
 
 /// Cuts a JSON-lines text into newline-aligned chunks. A line longer than `max_line` is skipped
-/// and reported by its number.
+/// and reported by its number. Chunk buffers come back from the decoders through `pool`, so the
+/// same few buffers carry the whole file (fresh multi-megabyte buffers would cost a page fault
+/// per 4 KiB).
 fn read_lines(
     index: usize,
     reader: &mut dyn Read,
     options: &AnalyzeOptions,
     read: &Arc<AtomicU64>,
     jobs: &SyncSender<Job>,
+    pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
 ) -> Result<(), String> {
+    let stopped = || String::from("decoders stopped");
     let mut line = 1u64;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    // The unfinished last line of the previous read.
+    let mut carry: Vec<u8> = Vec::new();
     let mut skipping = false;
-    let mut eof = false;
-    while !eof {
+    loop {
+        let mut buf = pool.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK * 2));
+        buf.clear();
+        buf.extend_from_slice(&carry);
+        carry.clear();
         let start = buf.len();
         buf.resize(start + CHUNK, 0);
         let n = read_full(reader, &mut buf[start..]).map_err(|e| format!("read failed after line {line}: {e}"))?;
         buf.truncate(start + n);
-        eof = n == 0;
+        let eof = n == 0;
         progress.update(read.load(Ordering::Relaxed));
         if skipping {
             // Inside an over-long line: drop bytes up to its end.
@@ -332,34 +343,32 @@ fn read_lines(
                     line += 1;
                     skipping = false;
                 }
-                None => {
-                    buf.clear();
-                    continue;
-                }
+                None if eof => return Ok(()),
+                None => continue,
             }
         }
-        let cut = if eof { Some(buf.len()) } else { memchr::memrchr(b'\n', &buf).map(|i| i + 1) };
-        match cut {
-            Some(cut) if cut > 0 => {
-                let rest = buf.split_off(cut);
-                let chunk = std::mem::replace(&mut buf, rest);
-                let lines_in_chunk = memchr::memchr_iter(b'\n', &chunk).count() as u64;
-                if jobs.send(Job::Lines { file: index, first_line: line, bytes: chunk }).is_err() {
-                    return Err(String::from("decoders stopped"));
-                }
-                line += lines_in_chunk;
-            }
-            _ if buf.len() > options.max_line => {
-                if jobs.send(Job::TooLong { file: index, line, limit: options.max_line }).is_err() {
-                    return Err(String::from("decoders stopped"));
-                }
-                buf.clear();
+        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+        if cut == 0 && !eof {
+            // No line ends in this read: keep reading, unless the line is already too long.
+            if buf.len() > options.max_line {
+                jobs.send(Job::TooLong { file: index, line, limit: options.max_line }).map_err(|_| stopped())?;
                 skipping = true;
+            } else {
+                carry = buf;
             }
-            _ => {}
+            continue;
+        }
+        carry.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        let lines_in_chunk = memchr::memchr_iter(b'\n', &buf).count() as u64;
+        if !buf.is_empty() {
+            jobs.send(Job::Lines { file: index, first_line: line, bytes: buf }).map_err(|_| stopped())?;
+        }
+        line += lines_in_chunk;
+        if eof {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 /// Reads until `buf` is full or the input ends.
@@ -376,7 +385,7 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>) {
+fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &Sender<Vec<u8>>) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -384,7 +393,12 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>) {
         };
         let Ok(job) = job else { return };
         let decoded = match job {
-            Job::Lines { file, first_line, bytes } => decode_lines(file, first_line, &bytes),
+            Job::Lines { file, first_line, bytes } => {
+                let decoded = decode_lines(file, first_line, &bytes);
+                // The reader may have finished; then the buffer is simply dropped.
+                let _ = pool.send(bytes);
+                decoded
+            }
             Job::TooLong { file, line, limit } => {
                 let mut sink = Sink::new();
                 sink.stats.errors += 1;
@@ -418,8 +432,11 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>) {
 fn decode_lines(file: usize, first_line: u64, bytes: &[u8]) -> Decoded {
     let mut sink = Sink::new();
     let mut problems = Vec::new();
-    for (offset, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let text = raw.trim_ascii();
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for (offset, end) in ends.enumerate() {
+        let text = bytes[start..end].trim_ascii();
+        start = end + 1;
         if text.is_empty() {
             continue;
         }
