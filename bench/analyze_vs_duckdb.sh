@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Benchmark: the full `tokentrail analyze` against DuckDB's GROUP BY over the same audit log,
+# in the same run, on the same machine (DESIGN §6, issue 2).
+#
+#   bench/analyze_vs_duckdb.sh
+#
+# Steps: build tokentrail (release); generate bench-out/audit.log (~1M events) and
+# bench-out/audit-250k.log (same cluster, a quarter of the requests) if missing; install
+# DuckDB (pip) and GNU time (apt) if missing; then, with a warm page cache, alternate
+# analyze and DuckDB runs RUNS times each and report medians of wall time and peak RSS, the
+# ratio analyze/DuckDB, and analyze's peak RSS on 250k vs 1M events.
+#
+# Environment:
+#   RUNS=3              runs of each measurement (the median is reported)
+#   BENCH_OUT=bench-out where the generated evidence lives (git-ignored)
+#   TOKENTRAIL=...      binary to measure (default target/release/tokentrail, built here)
+#   SKIP_BUILD=1        do not run cargo build (for measuring a given binary)
+#   INVENTORY=0         analyze the audit log alone (see docs/benchmarks.md for why the
+#                       default also passes the kubectl dumps)
+#
+# Results go to stdout and to $BENCH_OUT/results.md; analyze's findings of the last run to
+# $BENCH_OUT/findings.json (so the planted replays can be checked against
+# $BENCH_OUT/audit.log.planted.txt).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+OUT=${BENCH_OUT:-bench-out}
+TOKENTRAIL=${TOKENTRAIL:-target/release/tokentrail}
+LOG=$OUT/audit.log
+SMALL=$OUT/audit-250k.log
+TIMES=$(mktemp)
+trap 'rm -f "$TIMES"' EXIT
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+# --- prerequisites --------------------------------------------------------------------------
+
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    say "building tokentrail (release)"
+    cargo build --release -p tokentrail >&2
+fi
+[[ -x $TOKENTRAIL ]] || { echo "no tokentrail binary at $TOKENTRAIL" >&2; exit 1; }
+
+if [[ ! -x /usr/bin/time ]]; then
+    say "installing GNU time (for peak RSS)"
+    apt-get install -y time >&2 || { apt-get update >&2 && apt-get install -y time >&2; }
+fi
+if ! python3 -c 'import duckdb' 2>/dev/null; then
+    say "installing duckdb"
+    python3 -m pip install --quiet duckdb >&2
+fi
+
+mkdir -p "$OUT"
+if [[ ! -s $LOG ]]; then
+    say "generating $LOG"
+    python3 bench/generate_audit_log.py --out "$OUT" >&2
+fi
+if [[ ! -s $SMALL ]]; then
+    say "generating $SMALL"
+    python3 bench/generate_audit_log.py --out "$OUT" --events 250000 --name audit-250k.log >&2
+fi
+
+# The dumps a responder has next to the log. Without them analyze knows no pod address from
+# before the log started, so every pre-existing pod's own use would land in "unknown".
+INVENTORY_FILES=()
+if [[ ${INVENTORY:-1} != 0 ]]; then
+    INVENTORY_FILES=("$OUT/nodes.json" "$OUT/pods.json" "$OUT/sa_secrets.json")
+fi
+
+# --- measurement helpers --------------------------------------------------------------------
+# Each sets T (seconds) and M (peak RSS, KiB). They run in this shell, not in a subshell, so
+# `set -e` stops the benchmark if a tool fails instead of recording garbage.
+
+analyze_once() {
+    /usr/bin/time -f '%e %M' -o "$TIMES" \
+        "$TOKENTRAIL" analyze --format json "$1" "${INVENTORY_FILES[@]}" > "$OUT/findings.json"
+    read -r T M < "$TIMES"
+}
+
+duckdb_once() {
+    # The time is the query's own, printed by duckdb_query.py; the peak RSS is the process's.
+    /usr/bin/time -f '%M' -o "$TIMES" python3 bench/duckdb_query.py "$1" > "$OUT/duckdb.out"
+    read -r T NGROUPS NEVENTS < "$OUT/duckdb.out"
+    read -r M < "$TIMES"
+}
+
+# median of the arguments (numbers).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# --- runs -----------------------------------------------------------------------------------
+
+lines=$(wc -l < "$LOG")
+small_lines=$(wc -l < "$SMALL")
+bytes=$(stat -c %s "$LOG")
+say "warming the page cache (both tools then read from memory)"
+cat "$LOG" "$SMALL" > /dev/null
+
+a_time=(); a_rss=(); d_time=(); d_rss=(); s_rss=()
+for run in $(seq "$RUNS"); do
+    # Alternating the tools keeps drift in machine load from favouring one of them. The 1M
+    # analyze run comes last among analyze runs, so findings.json is its output.
+    say "run $run/$RUNS: tokentrail analyze, $small_lines events"
+    analyze_once "$SMALL"; s_rss+=("$M")
+    say "run $run/$RUNS: duckdb, $lines events"
+    duckdb_once "$LOG"; d_time+=("$T"); d_rss+=("$M")
+    say "run $run/$RUNS: tokentrail analyze, $lines events"
+    analyze_once "$LOG"; a_time+=("$T"); a_rss+=("$M")
+done
+
+at=$(median "${a_time[@]}"); am=$(median "${a_rss[@]}")
+dt=$(median "${d_time[@]}"); dm=$(median "${d_rss[@]}")
+sm=$(median "${s_rss[@]}")
+rules=$(python3 -c '
+import collections, json, sys
+c = collections.Counter(json.loads(l)["rule"] for l in open(sys.argv[1]) if l.strip())
+print(", ".join(f"{r} {n}" for r, n in sorted(c.items())) or "none")' "$OUT/findings.json")
+
+{
+    echo "## Results"
+    echo
+    echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+    echo "- input: $LOG, $lines events, $(awk -v b="$bytes" 'BEGIN { printf "%.2f GB", b / 1e9 }'); analyze also reads: ${INVENTORY_FILES[*]:-nothing else}"
+    echo "- $("$TOKENTRAIL" --version), DuckDB $(python3 -c 'import duckdb; print(duckdb.__version__)') ($NGROUPS groups, $NEVENTS events counted)"
+    echo "- $RUNS runs each, alternating, warm page cache; medians"
+    echo
+    echo "| | wall time (s) | peak RSS (MiB) | all runs (s) |"
+    echo "|---|---|---|---|"
+    echo "| \`tokentrail analyze --format json\` (every rule) | $at | $((am / 1024)) | ${a_time[*]} |"
+    echo "| DuckDB \`GROUP BY user, sourceIPs[-1]\` (query only) | $dt | $((dm / 1024)) | ${d_time[*]} |"
+    echo
+    echo "analyze / DuckDB wall time: **$(awk -v a="$at" -v d="$dt" 'BEGIN { printf "%.2f", a / d }')**"
+    echo
+    echo "| analyze peak RSS | events | MiB |"
+    echo "|---|---|---|"
+    echo "| $SMALL | $small_lines | $((sm / 1024)) |"
+    echo "| $LOG | $lines | $((am / 1024)) |"
+    echo
+    echo "Findings of the $lines-event run: $rules (planted: $OUT/audit.log.planted.txt)"
+} | tee "$OUT/results.md"
