@@ -127,6 +127,15 @@ fn usage_errors_exit_two_and_missing_evidence_exits_one() {
     let o = tokentrail(&["analyze", "/nonexistent/evidence"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/evidence"));
+    // A file named on the command line that is not JSON is an error; in a directory it is
+    // passed over (the example directory holds a README and a script).
+    let readme = example().join("README.md");
+    let o = tokentrail(&["analyze", readme.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not JSON evidence"));
+    let o = tokentrail(&["analyze", example().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("skipped, not JSON evidence: README.md"));
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub struct EvidenceFile {
     pub path: PathBuf,
     /// Its size on disk.
     pub size: u64,
+    /// Named on the command line (rather than found in a directory).
+    pub explicit: bool,
 }
 
 /// Why evidence could not be found or opened.
@@ -51,7 +53,7 @@ fn walk(path: &Path, explicit: bool, files: &mut Vec<EvidenceFile>, errors: &mut
         Err(e) => return errors.push(unreadable(e)),
     };
     if meta.is_file() {
-        files.push(EvidenceFile { path: path.to_path_buf(), size: meta.len() });
+        files.push(EvidenceFile { path: path.to_path_buf(), size: meta.len(), explicit });
         return;
     }
     if !meta.is_dir() {
@@ -80,6 +82,9 @@ pub struct Opened {
     pub layout: Layout,
     /// The compression found.
     pub compression: Compression,
+    /// Whether the text starts like JSON (`{` or `[` after whitespace): directories also hold
+    /// notes and scripts, which are skipped rather than reported line by line.
+    pub looks_like_json: bool,
     /// The decompressed text, positioned at the start (BOM removed).
     pub reader: Box<dyn BufRead>,
 }
@@ -124,8 +129,9 @@ pub fn open(path: &Path, progress: Arc<AtomicU64>) -> io::Result<Opened> {
         None if head.len() >= PEEK => Layout::Lines,
         None => detect_layout(&head),
     };
+    let looks_like_json = matches!(head.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[') | None);
     let reader = BufReader::with_capacity(1 << 20, io::Cursor::new(head).chain(text));
-    Ok(Opened { layout, compression, reader: Box::new(reader) })
+    Ok(Opened { layout, compression, looks_like_json, reader: Box::new(reader) })
 }
 
 /// How much of a file is looked at to decide its layout.

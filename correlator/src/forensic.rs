@@ -100,6 +100,8 @@ pub struct FileSummary {
     pub problems: u64,
     /// Why the file could not be read at all.
     pub error: Option<String>,
+    /// Why a file found in a directory was passed over (it is not JSON evidence).
+    pub skipped: Option<String>,
 }
 
 /// The outcome of an analysis.
@@ -120,7 +122,7 @@ pub struct Analysis {
 impl Analysis {
     /// Whether any evidence at all could be read.
     pub fn read_anything(&self) -> bool {
-        self.files.iter().any(|f| f.error.is_none())
+        self.files.iter().any(|f| f.error.is_none() && f.skipped.is_none())
     }
 }
 
@@ -153,7 +155,8 @@ pub fn analyze(
         let evidence::EvidenceError::Unreadable { path, source } = &e;
         let problem = LocatedProblem { path: path.clone(), line: None, message: format!("cannot read: {source}") };
         on_problem(&problem);
-        summaries.push(FileSummary { error: Some(source.to_string()), ..summary(&EvidenceFile { path: path.clone(), size: 0 }, None) });
+        let missing = EvidenceFile { path: path.clone(), size: 0, explicit: true };
+        summaries.push(FileSummary { error: Some(source.to_string()), ..summary(&missing, None) });
     }
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.start(total);
@@ -194,7 +197,8 @@ pub fn analyze(
     progress.finish();
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok((layout, compression)) => {
+            Ok(FileRead::Skipped) => summaries[index].skipped = Some(String::from("not JSON evidence")),
+            Ok(FileRead::Done { layout, compression }) => {
                 summaries[index].layout = Some(layout);
                 summaries[index].compression = Some(compression);
             }
@@ -251,7 +255,7 @@ impl Folded {
 }
 
 fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
-    FileSummary { path: file.path.clone(), layout, compression: None, events: 0, problems: 0, error: None }
+    FileSummary { path: file.path.clone(), layout, compression: None, events: 0, problems: 0, error: None, skipped: None }
 }
 
 /// Requests are cut to `--since`/`--until`; facts about pods, nodes and objects are kept, since
@@ -269,8 +273,16 @@ fn in_window(obs: &Observation, since: Option<Timestamp>, until: Option<Timestam
     !is_request || (since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u))
 }
 
-/// Reads one file into jobs; returns its layout and compression. Returns a message when the file
-/// cannot be read at all, or stops part-way (the jobs already sent still count).
+/// What became of one file.
+enum FileRead {
+    /// Read; its layout and compression.
+    Done { layout: &'static str, compression: &'static str },
+    /// Found in a directory and not JSON (a README, a script): passed over.
+    Skipped,
+}
+
+/// Reads one file into jobs. Returns a message when the file cannot be read at all, or stops
+/// part-way (the jobs already sent still count).
 fn read_file(
     index: usize,
     file: &EvidenceFile,
@@ -279,13 +291,19 @@ fn read_file(
     jobs: &SyncSender<Job>,
     pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
-) -> Result<(&'static str, &'static str), String> {
+) -> Result<FileRead, String> {
     let opened = evidence::open(&file.path, Arc::clone(read)).map_err(|e| format!("cannot open: {e}"))?;
     let compression = match opened.compression {
         Compression::None => "none",
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
     };
+    if !opened.looks_like_json {
+        if file.explicit {
+            return Err(String::from("not JSON evidence: expected audit events or `kubectl get -o json` output"));
+        }
+        return Ok(FileRead::Skipped);
+    }
     let mut reader = opened.reader;
     match opened.layout {
         Layout::Document => {
@@ -300,9 +318,9 @@ fn read_file(
             }
             progress.update(read.load(Ordering::Relaxed));
             jobs.send(Job::Document { file: index, bytes }).map_err(|_| String::from("decoders stopped"))?;
-            Ok(("document", compression))
+            Ok(FileRead::Done { layout: "document", compression })
         }
-        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, pool, progress).map(|()| ("lines", compression)),
+        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, pool, progress).map(|()| FileRead::Done { layout: "lines", compression }),
     }
 }
 

@@ -250,7 +250,7 @@ fn coverage(s: &mut String, analysis: &Analysis) {
         if c.cluster_networks.is_empty() { String::from("none known (add nodes.json or --cluster-network)") } else { c.cluster_networks.join(", ") },
     );
     let formats: Vec<String> = analysis.decode.by_format.iter().map(|(f, n)| format!("{f} {n}")).collect();
-    let readable = analysis.files.iter().filter(|f| f.error.is_none()).count();
+    let readable = analysis.files.iter().filter(|f| f.error.is_none() && f.skipped.is_none()).count();
     let _ = writeln!(
         s,
         "  evidence        {} of {} files read; {} records ({})",
@@ -259,6 +259,15 @@ fn coverage(s: &mut String, analysis: &Analysis) {
         analysis.decode.events,
         if formats.is_empty() { String::from("none") } else { formats.join(", ") },
     );
+    let skipped: Vec<String> = analysis
+        .files
+        .iter()
+        .filter(|f| f.skipped.is_some())
+        .map(|f| f.path.file_name().map_or_else(|| f.path.display().to_string(), |n| n.to_string_lossy().into_owned()))
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(s, "                  skipped, not JSON evidence: {}", skipped.join(", "));
+    }
     if analysis.decode.token_uses_by_format.get(&tokentrail_aggregator_core::Format::GkeLogEntry).is_some_and(|n| *n > 0) {
         let _ = writeln!(
             s,
