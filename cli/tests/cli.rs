@@ -1,6 +1,8 @@
 //! The `tokentrail` binary as a user runs it: exit statuses, formats, `--out`, and the promise
 //! that no token from the evidence reaches any output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -105,7 +107,8 @@ fn json_format_prints_finding_records_only() {
 fn ocsf_format_prints_detection_findings() {
     let o = run_on_example(&["--format", "ocsf"]);
     assert!(o.status.success());
-    let first: serde_json::Value = serde_json::from_str(String::from_utf8(o.stdout).unwrap().lines().next().unwrap()).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8(o.stdout).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(first["class_uid"], 2004);
     assert_eq!(first["type_uid"], 200401);
     assert!(first["finding_info"]["uid"].is_string());

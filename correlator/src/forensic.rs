@@ -127,10 +127,21 @@ impl Analysis {
 }
 
 enum Job {
-    Lines { file: usize, first_line: u64, bytes: Vec<u8> },
-    Document { file: usize, bytes: Vec<u8> },
+    Lines {
+        file: usize,
+        first_line: u64,
+        bytes: Vec<u8>,
+    },
+    Document {
+        file: usize,
+        bytes: Vec<u8>,
+    },
     /// A line too long to read, passed along so it is reported in order with the rest.
-    TooLong { file: usize, line: u64, limit: usize },
+    TooLong {
+        file: usize,
+        line: u64,
+        limit: usize,
+    },
 }
 
 struct Decoded {
@@ -188,8 +199,11 @@ pub fn analyze(
                 folded_ref.fold(d, &files_ref[..], options, on_problem_ref);
             }
         });
-        let outcomes: Vec<_> =
-            files.iter().enumerate().map(|(index, file)| read_file(index, file, options, &read, &job_tx, &pool_rx, progress)).collect();
+        let outcomes: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| read_file(index, file, options, &read, &job_tx, &pool_rx, progress))
+            .collect();
         drop(job_tx);
         engine_thread.join().expect("engine thread panicked");
         outcomes
@@ -255,7 +269,15 @@ impl Folded {
 }
 
 fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
-    FileSummary { path: file.path.clone(), layout, compression: None, events: 0, problems: 0, error: None, skipped: None }
+    FileSummary {
+        path: file.path.clone(),
+        layout,
+        compression: None,
+        events: 0,
+        problems: 0,
+        error: None,
+        skipped: None,
+    }
 }
 
 /// Requests are cut to `--since`/`--until`; facts about pods, nodes and objects are kept, since
@@ -320,7 +342,8 @@ fn read_file(
             jobs.send(Job::Document { file: index, bytes }).map_err(|_| String::from("decoders stopped"))?;
             Ok(FileRead::Done { layout: "document", compression })
         }
-        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, pool, progress).map(|()| FileRead::Done { layout: "lines", compression }),
+        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, pool, progress)
+            .map(|()| FileRead::Done { layout: "lines", compression }),
     }
 }
 

@@ -75,7 +75,11 @@ pub fn text(analysis: &Analysis) -> String {
     let _ = writeln!(
         s,
         "tokentrail: {}{}",
-        if counts.is_empty() { String::from("no findings") } else { format!("{} findings ({})", report.findings.len(), counts.join(", ")) },
+        if counts.is_empty() {
+            String::from("no findings")
+        } else {
+            format!("{} findings ({})", report.findings.len(), counts.join(", "))
+        },
         cluster.map(|c| format!(" in cluster {c}")).unwrap_or_default(),
     );
     section(&mut s, "Findings");
@@ -215,11 +219,7 @@ fn legacy(s: &mut String, rows: &[LegacyTokenRow]) {
 
 fn coverage(s: &mut String, analysis: &Analysis) {
     let c = &analysis.report.coverage;
-    let _ = writeln!(
-        s,
-        "  token uses      {} ({} duplicate stages folded)",
-        c.token_uses, c.engine.duplicate_stages
-    );
+    let _ = writeln!(s, "  token uses      {} ({} duplicate stages folded)", c.token_uses, c.engine.duplicate_stages);
     let _ = writeln!(
         s,
         "  verified        {} ({:.1}%): {} expected, {} unexpected",
@@ -247,7 +247,11 @@ fn coverage(s: &mut String, analysis: &Analysis) {
         c.pods,
         c.nodes,
         c.mints,
-        if c.cluster_networks.is_empty() { String::from("none known (add nodes.json or --cluster-network)") } else { c.cluster_networks.join(", ") },
+        if c.cluster_networks.is_empty() {
+            String::from("none known (add nodes.json or --cluster-network)")
+        } else {
+            c.cluster_networks.join(", ")
+        },
     );
     let formats: Vec<String> = analysis.decode.by_format.iter().map(|(f, n)| format!("{f} {n}")).collect();
     let readable = analysis.files.iter().filter(|f| f.error.is_none() && f.skipped.is_none()).count();
@@ -268,7 +272,12 @@ fn coverage(s: &mut String, analysis: &Analysis) {
     if !skipped.is_empty() {
         let _ = writeln!(s, "                  skipped, not JSON evidence: {}", skipped.join(", "));
     }
-    if analysis.decode.token_uses_by_format.get(&tokentrail_aggregator_core::Format::GkeLogEntry).is_some_and(|n| *n > 0) {
+    if analysis
+        .decode
+        .token_uses_by_format
+        .get(&tokentrail_aggregator_core::Format::GkeLogEntry)
+        .is_some_and(|n| *n > 0)
+    {
         let _ = writeln!(
             s,
             "                  GKE audit entries carry no pod binding or credential id: only service-account-level checks ran on them"
@@ -282,7 +291,11 @@ fn coverage(s: &mut String, analysis: &Analysis) {
         );
     }
     if analysis.problems > 0 {
-        let _ = writeln!(s, "  problems        {} bad records skipped (listed on stderr with file and line)", analysis.problems);
+        let _ = writeln!(
+            s,
+            "  problems        {} bad records skipped (listed on stderr with file and line)",
+            analysis.problems
+        );
     }
     if analysis.filtered > 0 {
         let _ = writeln!(s, "  time window     {} requests outside --since/--until ignored", analysis.filtered);

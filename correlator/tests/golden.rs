@@ -5,6 +5,8 @@
 //! coverage line. Run with `UPDATE_GOLDEN=1` to rewrite the expectations after a deliberate
 //! change, and read the diff before committing it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,10 @@ use tokentrail_correlator::forensic::{analyze, AnalyzeOptions, Quiet};
 use tokentrail_correlator_core::EngineConfig;
 
 fn summarise(evidence: &Path) -> String {
-    let options = AnalyzeOptions { engine: EngineConfig { cluster: Some("golden".into()), ..EngineConfig::default() }, ..AnalyzeOptions::default() };
+    let options = AnalyzeOptions {
+        engine: EngineConfig { cluster: Some("golden".into()), ..EngineConfig::default() },
+        ..AnalyzeOptions::default()
+    };
     let mut problems = Vec::new();
     let analysis = analyze(&[evidence.to_path_buf()], &options, &Quiet, &mut |p| problems.push(p.to_string()));
     let mut s = String::new();
@@ -27,7 +32,14 @@ fn summarise(evidence: &Path) -> String {
         let _ = writeln!(s, "{} {} {client} {} {credential} {pod}", f.severity, f.rule, f.count);
     }
     let c = &analysis.report.coverage;
-    let _ = writeln!(s, "coverage: {} uses, {} expected, {} unexpected, {} unverified", c.token_uses, c.expected, c.unexpected, c.token_uses - c.verified);
+    let _ = writeln!(
+        s,
+        "coverage: {} uses, {} expected, {} unexpected, {} unverified",
+        c.token_uses,
+        c.expected,
+        c.unexpected,
+        c.token_uses - c.verified
+    );
     let _ = writeln!(s, "problems: {}", analysis.problems);
     s
 }
@@ -35,7 +47,8 @@ fn summarise(evidence: &Path) -> String {
 #[test]
 fn golden_scenarios() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     assert!(dirs.len() >= 4, "golden scenarios missing under {}", root.display());
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();

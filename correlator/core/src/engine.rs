@@ -14,9 +14,7 @@ use crate::config::EngineConfig;
 use crate::dedup::RecentIds;
 use crate::model::Model;
 use crate::net::client_address;
-use crate::observation::{
-    Credential, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, TokenUse,
-};
+use crate::observation::{Credential, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, TokenUse};
 use crate::report::{self, Report};
 use crate::tally::Tally;
 use crate::time::Timestamp;
@@ -161,7 +159,8 @@ impl Engine {
             self.model.pods.note_bound(pod_uid, &u.serviceaccount.namespace, pod_name, node.as_deref(), u.time);
         }
         let forged = self.forged_addresses(&u.source_ips);
-        let key = UseKey { serviceaccount: u.serviceaccount.clone(), credential: CredentialKey::of(&u.credential), client };
+        let key =
+            UseKey { serviceaccount: u.serviceaccount.clone(), credential: CredentialKey::of(&u.credential), client };
         self.uses.entry(key).or_default().add(&u, &forged);
     }
 

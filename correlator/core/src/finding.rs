@@ -262,7 +262,13 @@ impl From<&Request> for FindingRequest {
             (Some(res), Some(sub)) => Some(format!("{res}/{sub}")),
             (res, _) => res.clone(),
         };
-        FindingRequest { verb: r.verb.clone(), resource, namespace: r.namespace.clone(), name: r.name.clone(), code: r.code }
+        FindingRequest {
+            verb: r.verb.clone(),
+            resource,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            code: r.code,
+        }
     }
 }
 
@@ -343,7 +349,10 @@ mod tests {
         assert_ne!(a, finding_id(Rule::TokenUsedOffCluster, Some("prod"), "JTI=1", "203.0.113.51"));
         assert_ne!(a, finding_id(Rule::TokenMultiOrigin, Some("prod"), "JTI=1", "203.0.113.50"));
         // Separators keep "ab"+"c" apart from "a"+"bc".
-        assert_ne!(finding_id(Rule::TokenMultiOrigin, None, "ab", "c"), finding_id(Rule::TokenMultiOrigin, None, "a", "bc"));
+        assert_ne!(
+            finding_id(Rule::TokenMultiOrigin, None, "ab", "c"),
+            finding_id(Rule::TokenMultiOrigin, None, "a", "bc")
+        );
     }
 
     #[test]

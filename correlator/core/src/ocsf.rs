@@ -40,11 +40,8 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         Activity::Create => (1, "Create"),
         Activity::Update => (2, "Update"),
     };
-    let attacks: Vec<Value> = f
-        .attack
-        .iter()
-        .map(|t| json!({"technique": {"uid": t.id, "name": t.name}, "version": "v15"}))
-        .collect();
+    let attacks: Vec<Value> =
+        f.attack.iter().map(|t| json!({"technique": {"uid": t.id, "name": t.name}, "version": "v15"})).collect();
     let mut record = json!({
         "class_uid": 2004,
         "class_name": "Detection Finding",
@@ -80,7 +77,10 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
     let obj = record.as_object_mut().expect("json! built an object");
     if let Some(ip) = f.source_ip {
         obj.insert("src_endpoint".into(), json!({"ip": ip.to_string()}));
-        obj.insert("observables".into(), json!([{"name": "src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": ip.to_string()}]));
+        obj.insert(
+            "observables".into(),
+            json!([{"name": "src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": ip.to_string()}]),
+        );
     }
     if let Some(sa) = &f.serviceaccount {
         let mut user = Map::new();

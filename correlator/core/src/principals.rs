@@ -25,9 +25,7 @@ pub fn is_control_plane(username: &str) -> bool {
     if USERS.contains(&username) {
         return true;
     }
-    username
-        .strip_prefix("system:serviceaccount:kube-system:")
-        .is_some_and(|sa| KUBE_SYSTEM_CONTROLLERS.contains(&sa))
+    username.strip_prefix("system:serviceaccount:kube-system:").is_some_and(|sa| KUBE_SYSTEM_CONTROLLERS.contains(&sa))
 }
 
 #[cfg(test)]

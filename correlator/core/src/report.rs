@@ -230,7 +230,13 @@ pub(crate) fn legacy_inventory(ctx: &Context<'_>) -> Vec<LegacyTokenRow> {
             age_days: None,
             last_used_label: None,
             invalid_since: None,
-            mounted_by: engine.model.pods.mounting(ns, secret).iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect(),
+            mounted_by: engine
+                .model
+                .pods
+                .mounting(ns, secret)
+                .iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect(),
             uses: 0,
             source_ips: Vec::new(),
         });

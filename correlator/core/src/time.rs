@@ -74,7 +74,11 @@ impl Timestamp {
                 let h = num(i + 1..i + 3)?;
                 let m = if b.get(i + 3) == Some(&b':') { num(i + 4..i + 6)? } else { num(i + 3..i + 5)? };
                 let off = h * 3600 + m * 60;
-                if sign == b'+' { off } else { -off }
+                if sign == b'+' {
+                    off
+                } else {
+                    -off
+                }
             }
             _ => return None,
         };

@@ -61,7 +61,9 @@ impl CredentialKey {
     /// `JTI=<uuid>`, when there is one.
     pub fn credential_id(&self) -> Option<String> {
         match self {
-            CredentialKey::PodBound { jti: Some(j), .. } | CredentialKey::Unbound { jti: j } => Some(format!("JTI={j}")),
+            CredentialKey::PodBound { jti: Some(j), .. } | CredentialKey::Unbound { jti: j } => {
+                Some(format!("JTI={j}"))
+            }
             _ => None,
         }
     }

@@ -140,7 +140,9 @@ impl Judge<'_> {
                     Judgement::unknown(UnknownBecause::Unbound, Some(place), expected)
                 }
             }
-            CredentialKey::Unknown => Judgement::unknown(UnknownBecause::NoCredentialInfo, Some(place), BTreeSet::new()),
+            CredentialKey::Unknown => {
+                Judgement::unknown(UnknownBecause::NoCredentialInfo, Some(place), BTreeSet::new())
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 //! several apiservers interleave, files are read in any order, and decoder threads finish in any
 //! order; the engine must give the same findings, counts and samples every time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
 mod common;
 
 use common::*;
@@ -14,7 +16,8 @@ fn incident() -> Vec<Observation> {
     let web = pod("shop/web-1", "uid-web").on_node("worker-2").with_ip("10.244.2.7");
     let db_old = pod("shop/db-0", "uid-db-1").on_node("worker-3").with_ip("10.244.3.30").since(0.0);
     let db_new = pod("shop/db-0", "uid-db-2").on_node("worker-3").with_ip("10.244.3.31").since(62.0);
-    let exporter = pod("monitoring/exp-0", "uid-exp").on_node("worker-2").with_ip("10.244.2.5").mounting("exp-token-abcde");
+    let exporter =
+        pod("monitoring/exp-0", "uid-exp").on_node("worker-2").with_ip("10.244.2.5").mounting("exp-token-abcde");
     let mut obs = cluster();
     obs.extend([api.observed(), web.observed(), exporter.observed(), db_old.status_patched(), db_new.status_patched()]);
     obs.push(db_old.deleted_at(60.0));
@@ -24,7 +27,13 @@ fn incident() -> Vec<Observation> {
     obs.extend(use_of("payments/api").bound_to(&api, "j1").from("10.244.1.12").every_minute(0.5, 48));
     obs.extend(use_of("payments/api").bound_to(&api, "j2").from("10.244.1.12").every_minute(48.3, 30));
     obs.push(exec_into(&api, "alice", "198.51.100.23", 30.0));
-    obs.extend(use_of("payments/api").bound_to(&api, "j1").via(&["10.244.1.12", "203.0.113.50"]).listing_secrets("payments").every_minute(33.0, 40));
+    obs.extend(
+        use_of("payments/api")
+            .bound_to(&api, "j1")
+            .via(&["10.244.1.12", "203.0.113.50"])
+            .listing_secrets("payments")
+            .every_minute(33.0, 40),
+    );
     obs.extend(use_of("payments/api").bound_to(&api, "j1").from("10.244.2.7").every_minute(40.0, 3));
     obs.extend(use_of("shop/db").bound_to(&db_old, "jd1").from("10.244.3.30").every_minute(1.0, 50));
     obs.extend(use_of("shop/db").bound_to(&db_new, "jd2").from("10.244.3.31").every_minute(63.0, 10));
@@ -32,8 +41,24 @@ fn incident() -> Vec<Observation> {
     obs.push(use_of("monitoring/exp").legacy("exp-token-abcde").from("198.51.100.77").at(50.0).obs());
     obs.push(token_secret("monitoring", "exp-token-abcde", "exp"));
     obs.push(secret_list("alice", "monitoring", "198.51.100.23", 31.0));
-    obs.push(use_of("shop/web").bound_to(&web, "jw").from("10.244.2.7").at(5.0).audit_id("dup").stage(Stage::RequestReceived).obs());
-    obs.push(use_of("shop/web").bound_to(&web, "jw").from("10.244.2.7").at(5.0).audit_id("dup").stage(Stage::ResponseComplete).obs());
+    obs.push(
+        use_of("shop/web")
+            .bound_to(&web, "jw")
+            .from("10.244.2.7")
+            .at(5.0)
+            .audit_id("dup")
+            .stage(Stage::RequestReceived)
+            .obs(),
+    );
+    obs.push(
+        use_of("shop/web")
+            .bound_to(&web, "jw")
+            .from("10.244.2.7")
+            .at(5.0)
+            .audit_id("dup")
+            .stage(Stage::ResponseComplete)
+            .obs(),
+    );
     obs.push(auth_failure("203.0.113.50", 90.0));
     obs
 }

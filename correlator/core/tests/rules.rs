@@ -1,5 +1,7 @@
 //! Every rule of the catalogue, each next to the benign lookalikes that must stay silent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
 mod common;
 
 use common::*;
@@ -10,7 +12,9 @@ fn api() -> PodSpec {
     pod("payments/api-7d9f8-xk2lq", "uid-api").on_node("worker-1").with_ip("10.244.1.12").running_as("api")
 }
 
-fn with_cluster(mut extra: Vec<tokentrail_correlator_core::Observation>) -> Vec<tokentrail_correlator_core::Observation> {
+fn with_cluster(
+    mut extra: Vec<tokentrail_correlator_core::Observation>,
+) -> Vec<tokentrail_correlator_core::Observation> {
     let mut all = cluster();
     all.append(&mut extra);
     all
@@ -39,7 +43,8 @@ fn token_used_from_the_internet_is_off_cluster_and_critical() {
 fn token_used_from_its_own_pod_address_is_silent() {
     let p = api();
     let report = run(with_cluster(
-        [vec![p.observed()], use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").every_minute(0.0, 30)].concat(),
+        [vec![p.observed()], use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").every_minute(0.0, 30)]
+            .concat(),
     ));
     assert!(report.findings.is_empty(), "{:?}", fired(&report));
     assert_eq!(report.coverage.expected, 30);
@@ -60,14 +65,16 @@ fn host_network_pod_using_its_token_from_the_node_address_is_silent() {
 #[test]
 fn pod_traffic_snat_to_its_own_node_address_is_silent() {
     let p = pod("shop/web-1", "uid-web").on_node("worker-3").with_ip("10.244.3.8");
-    let report = run(with_cluster(vec![p.observed(), use_of("shop/web").bound_to(&p, "j1").from("10.0.1.13").at(1.0).obs()]));
+    let report =
+        run(with_cluster(vec![p.observed(), use_of("shop/web").bound_to(&p, "j1").from("10.0.1.13").at(1.0).obs()]));
     assert!(report.findings.is_empty(), "{:?}", fired(&report));
 }
 
 #[test]
 fn configured_egress_address_is_expected() {
     let p = api();
-    let obs = with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").from("52.1.2.3").at(1.0).obs()]);
+    let obs =
+        with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").from("52.1.2.3").at(1.0).obs()]);
     assert_eq!(fired(&run(obs.clone())), ["token-used-off-cluster@52.1.2.3"]);
     let config = EngineConfig { egress: vec!["52.1.2.3".parse::<IpNet>().unwrap()], ..EngineConfig::default() };
     assert!(run_with(config, obs).findings.is_empty());
@@ -102,7 +109,10 @@ fn token_used_from_another_pods_address_names_that_pod() {
 #[test]
 fn token_used_from_another_nodes_address_is_other_workload() {
     let p = api();
-    let report = run(with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").from("10.0.1.13").at(3.0).obs()]));
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.0.1.13").at(3.0).obs(),
+    ]));
     assert_eq!(fired(&report), ["token-used-from-other-workload@10.0.1.13"]);
     assert!(report.findings[0].explanation.contains("worker-3"));
 }
@@ -205,9 +215,15 @@ fn pod_bound_token_minted_by_a_user_is_forged() {
 #[test]
 fn kubelet_of_the_pods_node_minting_is_silent_and_another_kubelet_is_forged() {
     let p = api();
-    let ok = run(with_cluster(vec![p.observed(), bound(mint("j1", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &p)]));
+    let ok = run(with_cluster(vec![
+        p.observed(),
+        bound(mint("j1", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &p),
+    ]));
     assert!(ok.findings.is_empty(), "{:?}", fired(&ok));
-    let bad = run(with_cluster(vec![p.observed(), bound(mint("j1", "payments/api", "system:node:worker-2", "10.0.1.12", 0.0), &p)]));
+    let bad = run(with_cluster(vec![
+        p.observed(),
+        bound(mint("j1", "payments/api", "system:node:worker-2", "10.0.1.12", 0.0), &p),
+    ]));
     assert_eq!(fired(&bad), ["token-forged-mint@10.0.1.12"]);
 }
 
@@ -365,7 +381,10 @@ fn forwarded_for_from_a_trusted_proxy_is_silent_and_the_client_behind_it_is_judg
     let config = EngineConfig { trusted_proxies: vec!["10.0.0.0/24".parse().unwrap()], ..EngineConfig::default() };
     let report = run_with(
         config,
-        with_cluster(vec![p.observed(), use_of("payments/api").bound_to(&p, "j1").via(&["10.244.1.12", "10.0.0.5"]).at(5.0).obs()]),
+        with_cluster(vec![
+            p.observed(),
+            use_of("payments/api").bound_to(&p, "j1").via(&["10.244.1.12", "10.0.0.5"]).at(5.0).obs(),
+        ]),
     );
     assert!(report.findings.is_empty(), "{:?}", fired(&report));
 }
@@ -373,7 +392,10 @@ fn forwarded_for_from_a_trusted_proxy_is_silent_and_the_client_behind_it_is_judg
 // --- legacy tokens ----------------------------------------------------------------------------
 
 fn exporter() -> PodSpec {
-    pod("monitoring/legacy-exporter-0", "uid-le").on_node("worker-2").with_ip("10.244.2.5").mounting("legacy-exporter-token-abcde")
+    pod("monitoring/legacy-exporter-0", "uid-le")
+        .on_node("worker-2")
+        .with_ip("10.244.2.5")
+        .mounting("legacy-exporter-token-abcde")
 }
 
 #[test]
@@ -404,7 +426,9 @@ fn legacy_token_used_from_outside_is_critical_foreign_ip() {
         fired(&report),
         ["legacy-token-foreign-ip@10.244.3.3", "legacy-token-foreign-ip@198.51.100.77", "legacy-token-use"]
     );
-    let sev = |ip_: &str| only(&report, "legacy-token-foreign-ip").iter().find(|f| f.source_ip == Some(ip(ip_))).unwrap().severity;
+    let sev = |ip_: &str| {
+        only(&report, "legacy-token-foreign-ip").iter().find(|f| f.source_ip == Some(ip(ip_))).unwrap().severity
+    };
     assert_eq!(sev("198.51.100.77"), Severity::Critical);
     assert_eq!(sev("10.244.3.3"), Severity::High);
 }
@@ -431,8 +455,20 @@ fn duplicate_stages_of_one_request_count_once() {
     let p = api();
     let report = run(with_cluster(vec![
         p.observed(),
-        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(1.0).audit_id("a-1").stage(Stage::RequestReceived).obs(),
-        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(1.0).audit_id("a-1").stage(Stage::ResponseComplete).obs(),
+        use_of("payments/api")
+            .bound_to(&p, "j1")
+            .from("203.0.113.50")
+            .at(1.0)
+            .audit_id("a-1")
+            .stage(Stage::RequestReceived)
+            .obs(),
+        use_of("payments/api")
+            .bound_to(&p, "j1")
+            .from("203.0.113.50")
+            .at(1.0)
+            .audit_id("a-1")
+            .stage(Stage::ResponseComplete)
+            .obs(),
     ]));
     assert_eq!(report.findings[0].count, 1);
     assert_eq!(report.coverage.token_uses, 1);

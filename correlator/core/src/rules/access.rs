@@ -21,7 +21,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// outside the cluster within the exec window.
 fn exec_then_use(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     let window = ctx.engine.config.exec_window;
-    let mut accesses: Vec<_> = ctx.engine.accesses.iter().filter(|a| !a.access.code.is_some_and(|c| c >= 400)).collect();
+    let mut accesses: Vec<_> = ctx.engine.accesses.iter().filter(|a| a.access.code.is_none_or(|c| c < 400)).collect();
     // Earliest exec first, so a token use that follows several is tied to the first.
     accesses.sort_by(|a, b| (a.access.time, &a.access.audit_id).cmp(&(b.access.time, &b.access.audit_id)));
     let mut reported = BTreeSet::new();
@@ -42,7 +42,13 @@ fn exec_then_use(ctx: &Context<'_>, out: &mut Vec<Draft>) {
             let mut d = Draft::for_uses(Rule::ExecThenTokenUse, ctx, key, group, group.uses.clone());
             d.expected_ips = judgement.expected.iter().copied().collect();
             let minutes = (group.first().0.max(a.time.0) - a.time.0) / MINUTE;
-            d.title = format!("{} into pod {}/{} by {}, then its token used from {client}", access.what(), a.namespace, a.pod_name, a.principal);
+            d.title = format!(
+                "{} into pod {}/{} by {}, then its token used from {client}",
+                access.what(),
+                a.namespace,
+                a.pod_name,
+                a.principal
+            );
             d.explanation = format!(
                 "{} ran {} into pod {}/{} from {} at {}; within {minutes} minutes the pod's token (service account {}) \
                  was used from {client}{}, {} times. Someone took the token out of the pod.",
@@ -107,7 +113,9 @@ fn secret_reads(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         let mut hit: BTreeSet<String> = reads
             .names
             .iter()
-            .filter(|name| token_secrets.contains_key(&(ns.to_string(), (*name).clone())) || looks_like_token_secret(name))
+            .filter(|name| {
+                token_secrets.contains_key(&(ns.to_string(), (*name).clone())) || looks_like_token_secret(name)
+            })
             .map(|name| format!("{ns}/{name}"))
             .collect();
         if reads.listed {
@@ -117,7 +125,8 @@ fn secret_reads(ctx: &Context<'_>, out: &mut Vec<Draft>) {
             continue;
         }
         let scope = namespace.clone().unwrap_or_else(|| String::from("all namespaces"));
-        let mut d = Draft::about(Rule::SaTokenSecretRead, format!("{principal}@{scope}"), String::new(), reads.reads.clone());
+        let mut d =
+            Draft::about(Rule::SaTokenSecretRead, format!("{principal}@{scope}"), String::new(), reads.reads.clone());
         d.serviceaccount = ServiceAccountRef::from_username(principal).map(|sa| serviceaccount(&sa, None));
         d.source_ips = reads.clients.iter().copied().collect();
         d.source_ip = (d.source_ips.len() == 1).then(|| d.source_ips[0]);

@@ -12,7 +12,8 @@ use crate::usage::CredentialKey;
 use crate::verdict::Verdict;
 
 pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    let mut by_credential: BTreeMap<(&ServiceAccountRef, &CredentialKey), (Tally, Vec<std::net::IpAddr>)> = BTreeMap::new();
+    let mut by_credential: BTreeMap<(&ServiceAccountRef, &CredentialKey), (Tally, Vec<std::net::IpAddr>)> =
+        BTreeMap::new();
     for (key, group, judgement) in &ctx.judged {
         let CredentialKey::Legacy { secret } = &key.credential else { continue };
         let slot = by_credential.entry((&key.serviceaccount, &key.credential)).or_default();
@@ -27,7 +28,9 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         }
         d.expected_ips = judgement.expected.iter().copied().collect();
         let client = key.client.map(|ip| ip.to_string()).unwrap_or_default();
-        let secret = secret.clone().map_or_else(|| String::from("(name not logged)"), |s| format!("{}/{s}", key.serviceaccount.namespace));
+        let secret = secret
+            .clone()
+            .map_or_else(|| String::from("(name not logged)"), |s| format!("{}/{s}", key.serviceaccount.namespace));
         let mounting: Vec<String> = ctx
             .judge
             .mounting_pods(&key.serviceaccount, key_secret(&key.credential))
@@ -41,7 +44,11 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
             sa_name(&key.serviceaccount),
             group.uses.count,
             if judgement.off_cluster() { " (outside the cluster)" } else { "" },
-            if mounting.is_empty() { String::from("any pod mounting it (none is known to)") } else { format!("the pods mounting it ({})", mounting.join(", ")) },
+            if mounting.is_empty() {
+                String::from("any pod mounting it (none is known to)")
+            } else {
+                format!("the pods mounting it ({})", mounting.join(", "))
+            },
         );
         out.push(d);
     }
@@ -51,7 +58,8 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         d.credential = Some(credential(key));
         d.source_ips = clients;
         d.source_ip = (d.source_ips.len() == 1).then(|| d.source_ips[0]);
-        let secret = key_secret(key).map_or_else(|| String::from("(name not logged)"), |s| format!("{}/{s}", sa.namespace));
+        let secret =
+            key_secret(key).map_or_else(|| String::from("(name not logged)"), |s| format!("{}/{s}", sa.namespace));
         d.title = format!("Non-expiring Secret token {secret} in use");
         d.explanation = format!(
             "The Secret-based token {secret} of service account {} was used {} times from {}. Such tokens never \
@@ -80,9 +88,15 @@ fn present(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         }
         let mut tally = Tally::default();
         tally.add(row.created, "", None, None);
-        let mut d = Draft::about(Rule::LegacyTokenPresent, format!("secret={}/{}", row.namespace, row.secret), String::new(), tally);
+        let mut d = Draft::about(
+            Rule::LegacyTokenPresent,
+            format!("secret={}/{}", row.namespace, row.secret),
+            String::new(),
+            tally,
+        );
         if let Some(sa) = &row.serviceaccount {
-            d.serviceaccount = Some(serviceaccount(&ServiceAccountRef { namespace: row.namespace.clone(), name: sa.clone() }, None));
+            d.serviceaccount =
+                Some(serviceaccount(&ServiceAccountRef { namespace: row.namespace.clone(), name: sa.clone() }, None));
         }
         d.credential = Some(credential(&CredentialKey::Legacy { secret: Some(row.secret.clone()) }));
         d.title = format!("Non-expiring service-account token Secret {}/{}", row.namespace, row.secret);
@@ -97,7 +111,11 @@ fn present(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         if let Some(d) = &row.invalid_since {
             facts.push(format!("invalid since {d}"));
         }
-        facts.push(if row.mounted_by.is_empty() { String::from("mounted by no known pod") } else { format!("mounted by {}", row.mounted_by.join(", ")) });
+        facts.push(if row.mounted_by.is_empty() {
+            String::from("mounted by no known pod")
+        } else {
+            format!("mounted by {}", row.mounted_by.join(", "))
+        });
         if row.uses > 0 {
             facts.push(format!("used {} times in the evidence", row.uses));
         }

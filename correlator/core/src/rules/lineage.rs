@@ -100,7 +100,10 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         }
         let pod = used.and_then(|(e, _)| ctx.bound_pod(e.0, e.1)).or_else(|| {
             let b = mint.bound_pod.as_ref()?;
-            let uid = b.uid.clone().or_else(|| ctx.engine.model.pods.uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time));
+            let uid = b
+                .uid
+                .clone()
+                .or_else(|| ctx.engine.model.pods.uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time));
             let node = uid.as_deref().and_then(|u| ctx.engine.model.pods.get(u)).and_then(|p| p.node.clone());
             Some(FindingPod { namespace: mint.serviceaccount.namespace.clone(), name: b.name.clone(), uid, node })
         });
@@ -128,7 +131,8 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         d.credential = Some(credential(&credential_key));
         d.source_ip = mint.client;
         let pod_name = pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)).unwrap_or_default();
-        let expected_minter = node.as_deref().map_or(String::from("the kubelet of its node"), |n| format!("system:node:{n}"));
+        let expected_minter =
+            node.as_deref().map_or(String::from("the kubelet of its node"), |n| format!("system:node:{n}"));
         d.pod = pod;
         d.title = format!("Token bound to pod {pod_name} minted by {}", mint.minter);
         d.explanation = format!(

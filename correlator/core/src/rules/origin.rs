@@ -68,7 +68,9 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)>, out: &mut Vec<Draft>) {
     let mut by_credential: BTreeMap<_, Vec<_>> = BTreeMap::new();
     for entry @ (key, _, _) in &ctx.judged {
-        if matches!(key.credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. }) && key.client.is_some() {
+        if matches!(key.credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. })
+            && key.client.is_some()
+        {
             by_credential.entry((&key.serviceaccount, &key.credential)).or_insert_with(Vec::new).push(entry);
         }
     }

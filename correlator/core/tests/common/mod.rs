@@ -1,7 +1,7 @@
 //! Fixture builders for engine tests, written to read as sentences:
 //! `use_of("shop/web").bound_to(&web).from("10.244.1.5").at(3.0)`.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::IpAddr;
 
@@ -158,7 +158,12 @@ pub fn use_of(serviceaccount: &str) -> Use {
             credential: Credential::Unknown,
             source_ips: vec![],
             user_agent: Some("app/1.0".into()),
-            request: Request { verb: "get".into(), resource: Some("configmaps".into()), code: Some(200), ..Request::default() },
+            request: Request {
+                verb: "get".into(),
+                resource: Some("configmaps".into()),
+                code: Some(200),
+                ..Request::default()
+            },
             stale_token: false,
         },
     }
@@ -266,7 +271,12 @@ pub fn auth_failure(from: &str, minutes: f64) -> Observation {
         audit_id: next_audit_id(),
         source_ips: vec![ip(from)],
         user_agent: Some("curl/8.0".into()),
-        request: Request { verb: "list".into(), resource: Some("secrets".into()), code: Some(401), ..Request::default() },
+        request: Request {
+            verb: "list".into(),
+            resource: Some("secrets".into()),
+            code: Some(401),
+            ..Request::default()
+        },
     })
 }
 
