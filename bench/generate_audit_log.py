@@ -2,7 +2,7 @@
 """Generate a large, realistic Kubernetes audit log (and the matching kubectl dumps) for the
 `tokentrail analyze` benchmark.
 
-    python3 bench/generate_audit_log.py --out bench-out               # ~1M events, ~1 GB
+    python3 bench/generate_audit_log.py --out bench-out               # ~1M events, 1.3 GB
     python3 bench/generate_audit_log.py --out bench-out --events 250000 --name audit-250k.log
 
 What it writes into --out:
@@ -31,8 +31,8 @@ What the log holds, roughly by share of lines:
     after an exec, after deletion; a legacy token; a forged mint), listed in <name>.planted.txt.
 
 Speed: events are rendered with %-formatting into a handful of templates, never json.dumps per
-event; the per-credential `user` object is rendered once and reused. About 30 s per million
-events on one core. Deterministic: the same arguments give the same bytes.
+event; the per-credential `user` object is rendered once and reused. About 10-15 s per
+million events on one core. Deterministic: the same arguments give the same bytes.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class Request:
     """A request shape a client makes over and over: everything but who, when and the id."""
 
     __slots__ = ("verb", "uri", "objref", "code", "status", "watch", "stages_rr", "body", "level",
-                 "reason", "annotations_extra")
+                 "reason")
 
     def __init__(self, verb: str, resource: str, ns: str | None = None, name: str | None = None,
                  group: str = "", sub: str | None = None, query: str = "", code: int = 200,
@@ -174,7 +174,6 @@ class Request:
         self.body = body
         self.level = "Request" if body is not None else "Metadata"
         self.reason = reason
-        self.annotations_extra = ""
 
 
 def render(out: list, heap: list, seq: list, aid: str, t: int, user: str, ips: str, ua: str,
@@ -252,7 +251,7 @@ class App:
 
 class Pod:
     __slots__ = ("app", "name", "uid", "node", "ip", "client_ips", "created", "deleted", "switches",
-                 "mints", "jtis", "users", "index", "start_phase")
+                 "mints", "jtis", "users", "index")
 
     def __init__(self, app: App, name: str, node: Node, ip: str, created: int):
         self.app, self.name, self.node, self.ip, self.created = app, name, node, ip, created
@@ -448,6 +447,7 @@ class Generator:
         self.lines = 0
         self.planted: list = []
         self.churn: dict = {}  # pod -> when a rollout replaces it
+        self.leases: dict = {}
         self.target = events
         self.kcm_user = json.dumps({"username": "system:kube-controller-manager", "groups": ["system:authenticated"],
                                     "extra": {"authentication.kubernetes.io/credential-id": [
@@ -576,16 +576,13 @@ class Generator:
 
     # -- rendering --------------------------------------------------------------------------
 
-    def aid(self, rng: random.Random) -> str:
-        return new_uuid(rng)
-
     def mint(self, out: list, t: int, pod: Pod, k: int, minter_user: str | None = None,
              ips: str | None = None, ua: str | None = None) -> None:
         body = ('{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},'
                 '"spec":{"audiences":null,"expirationSeconds":%d,"boundObjectRef":{"kind":"Pod","apiVersion":"v1",'
                 '"name":"%s","uid":"%s"}},"status":{"token":"","expirationTimestamp":null}}') % (KUBELET_TTL, pod.name, pod.uid)
         req = Request("create", "serviceaccounts", pod.app.ns, pod.app.sa, sub="token", code=201, body=body)
-        render(out, self.heap, self.seq, self.aid(self.crng), t, minter_user or pod.node.user,
+        render(out, self.heap, self.seq, new_uuid(self.crng), t, minter_user or pod.node.user,
                ips or pod.node.ips, ua or jstr(KUBELET_UA), req,
                extra_ann='"authentication.kubernetes.io/issued-credential-id":"JTI=%s"' % pod.jtis[k],
                duration_us=9000)
@@ -606,12 +603,12 @@ class Generator:
                 us_to_seconds(t), pod.app.name, us_to_seconds(t))
         body = '{"metadata":{"uid":"%s"},"status":%s}' % (pod.uid, st)
         req = Request("patch", "pods", pod.app.ns, pod.name, sub="status", body=body)
-        render(out, self.heap, self.seq, self.aid(self.crng), t, pod.node.user, pod.node.ips, jstr(KUBELET_UA), req)
+        render(out, self.heap, self.seq, new_uuid(self.crng), t, pod.node.user, pod.node.ips, jstr(KUBELET_UA), req)
 
     def controller_request(self, out: list, t: int, name: str, req: Request, rng: random.Random) -> None:
         c = self.controllers[name]
         k = bisect.bisect_right(c["switches"], t) - 1
-        render(out, self.heap, self.seq, self.aid(rng), t, c["users"][k], LOOPBACK, c["ua"], req,
+        render(out, self.heap, self.seq, new_uuid(rng), t, c["users"][k], LOOPBACK, c["ua"], req,
                duration_us=int(rng.uniform(300, 540) * 1e6) if req.watch else 4000)
 
     def replace(self, out: list, t: int, old: Pod) -> None:
@@ -627,7 +624,7 @@ class Generator:
         cl.deactivate(old)
         stop = t + int(rng.uniform(1, 25) * 1e6)
         self.status_patch(out, stop, old, running=False)
-        render(out, self.heap, self.seq, self.aid(rng), stop + 800_000, old.node.user, old.node.ips, jstr(KUBELET_UA),
+        render(out, self.heap, self.seq, new_uuid(rng), stop + 800_000, old.node.user, old.node.ips, jstr(KUBELET_UA),
                Request("delete", "pods", old.app.ns, old.name))
         old.node.freed.append(old.ip)
         node = cl.nodes[int(rng.random() * NODES)]
@@ -635,7 +632,7 @@ class Generator:
         new = cl.new_pod(old.app, node, node.allocate(rng), created)
         self.controller_request(out, created - 20_000, "replicaset-controller",
                                 Request("create", "pods", old.app.ns, code=201, body=old.app.create_body, reason=rs), rng)
-        render(out, self.heap, self.seq, self.aid(rng), created + 30_000, self.sched_user, LOOPBACK,
+        render(out, self.heap, self.seq, new_uuid(rng), created + 30_000, self.sched_user, LOOPBACK,
                jstr(f"kube-scheduler/{K8S} (linux/amd64) kubernetes/32cc146/scheduler"),
                Request("create", "pods", old.app.ns, new.name, sub="binding", code=201,
                        reason='RBAC: allowed by ClusterRoleBinding "system:kube-scheduler" of ClusterRole '
@@ -660,14 +657,14 @@ class Generator:
             if pod.app.legacy_secret:
                 extra = ('"authentication.k8s.io/legacy-token":"%s","authentication.k8s.io/legacy-token-manual-secret":"%s"'
                          % (pod.app.username, pod.app.legacy_secret))
-            render(out, self.heap, self.seq, self.aid(rng), ti, pod.user(k), ips, jstr("curl/8.5.0"), menu[i % 4], extra)
+            render(out, self.heap, self.seq, new_uuid(rng), ti, pod.user(k), ips, jstr("curl/8.5.0"), menu[i % 4], extra)
 
     def revoked(self, out: list, t: int, pod: Pod, client: str, n: int) -> None:
         """Failed bearer authentication: one ResponseStarted event, `user: {}`, 401."""
         for i in range(n):
             ti = t + i * 7_000_000
             ts = us_to_ts(ti)
-            out.append((ti, (PRE % ("Metadata", self.aid(self.crng))) + "ResponseStarted" + (POST % (
+            out.append((ti, (PRE % ("Metadata", new_uuid(self.crng))) + "ResponseStarted" + (POST % (
                 uri("secrets", pod.app.ns, query="limit=500"), "list", "{}", f'["{client}"]', jstr("curl/8.5.0"),
                 objref("secrets", pod.app.ns))) + (RESPONSE % '{"metadata":{},"message":"Authentication failed, '
                                                    'attempted: bearer","code":401}') + TAIL_NO_ANN % (ts, ts)))
@@ -688,7 +685,7 @@ class Generator:
             req = Request("create", "serviceaccounts", "kube-system", payload["name"], sub="token", code=201, body=body,
                           reason='RBAC: allowed by ClusterRoleBinding "system:kube-controller-manager" of ClusterRole '
                                  '"system:kube-controller-manager" to User "system:kube-controller-manager"')
-            render(out, self.heap, self.seq, self.aid(rng), t, self.kcm_user, LOOPBACK, jstr(KCM_UA + "/kube-controller-manager"),
+            render(out, self.heap, self.seq, new_uuid(rng), t, self.kcm_user, LOOPBACK, jstr(KCM_UA + "/kube-controller-manager"),
                    req, extra_ann='"authentication.kubernetes.io/issued-credential-id":"JTI=%s"' % payload["jtis"][k])
         elif kind == "replace":
             self.replace(out, t, payload)
@@ -704,7 +701,7 @@ class Generator:
             pod, person, ips = payload
             req = Request("create", "pods", pod.app.ns, pod.name, sub="exec", code=101, reason=person["reason"],
                           query=f"command=sh&container={pod.app.name}&stdin=true&stdout=true&tty=true")
-            render(out, self.heap, self.seq, self.aid(rng), t, person["user"], ips, person["ua"], req, duration_us=180_000_000)
+            render(out, self.heap, self.seq, new_uuid(rng), t, person["user"], ips, person["ua"], req, duration_us=180_000_000)
         elif kind == "forged-mint":
             pod, person = payload
             pod.jtis.append(new_uuid(rng))
@@ -730,7 +727,7 @@ class Generator:
                 if pod.app.legacy_secret:
                     extra = ('"authentication.k8s.io/legacy-token":"%s","authentication.k8s.io/legacy-token-manual-secret":"%s"'
                              % (pod.app.username, pod.app.legacy_secret))
-                render(out, self.heap, self.seq, self.aid(rng), t, pod.user(k), pod.client_ips, pod.app.ua, req, extra,
+                render(out, self.heap, self.seq, new_uuid(rng), t, pod.user(k), pod.client_ips, pod.app.ua, req, extra,
                        duration_us=int(rng.uniform(60, 600) * 1e6) if req.watch else int(rng.uniform(1500, 9000)))
             elif r < 0.955:  # a controller
                 name = CONTROLLERS[int(rng.random() * len(CONTROLLERS))]
@@ -749,7 +746,7 @@ class Generator:
                     pod = alive[int(rng.random() * len(alive))]
                     req = Request("get", "pods", pod.app.ns, pod.name, sub="log", reason=p["reason"],
                                   query=f"container={pod.app.name}&tailLines=100")
-                render(out, self.heap, self.seq, self.aid(rng), t, p["user"], p["ip"], p["ua"], req)
+                render(out, self.heap, self.seq, new_uuid(rng), t, p["user"], p["ip"], p["ua"], req)
 
     def periodic(self, out: list, t0: int) -> None:
         """Leader-election and node Lease renewals: constant, whatever the request rate."""
@@ -757,23 +754,22 @@ class Generator:
         for i, node in enumerate(self.cluster.nodes):
             for j in range(6):  # every 10 s
                 t = t0 + j * 10_000_000 + i * 211_000
-                render(out, self.heap, self.seq, self.aid(rng), t, node.user, node.ips, jstr(KUBELET_UA),
+                render(out, self.heap, self.seq, new_uuid(rng), t, node.user, node.ips, jstr(KUBELET_UA),
                        self._lease("kube-node-lease", node.name))
         for j in range(30):  # every 2 s, kube-controller-manager and kube-scheduler
             t = t0 + j * 2_000_000
-            render(out, self.heap, self.seq, self.aid(rng), t + 100_000, self.kcm_user, LOOPBACK,
+            render(out, self.heap, self.seq, new_uuid(rng), t + 100_000, self.kcm_user, LOOPBACK,
                    jstr(KCM_UA + "/leader-election"), self._lease("kube-system", "kube-controller-manager"))
-            render(out, self.heap, self.seq, self.aid(rng), t + 900_000, self.sched_user, LOOPBACK,
+            render(out, self.heap, self.seq, new_uuid(rng), t + 900_000, self.sched_user, LOOPBACK,
                    jstr(f"kube-scheduler/{K8S} (linux/amd64) kubernetes/32cc146/leader-election"),
                    self._lease("kube-system", "kube-scheduler"))
 
-    _leases: dict = {}
-
     def _lease(self, ns: str, name: str) -> Request:
+        """The same few Lease updates, built once."""
         key = (ns, name)
-        if key not in self._leases:
-            self._leases[key] = Request("update", "leases", ns, name, "coordination.k8s.io")
-        return self._leases[key]
+        if key not in self.leases:
+            self.leases[key] = Request("update", "leases", ns, name, "coordination.k8s.io")
+        return self.leases[key]
 
     def run(self, path: Path) -> None:
         minutes = HOURS * 60
