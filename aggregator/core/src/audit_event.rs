@@ -80,7 +80,7 @@ pub(crate) struct Event<'a> {
     #[serde(borrow, alias = "TimeGenerated")]
     pub time: Option<&'a RawValue>,
     /// AKS Log Analytics AzureDiagnostics row: the event as a string.
-    #[serde(borrow)]
+    #[serde(borrow, rename = "log_s")]
     pub log_s: Option<&'a RawValue>,
     /// `aws logs filter-log-events` output; `logEvents` in a CloudWatch subscription payload.
     #[serde(borrow, alias = "logEvents")]

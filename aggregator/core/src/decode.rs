@@ -94,7 +94,14 @@ impl<'c> Ctx<'c> {
 
 /// Decodes a JSON text embedded as a string in an envelope (`properties.log`, `message`,
 /// `log_s`): problems inside it are placed at the enclosing record.
-pub(crate) fn embedded(text: &str, ctx: &Ctx<'_>, place: Place, envelope: Format, fallback_time: Option<Timestamp>, sink: &mut Sink) {
+pub(crate) fn embedded(
+    text: &str,
+    ctx: &Ctx<'_>,
+    place: Place,
+    envelope: Format,
+    fallback_time: Option<Timestamp>,
+    sink: &mut Sink,
+) {
     let inner = Ctx {
         depth: ctx.depth.saturating_add(1),
         envelope: Some(envelope),
@@ -109,7 +116,10 @@ pub(crate) fn embedded(text: &str, ctx: &Ctx<'_>, place: Place, envelope: Format
 
 fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     if ctx.depth > MAX_DEPTH {
-        sink.problem(ctx.place_of(bytes), format!("value nested more than {MAX_DEPTH} levels deep (arrays, lists, embedded json): skipped"));
+        sink.problem(
+            ctx.place_of(bytes),
+            format!("value nested more than {MAX_DEPTH} levels deep (arrays, lists, embedded json): skipped"),
+        );
         return;
     }
     let bytes = strip_bom(bytes);
@@ -118,7 +128,8 @@ fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     match bytes[0] {
         b'[' => decode_array(bytes, ctx, sink),
         b'{' => decode_objects(bytes, ctx, sink),
-        _ => sink.problem(ctx.place_of(bytes), "not json: expected an object or an array (one per line, or one document)"),
+        _ => sink
+            .problem(ctx.place_of(bytes), "not json: expected an object or an array (one per line, or one document)"),
     }
 }
 
@@ -168,7 +179,10 @@ pub(crate) fn decode_array(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = de.deserialize_seq(Elements { ctx, sink: &mut *sink }).and_then(|()| de.end());
     if let Err(e) = result {
-        sink.problem(ctx.error_place(bytes, &e), format!("unreadable json array (records before this point were read): {}", describe(&e)));
+        sink.problem(
+            ctx.error_place(bytes, &e),
+            format!("unreadable json array (records before this point were read): {}", describe(&e)),
+        );
     }
 }
 
@@ -200,9 +214,12 @@ fn dispatch(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
     } else if let Some(items) = ev.items {
         list(ev, items, &within, place, sink);
     } else if ev.is_audit_event() || (ev.kind.is_none() && ctx.envelope == Some(Format::EventList)) {
-        let origin = Origin { format: ctx.envelope.unwrap_or(Format::AuditEvent), fallback_time: ctx.fallback_time, place };
+        let origin =
+            Origin { format: ctx.envelope.unwrap_or(Format::AuditEvent), fallback_time: ctx.fallback_time, place };
         normalize::audit_event(ev, &origin, sink);
-    } else if let Some(kind) = ev.kind.as_deref().or(ctx.list.flatten()) {
+    } else if let Some(kind) =
+        ev.kind.as_deref().or(ctx.list.flatten()).filter(|_| ev.api_version.is_some() || ctx.list.is_some())
+    {
         let format = if ctx.list.is_some() { Format::KubectlList } else { Format::KubernetesObject };
         inventory::object(ev, kind, format, place, sink);
     } else {
@@ -247,7 +264,8 @@ impl<'b> LineIndex<'b> {
         if !self.multiline {
             return None;
         }
-        let offset = (slice.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize).filter(|&o| o <= self.base.len())?;
+        let offset =
+            (slice.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize).filter(|&o| o <= self.base.len())?;
         let (mut pos, mut line) = self.cursor.get();
         if offset < pos {
             (pos, line) = (0, 1);

@@ -48,7 +48,12 @@ impl Reader<'_> {
     }
 
     /// Reads an optional raw part of the object; a part of the wrong shape is a problem.
-    fn part<'a, T: Deserialize<'a> + Default>(&mut self, raw: Option<&'a RawValue>, kind: &str, field: &str) -> Option<T> {
+    fn part<'a, T: Deserialize<'a> + Default>(
+        &mut self,
+        raw: Option<&'a RawValue>,
+        kind: &str,
+        field: &str,
+    ) -> Option<T> {
         let Some(raw) = raw else { return Some(T::default()) };
         match json::parse(raw) {
             Ok(v) => Some(v),
@@ -76,7 +81,11 @@ impl Reader<'_> {
     fn created(&mut self, meta: &ObjectMeta<'_>, kind: &str) -> Option<Timestamp> {
         let time = meta.creation_timestamp.as_deref().and_then(Timestamp::parse);
         if time.is_none() {
-            self.problem(format!("{} {} has no readable metadata.creationTimestamp: skipped", kind.to_lowercase(), quoted(name(meta))));
+            self.problem(format!(
+                "{} {} has no readable metadata.creationTimestamp: skipped",
+                kind.to_lowercase(),
+                quoted(name(meta))
+            ));
         }
         time
     }
@@ -91,7 +100,10 @@ impl Reader<'_> {
         let Some(status) = self.part::<PodStatus<'_>>(ev.status, "Pod", "status") else { return };
         let started = status.start_time.as_deref().and_then(Timestamp::parse);
         let Some(time) = started.or_else(|| meta.creation_timestamp.as_deref().and_then(Timestamp::parse)) else {
-            self.problem(format!("pod {} has neither status.startTime nor metadata.creationTimestamp: skipped", quoted(name(&meta))));
+            self.problem(format!(
+                "pod {} has neither status.startTime nor metadata.creationTimestamp: skipped",
+                quoted(name(&meta))
+            ));
             return;
         };
         // A finished pod's address has been released and may belong to another pod now.
@@ -156,10 +168,15 @@ impl Reader<'_> {
             match c.parse::<IpNet>() {
                 Ok(net) if !pod_cidrs.contains(&net) => pod_cidrs.push(net),
                 Ok(_) => {}
-                Err(_) => self.problem(format!("node {} pod cidr {} is not a network: dropped", quoted(name(&meta)), quoted(c))),
+                Err(_) => self.problem(format!(
+                    "node {} pod cidr {} is not a network: dropped",
+                    quoted(name(&meta)),
+                    quoted(c)
+                )),
             }
         }
-        let fact = NodeFact { time, source: Some(FactSource::Inventory), name: name(&meta).to_string(), addresses, pod_cidrs };
+        let fact =
+            NodeFact { time, source: Some(FactSource::Inventory), name: name(&meta).to_string(), addresses, pod_cidrs };
         self.sink.stats.event(self.format);
         self.push(Observation::Node(fact));
     }
@@ -170,7 +187,10 @@ impl Reader<'_> {
         let Some(time) = self.created(&meta, "ServiceAccount") else { return };
         let fact = ServiceAccountFact {
             time,
-            serviceaccount: Some(ServiceAccountRef { namespace: name_of(meta.namespace.as_deref()), name: name(&meta).to_string() }),
+            serviceaccount: Some(ServiceAccountRef {
+                namespace: name_of(meta.namespace.as_deref()),
+                name: name(&meta).to_string(),
+            }),
             uid: owned(meta.uid.as_deref()),
             secrets: secrets.iter().filter_map(|s| owned(s.name.as_deref())).collect(),
         };

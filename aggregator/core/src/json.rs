@@ -273,7 +273,17 @@ mod tests {
 
     #[test]
     fn http_codes_are_lenient() {
-        for (json, want) in [("200", Some(200)), ("401.0", Some(401)), ("\"403\"", Some(403)), ("-1", None), ("1e300", None), ("70000", None), ("{}", None), ("[1]", None), ("null", None)] {
+        for (json, want) in [
+            ("200", Some(200)),
+            ("401.0", Some(401)),
+            ("\"403\"", Some(403)),
+            ("-1", None),
+            ("1e300", None),
+            ("70000", None),
+            ("{}", None),
+            ("[1]", None),
+            ("null", None),
+        ] {
             assert_eq!(serde_json::from_str::<HttpCode>(json).unwrap().0, want, "{json}");
         }
     }

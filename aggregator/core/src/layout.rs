@@ -94,7 +94,9 @@ mod tests {
 
     #[test]
     fn documents_spanning_lines() {
-        for first in [&b"{"[..], b"[", b"\xEF\xBB\xBF{", b"", b"  ", b"{\"records\": [{ \"operationName\": \"x\",", b"garbage"] {
+        for first in
+            [&b"{"[..], b"[", b"\xEF\xBB\xBF{", b"", b"  ", b"{\"records\": [{ \"operationName\": \"x\",", b"garbage"]
+        {
             assert_eq!(detect_layout(first), Layout::Document, "{:?}", String::from_utf8_lossy(first));
         }
     }

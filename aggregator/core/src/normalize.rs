@@ -24,7 +24,7 @@ use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::{Event, LegacyEventMeta, ObjectRef};
 use crate::json::{self, elide_quoted, is_object, Str};
-use crate::objects::{ObjectMeta, Binding, DeleteOptions, Pod, Secret, TokenRequest, SERVICE_ACCOUNT_TOKEN_TYPE};
+use crate::objects::{Binding, DeleteOptions, ObjectMeta, Pod, Secret, TokenRequest, SERVICE_ACCOUNT_TOKEN_TYPE};
 use crate::sink::{Format, Place, Sink};
 
 /// Where an audit event came from: its format, a time to fall back on from its envelope, and
@@ -147,7 +147,8 @@ impl Normalizer<'_, '_, '_> {
     fn request(&self) -> Request {
         let ev = self.ev;
         let owned = |s: Option<&Str<'_>>| s.map(|s| s.to_string()).filter(|s| !s.is_empty());
-        let mut request = Request { verb: ev.verb.as_deref().unwrap_or("").to_string(), code: self.code(), ..Request::default() };
+        let mut request =
+            Request { verb: ev.verb.as_deref().unwrap_or("").to_string(), code: self.code(), ..Request::default() };
         match &ev.object_ref {
             Some(o) => {
                 request.resource = owned(o.resource.as_ref());
@@ -170,7 +171,12 @@ impl Normalizer<'_, '_, '_> {
             audit_id: self.audit_id.to_string(),
             stage: Stage::parse(ev.stage.as_deref().unwrap_or("")),
             serviceaccount,
-            serviceaccount_uid: ev.user.as_ref().and_then(|u| u.uid.as_deref()).filter(|s| !s.is_empty()).map(str::to_string),
+            serviceaccount_uid: ev
+                .user
+                .as_ref()
+                .and_then(|u| u.uid.as_deref())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             credential: credential(ev),
             source_ips: self.source_ips.clone(),
             user_agent: self.user_agent(),
@@ -187,7 +193,9 @@ impl Normalizer<'_, '_, '_> {
         let ns = obj.and_then(|o| o.namespace.as_deref()).unwrap_or("");
         let name = obj.and_then(|o| o.name.as_deref()).unwrap_or("");
         if ns.is_empty() || name.is_empty() {
-            self.problem("token request without objectRef namespace and name: the service account is unknown, skipped".into());
+            self.problem(
+                "token request without objectRef namespace and name: the service account is unknown, skipped".into(),
+            );
             return;
         }
         let serviceaccount = ServiceAccountRef { namespace: ns.to_string(), name: name.to_string() };
@@ -211,7 +219,10 @@ impl Normalizer<'_, '_, '_> {
                         bound_kind = kind.map(str::to_string);
                     }
                 }
-                Err(e) => self.problem(format!("requestObject of token request is not a TokenRequest ({}): binding unknown", json::describe(&e))),
+                Err(e) => self.problem(format!(
+                    "requestObject of token request is not a TokenRequest ({}): binding unknown",
+                    json::describe(&e)
+                )),
             }
         }
         let mint = TokenMint {
@@ -276,12 +287,20 @@ impl Normalizer<'_, '_, '_> {
     /// Reads `requestObject` or `responseObject` as `T` when it is an object; a parse error is
     /// a problem, a missing or non-object value (Metadata level, AKS's
     /// `"skipped-too-big-size-object"`) is just absent.
-    fn object<'r, T: serde::Deserialize<'r>>(&mut self, raw: Option<&'r serde_json::value::RawValue>, what: &str) -> Option<T> {
+    fn object<'r, T: serde::Deserialize<'r>>(
+        &mut self,
+        raw: Option<&'r serde_json::value::RawValue>,
+        what: &str,
+    ) -> Option<T> {
         let raw = raw.filter(|r| is_object(r))?;
         match json::parse::<T>(raw) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.problem(format!("{what} of {} is unreadable ({}): ignored", quoted(self.audit_id), json::describe(&e)));
+                self.problem(format!(
+                    "{what} of {} is unreadable ({}): ignored",
+                    quoted(self.audit_id),
+                    json::describe(&e)
+                ));
                 None
             }
         }
@@ -291,10 +310,16 @@ impl Normalizer<'_, '_, '_> {
     fn pod_fact(&self, event: PodEvent, metas: &[Option<&Pod<'_>>]) -> Option<PodFact> {
         let obj = self.object_ref();
         let meta = |f: MetaField| {
-            metas.iter().flatten().filter_map(|p| p.metadata.as_ref().and_then(f)).find(|s| !s.is_empty()).map(str::to_string)
+            metas
+                .iter()
+                .flatten()
+                .filter_map(|p| p.metadata.as_ref().and_then(f))
+                .find(|s| !s.is_empty())
+                .map(str::to_string)
         };
         let name = meta(|m| m.name.as_deref()).or_else(|| nonempty(obj.and_then(|o| o.name.as_deref())))?;
-        let namespace = meta(|m| m.namespace.as_deref()).or_else(|| nonempty(obj.and_then(|o| o.namespace.as_deref())))?;
+        let namespace =
+            meta(|m| m.namespace.as_deref()).or_else(|| nonempty(obj.and_then(|o| o.namespace.as_deref())))?;
         Some(PodFact {
             time: self.time,
             event: Some(event),
@@ -335,7 +360,8 @@ impl Normalizer<'_, '_, '_> {
         let meta = binding.metadata.as_ref();
         let (Some(name), Some(namespace)) = (
             nonempty(obj.and_then(|o| o.name.as_deref())).or_else(|| nonempty(meta.and_then(|m| m.name.as_deref()))),
-            nonempty(obj.and_then(|o| o.namespace.as_deref())).or_else(|| nonempty(meta.and_then(|m| m.namespace.as_deref()))),
+            nonempty(obj.and_then(|o| o.namespace.as_deref()))
+                .or_else(|| nonempty(meta.and_then(|m| m.namespace.as_deref()))),
         ) else {
             return;
         };
@@ -387,7 +413,9 @@ impl Normalizer<'_, '_, '_> {
             return;
         };
         let uid = nonempty(obj.and_then(|o| o.uid.as_deref()))
-            .or_else(|| nonempty(options.as_ref().and_then(|o| o.preconditions.as_ref()).and_then(|p| p.uid.as_deref())))
+            .or_else(|| {
+                nonempty(options.as_ref().and_then(|o| o.preconditions.as_ref()).and_then(|p| p.uid.as_deref()))
+            })
             .or_else(|| nonempty(resp.as_ref().and_then(|p| p.metadata.as_ref()).and_then(|m| m.uid.as_deref())));
         let fact = PodFact {
             time: self.time,
@@ -477,7 +505,8 @@ fn credential(ev: &Event<'_>) -> Credential {
     }
     match ev.annotations.as_ref() {
         Some(a) if a.legacy_token.is_some() => Credential::LegacySecret {
-            secret: nonempty(a.legacy_token_autogenerated_secret.as_deref()).or_else(|| nonempty(a.legacy_token_manual_secret.as_deref())),
+            secret: nonempty(a.legacy_token_autogenerated_secret.as_deref())
+                .or_else(|| nonempty(a.legacy_token_manual_secret.as_deref())),
         },
         _ => Credential::Unknown,
     }

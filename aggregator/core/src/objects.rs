@@ -93,7 +93,11 @@ impl PodSpec<'_> {
 
     /// `serviceAccountName`, falling back to the deprecated `serviceAccount`.
     pub fn serviceaccount(&self) -> Option<String> {
-        self.service_account_name.as_deref().or(self.service_account.as_deref()).filter(|s| !s.is_empty()).map(str::to_string)
+        self.service_account_name
+            .as_deref()
+            .or(self.service_account.as_deref())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
     }
 }
 
@@ -290,7 +294,9 @@ mod tests {
 
     #[test]
     fn pod_ips_prefer_the_list_and_report_bad_entries() {
-        let st: PodStatus<'_> = serde_json::from_str(r#"{"podIP":"10.0.0.1","podIPs":[{"ip":"10.0.0.1"},{"ip":"fd00::1"},{"ip":"nope"}]}"#).unwrap();
+        let st: PodStatus<'_> =
+            serde_json::from_str(r#"{"podIP":"10.0.0.1","podIPs":[{"ip":"10.0.0.1"},{"ip":"fd00::1"},{"ip":"nope"}]}"#)
+                .unwrap();
         let (ips, bad) = st.ips();
         assert_eq!(ips.len(), 2);
         assert_eq!(bad, vec!["nope".to_string()]);
@@ -300,7 +306,10 @@ mod tests {
 
     #[test]
     fn a_secret_is_read_without_its_data() {
-        let s: Secret<'_> = serde_json::from_str(r#"{"type":"kubernetes.io/service-account-token","data":{"token":"ZXlKaGJH"},"metadata":{"name":"t"}}"#).unwrap();
+        let s: Secret<'_> = serde_json::from_str(
+            r#"{"type":"kubernetes.io/service-account-token","data":{"token":"ZXlKaGJH"},"metadata":{"name":"t"}}"#,
+        )
+        .unwrap();
         assert_eq!(s.type_.as_deref(), Some(SERVICE_ACCOUNT_TOKEN_TYPE));
         assert!(!format!("{s:?}").contains("ZXlKaGJH"));
     }

@@ -197,7 +197,11 @@ pub(crate) fn gke_entry(ev: &Event<'_>, payload: &RawValue, place: Place, sink: 
         audit_id: operation_id.or_else(|| ev.insert_id.and_then(raw_str)),
         verb: owned(Some(parsed.verb)),
         request_uri,
-        user: Some(UserInfo { username: log.authentication_info.and_then(|a| a.principal_email), uid: None, extra: None }),
+        user: Some(UserInfo {
+            username: log.authentication_info.and_then(|a| a.principal_email),
+            uid: None,
+            extra: None,
+        }),
         source_ips: metadata.as_ref().and_then(|m| m.caller_ip.clone()).map(|ip| vec![ip]),
         user_agent: metadata.and_then(|m| m.caller_supplied_user_agent),
         object_ref,
@@ -312,7 +316,13 @@ fn parse_resource_name(name: &str) -> Option<Target<'_>> {
         [resource, tail @ ..] => (None, (resource, tail)),
         [] => return None,
     };
-    Some(Target::Object(ObjectPath { group, namespace, resource: rest.0, name: rest.1.first().copied(), subresource: rest.1.get(1).copied() }))
+    Some(Target::Object(ObjectPath {
+        group,
+        namespace,
+        resource: rest.0,
+        name: rest.1.first().copied(),
+        subresource: rest.1.get(1).copied(),
+    }))
 }
 
 #[cfg(test)]
@@ -335,15 +345,30 @@ mod tests {
         let t = parse_resource_name("core/v1/namespaces/shop/serviceaccounts/api/token").unwrap();
         assert_eq!(
             t,
-            Target::Object(ObjectPath { group: None, namespace: Some("shop"), resource: "serviceaccounts", name: Some("api"), subresource: Some("token") })
+            Target::Object(ObjectPath {
+                group: None,
+                namespace: Some("shop"),
+                resource: "serviceaccounts",
+                name: Some("api"),
+                subresource: Some("token")
+            })
         );
         let t = parse_resource_name("rbac.authorization.k8s.io/v1/clusterroles/admin").unwrap();
         assert_eq!(
             t,
-            Target::Object(ObjectPath { group: Some("rbac.authorization.k8s.io"), namespace: None, resource: "clusterroles", name: Some("admin"), subresource: None })
+            Target::Object(ObjectPath {
+                group: Some("rbac.authorization.k8s.io"),
+                namespace: None,
+                resource: "clusterroles",
+                name: Some("admin"),
+                subresource: None
+            })
         );
         let t = parse_resource_name("core/v1/namespaces/foo").unwrap();
-        assert!(matches!(t, Target::Object(ObjectPath { resource: "namespaces", name: Some("foo"), namespace: None, .. })));
+        assert!(matches!(
+            t,
+            Target::Object(ObjectPath { resource: "namespaces", name: Some("foo"), namespace: None, .. })
+        ));
         assert_eq!(parse_resource_name("/healthz"), Some(Target::Path("/healthz")));
         assert_eq!(parse_resource_name("nonsense"), None);
     }
