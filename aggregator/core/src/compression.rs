@@ -170,5 +170,11 @@ mod tests {
         truncated.truncate(truncated.len() / 2);
         assert!(read_all(Compression::Gzip, &truncated).is_err());
         assert!(read_all(Compression::Zstd, b"not zstd at all").is_err());
+        let mut cut = ruzstd::encoding::compress_to_vec(
+            &b"{\"a\":1}\n".repeat(5000)[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        cut.truncate(cut.len() - 3);
+        assert!(read_all(Compression::Zstd, &cut).is_err(), "a truncated frame must not look like a clean end");
     }
 }

@@ -275,3 +275,33 @@ impl<'b> LineIndex<'b> {
         Some(line)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_counted_incrementally_and_only_for_documents() {
+        let text = b"{\n  \"a\": [\n    1,\n    2\n  ]\n}\n";
+        let index = LineIndex::new(text);
+        let at = |needle: u8| &text[text.iter().position(|&b| b == needle).unwrap()..];
+        assert_eq!(index.line_of(at(b'1')), Some(3));
+        assert_eq!(index.line_of(at(b'2')), Some(4));
+        assert_eq!(index.line_of(&text[..]), Some(1), "seeking back restarts the count");
+        assert_eq!(index.line_of(b"elsewhere"), None);
+        let one_line = b"{\"a\":1}\n";
+        assert_eq!(LineIndex::new(one_line).line_of(one_line), None);
+    }
+
+    #[test]
+    fn list_kinds_choose_the_item_decoder() {
+        let mut sink = Sink::new();
+        let event_list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"a","requestReceivedTimestamp":"2026-03-01T10:00:00Z","user":{"username":"u"}}]}"#;
+        decode_value(event_list.as_bytes(), &mut sink);
+        assert_eq!(sink.stats.by_format.get(&Format::EventList), Some(&1));
+        let node_list = r#"{"kind":"NodeList","apiVersion":"v1","items":[{"metadata":{"name":"n","creationTimestamp":"2026-03-01T10:00:00Z"}}]}"#;
+        decode_value(node_list.as_bytes(), &mut sink);
+        assert_eq!(sink.stats.by_format.get(&Format::KubectlList), Some(&1));
+        assert!(sink.problems.is_empty(), "{:?}", sink.problems);
+    }
+}

@@ -538,3 +538,21 @@ fn event_time(ev: &Event<'_>) -> Option<Timestamp> {
 pub(crate) fn quoted(s: &str) -> String {
     elide_quoted(&format!("{s:?}"), 64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_jti_credential_ids_name_a_token() {
+        assert_eq!(strip_jti("JTI=3f0c2b1e"), Some("3f0c2b1e".to_string()));
+        assert_eq!(strip_jti("X509SHA256=ab"), None);
+        assert_eq!(strip_jti("JTI="), None);
+    }
+
+    #[test]
+    fn long_inputs_are_elided_in_messages() {
+        assert_eq!(quoted("10.0.0.1x"), "\"10.0.0.1x\"");
+        assert_eq!(quoted(&"a".repeat(100)), "\"…\"");
+    }
+}

@@ -1,0 +1,80 @@
+//! Decode throughput: streams a (possibly compressed) evidence file through the decoders the
+//! way the file driver does, and prints MB/s. Not a test; run it in release:
+//!
+//! ```text
+//! cargo run --release -p tokentrail-aggregator-core --example decode_throughput -- bench-out/audit.log
+//! ```
+//!
+//! Observations are drained every 4096 lines, as a driver feeding the engine would, so memory
+//! stays flat; the figure is decoding alone (the engine is not run).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::time::Instant;
+
+use tokentrail_aggregator_core::{
+    decode_value, decompress, detect_compression, detect_layout, strip_bom, Layout, Sink,
+};
+
+fn main() -> std::io::Result<()> {
+    let Some(path) = std::env::args().nth(1) else {
+        eprintln!("usage: decode_throughput FILE");
+        std::process::exit(2);
+    };
+    let started = Instant::now();
+    let mut prefix = [0u8; 4];
+    let n = File::open(&path)?.read(&mut prefix)?;
+    let reader = decompress(detect_compression(&prefix[..n]), File::open(&path)?)?;
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let mut total = Sink::new();
+    let mut sink = Sink::new();
+    let mut line = Vec::with_capacity(1 << 16);
+    let (mut bytes, mut lines, mut observations) = (0u64, 0u64, 0u64);
+    let mut layout = None;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        bytes += line.len() as u64;
+        let text = if lines == 0 { strip_bom(&line) } else { &line[..] };
+        if *layout.get_or_insert_with(|| detect_layout(text)) == Layout::Document {
+            // A document: read the rest whole.
+            let mut doc = text.to_vec();
+            reader.read_to_end(&mut doc)?;
+            bytes += (doc.len() - text.len()) as u64;
+            decode_value(&doc, &mut sink);
+            break;
+        }
+        decode_value(text, &mut sink);
+        lines += 1;
+        if lines % 4096 == 0 {
+            observations += sink.observations.len() as u64;
+            sink.observations.clear();
+            total.stats.merge(&sink.stats);
+            total.problems.append(&mut sink.problems);
+            sink.stats = Default::default();
+        }
+    }
+    observations += sink.observations.len() as u64;
+    total.stats.merge(&sink.stats);
+    total.problems.append(&mut sink.problems);
+    let secs = started.elapsed().as_secs_f64();
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "{path}: {mb:.1} MB, {lines} lines in {secs:.2} s = {:.0} MB/s, {:.0} events/s",
+        mb / secs,
+        total.stats.events as f64 / secs
+    );
+    println!(
+        "events {} by format {:?}, observations {observations}, ignored {}, problems {}",
+        total.stats.events,
+        total.stats.by_format,
+        total.stats.ignored,
+        total.problems.len()
+    );
+    for p in total.problems.iter().take(5) {
+        println!("  problem: {p}");
+    }
+    Ok(())
+}
