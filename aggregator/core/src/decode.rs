@@ -199,17 +199,19 @@ fn field_array(raw: &RawValue, field: &str, ctx: &Ctx<'_>, place: Place, sink: &
 /// Decides what one object is and hands it to the decoder for that shape.
 fn dispatch(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
     let within = Ctx { fixed: place, ..*ctx };
-    if let Some(payload) = ev.proto_payload {
+    // Provider envelopes never have a `kind`; a core/v1 Event does, and has a `message` too.
+    let envelope = ev.kind.is_none();
+    if let Some(payload) = ev.proto_payload.filter(|_| envelope) {
         providers::gke_entry(ev, payload, place, sink);
-    } else if let Some(records) = ev.records {
+    } else if let Some(records) = ev.records.filter(|_| envelope) {
         let inner = Ctx { envelope: Some(Format::AksDiagnostic), ..within.deeper() };
         field_array(records, "records", &inner, place, sink);
-    } else if ev.log_s.is_some() || ev.properties.is_some() {
+    } else if envelope && (ev.log_s.is_some() || ev.properties.is_some()) {
         providers::aks_record(ev, &within, place, sink);
-    } else if let Some(events) = ev.events {
+    } else if let Some(events) = ev.events.filter(|_| envelope) {
         let inner = Ctx { envelope: Some(Format::EksCloudWatch), ..within.deeper() };
         field_array(events, "events", &inner, place, sink);
-    } else if let Some(message) = ev.message {
+    } else if let Some(message) = ev.message.filter(|_| envelope) {
         providers::cloudwatch_event(ev, message, &within, place, sink);
     } else if let Some(items) = ev.items {
         list(ev, items, &within, place, sink);

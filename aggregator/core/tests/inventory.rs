@@ -135,7 +135,7 @@ fn service_accounts_and_token_secrets() {
 #[test]
 fn core_events_crds_and_broken_objects() {
     // `kubectl get events -o json` holds core/v1 Events, not audit events.
-    let events = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Event","metadata":{"name":"x.1","namespace":"shop"},"reason":"Pulled","message":"ok"}]}"#;
+    let events = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Event","metadata":{"name":"x.1","namespace":"shop"},"reason":"Pulled","message":"{\"looks\":\"like json\"}"}]}"#;
     let sink = decode(events);
     assert!(sink.observations.is_empty() && sink.problems.is_empty());
     assert_eq!(sink.stats.ignored, 1);
