@@ -1,3 +1,44 @@
-//! The node agent: attests projected tokens and pod network identity on its node.
+//! The node agent: attests which service-account credentials physically sit in which pod on
+//! this node, so the correlator can tell a token used by its pod from the same token used by a
+//! thief (DESIGN §1, §4 gRPC, §5 security).
 //!
-//! Not built yet: see the agent issue. `tokentrail agent` reports that plainly.
+//! It reads the kubelet pods directory read-only, decodes each token file's claims (never
+//! keeping, logging or sending the token), and streams attestations to the aggregator over
+//! `tokentrail.agent.v1`: a snapshot of the node on every connection, deltas after, resent until
+//! acknowledged.
+//!
+//! Layout, pure cores first:
+//! * [`claims`]: JWT payload → [`claims::Claims`] (pure).
+//! * [`layout`]: the kubelet's directory layout and atomic-writer names (pure).
+//! * [`state`]: the node's state and [`state::diff`] into deltas (pure).
+//! * [`outbox`]: the bounded queue of unacknowledged messages (pure).
+//! * [`backoff`]: reconnect delays with jitter (pure).
+//! * [`pods`]: pod updates from a pod source and how they fold into the state (pure).
+//! * [`wire`]: state and deltas → protobuf (pure).
+//! * [`scan`]: reading token files without following symlinks (file I/O).
+//! * [`watch`]: inotify (driver).
+//! * [`sender`]: the gRPC client (driver).
+//! * [`pipeline`]: [`run`], the loop that ties them together (driver).
+//! * [`cli`]: `tokentrail agent` flags and process setup.
+//!
+//! Not built yet (issue 4): the kube-rs pod source (pods and node addresses from the API; the
+//! [`pods::PodUpdate`] channel is its interface), TLS/mTLS to the aggregator, metrics export.
+
+pub mod backoff;
+pub mod claims;
+pub mod cli;
+pub mod error;
+pub mod layout;
+pub mod outbox;
+pub mod pipeline;
+pub mod pods;
+pub mod scan;
+pub mod sender;
+pub mod state;
+pub mod telemetry;
+pub mod watch;
+pub mod wire;
+
+pub use error::{AgentError, SendError};
+pub use pipeline::{run, Config};
+pub use telemetry::Metrics;

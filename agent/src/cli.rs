@@ -1,0 +1,157 @@
+//! `tokentrail agent`: flags, logging, the runtime and signal handling around [`crate::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::pipeline::Config;
+use crate::telemetry::Metrics;
+
+/// Run the node agent: attest the service-account tokens on this node to the aggregator.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The kubelet pods directory (mounted read-only into the agent's pod).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet/pods")]
+    pub kubelet_dir: PathBuf,
+    /// This node's name (downward API `spec.nodeName`); defaults to $NODE_NAME.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// The aggregator's attestation endpoint, e.g. `http://tokentrail-aggregator:7443`.
+    #[arg(long, value_name = "URL")]
+    pub aggregator: String,
+    /// A file holding the agent's own token for the aggregator, sent as a bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Full rescan period, the safety net behind inotify.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub rescan_interval: Duration,
+    /// Unacknowledged attestations kept for resending; the oldest are dropped beyond it.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub queue_capacity: usize,
+    /// Largest token file read, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub max_token_bytes: u64,
+    /// Longest reconnect delay.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// Do not use inotify; rely on periodic rescans.
+    #[arg(long)]
+    pub no_inotify: bool,
+    /// Log debug messages too.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+impl Args {
+    /// The agent's configuration from the flags (and $NODE_NAME).
+    pub fn config(&self) -> Result<Config, String> {
+        let node = match &self.node {
+            Some(n) => n.clone(),
+            None => std::env::var("NODE_NAME").map_err(|_| "--node or $NODE_NAME is required".to_string())?,
+        };
+        let mut c = Config::new(self.kubelet_dir.clone(), node, self.aggregator.clone());
+        c.rescan_interval = self.rescan_interval;
+        c.queue_capacity = self.queue_capacity;
+        c.limits.max_token_bytes = self.max_token_bytes;
+        c.sender.backoff_max = self.max_backoff;
+        c.sender.bearer_token_file = self.token_file.clone();
+        c.inotify = !self.no_inotify;
+        Ok(c)
+    }
+}
+
+/// Parses `200ms`, `90s`, `5m`, `2h`, `1d` or combinations (`1m30s`), as `analyze` does, plus `ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m, 1h)");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (Duration::from_millis(1), 2)
+        } else {
+            match rest.as_bytes()[0] {
+                b's' => (Duration::from_secs(1), 1),
+                b'm' => (Duration::from_secs(60), 1),
+                b'h' => (Duration::from_secs(3600), 1),
+                b'd' => (Duration::from_secs(86_400), 1),
+                _ => return Err(bad()),
+            }
+        };
+        let n = u32::try_from(n).map_err(|_| bad())?;
+        total = total.checked_add(unit.checked_mul(n).ok_or_else(bad)?).ok_or_else(bad)?;
+        rest = &rest[len..];
+    }
+    Ok(total)
+}
+
+/// Runs `tokentrail agent` until SIGTERM or ctrl-c. Exit 0 after a clean shutdown, 2 for bad
+/// flags, 1 when the agent cannot run.
+pub fn main(args: Args) -> ExitCode {
+    let level = if args.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let _ = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(std::io::stderr).try_init();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tokentrail agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One thread is plenty for a few hundred files and one stream, and keeps the agent's CPU
+    // and memory footprint small on every node.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokentrail agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(crate::run(config, None, Arc::new(Metrics::default()), shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "agent stopped");
+            eprintln!("tokentrail agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_analyze_plus_milliseconds() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["", "10", "s", "5x", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Errors of the agent, with whether retrying can help.
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The kubelet pods directory cannot be read at all.
+    #[error(transparent)]
+    Root(#[from] crate::scan::RootError),
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Why one connection to the aggregator failed. The sender always retries; the variant tells
+/// the logs whether retrying can help without a configuration change.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The aggregator URL does not parse.
+    #[error("invalid aggregator endpoint: {0}")]
+    BadEndpoint(String),
+    /// TCP or HTTP/2 connection failed.
+    #[error("cannot connect to the aggregator: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    /// The stream was refused or broke.
+    #[error("attestation stream: {0}")]
+    Rpc(#[source] tonic::Status),
+    /// The agent's own bearer token file is unreadable or not a header value (the path only).
+    #[error("cannot use bearer token file {0}")]
+    BearerToken(String),
+}
+
+impl SendError {
+    /// Whether the same request can succeed later without operator action.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SendError::BadEndpoint(_) => false,
+            SendError::Connect(_) | SendError::BearerToken(_) => true,
+            SendError::Rpc(s) => !matches!(
+                s.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::Unimplemented
+            ),
+        }
+    }
+}
