@@ -28,6 +28,8 @@ pub enum Format {
     Json,
     /// OCSF 1.3 Detection Findings (class_uid 2004), one per line.
     Ocsf,
+    /// One self-contained HTML page: findings, timeline, tables, coverage.
+    Html,
 }
 
 /// Options of `tokentrail analyze`.
@@ -39,8 +41,8 @@ pub struct Args {
     /// What to print on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Also write every output (findings.jsonl, findings.ocsf.jsonl, report.txt, usage.json,
-    /// legacy-tokens.json, coverage.json) into this directory.
+    /// Also write every output (findings.jsonl, findings.ocsf.jsonl, report.txt, report.html,
+    /// usage.json, legacy-tokens.json, coverage.json) into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Cluster name put on findings.
@@ -123,6 +125,7 @@ pub fn run(args: Args) -> ExitCode {
         Format::Text => out.write_all(output::text(&analysis).as_bytes()),
         Format::Json => output::write_json(findings, &mut out),
         Format::Ocsf => output::write_ocsf(findings, &mut out),
+        Format::Html => output::html::write(&analysis, &mut out),
     };
     if let Err(e) = printed.and_then(|()| out.flush()) {
         // A closed pipe (`| head`) is not an error worth a message.

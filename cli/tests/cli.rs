@@ -67,7 +67,7 @@ fn no_token_reaches_any_output() {
     let secrets = secrets_in(&example().join("sa_secrets.json"));
     let out_dir = tempdir("no-token");
     let mut outputs = Vec::new();
-    for format in ["text", "json", "ocsf"] {
+    for format in ["text", "json", "ocsf", "html"] {
         let o = run_on_example(&["--format", format, "--out", out_dir.to_str().unwrap()]);
         assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
         outputs.push((format!("stdout of --format {format}"), String::from_utf8_lossy(&o.stdout).into_owned()));
@@ -79,7 +79,7 @@ fn no_token_reaches_any_output() {
         outputs.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
         files += 1;
     }
-    assert_eq!(files, 6, "--out writes every output");
+    assert_eq!(files, 7, "--out writes every output");
     for (name, text) in &outputs {
         for secret in &secrets {
             assert!(!text.contains(secret.as_str()), "{name} contains token material");

@@ -1,5 +1,5 @@
-//! The report on paper: text for people, finding JSON lines and OCSF for machines, and an
-//! output directory with all of them.
+//! The report on paper: text for people, finding JSON lines and OCSF for machines, a
+//! self-contained HTML page ([`html`]), and an output directory with all of them.
 //!
 //! Nothing here may print token material: findings never hold any (the decoders never read
 //! Secret data), and these writers only print what findings and the report hold.
@@ -13,6 +13,8 @@ use tokentrail_correlator_core::report::{LegacyTokenRow, UsageRow};
 use tokentrail_correlator_core::{Finding, Severity};
 
 use crate::forensic::Analysis;
+
+pub mod html;
 
 /// The program version written into OCSF metadata.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -36,7 +38,7 @@ pub fn write_ocsf(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// Writes every output into `dir`: `findings.jsonl`, `findings.ocsf.jsonl`, `report.txt`,
-/// `usage.json`, `legacy-tokens.json`, `coverage.json`.
+/// `report.html`, `usage.json`, `legacy-tokens.json`, `coverage.json`.
 pub fn write_dir(analysis: &Analysis, dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let create = |name: &str| -> io::Result<io::BufWriter<std::fs::File>> {
@@ -46,6 +48,7 @@ pub fn write_dir(analysis: &Analysis, dir: &Path) -> io::Result<()> {
     write_json(&report.findings, &mut create("findings.jsonl")?)?;
     write_ocsf(&report.findings, &mut create("findings.ocsf.jsonl")?)?;
     create("report.txt")?.write_all(text(analysis).as_bytes())?;
+    html::write(analysis, &mut create("report.html")?)?;
     serde_json::to_writer_pretty(create("usage.json")?, &report.usage)?;
     serde_json::to_writer_pretty(create("legacy-tokens.json")?, &report.legacy_tokens)?;
     let coverage = serde_json::json!({

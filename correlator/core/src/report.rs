@@ -1,5 +1,6 @@
 //! The report: findings, the per-service-account client-address table, the legacy-token
-//! inventory, and coverage (how much of the evidence could be verified, and why not the rest).
+//! inventory, coverage (how much of the evidence could be verified, and why not the rest), and
+//! the timelines of the service accounts that findings name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -12,7 +13,7 @@ use crate::model::Place;
 use crate::observation::ServiceAccountRef;
 use crate::rules::{self, Context};
 use crate::time::Timestamp;
-use crate::usage::CredentialKey;
+use crate::usage::{CredentialKey, TimeBuckets};
 use crate::verdict::{Judge, Verdict};
 
 /// Everything `analyze` reports.
@@ -26,6 +27,81 @@ pub struct Report {
     pub legacy_tokens: Vec<LegacyTokenRow>,
     /// What could be verified.
     pub coverage: Coverage,
+    /// Service accounts named by findings, most severe first: their pods, credentials and uses
+    /// over time.
+    pub timelines: Vec<Timeline>,
+}
+
+/// At most this many timelines: one per service account a finding names, most severe first.
+const MAX_TIMELINES: usize = 100;
+
+/// One service account over time: the pods its credentials belong to, and each credential's life
+/// and uses, per client address.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timeline {
+    /// Cluster label.
+    pub cluster: Option<String>,
+    /// `namespace/name`.
+    pub serviceaccount: String,
+    /// Pods bound to its credentials or mounting its Secret tokens, by name.
+    pub pods: Vec<TimelinePod>,
+    /// Its credentials, in order of first use.
+    pub credentials: Vec<TimelineCredential>,
+}
+
+/// A pod's life as far as the evidence tells.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimelinePod {
+    /// `namespace/name`.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Node.
+    pub node: Option<String>,
+    /// Addresses it held, with the earliest time each was seen.
+    pub addresses: Vec<(IpAddr, Timestamp)>,
+    /// Earliest time the evidence places it alive.
+    pub first_seen: Timestamp,
+    /// Latest time the evidence places it alive.
+    pub last_seen: Timestamp,
+    /// When its deletion was requested.
+    pub deleted: Option<Timestamp>,
+}
+
+/// One credential's life and uses.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimelineCredential {
+    /// `pod-bound`, `unbound`, `legacy-secret` or `unknown`.
+    pub kind: &'static str,
+    /// `JTI=...`, `secret=ns/name`, `pod-uid=...`: as finding ids name it.
+    pub name: String,
+    /// The pod it is bound to (`namespace/name`).
+    pub pod: Option<String>,
+    /// When its TokenRequest was made, when the evidence has it.
+    pub minted: Option<Timestamp>,
+    /// When its pod's next credential came into use: uses after that (and a grace) are replays.
+    pub superseded: Option<Timestamp>,
+    /// Its uses, one entry per client address.
+    pub uses: Vec<TimelineUses>,
+}
+
+/// The uses of one credential from one client address.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimelineUses {
+    /// The client address.
+    pub source_ip: Option<IpAddr>,
+    /// Who held it (as in [`UsageRow::place`]).
+    pub place: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Requests.
+    pub count: u64,
+    /// First request.
+    pub first_seen: Timestamp,
+    /// Last request.
+    pub last_seen: Timestamp,
+    /// When, in bounded buckets.
+    pub over_time: TimeBuckets,
 }
 
 /// One line of the client-address table: one service account, one client address.
@@ -152,7 +228,100 @@ pub(crate) fn build(engine: &Engine) -> Report {
         }
     }
     coverage.verified = coverage.expected + coverage.unexpected;
-    Report { findings, usage, legacy_tokens, coverage }
+    let timelines = timelines(&ctx, &findings);
+    Report { findings, usage, legacy_tokens, coverage, timelines }
+}
+
+/// A timeline for each service account the findings name, most severe first.
+fn timelines(ctx: &Context<'_>, findings: &[Finding]) -> Vec<Timeline> {
+    let mut named: Vec<ServiceAccountRef> = Vec::new();
+    for sa in findings.iter().filter_map(|f| f.serviceaccount.as_ref()) {
+        let sa = ServiceAccountRef { namespace: sa.namespace.clone(), name: sa.name.clone() };
+        if !named.contains(&sa) && named.len() < MAX_TIMELINES {
+            named.push(sa);
+        }
+    }
+    named.iter().map(|sa| timeline(ctx, sa)).collect()
+}
+
+fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
+    let pods = &ctx.engine.model.pods;
+    let mut credentials: BTreeMap<&CredentialKey, TimelineCredential> = BTreeMap::new();
+    let mut pod_uids: BTreeSet<&str> = BTreeSet::new();
+    for (key, group, judgement) in ctx.judged.iter().filter(|(k, _, _)| &k.serviceaccount == sa) {
+        let c = credentials.entry(&key.credential).or_insert_with(|| TimelineCredential {
+            kind: key.credential.kind(),
+            name: key.credential.stable_name(sa),
+            pod: group.pod_name.as_ref().map(|p| format!("{}/{p}", sa.namespace)),
+            minted: match &key.credential {
+                CredentialKey::PodBound { jti: Some(jti), .. } | CredentialKey::Unbound { jti } => {
+                    ctx.judge.mints.get(jti.as_str()).map(|m| m.time)
+                }
+                _ => None,
+            },
+            superseded: None,
+            uses: Vec::new(),
+        });
+        c.uses.push(TimelineUses {
+            source_ip: key.client,
+            place: describe(judgement.place.as_ref()),
+            verdict: judgement.verdict,
+            count: group.uses.count,
+            first_seen: group.first(),
+            last_seen: group.last(),
+            over_time: group.over_time.clone(),
+        });
+        match &key.credential {
+            CredentialKey::PodBound { pod_uid, .. } => {
+                pod_uids.insert(pod_uid);
+            }
+            CredentialKey::Legacy { secret } => {
+                pod_uids.extend(ctx.judge.mounting_pods(sa, secret.as_deref()).into_iter().map(|p| p.uid.as_str()));
+            }
+            _ => {}
+        }
+    }
+    let first_use = |c: &TimelineCredential| c.uses.iter().map(|u| u.first_seen).min();
+    // A pod's credential is superseded when the pod's next one (by first use) comes into use,
+    // as `token-superseded-use` reads it.
+    let mut by_pod: BTreeMap<&str, Vec<(Timestamp, &CredentialKey)>> = BTreeMap::new();
+    for (key, c) in &credentials {
+        if let (CredentialKey::PodBound { pod_uid, .. }, Some(t)) = (key, first_use(c)) {
+            by_pod.entry(pod_uid).or_default().push((t, key));
+        }
+    }
+    let mut superseded: Vec<(&CredentialKey, Timestamp)> = Vec::new();
+    for chain in by_pod.values_mut() {
+        chain.sort();
+        superseded.extend(chain.windows(2).map(|w| (w[0].1, w[1].0)));
+    }
+    for (key, t) in superseded {
+        if let Some(c) = credentials.get_mut(key) {
+            c.superseded = Some(t);
+        }
+    }
+    let mut credentials: Vec<TimelineCredential> = credentials.into_values().collect();
+    credentials.sort_by(|a, b| (first_use(a), &a.name).cmp(&(first_use(b), &b.name)));
+    let mut pods: Vec<TimelinePod> = pod_uids
+        .into_iter()
+        .filter_map(|uid| pods.get(uid))
+        .map(|p| TimelinePod {
+            name: format!("{}/{}", p.namespace, p.name),
+            uid: p.uid.clone(),
+            node: p.node.clone(),
+            addresses: p.addresses.iter().map(|(ip, t)| (*ip, *t)).collect(),
+            first_seen: p.first_seen,
+            last_seen: p.last_seen,
+            deleted: p.deleted,
+        })
+        .collect();
+    pods.sort_by(|a, b| (&a.name, a.first_seen).cmp(&(&b.name, b.first_seen)));
+    Timeline {
+        cluster: ctx.engine.config.cluster.clone(),
+        serviceaccount: format!("{}/{}", sa.namespace, sa.name),
+        pods,
+        credentials,
+    }
 }
 
 fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {

@@ -7,9 +7,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 use crate::observation::{Credential, ServiceAccountRef, TokenUse};
 use crate::tally::Tally;
-use crate::time::Timestamp;
+use crate::time::{Micros, Timestamp, SECOND};
 
 /// A credential, as the key of its uses.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,6 +110,8 @@ pub struct UseGroup {
     pub forwarded_ips: BTreeSet<IpAddr>,
     /// Uses the apiserver flagged with `authentication.k8s.io/stale-token`.
     pub stale: Tally,
+    /// When the uses happened, in a bounded number of buckets (the report's timeline).
+    pub over_time: TimeBuckets,
 }
 
 const FORWARDED_IPS_KEPT: usize = 8;
@@ -139,6 +143,7 @@ impl UseGroup {
         if u.stale_token {
             self.stale.add(u.time, &u.audit_id, ua, Some(&u.request));
         }
+        self.over_time.add(u.time);
     }
 
     /// First use.
@@ -149,5 +154,137 @@ impl UseGroup {
     /// Last use.
     pub fn last(&self) -> Timestamp {
         self.uses.last
+    }
+}
+
+/// Events counted in at most [`TimeBuckets::MAX_BUCKETS`] equal, consecutive time buckets.
+///
+/// Buckets start one second wide, aligned to the epoch; when an event falls too far from the
+/// others, the width doubles and neighbouring buckets merge. Alignment makes each merge exact,
+/// and the width only grows when the span demands it, so the buckets are always the narrowest
+/// that hold every event: the same whatever order the events came in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimeBuckets {
+    /// Start of the first bucket.
+    start: Timestamp,
+    /// Width of every bucket, in microseconds: one second times a power of two.
+    width: Micros,
+    /// Events per bucket, from `start` on.
+    counts: Vec<u32>,
+}
+
+impl Default for TimeBuckets {
+    fn default() -> Self {
+        TimeBuckets { start: Timestamp(0), width: SECOND, counts: Vec::new() }
+    }
+}
+
+impl TimeBuckets {
+    /// The most buckets kept: enough to see a replay's shape, small enough per use group.
+    pub const MAX_BUCKETS: usize = 64;
+
+    /// Counts one event at `t`.
+    pub fn add(&mut self, t: Timestamp) {
+        loop {
+            let at = t.0.div_euclid(self.width);
+            if self.counts.is_empty() {
+                self.start = Timestamp(at * self.width);
+                self.counts.push(1);
+                return;
+            }
+            let first = self.start.0.div_euclid(self.width);
+            let last = first + self.counts.len() as i64 - 1;
+            let (lo, hi) = (first.min(at), last.max(at));
+            if hi - lo < Self::MAX_BUCKETS as i64 {
+                if at < first {
+                    // Earlier than every bucket so far: make room in front.
+                    let room = (first - at) as usize;
+                    self.counts.splice(0..0, std::iter::repeat_n(0, room));
+                    self.start = Timestamp(at * self.width);
+                } else if at > last {
+                    self.counts.resize((at - first + 1) as usize, 0);
+                }
+                let slot = &mut self.counts[(at - lo) as usize];
+                *slot = slot.saturating_add(1);
+                return;
+            }
+            self.coarsen();
+        }
+    }
+
+    /// Doubles the width, merging each aligned pair of buckets.
+    fn coarsen(&mut self) {
+        let first = self.start.0.div_euclid(self.width);
+        let width = self.width.saturating_mul(2);
+        let new_first = first.div_euclid(2);
+        let mut merged = vec![0u32; self.counts.len() / 2 + 1];
+        for (i, &n) in self.counts.iter().enumerate() {
+            let slot = &mut merged[((first + i as i64).div_euclid(2) - new_first) as usize];
+            *slot = slot.saturating_add(n);
+        }
+        while merged.last() == Some(&0) {
+            merged.pop();
+        }
+        self.width = width;
+        self.start = Timestamp(new_first * width);
+        self.counts = merged;
+    }
+
+    /// Width of each bucket.
+    pub fn width(&self) -> Micros {
+        self.width
+    }
+
+    /// The buckets that hold events: start, end (exclusive) and count, in time order.
+    pub fn iter(&self) -> impl Iterator<Item = (Timestamp, Timestamp, u32)> + '_ {
+        let (start, width) = (self.start, self.width);
+        self.counts.iter().enumerate().filter(|(_, n)| **n > 0).map(move |(i, &n)| {
+            let from = start.plus(i as i64 * width);
+            (from, from.plus(width), n)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::MINUTE;
+
+    fn buckets(times: &[i64]) -> TimeBuckets {
+        let mut b = TimeBuckets::default();
+        for &t in times {
+            b.add(Timestamp(t));
+        }
+        b
+    }
+
+    #[test]
+    fn uses_close_together_stay_one_second_apart() {
+        let b = buckets(&[10 * SECOND, 10 * SECOND + 5, 12 * SECOND]);
+        assert_eq!(b.width(), SECOND);
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            [(Timestamp(10 * SECOND), Timestamp(11 * SECOND), 2), (Timestamp(12 * SECOND), Timestamp(13 * SECOND), 1),]
+        );
+    }
+
+    #[test]
+    fn a_long_span_widens_the_buckets_and_keeps_every_use() {
+        let times: Vec<i64> = (0..1000).map(|i| 1_773_000_000 * SECOND + i * 13 * SECOND).collect();
+        let b = buckets(&times);
+        assert!(b.counts.len() <= TimeBuckets::MAX_BUCKETS);
+        assert_eq!(b.iter().map(|(_, _, n)| u64::from(n)).sum::<u64>(), 1000);
+        // 13,000 s over at most 64 buckets: 256 s is the narrowest power of two that fits.
+        assert_eq!(b.width(), 256 * SECOND);
+    }
+
+    #[test]
+    fn buckets_do_not_depend_on_the_order_of_uses() {
+        let mut times: Vec<i64> = (0..300).map(|i| (i * i * 7919) % (600 * MINUTE) + 5 * MINUTE).collect();
+        let forward = buckets(&times);
+        times.reverse();
+        assert_eq!(buckets(&times), forward);
+        times.sort_by_key(|t| (t % 97, *t));
+        assert_eq!(buckets(&times), forward);
     }
 }
