@@ -19,10 +19,10 @@ pub enum SendError {
     #[error("invalid aggregator endpoint: {0}")]
     BadEndpoint(String),
     /// TCP or HTTP/2 connection failed.
-    #[error("cannot connect to the aggregator: {0}")]
+    #[error("cannot connect to the aggregator")]
     Connect(#[source] tonic::transport::Error),
     /// The stream was refused or broke.
-    #[error("attestation stream: {0}")]
+    #[error("attestation stream broke")]
     Rpc(#[source] tonic::Status),
     /// The agent's own bearer token file is unreadable or not a header value (the path only).
     #[error("cannot use bearer token file {0}")]

@@ -56,7 +56,8 @@ pub enum Refusal {
     Symlink,
     /// The token file is larger than [`ScanLimits::max_token_bytes`].
     TooLarge,
-    /// Not a regular file (a FIFO, a device, a directory).
+    /// Not a regular file where a token should be (a FIFO, a device), or not a directory where
+    /// a directory should be.
     NotAFile,
     /// The content is not a service-account JWT.
     Malformed,
@@ -158,12 +159,12 @@ pub fn scan_pod(root: &Path, pod_uid: &str, limits: &ScanLimits) -> Result<ScanO
 }
 
 fn scan_pod_into(root_fd: &OwnedFd, pod_uid: &str, limits: &ScanLimits, out: &mut ScanOutcome) {
-    let pod_fd = match rfs::openat(root_fd, pod_uid, DIR_FLAGS, Mode::empty()) {
+    let pod_fd = match open_dir(root_fd, pod_uid) {
         Ok(fd) => fd,
         Err(e) => return note_error(out, pod_uid.to_string(), e, "pod directory"),
     };
     out.pods.push(pod_uid.to_string());
-    let volumes_fd = match rfs::openat(&pod_fd, "volumes", DIR_FLAGS, Mode::empty()) {
+    let volumes_fd = match open_dir(&pod_fd, "volumes") {
         Ok(fd) => fd,
         // A pod directory without volumes is ordinary (static pods, teardown in progress).
         Err(Errno::NOENT) => return,
@@ -171,7 +172,7 @@ fn scan_pod_into(root_fd: &OwnedFd, pod_uid: &str, limits: &ScanLimits, out: &mu
     };
     for kind in VolumeKind::ALL {
         let plugin_path = format!("{pod_uid}/volumes/{}", kind.dir_name());
-        let plugin_fd = match rfs::openat(&volumes_fd, kind.dir_name(), DIR_FLAGS, Mode::empty()) {
+        let plugin_fd = match open_dir(&volumes_fd, kind.dir_name()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => continue,
             Err(e) => {
@@ -200,7 +201,7 @@ fn scan_pod_into(root_fd: &OwnedFd, pod_uid: &str, limits: &ScanLimits, out: &mu
 /// Reads `<volume>/..data/token` (or a plain `<volume>/token`) and decodes it.
 fn read_volume(plugin_fd: &OwnedFd, location: Location, limits: &ScanLimits, out: &mut ScanOutcome) {
     let path = location.to_string();
-    let vol_fd = match rfs::openat(plugin_fd, location.volume.as_str(), DIR_FLAGS, Mode::empty()) {
+    let vol_fd = match open_dir(plugin_fd, location.volume.as_str()) {
         Ok(fd) => fd,
         Err(e) => return note_error(out, path, e, "volume directory"),
     };
@@ -211,7 +212,7 @@ fn read_volume(plugin_fd: &OwnedFd, location: Location, limits: &ScanLimits, out
                 let detail = "..data leads out of the volume".to_string();
                 return out.refused.push(Refused { path, reason: Refusal::Symlink, detail });
             }
-            let data_fd = match rfs::openat(&vol_fd, target.as_slice(), DIR_FLAGS, Mode::empty()) {
+            let data_fd = match open_dir(&vol_fd, target.as_slice()) {
                 Ok(fd) => fd,
                 Err(e) => return note_error(out, path, e, "..data target"),
             };
@@ -266,15 +267,27 @@ fn read_volume(plugin_fd: &OwnedFd, location: Location, limits: &ScanLimits, out
     }
 }
 
+/// Opens a subdirectory without following a symlink. Linux reports a symlink opened with
+/// `O_NOFOLLOW | O_DIRECTORY` as ENOTDIR, like a regular file; this tells them apart so a
+/// symlink is reported as one (ELOOP).
+fn open_dir<P: rustix::path::Arg + Copy>(parent: &OwnedFd, name: P) -> Result<OwnedFd, Errno> {
+    match rfs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+        Err(Errno::NOTDIR) => match rfs::statat(parent, name, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink => Err(Errno::LOOP),
+            _ => Err(Errno::NOTDIR),
+        },
+        other => other,
+    }
+}
+
 /// Classifies an errno from walking the tree.
 fn note_error(out: &mut ScanOutcome, path: String, e: Errno, what: &str) {
     match e {
         // Torn down between listing and opening: the next scan simply won't see it.
         Errno::NOENT => out.vanished += 1,
-        // O_NOFOLLOW on a symlink: ELOOP; O_DIRECTORY on a symlink with O_NOFOLLOW: ENOTDIR.
-        Errno::LOOP | Errno::NOTDIR | Errno::MLINK => {
-            out.refused.push(Refused { path, reason: Refusal::Symlink, detail: format!("{what} is a symlink or not a directory") })
-        }
+        // O_NOFOLLOW on a symlink fails with ELOOP (EMLINK on some BSDs).
+        Errno::LOOP | Errno::MLINK => out.refused.push(Refused { path, reason: Refusal::Symlink, detail: format!("{what} is a symlink") }),
+        Errno::NOTDIR => out.refused.push(Refused { path, reason: Refusal::NotAFile, detail: format!("{what} is not a directory") }),
         e => out.refused.push(Refused { path, reason: Refusal::Io, detail: format!("{what}: {e}") }),
     }
 }

@@ -73,12 +73,33 @@ pub async fn run(config: SenderConfig, shared: SharedRef, wake: Arc<Notify>, met
             Ok(()) => tracing::info!("aggregator closed the attestation stream"),
             Err(e) => {
                 Metrics::add(&metrics.send_failures_total, 1);
-                tracing::warn!(error = %e, retryable = e.is_retryable(), "attestation stream failed");
+                tracing::warn!(error = %Chain(&e), retryable = e.is_retryable(), "attestation stream failed");
             }
         }
         let delay = backoff.next_delay(jitter.unit());
         tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting after back-off");
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Displays an error with its causes (`transport error: connection refused`).
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        write!(f, "{last}")?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            // Transport errors wrap themselves ("transport error: transport error: ..."): skip repeats.
+            let text = s.to_string();
+            if text != last {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            source = s.source();
+        }
+        Ok(())
     }
 }
 

@@ -21,11 +21,15 @@ enum Command {
     /// Analyse collected evidence: audit logs (any common format, gzip/zstd) and `kubectl get
     /// -o json` dumps of serviceaccounts, service-account-token secrets, pods and nodes.
     Analyze(analyze::Args),
+    /// Run the node agent (a DaemonSet): attest the service-account tokens on this node to the
+    /// aggregator.
+    Agent(tokentrail_agent::cli::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Agent(args) => tokentrail_agent::cli::main(args),
     }
 }
