@@ -9,12 +9,31 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// The set's keys are already SipHash outputs: hashing them again would only cost time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are ever hashed; fold anything else in rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The most recent audit IDs seen.
 #[derive(Debug)]
 pub struct RecentIds {
-    set: HashSet<u64>,
+    set: HashSet<u64, BuildHasherDefault<PreHashed>>,
     order: VecDeque<u64>,
     capacity: usize,
 }
@@ -22,7 +41,7 @@ pub struct RecentIds {
 impl RecentIds {
     /// A window of `capacity` IDs.
     pub fn new(capacity: usize) -> Self {
-        RecentIds { set: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+        RecentIds { set: HashSet::default(), order: VecDeque::new(), capacity: capacity.max(1) }
     }
 
     /// Records `audit_id` under `kind` (IDs of different kinds never meet); returns `false` when

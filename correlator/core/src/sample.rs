@@ -33,6 +33,27 @@ impl<T: Ord> Smallest<T> {
         }
     }
 
+    /// Offers a value known only by reference, building the owned value only if it would be
+    /// kept: the hot path of folding a million requests must not allocate for each of them.
+    pub fn offer_with<Q>(&mut self, probe: &Q, make: impl FnOnce() -> T)
+    where
+        Q: Ord + ?Sized,
+        T: std::borrow::Borrow<Q>,
+    {
+        if self.values.contains(probe) {
+            return;
+        }
+        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| probe >= largest.borrow()) {
+            return;
+        }
+        self.offer(make());
+    }
+
+    /// Whether a value ordered at `key` could still enter the sample (cheap pre-check).
+    pub fn admits<K: Ord>(&self, key: impl FnOnce(&T) -> K, candidate: K) -> bool {
+        self.values.len() < self.cap || self.values.last().is_some_and(|largest| candidate <= key(largest))
+    }
+
     /// Offers every value of another sample.
     pub fn merge(&mut self, other: &Self)
     where
@@ -70,5 +91,19 @@ mod tests {
         }
         assert_eq!(a, b);
         assert_eq!(a.iter().copied().collect::<Vec<_>>(), [1, 3, 5]);
+    }
+
+    #[test]
+    fn offer_with_builds_only_what_it_keeps() {
+        let mut s: Smallest<String> = Smallest::new(2);
+        let mut built = 0;
+        for v in ["b", "a", "c", "a", "d"] {
+            s.offer_with(v, || {
+                built += 1;
+                v.to_string()
+            });
+        }
+        assert_eq!(s.iter().cloned().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(built, 2, "c and d are larger than a full sample's largest; a is already in");
     }
 }

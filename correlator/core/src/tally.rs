@@ -22,8 +22,8 @@ pub struct Tally {
     pub audit_ids: Smallest<(Timestamp, String)>,
     /// A few user agents.
     pub user_agents: Smallest<String>,
-    /// A few distinct requests.
-    pub requests: Smallest<FindingRequest>,
+    /// A few distinct requests (kept as observed; converted for findings on the way out).
+    pub requests: Smallest<Request>,
 }
 
 impl Default for Tally {
@@ -45,14 +45,15 @@ impl Tally {
         self.count += 1;
         self.first = self.first.min(t);
         self.last = self.last.max(t);
-        if !audit_id.is_empty() {
+        // Each sample is checked by reference first; an owned copy is made only when kept.
+        if !audit_id.is_empty() && self.audit_ids.admits(|(at, _)| *at, t) {
             self.audit_ids.offer((t, audit_id.to_string()));
         }
         if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
-            self.user_agents.offer(ua.to_string());
+            self.user_agents.offer_with(ua, || ua.to_string());
         }
         if let Some(r) = request {
-            self.requests.offer(FindingRequest::from(r));
+            self.requests.offer_with(r, || r.clone());
         }
     }
 
@@ -83,6 +84,6 @@ impl Tally {
 
     /// The sampled requests.
     pub fn request_list(&self) -> Vec<FindingRequest> {
-        self.requests.iter().cloned().collect()
+        self.requests.iter().map(FindingRequest::from).collect()
     }
 }

@@ -90,6 +90,15 @@ impl Pods {
 
     /// Records that a pod existed at `t`, as a bound token's claims show.
     pub fn note_bound(&mut self, uid: &str, namespace: &str, name: &str, node: Option<&str>, t: Timestamp) {
+        // Called for every pod-bound use: a known pod only has its lifetime stretched.
+        if let Some(pod) = self.by_uid.get_mut(uid) {
+            pod.first_seen = pod.first_seen.min(t);
+            pod.last_seen = pod.last_seen.max(t);
+            if pod.node.is_none() {
+                pod.node = node.map(str::to_string);
+            }
+            return;
+        }
         let fact = PodFact {
             time: t,
             uid: Some(uid.to_string()),

@@ -80,12 +80,12 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// `token-forged-mint`: a pod-bound credential minted by anyone but the kubelet of the pod's
 /// node. Returns the JTIs it flagged.
 fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a str> {
-    // What the uses say about each pod-bound JTI: its pod, node and tallies.
-    let mut uses: BTreeMap<&str, (&Judged<'_>, Tally)> = BTreeMap::new();
+    // What the uses say about each pod-bound JTI: its pod and node, and its use groups (their
+    // tallies are merged only for the few mints that turn out forged).
+    let mut uses: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
     for entry in &ctx.judged {
         if let CredentialKey::PodBound { jti: Some(jti), .. } = &entry.0.credential {
-            let slot = uses.entry(jti.as_str()).or_insert_with(|| (entry, Tally::default()));
-            slot.1.merge(&entry.1.uses);
+            uses.entry(jti.as_str()).or_default().push(entry);
         }
     }
     let mut flagged = BTreeSet::new();
@@ -98,7 +98,7 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         if !pod_bound {
             continue;
         }
-        let pod = used.and_then(|(e, _)| ctx.bound_pod(e.0, e.1)).or_else(|| {
+        let pod = used.and_then(|entries| entries.first()).and_then(|e| ctx.bound_pod(e.0, e.1)).or_else(|| {
             let b = mint.bound_pod.as_ref()?;
             let uid = b
                 .uid
@@ -119,9 +119,11 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         }
         let mut tally = Tally::default();
         tally.add(mint.time, &mint.audit_id, mint.user_agent.as_deref(), None);
-        if let Some((_, t)) = used {
-            tally.merge(t);
+        let mut used_tally = Tally::default();
+        for e in used.into_iter().flatten() {
+            used_tally.merge(&e.1.uses);
         }
+        tally.merge(&used_tally);
         let credential_key = CredentialKey::PodBound {
             pod_uid: pod.as_ref().and_then(|p| p.uid.clone()).unwrap_or_default(),
             jti: Some((*jti).to_string()),
@@ -141,7 +143,7 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
             mint.minter,
             sa_name(&mint.serviceaccount),
             mint.time,
-            used.map(|(_, t)| format!(", and it was used {} times", t.count)).unwrap_or_default(),
+            if used_tally.count > 0 { format!(", and it was used {} times", used_tally.count) } else { String::new() },
         );
         out.push(d);
         flagged.insert(*jti);
