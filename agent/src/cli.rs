@@ -23,6 +23,18 @@ pub struct Args {
     /// A file holding the agent's own token for the aggregator, sent as a bearer token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) for an `https://` aggregator.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mTLS; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mTLS; needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to verify in the aggregator's certificate, when not the URL's host.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// Full rescan period, the safety net behind inotify.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub rescan_interval: Duration,
@@ -57,6 +69,16 @@ impl Args {
         c.sender.backoff_max = self.max_backoff;
         c.sender.bearer_token_file = self.token_file.clone();
         c.inotify = !self.no_inotify;
+        c.sender.tls = match (&self.tls_ca, &self.tls_cert) {
+            (Some(ca), _) => Some(crate::sender::TlsFiles {
+                ca: ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                server_name: self.tls_server_name.clone(),
+            }),
+            (None, Some(_)) => return Err("--tls-cert needs --tls-ca".into()),
+            (None, None) => None,
+        };
         Ok(c)
     }
 }

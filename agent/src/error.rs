@@ -24,6 +24,9 @@ pub enum SendError {
     /// The stream was refused or broke.
     #[error("attestation stream broke")]
     Rpc(#[source] tonic::Status),
+    /// TLS files unreadable or unusable.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The agent's own bearer token file is unreadable or not a header value (the path only).
     #[error("cannot use bearer token file {0}")]
     BearerToken(String),
@@ -34,7 +37,8 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SendError::BadEndpoint(_) => false,
-            SendError::Connect(_) | SendError::BearerToken(_) => true,
+            // Files may appear or be fixed by a Secret update without restarting the agent.
+            SendError::Connect(_) | SendError::BearerToken(_) | SendError::Tls(_) => true,
             SendError::Rpc(s) => !matches!(
                 s.code(),
                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::Unimplemented

@@ -62,6 +62,7 @@ impl Config {
                 backoff_max: Duration::from_secs(30),
                 window: 16,
                 bearer_token_file: None,
+                tls: None,
             },
             rescan_interval: Duration::from_secs(60),
             debounce: Duration::from_millis(20),

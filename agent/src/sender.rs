@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tokentrail_proto::agent::v1::{self as pb, aggregator_message, attestation_client::AttestationClient};
 
 use crate::backoff::{Backoff, Jitter};
@@ -43,6 +43,22 @@ pub struct SenderConfig {
     /// A file holding the agent's own token for the aggregator (a projected token with the
     /// aggregator's audience), re-read on every connection and sent as `authorization: Bearer`.
     pub bearer_token_file: Option<PathBuf>,
+    /// TLS to the aggregator (`https://` endpoints); files are re-read on every connection so
+    /// rotated certificates are picked up.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS and mTLS to the aggregator.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// CA certificate(s) that sign the aggregator's certificate.
+    pub ca: PathBuf,
+    /// The agent's client certificate chain (mTLS), with `key`.
+    pub cert: Option<PathBuf>,
+    /// The agent's private key (mTLS).
+    pub key: Option<PathBuf>,
+    /// Name to verify in the aggregator's certificate, when not the endpoint's host.
+    pub server_name: Option<String>,
 }
 
 /// What the pipeline and the sender share: the node state (for snapshots) and the queue.
@@ -151,7 +167,10 @@ async fn connection(
 }
 
 async fn connect(config: &SenderConfig) -> Result<Channel, SendError> {
-    let endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(|e| SendError::BadEndpoint(e.to_string()))?;
+    let mut endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(|e| SendError::BadEndpoint(e.to_string()))?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint.tls_config(tls_config(tls)?).map_err(|e| SendError::Tls(e.to_string()))?;
+    }
     endpoint
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
@@ -162,6 +181,20 @@ async fn connect(config: &SenderConfig) -> Result<Channel, SendError> {
         .connect()
         .await
         .map_err(SendError::Connect)
+}
+
+fn tls_config(files: &TlsFiles) -> Result<ClientTlsConfig, SendError> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| SendError::Tls(format!("{}: {e}", p.display())));
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&files.ca)?));
+    match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?)),
+        (None, None) => {}
+        _ => return Err(SendError::Tls("a client certificate needs its key, and a key its certificate".into())),
+    }
+    if let Some(name) = &files.server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(tls)
 }
 
 /// Reads the agent's own token for the `authorization` header, marked sensitive so tonic and

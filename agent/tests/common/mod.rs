@@ -229,20 +229,27 @@ pub struct TestServer {
     kill: Option<watch::Sender<bool>>,
     task: Option<tokio::task::JoinHandle<()>>,
     generation: u32,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(None).await
+    }
+
+    /// A server with TLS (and mTLS when the config names a client CA).
+    pub async fn start_with(tls: Option<tonic::transport::ServerTlsConfig>) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (acks, _) = watch::channel(true);
-        let mut s = TestServer { addr, log: Log::default(), acks, kill: None, task: None, generation: 0 };
+        let mut s = TestServer { addr, log: Log::default(), acks, kill: None, task: None, generation: 0, tls };
         s.serve(listener);
         s
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
@@ -250,8 +257,12 @@ impl TestServer {
         let (kill_tx, kill_rx) = watch::channel(false);
         let rec = Recorder { log: self.log.clone(), generation: self.generation, acks: self.acks.subscribe(), kill: kill_rx.clone() };
         let mut stop = kill_rx;
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls.clone() {
+            builder = builder.tls_config(tls).unwrap();
+        }
         self.task = Some(tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .serve_with_incoming_shutdown(AttestationServer::new(rec), TcpListenerStream::new(listener), async move {
                     let _ = stop.wait_for(|k| *k).await;
                 })
