@@ -487,3 +487,45 @@ fn ten_thousand_replays_are_one_finding_with_a_count() {
     assert_eq!(report.findings[0].count, 10_000);
     assert_eq!(report.findings[0].audit_ids.len(), 5, "a bounded sample");
 }
+
+// --- lookalikes found in the benchmark's cluster ----------------------------------------------
+
+#[test]
+fn an_address_is_not_pinned_on_the_pod_that_gets_it_minutes_after_the_token_was_used() {
+    // The bound pod's own address is not in the evidence (it started before the log and was
+    // deleted before the dump); the address went to a new pod two minutes later.
+    let gone = pod("team/profile-1-a", "uid-gone").on_node("worker-1");
+    let newcomer = pod("team/profile-2-b", "uid-new").on_node("worker-1").with_ip("10.244.1.53").since(32.0);
+    let report = run(with_cluster(vec![
+        use_of("team/profile-1").bound_to(&gone, "j1").from("10.244.1.53").at(30.5).obs(),
+        gone.deleted_at(31.0),
+        newcomer.status_patched(),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn an_off_cluster_replay_leaves_the_pods_unknown_own_address_as_no_second_origin() {
+    // No inventory: the pod's own address is unknown; the replay is already off-cluster.
+    let p = api();
+    let report = run(vec![
+        node("worker-1", "10.0.1.11", "10.244.1.0/24"),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(1.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(2.0).obs(),
+    ]);
+    assert_eq!(fired(&report), ["token-used-off-cluster@203.0.113.50"]);
+}
+
+#[test]
+fn a_forged_credential_does_not_make_the_pods_own_token_look_superseded() {
+    let p = api();
+    let mut obs = with_cluster(vec![
+        p.observed(),
+        bound(mint("j-pod", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &p),
+        bound(mint("j-forged", "payments/api", "mallory", "198.51.100.9", 10.0), &p),
+        use_of("payments/api").bound_to(&p, "j-forged").from("198.51.100.9").at(11.0).obs(),
+    ]);
+    obs.extend(use_of("payments/api").bound_to(&p, "j-pod").from("10.244.1.12").every_minute(1.0, 40));
+    let report = run(obs);
+    assert_eq!(fired(&report), ["token-forged-mint@198.51.100.9", "token-used-off-cluster@198.51.100.9"]);
+}

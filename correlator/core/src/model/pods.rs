@@ -52,10 +52,12 @@ impl Pod {
         start <= t && t <= end
     }
 
-    /// Whether `ip` was this pod's at `t`.
+    /// Whether `ip` was this pod's at `t`: from when the address was first seen (not before: an
+    /// address reused minutes after its previous holder was deleted must not be pinned on the
+    /// newcomer) until shortly after the pod's deletion.
     pub fn held_at(&self, ip: IpAddr, t: Timestamp) -> bool {
         let Some(&since) = self.addresses.get(&ip) else { return false };
-        since.plus(-LIFETIME_LEEWAY) <= t && self.deleted.is_none_or(|d| t <= d.plus(LIFETIME_LEEWAY))
+        since <= t && self.deleted.is_none_or(|d| t <= d.plus(LIFETIME_LEEWAY))
     }
 
     /// How far `t` lies outside the pod's lifetime (0 when inside): used to pick among pods that
@@ -270,5 +272,6 @@ mod tests {
         let at = |m| pods.holders_at(ip, t(m)).map(|p| p.uid.clone()).collect::<Vec<_>>();
         assert_eq!(at(5), ["old"]);
         assert_eq!(at(30), ["new"]);
+        assert!(at(19).is_empty(), "the newcomer holds the address only from when it was seen with it");
     }
 }

@@ -23,7 +23,13 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     let mut chains: BTreeMap<&str, BTreeMap<&str, Vec<&Judged<'_>>>> = BTreeMap::new();
     for entry in &ctx.judged {
         if let CredentialKey::PodBound { pod_uid, jti: Some(jti) } = &entry.0.credential {
-            chains.entry(pod_uid.as_str()).or_default().entry(jti.as_str()).or_default().push(entry);
+            // A credential someone other than a kubelet minted is no link in the pod's rotation
+            // (token-forged-mint reports it); letting it in would make the pod's own token look
+            // superseded.
+            let forged = ctx.judge.mints.get(jti.as_str()).is_some_and(|m| kubelet_node(&m.minter).is_none());
+            if !forged {
+                chains.entry(pod_uid.as_str()).or_default().entry(jti.as_str()).or_default().push(entry);
+            }
         }
     }
     let grace = ctx.engine.config.rotation_grace;

@@ -83,21 +83,24 @@ fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)
             (_, Some(Place::Node(n))) => format!("node:{n}"),
             _ => format!("ip:{ip}"),
         };
+        // Workloads among the addresses no sharper rule explains: an off-cluster replay already
+        // reported leaves the pod's own (perhaps unknown) address as the only one, which is
+        // no second origin.
         let mut workloads = BTreeSet::new();
-        let mut unexplained = false;
+        let mut unexplained = BTreeSet::new();
         let mut ips = Vec::new();
         let mut tally = Tally::default();
         for e in &entries {
             let Some(ip) = e.0.client else { continue };
             let w = workload(e, ip);
-            if w != "home" && !explained.contains(&(credential, ip)) {
-                unexplained = true;
+            if !explained.contains(&(credential, ip)) {
+                unexplained.insert(w.clone());
             }
             workloads.insert(w);
             ips.push(ip);
             tally.merge(&e.1.uses);
         }
-        if workloads.len() < 2 || !unexplained {
+        if unexplained.len() < 2 {
             continue;
         }
         let (key, group, _) = *entries[0];
