@@ -164,3 +164,24 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn time_window_and_network_options_change_the_verdicts() {
+    let rules = |extra: &[&str]| -> Vec<String> {
+        let o = run_on_example(&[&["--format", "json"], extra].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = rules(&[]);
+    assert!(all.iter().any(|r| r == "token-used-off-cluster"));
+    // The replay starts at 10:26; a window that ends before it holds no replay.
+    let before = rules(&["--until", "2026-03-10T10:20:00Z"]);
+    assert!(!before.iter().any(|r| r == "token-used-off-cluster"), "{before:?}");
+    // Declaring the replayer's address an egress NAT address makes its uses expected.
+    let egress = rules(&["--egress-ip", "203.0.113.50"]);
+    assert!(!egress.iter().any(|r| r == "token-used-off-cluster"), "{egress:?}");
+}
