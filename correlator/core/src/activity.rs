@@ -8,7 +8,7 @@ use crate::tally::Tally;
 use crate::time::Timestamp;
 
 /// One TokenRequest, its stages folded together.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mint {
     /// When it was requested.
     pub time: Timestamp,
@@ -40,7 +40,7 @@ impl Mint {
 }
 
 /// Every TokenRequest seen, by audit ID, so the stages of one request fold into one mint.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Mints {
     by_audit_id: HashMap<String, Mint>,
 }
@@ -84,7 +84,7 @@ impl Mints {
 }
 
 /// An exec, attach or port-forward into a pod.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Access {
     /// The request.
     pub access: PodAccess,
@@ -104,7 +104,7 @@ impl Access {
 }
 
 /// Secret reads by one principal in one namespace (`None`: cluster-wide).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecretReads {
     /// Every read.
     pub reads: Tally,

@@ -30,12 +30,44 @@ impl Hasher for PreHashed {
     }
 }
 
-/// The most recent audit IDs seen.
-#[derive(Debug)]
+/// The most recent audit IDs seen. Persisted as the window's IDs in order; the set is rebuilt.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Window", into = "Window")]
 pub struct RecentIds {
     set: HashSet<u64, BuildHasherDefault<PreHashed>>,
     order: VecDeque<u64>,
     capacity: usize,
+}
+
+/// The persisted form of [`RecentIds`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Window {
+    capacity: usize,
+    ids: Vec<u64>,
+}
+
+impl From<Window> for RecentIds {
+    fn from(w: Window) -> Self {
+        let mut ids = RecentIds::new(w.capacity);
+        for id in w.ids {
+            if ids.set.insert(id) {
+                ids.order.push_back(id);
+            }
+        }
+        ids
+    }
+}
+
+impl From<RecentIds> for Window {
+    fn from(r: RecentIds) -> Self {
+        Window { capacity: r.capacity, ids: r.order.into_iter().collect() }
+    }
+}
+
+impl Clone for RecentIds {
+    fn clone(&self) -> Self {
+        RecentIds { set: self.set.clone(), order: self.order.clone(), capacity: self.capacity }
+    }
 }
 
 impl RecentIds {

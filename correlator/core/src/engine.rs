@@ -25,7 +25,7 @@ use crate::usage::{CredentialKey, UseGroup, UseKey};
 const MAX_POD_ACCESSES: usize = 100_000;
 
 /// Counters about what the engine did with its input.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineStats {
     /// Observations received.
     pub observations: u64,
@@ -38,17 +38,24 @@ pub struct EngineStats {
 }
 
 /// The engine's whole state.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Engine {
+    /// Settings come from the caller, not from persisted state.
+    #[serde(skip)]
     pub(crate) config: EngineConfig,
     recent: RecentIds,
     pub(crate) model: Model,
+    #[serde(with = "crate::pairs")]
     pub(crate) uses: HashMap<UseKey, UseGroup>,
+    #[serde(with = "crate::pairs")]
     pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
     pub(crate) accesses: Vec<Access>,
+    #[serde(with = "crate::pairs")]
     pub(crate) secret_reads: HashMap<(String, Option<String>), SecretReads>,
     pub(crate) mints: Mints,
+    #[serde(with = "crate::pairs")]
     pub(crate) serviceaccounts: BTreeMap<ServiceAccountRef, ServiceAccountFact>,
+    #[serde(with = "crate::pairs")]
     pub(crate) token_secrets: BTreeMap<(String, String), TokenSecretFact>,
     pub(crate) stats: EngineStats,
     /// The latest event time seen: the report's "now" (the core has no clock).
@@ -180,6 +187,19 @@ impl Engine {
 
     fn first_sighting(&mut self, fold: Fold, audit_id: &str) -> bool {
         self.recent.first_sighting(fold as u8, audit_id)
+    }
+
+    /// The engine's whole state, to persist (the correlator writes it to its changelog topic).
+    /// Settings are not part of it: [`Engine::restore`] takes them anew.
+    pub fn snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// An engine with the state of a [`Engine::snapshot`] and the given settings.
+    pub fn restore(config: EngineConfig, snapshot: &[u8]) -> Result<Engine, serde_json::Error> {
+        let mut engine: Engine = serde_json::from_slice(snapshot)?;
+        engine.config = config;
+        Ok(engine)
     }
 
     /// Evaluates every rule over the evidence folded so far.

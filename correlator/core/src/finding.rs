@@ -13,7 +13,7 @@ use crate::time::Timestamp;
 pub const SCHEMA: &str = "tokentrail.finding/v1";
 
 /// How bad a finding is, from least to most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth knowing (an inventory item).

@@ -17,12 +17,14 @@
 pub mod activity;
 pub mod config;
 pub mod dedup;
+pub mod emit;
 pub mod engine;
 pub mod finding;
 pub mod model;
 pub mod net;
 pub mod observation;
 pub mod ocsf;
+mod pairs;
 pub mod principals;
 pub mod report;
 mod rules;

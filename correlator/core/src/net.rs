@@ -62,6 +62,19 @@ impl fmt::Display for IpNet {
     }
 }
 
+impl serde::Serialize for IpNet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses one entry of `sourceIPs`. Entries are addresses; some pipelines append a port or wrap
 /// IPv6 in brackets, which we strip rather than lose the request.
 pub fn parse_source_ip(s: &str) -> Option<IpAddr> {

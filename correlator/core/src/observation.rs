@@ -11,7 +11,7 @@ use crate::net::IpNet;
 use crate::time::Timestamp;
 
 /// One fact about the cluster, at a point in event time.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Observation {
     /// A request authenticated with a service-account token.
     TokenUse(TokenUse),
@@ -51,7 +51,7 @@ impl Observation {
 }
 
 /// A service account, as `system:serviceaccount:<namespace>:<name>` names it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ServiceAccountRef {
     /// Namespace of the ServiceAccount.
     pub namespace: String,
@@ -72,7 +72,7 @@ impl ServiceAccountRef {
 }
 
 /// How the token that authenticated a request was issued.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Credential {
     /// A projected token bound to a pod (`user.extra` pod-name and pod-uid).
     PodBound {
@@ -100,7 +100,7 @@ pub enum Credential {
 }
 
 /// The part of a request a responder needs to see: what was done to what, and the outcome.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// Kubernetes verb (`get`, `list`, `create`, ...); lowercased HTTP method for non-resource URLs.
     pub verb: String,
@@ -117,7 +117,7 @@ pub struct Request {
 }
 
 /// A request authenticated by a service-account token: the unit the engine verifies.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenUse {
     /// `requestReceivedTimestamp`.
     pub time: Timestamp,
@@ -142,7 +142,7 @@ pub struct TokenUse {
 }
 
 /// Audit stage of an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Stage {
     /// `RequestReceived`.
     RequestReceived,
@@ -170,7 +170,7 @@ impl Stage {
 }
 
 /// A TokenRequest: who minted a token for which service account, bound to what.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenMint {
     /// `requestReceivedTimestamp`.
     pub time: Timestamp,
@@ -195,7 +195,7 @@ pub struct TokenMint {
 }
 
 /// The pod a minted token is bound to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BoundPod {
     /// Pod name.
     pub name: String,
@@ -204,7 +204,7 @@ pub struct BoundPod {
 }
 
 /// A request that failed bearer authentication: the only trace a revoked token leaves.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuthFailure {
     /// `requestReceivedTimestamp`.
     pub time: Timestamp,
@@ -219,7 +219,7 @@ pub struct AuthFailure {
 }
 
 /// Which interactive access to a pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PodAccessKind {
     /// `pods/exec`.
     Exec,
@@ -230,7 +230,7 @@ pub enum PodAccessKind {
 }
 
 /// `create pods/exec` (or attach, port-forward) by a principal on a pod.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PodAccess {
     /// `requestReceivedTimestamp`.
     pub time: Timestamp,
@@ -251,7 +251,7 @@ pub struct PodAccess {
 }
 
 /// get/list/watch on Secrets.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecretRead {
     /// `requestReceivedTimestamp`.
     pub time: Timestamp,
@@ -274,7 +274,7 @@ pub struct SecretRead {
 }
 
 /// Where a pod or node fact came from, most trusted first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FactSource {
     /// A node agent's attestation.
     Attestation,
@@ -285,7 +285,7 @@ pub enum FactSource {
 }
 
 /// What happened to a pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PodEvent {
     /// Created (spec known; uid known only from a response object).
     Created,
@@ -302,7 +302,7 @@ pub enum PodEvent {
 
 /// A fact about one pod. Fields the source does not say are `None` or empty and leave what the
 /// engine already knows untouched.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PodFact {
     /// When this became true.
     pub time: Timestamp,
@@ -329,7 +329,7 @@ pub struct PodFact {
 }
 
 /// A fact about one node.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeFact {
     /// When this became true.
     pub time: Timestamp,
@@ -345,7 +345,7 @@ pub struct NodeFact {
 }
 
 /// A ServiceAccount object.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceAccountFact {
     /// `metadata.creationTimestamp`.
     pub time: Timestamp,
@@ -358,7 +358,7 @@ pub struct ServiceAccountFact {
 }
 
 /// A Secret of type `kubernetes.io/service-account-token`. Its token is never copied here.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenSecretFact {
     /// `metadata.creationTimestamp`.
     pub time: Timestamp,

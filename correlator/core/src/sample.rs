@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 /// The `cap` smallest distinct values seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Smallest<T: Ord> {
     values: BTreeSet<T>,
     cap: usize,

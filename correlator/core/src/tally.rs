@@ -10,7 +10,7 @@ const USER_AGENT_SAMPLE: usize = 5;
 const REQUEST_SAMPLE: usize = 10;
 
 /// Requests folded together.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     /// How many.
     pub count: u64,

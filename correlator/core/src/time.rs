@@ -126,9 +126,39 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Years RFC 3339 can write; outside them (the "since forever" and "until forever" sentinels of
+/// empty tallies) a timestamp is written as its number of microseconds.
+const WRITABLE: std::ops::Range<i64> = -62_167_219_200_000_000..253_402_300_800_000_000;
+
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if WRITABLE.contains(&self.0) {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time or microseconds since the epoch")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(v).ok_or_else(|| E::custom(format!("{v:?} is not an RFC 3339 time")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v).map(Timestamp).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -208,6 +238,15 @@ mod tests {
         for bad in ["", "yesterday", "2022-13-01T00:00:00Z", "2022-11-29T22:34", "2022-11-29T22:34:06+xx"] {
             assert_eq!(Timestamp::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn serde_round_trips_including_the_ends_of_time() {
+        for t in [Timestamp::MIN, Timestamp::MAX, Timestamp(0), Timestamp::parse("2026-03-01T10:05:00.004Z").unwrap()] {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t, "{json}");
+        }
+        assert_eq!(serde_json::to_string(&Timestamp(0)).unwrap(), "\"1970-01-01T00:00:00Z\"");
     }
 
     #[test]

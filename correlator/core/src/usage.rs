@@ -14,7 +14,7 @@ use crate::tally::Tally;
 use crate::time::{Micros, Timestamp, SECOND};
 
 /// A credential, as the key of its uses.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CredentialKey {
     /// Bound to a pod; before 1.30 there is no JTI and the pod stands for the credential.
     PodBound {
@@ -83,7 +83,7 @@ impl CredentialKey {
 }
 
 /// Which uses fold together.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct UseKey {
     /// The service account.
     pub serviceaccount: ServiceAccountRef,
@@ -94,7 +94,7 @@ pub struct UseKey {
 }
 
 /// The uses of one credential from one client address.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UseGroup {
     /// Every use.
     pub uses: Tally,
@@ -163,7 +163,7 @@ impl UseGroup {
 /// others, the width doubles and neighbouring buckets merge. Alignment makes each merge exact,
 /// and the width only grows when the span demands it, so the buckets are always the narrowest
 /// that hold every event: the same whatever order the events came in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TimeBuckets {
     /// Start of the first bucket.
     start: Timestamp,

@@ -42,7 +42,7 @@ pub enum Place {
 }
 
 /// Pods, nodes and networks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     /// Pods by UID.
     pub pods: Pods,

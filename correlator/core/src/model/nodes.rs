@@ -7,7 +7,7 @@ use crate::net::IpNet;
 use crate::observation::NodeFact;
 
 /// One node.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Node name.
     pub name: String,
@@ -18,9 +18,10 @@ pub struct Node {
 }
 
 /// All nodes, indexed by address.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Nodes {
     by_name: BTreeMap<String, Node>,
+    #[serde(with = "crate::pairs")]
     name_by_ip: HashMap<IpAddr, String>,
 }
 

@@ -16,7 +16,7 @@ use crate::time::{Timestamp, MINUTE};
 const LIFETIME_LEEWAY: i64 = 2 * MINUTE;
 
 /// One pod as far as the evidence tells.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pod {
     /// UID.
     pub uid: String,
@@ -37,6 +37,7 @@ pub struct Pod {
     /// When its deletion was requested.
     pub deleted: Option<Timestamp>,
     /// Addresses it held, with the earliest time each was seen.
+    #[serde(with = "crate::pairs")]
     pub addresses: BTreeMap<IpAddr, Timestamp>,
     /// Secrets it mounts as volumes.
     pub secret_volumes: BTreeSet<String>,
@@ -73,10 +74,12 @@ impl Pod {
 }
 
 /// All pods, with indexes by name and address.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pods {
     by_uid: HashMap<String, Pod>,
+    #[serde(with = "crate::pairs")]
     uids_by_name: HashMap<(String, String), BTreeSet<String>>,
+    #[serde(with = "crate::pairs")]
     uids_by_ip: HashMap<IpAddr, BTreeSet<String>>,
     unresolved: Vec<PodFact>,
 }

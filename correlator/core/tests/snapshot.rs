@@ -1,0 +1,79 @@
+//! Persisted state: an engine snapshotted at any point and restored continues exactly as if it
+//! had never stopped. The correlator relies on this to survive being killed mid-stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
+mod common;
+
+use common::*;
+use tokentrail_correlator_core::{Engine, EngineConfig, Observation};
+
+fn evidence() -> Vec<Observation> {
+    let api = pod("payments/api-1", "uid-api").on_node("worker-1").with_ip("10.244.1.12").running_as("api");
+    let exporter =
+        pod("monitoring/exp-0", "uid-exp").on_node("worker-2").with_ip("10.244.2.5").mounting("exp-token-abcde");
+    let mut obs = cluster();
+    obs.extend([api.observed(), exporter.observed(), token_secret("monitoring", "exp-token-abcde", "exp")]);
+    obs.push(bound(mint("j1", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &api));
+    obs.push(bound(mint("j2", "payments/api", "system:node:worker-1", "10.0.1.11", 48.0), &api));
+    obs.extend(use_of("payments/api").bound_to(&api, "j1").from("10.244.1.12").every_minute(0.5, 48));
+    obs.push(exec_into(&api, "alice", "198.51.100.23", 30.0));
+    obs.extend(
+        use_of("payments/api").bound_to(&api, "j1").via(&["10.244.1.12", "203.0.113.50"]).every_minute(33.0, 40),
+    );
+    obs.extend(use_of("payments/api").bound_to(&api, "j2").from("10.244.1.12").every_minute(48.3, 30));
+    obs.extend(use_of("monitoring/exp").legacy("exp-token-abcde").from("198.51.100.77").every_minute(10.0, 3));
+    obs.push(secret_list("alice", "monitoring", "198.51.100.23", 31.0));
+    obs.push(api.deleted_at(100.0));
+    obs.push(auth_failure("203.0.113.50", 101.0));
+    obs
+}
+
+fn report_json(engine: &mut Engine) -> String {
+    let r = engine.report();
+    serde_json::to_string(&(&r.findings, &r.usage, &r.legacy_tokens, &r.coverage)).unwrap()
+}
+
+#[test]
+fn a_restored_engine_continues_exactly_where_the_snapshot_left_off() {
+    let obs = evidence();
+    let mut straight = Engine::new(EngineConfig::default());
+    for o in obs.clone() {
+        straight.observe(o);
+    }
+    let expected = report_json(&mut straight);
+    assert!(expected.contains("token-used-off-cluster"), "the scenario must make findings");
+
+    for cut in [0, 1, obs.len() / 3, obs.len() / 2, obs.len() - 1, obs.len()] {
+        let mut first = Engine::new(EngineConfig::default());
+        for o in obs[..cut].iter().cloned() {
+            first.observe(o);
+        }
+        let snapshot = first.snapshot().unwrap();
+        drop(first);
+        let mut resumed = Engine::restore(EngineConfig::default(), &snapshot).unwrap();
+        for o in obs[cut..].iter().cloned() {
+            resumed.observe(o);
+        }
+        assert!(report_json(&mut resumed) == expected, "restoring after {cut} observations changed the report");
+    }
+}
+
+#[test]
+fn a_replayed_duplicate_after_restore_is_still_folded() {
+    // A crash between processing and committing makes the stream deliver some records again;
+    // the restored dedup window must recognise their audit IDs.
+    let p = pod("shop/web-1", "uid-web").on_node("worker-1").with_ip("10.244.1.5");
+    let u = use_of("shop/web").bound_to(&p, "j1").from("203.0.113.9").at(1.0).audit_id("same-request").obs();
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.observe(u.clone());
+    let mut resumed = Engine::restore(EngineConfig::default(), &engine.snapshot().unwrap()).unwrap();
+    resumed.observe(u);
+    assert_eq!(resumed.report().coverage.token_uses, 1);
+}
+
+#[test]
+fn a_damaged_snapshot_is_an_error_not_a_panic() {
+    assert!(Engine::restore(EngineConfig::default(), b"{\"recent\": 7}").is_err());
+    assert!(Engine::restore(EngineConfig::default(), b"\xff\xfe").is_err());
+}
