@@ -161,9 +161,7 @@ pub async fn run(
                 if pods.contains("") {
                     driver.full_scan(watcher.as_mut());
                 } else {
-                    for uid in &pods {
-                        driver.pod_scan(uid, watcher.as_mut());
-                    }
+                    driver.pod_scans(&pods, watcher.as_mut());
                 }
                 let later = Instant::now() + config.follow_up;
                 follow_ups.extend(pods.into_iter().filter(|p| !p.is_empty()).map(|p| (later, p)));
@@ -172,9 +170,7 @@ pub async fn run(
                 let now = Instant::now();
                 let due: Vec<String> = follow_ups.iter().filter(|(t, _)| *t <= now).map(|(_, p)| p.clone()).collect();
                 follow_ups.retain(|(t, _)| *t > now);
-                for uid in due {
-                    driver.pod_scan(&uid, watcher.as_mut());
-                }
+                driver.pod_scans(&due.into_iter().collect(), watcher.as_mut());
             },
             update = next_update(pod_updates.as_mut()) => match update {
                 Some(update) => driver.change(|s| pods::apply(s, update)),
@@ -253,17 +249,27 @@ impl Driver<'_> {
         self.change(|s| s.replace_all_credentials(outcome.credentials));
     }
 
-    fn pod_scan(&mut self, pod_uid: &str, watcher: Option<&mut Watcher>) {
-        match scan::scan_pod(&self.config.kubelet_pods_dir, pod_uid, &self.config.limits) {
-            Ok(outcome) => {
-                self.record(&outcome);
-                if let Some(w) = watcher {
-                    w.sync_pod(pod_uid);
+    /// Rescans some pods and attests all their changes as one delta (a rotation of every token
+    /// on the node is one message, not one per pod).
+    fn pod_scans(&mut self, pod_uids: &BTreeSet<String>, mut watcher: Option<&mut Watcher>) {
+        let mut scanned = Vec::new();
+        for uid in pod_uids {
+            match scan::scan_pod(&self.config.kubelet_pods_dir, uid, &self.config.limits) {
+                Ok(outcome) => {
+                    self.record(&outcome);
+                    if let Some(w) = watcher.as_deref_mut() {
+                        w.sync_pod(uid);
+                    }
+                    scanned.push((uid, outcome.credentials));
                 }
-                self.change(|s| s.replace_pod_credentials(pod_uid, outcome.credentials));
+                Err(e) => tracing::warn!(error = %e, "pod scan failed"),
             }
-            Err(e) => tracing::warn!(error = %e, "pod scan failed"),
         }
+        self.change(|s| {
+            for (uid, credentials) in scanned {
+                s.replace_pod_credentials(uid, credentials);
+            }
+        });
     }
 
     /// Logs and counts what a scan refused: locations and reasons, never content.

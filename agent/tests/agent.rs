@@ -178,7 +178,12 @@ async fn an_unreachable_aggregator_does_not_stop_the_agent_and_the_queue_stays_b
     tokio::time::sleep(Duration::from_millis(100)).await;
     for i in 0..6 {
         k.projected_token(POD_A, VOL, &token_a(&format!("q-{i}")), &format!("2025_06_28_{:02}_00_00", 10 + i));
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Each write is its own delta: wait until the agent has attested it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Metrics::get(&agent.metrics.rotations_total) < i && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(Metrics::get(&agent.metrics.queue_depth) <= 3);
     assert!(Metrics::get(&agent.metrics.messages_dropped_total) >= 3, "dropped {} rotations {} scans {}", Metrics::get(&agent.metrics.messages_dropped_total), Metrics::get(&agent.metrics.rotations_total), Metrics::get(&agent.metrics.scans_total));
