@@ -4,9 +4,9 @@
 //!   opens the files.
 //! * [`output`]: the report as text, finding JSON lines, OCSF, and an output directory.
 //!
-//! The Kafka driver (one engine per partition, state in a changelog topic) joins these with the
-//! streaming issue.
+//! * [`stream`]: the streaming correlator, the observations topic in, findings out, exactly once.
 
 pub mod evidence;
 pub mod forensic;
 pub mod output;
+pub mod stream;

@@ -202,6 +202,11 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Replaces the settings (after [`Engine::restore`] or a configuration change).
+    pub fn reconfigure(&mut self, config: EngineConfig) {
+        self.config = config;
+    }
+
     /// Evaluates every rule over the evidence folded so far.
     pub fn report(&mut self) -> Report {
         self.model.pods.resolve();

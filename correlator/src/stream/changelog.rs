@@ -1,0 +1,66 @@
+//! Restoring a partition's state: the last snapshot its changelog partition holds.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{kafka, CorrelatorConfig, CorrelatorError, PartitionState, CONTROL_TIMEOUT};
+
+/// The committed state of input partition `partition`, or a fresh one when none was written.
+pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionState, CorrelatorError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.bootstrap)
+        // Not a group member: it reads one partition it assigns itself, and commits nothing.
+        .set("group.id", format!("{}-restore", config.group))
+        .set("enable.auto.commit", "false")
+        // Only snapshots of committed transactions: an aborted one belongs to work redone.
+        .set("isolation.level", "read_committed")
+        .set("fetch.message.max.bytes", "67108864")
+        .create()
+        .map_err(kafka("creating the restore consumer"))?;
+    let topic = config.changelog_topic.as_str();
+    let (low, high) =
+        consumer.fetch_watermarks(topic, partition, CONTROL_TIMEOUT).map_err(kafka("reading changelog watermarks"))?;
+    if high <= low {
+        return Ok(PartitionState::default());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka("assigning the changelog"))?;
+    consumer.assign(&tpl).map_err(kafka("assigning the changelog"))?;
+    let key = partition.to_string();
+    let mut last: Option<Vec<u8>> = None;
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    // The high watermark counts transaction markers too: read until the position reaches it.
+    loop {
+        let position = consumer
+            .position()
+            .ok()
+            .and_then(|p| p.find_partition(topic, partition).and_then(|e| e.offset().to_raw()))
+            .unwrap_or(low);
+        if position >= high {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(CorrelatorError::Restore {
+                topic: topic.to_string(),
+                partition,
+                message: format!("not read to offset {high} within {CONTROL_TIMEOUT:?}"),
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.key() == Some(key.as_bytes()) => last = m.payload().map(<[u8]>::to_vec),
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => return Err(kafka("reading the changelog")(e)),
+        }
+    }
+    match last {
+        None => Ok(PartitionState::default()),
+        Some(bytes) => PartitionState::restore(&bytes, &config.engine).map_err(|e| CorrelatorError::Restore {
+            topic: topic.to_string(),
+            partition,
+            message: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,283 @@
+//! The streaming correlator: the observations topic in, findings out, exactly once.
+//!
+//! One [`PartitionState`] per assigned input partition. Records are folded in as they arrive;
+//! every `commit_interval` one Kafka transaction carries, for each partition that moved, the
+//! findings now due, a snapshot of its state to the compacted changelog topic, and the input
+//! offsets consumed. Nothing is produced outside a transaction, so a replica killed at any
+//! instant leaves either all of a batch's effects or none: its successor restores the last
+//! committed snapshot and resumes from the last committed offsets, and readers of the findings
+//! topic (`isolation.level=read_committed`) see each finding once.
+//!
+//! Partitions revoked in a rebalance are simply dropped: their progress since the last commit
+//! was never committed, so their next owner redoes it from the same snapshot and offsets.
+//!
+//! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
+//! (restoring a partition's snapshot), this file (the loop).
+
+pub mod changelog;
+pub mod config;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokentrail_correlator_core::ocsf::{detection_finding, Activity};
+use tokentrail_correlator_core::Observation;
+
+pub use config::{CorrelatorConfig, FindingFormat};
+pub use state::PartitionState;
+
+/// How long a Kafka control call (transactions, restore) may take before the run gives up.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Turns an input record's value into the cluster and observation it carries.
+pub type Decode = dyn Fn(&[u8]) -> Result<(String, Observation), String> + Send + Sync;
+
+/// Why the correlator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CorrelatorError {
+    /// A Kafka client could not be created or a Kafka call failed; restart the process (state
+    /// and offsets are consistent in Kafka: nothing is lost).
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: &'static str,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A partition's persisted state could not be read.
+    #[error("changelog {topic} partition {partition}: {message}")]
+    Restore {
+        /// The changelog topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// What went wrong.
+        message: String,
+    },
+    /// The consumer has no group membership to commit offsets under (it left the group).
+    #[error("the consumer is not a member of its group; restart the process")]
+    NotInGroup,
+    /// State could not be serialised.
+    #[error("state snapshot: {0}")]
+    Snapshot(#[from] serde_json::Error),
+}
+
+fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
+    move |source| CorrelatorError::Kafka { context, source }
+}
+
+/// Counters the run keeps (read by tests and exported as metrics).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Input records folded into an engine.
+    pub observations: AtomicU64,
+    /// Input records that could not be decoded (skipped; counted, with topic/partition/offset logged).
+    pub undecodable: AtomicU64,
+    /// Findings produced (new and updates).
+    pub findings: AtomicU64,
+    /// Transactions committed.
+    pub transactions: AtomicU64,
+    /// Partitions restored from the changelog.
+    pub restores: AtomicU64,
+}
+
+/// Assignment changes seen inside `poll`, applied by the loop right after it returns.
+#[derive(Default)]
+struct Rebalances {
+    events: Mutex<Vec<(bool, Vec<i32>)>>,
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (assigned, list) = match rebalance {
+            Rebalance::Assign(list) => (true, *list),
+            Rebalance::Revoke(list) => (false, *list),
+            Rebalance::Error(_) => return,
+        };
+        let partitions = list.elements().iter().map(|e| e.partition()).collect();
+        if let Ok(mut events) = self.events.lock() {
+            events.push((assigned, partitions));
+        }
+    }
+}
+
+/// Runs until `shutdown` is set, then commits what it holds and returns.
+pub fn run(
+    config: &CorrelatorConfig,
+    decode: &Decode,
+    metrics: &Metrics,
+    shutdown: &AtomicBool,
+) -> Result<(), CorrelatorError> {
+    let consumer: BaseConsumer<Rebalances> = ClientConfig::new()
+        .set("bootstrap.servers", &config.bootstrap)
+        .set("group.id", &config.group)
+        // Offsets are committed only inside the transaction that carries their effects.
+        .set("enable.auto.commit", "false")
+        // Read only committed observations (the aggregator may write transactionally).
+        .set("isolation.level", "read_committed")
+        // A new group starts at the beginning of the stream: nothing before it is skipped.
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(Rebalances::default())
+        .map_err(kafka("creating the consumer"))?;
+    consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.bootstrap)
+        // Stable per replica: a restart fences the old one and aborts its open transaction.
+        .set("transactional.id", &config.instance)
+        // State snapshots can be large; the changelog topic is created to accept them.
+        .set("message.max.bytes", "67108864")
+        .set("compression.type", "lz4")
+        .create()
+        .map_err(kafka("creating the producer"))?;
+    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+
+    let mut partitions: BTreeMap<i32, PartitionState> = BTreeMap::new();
+    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut dirty: BTreeSet<i32> = BTreeSet::new();
+    let mut last_commit = Instant::now();
+    while !shutdown.load(Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        apply_rebalances(&consumer, config, metrics, &mut partitions, &mut next_offsets, &mut dirty)?;
+        match polled {
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                next_offsets.insert(partition, message.offset() + 1);
+                dirty.insert(partition);
+                match decode(message.payload().unwrap_or_default()) {
+                    Ok((cluster, observation)) => {
+                        if let Some(state) = partitions.get_mut(&partition) {
+                            state.observe(&cluster, observation, &config.engine);
+                            metrics.observations.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        metrics.undecodable.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            topic = message.topic(),
+                            partition,
+                            offset = message.offset(),
+                            error = %e,
+                            "undecodable observation skipped"
+                        );
+                    }
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        if !dirty.is_empty() && last_commit.elapsed() >= config.commit_interval {
+            commit(&consumer, &producer, config, metrics, &mut partitions, &next_offsets, &mut dirty)?;
+            last_commit = Instant::now();
+        }
+    }
+    if !dirty.is_empty() {
+        commit(&consumer, &producer, config, metrics, &mut partitions, &next_offsets, &mut dirty)?;
+    }
+    Ok(())
+}
+
+fn apply_rebalances(
+    consumer: &BaseConsumer<Rebalances>,
+    config: &CorrelatorConfig,
+    metrics: &Metrics,
+    partitions: &mut BTreeMap<i32, PartitionState>,
+    next_offsets: &mut BTreeMap<i32, i64>,
+    dirty: &mut BTreeSet<i32>,
+) -> Result<(), CorrelatorError> {
+    let events = match consumer.context().events.lock() {
+        Ok(mut events) => std::mem::take(&mut *events),
+        Err(_) => return Ok(()),
+    };
+    for (assigned, list) in events {
+        for partition in list {
+            if assigned {
+                let state = changelog::restore(config, partition)?;
+                metrics.restores.fetch_add(1, Ordering::Relaxed);
+                partitions.insert(partition, state);
+            } else {
+                // Uncommitted progress goes with the partition: its next owner redoes it.
+                partitions.remove(&partition);
+                next_offsets.remove(&partition);
+                dirty.remove(&partition);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One transaction: due findings, state snapshots and input offsets of every dirty partition.
+fn commit(
+    consumer: &BaseConsumer<Rebalances>,
+    producer: &BaseProducer,
+    config: &CorrelatorConfig,
+    metrics: &Metrics,
+    partitions: &mut BTreeMap<i32, PartitionState>,
+    next_offsets: &BTreeMap<i32, i64>,
+    dirty: &mut BTreeSet<i32>,
+) -> Result<(), CorrelatorError> {
+    producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    let mut offsets = TopicPartitionList::new();
+    for &partition in dirty.iter() {
+        let Some(state) = partitions.get_mut(&partition) else { continue };
+        for (finding, activity) in state.due() {
+            let value = match config.format {
+                FindingFormat::Json => serde_json::to_vec(&finding)?,
+                FindingFormat::Ocsf => {
+                    serde_json::to_vec(&detection_finding(&finding, activity, env!("CARGO_PKG_VERSION")))?
+                }
+            };
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "rule", value: Some(finding.rule.id()) })
+                .insert(Header { key: "severity", value: Some(finding.severity.as_str()) })
+                .insert(Header {
+                    key: "activity",
+                    value: Some(if activity == Activity::Create { "create" } else { "update" }),
+                });
+            send(producer, BaseRecord::to(&config.findings_topic).key(&finding.id).payload(&value).headers(headers))?;
+            metrics.findings.fetch_add(1, Ordering::Relaxed);
+        }
+        let snapshot = state.snapshot()?;
+        let key = partition.to_string();
+        send(producer, BaseRecord::to(&config.changelog_topic).partition(partition).key(&key).payload(&snapshot))?;
+        if let Some(&offset) = next_offsets.get(&partition) {
+            offsets
+                .add_partition_offset(&config.observations_topic, partition, Offset::Offset(offset))
+                .map_err(kafka("listing offsets"))?;
+        }
+    }
+    let group = consumer.group_metadata().ok_or(CorrelatorError::NotInGroup)?;
+    producer.send_offsets_to_transaction(&offsets, &group, CONTROL_TIMEOUT).map_err(kafka("adding offsets"))?;
+    producer.commit_transaction(CONTROL_TIMEOUT).map_err(kafka("committing"))?;
+    metrics.transactions.fetch_add(1, Ordering::Relaxed);
+    dirty.clear();
+    Ok(())
+}
+
+/// Produces one record, waiting for queue space instead of failing when the queue is full.
+fn send<'a>(producer: &BaseProducer, mut record: BaseRecord<'a, String, Vec<u8>>) -> Result<(), CorrelatorError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                producer.poll(Duration::from_millis(50));
+                record = r;
+            }
+            Err((e, _)) => return Err(kafka("producing")(e)),
+        }
+    }
+}
+
+/// A shared flag a signal handler sets to stop [`run`].
+pub fn shutdown_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
