@@ -472,12 +472,31 @@ class Generator:
         for pod in list(self.cluster.pods):
             for k, t in enumerate(pod.mints):
                 self.push(t, "mint", (pod, k if pod.created >= 0 else k + 1))
+            self.schedule_first_uses(pod)
             if pod.app.kind == "Deployment" and not pod.app.legacy_secret and rng.random() < CHURN_SHARE:
                 self.churn[pod] = int(rng.uniform(0.02, 0.97) * WINDOW_US)
                 self.push(self.churn[pod], "replace", pod)
         for c in self.controllers.values():
+            self.push(int(rng.random() * 10_000_000), "controller-use", c)
             for t in c["mints"]:
                 self.push(t, "controller-mint", c)
+                self.push(t + 60_000, "controller-use", c)  # the request that needed the token
+
+    def schedule_first_uses(self, pod: Pod) -> None:
+        """One request right after the pod takes up each JTI (its next call after client-go
+        re-read the file). Every credential is then used whatever --events is, so logs of
+        different sizes hold the same credentials and differ only in how often each is used."""
+        rng = self.crng
+        for k, t in enumerate(pod.switches):
+            if t < 0:  # the JTI minted before the window: used in its first seconds
+                nxt = pod.switches[1] if len(pod.switches) > 1 else WINDOW_US
+                t = int(rng.random() * min(nxt, 30_000_000))
+            elif k == 0:  # a new pod's first token: used once its containers run
+                t = pod.created + int(rng.uniform(12, 17) * 1e6)
+            else:
+                t += int(rng.uniform(0.1, 5) * 1e6)
+            if t < WINDOW_US and (k + 1 >= len(pod.switches) or t < pod.switches[k + 1]):
+                self.push(t, "first-use", (pod, k))
 
     def _controller(self, name: str) -> dict:
         rng = self.crng
@@ -639,6 +658,7 @@ class Generator:
                               '"system:kube-scheduler" to User "system:kube-scheduler"'))
         for k, tm in enumerate(new.mints):
             self.push(tm, "mint", (new, k))
+        self.schedule_first_uses(new)
         self.push(created + int(rng.uniform(5, 9) * 1e6), "running", new)
         self.push(created + 12_000_000, "activate", new)
 
@@ -687,6 +707,8 @@ class Generator:
                                  '"system:kube-controller-manager" to User "system:kube-controller-manager"')
             render(out, self.heap, self.seq, new_uuid(rng), t, self.kcm_user, LOOPBACK, jstr(KCM_UA + "/kube-controller-manager"),
                    req, extra_ann='"authentication.kubernetes.io/issued-credential-id":"JTI=%s"' % payload["jtis"][k])
+        elif kind == "controller-use":
+            self.controller_request(out, t, payload["name"], payload["reqs"][0], rng)
         elif kind == "replace":
             self.replace(out, t, payload)
         elif kind == "running":
@@ -697,6 +719,12 @@ class Generator:
             self.replay(out, t, *payload)
         elif kind == "revoked":
             self.revoked(out, t, *payload)
+        elif kind == "first-use":
+            pod, k = payload
+            if pod.deleted is None or t < pod.deleted:
+                req = pod.app.requests[0][1]
+                render(out, self.heap, self.seq, new_uuid(rng), t, pod.user(k), pod.client_ips, pod.app.ua, req,
+                       duration_us=int(rng.uniform(60, 600) * 1e6) if req.watch else 4000)
         elif kind == "exec":
             pod, person, ips = payload
             req = Request("create", "pods", pod.app.ns, pod.name, sub="exec", code=101, reason=person["reason"],
