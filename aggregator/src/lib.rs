@@ -1,4 +1,84 @@
-//! The aggregator: attestations over gRPC and audit events from Kafka, merged into one stream.
+//! The aggregator: attestations over gRPC and audit events from Kafka, merged into one stream
+//! of observations keyed by `cluster/namespace/serviceaccount` (DESIGN §1, §4).
 //!
-//! Not built yet: decoding lives in `tokentrail-aggregator-core` and is already shared with
-//! `tokentrail analyze`.
+//! It decodes with `tokentrail-aggregator-core`, the decoders `tokentrail analyze` uses, so the
+//! stream and the forensic mode cannot disagree about what an audit event means.
+//!
+//! Layout, pure parts first:
+//! * [`config`]: [`Config`] (JSON file, flags on top), defaults and validation.
+//! * [`wire`]: engine observations ⇄ `tokentrail.observation.v1` (pure).
+//! * [`route`]: the record key of each observation, and broadcasts (pure; read it to know what
+//!   the correlator can rely on).
+//! * [`attest`]: agent attestations → observations, and the node check (pure).
+//! * [`source`]: the raw-topic consumer and what one raw record decodes into.
+//! * [`sink`]: the producer: observations, broadcasts, dead letters, delivery futures.
+//! * [`pipeline`]: the audit loop: batch, produce, wait for acknowledgements, commit.
+//! * [`grpc`]: the attestation server (tonic, tower layers, tonic-health, mTLS).
+//! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
+//! * [`cli`]: `tokentrail aggregator`.
+
+pub mod attest;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod pipeline;
+pub mod route;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+pub use config::Config;
+pub use error::AggregatorError;
+pub use telemetry::Metrics;
+
+/// Runs the aggregator until `shutdown` resolves: the audit path and, when configured, the
+/// gRPC server. `bound`, if given, receives the gRPC server's address once it listens (tests
+/// listen on port 0). On shutdown the audit batch under way is committed and attestation
+/// streams are closed; agents resend what was not acknowledged.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AggregatorError> {
+    config.validate()?;
+    let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity).await?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let grpc_task = match &config.grpc {
+        Some(g) => {
+            let server = grpc::Server::bind(g, sink.clone(), metrics.clone()).await?;
+            if let Some(tx) = bound {
+                let _ = tx.send(server.local_addr());
+            }
+            Some(tokio::spawn(server.serve(stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
+    let audit = pipeline::run_audit(&config.kafka, sink.clone(), metrics, async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = audit.await;
+    // The audit path ends on shutdown or on an error: either way the server stops too.
+    let _ = stop_tx.send(true);
+    if let Some(task) = grpc_task {
+        match task.await {
+            Ok(Err(e)) if result.is_ok() => return Err(e),
+            _ => {}
+        }
+    }
+    sink.flush(Duration::from_secs(10));
+    result
+}

@@ -24,6 +24,9 @@ enum Command {
     /// Run the node agent (a DaemonSet): attest the service-account tokens on this node to the
     /// aggregator.
     Agent(tokentrail_agent::cli::Args),
+    /// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into
+    /// the observations topic.
+    Aggregator(tokentrail_aggregator::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,5 +34,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Agent(args) => tokentrail_agent::cli::main(args),
+        Command::Aggregator(args) => tokentrail_aggregator::cli::main(args),
     }
 }

@@ -1,0 +1,424 @@
+//! Agent attestations → observations, with the node check (pure).
+//!
+//! An [`AgentState`] per `agent_id` remembers what that agent attested (pods, credentials by
+//! location) and the highest sequence processed, across its reconnections: resends are
+//! recognised, a removal names the account of the credential it removes, and a snapshot
+//! releases what it no longer holds. [`AgentState::apply`] turns one message into observations
+//! and counts what it refused.
+//!
+//! The node check (DESIGN §5): the agent's node comes from its credential (the caller passes
+//! it). A message for another node is refused whole; inside a message, a credential whose
+//! `kubernetes.io.node` claim names another node, or whose claimed pod is not the pod whose
+//! volume holds it, and a pod the audit log placed on another node ([`PodNodes`]), are refused
+//! one by one. A compromised node can still lie about its own pods; it cannot vouch for
+//! another node's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use tokentrail_proto::agent::v1 as agent;
+use tokentrail_proto::observation::v1 as pb;
+
+use crate::wire::ip_bytes;
+
+/// Where the audit log says pods run: `(cluster, pod uid) → node`, learned only from audit
+/// facts (an agent cannot teach it). Bounded like the route directory.
+pub trait PodNodes {
+    /// The node the audit log last placed the pod on.
+    fn node_of(&self, cluster: &str, pod_uid: &str) -> Option<String>;
+}
+
+/// Why a message was not processed at all.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The message names another node than the agent's credential.
+    #[error("agent authenticated for node {authenticated:?} sent a message for node {claimed:?}")]
+    WrongNode {
+        /// From the credential.
+        authenticated: String,
+        /// From the message.
+        claimed: String,
+    },
+    /// The message has no body.
+    #[error("attestation without a snapshot or delta")]
+    Empty,
+}
+
+/// What one message became.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Observations to produce.
+    pub observations: Vec<pb::Observation>,
+    /// Pods and credentials refused by the node check.
+    pub refused: u64,
+    /// The message was a resend of one already processed: acknowledge it again, nothing else.
+    pub resend: bool,
+}
+
+#[derive(Clone, Debug)]
+struct PodId {
+    namespace: String,
+    name: String,
+    serviceaccount: Option<String>,
+}
+
+/// What the aggregator remembers of one agent (one `agent_id`).
+#[derive(Debug, Default)]
+pub struct AgentState {
+    /// Highest sequence processed (0: none).
+    pub processed: u64,
+    pods: HashMap<String, PodId>,
+    /// Location key → the Held fact last produced for it.
+    credentials: BTreeMap<String, pb::CredentialFact>,
+}
+
+impl AgentState {
+    /// Applies one message from an agent authenticated for `node` in `cluster`.
+    pub fn apply(
+        &mut self,
+        cluster: &str,
+        node: &str,
+        m: &agent::AgentMessage,
+        pods: &dyn PodNodes,
+    ) -> Result<Applied, Refusal> {
+        if m.node_name != node {
+            return Err(Refusal::WrongNode { authenticated: node.into(), claimed: m.node_name.clone() });
+        }
+        let mut out = Applied::default();
+        if m.sequence != 0 && m.sequence <= self.processed {
+            out.resend = true;
+            return Ok(out);
+        }
+        let now = m.observed_at_micros;
+        let mut ctx = Ctx { cluster, node, time: now, out: &mut out, pods };
+        match &m.body {
+            None => return Err(Refusal::Empty),
+            Some(agent::agent_message::Body::Snapshot(s)) => {
+                if let Some(n) = &s.node {
+                    ctx.node_fact(n);
+                }
+                let mut seen_pods = Vec::new();
+                for p in &s.pods {
+                    if self.pod(&mut ctx, p, true) {
+                        seen_pods.push(p.uid.clone());
+                    }
+                }
+                let gone: Vec<String> = self.pods.keys().filter(|uid| !seen_pods.contains(uid)).cloned().collect();
+                for uid in gone {
+                    self.pod_removed(&mut ctx, &uid, now);
+                }
+                let mut held = Vec::new();
+                for c in &s.credentials {
+                    if let Some(key) = self.credential(&mut ctx, c) {
+                        held.push(key);
+                    }
+                }
+                let released: Vec<String> = self.credentials.keys().filter(|k| !held.contains(k)).cloned().collect();
+                for key in released {
+                    self.release(&mut ctx, &key, now);
+                }
+            }
+            Some(agent::agent_message::Body::Delta(d)) => {
+                if let Some(n) = &d.node {
+                    ctx.node_fact(n);
+                }
+                for p in &d.pods_upserted {
+                    self.pod(&mut ctx, p, false);
+                }
+                for r in &d.pods_removed {
+                    self.pod_removed(&mut ctx, &r.uid, r.removed_at_micros);
+                }
+                for c in &d.credentials_upserted {
+                    self.credential(&mut ctx, c);
+                }
+                for r in &d.credentials_removed {
+                    if let Some(l) = &r.location {
+                        self.release(&mut ctx, &location_key(l), r.removed_at_micros);
+                    }
+                }
+            }
+        }
+        self.processed = self.processed.max(m.sequence);
+        Ok(out)
+    }
+
+    /// A pod on the node; `false` when refused.
+    fn pod(&mut self, ctx: &mut Ctx<'_>, p: &agent::Pod, snapshot: bool) -> bool {
+        if let Some(elsewhere) = ctx.pods.node_of(ctx.cluster, &p.uid).filter(|n| n != ctx.node) {
+            tracing::warn!(node = ctx.node, pod_uid = %p.uid, audit_node = %elsewhere, "attestation refused: pod runs on another node");
+            ctx.out.refused += 1;
+            return false;
+        }
+        let sa = Some(p.serviceaccount.clone()).filter(|s| !s.is_empty());
+        self.pods.insert(
+            p.uid.clone(),
+            PodId { namespace: p.namespace.clone(), name: p.name.clone(), serviceaccount: sa.clone() },
+        );
+        let (event, time) = if snapshot {
+            (pb::PodEvent::Observed, p.started_at_micros.unwrap_or(ctx.time))
+        } else {
+            (pb::PodEvent::Status, ctx.time)
+        };
+        let fact = pb::PodFact {
+            time_micros: time,
+            event: event as i32,
+            source: pb::FactSource::Attestation as i32,
+            uid: Some(p.uid.clone()),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            node: Some(ctx.node.to_string()),
+            serviceaccount: sa,
+            host_network: Some(p.host_network),
+            ips: p.ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).map(|ip| ip_bytes(&ip)).collect(),
+            secret_volumes: p.secret_volumes.iter().map(|v| v.secret.clone()).collect(),
+        };
+        ctx.push(pb::observation::Kind::Pod(fact.clone()));
+        if let Some(at) = p.deletion_requested_at_micros {
+            ctx.push(pb::observation::Kind::Pod(pb::PodFact {
+                time_micros: at,
+                event: pb::PodEvent::Deleted as i32,
+                ips: Vec::new(),
+                secret_volumes: Vec::new(),
+                ..fact
+            }));
+        }
+        true
+    }
+
+    fn pod_removed(&mut self, ctx: &mut Ctx<'_>, uid: &str, time: i64) {
+        let Some(id) = self.pods.remove(uid) else { return };
+        ctx.push(pb::observation::Kind::Pod(pb::PodFact {
+            time_micros: time,
+            event: pb::PodEvent::Deleted as i32,
+            source: pb::FactSource::Attestation as i32,
+            uid: Some(uid.to_string()),
+            namespace: id.namespace,
+            name: id.name,
+            node: Some(ctx.node.to_string()),
+            serviceaccount: id.serviceaccount,
+            ..Default::default()
+        }));
+    }
+
+    /// A credential held on the node; its location key, or `None` when refused.
+    fn credential(&mut self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<String> {
+        let location = c.location.as_ref()?;
+        let claimed_node = c.node.as_ref().map(|n| n.name.as_str()).filter(|n| !n.is_empty());
+        let claimed_pod = c.pod.as_ref().map(|p| p.uid.as_str()).filter(|u| !u.is_empty());
+        if claimed_node.is_some_and(|n| n != ctx.node) || claimed_pod.is_some_and(|u| u != location.pod_uid) {
+            tracing::warn!(node = ctx.node, pod_uid = %location.pod_uid, claimed_node, "attestation refused: credential bound elsewhere");
+            ctx.out.refused += 1;
+            return None;
+        }
+        if ctx.pods.node_of(ctx.cluster, &location.pod_uid).is_some_and(|n| n != ctx.node) {
+            ctx.out.refused += 1;
+            return None;
+        }
+        let serviceaccount = serviceaccount_of(c);
+        let pod = self.pods.get(&location.pod_uid);
+        let credential = match c.kind() {
+            agent::CredentialKind::LegacySecret => pb::credential::Kind::LegacySecret(pb::credential::LegacySecret {
+                secret: c.legacy_secret_name.clone(),
+            }),
+            agent::CredentialKind::PodBound => pb::credential::Kind::PodBound(pb::credential::PodBound {
+                jti: c.jti.clone(),
+                pod_name: c.pod.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                pod_uid: location.pod_uid.clone(),
+                node: claimed_node.map(str::to_string),
+            }),
+            _ => match &c.jti {
+                Some(jti) => pb::credential::Kind::Unbound(pb::credential::Unbound { jti: jti.clone() }),
+                None => pb::credential::Kind::Unknown(pb::credential::Unknown {}),
+            },
+        };
+        let fact = pb::CredentialFact {
+            time_micros: c.written_at_micros.or(c.issued_at_micros).unwrap_or(ctx.time),
+            event: pb::CredentialEvent::Held as i32,
+            source: pb::FactSource::Attestation as i32,
+            node: ctx.node.to_string(),
+            pod_uid: location.pod_uid.clone(),
+            pod_namespace: pod.map(|p| p.namespace.clone()),
+            pod_name: pod.map(|p| p.name.clone()),
+            serviceaccount,
+            credential: Some(pb::Credential { kind: Some(credential) }),
+            audiences: c.audiences.clone(),
+            issued_at_micros: c.issued_at_micros,
+            not_before_micros: c.not_before_micros,
+            expires_at_micros: c.expires_at_micros,
+            warn_after_micros: c.warn_after_micros,
+        };
+        let key = location_key(location);
+        // A snapshot repeats what is still held: say it once.
+        if self.credentials.get(&key) != Some(&fact) {
+            ctx.push(pb::observation::Kind::Credential(fact.clone()));
+            self.credentials.insert(key.clone(), fact);
+        }
+        Some(key)
+    }
+
+    fn release(&mut self, ctx: &mut Ctx<'_>, key: &str, time: i64) {
+        if let Some(held) = self.credentials.remove(key) {
+            ctx.push(pb::observation::Kind::Credential(pb::CredentialFact {
+                time_micros: time,
+                event: pb::CredentialEvent::Released as i32,
+                ..held
+            }));
+        }
+    }
+}
+
+struct Ctx<'a> {
+    cluster: &'a str,
+    node: &'a str,
+    time: i64,
+    out: &'a mut Applied,
+    pods: &'a dyn PodNodes,
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, kind: pb::observation::Kind) {
+        self.out.observations.push(pb::Observation { cluster: self.cluster.to_string(), kind: Some(kind) });
+    }
+
+    fn node_fact(&mut self, n: &agent::Node) {
+        if n.name != self.node {
+            self.out.refused += 1;
+            return;
+        }
+        let addresses = n
+            .addresses
+            .iter()
+            .filter(|a| a.r#type == "InternalIP" || a.r#type == "ExternalIP")
+            .filter_map(|a| a.address.parse::<IpAddr>().ok())
+            .map(|ip| ip_bytes(&ip))
+            .collect();
+        let pod_cidrs = n
+            .pod_cidrs
+            .iter()
+            .filter_map(|c| {
+                let (addr, len) = c.split_once('/')?;
+                Some(pb::IpNet { addr: ip_bytes(&addr.parse().ok()?), prefix_len: len.parse().ok()? })
+            })
+            .collect();
+        let fact = pb::NodeFact {
+            time_micros: self.time,
+            source: pb::FactSource::Attestation as i32,
+            name: n.name.clone(),
+            addresses,
+            pod_cidrs,
+        };
+        self.push(pb::observation::Kind::Node(fact));
+    }
+}
+
+fn location_key(l: &agent::CredentialLocation) -> String {
+    format!("{}/{}/{}/{}", l.pod_uid, l.volume_kind, l.volume, l.file)
+}
+
+/// The token's account: the `kubernetes.io` claims, else `sub`.
+fn serviceaccount_of(c: &agent::Credential) -> Option<pb::ServiceAccountRef> {
+    if let (Some(sa), false) = (&c.serviceaccount, c.namespace.is_empty()) {
+        return Some(pb::ServiceAccountRef { namespace: c.namespace.clone(), name: sa.name.clone() });
+    }
+    let rest = c.subject.strip_prefix("system:serviceaccount:")?;
+    let (namespace, name) = rest.split_once(':')?;
+    Some(pb::ServiceAccountRef { namespace: namespace.into(), name: name.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Audit(Vec<(&'static str, &'static str)>);
+    impl PodNodes for Audit {
+        fn node_of(&self, _cluster: &str, uid: &str) -> Option<String> {
+            self.0.iter().find(|(u, _)| *u == uid).map(|(_, n)| n.to_string())
+        }
+    }
+
+    fn cred(pod_uid: &str, node: &str, jti: &str) -> agent::Credential {
+        agent::Credential {
+            location: Some(agent::CredentialLocation {
+                pod_uid: pod_uid.into(),
+                volume_kind: agent::VolumeKind::Projected as i32,
+                volume: "kube-api-access-x".into(),
+                file: "token".into(),
+            }),
+            kind: agent::CredentialKind::PodBound as i32,
+            jti: Some(jti.into()),
+            subject: "system:serviceaccount:payments:api".into(),
+            namespace: "payments".into(),
+            serviceaccount: Some(agent::ObjectRef { name: "api".into(), uid: "sa-uid".into() }),
+            pod: Some(agent::ObjectRef { name: "api-1".into(), uid: pod_uid.into() }),
+            node: Some(agent::ObjectRef { name: node.into(), uid: String::new() }),
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(
+        seq: u64,
+        node: &str,
+        pods: Vec<agent::Pod>,
+        credentials: Vec<agent::Credential>,
+    ) -> agent::AgentMessage {
+        agent::AgentMessage {
+            agent_id: "a1".into(),
+            sequence: seq,
+            node_name: node.into(),
+            observed_at_micros: 1_000,
+            body: Some(agent::agent_message::Body::Snapshot(agent::NodeSnapshot {
+                pods,
+                credentials,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn pod(uid: &str) -> agent::Pod {
+        agent::Pod {
+            uid: uid.into(),
+            namespace: "payments".into(),
+            name: "api-1".into(),
+            serviceaccount: "api".into(),
+            ips: vec!["10.244.1.5".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn credential_bound_to_another_node_is_refused_the_rest_is_kept() {
+        let mut s = AgentState::default();
+        let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1"), cred("u2", "n2", "j2")]);
+        let a = s.apply("prod", "n1", &m, &Audit(vec![])).unwrap();
+        assert_eq!(a.refused, 1);
+        assert_eq!(a.observations.len(), 2, "{:?}", a.observations);
+    }
+
+    #[test]
+    fn pod_the_audit_log_placed_elsewhere_is_refused() {
+        let mut s = AgentState::default();
+        let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]);
+        let a = s.apply("prod", "n1", &m, &Audit(vec![("u1", "n2")])).unwrap();
+        assert_eq!((a.refused, a.observations.len()), (2, 0));
+    }
+
+    #[test]
+    fn message_for_another_node_is_refused_whole() {
+        let mut s = AgentState::default();
+        let m = snapshot(1, "n2", vec![], vec![]);
+        assert!(matches!(s.apply("prod", "n1", &m, &Audit(vec![])), Err(Refusal::WrongNode { .. })));
+    }
+
+    #[test]
+    fn resend_is_recognised_and_snapshot_releases_what_is_gone() {
+        let mut s = AgentState::default();
+        let audit = Audit(vec![]);
+        s.apply("prod", "n1", &snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]), &audit).unwrap();
+        assert!(s.apply("prod", "n1", &snapshot(1, "n1", vec![], vec![]), &audit).unwrap().resend);
+        let a = s.apply("prod", "n1", &snapshot(2, "n1", vec![], vec![]), &audit).unwrap();
+        let kinds: Vec<_> = a.observations.iter().map(|o| o.kind.clone().unwrap()).collect();
+        assert!(matches!(&kinds[0], pb::observation::Kind::Pod(p) if p.event() == pb::PodEvent::Deleted));
+        assert!(matches!(&kinds[1], pb::observation::Kind::Credential(c) if c.event() == pb::CredentialEvent::Released
+            && c.serviceaccount.as_ref().unwrap().name == "api"));
+    }
+}

@@ -1,0 +1,129 @@
+//! `tokentrail aggregator`: the configuration file, flags on top, logging, the runtime and
+//! signal handling around [`crate::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::config::{AuditTopic, Config, GrpcConfig, KafkaConfig};
+use crate::telemetry::Metrics;
+
+/// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into the
+/// observations topic.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Configuration file (JSON); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka `bootstrap.servers`.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub bootstrap_servers: Option<String>,
+    /// A raw audit topic, as `TOPIC=CLUSTER`, or `TOPIC` for records with a `cluster` header.
+    #[arg(long, value_name = "TOPIC[=CLUSTER]")]
+    pub audit_topic: Vec<String>,
+    /// The observations topic.
+    #[arg(long, value_name = "TOPIC")]
+    pub observations_topic: Option<String>,
+    /// The dead-letter topic.
+    #[arg(long, value_name = "TOPIC")]
+    pub dead_letter_topic: Option<String>,
+    /// Serve attestations on this address (e.g. `0.0.0.0:7443`); needs --cluster.
+    #[arg(long, value_name = "ADDR", requires = "cluster")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// The cluster the agents run in.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Log debug messages too.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+impl Args {
+    /// The configuration: the file, then the flags.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Config::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::new(KafkaConfig::new(
+                self.bootstrap_servers.clone().ok_or("--bootstrap-servers or --config is required")?,
+            )),
+        };
+        let k = &mut config.kafka;
+        if let Some(b) = &self.bootstrap_servers {
+            k.bootstrap_servers.clone_from(b);
+        }
+        for t in &self.audit_topic {
+            let (topic, cluster) = match t.split_once('=') {
+                Some((t, c)) => (t.to_string(), Some(c.to_string())),
+                None => (t.clone(), None),
+            };
+            k.audit_topics.push(AuditTopic { topic, cluster });
+        }
+        if let Some(t) = &self.observations_topic {
+            k.observations_topic.clone_from(t);
+        }
+        if let Some(t) = &self.dead_letter_topic {
+            k.dead_letter_topic.clone_from(t);
+        }
+        if let (Some(listen), Some(cluster)) = (self.grpc_listen, &self.cluster) {
+            let g = config.grpc.get_or_insert_with(|| GrpcConfig::new(listen, cluster.clone()));
+            g.listen = listen;
+            g.cluster.clone_from(cluster);
+        }
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+/// Runs `tokentrail aggregator` until SIGTERM or ctrl-c. Exit 0 after a clean shutdown, 2 for a
+/// bad configuration, 1 when it cannot run (75, EX_TEMPFAIL, when a restart may help).
+pub fn main(args: Args) -> ExitCode {
+    let level = if args.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let _ = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(std::io::stderr).try_init();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tokentrail aggregator: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokentrail aggregator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::run(config, Arc::new(Metrics::default()), None, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, retryable = e.is_retryable(), "aggregator stopped");
+            eprintln!("tokentrail aggregator: {e}");
+            if e.is_retryable() {
+                ExitCode::from(75)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,331 @@
+//! The aggregator's configuration: one [`Config`], read from a JSON file (JSON is YAML, so a
+//! ConfigMap can hold it as written), then overridden by flags (see [`crate::cli`]).
+//!
+//! Durations are strings like `500ms`, `30s`, `5m` everywhere, as in the agent's flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// Everything the aggregator needs to run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka: the raw audit topics read and the observations and dead-letter topics written.
+    pub kafka: KafkaConfig,
+    /// The gRPC attestation server for node agents; absent: no server.
+    #[serde(default)]
+    pub grpc: Option<GrpcConfig>,
+    /// Pods and token Secrets remembered to place observations that do not name their service
+    /// account (see [`crate::route`]).
+    #[serde(default = "default_directory_capacity")]
+    pub directory_capacity: usize,
+}
+
+/// Kafka settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// Consumer group of the aggregators reading the raw audit topics.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Raw audit topics and the cluster each belongs to. Empty: no audit path (attestations only).
+    #[serde(default)]
+    pub audit_topics: Vec<AuditTopic>,
+    /// Where observations go (protobuf `tokentrail.observation.v1.Observation`).
+    #[serde(default = "default_observations_topic")]
+    pub observations_topic: String,
+    /// Where undecodable raw records go, unchanged, with the error in headers.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Raw records decoded, produced and committed together.
+    #[serde(default = "default_batch_records")]
+    pub batch_records: usize,
+    /// Longest wait for a batch to fill before it is processed anyway.
+    #[serde(default = "default_batch_linger", deserialize_with = "duration")]
+    pub batch_linger: Duration,
+    /// Largest raw record (after decompression of a gzip or zstd value) that is decoded; larger
+    /// ones go to the dead-letter topic.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+/// One raw audit topic.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditTopic {
+    /// Topic name.
+    pub topic: String,
+    /// The cluster its events come from. Absent: each record names it in a `cluster` header
+    /// (records with neither go to the dead-letter topic). When both are present the
+    /// configuration wins: whoever can write to a topic must not relabel its cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+}
+
+/// The gRPC attestation server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Listen address (`0.0.0.0:7443`; tests use `127.0.0.1:0`).
+    #[serde(default = "default_grpc_listen")]
+    pub listen: SocketAddr,
+    /// The cluster the agents run in.
+    pub cluster: String,
+    /// TLS; with `client_ca`, mTLS and node identity from the client certificate.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Largest attestation message accepted (decoded), in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Attestation streams served at once; more are refused (`RESOURCE_EXHAUSTED`).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// Requests being set up at once (tower concurrency limit, before a stream is open).
+    #[serde(default = "default_concurrency")]
+    pub concurrency_limit: usize,
+    /// Time allowed to answer a request's headers (tower timeout; open streams are not cut).
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Accept the node an agent names in its messages without a credential proving it. Only
+    /// for tests and trials without TLS: any client can then attest for any node.
+    #[serde(default)]
+    pub trust_agent_node_name: bool,
+}
+
+/// Server certificate and, for mTLS, the CA that signs agents' certificates.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA (PEM) for agents' client certificates: mTLS is required when set.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// The DNS name an agent's client certificate must carry for the node it attests, with
+    /// `{node}` standing for the node's name (one certificate per node, issued by whoever
+    /// runs the agents' CA, e.g. cert-manager with the node name from the downward API).
+    #[serde(default = "default_node_dns_name")]
+    pub node_dns_name: String,
+}
+
+fn default_node_dns_name() -> String {
+    "{node}.nodes.tokentrail".into()
+}
+
+fn default_directory_capacity() -> usize {
+    1_000_000
+}
+fn default_group() -> String {
+    "tokentrail-aggregator".into()
+}
+fn default_observations_topic() -> String {
+    "tokentrail.observations".into()
+}
+fn default_dead_letter_topic() -> String {
+    "tokentrail.dead-letter".into()
+}
+fn default_batch_records() -> usize {
+    5000
+}
+fn default_batch_linger() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_max_record_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_grpc_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn default_max_message_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_max_streams() -> usize {
+    10_000
+}
+fn default_concurrency() -> usize {
+    256
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl KafkaConfig {
+    /// Defaults for everything but the broker.
+    pub fn new(bootstrap_servers: impl Into<String>) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            group_id: default_group(),
+            audit_topics: Vec::new(),
+            observations_topic: default_observations_topic(),
+            dead_letter_topic: default_dead_letter_topic(),
+            batch_records: default_batch_records(),
+            batch_linger: default_batch_linger(),
+            max_record_bytes: default_max_record_bytes(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// Defaults for everything but the address and cluster.
+    pub fn new(listen: SocketAddr, cluster: impl Into<String>) -> GrpcConfig {
+        GrpcConfig {
+            listen,
+            cluster: cluster.into(),
+            tls: None,
+            max_message_bytes: default_max_message_bytes(),
+            max_streams: default_max_streams(),
+            concurrency_limit: default_concurrency(),
+            request_timeout: default_request_timeout(),
+            trust_agent_node_name: false,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with only Kafka set.
+    pub fn new(kafka: KafkaConfig) -> Config {
+        Config { kafka, grpc: None, directory_capacity: default_directory_capacity() }
+    }
+
+    /// Parses a JSON configuration file's text.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, reporting every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            problems.push("kafka.bootstrap_servers is empty".to_string());
+        }
+        for (name, topic) in
+            [("observations_topic", &k.observations_topic), ("dead_letter_topic", &k.dead_letter_topic)]
+        {
+            if topic.is_empty() {
+                problems.push(format!("kafka.{name} is empty"));
+            }
+            if k.audit_topics.iter().any(|t| &t.topic == topic) {
+                problems.push(format!("kafka.{name} {topic:?} is also an audit topic"));
+            }
+        }
+        if k.batch_records == 0 {
+            problems.push("kafka.batch_records must be at least 1".into());
+        }
+        for t in &k.audit_topics {
+            if t.cluster.as_deref().is_some_and(|c| c.is_empty() || c.contains('/')) {
+                problems.push(format!("cluster of audit topic {:?} is empty or contains '/'", t.topic));
+            }
+        }
+        for key in k.client.keys() {
+            if ["group.id", "enable.auto.commit", "bootstrap.servers", "enable.idempotence"].contains(&key.as_str()) {
+                problems.push(format!("kafka.client.{key} is set by the aggregator and cannot be overridden"));
+            }
+        }
+        if let Some(g) = &self.grpc {
+            if g.cluster.is_empty() || g.cluster.contains('/') {
+                problems.push("grpc.cluster is empty or contains '/'".into());
+            }
+            if g.tls.as_ref().is_some_and(|t| !t.node_dns_name.contains("{node}")) {
+                problems.push("grpc.tls.node_dns_name must contain {node}".into());
+            }
+            if g.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !g.trust_agent_node_name {
+                problems.push(
+                    "grpc needs tls.client_ca (agents prove their node with a client certificate) or \
+                     trust_agent_node_name: true (tests and trials only)"
+                        .into(),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `1d` or combinations (`1m30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m, 1h)");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u32 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, len) = match rest.as_bytes() {
+            [b'm', b's', ..] => (Duration::from_millis(1), 2),
+            [b's', ..] => (Duration::from_secs(1), 1),
+            [b'm', ..] => (Duration::from_secs(60), 1),
+            [b'h', ..] => (Duration::from_secs(3600), 1),
+            [b'd', ..] => (Duration::from_secs(86_400), 1),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(unit.checked_mul(n).ok_or_else(bad)?).ok_or_else(bad)?;
+        rest = &rest[len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let c = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092", "batch_linger": "20ms",
+                "audit_topics": [{"topic": "audit.prod", "cluster": "prod"}, {"topic": "audit.shared"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.kafka.observations_topic, "tokentrail.observations");
+        assert_eq!(c.kafka.batch_linger, Duration::from_millis(20));
+        assert_eq!(c.kafka.audit_topics[1].cluster, None);
+    }
+
+    #[test]
+    fn unknown_fields_and_every_problem_are_reported() {
+        assert!(Config::from_json(r#"{"kafka": {"bootstrap_servers": "k", "tpoics": []}}"#).is_err());
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "", "observations_topic": "a", "audit_topics": [{"topic": "a"}],
+                "client": {"enable.auto.commit": "true"}},
+                "grpc": {"cluster": "prod"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "10", "5x", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The attestation server (driver): `tokentrail.agent.v1.Attestation` over tonic, with tower
+//! layers (a global concurrency limit and a timeout on setting up requests), a maximum message
+//! size, a bound on open streams, and `grpc.health.v1`.
+//!
+//! Authentication is mTLS: rustls verifies the agent's certificate chain against the agents'
+//! CA, and [`node_identity`] checks that the certificate is valid for the DNS name configured
+//! for the node the agent attests (`{node}.nodes.tokentrail` by default). The agent's projected
+//! token (the `authorization` header) is not verified yet: see the crate's README.
+//!
+//! Per message: the node check and conversion ([`crate::attest`]), the observations produced
+//! and acknowledged by Kafka, then an [`Ack`] with the message's sequence number. Resends are
+//! acknowledged again without producing anything.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokentrail_proto::agent::v1::attestation_server::{Attestation, AttestationServer};
+use tokentrail_proto::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::attest::{AgentState, Refusal};
+use crate::config::GrpcConfig;
+use crate::error::AggregatorError;
+use crate::sink::{KafkaSink, Pending};
+use crate::telemetry::Metrics;
+
+/// Agents remembered (highest sequence, held credentials) across reconnections; beyond this the
+/// state of agents without an open stream is forgotten (their resends are then processed again:
+/// at-least-once).
+const MAX_AGENTS: usize = 100_000;
+
+/// A bound, not yet serving, attestation server.
+pub struct Server {
+    listener: TcpListener,
+    config: GrpcConfig,
+    tls: Option<ServerTlsConfig>,
+    service: Service,
+}
+
+impl Server {
+    /// Binds the listening socket and reads the TLS files.
+    pub async fn bind(
+        config: &GrpcConfig,
+        sink: Arc<KafkaSink>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Server, AggregatorError> {
+        let io = |context: String| move |source| AggregatorError::Io { context, source };
+        let listener = TcpListener::bind(config.listen).await.map_err(io(format!("listening on {}", config.listen)))?;
+        let (tls, node_dns_name) = match &config.tls {
+            Some(t) => {
+                let read = |p: &std::path::PathBuf| std::fs::read(p).map_err(io(format!("reading {}", p.display())));
+                let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?));
+                if let Some(ca) = &t.client_ca {
+                    tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+                }
+                (Some(tls), t.client_ca.as_ref().map(|_| t.node_dns_name.clone()))
+            }
+            None => (None, None),
+        };
+        let service = Service {
+            cluster: config.cluster.clone(),
+            node_dns_name,
+            sink,
+            metrics,
+            agents: Arc::new(Mutex::new(HashMap::new())),
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+        };
+        Ok(Server { listener, config: config.clone(), tls, service })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// Serves until `shutdown` resolves, then closes every stream (agents resend what was not
+    /// acknowledged to the next aggregator).
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AggregatorError> {
+        let addr = self.local_addr();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AttestationServer<Service>>().await;
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls).map_err(AggregatorError::Grpc)?;
+        }
+        tracing::info!(%addr, "attestation server listening");
+        let attestation = AttestationServer::new(self.service).max_decoding_message_size(self.config.max_message_bytes);
+        builder
+            // Streams live for hours; the limit and the timeout bound how many requests are
+            // being set up at once and how long that may take (a slow-loris agent), not how
+            // long a stream stays open. Open streams are bounded by `max_streams`.
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.config.concurrency_limit))
+            .layer(tower::timeout::TimeoutLayer::new(self.config.request_timeout))
+            .add_service(health_service)
+            .add_service(attestation)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .map_err(AggregatorError::Grpc)
+    }
+}
+
+/// The `Attestation` service.
+#[derive(Clone)]
+pub struct Service {
+    cluster: String,
+    /// With mTLS: the DNS name pattern a client certificate must match for its node.
+    node_dns_name: Option<String>,
+    sink: Arc<KafkaSink>,
+    metrics: Arc<Metrics>,
+    agents: Arc<Mutex<HashMap<String, AgentState>>>,
+    streams: Arc<Semaphore>,
+}
+
+/// The client certificate that authenticated the connection, if any.
+type PeerCerts = Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>;
+
+/// Whether the client certificate is valid for `node`'s DNS name (`pattern` with `{node}`
+/// replaced). The chain itself was verified by rustls during the handshake.
+pub fn node_identity(certs: &PeerCerts, pattern: &str, node: &str) -> bool {
+    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else { return false };
+    if node.is_empty() || node.contains(['/', '*']) {
+        return false;
+    }
+    let name = pattern.replace("{node}", node);
+    let Ok(name) = rustls_pki_types::ServerName::try_from(name.as_str()) else { return false };
+    let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else { return false };
+    cert.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+#[tonic::async_trait]
+impl Attestation for Service {
+    type AttestStream = ReceiverStream<Result<AggregatorMessage, Status>>;
+
+    async fn attest(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::AttestStream>, Status> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            Metrics::inc(&self.metrics.streams_refused_total);
+            Status::resource_exhausted("too many attestation streams")
+        })?;
+        let certs = request.peer_certs();
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            Metrics::inc(&service.metrics.streams_open);
+            if let Err(status) = service.stream(inbound, &certs, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+            Metrics::dec(&service.metrics.streams_open);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+impl Service {
+    async fn stream(
+        &self,
+        mut inbound: Streaming<AgentMessage>,
+        certs: &PeerCerts,
+        tx: &mpsc::Sender<Result<AggregatorMessage, Status>>,
+    ) -> Result<(), Status> {
+        // The node this stream is authenticated for: fixed by its first message.
+        let mut node: Option<String> = None;
+        while let Some(m) = inbound.message().await? {
+            let authenticated = match &node {
+                Some(n) => n.clone(),
+                None => {
+                    if let Some(pattern) = &self.node_dns_name {
+                        if !node_identity(certs, pattern, &m.node_name) {
+                            Metrics::inc(&self.metrics.streams_refused_total);
+                            tracing::warn!(node = %m.node_name, "attestation stream refused: certificate is not for this node");
+                            return Err(Status::permission_denied("the client certificate is not valid for this node"));
+                        }
+                    }
+                    node = Some(m.node_name.clone());
+                    m.node_name.clone()
+                }
+            };
+            let applied = {
+                let mut agents = self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if agents.len() >= MAX_AGENTS && !agents.contains_key(&m.agent_id) {
+                    agents.clear();
+                }
+                let state = agents.entry(m.agent_id.clone()).or_default();
+                state.apply(&self.cluster, &authenticated, &m, &*self.sink)
+            };
+            let applied = match applied {
+                Ok(a) => a,
+                Err(refusal) => {
+                    Metrics::inc(&self.metrics.streams_refused_total);
+                    tracing::warn!(error = %refusal, "attestation stream refused");
+                    return Err(match refusal {
+                        Refusal::WrongNode { .. } => Status::permission_denied(refusal.to_string()),
+                        Refusal::Empty => Status::invalid_argument(refusal.to_string()),
+                    });
+                }
+            };
+            if applied.resend {
+                Metrics::inc(&self.metrics.attestations_resent_total);
+            } else {
+                Metrics::inc(&self.metrics.attestations_accepted_total);
+                Metrics::add(&self.metrics.attestations_refused_total, applied.refused);
+                if let Err(e) = self.produce(&applied.observations).await {
+                    // Not durable: forget the agent so its resend is processed again.
+                    self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&m.agent_id);
+                    tracing::warn!(error = %e, "attestation not delivered to Kafka");
+                    return Err(Status::unavailable("observations could not be delivered; resend"));
+                }
+            }
+            let ack = AggregatorMessage { body: Some(aggregator_message::Body::Ack(Ack { sequence: m.sequence })) };
+            if tx.send(Ok(ack)).await.is_err() {
+                break; // the agent went away
+            }
+        }
+        Ok(())
+    }
+
+    async fn produce(
+        &self,
+        observations: &[tokentrail_proto::observation::v1::Observation],
+    ) -> Result<(), AggregatorError> {
+        let mut pending = Pending::default();
+        let mut out = 0;
+        for o in observations {
+            out += self.sink.enqueue_observation(o, &mut pending).await?;
+        }
+        pending.wait().await?;
+        Metrics::add(&self.metrics.observations_out_total, out);
+        self.metrics.cluster(&self.cluster, 0, out);
+        Ok(())
+    }
+}

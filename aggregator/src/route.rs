@@ -1,0 +1,262 @@
+//! Which partition of the observations topic each observation goes to (pure).
+//!
+//! The correlator runs one engine per partition (DESIGN §1), so an observation must land where
+//! every rule that needs it runs. The record key is `cluster/namespace/serviceaccount`, and the
+//! choice for each kind is:
+//!
+//! * **About one service account** (key = that account): token uses, mints (the account the
+//!   token is for), ServiceAccount objects, agents' credential facts, token Secrets whose
+//!   `service-account.name` annotation names their account.
+//! * **About a pod**: pod facts and exec/attach/port-forward go to the pod's service account.
+//!   A pod's create event and the agents' attestations name it; its later status patches,
+//!   deletes and exec events do not, so the [`Directory`] remembers `pod → service account`
+//!   (bounded) from the facts that named it.
+//! * **Secret reads**: a `get` of a token Secret the directory knows goes to that Secret's
+//!   account, next to the Secret's fact.
+//! * **Broadcast** (one copy on every partition, key `cluster/~broadcast/<kind>`, header
+//!   [`BROADCAST_HEADER`]): what every partition's engine needs or what cannot be placed: node
+//!   facts (cluster networks and node addresses are part of every verdict), 401s (a revoked
+//!   token's replay is matched by address against any account's uses), and pod facts, exec
+//!   events, token Secrets and Secret reads whose account is not known (a cold directory after a
+//!   restart, a `list` of Secrets). Exactly one copy of each broadcast, on the partition the key
+//!   hashes to by [`home_partition`], carries [`HOME_HEADER`]: a correlator that raises findings
+//!   from broadcast copies raises them from the home copy only, so one event is one finding.
+//!
+//! Pods keep their service account for life, and StatefulSets reuse a name with the same
+//! template, so the directory's `(cluster, namespace, pod name)` key is safe to reuse.
+
+use std::collections::HashMap;
+
+use tokentrail_proto::observation::v1 as pb;
+
+/// Header on every broadcast copy (value `1`).
+pub const BROADCAST_HEADER: &str = "tokentrail-broadcast";
+/// Header on the one broadcast copy a correlator may raise findings from (value `1`).
+pub const HOME_HEADER: &str = "tokentrail-home";
+
+/// Where one observation goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// One record with this key (`cluster/namespace/serviceaccount`).
+    Key(String),
+    /// One record on every partition, with this key.
+    Broadcast(String),
+}
+
+impl Route {
+    /// The record key.
+    pub fn key(&self) -> &str {
+        match self {
+            Route::Key(k) | Route::Broadcast(k) => k,
+        }
+    }
+}
+
+/// The key of a service account in a cluster.
+pub fn sa_key(cluster: &str, namespace: &str, name: &str) -> String {
+    format!("{cluster}/{namespace}/{name}")
+}
+
+fn broadcast(cluster: &str, kind: &str) -> Route {
+    Route::Broadcast(format!("{cluster}/~broadcast/{kind}"))
+}
+
+/// The partition of `partitions` that holds the home copy of a broadcast with `key`: FNV-1a,
+/// stable across processes and releases (it is part of the contract with the correlator).
+pub fn home_partition(key: &str, partitions: i32) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let n = u32::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(h % n).unwrap_or(0)
+}
+
+/// What the aggregator remembers to place observations that do not name their service account:
+/// pods and token Secrets by `(cluster, namespace, name)`. Bounded: when full it starts over,
+/// and what it forgot is broadcast until it is learned again.
+#[derive(Debug)]
+pub struct Directory {
+    pods: HashMap<(String, String, String), String>,
+    secrets: HashMap<(String, String, String), String>,
+    /// `(cluster, pod uid) → node`, from audit facts only (binding, create, status): the
+    /// attestation node check's ground truth.
+    nodes: HashMap<(String, String), String>,
+    capacity: usize,
+}
+
+impl Directory {
+    /// An empty directory holding at most `capacity` pods and as many Secrets.
+    pub fn new(capacity: usize) -> Directory {
+        Directory { pods: HashMap::new(), secrets: HashMap::new(), nodes: HashMap::new(), capacity: capacity.max(1) }
+    }
+
+    /// Pods remembered.
+    pub fn pods(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// The node the audit log last placed a pod on.
+    pub fn node_of(&self, cluster: &str, pod_uid: &str) -> Option<&str> {
+        self.nodes.get(&(cluster.to_string(), pod_uid.to_string())).map(String::as_str)
+    }
+
+    fn remember<K: std::hash::Hash + Eq>(map: &mut HashMap<K, String>, capacity: usize, key: K, sa: &str) {
+        if map.get(&key).is_some_and(|s| s == sa) {
+            return;
+        }
+        if map.len() >= capacity {
+            map.clear();
+        }
+        map.insert(key, sa.to_string());
+    }
+
+    fn pod_sa(&self, cluster: &str, namespace: &str, pod: &str) -> Option<&str> {
+        self.pods.get(&(cluster.to_string(), namespace.to_string(), pod.to_string())).map(String::as_str)
+    }
+
+    /// Where `o` goes; learns from it first (a pod fact naming its account places itself).
+    pub fn route(&mut self, o: &pb::Observation) -> Route {
+        use pb::observation::Kind;
+        let cluster = o.cluster.as_str();
+        let Some(kind) = &o.kind else { return broadcast(cluster, "unknown") };
+        match kind {
+            Kind::TokenUse(u) => sa_route(cluster, u.serviceaccount.as_ref(), "token-use"),
+            Kind::TokenMint(m) => sa_route(cluster, m.serviceaccount.as_ref(), "token-mint"),
+            Kind::ServiceAccount(s) => sa_route(cluster, s.serviceaccount.as_ref(), "service-account"),
+            Kind::Credential(c) => sa_route(cluster, c.serviceaccount.as_ref(), "credential"),
+            Kind::Node(_) => broadcast(cluster, "node"),
+            Kind::AuthFailure(_) => broadcast(cluster, "auth-failure"),
+            Kind::Pod(p) => {
+                if let (Some(uid), Some(node), pb::FactSource::AuditLog) = (&p.uid, &p.node, p.source()) {
+                    Self::remember(&mut self.nodes, self.capacity, (cluster.to_string(), uid.clone()), node);
+                }
+                let key = (cluster.to_string(), p.namespace.clone(), p.name.clone());
+                if let Some(sa) = p.serviceaccount.as_deref().filter(|s| !s.is_empty()) {
+                    Self::remember(&mut self.pods, self.capacity, key, sa);
+                    return Route::Key(sa_key(cluster, &p.namespace, sa));
+                }
+                match self.pod_sa(cluster, &p.namespace, &p.name) {
+                    Some(sa) => Route::Key(sa_key(cluster, &p.namespace, sa)),
+                    None => broadcast(cluster, "pod"),
+                }
+            }
+            Kind::PodAccess(a) => match self.pod_sa(cluster, &a.namespace, &a.pod_name) {
+                Some(sa) => Route::Key(sa_key(cluster, &a.namespace, sa)),
+                None => broadcast(cluster, "pod-access"),
+            },
+            Kind::TokenSecret(s) => match s.serviceaccount.as_deref().filter(|s| !s.is_empty()) {
+                Some(sa) => {
+                    let key = (cluster.to_string(), s.namespace.clone(), s.name.clone());
+                    Self::remember(&mut self.secrets, self.capacity, key, sa);
+                    Route::Key(sa_key(cluster, &s.namespace, sa))
+                }
+                None => broadcast(cluster, "token-secret"),
+            },
+            Kind::SecretRead(r) => {
+                let owner = match (&r.namespace, &r.name) {
+                    (Some(ns), Some(name)) => self
+                        .secrets
+                        .get(&(cluster.to_string(), ns.clone(), name.clone()))
+                        .map(|sa| sa_key(cluster, ns, sa)),
+                    _ => None,
+                };
+                owner.map_or_else(|| broadcast(cluster, "secret-read"), Route::Key)
+            }
+        }
+    }
+}
+
+fn sa_route(cluster: &str, sa: Option<&pb::ServiceAccountRef>, kind: &str) -> Route {
+    match sa {
+        Some(s) => Route::Key(sa_key(cluster, &s.namespace, &s.name)),
+        None => broadcast(cluster, kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::observation::Kind;
+
+    fn obs(kind: Kind) -> pb::Observation {
+        pb::Observation { cluster: "prod".into(), kind: Some(kind) }
+    }
+
+    fn pod(name: &str, sa: Option<&str>) -> pb::Observation {
+        obs(Kind::Pod(pb::PodFact {
+            namespace: "payments".into(),
+            name: name.into(),
+            serviceaccount: sa.map(Into::into),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn token_use_is_keyed_by_its_service_account() {
+        let use_ = obs(Kind::TokenUse(pb::TokenUse {
+            serviceaccount: Some(pb::ServiceAccountRef { namespace: "payments".into(), name: "api".into() }),
+            ..Default::default()
+        }));
+        assert_eq!(Directory::new(10).route(&use_), Route::Key("prod/payments/api".into()));
+    }
+
+    #[test]
+    fn status_patch_follows_the_account_its_create_named() {
+        let mut d = Directory::new(10);
+        assert_eq!(d.route(&pod("api-1", None)), Route::Broadcast("prod/~broadcast/pod".into()));
+        assert_eq!(d.route(&pod("api-1", Some("api"))), Route::Key("prod/payments/api".into()));
+        assert_eq!(d.route(&pod("api-1", None)), Route::Key("prod/payments/api".into()));
+        let exec = obs(Kind::PodAccess(pb::PodAccess {
+            namespace: "payments".into(),
+            pod_name: "api-1".into(),
+            ..Default::default()
+        }));
+        assert_eq!(d.route(&exec), Route::Key("prod/payments/api".into()));
+    }
+
+    #[test]
+    fn nodes_and_auth_failures_are_broadcast() {
+        let mut d = Directory::new(10);
+        assert!(matches!(d.route(&obs(Kind::Node(pb::NodeFact::default()))), Route::Broadcast(_)));
+        assert!(matches!(d.route(&obs(Kind::AuthFailure(pb::AuthFailure::default()))), Route::Broadcast(_)));
+    }
+
+    #[test]
+    fn secret_get_goes_to_the_secrets_account_list_is_broadcast() {
+        let mut d = Directory::new(10);
+        let secret = obs(Kind::TokenSecret(pb::TokenSecretFact {
+            namespace: "payments".into(),
+            name: "api-token".into(),
+            serviceaccount: Some("api".into()),
+            ..Default::default()
+        }));
+        assert_eq!(d.route(&secret), Route::Key("prod/payments/api".into()));
+        let get = obs(Kind::SecretRead(pb::SecretRead {
+            namespace: Some("payments".into()),
+            name: Some("api-token".into()),
+            ..Default::default()
+        }));
+        assert_eq!(d.route(&get), Route::Key("prod/payments/api".into()));
+        let list = obs(Kind::SecretRead(pb::SecretRead { namespace: Some("payments".into()), ..Default::default() }));
+        assert!(matches!(d.route(&list), Route::Broadcast(_)));
+    }
+
+    #[test]
+    fn full_directory_starts_over() {
+        let mut d = Directory::new(2);
+        d.route(&pod("a", Some("sa")));
+        d.route(&pod("b", Some("sa")));
+        d.route(&pod("c", Some("sa")));
+        assert_eq!(d.pods(), 1);
+    }
+
+    #[test]
+    fn home_partition_is_stable_and_in_range() {
+        assert_eq!(home_partition("prod/~broadcast/node", 1), 0);
+        let h = home_partition("prod/~broadcast/node", 12);
+        assert!((0..12).contains(&h));
+        assert_eq!(h, home_partition("prod/~broadcast/node", 12));
+    }
+}

@@ -1,0 +1,256 @@
+//! The Kafka producer (driver): observations to the observations topic, routed by
+//! [`crate::route`], and undecodable raw records to the dead-letter topic.
+//!
+//! Writes are two steps so callers can batch: `enqueue_*` hands records to librdkafka and
+//! collects their delivery futures in a [`Pending`]; [`Pending::wait`] resolves when the broker
+//! has acknowledged every one of them (or says which failed). The audit pipeline commits its
+//! input offsets, and the gRPC server sends its acks, only after that.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use tokentrail_proto::observation::v1 as pb;
+
+use crate::config::KafkaConfig;
+use crate::error::AggregatorError;
+use crate::route::{home_partition, Directory, Route, BROADCAST_HEADER, HOME_HEADER};
+
+/// Headers of a dead-letter record.
+pub mod dead_letter_headers {
+    /// Why the record could not be used (lowercase; never holds long strings from the input).
+    pub const ERROR: &str = "tokentrail-error";
+    /// Topic the record was read from.
+    pub const SOURCE_TOPIC: &str = "tokentrail-source-topic";
+    /// Partition it was read from (decimal).
+    pub const SOURCE_PARTITION: &str = "tokentrail-source-partition";
+    /// Offset it was read at (decimal).
+    pub const SOURCE_OFFSET: &str = "tokentrail-source-offset";
+    /// Events of the record that did decode and were produced (decimal): a replay of the
+    /// dead letter would repeat them.
+    pub const DECODED_EVENTS: &str = "tokentrail-decoded-events";
+    /// The cluster, when it was known.
+    pub const CLUSTER: &str = "tokentrail-cluster";
+}
+
+/// Where one raw record that could not be used came from, and why.
+#[derive(Debug)]
+pub struct DeadLetter<'a> {
+    /// The raw record's key.
+    pub key: Option<&'a [u8]>,
+    /// The raw record's value, unchanged (as sensitive as the raw topic it came from).
+    pub value: &'a [u8],
+    /// Why.
+    pub error: &'a str,
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Events of it that were produced.
+    pub decoded_events: u64,
+    /// Cluster, if known.
+    pub cluster: Option<&'a str>,
+}
+
+/// Delivery futures of enqueued records.
+#[derive(Default)]
+pub struct Pending {
+    futures: Vec<(&'static str, DeliveryFuture)>,
+}
+
+impl Pending {
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.futures.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.futures.is_empty()
+    }
+
+    /// Waits until the broker acknowledged every record; the first failure otherwise.
+    pub async fn wait(self) -> Result<(), AggregatorError> {
+        for (what, future) in self.futures {
+            match future.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _message))) => return Err(AggregatorError::Delivery { topic: what.into(), source }),
+                // The producer was dropped with the record still queued.
+                Err(_canceled) => {
+                    return Err(AggregatorError::Delivery { topic: what.into(), source: KafkaError::Canceled })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The producer and where it writes.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    dead_letter_topic: String,
+    partitions: i32,
+    directory: Mutex<Directory>,
+}
+
+impl KafkaSink {
+    /// Creates the producer and reads the observations topic's partition count (broadcasts go
+    /// to each partition). The topics must exist: deploy/ defines them, and a typo must not
+    /// create a one-partition topic.
+    pub async fn connect(config: &KafkaConfig, directory_capacity: usize) -> Result<KafkaSink, AggregatorError> {
+        let mut c = ClientConfig::new();
+        for (k, v) in &config.client {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &config.bootstrap_servers)
+            // Retries inside librdkafka neither duplicate nor reorder records of a partition:
+            // the broker drops a resent batch it already has. Implies acks=all.
+            .set("enable.idempotence", "true")
+            // Observations are small and repetitive protobuf: lz4 is built into librdkafka
+            // here (no zlib/zstd features) and cuts network and disk several-fold.
+            .set("compression.type", "lz4")
+            // Wait up to 5 ms to fill batches: at audit rates this is throughput for free; the
+            // end-to-end latency budget is seconds.
+            .set("linger.ms", "5")
+            // Fail a record after 2 minutes instead of librdkafka's 5: the caller then stops
+            // without committing, and a restart retries from the last commit.
+            .set("message.timeout.ms", "120000");
+        let producer: FutureProducer = c.create().map_err(AggregatorError::kafka("creating the producer"))?;
+        let topic = config.observations_topic.clone();
+        let probe = producer.clone();
+        let t = topic.clone();
+        // Metadata requests block the calling thread.
+        let partitions = tokio::task::spawn_blocking(move || {
+            let metadata = probe.client().fetch_metadata(Some(&t), Duration::from_secs(30))?;
+            let found = metadata.topics().first().map(|m| (m.error(), m.partitions().len()));
+            match found {
+                Some((None, n)) if n > 0 => Ok(n),
+                _ => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            }
+        })
+        .await
+        .map_err(|_| AggregatorError::kafka("reading the observations topic")(KafkaError::Canceled))?
+        .map_err(AggregatorError::kafka(format!("reading metadata of topic {topic}")))?;
+        tracing::info!(topic, partitions, "observations topic");
+        Ok(KafkaSink {
+            producer,
+            topic,
+            dead_letter_topic: config.dead_letter_topic.clone(),
+            partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
+            directory: Mutex::new(Directory::new(directory_capacity)),
+        })
+    }
+
+    /// The node the audit log last placed a pod on (for the attestation node check).
+    pub fn pod_node(&self, cluster: &str, pod_uid: &str) -> Option<String> {
+        self.directory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .node_of(cluster, pod_uid)
+            .map(str::to_string)
+    }
+
+    /// Partitions of the observations topic (read at start).
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Enqueues one observation (once, or on every partition for a broadcast); returns how
+    /// many records that was.
+    pub async fn enqueue_observation(
+        &self,
+        o: &pb::Observation,
+        pending: &mut Pending,
+    ) -> Result<u64, AggregatorError> {
+        let route = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(o);
+        let payload = o.encode_to_vec();
+        match &route {
+            Route::Key(key) => {
+                let record = FutureRecord::to(&self.topic).key(key.as_str()).payload(&payload);
+                self.send(record, "observations", pending).await?;
+                Ok(1)
+            }
+            Route::Broadcast(key) => {
+                let home = home_partition(key, self.partitions);
+                for p in 0..self.partitions {
+                    let mut headers = OwnedHeaders::new().insert(Header { key: BROADCAST_HEADER, value: Some("1") });
+                    if p == home {
+                        headers = headers.insert(Header { key: HOME_HEADER, value: Some("1") });
+                    }
+                    let record =
+                        FutureRecord::to(&self.topic).key(key.as_str()).payload(&payload).partition(p).headers(headers);
+                    self.send(record, "observations", pending).await?;
+                }
+                Ok(u64::try_from(self.partitions).unwrap_or(0))
+            }
+        }
+    }
+
+    /// Enqueues a raw record for the dead-letter topic.
+    pub async fn enqueue_dead_letter(&self, d: &DeadLetter<'_>, pending: &mut Pending) -> Result<(), AggregatorError> {
+        use dead_letter_headers as h;
+        let (partition, offset, decoded) =
+            (d.partition.to_string(), d.offset.to_string(), d.decoded_events.to_string());
+        let mut headers = OwnedHeaders::new()
+            .insert(Header { key: h::ERROR, value: Some(d.error) })
+            .insert(Header { key: h::SOURCE_TOPIC, value: Some(d.topic) })
+            .insert(Header { key: h::SOURCE_PARTITION, value: Some(&partition) })
+            .insert(Header { key: h::SOURCE_OFFSET, value: Some(&offset) })
+            .insert(Header { key: h::DECODED_EVENTS, value: Some(&decoded) });
+        if let Some(cluster) = d.cluster {
+            headers = headers.insert(Header { key: h::CLUSTER, value: Some(cluster) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.dead_letter_topic).payload(d.value).headers(headers);
+        if let Some(key) = d.key {
+            record = record.key(key);
+        }
+        self.send(record, "dead-letter", pending).await
+    }
+
+    /// Hands a record to librdkafka, waiting while its queue is full (back-pressure).
+    async fn send<K, P>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+        what: &'static str,
+        pending: &mut Pending,
+    ) -> Result<(), AggregatorError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(future) => {
+                    pending.futures.push((what, future));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((source, _)) => return Err(AggregatorError::Delivery { topic: what.into(), source }),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for everything enqueued to be delivered (shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "producer flush incomplete");
+        }
+    }
+}
+
+impl crate::attest::PodNodes for KafkaSink {
+    fn node_of(&self, cluster: &str, pod_uid: &str) -> Option<String> {
+        self.pod_node(cluster, pod_uid)
+    }
+}

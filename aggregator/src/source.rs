@@ -1,0 +1,145 @@
+//! The Kafka consumer of raw audit topics (driver setup) and what one raw record becomes (pure).
+//!
+//! [`consumer`] creates the group member; [`cluster_of`] and [`decode_record`] are the per-record
+//! steps the [`crate::pipeline`] loop runs, kept pure so they are tested without a broker.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::ClientConfig;
+use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, Compression, Sink};
+
+use crate::config::KafkaConfig;
+use crate::error::AggregatorError;
+
+/// The record header naming a record's cluster, for topics the configuration does not map.
+pub const CLUSTER_HEADER: &str = "cluster";
+
+/// Creates the consumer and subscribes it to every configured audit topic.
+pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, AggregatorError> {
+    let mut c = ClientConfig::new();
+    for (k, v) in &config.client {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("group.id", &config.group_id)
+        // Offsets are committed by the pipeline, after the observations and dead letters of
+        // a batch are acknowledged by the broker: at-least-once, never "committed but lost".
+        .set("enable.auto.commit", "false")
+        // Nothing is stored implicitly either: what is committed is exactly what the pipeline
+        // passes to `commit`.
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the oldest retained audit event: missing token uses is worse
+        // than reading a few days of audit log once.
+        .set("auto.offset.reset", "earliest")
+        // Larger fetches for a high-volume log: 1 MiB per partition (librdkafka's default) makes
+        // too many round trips when one aggregator reads a busy cluster's topic.
+        .set("max.partition.fetch.bytes", "8388608");
+    let consumer: StreamConsumer = c.create().map_err(AggregatorError::kafka("creating the consumer"))?;
+    let topics: Vec<&str> = config.audit_topics.iter().map(|t| t.topic.as_str()).collect();
+    consumer.subscribe(&topics).map_err(AggregatorError::kafka("subscribing to the audit topics"))?;
+    Ok(consumer)
+}
+
+/// The cluster of a record: the topic's configured cluster, else its `cluster` header.
+pub fn cluster_of<'a>(
+    mapping: &'a HashMap<String, Option<String>>,
+    topic: &str,
+    header: Option<&'a [u8]>,
+) -> Result<&'a str, String> {
+    if let Some(Some(cluster)) = mapping.get(topic) {
+        return Ok(cluster);
+    }
+    match header.map(std::str::from_utf8) {
+        Some(Ok(c)) if valid_cluster(c) => Ok(c),
+        Some(_) => Err("the cluster header is not a cluster name (1-253 characters, no '/')".into()),
+        None => Err("no cluster: map the topic to a cluster in the configuration or set a `cluster` header".into()),
+    }
+}
+
+fn valid_cluster(c: &str) -> bool {
+    !c.is_empty() && c.len() <= 253 && !c.contains('/') && !c.chars().any(char::is_control)
+}
+
+/// What one raw record decoded into.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Observations, problems and counts.
+    pub sink: Sink,
+    /// Why the record (or part of it) could not be used; `None` when all of it was.
+    pub error: Option<String>,
+}
+
+/// Decodes one raw record value: optionally gzip or zstd, then one event, an `EventList`, a
+/// provider envelope, or JSON lines of any of them. Bounded by `max_bytes` after decompression.
+pub fn decode_record(value: &[u8], max_bytes: usize) -> Decoded {
+    let mut sink = Sink::new();
+    if value.len() > max_bytes {
+        return Decoded {
+            sink,
+            error: Some(format!("record of {} bytes exceeds the limit of {max_bytes}", value.len())),
+        };
+    }
+    let compression = detect_compression(value);
+    let inflated;
+    let bytes = if compression == Compression::None {
+        value
+    } else {
+        let mut out = Vec::new();
+        let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX).saturating_add(1);
+        let read = decompress(compression, value).and_then(|r| r.take(limit).read_to_end(&mut out));
+        match read {
+            Err(e) => {
+                return Decoded {
+                    sink,
+                    error: Some(format!("{compression:?} value does not decompress: {e}").to_lowercase()),
+                }
+            }
+            Ok(n) if n > max_bytes => {
+                return Decoded {
+                    sink,
+                    error: Some(format!("decompressed record exceeds the limit of {max_bytes} bytes")),
+                }
+            }
+            Ok(_) => {}
+        }
+        inflated = out;
+        &inflated[..]
+    };
+    decode_value(bytes, &mut sink);
+    let error = if sink.problems.is_empty() {
+        None
+    } else {
+        // A few problems say enough; their messages never quote long input strings.
+        let mut text: String = sink.problems.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        if sink.problems.len() > 3 {
+            text.push_str(&format!("; and {} more", sink.problems.len() - 3));
+        }
+        Some(text)
+    };
+    Decoded { sink, error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_cluster_wins_over_the_header() {
+        let mapping = HashMap::from([("a".to_string(), Some("prod".to_string())), ("b".to_string(), None)]);
+        assert_eq!(cluster_of(&mapping, "a", Some(b"evil")), Ok("prod"));
+        assert_eq!(cluster_of(&mapping, "b", Some(b"dev")), Ok("dev"));
+        assert!(cluster_of(&mapping, "b", None).is_err());
+        assert!(cluster_of(&mapping, "b", Some(b"a/b")).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_and_gzip_is_read() {
+        let d = decode_record(b"{not json", 1024);
+        assert!(d.error.is_some() && d.sink.observations.is_empty());
+        let d = decode_record(&[0x1f, 0x8b, 0, 1, 2], 1024);
+        assert!(d.error.as_deref().unwrap().contains("gzip"), "{:?}", d.error);
+        assert!(decode_record(&[b' '; 10], 5).error.unwrap().contains("exceeds"));
+    }
+}

@@ -1,0 +1,406 @@
+//! Conversions between the engine's [`Observation`] and `tokentrail.observation.v1` (pure).
+//!
+//! The aggregator produces with [`to_proto`]; [`from_proto`] is the correlator's side of the same
+//! contract, kept beside it so a round trip is tested in one place (it can move to the
+//! correlator when that driver is built). `CredentialFact` has no domain type yet: only
+//! attestations produce it ([`crate::attest`]), and [`from_proto`] returns `None` for it.
+
+use std::net::IpAddr;
+
+use tokentrail_correlator_core::observation::{
+    AuthFailure, BoundPod, Credential, FactSource, NodeFact, PodAccess, PodAccessKind, PodEvent, PodFact, Request,
+    SecretRead, ServiceAccountFact, ServiceAccountRef, Stage, TokenMint, TokenSecretFact, TokenUse,
+};
+use tokentrail_correlator_core::{IpNet, Observation, Timestamp};
+use tokentrail_proto::observation::v1 as pb;
+
+/// The protobuf form of one observation about `cluster`.
+pub fn to_proto(cluster: &str, o: &Observation) -> pb::Observation {
+    use pb::observation::Kind;
+    let kind = match o {
+        Observation::TokenUse(u) => Kind::TokenUse(pb::TokenUse {
+            time_micros: u.time.0,
+            audit_id: u.audit_id.clone(),
+            stage: stage(u.stage) as i32,
+            serviceaccount: Some(sa(&u.serviceaccount)),
+            serviceaccount_uid: u.serviceaccount_uid.clone(),
+            credential: Some(credential(&u.credential)),
+            source_ips: ips(&u.source_ips),
+            user_agent: u.user_agent.clone(),
+            request: Some(request(&u.request)),
+            stale_token: u.stale_token,
+        }),
+        Observation::TokenMint(m) => Kind::TokenMint(pb::TokenMint {
+            time_micros: m.time.0,
+            audit_id: m.audit_id.clone(),
+            minter: m.minter.clone(),
+            source_ips: ips(&m.source_ips),
+            serviceaccount: Some(sa(&m.serviceaccount)),
+            jti: m.jti.clone(),
+            bound_pod: m.bound_pod.as_ref().map(|b| pb::BoundPod { name: b.name.clone(), uid: b.uid.clone() }),
+            bound_kind: m.bound_kind.clone(),
+            code: m.code.map(u32::from),
+            user_agent: m.user_agent.clone(),
+        }),
+        Observation::AuthFailure(f) => Kind::AuthFailure(pb::AuthFailure {
+            time_micros: f.time.0,
+            audit_id: f.audit_id.clone(),
+            source_ips: ips(&f.source_ips),
+            user_agent: f.user_agent.clone(),
+            request: Some(request(&f.request)),
+        }),
+        Observation::PodAccess(a) => Kind::PodAccess(pb::PodAccess {
+            time_micros: a.time.0,
+            audit_id: a.audit_id.clone(),
+            kind: match a.kind {
+                PodAccessKind::Exec => pb::PodAccessKind::Exec,
+                PodAccessKind::Attach => pb::PodAccessKind::Attach,
+                PodAccessKind::PortForward => pb::PodAccessKind::PortForward,
+            } as i32,
+            principal: a.principal.clone(),
+            source_ips: ips(&a.source_ips),
+            namespace: a.namespace.clone(),
+            pod_name: a.pod_name.clone(),
+            code: a.code.map(u32::from),
+        }),
+        Observation::SecretRead(r) => Kind::SecretRead(pb::SecretRead {
+            time_micros: r.time.0,
+            audit_id: r.audit_id.clone(),
+            principal: r.principal.clone(),
+            source_ips: ips(&r.source_ips),
+            verb: r.verb.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            code: r.code.map(u32::from),
+            user_agent: r.user_agent.clone(),
+        }),
+        Observation::Pod(p) => Kind::Pod(pb::PodFact {
+            time_micros: p.time.0,
+            event: p.event.map_or(pb::PodEvent::Unspecified, pod_event) as i32,
+            source: p.source.map_or(pb::FactSource::Unspecified, fact_source) as i32,
+            uid: p.uid.clone(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            node: p.node.clone(),
+            serviceaccount: p.serviceaccount.clone(),
+            host_network: p.host_network,
+            ips: ips(&p.ips),
+            secret_volumes: p.secret_volumes.clone(),
+        }),
+        Observation::Node(n) => Kind::Node(pb::NodeFact {
+            time_micros: n.time.0,
+            source: n.source.map_or(pb::FactSource::Unspecified, fact_source) as i32,
+            name: n.name.clone(),
+            addresses: ips(&n.addresses),
+            pod_cidrs: n.pod_cidrs.iter().filter_map(net).collect(),
+        }),
+        Observation::ServiceAccount(s) => Kind::ServiceAccount(pb::ServiceAccountFact {
+            time_micros: s.time.0,
+            serviceaccount: s.serviceaccount.as_ref().map(sa),
+            uid: s.uid.clone(),
+            secrets: s.secrets.clone(),
+        }),
+        Observation::TokenSecret(s) => Kind::TokenSecret(pb::TokenSecretFact {
+            time_micros: s.time.0,
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            serviceaccount: s.serviceaccount.clone(),
+            last_used: s.last_used.clone(),
+            invalid_since: s.invalid_since.clone(),
+        }),
+    };
+    pb::Observation { cluster: cluster.to_string(), kind: Some(kind) }
+}
+
+/// An address as 4 or 16 bytes in network order.
+pub fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+fn ips(list: &[IpAddr]) -> Vec<Vec<u8>> {
+    list.iter().map(ip_bytes).collect()
+}
+
+/// `IpNet` keeps its parts private; its `addr/prefix` display is the stable way in.
+fn net(n: &IpNet) -> Option<pb::IpNet> {
+    let text = n.to_string();
+    let (addr, prefix) = text.split_once('/')?;
+    Some(pb::IpNet { addr: ip_bytes(&addr.parse().ok()?), prefix_len: prefix.parse().ok()? })
+}
+
+fn sa(s: &ServiceAccountRef) -> pb::ServiceAccountRef {
+    pb::ServiceAccountRef { namespace: s.namespace.clone(), name: s.name.clone() }
+}
+
+fn request(r: &Request) -> pb::Request {
+    pb::Request {
+        verb: r.verb.clone(),
+        resource: r.resource.clone(),
+        subresource: r.subresource.clone(),
+        namespace: r.namespace.clone(),
+        name: r.name.clone(),
+        code: r.code.map(u32::from),
+    }
+}
+
+fn credential(c: &Credential) -> pb::Credential {
+    use pb::credential::Kind;
+    let kind = match c {
+        Credential::PodBound { jti, pod_name, pod_uid, node } => Kind::PodBound(pb::credential::PodBound {
+            jti: jti.clone(),
+            pod_name: pod_name.clone(),
+            pod_uid: pod_uid.clone(),
+            node: node.clone(),
+        }),
+        Credential::Unbound { jti } => Kind::Unbound(pb::credential::Unbound { jti: jti.clone() }),
+        Credential::LegacySecret { secret } => {
+            Kind::LegacySecret(pb::credential::LegacySecret { secret: secret.clone() })
+        }
+        Credential::Unknown => Kind::Unknown(pb::credential::Unknown {}),
+    };
+    pb::Credential { kind: Some(kind) }
+}
+
+fn stage(s: Stage) -> pb::Stage {
+    match s {
+        Stage::RequestReceived => pb::Stage::RequestReceived,
+        Stage::ResponseStarted => pb::Stage::ResponseStarted,
+        Stage::ResponseComplete => pb::Stage::ResponseComplete,
+        Stage::Panic => pb::Stage::Panic,
+        Stage::Unknown => pb::Stage::Unknown,
+    }
+}
+
+fn pod_event(e: PodEvent) -> pb::PodEvent {
+    match e {
+        PodEvent::Created => pb::PodEvent::Created,
+        PodEvent::Scheduled => pb::PodEvent::Scheduled,
+        PodEvent::Status => pb::PodEvent::Status,
+        PodEvent::Deleted => pb::PodEvent::Deleted,
+        PodEvent::Observed => pb::PodEvent::Observed,
+    }
+}
+
+fn fact_source(s: FactSource) -> pb::FactSource {
+    match s {
+        FactSource::Attestation => pb::FactSource::Attestation,
+        FactSource::AuditLog => pb::FactSource::AuditLog,
+        FactSource::Inventory => pb::FactSource::Inventory,
+    }
+}
+
+// ------------------------------------------------------------------------ protobuf → domain
+
+/// The engine's observation from its protobuf form, with the cluster it is about. `None` for a
+/// `CredentialFact` (no domain type yet) or a message without a kind.
+pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
+    use pb::observation::Kind;
+    let obs = match o.kind.as_ref()? {
+        Kind::TokenUse(u) => Observation::TokenUse(TokenUse {
+            time: Timestamp(u.time_micros),
+            audit_id: u.audit_id.clone(),
+            stage: match u.stage() {
+                pb::Stage::RequestReceived => Stage::RequestReceived,
+                pb::Stage::ResponseStarted => Stage::ResponseStarted,
+                pb::Stage::ResponseComplete => Stage::ResponseComplete,
+                pb::Stage::Panic => Stage::Panic,
+                pb::Stage::Unknown => Stage::Unknown,
+            },
+            serviceaccount: sa_back(u.serviceaccount.as_ref()?),
+            serviceaccount_uid: u.serviceaccount_uid.clone(),
+            credential: credential_back(u.credential.as_ref()),
+            source_ips: ips_back(&u.source_ips),
+            user_agent: u.user_agent.clone(),
+            request: u.request.as_ref().map(request_back).unwrap_or_default(),
+            stale_token: u.stale_token,
+        }),
+        Kind::TokenMint(m) => Observation::TokenMint(TokenMint {
+            time: Timestamp(m.time_micros),
+            audit_id: m.audit_id.clone(),
+            minter: m.minter.clone(),
+            source_ips: ips_back(&m.source_ips),
+            serviceaccount: sa_back(m.serviceaccount.as_ref()?),
+            jti: m.jti.clone(),
+            bound_pod: m.bound_pod.as_ref().map(|b| BoundPod { name: b.name.clone(), uid: b.uid.clone() }),
+            bound_kind: m.bound_kind.clone(),
+            code: code_back(m.code),
+            user_agent: m.user_agent.clone(),
+        }),
+        Kind::AuthFailure(f) => Observation::AuthFailure(AuthFailure {
+            time: Timestamp(f.time_micros),
+            audit_id: f.audit_id.clone(),
+            source_ips: ips_back(&f.source_ips),
+            user_agent: f.user_agent.clone(),
+            request: f.request.as_ref().map(request_back).unwrap_or_default(),
+        }),
+        Kind::PodAccess(a) => Observation::PodAccess(PodAccess {
+            time: Timestamp(a.time_micros),
+            audit_id: a.audit_id.clone(),
+            kind: match a.kind() {
+                pb::PodAccessKind::Attach => PodAccessKind::Attach,
+                pb::PodAccessKind::PortForward => PodAccessKind::PortForward,
+                pb::PodAccessKind::Exec | pb::PodAccessKind::Unspecified => PodAccessKind::Exec,
+            },
+            principal: a.principal.clone(),
+            source_ips: ips_back(&a.source_ips),
+            namespace: a.namespace.clone(),
+            pod_name: a.pod_name.clone(),
+            code: code_back(a.code),
+        }),
+        Kind::SecretRead(r) => Observation::SecretRead(SecretRead {
+            time: Timestamp(r.time_micros),
+            audit_id: r.audit_id.clone(),
+            principal: r.principal.clone(),
+            source_ips: ips_back(&r.source_ips),
+            verb: r.verb.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            code: code_back(r.code),
+            user_agent: r.user_agent.clone(),
+        }),
+        Kind::Pod(p) => Observation::Pod(PodFact {
+            time: Timestamp(p.time_micros),
+            event: match p.event() {
+                pb::PodEvent::Created => Some(PodEvent::Created),
+                pb::PodEvent::Scheduled => Some(PodEvent::Scheduled),
+                pb::PodEvent::Status => Some(PodEvent::Status),
+                pb::PodEvent::Deleted => Some(PodEvent::Deleted),
+                pb::PodEvent::Observed => Some(PodEvent::Observed),
+                pb::PodEvent::Unspecified => None,
+            },
+            source: source_back(p.source()),
+            uid: p.uid.clone(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            node: p.node.clone(),
+            serviceaccount: p.serviceaccount.clone(),
+            host_network: p.host_network,
+            ips: ips_back(&p.ips),
+            secret_volumes: p.secret_volumes.clone(),
+        }),
+        Kind::Node(n) => Observation::Node(NodeFact {
+            time: Timestamp(n.time_micros),
+            source: source_back(n.source()),
+            name: n.name.clone(),
+            addresses: ips_back(&n.addresses),
+            pod_cidrs: n
+                .pod_cidrs
+                .iter()
+                .filter_map(|c| format!("{}/{}", ip_back(&c.addr)?, c.prefix_len).parse().ok())
+                .collect(),
+        }),
+        Kind::ServiceAccount(s) => Observation::ServiceAccount(ServiceAccountFact {
+            time: Timestamp(s.time_micros),
+            serviceaccount: s.serviceaccount.as_ref().map(sa_back),
+            uid: s.uid.clone(),
+            secrets: s.secrets.clone(),
+        }),
+        Kind::TokenSecret(s) => Observation::TokenSecret(TokenSecretFact {
+            time: Timestamp(s.time_micros),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            serviceaccount: s.serviceaccount.clone(),
+            last_used: s.last_used.clone(),
+            invalid_since: s.invalid_since.clone(),
+        }),
+        Kind::Credential(_) => return None,
+    };
+    Some((o.cluster.clone(), obs))
+}
+
+fn ip_back(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+fn ips_back(list: &[Vec<u8>]) -> Vec<IpAddr> {
+    list.iter().filter_map(|b| ip_back(b)).collect()
+}
+
+fn code_back(code: Option<u32>) -> Option<u16> {
+    code.and_then(|c| u16::try_from(c).ok())
+}
+
+fn sa_back(s: &pb::ServiceAccountRef) -> ServiceAccountRef {
+    ServiceAccountRef { namespace: s.namespace.clone(), name: s.name.clone() }
+}
+
+fn request_back(r: &pb::Request) -> Request {
+    Request {
+        verb: r.verb.clone(),
+        resource: r.resource.clone(),
+        subresource: r.subresource.clone(),
+        namespace: r.namespace.clone(),
+        name: r.name.clone(),
+        code: code_back(r.code),
+    }
+}
+
+fn credential_back(c: Option<&pb::Credential>) -> Credential {
+    use pb::credential::Kind;
+    match c.and_then(|c| c.kind.as_ref()) {
+        Some(Kind::PodBound(p)) => Credential::PodBound {
+            jti: p.jti.clone(),
+            pod_name: p.pod_name.clone(),
+            pod_uid: p.pod_uid.clone(),
+            node: p.node.clone(),
+        },
+        Some(Kind::Unbound(u)) => Credential::Unbound { jti: u.jti.clone() },
+        Some(Kind::LegacySecret(l)) => Credential::LegacySecret { secret: l.secret.clone() },
+        Some(Kind::Unknown(_)) | None => Credential::Unknown,
+    }
+}
+
+fn source_back(s: pb::FactSource) -> Option<FactSource> {
+    match s {
+        pb::FactSource::Attestation => Some(FactSource::Attestation),
+        pb::FactSource::AuditLog => Some(FactSource::AuditLog),
+        pb::FactSource::Inventory => Some(FactSource::Inventory),
+        pb::FactSource::Unspecified => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokentrail_aggregator_core::{decode_value, Sink};
+
+    /// Every observation the decoders make of the example incident survives the round trip.
+    #[test]
+    fn example_incident_round_trips() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/incident");
+        let mut sink = Sink::new();
+        for entry in std::fs::read_dir(path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json" || e == "log") {
+                let text = std::fs::read(&path).unwrap();
+                if path.extension().is_some_and(|e| e == "log") {
+                    text.split(|b| *b == b'\n').for_each(|line| decode_value(line, &mut sink));
+                } else {
+                    decode_value(&text, &mut sink);
+                }
+            }
+        }
+        assert!(sink.observations.len() > 20, "{} observations", sink.observations.len());
+        let kinds: std::collections::BTreeSet<_> =
+            sink.observations.iter().map(std::mem::discriminant).map(|d| format!("{d:?}")).collect();
+        assert!(kinds.len() >= 5, "{kinds:?}");
+        for o in &sink.observations {
+            let back = from_proto(&to_proto("prod", o)).unwrap();
+            assert_eq!(back, ("prod".to_string(), o.clone()));
+        }
+    }
+
+    #[test]
+    fn networks_keep_their_prefix() {
+        let n: IpNet = "fd00:10:244::/64".parse().unwrap();
+        let p = net(&n).unwrap();
+        assert_eq!((p.addr.len(), p.prefix_len), (16, 64));
+    }
+}

@@ -1,0 +1,214 @@
+//! Shared by `aggregator*.rs`: topics, a running aggregator, raw records in, observations and
+//! dead letters out. Every wait is bounded and says what it waited for.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a failed step panics
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use tokentrail_aggregator::config::{AuditTopic, Config, KafkaConfig};
+use tokentrail_aggregator::{AggregatorError, Metrics};
+use tokentrail_integration_tests::{kafka, unique_name};
+use tokentrail_proto::observation::v1 as pb;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Longest single wait; generous for a loaded 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The example incident's audit log, one event per line.
+pub fn incident_lines() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/incident/audit.log");
+    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+pub async fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().unwrap();
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+    for r in admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(WAIT))).await.unwrap() {
+        r.unwrap();
+    }
+}
+
+/// Topics of one test: raw (mapped to `prod`), raw without mapping, observations, dead letters.
+pub struct Topics {
+    pub raw: String,
+    pub unmapped: String,
+    pub observations: String,
+    pub dead: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub async fn create(prefix: &str) -> Topics {
+        let t = Topics {
+            raw: unique_name(&format!("{prefix}-raw")),
+            unmapped: unique_name(&format!("{prefix}-raw-unmapped")),
+            observations: unique_name(&format!("{prefix}-obs")),
+            dead: unique_name(&format!("{prefix}-dlq")),
+            group: unique_name(&format!("{prefix}-group")),
+        };
+        create_topics(&[(&t.raw, 2), (&t.unmapped, 1), (&t.observations, 3), (&t.dead, 1)]).await;
+        t
+    }
+
+    pub fn config(&self) -> Config {
+        let mut k = KafkaConfig::new(kafka().bootstrap());
+        k.group_id = self.group.clone();
+        k.audit_topics = vec![
+            AuditTopic { topic: self.raw.clone(), cluster: Some("prod".into()) },
+            AuditTopic { topic: self.unmapped.clone(), cluster: None },
+        ];
+        k.observations_topic = self.observations.clone();
+        k.dead_letter_topic = self.dead.clone();
+        k.batch_linger = Duration::from_millis(20);
+        Config::new(k)
+    }
+}
+
+/// An aggregator running in this process.
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    pub addr: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), AggregatorError>>,
+}
+
+pub async fn start(config: Config) -> Running {
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = oneshot::channel();
+    let grpc = config.grpc.is_some();
+    let task = tokio::spawn(tokentrail_aggregator::run(config, metrics.clone(), Some(bound_tx), async {
+        let _ = stopped.await;
+    }));
+    let addr =
+        if grpc { Some(tokio::time::timeout(WAIT, bound_rx).await.expect("grpc server bound").unwrap()) } else { None };
+    Running { metrics, addr, stop: Some(stop), task }
+}
+
+impl Running {
+    /// Graceful: the batch under way is committed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, self.task).await.expect("aggregator stopped").unwrap().unwrap();
+    }
+
+    /// A crash: the task is dropped wherever it is, nothing more is committed.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Produces raw records to partition 0 (in order), with an optional `cluster` header.
+pub async fn produce_raw(topic: &str, values: &[Vec<u8>], cluster_header: Option<&str>) {
+    let producer: FutureProducer = kafka().client_config().create().unwrap();
+    for v in values {
+        let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(&v[..]).partition(0);
+        if let Some(c) = cluster_header {
+            record = record.headers(OwnedHeaders::new().insert(Header { key: "cluster", value: Some(c) }));
+        }
+        producer.send(record, WAIT).await.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// One record read back.
+#[derive(Clone, Debug)]
+pub struct Out {
+    pub partition: i32,
+    pub key: String,
+    pub headers: BTreeMap<String, String>,
+    pub value: Vec<u8>,
+}
+
+impl Out {
+    pub fn observation(&self) -> pb::Observation {
+        pb::Observation::decode(&self.value[..]).unwrap()
+    }
+
+    /// A broadcast copy other than the home one.
+    pub fn is_extra_copy(&self) -> bool {
+        self.headers.contains_key("tokentrail-broadcast") && !self.headers.contains_key("tokentrail-home")
+    }
+}
+
+/// Reads `topic` from the start until `done` says so, then `quiet` more time (to catch extras).
+pub async fn read_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(&[Out]) -> bool) -> Vec<Out> {
+    let consumer: StreamConsumer = kafka()
+        .client_config()
+        .set("group.id", unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut done_at: Option<Instant> = None;
+    loop {
+        if let Some(t) = done_at {
+            if t.elapsed() >= quiet {
+                return out;
+            }
+        } else if start.elapsed() > WAIT {
+            panic!("timed out waiting for {what} on {topic}: have {} records", out.len());
+        }
+        match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Out {
+                    partition: m.partition(),
+                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    headers,
+                    value: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => {}
+        }
+        if done_at.is_none() && done(&out) {
+            done_at = Some(Instant::now());
+        }
+    }
+}
+
+/// What the decoders make of `values` for `cluster`, as protobuf bytes, sorted (a multiset).
+pub fn expected(values: &[Vec<u8>], cluster: &str) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for v in values {
+        let mut sink = tokentrail_aggregator_core::Sink::new();
+        tokentrail_aggregator_core::decode_value(v, &mut sink);
+        all.extend(sink.observations.iter().map(|o| tokentrail_aggregator::wire::to_proto(cluster, o).encode_to_vec()));
+    }
+    all.sort();
+    all
+}
+
+/// The observations read, one per observation (broadcast extra copies left out), sorted.
+pub fn observed(out: &[Out]) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = out.iter().filter(|o| !o.is_extra_copy()).map(|o| o.value.clone()).collect();
+    v.sort();
+    v
+}
+
+pub fn count_observations(out: &[Out]) -> usize {
+    out.iter().filter(|o| !o.is_extra_copy()).count()
+}
