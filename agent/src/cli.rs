@@ -47,6 +47,9 @@ pub struct Args {
     /// Longest reconnect delay.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// Do not ask the Kubernetes API for pods and the node: attest token files only.
+    #[arg(long)]
+    pub no_kube: bool,
     /// Do not use inotify; rely on periodic rescans.
     #[arg(long)]
     pub no_inotify: bool,
@@ -134,7 +137,19 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(crate::run(config, None, Arc::new(Metrics::default()), shutdown_signal()));
+    let no_kube = args.no_kube;
+    let result = runtime.block_on(async move {
+        let pods = if no_kube {
+            None
+        } else {
+            // In-cluster service account (or $KUBECONFIG when run by hand).
+            let client = kube::Client::try_default().await.map_err(|e| crate::AgentError::Config(format!("kubernetes client: {e}")))?;
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            tokio::spawn(crate::kube_source::run(client, config.node_name.clone(), tx));
+            Some(rx)
+        };
+        crate::run(config, pods, Arc::new(Metrics::default()), shutdown_signal()).await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

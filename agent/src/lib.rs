@@ -14,6 +14,8 @@
 //! * [`outbox`]: the bounded queue of unacknowledged messages (pure).
 //! * [`backoff`]: reconnect delays with jitter (pure).
 //! * [`pods`]: pod updates from a pod source and how they fold into the state (pure).
+//! * [`kube_source`]: the pod source: this node's pods and Node from the Kubernetes API
+//!   (kube-rs watchers; conversion pure).
 //! * [`wire`]: state and deltas → protobuf (pure).
 //! * [`scan`]: reading token files without following symlinks (file I/O).
 //! * [`watch`]: inotify (driver).
@@ -21,13 +23,13 @@
 //! * [`pipeline`]: [`run`], the loop that ties them together (driver).
 //! * [`cli`]: `tokentrail agent` flags and process setup.
 //!
-//! Not built yet (issue 4): the kube-rs pod source (pods and node addresses from the API; the
-//! [`pods::PodUpdate`] channel is its interface), TLS/mTLS to the aggregator, metrics export.
+//! Not built yet (issue 4): metrics export (the counters are in [`telemetry`]).
 
 pub mod backoff;
 pub mod claims;
 pub mod cli;
 pub mod error;
+pub mod kube_source;
 pub mod layout;
 pub mod outbox;
 pub mod pipeline;

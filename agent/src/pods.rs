@@ -2,8 +2,7 @@
 //!
 //! A pod source (the Kubernetes API watching pods with `spec.nodeName=<node>`, or a test) sends
 //! [`PodUpdate`]s on a channel; the pipeline folds them into the node state and attests the
-//! changes. The kube-rs source is not built yet (see the crate header); tests drive the channel
-//! directly.
+//! changes. [`crate::kube_source`] is the real source; tests also drive the channel directly.
 
 use crate::state::{NodeInfo, NodeState, PodInfo};
 
