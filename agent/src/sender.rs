@@ -80,7 +80,8 @@ pub fn lock(shared: &SharedRef) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs until `stop` is notified via the returned future being dropped; never returns on its own.
+/// Connects, streams and reconnects forever; the pipeline aborts the task at shutdown, once the
+/// queue is empty or the grace period is over.
 pub async fn run(config: SenderConfig, shared: SharedRef, wake: Arc<Notify>, metrics: Arc<Metrics>, now_micros: fn() -> i64, seed: u64) {
     let mut backoff = Backoff::new(config.backoff_base, config.backoff_max);
     let mut jitter = Jitter::new(seed);

@@ -207,3 +207,38 @@ fn plain_regular_token_files_without_the_atomic_writer_are_read() {
     assert_eq!(c.claims.legacy_secret_name.as_deref(), Some("s1"));
     assert!(c.written_at_micros.unwrap() > 0, "falls back to the file's mtime");
 }
+
+#[test]
+fn pods_created_and_torn_down_during_scans_never_break_a_scan() {
+    let k = std::sync::Arc::new(Kubelet::new());
+    k.projected_token(POD, "stable", &pod_token("stable", "ns", "sa", "p", POD, "n", 1), "2025_01_01_00_00_00");
+    let churn = {
+        let k = k.clone();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(400);
+            let mut i = 0u32;
+            while std::time::Instant::now() < until {
+                let uid = format!("churn-{}", i % 8);
+                if k.root().join(&uid).exists() {
+                    k.remove_pod(&uid);
+                } else {
+                    k.projected_token(&uid, "v", &pod_token(&format!("c{i}"), "ns", "sa", "p", &uid, "n", 1), "2025_01_01_00_00_00");
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    let mut scans = 0;
+    let mut vanished = 0;
+    while !churn.is_finished() {
+        let out = scan_all(k.root(), &limits()).unwrap();
+        assert!(out.refused.is_empty(), "a vanishing entry is not hostile: {:?}", out.refused);
+        assert!(out.credentials.values().any(|c| c.claims.jti.as_deref() == Some("stable")), "the stable pod is always seen");
+        scans += 1;
+        vanished += out.vanished;
+    }
+    let changes = churn.join().unwrap();
+    println!("{scans} scans during {changes} pod creations/removals, {vanished} entries vanished mid-scan");
+    assert!(scans > 10 && changes > 10);
+}
