@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{AuditTopic, Config, GrpcConfig, KafkaConfig};
+use crate::config::{AuditTopic, Config, GrpcConfig, KafkaConfig, TlsConfig};
 use crate::telemetry::Metrics;
 
 /// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into the
@@ -34,6 +34,15 @@ pub struct Args {
     /// The cluster the agents run in.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+    /// Server certificate chain (PEM) of the attestation server; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM); needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
     /// Log debug messages too.
     #[arg(long, short)]
     pub verbose: bool,
@@ -72,6 +81,14 @@ impl Args {
             let g = config.grpc.get_or_insert_with(|| GrpcConfig::new(listen, cluster.clone()));
             g.listen = listen;
             g.cluster.clone_from(cluster);
+        }
+        if let (Some(g), Some(cert), Some(key)) = (config.grpc.as_mut(), &self.tls_cert, &self.tls_key) {
+            let tls = g.tls.get_or_insert_with(|| TlsConfig::new(cert.clone(), key.clone()));
+            tls.cert.clone_from(cert);
+            tls.key.clone_from(key);
+            if let Some(ca) = &self.client_ca {
+                tls.client_ca = Some(ca.clone());
+            }
         }
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

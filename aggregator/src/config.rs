@@ -195,6 +195,13 @@ impl GrpcConfig {
     }
 }
 
+impl TlsConfig {
+    /// Server TLS without client certificates.
+    pub fn new(cert: PathBuf, key: PathBuf) -> TlsConfig {
+        TlsConfig { cert, key, client_ca: None, node_dns_name: default_node_dns_name() }
+    }
+}
+
 impl Config {
     /// A configuration with only Kafka set.
     pub fn new(kafka: KafkaConfig) -> Config {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokentrail_proto::agent::v1::attestation_server::{Attestation, AttestationServer};
 use tokentrail_proto::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
@@ -43,11 +43,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket and reads the TLS files.
+    /// Binds the listening socket and reads the TLS files. The server stops when `stop` turns
+    /// true.
     pub async fn bind(
         config: &GrpcConfig,
         sink: Arc<KafkaSink>,
         metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
         let io = |context: String| move |source| AggregatorError::Io { context, source };
         let listener = TcpListener::bind(config.listen).await.map_err(io(format!("listening on {}", config.listen)))?;
@@ -69,6 +71,7 @@ impl Server {
             metrics,
             agents: Arc::new(Mutex::new(HashMap::new())),
             streams: Arc::new(Semaphore::new(config.max_streams)),
+            stop,
         };
         Ok(Server { listener, config: config.clone(), tls, service })
     }
@@ -78,9 +81,10 @@ impl Server {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
-    /// Serves until `shutdown` resolves, then closes every stream (agents resend what was not
-    /// acknowledged to the next aggregator).
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AggregatorError> {
+    /// Serves until stopped, then closes every stream (agents resend what was not acknowledged
+    /// to the next aggregator).
+    pub async fn serve(self) -> Result<(), AggregatorError> {
+        let shutdown = stopped(self.service.stop.clone());
         let addr = self.local_addr();
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AttestationServer<Service>>().await;
@@ -114,6 +118,13 @@ pub struct Service {
     metrics: Arc<Metrics>,
     agents: Arc<Mutex<HashMap<String, AgentState>>>,
     streams: Arc<Semaphore>,
+    /// Turns true on shutdown: open streams end, or the server's graceful shutdown would wait
+    /// for every agent to hang up.
+    stop: watch::Receiver<bool>,
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// The client certificate that authenticated the connection, if any.
@@ -166,7 +177,15 @@ impl Service {
     ) -> Result<(), Status> {
         // The node this stream is authenticated for: fixed by its first message.
         let mut node: Option<String> = None;
-        while let Some(m) = inbound.message().await? {
+        let mut stop = self.stop.clone();
+        loop {
+            let m = tokio::select! {
+                m = inbound.message() => match m? {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = stop.wait_for(|s| *s) => return Err(Status::unavailable("aggregator shutting down; reconnect")),
+            };
             let authenticated = match &node {
                 Some(n) => n.clone(),
                 None => {

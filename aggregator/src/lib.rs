@@ -53,16 +53,13 @@ pub async fn run(
     config.validate()?;
     let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity).await?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let grpc_task = match &config.grpc {
         Some(g) => {
-            let server = grpc::Server::bind(g, sink.clone(), metrics.clone()).await?;
+            let server = grpc::Server::bind(g, sink.clone(), metrics.clone(), stop_rx).await?;
             if let Some(tx) = bound {
                 let _ = tx.send(server.local_addr());
             }
-            Some(tokio::spawn(server.serve(stopped(stop_rx.clone()))))
+            Some(tokio::spawn(server.serve()))
         }
         None => None,
     };
@@ -73,10 +70,15 @@ pub async fn run(
     let result = audit.await;
     // The audit path ends on shutdown or on an error: either way the server stops too.
     let _ = stop_tx.send(true);
-    if let Some(task) = grpc_task {
-        match task.await {
-            Ok(Err(e)) if result.is_ok() => return Err(e),
-            _ => {}
+    if let Some(mut task) = grpc_task {
+        // Streams end at once on shutdown; a connection that does not close is not waited for.
+        match tokio::time::timeout(Duration::from_secs(10), &mut task).await {
+            Ok(Ok(Err(e))) if result.is_ok() => return Err(e),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("gRPC connections still open after 10 s: closing them");
+                task.abort();
+            }
         }
     }
     sink.flush(Duration::from_secs(10));
