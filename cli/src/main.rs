@@ -27,6 +27,8 @@ enum Command {
     /// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into
     /// the observations topic.
     Aggregator(tokentrail_aggregator::cli::Args),
+    /// Run a correlator replica: the observations topic in, findings out, exactly once.
+    Correlator(tokentrail_correlator::stream::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +37,6 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Agent(args) => tokentrail_agent::cli::main(args),
         Command::Aggregator(args) => tokentrail_aggregator::cli::main(args),
+        Command::Correlator(args) => tokentrail_correlator::stream::cli::main(&args),
     }
 }

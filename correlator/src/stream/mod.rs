@@ -15,6 +15,7 @@
 //! (restoring a partition's snapshot), this file (the loop).
 
 pub mod changelog;
+pub mod cli;
 pub mod config;
 pub mod state;
 
@@ -24,11 +25,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use prost::Message as _;
+use rdkafka::message::{BorrowedHeaders, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_correlator_core::ocsf::{detection_finding, Activity};
+use tokentrail_aggregator::route::{BROADCAST_HEADER, HOME_HEADER};
+use tokentrail_aggregator::wire::from_proto;
 use tokentrail_correlator_core::Observation;
+use tokentrail_proto::observation::v1 as pb;
 
 pub use config::{CorrelatorConfig, FindingFormat};
 pub use state::PartitionState;
@@ -36,8 +41,23 @@ pub use state::PartitionState;
 /// How long a Kafka control call (transactions, restore) may take before the run gives up.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Turns an input record's value into the cluster and observation it carries.
-pub type Decode = dyn Fn(&[u8]) -> Result<(String, Observation), String> + Send + Sync;
+/// Decodes an input record's value: the cluster and observation it carries, through the same
+/// conversion the aggregator encodes with.
+pub fn decode(bytes: &[u8]) -> Result<(String, Observation), String> {
+    let message = pb::Observation::decode(bytes).map_err(|e| format!("not an observation: {e}"))?;
+    from_proto(&message).ok_or_else(|| String::from("an observation of a kind this correlator does not know"))
+}
+
+/// Whether an observation may raise findings of its own in this partition. The aggregator
+/// broadcasts what it cannot place (DESIGN §4; `aggregator/src/route.rs`) to every partition
+/// and marks one copy as home: Secret reads and token Secrets make findings about themselves
+/// (not about a credential of this partition), so only their home copy is folded in, or every
+/// partition would report the same finding.
+fn folds_here(observation: &Observation, headers: Option<&BorrowedHeaders>) -> bool {
+    let flag = |name: &str| headers.is_some_and(|h| h.iter().any(|x| x.key == name && x.value == Some(b"1".as_slice())));
+    let self_reporting = matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
+    !self_reporting || !flag(BROADCAST_HEADER) || flag(HOME_HEADER)
+}
 
 /// Why the correlator stopped.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +132,7 @@ impl ConsumerContext for Rebalances {
 }
 
 /// Runs until `shutdown` is set, then commits what it holds and returns.
-pub fn run(
-    config: &CorrelatorConfig,
-    decode: &Decode,
-    metrics: &Metrics,
-    shutdown: &AtomicBool,
-) -> Result<(), CorrelatorError> {
+pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) -> Result<(), CorrelatorError> {
     let consumer: BaseConsumer<Rebalances> = ClientConfig::new()
         .set("bootstrap.servers", &config.bootstrap)
         .set("group.id", &config.group)
@@ -156,8 +171,10 @@ pub fn run(
                 match decode(message.payload().unwrap_or_default()) {
                     Ok((cluster, observation)) => {
                         if let Some(state) = partitions.get_mut(&partition) {
-                            state.observe(&cluster, observation, &config.engine);
-                            metrics.observations.fetch_add(1, Ordering::Relaxed);
+                            if folds_here(&observation, message.headers()) {
+                                state.observe(&cluster, observation, &config.engine);
+                                metrics.observations.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     Err(e) => {

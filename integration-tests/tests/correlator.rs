@@ -1,0 +1,184 @@
+//! The streaming correlator against the real broker, as a real process: the example incident's
+//! audit log goes through the aggregator into the observations topic, and `tokentrail
+//! correlator` turns it into findings exactly once, even when killed with SIGKILL mid-batch.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
+mod aggregator_support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aggregator_support::{create_topics, incident_lines, produce_raw, read_until, start, Out, Topics};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use tokentrail_integration_tests::{kafka, unique_name};
+
+/// The `tokentrail` binary, built once for this test run (integration tests live in another
+/// package, so cargo does not build it for them).
+fn binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "tokentrail"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p tokentrail failed");
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/correlator-<hash> → target/<profile>/tokentrail
+        exe.parent().and_then(|deps| deps.parent()).unwrap().join("tokentrail")
+    })
+}
+
+/// The topics one correlator run writes to.
+struct Outputs {
+    group: String,
+    findings: String,
+    changelog: String,
+}
+
+async fn outputs(prefix: &str, partitions: i32) -> Outputs {
+    let o = Outputs {
+        group: unique_name(&format!("{prefix}-group")),
+        findings: unique_name(&format!("{prefix}-findings")),
+        changelog: unique_name(&format!("{prefix}-state")),
+    };
+    create_topics(&[(&o.findings, 1)]).await;
+    // The changelog: one snapshot per input partition, compacted, large records allowed.
+    let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().unwrap();
+    let changelog = NewTopic::new(&o.changelog, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", "67108864");
+    for r in admin.create_topics([&changelog], &AdminOptions::new()).await.unwrap() {
+        r.unwrap();
+    }
+    o
+}
+
+fn correlator(observations: &str, out: &Outputs, instance: &str, commit_interval: &str) -> Child {
+    Command::new(binary())
+        .args(["correlator", "--bootstrap", kafka().bootstrap(), "--group", &out.group, "--instance", instance])
+        .args(["--observations-topic", observations, "--findings-topic", &out.findings])
+        .args(["--changelog-topic", &out.changelog, "--commit-interval", commit_interval])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tokentrail correlator")
+}
+
+fn stop(mut child: Child) {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "a SIGTERM'd correlator exits 0 after committing: {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "correlator did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill9(mut child: Child) {
+    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+}
+
+/// Findings by id: the number of records that created each, and its latest state.
+fn by_id(out: &[Out]) -> BTreeMap<String, (usize, serde_json::Value)> {
+    let mut m: BTreeMap<String, (usize, serde_json::Value)> = BTreeMap::new();
+    for o in out {
+        let v: serde_json::Value = serde_json::from_slice(&o.value).unwrap();
+        let creates = usize::from(o.headers.get("activity").map(String::as_str) == Some("create"));
+        let e = m.entry(o.key.clone()).or_insert((0, v.clone()));
+        e.0 += creates;
+        e.1 = v;
+    }
+    m
+}
+
+/// The findings an analysis of the same evidence reports, by rule and client address.
+const EXPECTED: [&str; 4] =
+    ["token-used-off-cluster", "exec-then-token-use", "xff-spoofed-source", "legacy-token-foreign-ip"];
+
+fn has_expected(out: &[Out]) -> bool {
+    let rules: Vec<String> =
+        by_id(out).values().map(|(_, v)| v["rule"].as_str().unwrap_or_default().to_string()).collect();
+    EXPECTED.iter().all(|r| rules.iter().any(|x| x == r))
+}
+
+/// Raw audit lines through the real aggregator into the observations topic; returns once the
+/// observations of everything produced so far (`so_far`) are there.
+async fn aggregate(t: &Topics, lines: &[Vec<u8>], so_far: &[Vec<u8>]) {
+    produce_raw(&t.raw, lines, None).await;
+    let running = start(t.config()).await;
+    let want = aggregator_support::expected(so_far, "prod").len();
+    read_until(&t.observations, "the aggregator's observations", Duration::from_millis(300), |o| {
+        aggregator_support::count_observations(o) >= want
+    })
+    .await;
+    running.stop().await;
+}
+
+fn raw_lines() -> Vec<Vec<u8>> {
+    incident_lines().into_iter().map(String::into_bytes).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_in_the_stream_becomes_findings_once_each() {
+    let lines = raw_lines();
+    let t = Topics::create("corr-replay").await;
+    aggregate(&t, &lines, &lines).await;
+    let out = outputs("corr-replay", 3).await;
+    let child = correlator(&t.observations, &out, &unique_name("corr-replay"), "300ms");
+    let findings = read_until(&out.findings, "the replay's findings", Duration::from_secs(2), has_expected).await;
+    stop(child);
+    let ids = by_id(&findings);
+    for (id, (creates, v)) in &ids {
+        assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times", v["rule"]);
+    }
+    let off = ids.values().find(|(_, v)| v["rule"] == "token-used-off-cluster").unwrap();
+    assert_eq!(off.1["source_ip"], "203.0.113.50");
+    assert_eq!(off.1["cluster"], "prod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correlator_killed_mid_batch_and_restarted_reports_what_an_uninterrupted_one_does() {
+    let lines = raw_lines();
+    let (first, second) = lines.split_at(lines.len() * 6 / 10);
+    let t = Topics::create("corr-kill").await;
+    aggregate(&t, first, first).await;
+
+    // The run under test commits every 2 s: it commits the first part, then is killed with the
+    // second part consumed but not committed.
+    let out = outputs("corr-kill", 3).await;
+    let instance = unique_name("corr-kill");
+    let child = correlator(&t.observations, &out, &instance, "2s");
+    read_until(&out.findings, "the first committed findings", Duration::ZERO, |o| !o.is_empty()).await;
+    aggregate(&t, second, &lines).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    kill9(child);
+    let child = correlator(&t.observations, &out, &instance, "2s");
+    let got = by_id(&read_until(&out.findings, "findings after the restart", Duration::from_secs(5), has_expected).await);
+    stop(child);
+
+    // The reference: one uninterrupted run over the same observations.
+    let reference = outputs("corr-ref", 3).await;
+    let child = correlator(&t.observations, &reference, &unique_name("corr-ref"), "300ms");
+    let expected =
+        by_id(&read_until(&reference.findings, "the reference findings", Duration::from_secs(3), has_expected).await);
+    stop(child);
+
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same findings");
+    for (id, (creates, v)) in &got {
+        assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times across the crash", v["rule"]);
+        let (_, want) = &expected[id];
+        assert_eq!((&v["count"], &v["last_seen"]), (&want["count"], &want["last_seen"]), "finding {id}");
+    }
+}
