@@ -182,3 +182,37 @@ async fn a_correlator_killed_mid_batch_and_restarted_reports_what_an_uninterrupt
         assert_eq!((&v["count"], &v["last_seen"]), (&want["count"], &want["last_seen"]), "finding {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_correlators_split_the_partitions_and_hand_them_over_without_losing_state() {
+    let lines = raw_lines();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let t = Topics::create("corr-pair").await;
+    aggregate(&t, first, first).await;
+
+    let out = outputs("corr-pair", 3).await;
+    let a = correlator(&t.observations, &out, &unique_name("corr-a"), "300ms");
+    read_until(&out.findings, "findings of the first half", Duration::ZERO, |o| !o.is_empty()).await;
+    // A second replica joins: the group rebalances and it restores the partitions it takes.
+    let b = correlator(&t.observations, &out, &unique_name("corr-b"), "300ms");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    aggregate(&t, second, &lines).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The first leaves: the survivor takes over its partitions, state included.
+    stop(a);
+    let got = by_id(&read_until(&out.findings, "every finding", Duration::from_secs(5), has_expected).await);
+    stop(b);
+
+    let reference = outputs("corr-pair-ref", 3).await;
+    let child = correlator(&t.observations, &reference, &unique_name("corr-pair-ref"), "300ms");
+    let expected =
+        by_id(&read_until(&reference.findings, "the reference findings", Duration::from_secs(3), has_expected).await);
+    stop(child);
+
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same findings");
+    for (id, (creates, v)) in &got {
+        assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times across the rebalances", v["rule"]);
+        let (_, want) = &expected[id];
+        assert_eq!((&v["count"], &v["last_seen"]), (&want["count"], &want["last_seen"]), "finding {id}");
+    }
+}
