@@ -21,6 +21,9 @@ pub struct Config {
     /// The gRPC attestation server for node agents; absent: no server.
     #[serde(default)]
     pub grpc: Option<GrpcConfig>,
+    /// The HTTPS endpoint for the apiserver's audit webhook backend; absent: none.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
     /// Pods and token Secrets remembered to place observations that do not name their service
     /// account (see [`crate::route`]).
     #[serde(default = "default_directory_capacity")]
@@ -103,6 +106,27 @@ pub struct GrpcConfig {
     pub trust_agent_node_name: bool,
 }
 
+/// The audit webhook endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Listen address.
+    #[serde(default = "default_webhook_listen")]
+    pub listen: SocketAddr,
+    /// The cluster whose apiserver posts here.
+    pub cluster: String,
+    /// TLS; `client_ca` makes the apiserver's client certificate required (`node_dns_name` is
+    /// not used here).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Largest request body, in bytes; larger ones are refused with 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Serve plain HTTP without client authentication: tests and trials only.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+}
+
 /// Server certificate and, for mTLS, the CA that signs agents' certificates.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +172,12 @@ fn default_max_record_bytes() -> usize {
 }
 fn default_grpc_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn default_webhook_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_max_body_bytes() -> usize {
+    32 * 1024 * 1024
 }
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
@@ -205,7 +235,7 @@ impl TlsConfig {
 impl Config {
     /// A configuration with only Kafka set.
     pub fn new(kafka: KafkaConfig) -> Config {
-        Config { kafka, grpc: None, directory_capacity: default_directory_capacity() }
+        Config { kafka, grpc: None, webhook: None, directory_capacity: default_directory_capacity() }
     }
 
     /// Parses a JSON configuration file's text.
@@ -258,6 +288,20 @@ impl Config {
                      trust_agent_node_name: true (tests and trials only)"
                         .into(),
                 );
+            }
+        }
+        if let Some(w) = &self.webhook {
+            if w.cluster.is_empty() || w.cluster.contains('/') {
+                problems.push("webhook.cluster is empty or contains '/'".into());
+            }
+            if w.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !w.insecure_plaintext {
+                problems.push(
+                    "webhook needs tls.client_ca (the apiserver's client certificate) or insecure_plaintext: true"
+                        .into(),
+                );
+            }
+            if w.tls.is_some() && w.insecure_plaintext {
+                problems.push("webhook: tls and insecure_plaintext exclude each other".into());
             }
         }
         if problems.is_empty() {

@@ -14,6 +14,7 @@
 //! * [`sink`]: the producer: observations, broadcasts, dead letters, delivery futures.
 //! * [`pipeline`]: the audit loop: batch, produce, wait for acknowledgements, commit.
 //! * [`grpc`]: the attestation server (tonic, tower layers, tonic-health, mTLS).
+//! * [`webhook`]: the apiserver's audit webhook backend (HTTPS, mTLS, 413 beyond the limit).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
 //! * [`cli`]: `tokentrail aggregator`.
 
@@ -27,6 +28,7 @@ pub mod route;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod webhook;
 pub mod wire;
 
 use std::future::Future;
@@ -40,29 +42,43 @@ pub use config::Config;
 pub use error::AggregatorError;
 pub use telemetry::Metrics;
 
+/// The addresses the servers listen on (tests listen on port 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bound {
+    /// The attestation server, when configured.
+    pub grpc: Option<SocketAddr>,
+    /// The audit webhook, when configured.
+    pub webhook: Option<SocketAddr>,
+}
+
 /// Runs the aggregator until `shutdown` resolves: the audit path and, when configured, the
-/// gRPC server. `bound`, if given, receives the gRPC server's address once it listens (tests
-/// listen on port 0). On shutdown the audit batch under way is committed and attestation
+/// gRPC server and the audit webhook. `bound`, if given, receives their addresses once they
+/// listen. On shutdown the audit batch under way is committed and attestation
 /// streams are closed; agents resend what was not acknowledged.
 pub async fn run(
     config: Config,
     metrics: Arc<Metrics>,
-    bound: Option<oneshot::Sender<SocketAddr>>,
+    bound: Option<oneshot::Sender<Bound>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregatorError> {
     config.validate()?;
     let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity).await?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let grpc_task = match &config.grpc {
-        Some(g) => {
-            let server = grpc::Server::bind(g, sink.clone(), metrics.clone(), stop_rx).await?;
-            if let Some(tx) = bound {
-                let _ = tx.send(server.local_addr());
-            }
-            Some(tokio::spawn(server.serve()))
-        }
-        None => None,
-    };
+    let mut addresses = Bound::default();
+    let mut servers = Vec::new();
+    if let Some(g) = &config.grpc {
+        let server = grpc::Server::bind(g, sink.clone(), metrics.clone(), stop_rx.clone()).await?;
+        addresses.grpc = Some(server.local_addr());
+        servers.push(tokio::spawn(server.serve()));
+    }
+    if let Some(w) = &config.webhook {
+        let server = webhook::Server::bind(w, sink.clone(), metrics.clone(), stop_rx).await?;
+        addresses.webhook = server.local_addr();
+        servers.push(tokio::spawn(server.serve()));
+    }
+    if let Some(tx) = bound {
+        let _ = tx.send(addresses);
+    }
     let audit = pipeline::run_audit(&config.kafka, sink.clone(), metrics, async {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -70,13 +86,13 @@ pub async fn run(
     let result = audit.await;
     // The audit path ends on shutdown or on an error: either way the server stops too.
     let _ = stop_tx.send(true);
-    if let Some(mut task) = grpc_task {
+    for mut task in servers {
         // Streams end at once on shutdown; a connection that does not close is not waited for.
         match tokio::time::timeout(Duration::from_secs(10), &mut task).await {
             Ok(Ok(Err(e))) if result.is_ok() => return Err(e),
             Ok(_) => {}
             Err(_) => {
-                tracing::warn!("gRPC connections still open after 10 s: closing them");
+                tracing::warn!("connections still open after 10 s: closing them");
                 task.abort();
             }
         }

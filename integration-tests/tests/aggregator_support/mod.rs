@@ -78,6 +78,7 @@ impl Topics {
 pub struct Running {
     pub metrics: Arc<Metrics>,
     pub addr: Option<SocketAddr>,
+    pub webhook: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), AggregatorError>>,
 }
@@ -86,13 +87,11 @@ pub async fn start(config: Config) -> Running {
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let (bound_tx, bound_rx) = oneshot::channel();
-    let grpc = config.grpc.is_some();
     let task = tokio::spawn(tokentrail_aggregator::run(config, metrics.clone(), Some(bound_tx), async {
         let _ = stopped.await;
     }));
-    let addr =
-        if grpc { Some(tokio::time::timeout(WAIT, bound_rx).await.expect("grpc server bound").unwrap()) } else { None };
-    Running { metrics, addr, stop: Some(stop), task }
+    let bound = tokio::time::timeout(WAIT, bound_rx).await.expect("servers bound").unwrap();
+    Running { metrics, addr: bound.grpc, webhook: bound.webhook, stop: Some(stop), task }
 }
 
 impl Running {
