@@ -2,14 +2,15 @@
 //!
 //! The aggregator produces with [`to_proto`]; [`from_proto`] is the correlator's side of the same
 //! contract, kept beside it so a round trip is tested in one place (it can move to the
-//! correlator when that driver is built). `CredentialFact` has no domain type yet: only
-//! attestations produce it ([`crate::attest`]), and [`from_proto`] returns `None` for it.
+//! correlator when that driver is built). `CredentialFact` comes only from attestations
+//! ([`crate::attest`]); the correlator folds it into the engine's attestation record.
 
 use std::net::IpAddr;
 
 use tokentrail_correlator_core::observation::{
-    AuthFailure, BoundPod, Credential, FactSource, NodeFact, PodAccess, PodAccessKind, PodEvent, PodFact, Request,
-    SecretRead, ServiceAccountFact, ServiceAccountRef, Stage, TokenMint, TokenSecretFact, TokenUse,
+    AuthFailure, BoundPod, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact, PodAccess, PodAccessKind,
+    PodEvent, PodFact, Request, SecretRead, ServiceAccountFact, ServiceAccountRef, Stage, TokenMint, TokenSecretFact,
+    TokenUse,
 };
 use tokentrail_correlator_core::{IpNet, Observation, Timestamp};
 use tokentrail_proto::observation::v1 as pb;
@@ -108,6 +109,19 @@ pub fn to_proto(cluster: &str, o: &Observation) -> pb::Observation {
             last_used: s.last_used.clone(),
             invalid_since: s.invalid_since.clone(),
         }),
+        Observation::Credential(c) => Kind::Credential(pb::CredentialFact {
+            time_micros: c.time.0,
+            event: match c.event {
+                CredentialEvent::Held => pb::CredentialEvent::Held,
+                CredentialEvent::Released => pb::CredentialEvent::Released,
+            } as i32,
+            source: pb::FactSource::Attestation as i32,
+            node: c.node.clone(),
+            pod_uid: c.pod_uid.clone(),
+            serviceaccount: Some(sa(&c.serviceaccount)),
+            credential: Some(credential(&c.credential)),
+            ..pb::CredentialFact::default()
+        }),
     };
     pb::Observation { cluster: cluster.to_string(), kind: Some(kind) }
 }
@@ -195,7 +209,7 @@ fn fact_source(s: FactSource) -> pb::FactSource {
 // ------------------------------------------------------------------------ protobuf → domain
 
 /// The engine's observation from its protobuf form, with the cluster it is about. `None` for a
-/// `CredentialFact` (no domain type yet) or a message without a kind.
+/// message without a kind or without the service account it must name.
 pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
     use pb::observation::Kind;
     let obs = match o.kind.as_ref()? {
@@ -306,7 +320,17 @@ pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
             last_used: s.last_used.clone(),
             invalid_since: s.invalid_since.clone(),
         }),
-        Kind::Credential(_) => return None,
+        Kind::Credential(c) => Observation::Credential(CredentialFact {
+            time: Timestamp(c.time_micros),
+            event: match c.event() {
+                pb::CredentialEvent::Released => CredentialEvent::Released,
+                pb::CredentialEvent::Held | pb::CredentialEvent::Unspecified => CredentialEvent::Held,
+            },
+            node: c.node.clone(),
+            pod_uid: c.pod_uid.clone(),
+            serviceaccount: sa_back(c.serviceaccount.as_ref()?),
+            credential: credential_back(c.credential.as_ref()),
+        }),
     };
     Some((o.cluster.clone(), obs))
 }
@@ -395,6 +419,24 @@ mod tests {
             let back = from_proto(&to_proto("prod", o)).unwrap();
             assert_eq!(back, ("prod".to_string(), o.clone()));
         }
+    }
+
+    #[test]
+    fn attestations_round_trip() {
+        let fact = Observation::Credential(CredentialFact {
+            time: Timestamp(1_772_359_200_000_000),
+            event: CredentialEvent::Held,
+            node: "worker-1".into(),
+            pod_uid: "uid-api".into(),
+            serviceaccount: ServiceAccountRef { namespace: "payments".into(), name: "api".into() },
+            credential: Credential::PodBound {
+                jti: Some("j1".into()),
+                pod_name: "api-1".into(),
+                pod_uid: "uid-api".into(),
+                node: Some("worker-1".into()),
+            },
+        });
+        assert_eq!(from_proto(&to_proto("prod", &fact)), Some(("prod".to_string(), fact)));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub deletion_window: Micros,
     /// Capacity of the recent-audit-ID set that folds duplicate stages of one request.
     pub dedup_capacity: usize,
+    /// How long after a pod-bound credential's first use its node's agent has to attest it
+    /// before the credential counts as minted behind the kubelet's back (streaming only).
+    pub attestation_grace: Micros,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +40,7 @@ impl Default for EngineConfig {
             exec_window: 30 * MINUTE,
             deletion_window: 60 * MINUTE,
             dedup_capacity: 1 << 20,
+            attestation_grace: 2 * MINUTE,
         }
     }
 }

@@ -10,11 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use crate::activity::{Access, Mints, SecretReads};
+use crate::attestation::Attestations;
 use crate::config::EngineConfig;
 use crate::dedup::RecentIds;
 use crate::model::Model;
 use crate::net::client_address;
-use crate::observation::{Credential, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, TokenUse};
+use crate::observation::{
+    Credential, FactSource, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, TokenUse,
+};
 use crate::report::{self, Report};
 use crate::tally::Tally;
 use crate::time::Timestamp;
@@ -57,6 +60,7 @@ pub struct Engine {
     pub(crate) serviceaccounts: BTreeMap<ServiceAccountRef, ServiceAccountFact>,
     #[serde(with = "crate::pairs")]
     pub(crate) token_secrets: BTreeMap<(String, String), TokenSecretFact>,
+    pub(crate) attestations: Attestations,
     pub(crate) stats: EngineStats,
     /// The latest event time seen: the report's "now" (the core has no clock).
     pub(crate) latest: Timestamp,
@@ -86,6 +90,7 @@ impl Engine {
             mints: Mints::default(),
             serviceaccounts: BTreeMap::new(),
             token_secrets: BTreeMap::new(),
+            attestations: Attestations::default(),
             stats: EngineStats::default(),
             latest: Timestamp::MIN,
         }
@@ -136,7 +141,14 @@ impl Engine {
                 }
             }
             Observation::Pod(p) => self.model.pods.apply(p),
-            Observation::Node(n) => self.model.nodes.apply(&n),
+            Observation::Credential(c) => self.attestations.apply(&c),
+            Observation::Node(n) => {
+                // An agent's node report is its heartbeat: it moves the node's watermark on.
+                if n.source == Some(FactSource::Attestation) {
+                    self.attestations.reported(&n.name, n.time);
+                }
+                self.model.nodes.apply(&n);
+            }
             Observation::ServiceAccount(sa) => {
                 if let Some(key) = sa.serviceaccount.clone() {
                     self.serviceaccounts.insert(key, sa);

@@ -15,6 +15,7 @@
 //! * [`time`], [`net`], [`sample`], [`tally`], [`principals`]: small shared pieces.
 
 pub mod activity;
+pub mod attestation;
 pub mod config;
 pub mod dedup;
 pub mod emit;

@@ -31,6 +31,8 @@ pub enum Observation {
     ServiceAccount(ServiceAccountFact),
     /// A Secret of type `kubernetes.io/service-account-token` (from a dump or an audit event).
     TokenSecret(TokenSecretFact),
+    /// A node agent's attestation that a pod holds (or no longer holds) a credential.
+    Credential(CredentialFact),
 }
 
 impl Observation {
@@ -46,6 +48,7 @@ impl Observation {
             Observation::Node(o) => o.time,
             Observation::ServiceAccount(o) => o.time,
             Observation::TokenSecret(o) => o.time,
+            Observation::Credential(o) => o.time,
         }
     }
 }
@@ -372,4 +375,31 @@ pub struct TokenSecretFact {
     pub last_used: Option<String>,
     /// `kubernetes.io/legacy-token-invalid-since` label (a date).
     pub invalid_since: Option<String>,
+}
+
+/// Whether a pod holds a credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum CredentialEvent {
+    /// The token file appeared on the pod's node (`time`: when the kubelet wrote it).
+    Held,
+    /// The token file is gone: rotated away or the pod torn down (`time`: when the agent noticed).
+    Released,
+}
+
+/// A node agent's attestation: on node `node`, pod `pod_uid` holds `credential`. The ground
+/// truth that tells a token used by its pod from the same token minted behind the kubelet's back.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CredentialFact {
+    /// When it became true.
+    pub time: Timestamp,
+    /// Held or released.
+    pub event: CredentialEvent,
+    /// The node whose agent attested it (authenticated by the aggregator).
+    pub node: String,
+    /// The pod whose volume holds the token file.
+    pub pod_uid: String,
+    /// The token's service account.
+    pub serviceaccount: ServiceAccountRef,
+    /// The credential (pod-bound with its JTI, or legacy with its Secret).
+    pub credential: Credential,
 }

@@ -529,3 +529,95 @@ fn a_forged_credential_does_not_make_the_pods_own_token_look_superseded() {
     let report = run(obs);
     assert_eq!(fired(&report), ["token-forged-mint@198.51.100.9", "token-used-off-cluster@198.51.100.9"]);
 }
+
+// --- token-forged-mint, streaming variant (attestations) -------------------------------------
+
+/// Another pod on the same node, whose token rotations move the node agent's watermark on.
+fn neighbour() -> PodSpec {
+    pod("shop/web-9", "uid-neighbour").on_node("worker-1").with_ip("10.244.1.40").running_as("web")
+}
+
+#[test]
+fn unattested_pod_bound_credential_is_forged_only_once_the_agent_reported_past_the_grace() {
+    let p = api();
+    let n = neighbour();
+    let mut obs = with_cluster(vec![
+        p.observed(),
+        attested(&p, "j-real", 0.0),
+        use_of("payments/api").bound_to(&p, "j-real").from("10.244.1.12").at(5.0).obs(),
+        use_of("payments/api").bound_to(&p, "j-ghost").from("10.244.1.12").at(10.0).obs(),
+    ]);
+    // The agent has reported up to minute 11: inside the 2-minute grace of the use at 10.
+    obs.push(attested(&n, "j-n1", 11.0));
+    assert!(run(obs.clone()).findings.is_empty(), "no verdict inside the grace");
+    // Reported up to minute 13: past the grace, and j-ghost was never on the node.
+    obs.push(attested(&n, "j-n2", 13.0));
+    let report = run(obs);
+    assert_eq!(fired(&report), ["token-forged-mint"]);
+    assert!(report.findings[0].explanation.contains("never saw it"), "{}", report.findings[0].explanation);
+}
+
+#[test]
+fn a_late_attestation_inside_the_grace_keeps_it_silent() {
+    let p = api();
+    let n = neighbour();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        attested(&n, "j-n1", 0.0),
+        use_of("payments/api").bound_to(&p, "j-late").from("10.244.1.12").at(10.0).obs(),
+        // The kubelet wrote j-late at 9.9; the attestation arrives later, as this test sends it
+        // after the use, but inside the grace.
+        attested(&p, "j-late", 9.9),
+        attested(&n, "j-n2", 30.0),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn without_an_agent_on_the_pods_node_silence_proves_nothing() {
+    let p = pod("shop/web-1", "uid-web").on_node("worker-2").with_ip("10.244.2.7");
+    let n = neighbour(); // an agent on worker-1 only
+    let report = run(with_cluster(vec![
+        p.observed(),
+        attested(&n, "j-n1", 0.0),
+        use_of("shop/web").bound_to(&p, "j-x").from("10.244.2.7").at(10.0).obs(),
+        attested(&n, "j-n2", 60.0),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn uses_from_before_the_agent_watched_are_not_judged() {
+    let p = api();
+    let n = neighbour();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j-old").from("10.244.1.12").at(1.0).obs(),
+        attested(&n, "j-n1", 30.0),
+        attested(&n, "j-n2", 60.0),
+    ]));
+    assert!(report.findings.is_empty(), "{:?}", fired(&report));
+}
+
+#[test]
+fn an_agents_node_report_is_its_heartbeat() {
+    let p = api();
+    let mut heartbeat = |minutes: f64| {
+        let tokentrail_correlator_core::Observation::Node(mut n) = node("worker-1", "10.0.1.11", "10.244.1.0/24")
+        else {
+            unreachable!()
+        };
+        n.time = t(minutes);
+        n.source = Some(tokentrail_correlator_core::observation::FactSource::Attestation);
+        tokentrail_correlator_core::Observation::Node(n)
+    };
+    let mut obs = with_cluster(vec![
+        p.observed(),
+        attested(&p, "j-real", 0.0),
+        use_of("payments/api").bound_to(&p, "j-ghost").from("10.244.1.12").at(10.0).obs(),
+    ]);
+    obs.push(heartbeat(11.0));
+    assert!(run(obs.clone()).findings.is_empty(), "inside the grace");
+    obs.push(heartbeat(13.0));
+    assert_eq!(fired(&run(obs)), ["token-forged-mint"]);
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{credential, sa_name, serviceaccount, Context, Draft, Judged};
+use super::{credential, origin, sa_name, serviceaccount, Context, Draft, Judged};
 use crate::finding::{FindingPod, Rule};
 use crate::principals::{is_control_plane, kubelet_node};
 use crate::tally::Tally;
@@ -13,7 +13,63 @@ use crate::usage::CredentialKey;
 pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     superseded(ctx, out);
     let forged = forged_mints(ctx, out);
+    unattested(ctx, &forged, out);
     minted_by_user(ctx, &forged, out);
+}
+
+/// `token-forged-mint`, streaming variant: a pod-bound credential in use that the agent on its
+/// pod's node never saw on that pod, once the agent has reported past the first use by the
+/// attestation grace. A node without an agent, or uses from before the agent watched, prove
+/// nothing and stay silent; so does a credential whose attestation arrives inside the grace.
+fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>) {
+    let attestations = &ctx.engine.attestations;
+    if !attestations.any() {
+        return;
+    }
+    let grace = ctx.engine.config.attestation_grace;
+    let mut uses: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
+    for entry in &ctx.judged {
+        if let CredentialKey::PodBound { jti: Some(jti), .. } = &entry.0.credential {
+            uses.entry(jti.as_str()).or_default().push(entry);
+        }
+    }
+    for (jti, entries) in uses {
+        if already.contains(jti) {
+            continue;
+        }
+        let Some(pod) = entries.first().and_then(|e| ctx.bound_pod(e.0, e.1)) else { continue };
+        let Some(node) = pod.node.clone() else { continue };
+        let Some(watermark) = attestations.watermark(&node) else { continue };
+        let first_use = entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
+        if first_use < watermark.covers_from.plus(grace) || watermark.reported_until < first_use.plus(grace) {
+            continue;
+        }
+        let attested_there =
+            attestations.of(jti).is_some_and(|a| a.node == node && Some(&a.pod_uid) == pod.uid.as_ref());
+        if attested_there {
+            continue;
+        }
+        let mut tally = Tally::default();
+        for e in &entries {
+            tally.merge(&e.1.uses);
+        }
+        let (key, group, _) = *entries[0];
+        let mut d = Draft::for_uses(Rule::TokenForgedMint, ctx, key, group, tally);
+        d.client = String::new();
+        d.source_ip = None;
+        d.source_ips = entries.iter().filter_map(|e| e.0.client).collect();
+        let pod_name = format!("{}/{}", pod.namespace, pod.name);
+        d.title = format!("Token bound to pod {pod_name} was never on its node {node}");
+        d.explanation = format!(
+            "Credential JTI={jti} is bound to pod {pod_name} on node {node} and was used {} times from {} since {first_use}, \
+             but the agent on {node}, which has reported up to {}, never saw it in that pod's volumes. The kubelet \
+             writes every token it mints for a pod there: this one was minted some other way.",
+            d.tally.count,
+            origin::join(&d.source_ips),
+            watermark.reported_until,
+        );
+        out.push(d);
+    }
 }
 
 /// `token-superseded-use`: a pod's old JTI still in use more than the rotation grace after a

@@ -343,3 +343,20 @@ pub fn fired(report: &Report) -> Vec<String> {
 pub fn only<'a>(report: &'a Report, rule: &str) -> Vec<&'a Finding> {
     report.findings.iter().filter(|f| f.rule.id() == rule).collect()
 }
+
+/// The agent on `p`'s node attests that `p` holds `jti` (the kubelet wrote it at `minutes`).
+pub fn attested(p: &PodSpec, jti: &str, minutes: f64) -> Observation {
+    Observation::Credential(CredentialFact {
+        time: t(minutes),
+        event: CredentialEvent::Held,
+        node: p.node.clone(),
+        pod_uid: p.uid.clone(),
+        serviceaccount: sa(&format!("{}/{}", p.namespace, p.serviceaccount)),
+        credential: Credential::PodBound {
+            jti: Some(jti.into()),
+            pod_name: p.name.clone(),
+            pod_uid: p.uid.clone(),
+            node: Some(p.node.clone()),
+        },
+    })
+}
