@@ -5,103 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
 
 mod aggregator_support;
+mod correlator_support;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aggregator_support::{create_topics, incident_lines, produce_raw, read_until, start, Out, Topics};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use tokentrail_integration_tests::{kafka, unique_name};
-
-/// The `tokentrail` binary, built once for this test run (integration tests live in another
-/// package, so cargo does not build it for them).
-fn binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "tokentrail"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p tokentrail failed");
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/correlator-<hash> → target/<profile>/tokentrail
-        exe.parent().and_then(|deps| deps.parent()).unwrap().join("tokentrail")
-    })
-}
-
-/// The topics one correlator run writes to.
-struct Outputs {
-    group: String,
-    findings: String,
-    changelog: String,
-}
-
-async fn outputs(prefix: &str, partitions: i32) -> Outputs {
-    let o = Outputs {
-        group: unique_name(&format!("{prefix}-group")),
-        findings: unique_name(&format!("{prefix}-findings")),
-        changelog: unique_name(&format!("{prefix}-state")),
-    };
-    create_topics(&[(&o.findings, 1)]).await;
-    // The changelog: one snapshot per input partition, compacted, large records allowed.
-    let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().unwrap();
-    let changelog = NewTopic::new(&o.changelog, partitions, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", "67108864");
-    for r in admin.create_topics([&changelog], &AdminOptions::new()).await.unwrap() {
-        r.unwrap();
-    }
-    o
-}
-
-fn correlator(observations: &str, out: &Outputs, instance: &str, commit_interval: &str) -> Child {
-    Command::new(binary())
-        .args(["correlator", "--bootstrap", kafka().bootstrap(), "--group", &out.group, "--instance", instance])
-        .args(["--observations-topic", observations, "--findings-topic", &out.findings])
-        .args(["--changelog-topic", &out.changelog, "--commit-interval", commit_interval])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tokentrail correlator")
-}
-
-fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "a SIGTERM'd correlator exits 0 after committing: {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "correlator did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn kill9(mut child: Child) {
-    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
-    let _ = child.wait();
-}
-
-/// Findings by id: the number of records that created each, and its latest state.
-fn by_id(out: &[Out]) -> BTreeMap<String, (usize, serde_json::Value)> {
-    let mut m: BTreeMap<String, (usize, serde_json::Value)> = BTreeMap::new();
-    for o in out {
-        let v: serde_json::Value = serde_json::from_slice(&o.value).unwrap();
-        let creates = usize::from(o.headers.get("activity").map(String::as_str) == Some("create"));
-        let e = m.entry(o.key.clone()).or_insert((0, v.clone()));
-        e.0 += creates;
-        e.1 = v;
-    }
-    m
-}
+use aggregator_support::{incident_lines, produce_raw, read_until, start, Out, Topics};
+use correlator_support::{by_id, correlator, kill9, outputs, stop};
+use tokentrail_integration_tests::unique_name;
 
 /// The findings an analysis of the same evidence reports, by rule and client address.
 const EXPECTED: [&str; 4] =
@@ -132,6 +42,7 @@ fn raw_lines() -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_in_the_stream_becomes_findings_once_each() {
+    let _serial = correlator_support::one_at_a_time().await;
     let lines = raw_lines();
     let t = Topics::create("corr-replay").await;
     aggregate(&t, &lines, &lines).await;
@@ -150,6 +61,7 @@ async fn a_replay_in_the_stream_becomes_findings_once_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlator_killed_mid_batch_and_restarted_reports_what_an_uninterrupted_one_does() {
+    let _serial = correlator_support::one_at_a_time().await;
     let lines = raw_lines();
     let (first, second) = lines.split_at(lines.len() * 6 / 10);
     let t = Topics::create("corr-kill").await;
@@ -185,6 +97,7 @@ async fn a_correlator_killed_mid_batch_and_restarted_reports_what_an_uninterrupt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_correlators_split_the_partitions_and_hand_them_over_without_losing_state() {
+    let _serial = correlator_support::one_at_a_time().await;
     let lines = raw_lines();
     let (first, second) = lines.split_at(lines.len() / 2);
     let t = Topics::create("corr-pair").await;

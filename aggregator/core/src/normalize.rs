@@ -94,7 +94,11 @@ impl Normalizer<'_, '_, '_> {
         let success = code.is_some_and(|c| (200..300).contains(&c));
         match (verb, resource, subresource) {
             ("create", Some("serviceaccounts"), Some("token")) => self.mint(username),
-            ("create", Some("pods"), Some(sub @ ("exec" | "attach" | "portforward"))) => self.pod_access(username, sub),
+            // kubectl 1.30+ streams exec/attach/port-forward over WebSocket, which the apiserver
+            // logs as `get`; older clients' SPDY upgrade is a `create`.
+            ("create" | "get", Some("pods"), Some(sub @ ("exec" | "attach" | "portforward"))) => {
+                self.pod_access(username, sub)
+            }
             ("get" | "list" | "watch", Some("secrets"), None) => self.secret_read(username, verb),
             ("create", Some("pods"), None) if success => self.pod_created(),
             ("create", Some("pods"), Some("binding")) if success => self.pod_scheduled(),
