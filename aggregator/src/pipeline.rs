@@ -3,8 +3,9 @@
 //!
 //! One `tokio::select!` loop collects a batch (up to `batch_records` records or `batch_linger`
 //! after the first), decoding each record as it arrives and handing its observations to the
-//! producer at once; then it waits for every delivery of the batch and commits the offset after
-//! the last record of each partition. A crash anywhere repeats at most the records since the
+//! producer at once. While the next batch fills, a task waits for every delivery of the
+//! previous one; then the loop commits the offset after that batch's last record of each
+//! partition (batches in order, at most two uncommitted). A crash anywhere repeats at most the records since the
 //! last commit (at-least-once); nothing read is lost, and an undecodable record is a dead
 //! letter, never a gap.
 
@@ -42,25 +43,75 @@ pub async fn run_audit(
     tracing::info!(topics = ?mapping.keys().collect::<Vec<_>>(), group = %config.group_id, "audit path starting");
     tokio::pin!(shutdown);
     let mut stopping = false;
+    // The previous batch, waiting for its acknowledgements while the next one fills: reading
+    // never stalls on the broker's round trip, and at most two batches are uncommitted.
+    let mut in_flight: Option<InFlight> = None;
     while !stopping {
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
-        while batch.records < config.batch_records {
-            tokio::select! {
+        while batch.done.records < config.batch_records {
+            let event = tokio::select! {
                 biased;
-                () = &mut shutdown => { stopping = true; break; }
-                () = sleep_until(deadline) => break,
-                received = consumer.recv() => {
+                () = &mut shutdown => Event::Stop,
+                delivered = wait_in_flight(&mut in_flight) => Event::Delivered(delivered),
+                () = sleep_until(deadline) => Event::Linger,
+                received = consumer.recv() => Event::Record(received),
+            };
+            match event {
+                Event::Stop => {
+                    stopping = true;
+                    break;
+                }
+                Event::Linger => break,
+                Event::Delivered(result) => {
+                    if let Some(f) = in_flight.take() {
+                        f.done.commit(result, &consumer, &metrics, CommitMode::Async)?;
+                    }
+                }
+                Event::Record(received) => {
                     let message = received.map_err(AggregatorError::kafka("reading the audit topics"))?;
                     deadline.get_or_insert_with(|| Instant::now() + config.batch_linger);
                     batch.record(&message, &mapping, config.max_record_bytes, &sink, &metrics).await?;
                 }
             }
         }
-        batch.finish(&consumer, &metrics).await?;
+        // Batches are committed in order: the previous one first.
+        if let Some(f) = in_flight.take() {
+            let result = f.wait.await;
+            f.done.commit(result, &consumer, &metrics, CommitMode::Async)?;
+        }
+        let (pending, done) = batch.into_parts();
+        if done.records > 0 {
+            in_flight = Some(InFlight { wait: tokio::spawn(pending.wait()), done });
+        }
+    }
+    if let Some(f) = in_flight.take() {
+        let result = f.wait.await;
+        // The last commit before stopping must have landed when `run` returns.
+        f.done.commit(result, &consumer, &metrics, CommitMode::Sync)?;
     }
     tracing::info!("audit path stopped");
     Ok(())
+}
+
+enum Event<'c> {
+    Stop,
+    Linger,
+    Delivered(Result<Result<(), AggregatorError>, tokio::task::JoinError>),
+    Record(Result<rdkafka::message::BorrowedMessage<'c>, rdkafka::error::KafkaError>),
+}
+
+/// A batch handed to the producer, and what to commit once it is acknowledged.
+struct InFlight {
+    wait: tokio::task::JoinHandle<Result<(), AggregatorError>>,
+    done: Done,
+}
+
+async fn wait_in_flight(f: &mut Option<InFlight>) -> Result<Result<(), AggregatorError>, tokio::task::JoinError> {
+    match f {
+        Some(f) => (&mut f.wait).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -74,6 +125,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[derive(Default)]
 struct Batch {
     pending: Pending,
+    done: Done,
+}
+
+/// What a batch read and produced: committed and counted once it is acknowledged.
+#[derive(Default)]
+struct Done {
     /// (topic, partition) → offset of the last record read.
     last: BTreeMap<(String, i32), i64>,
     records: usize,
@@ -91,8 +148,8 @@ impl Batch {
         sink: &KafkaSink,
         metrics: &Metrics,
     ) -> Result<(), AggregatorError> {
-        self.records += 1;
-        self.last.insert((m.topic().to_string(), m.partition()), m.offset());
+        self.done.records += 1;
+        self.done.last.insert((m.topic().to_string(), m.partition()), m.offset());
         Metrics::inc(&metrics.records_in_total);
         let value = m.payload().unwrap_or_default();
         let header = m.headers().and_then(|h| h.iter().find(|h| h.key == CLUSTER_HEADER).and_then(|h| h.value));
@@ -122,8 +179,8 @@ impl Batch {
         for o in &decoded.sink.observations {
             out += sink.enqueue_observation(&wire::to_proto(&cluster, o), &mut self.pending).await?;
         }
-        self.observations += out;
-        let c = self.per_cluster.entry(cluster.clone()).or_default();
+        self.done.observations += out;
+        let c = self.done.per_cluster.entry(cluster.clone()).or_default();
         c.0 += 1;
         c.1 += out;
         if let Some(error) = &decoded.error {
@@ -134,12 +191,28 @@ impl Batch {
         Ok(())
     }
 
-    /// Waits for every delivery, then commits the offsets after the batch's last records.
-    async fn finish(self, consumer: &StreamConsumer, metrics: &Metrics) -> Result<(), AggregatorError> {
-        if self.records == 0 {
-            return Ok(());
+    fn into_parts(self) -> (Pending, Done) {
+        (self.pending, self.done)
+    }
+}
+
+impl Done {
+    /// After the batch's deliveries: counts it and commits the offsets after its last records.
+    /// A failed delivery stops the pipeline without committing.
+    fn commit(
+        self,
+        delivered: Result<Result<(), AggregatorError>, tokio::task::JoinError>,
+        consumer: &StreamConsumer,
+        metrics: &Metrics,
+        mode: CommitMode,
+    ) -> Result<(), AggregatorError> {
+        match delivered {
+            Ok(result) => result?,
+            Err(_) => {
+                let source = rdkafka::error::KafkaError::Canceled;
+                return Err(AggregatorError::Delivery { topic: "observations".into(), source });
+            }
         }
-        self.pending.wait().await?;
         Metrics::add(&metrics.observations_out_total, self.observations);
         for (cluster, (records, observations)) in &self.per_cluster {
             metrics.cluster(cluster, *records, *observations);
@@ -151,9 +224,9 @@ impl Batch {
                 .map_err(AggregatorError::kafka("building the offsets to commit"))?;
         }
         // A commit refused because the partitions moved to another member (a rebalance) is
-        // harmless: the new owner reads these records again. Anything else is only
-        // logged: a later commit of the same partition covers these offsets.
-        match consumer.commit(&offsets, CommitMode::Sync) {
+        // harmless: the new owner reads these records again. Anything else is only logged: a
+        // later commit of the same partition covers these offsets.
+        match consumer.commit(&offsets, mode) {
             Ok(()) => Metrics::inc(&metrics.commits_total),
             Err(e) => {
                 tracing::warn!(error = %e, records = self.records, "offset commit failed; records will be read again")
