@@ -166,7 +166,7 @@ impl Engine {
         }
     }
 
-    fn observe_use(&mut self, u: TokenUse) {
+    fn observe_use(&mut self, mut u: TokenUse) {
         if !self.first_sighting(Fold::Use, &u.audit_id) {
             self.stats.duplicate_stages += 1;
             return;
@@ -178,15 +178,19 @@ impl Engine {
             self.model.pods.note_bound(pod_uid, &u.serviceaccount.namespace, pod_name, node.as_deref(), u.time);
         }
         let forged = self.forged_addresses(&u.source_ips);
-        let key =
-            UseKey { serviceaccount: u.serviceaccount.clone(), credential: CredentialKey::of(&u.credential), client };
-        self.uses.entry(key).or_default().add(&u, &forged);
+        let (credential, pod_name, node) =
+            CredentialKey::from_owned(std::mem::replace(&mut u.credential, Credential::Unknown));
+        let key = UseKey { serviceaccount: std::mem::take(&mut u.serviceaccount), credential, client };
+        self.uses.entry(key).or_default().add(&u, pod_name, node, &forged);
     }
 
     /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a
     /// trusted proxy (whose forwarded addresses are expected).
     fn forged_addresses(&self, source_ips: &[IpAddr]) -> Vec<IpAddr> {
         let Some((&peer, supplied)) = source_ips.split_last() else { return Vec::new() };
+        if supplied.is_empty() {
+            return Vec::new();
+        }
         if self.config.trusted_proxies.iter().any(|p| p.contains(peer)) {
             return Vec::new();
         }

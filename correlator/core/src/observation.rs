@@ -54,7 +54,7 @@ impl Observation {
 }
 
 /// A service account, as `system:serviceaccount:<namespace>:<name>` names it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ServiceAccountRef {
     /// Namespace of the ServiceAccount.
     pub namespace: String,

@@ -50,6 +50,19 @@ impl CredentialKey {
         }
     }
 
+    /// The key of a credential taken by value, with the bound pod's name and node it leaves
+    /// over: the hot path moves the strings instead of copying them.
+    pub fn from_owned(c: Credential) -> (CredentialKey, Option<String>, Option<String>) {
+        match c {
+            Credential::PodBound { jti, pod_name, pod_uid, node } => {
+                (CredentialKey::PodBound { pod_uid, jti }, Some(pod_name), node)
+            }
+            Credential::Unbound { jti } => (CredentialKey::Unbound { jti }, None, None),
+            Credential::LegacySecret { secret } => (CredentialKey::Legacy { secret }, None, None),
+            Credential::Unknown => (CredentialKey::Unknown, None, None),
+        }
+    }
+
     /// `pod-bound`, `unbound`, `legacy-secret` or `unknown`, as findings say it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -117,20 +130,19 @@ pub struct UseGroup {
 const FORWARDED_IPS_KEPT: usize = 8;
 
 impl UseGroup {
-    /// Adds one use; `forged` lists the client-supplied addresses that differ from the peer.
-    pub fn add(&mut self, u: &TokenUse, forged: &[IpAddr]) {
+    /// Adds one use of a credential bound to `pod_name` on `node` (when pod-bound); `forged`
+    /// lists the client-supplied addresses that differ from the peer.
+    pub fn add(&mut self, u: &TokenUse, pod_name: Option<String>, node: Option<String>, forged: &[IpAddr]) {
         let ua = u.user_agent.as_deref();
         self.uses.add(u.time, &u.audit_id, ua, Some(&u.request));
         if self.serviceaccount_uid.is_none() {
             self.serviceaccount_uid.clone_from(&u.serviceaccount_uid);
         }
-        if let Credential::PodBound { pod_name, node, .. } = &u.credential {
-            if self.pod_name.is_none() {
-                self.pod_name = Some(pod_name.clone());
-            }
-            if self.node.is_none() {
-                self.node.clone_from(node);
-            }
+        if self.pod_name.is_none() {
+            self.pod_name = pod_name;
+        }
+        if self.node.is_none() {
+            self.node = node;
         }
         if !forged.is_empty() {
             self.forwarded.add(u.time, &u.audit_id, ua, Some(&u.request));
