@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokentrail_proto::otlp;
+
 use crate::pipeline::Config;
 use crate::telemetry::Metrics;
 
@@ -53,6 +55,10 @@ pub struct Args {
     /// Do not use inotify; rely on periodic rescans.
     #[arg(long)]
     pub no_inotify: bool,
+    /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
+    /// no export without it.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Log debug messages too.
     #[arg(long, short)]
     pub verbose: bool,
@@ -128,6 +134,16 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let metrics = Arc::new(Metrics::default());
+    let otlp = match otlp::start_if_configured(args.otlp_endpoint.as_deref(), "tokentrail-agent", || {
+        crate::telemetry::instruments(&metrics)
+    }) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tokentrail agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // One thread is plenty for a few hundred files and one stream, and keeps the agent's CPU
     // and memory footprint small on every node.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -148,8 +164,10 @@ pub fn main(args: Args) -> ExitCode {
             tokio::spawn(crate::kube_source::run(client, config.node_name.clone(), tx));
             Some(rx)
         };
-        crate::run(config, pods, Arc::new(Metrics::default()), shutdown_signal()).await
+        crate::run(config, pods, metrics, shutdown_signal()).await
     });
+    // After the run, outside its runtime: the final values are exported before exit.
+    otlp::shutdown(otlp);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,10 +1,41 @@
 //! The agent's counters and gauges.
 //!
 //! A [`Metrics`] is created by the caller and passed into [`crate::run`], so tests read the same
-//! numbers an exporter would. Names follow `tokentrail_agent_*`; exporting them (OpenTelemetry,
-//! `/metrics`) is not built yet.
+//! numbers an exporter would. Names follow `tokentrail_agent_*`; [`instruments`] describes them
+//! for OTLP export (`tokentrail_proto::otlp`, started by `--otlp-endpoint`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokentrail_proto::otlp::{Instrument, Kind};
+
+/// Exported name, kind, description and field of every counter and gauge.
+type Field = fn(&Metrics) -> &AtomicU64;
+#[rustfmt::skip]
+const EXPORTED: &[(&str, Kind, &str, Field)] = &[
+    ("tokentrail_agent_pods_seen", Kind::Gauge, "Pod directories seen in the last full scan.", |m| &m.pods_seen),
+    ("tokentrail_agent_credentials_attested", Kind::Gauge, "Credentials currently attested.", |m| &m.credentials_attested),
+    ("tokentrail_agent_rotations_total", Kind::Counter, "Credentials replaced by a new JTI.", |m| &m.rotations_total),
+    ("tokentrail_agent_files_refused_total", Kind::Counter, "Token files or directories refused.", |m| &m.files_refused_total),
+    ("tokentrail_agent_scans_total", Kind::Counter, "Scans run (full and per pod).", |m| &m.scans_total),
+    ("tokentrail_agent_messages_sent_total", Kind::Counter, "Messages written to a stream, resends included.", |m| &m.messages_sent_total),
+    ("tokentrail_agent_messages_acked_total", Kind::Counter, "Messages released by acks.", |m| &m.messages_acked_total),
+    ("tokentrail_agent_messages_dropped_total", Kind::Counter, "Messages dropped: the queue was full.", |m| &m.messages_dropped_total),
+    ("tokentrail_agent_send_failures_total", Kind::Counter, "Connection attempts or streams that failed.", |m| &m.send_failures_total),
+    ("tokentrail_agent_connections_total", Kind::Counter, "Streams established.", |m| &m.connections_total),
+    ("tokentrail_agent_queue_depth", Kind::Gauge, "Unacknowledged messages.", |m| &m.queue_depth),
+];
+
+/// The agent's metrics as OTLP instruments reading `metrics`.
+pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
+    EXPORTED
+        .iter()
+        .map(|&(name, kind, description, field)| {
+            let m = Arc::clone(metrics);
+            Instrument::new(kind, name, description, move || Metrics::get(field(&m)))
+        })
+        .collect()
+}
 
 /// Counters (`_total`) and gauges of one agent.
 #[derive(Debug, Default)]

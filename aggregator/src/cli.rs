@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use tokentrail_proto::otlp;
+
 use crate::config::{AuditTopic, Config, GrpcConfig, KafkaConfig, TlsConfig};
 use crate::telemetry::Metrics;
 
@@ -43,6 +45,10 @@ pub struct Args {
     /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
+    /// no export without it.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Log debug messages too.
     #[arg(long, short)]
     pub verbose: bool,
@@ -107,6 +113,16 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let metrics = Arc::new(Metrics::default());
+    let otlp = match otlp::start_if_configured(args.otlp_endpoint.as_deref(), "tokentrail-aggregator", || {
+        crate::telemetry::instruments(&metrics)
+    }) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tokentrail aggregator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -114,7 +130,10 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::run(config, Arc::new(Metrics::default()), None, shutdown_signal())) {
+    let result = runtime.block_on(crate::run(config, metrics, None, shutdown_signal()));
+    // After the run, outside its runtime: the final values are exported before exit.
+    otlp::shutdown(otlp);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, retryable = e.is_retryable(), "aggregator stopped");

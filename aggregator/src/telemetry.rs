@@ -2,12 +2,58 @@
 //!
 //! A [`Metrics`] is created by the caller and passed into [`crate::run`], so tests read the same
 //! numbers an exporter would. Names follow `tokentrail_aggregator_*` (the field name is the
-//! metric's suffix). Exporting them (OpenTelemetry, `/metrics`) is not built yet; `tracing`
-//! carries the same events as structured logs.
+//! metric's suffix). [`instruments`] describes them for OTLP export (`tokentrail_proto::otlp`,
+//! started by `--otlp-endpoint`); `tracing` carries the same events as structured logs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokentrail_proto::otlp::{Instrument, Kind};
+
+/// Exported name, kind, description and field of every counter and gauge.
+type Field = fn(&Metrics) -> &AtomicU64;
+#[rustfmt::skip]
+const EXPORTED: &[(&str, Kind, &str, Field)] = &[
+    ("tokentrail_aggregator_records_in_total", Kind::Counter, "Raw audit records consumed.", |m| &m.records_in_total),
+    ("tokentrail_aggregator_events_decoded_total", Kind::Counter, "Audit events decoded.", |m| &m.events_decoded_total),
+    ("tokentrail_aggregator_observations_out_total", Kind::Counter, "Observation records produced and acknowledged.", |m| &m.observations_out_total),
+    ("tokentrail_aggregator_dead_letters_total", Kind::Counter, "Raw records sent to the dead-letter topic.", |m| &m.dead_letters_total),
+    ("tokentrail_aggregator_decode_errors_total", Kind::Counter, "Problems the decoders reported.", |m| &m.decode_errors_total),
+    ("tokentrail_aggregator_commits_total", Kind::Counter, "Offset commits that succeeded.", |m| &m.commits_total),
+    ("tokentrail_aggregator_attestations_accepted_total", Kind::Counter, "Attestation messages processed.", |m| &m.attestations_accepted_total),
+    ("tokentrail_aggregator_attestations_resent_total", Kind::Counter, "Attestation resends acknowledged again.", |m| &m.attestations_resent_total),
+    ("tokentrail_aggregator_attestations_refused_total", Kind::Counter, "Pods or credentials attested for another node.", |m| &m.attestations_refused_total),
+    ("tokentrail_aggregator_streams_refused_total", Kind::Counter, "Attestation streams refused.", |m| &m.streams_refused_total),
+    ("tokentrail_aggregator_streams_open", Kind::Gauge, "Attestation streams open.", |m| &m.streams_open),
+];
+
+/// The aggregator's metrics as OTLP instruments reading `metrics`; the per-cluster counts carry
+/// a `cluster` attribute (at most [`MAX_CLUSTERS`] values and `other`).
+pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
+    let mut all: Vec<Instrument> = EXPORTED
+        .iter()
+        .map(|&(name, kind, description, field)| {
+            let m = Arc::clone(metrics);
+            Instrument::new(kind, name, description, move || Metrics::get(field(&m)))
+        })
+        .collect();
+    let m = Arc::clone(metrics);
+    all.push(Instrument::counter_by(
+        "tokentrail_aggregator_cluster_records_in_total",
+        "Raw audit records consumed, per cluster.",
+        "cluster",
+        move || m.clusters().into_iter().map(|(c, n)| (c, n.records_in)).collect(),
+    ));
+    let m = Arc::clone(metrics);
+    all.push(Instrument::counter_by(
+        "tokentrail_aggregator_cluster_observations_out_total",
+        "Observation records produced, per cluster.",
+        "cluster",
+        move || m.clusters().into_iter().map(|(c, n)| (c, n.observations_out)).collect(),
+    ));
+    all
+}
 
 /// Distinct `cluster` label values; more are counted as `other`.
 pub const MAX_CLUSTERS: usize = 256;

@@ -12,6 +12,9 @@
 //! in, so no build needs `protoc`. After editing a `.proto` file run
 //! `cargo run -p tokentrail-proto --example regen --features regen` (`-- --check` verifies).
 //! Conversions to domain types belong to the crates that own those types, not here.
+//!
+//! * `otlp` (feature `otlp`): the components' metrics exported over OTLP/gRPC to an
+//!   OpenTelemetry collector.
 
 /// `tokentrail.agent.v1`.
 pub mod agent {
@@ -30,3 +33,6 @@ pub mod observation {
         include!("gen/tokentrail.observation.v1.rs");
     }
 }
+
+#[cfg(feature = "otlp")]
+pub mod otlp;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokentrail_correlator_core::time::{parse_duration, MINUTE};
 use tokentrail_correlator_core::{EngineConfig, IpNet};
+use tokentrail_proto::otlp;
 
 use super::{CorrelatorConfig, FindingFormat, Metrics};
 
@@ -49,6 +50,10 @@ pub struct Args {
     /// How long a pod's old token may be used after its newer one.
     #[arg(long, default_value = "5m", value_parser = parse_interval)]
     rotation_grace: Duration,
+    /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
+    /// no export without it.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -89,6 +94,15 @@ pub fn main(args: &Args) -> ExitCode {
     let config = args.config();
     let shutdown = super::shutdown_flag();
     let metrics = Arc::new(Metrics::default());
+    let otlp = match otlp::start_if_configured(args.otlp_endpoint.as_deref(), "tokentrail-correlator", || {
+        super::telemetry::instruments(&metrics)
+    }) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tokentrail correlator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let worker = {
         let (shutdown, metrics) = (Arc::clone(&shutdown), Arc::clone(&metrics));
         std::thread::spawn(move || super::run(&config, &metrics, &shutdown))
@@ -110,7 +124,10 @@ pub fn main(args: &Args) -> ExitCode {
         }
     });
     shutdown.store(true, Ordering::Relaxed);
-    match worker.join() {
+    let result = worker.join();
+    // After the last commit: the final values are exported before exit.
+    otlp::shutdown(otlp);
+    match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "correlator stopped");

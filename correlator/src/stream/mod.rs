@@ -12,12 +12,14 @@
 //! was never committed, so their next owner redoes it from the same snapshot and offsets.
 //!
 //! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
-//! (restoring a partition's snapshot), this file (the loop).
+//! (restoring a partition's snapshot), [`telemetry`] (OTLP export of [`Metrics`]), this file
+//! (the loop).
 
 pub mod changelog;
 pub mod cli;
 pub mod config;
 pub mod state;
+pub mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

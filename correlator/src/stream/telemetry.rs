@@ -1,0 +1,31 @@
+//! The correlator's [`Metrics`] as OTLP instruments (`tokentrail_proto::otlp`), exported when
+//! `--otlp-endpoint` or `$OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokentrail_proto::otlp::{Instrument, Kind};
+
+use super::Metrics;
+
+/// Exported name, description and field of every counter (all monotonic).
+type Field = fn(&Metrics) -> &AtomicU64;
+#[rustfmt::skip]
+const EXPORTED: &[(&str, &str, Field)] = &[
+    ("tokentrail_correlator_observations_total", "Input records folded into an engine.", |m| &m.observations),
+    ("tokentrail_correlator_undecodable_total", "Input records that could not be decoded.", |m| &m.undecodable),
+    ("tokentrail_correlator_findings_total", "Findings produced (new and updates).", |m| &m.findings),
+    ("tokentrail_correlator_transactions_total", "Transactions committed.", |m| &m.transactions),
+    ("tokentrail_correlator_restores_total", "Partitions restored from the changelog.", |m| &m.restores),
+];
+
+/// The correlator's counters as OTLP instruments reading `metrics`.
+pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
+    EXPORTED
+        .iter()
+        .map(|&(name, description, field)| {
+            let m = Arc::clone(metrics);
+            Instrument::new(Kind::Counter, name, description, move || field(&m).load(Ordering::Relaxed))
+        })
+        .collect()
+}
