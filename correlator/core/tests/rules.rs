@@ -602,7 +602,7 @@ fn uses_from_before_the_agent_watched_are_not_judged() {
 #[test]
 fn an_agents_node_report_is_its_heartbeat() {
     let p = api();
-    let mut heartbeat = |minutes: f64| {
+    let heartbeat = |minutes: f64| {
         let tokentrail_correlator_core::Observation::Node(mut n) = node("worker-1", "10.0.1.11", "10.244.1.0/24")
         else {
             unreachable!()
