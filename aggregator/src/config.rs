@@ -225,6 +225,19 @@ impl GrpcConfig {
     }
 }
 
+impl WebhookConfig {
+    /// Defaults for everything but the address and cluster (TLS still to be chosen).
+    pub fn new(listen: SocketAddr, cluster: impl Into<String>) -> WebhookConfig {
+        WebhookConfig {
+            listen,
+            cluster: cluster.into(),
+            tls: None,
+            max_body_bytes: default_max_body_bytes(),
+            insecure_plaintext: false,
+        }
+    }
+}
+
 impl TlsConfig {
     /// Server TLS without client certificates.
     pub fn new(cert: PathBuf, key: PathBuf) -> TlsConfig {
@@ -276,38 +289,51 @@ impl Config {
             }
         }
         if let Some(g) = &self.grpc {
-            if g.cluster.is_empty() || g.cluster.contains('/') {
-                problems.push("grpc.cluster is empty or contains '/'".into());
-            }
-            if g.tls.as_ref().is_some_and(|t| !t.node_dns_name.contains("{node}")) {
-                problems.push("grpc.tls.node_dns_name must contain {node}".into());
-            }
-            if g.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !g.trust_agent_node_name {
-                problems.push(
-                    "grpc needs tls.client_ca (agents prove their node with a client certificate) or \
-                     trust_agent_node_name: true (tests and trials only)"
-                        .into(),
-                );
-            }
+            g.check(&mut problems);
         }
         if let Some(w) = &self.webhook {
-            if w.cluster.is_empty() || w.cluster.contains('/') {
-                problems.push("webhook.cluster is empty or contains '/'".into());
-            }
-            if w.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !w.insecure_plaintext {
-                problems.push(
-                    "webhook needs tls.client_ca (the apiserver's client certificate) or insecure_plaintext: true"
-                        .into(),
-                );
-            }
-            if w.tls.is_some() && w.insecure_plaintext {
-                problems.push("webhook: tls and insecure_plaintext exclude each other".into());
-            }
+            w.check(&mut problems);
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError(problems))
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// Adds what is wrong with it to `problems`.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            problems.push("grpc.cluster is empty or contains '/'".into());
+        }
+        if self.tls.as_ref().is_some_and(|t| !t.node_dns_name.contains("{node}")) {
+            problems.push("grpc.tls.node_dns_name must contain {node}".into());
+        }
+        if self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !self.trust_agent_node_name {
+            problems.push(
+                "grpc needs tls.client_ca (agents prove their node with a client certificate) or \
+                 trust_agent_node_name: true (tests and trials only)"
+                    .into(),
+            );
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// Adds what is wrong with it to `problems`.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            problems.push("webhook.cluster is empty or contains '/'".into());
+        }
+        if self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !self.insecure_plaintext {
+            problems.push(
+                "webhook needs tls.client_ca (the apiserver's client certificate) or insecure_plaintext: true".into(),
+            );
+        }
+        if self.tls.is_some() && self.insecure_plaintext {
+            problems.push("webhook: tls and insecure_plaintext exclude each other".into());
         }
     }
 }

@@ -35,6 +35,10 @@ pub enum AggregatorError {
     /// The gRPC server could not listen or failed.
     #[error("grpc server")]
     Grpc(#[source] tonic::transport::Error),
+    /// The in-process sink no longer accepts input (`tokentrail standalone` is stopping): the
+    /// sender retries later, against the restarted process.
+    #[error("{0} is closed")]
+    Closed(&'static str),
     /// Listening socket or TLS files.
     #[error("{context}")]
     Io {
@@ -60,7 +64,7 @@ impl AggregatorError {
             AggregatorError::Delivery { source, .. } => {
                 source.rdkafka_error_code() != Some(RDKafkaErrorCode::MessageSizeTooLarge)
             }
-            AggregatorError::Grpc(_) => true,
+            AggregatorError::Grpc(_) | AggregatorError::Closed(_) => true,
             AggregatorError::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }

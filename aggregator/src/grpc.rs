@@ -7,8 +7,8 @@
 //! for the node the agent attests (`{node}.nodes.tokentrail` by default). The agent's projected
 //! token (the `authorization` header) is not verified yet: see the crate's README.
 //!
-//! Per message: the node check and conversion ([`crate::attest`]), the observations produced
-//! and acknowledged by Kafka, then an [`Ack`] with the message's sequence number. Resends are
+//! Per message: the node check and conversion ([`crate::attest`]), the observations delivered
+//! to the [`Sink`] (acknowledged by Kafka, in the aggregator), then an [`Ack`] with the message's sequence number. Resends are
 //! acknowledged again without producing anything.
 
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::attest::{AgentState, Refusal};
 use crate::config::GrpcConfig;
 use crate::error::AggregatorError;
-use crate::sink::{KafkaSink, Pending};
+use crate::sink::Sink;
 use crate::telemetry::Metrics;
 
 /// Agents remembered (highest sequence, held credentials) across reconnections; beyond this the
@@ -47,7 +47,7 @@ impl Server {
     /// true.
     pub async fn bind(
         config: &GrpcConfig,
-        sink: Arc<KafkaSink>,
+        sink: Arc<dyn Sink>,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
@@ -114,7 +114,7 @@ pub struct Service {
     cluster: String,
     /// With mTLS: the DNS name pattern a client certificate must match for its node.
     node_dns_name: Option<String>,
-    sink: Arc<KafkaSink>,
+    sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     agents: Arc<Mutex<HashMap<String, AgentState>>>,
     streams: Arc<Semaphore>,
@@ -227,7 +227,7 @@ impl Service {
                 if let Err(e) = self.produce(&applied.observations).await {
                     // Not durable: forget the agent so its resend is processed again.
                     self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&m.agent_id);
-                    tracing::warn!(error = %e, "attestation not delivered to Kafka");
+                    tracing::warn!(error = %e, "attestation not delivered");
                     return Err(Status::unavailable("observations could not be delivered; resend"));
                 }
             }
@@ -243,12 +243,7 @@ impl Service {
         &self,
         observations: &[tokentrail_proto::observation::v1::Observation],
     ) -> Result<(), AggregatorError> {
-        let mut pending = Pending::default();
-        let mut out = 0;
-        for o in observations {
-            out += self.sink.enqueue_observation(o, &mut pending).await?;
-        }
-        pending.wait().await?;
+        let out = self.sink.deliver(observations, None).await?;
         Metrics::add(&self.metrics.observations_out_total, out);
         self.metrics.cluster(&self.cluster, 0, out);
         Ok(())

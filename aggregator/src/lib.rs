@@ -64,39 +64,68 @@ pub async fn run(
     config.validate()?;
     let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity).await?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut addresses = Bound::default();
-    let mut servers = Vec::new();
-    if let Some(g) = &config.grpc {
-        let server = grpc::Server::bind(g, sink.clone(), metrics.clone(), stop_rx.clone()).await?;
-        addresses.grpc = Some(server.local_addr());
-        servers.push(tokio::spawn(server.serve()));
-    }
-    if let Some(w) = &config.webhook {
-        let server = webhook::Server::bind(w, sink.clone(), metrics.clone(), stop_rx).await?;
-        addresses.webhook = server.local_addr();
-        servers.push(tokio::spawn(server.serve()));
-    }
+    let servers =
+        Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx).await?;
     if let Some(tx) = bound {
-        let _ = tx.send(addresses);
+        let _ = tx.send(servers.bound);
     }
     let audit = pipeline::run_audit(&config.kafka, sink.clone(), metrics, async {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
     let result = audit.await;
-    // The audit path ends on shutdown or on an error: either way the server stops too.
+    // The audit path ends on shutdown or on an error: either way the servers stop too.
     let _ = stop_tx.send(true);
-    for mut task in servers {
-        // Streams end at once on shutdown; a connection that does not close is not waited for.
-        match tokio::time::timeout(Duration::from_secs(10), &mut task).await {
-            Ok(Ok(Err(e))) if result.is_ok() => return Err(e),
-            Ok(_) => {}
-            Err(_) => {
-                tracing::warn!("connections still open after 10 s: closing them");
-                task.abort();
+    let stopped = servers.finish().await;
+    sink.flush(Duration::from_secs(10));
+    result.and(stopped)
+}
+
+/// The attestation server and the audit webhook, serving into one [`sink::Sink`]: the
+/// aggregator's Kafka producer, or `tokentrail standalone`'s in-process queue.
+pub struct Servers {
+    /// Where they listen.
+    pub bound: Bound,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), AggregatorError>>>,
+}
+
+impl Servers {
+    /// Binds and starts the configured servers; they stop when `stop` turns true.
+    pub async fn start(
+        grpc: Option<&config::GrpcConfig>,
+        webhook: Option<&config::WebhookConfig>,
+        sink: Arc<dyn sink::Sink>,
+        metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Servers, AggregatorError> {
+        let mut servers = Servers { bound: Bound::default(), tasks: Vec::new() };
+        if let Some(g) = grpc {
+            let server = grpc::Server::bind(g, sink.clone(), metrics.clone(), stop.clone()).await?;
+            servers.bound.grpc = Some(server.local_addr());
+            servers.tasks.push(tokio::spawn(server.serve()));
+        }
+        if let Some(w) = webhook {
+            let server = webhook::Server::bind(w, sink, metrics, stop).await?;
+            servers.bound.webhook = server.local_addr();
+            servers.tasks.push(tokio::spawn(server.serve()));
+        }
+        Ok(servers)
+    }
+
+    /// Waits for the servers to stop (after `stop` turned true): the first error, if any.
+    pub async fn finish(self) -> Result<(), AggregatorError> {
+        let mut result = Ok(());
+        for mut task in self.tasks {
+            // Streams end at once on shutdown; a connection that does not close is not waited for.
+            match tokio::time::timeout(Duration::from_secs(10), &mut task).await {
+                Ok(Ok(Err(e))) if result.is_ok() => result = Err(e),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("connections still open after 10 s: closing them");
+                    task.abort();
+                }
             }
         }
+        result
     }
-    sink.flush(Duration::from_secs(10));
-    result
 }

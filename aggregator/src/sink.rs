@@ -6,6 +6,8 @@
 //! has acknowledged every one of them (or says which failed). The audit pipeline commits its
 //! input offsets, and the gRPC server sends its acks, only after that.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use tokentrail_proto::observation::v1 as pb;
 
+use crate::attest::PodNodes;
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
 use crate::route::{home_partition, Directory, Route, BROADCAST_HEADER, HOME_HEADER};
@@ -56,6 +59,18 @@ pub struct DeadLetter<'a> {
     pub decoded_events: u64,
     /// Cluster, if known.
     pub cluster: Option<&'a str>,
+}
+
+/// A delivery under way; resolves to the number of records it became.
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<u64, AggregatorError>> + Send + 'a>>;
+
+/// Where the servers ([`crate::grpc`], [`crate::webhook`]) deliver what they decoded: the
+/// [`KafkaSink`] in the aggregator, an in-process queue in `tokentrail standalone`. It also knows
+/// where the audit log placed pods ([`PodNodes`]), for the attestation node check.
+pub trait Sink: PodNodes + Send + Sync {
+    /// Delivers `observations` and, for a request with problems, its `dead_letter`; resolves
+    /// once they may be acknowledged to the sender (for Kafka: once the broker has them).
+    fn deliver<'a>(&'a self, observations: &'a [pb::Observation], dead_letter: Option<DeadLetter<'a>>) -> Delivery<'a>;
 }
 
 /// Delivery futures of enqueued records.
@@ -249,8 +264,25 @@ impl KafkaSink {
     }
 }
 
-impl crate::attest::PodNodes for KafkaSink {
+impl PodNodes for KafkaSink {
     fn node_of(&self, cluster: &str, pod_uid: &str) -> Option<String> {
         self.pod_node(cluster, pod_uid)
+    }
+}
+
+impl Sink for KafkaSink {
+    fn deliver<'a>(&'a self, observations: &'a [pb::Observation], dead_letter: Option<DeadLetter<'a>>) -> Delivery<'a> {
+        Box::pin(async move {
+            let mut pending = Pending::default();
+            let mut out = 0;
+            for o in observations {
+                out += self.enqueue_observation(o, &mut pending).await?;
+            }
+            if let Some(dead) = &dead_letter {
+                self.enqueue_dead_letter(dead, &mut pending).await?;
+            }
+            pending.wait().await?;
+            Ok(out)
+        })
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! A body larger than `max_body_bytes` is refused with 413 before it is read in full. Otherwise
 //! it is decoded like a raw Kafka record; its observations (and, for a body with problems, the
-//! body itself as a dead letter) are produced, and the answer is 200 only once the broker has
-//! acknowledged them: on 503 the apiserver's webhook backend retries the batch (at-least-once).
+//! body itself as a dead letter) are delivered to the [`Sink`], and the answer is 200 only once
+//! it has them (the aggregator's: once the broker has acknowledged them): on 503 the apiserver's webhook backend retries the batch (at-least-once).
 //!
 //! TLS is rustls (ring, as everywhere else) with ALPN `h2` and `http/1.1`; with `client_ca`
 //! every client must present a certificate that CA signed (the apiserver's
@@ -28,7 +28,7 @@ use tokio_rustls::rustls;
 
 use crate::config::{TlsConfig, WebhookConfig};
 use crate::error::AggregatorError;
-use crate::sink::{DeadLetter, KafkaSink, Pending};
+use crate::sink::{DeadLetter, Sink};
 use crate::telemetry::Metrics;
 use crate::{source, wire};
 
@@ -38,7 +38,7 @@ pub const WEBHOOK_SOURCE: &str = "webhook";
 struct Shared {
     cluster: String,
     max_body_bytes: usize,
-    sink: Arc<KafkaSink>,
+    sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
 }
 
@@ -54,7 +54,7 @@ impl Server {
     /// Binds the socket and reads the TLS files.
     pub async fn bind(
         config: &WebhookConfig,
-        sink: Arc<KafkaSink>,
+        sink: Arc<dyn Sink>,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
@@ -157,25 +157,18 @@ fn acceptor(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, AggregatorError>
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// `POST /audit`: decode, produce, answer once acknowledged.
+/// `POST /audit`: decode, deliver, answer once delivered.
 async fn receive(State(w): State<Arc<Shared>>, body: Bytes) -> (StatusCode, &'static str) {
     Metrics::inc(&w.metrics.records_in_total);
     let decoded = source::decode_record(&body, w.max_body_bytes);
     let stats = &decoded.sink.stats;
     Metrics::add(&w.metrics.events_decoded_total, stats.events);
     Metrics::add(&w.metrics.decode_errors_total, stats.errors.max(u64::from(decoded.error.is_some())));
-    let mut pending = Pending::default();
-    let mut out = 0;
-    for o in &decoded.sink.observations {
-        match w.sink.enqueue_observation(&wire::to_proto(&w.cluster, o), &mut pending).await {
-            Ok(n) => out += n,
-            Err(e) => return unavailable(&e),
-        }
-    }
-    if let Some(error) = &decoded.error {
+    let observations: Vec<_> = decoded.sink.observations.iter().map(|o| wire::to_proto(&w.cluster, o)).collect();
+    let dead = decoded.error.as_deref().map(|error| {
         tracing::warn!(%error, "webhook batch with problems: dead letter");
         Metrics::inc(&w.metrics.dead_letters_total);
-        let dead = DeadLetter {
+        DeadLetter {
             key: None,
             value: &body,
             error,
@@ -184,20 +177,19 @@ async fn receive(State(w): State<Arc<Shared>>, body: Bytes) -> (StatusCode, &'st
             offset: -1,
             decoded_events: stats.events,
             cluster: Some(&w.cluster),
-        };
-        if let Err(e) = w.sink.enqueue_dead_letter(&dead, &mut pending).await {
-            return unavailable(&e);
         }
+    });
+    match w.sink.deliver(&observations, dead).await {
+        Ok(out) => {
+            Metrics::add(&w.metrics.observations_out_total, out);
+            w.metrics.cluster(&w.cluster, 1, out);
+            (StatusCode::OK, "")
+        }
+        Err(e) => unavailable(&e),
     }
-    if let Err(e) = pending.wait().await {
-        return unavailable(&e);
-    }
-    Metrics::add(&w.metrics.observations_out_total, out);
-    w.metrics.cluster(&w.cluster, 1, out);
-    (StatusCode::OK, "")
 }
 
 fn unavailable(e: &AggregatorError) -> (StatusCode, &'static str) {
-    tracing::warn!(error = %e, "webhook batch not delivered to Kafka; the apiserver will retry");
+    tracing::warn!(error = %e, "webhook batch not delivered; the apiserver will retry");
     (StatusCode::SERVICE_UNAVAILABLE, "observations could not be delivered; retry\n")
 }
