@@ -1,9 +1,14 @@
 //! The forensic driver behind `tokentrail analyze`: evidence files in, a [`Report`] out.
 //!
 //! A thin loop around the pure pieces. The calling thread reads files in large newline-aligned
-//! chunks (documents whole), decoder threads turn chunks into observations, and one engine thread
-//! folds them in. The engine does not care about order, so nothing is re-sequenced; memory is
-//! the engine's (pods, credentials, addresses) plus a few chunks in flight.
+//! chunks (documents whole) and decoder threads turn chunks into observations. Token uses, nearly
+//! all of an audit log, are folded right there on the decoder threads, into a few engines split
+//! by service account (each locked only while a batch is folded), so the work is spread over the
+//! cores and every string is freed by the thread that allocated it. Everything else (pods, nodes,
+//! mints, Secret reads) goes to one engine thread, which at the end takes over the token uses of
+//! the shards and evaluates the rules. The engine does not care about order, so nothing is
+//! re-sequenced; memory is the engines' (pods, credentials, addresses) plus a few chunks in
+//! flight.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,6 +17,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink};
+use tokentrail_correlator_core::observation::{ServiceAccountRef, TokenUse};
 use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
 
 use crate::evidence::{self, EvidenceFile};
@@ -146,8 +152,53 @@ enum Job {
 
 struct Decoded {
     file: usize,
+    /// The observations other than token uses (which the decoder folded itself), and the counts.
     sink: Sink,
     problems: Vec<(Option<u64>, String)>,
+    /// Token uses outside `--since`/`--until`.
+    filtered: u64,
+}
+
+/// Engines that fold token uses, split by service account. All stages of one request share
+/// its user, so each engine sees every stage of its requests and folds them exactly; and the
+/// groups the rules read (service account, credential, client) never straddle two engines.
+struct UseShards {
+    engines: Vec<Mutex<Engine>>,
+}
+
+impl UseShards {
+    /// `n` engines which between them keep as many recent audit IDs as one engine would.
+    fn new(n: usize, config: &EngineConfig) -> UseShards {
+        let config = EngineConfig { dedup_capacity: (config.dedup_capacity / n).max(1), ..config.clone() };
+        UseShards { engines: (0..n).map(|_| Mutex::new(Engine::new(config.clone()))).collect() }
+    }
+
+    fn shard_of(&self, sa: &ServiceAccountRef) -> usize {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        (hasher.hash_one(sa) % self.engines.len() as u64) as usize
+    }
+
+    /// Folds a batch of token uses, taking each shard's lock once.
+    fn fold(&self, uses: Vec<TokenUse>) {
+        let mut batches: Vec<Vec<TokenUse>> = (0..self.engines.len()).map(|_| Vec::new()).collect();
+        for u in uses {
+            batches[self.shard_of(&u.serviceaccount)].push(u);
+        }
+        for (engine, batch) in self.engines.iter().zip(batches) {
+            if batch.is_empty() {
+                continue;
+            }
+            let mut engine = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for u in batch {
+                engine.observe(Observation::TokenUse(u));
+            }
+        }
+    }
+
+    fn into_engines(self) -> impl Iterator<Item = Engine> {
+        self.engines.into_iter().map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 /// Size of the chunks handed to decoder threads.
@@ -180,6 +231,9 @@ pub fn analyze(
         filtered: 0,
     };
 
+    // A few more shards than decoders, so two decoders rarely wait for the same lock.
+    let shards = UseShards::new(options.decoders.max(1) * 4, &options.engine);
+
     let outcomes = std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(options.decoders * 2);
         let (out_tx, out_rx) = sync_channel::<Decoded>(options.decoders * 2);
@@ -187,7 +241,8 @@ pub fn analyze(
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..options.decoders.max(1) {
             let (rx, tx, pool) = (Arc::clone(&job_rx), out_tx.clone(), pool_tx.clone());
-            scope.spawn(move || decoder(&rx, &tx, &pool));
+            let shards = &shards;
+            scope.spawn(move || decoder(&rx, &tx, &pool, shards, options));
         }
         drop(pool_tx);
         drop(out_tx);
@@ -229,6 +284,9 @@ pub fn analyze(
         summary.problems = *problems;
     }
     let Folded { mut engine, decode, problems, filtered, .. } = folded;
+    for shard in shards.into_engines() {
+        engine.absorb_uses(shard);
+    }
     Analysis { report: engine.report(), decode, files: summaries, problems, filtered }
 }
 
@@ -258,6 +316,7 @@ impl Folded {
         self.per_file[d.file].0 += d.sink.stats.events;
         self.per_file[d.file].1 += d.sink.stats.errors;
         self.decode.merge(&d.sink.stats);
+        self.filtered += d.filtered;
         for obs in d.sink.observations {
             if in_window(&obs, options.since, options.until) {
                 self.engine.observe(obs);
@@ -291,8 +350,11 @@ fn in_window(obs: &Observation, since: Option<Timestamp>, until: Option<Timestam
             | Observation::PodAccess(_)
             | Observation::SecretRead(_)
     );
-    let t = obs.time();
-    !is_request || (since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u))
+    !is_request || within(obs.time(), since, until)
+}
+
+fn within(t: Timestamp, since: Option<Timestamp>, until: Option<Timestamp>) -> bool {
+    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
 }
 
 /// What became of one file.
@@ -426,7 +488,13 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &Sender<Vec<u8>>) {
+fn decoder(
+    jobs: &Arc<Mutex<Receiver<Job>>>,
+    out: &SyncSender<Decoded>,
+    pool: &Sender<Vec<u8>>,
+    shards: &UseShards,
+    options: &AnalyzeOptions,
+) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -444,7 +512,7 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &S
                 let mut sink = Sink::new();
                 sink.stats.errors += 1;
                 let message = format!("line longer than {} MiB skipped", limit >> 20);
-                Decoded { file, sink, problems: vec![(Some(line), message)] }
+                Decoded { file, sink, problems: vec![(Some(line), message)], filtered: 0 }
             }
             Job::Document { file, bytes } => {
                 let mut sink = Sink::new();
@@ -461,9 +529,10 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &S
                         (line, message)
                     })
                     .collect();
-                Decoded { file, sink, problems }
+                Decoded { file, sink, problems, filtered: 0 }
             }
         };
+        let decoded = fold_token_uses(decoded, shards, options);
         if out.send(decoded).is_err() {
             return;
         }
@@ -492,5 +561,21 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8]) -> Decoded {
             problems.push((Some(line), message));
         }
     }
-    Decoded { file, sink, problems }
+    Decoded { file, sink, problems, filtered: 0 }
+}
+
+/// Folds the token uses of a decoded chunk into the shards; the rest goes on to the engine thread.
+fn fold_token_uses(mut decoded: Decoded, shards: &UseShards, options: &AnalyzeOptions) -> Decoded {
+    let mut uses = Vec::with_capacity(decoded.sink.observations.len());
+    let mut rest = Vec::new();
+    for obs in std::mem::take(&mut decoded.sink.observations) {
+        match obs {
+            Observation::TokenUse(u) if within(u.time, options.since, options.until) => uses.push(u),
+            Observation::TokenUse(_) => decoded.filtered += 1,
+            other => rest.push(other),
+        }
+    }
+    shards.fold(uses);
+    decoded.sink.observations = rest;
+    decoded
 }

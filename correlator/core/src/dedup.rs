@@ -7,11 +7,12 @@
 //! and memory stays constant however long the log is. IDs are kept as 64-bit hashes: a
 //! collision would need about four billion IDs in the window.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
-/// The set's keys are already SipHash outputs: hashing them again would only cost time.
+use crate::hash::persistent_hash;
+
+/// The set's keys are already hashes: hashing them again would only cost time.
 #[derive(Default)]
 struct PreHashed(u64);
 
@@ -82,11 +83,8 @@ impl RecentIds {
         if audit_id.is_empty() {
             return true;
         }
-        // DefaultHasher::new() uses fixed keys, so the fold is the same on every run.
-        let mut h = DefaultHasher::new();
-        kind.hash(&mut h);
-        audit_id.hash(&mut h);
-        let key = h.finish();
+        // A fixed seed: the window is persisted as these hashes.
+        let key = persistent_hash((kind, audit_id));
         if !self.set.insert(key) {
             return false;
         }

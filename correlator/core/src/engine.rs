@@ -6,6 +6,7 @@
 //! event time and aggregates are order-independent, feeding the same evidence in any order gives
 //! the same report.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -13,6 +14,7 @@ use crate::activity::{Access, Mints, SecretReads};
 use crate::attestation::Attestations;
 use crate::config::EngineConfig;
 use crate::dedup::RecentIds;
+use crate::hash::FastMap;
 use crate::model::Model;
 use crate::net::client_address;
 use crate::observation::{
@@ -49,7 +51,7 @@ pub struct Engine {
     recent: RecentIds,
     pub(crate) model: Model,
     #[serde(with = "crate::pairs")]
-    pub(crate) uses: HashMap<UseKey, UseGroup>,
+    pub(crate) uses: FastMap<UseKey, UseGroup>,
     #[serde(with = "crate::pairs")]
     pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
     pub(crate) accesses: Vec<Access>,
@@ -83,7 +85,7 @@ impl Engine {
             recent: RecentIds::new(config.dedup_capacity),
             config,
             model: Model::default(),
-            uses: HashMap::new(),
+            uses: FastMap::default(),
             failures: HashMap::new(),
             accesses: Vec::new(),
             secret_reads: HashMap::new(),
@@ -182,6 +184,27 @@ impl Engine {
             CredentialKey::from_owned(std::mem::replace(&mut u.credential, Credential::Unknown));
         let key = UseKey { serviceaccount: std::mem::take(&mut u.serviceaccount), credential, client };
         self.uses.entry(key).or_default().add(&u, pod_name, node, &forged);
+    }
+
+    /// Takes over the token uses another engine folded. `analyze` spreads token uses over
+    /// several engines by service account, so each folds every stage of its requests on its own
+    /// thread, and gathers them here before the report; the result is what folding those uses
+    /// here would have made. The other engine must have been given token uses and nothing else.
+    pub fn absorb_uses(&mut self, other: Engine) {
+        let Engine { uses, model, stats, latest, .. } = other;
+        for (key, group) in uses {
+            match self.uses.entry(key) {
+                Entry::Occupied(mut mine) => mine.get_mut().merge(group),
+                Entry::Vacant(slot) => {
+                    slot.insert(group);
+                }
+            }
+        }
+        self.model.pods.absorb_sightings(model.pods);
+        self.stats.observations += stats.observations;
+        self.stats.token_uses += stats.token_uses;
+        self.stats.duplicate_stages += stats.duplicate_stages;
+        self.latest = self.latest.max(latest);
     }
 
     /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a

@@ -21,6 +21,7 @@ pub mod dedup;
 pub mod emit;
 pub mod engine;
 pub mod finding;
+pub mod hash;
 pub mod model;
 pub mod net;
 pub mod observation;

@@ -158,6 +158,23 @@ impl UseGroup {
         self.over_time.add(u.time);
     }
 
+    /// Folds in another group of the same key (uses folded on another thread): the result is
+    /// the group that folding both groups' uses one by one would have made.
+    pub fn merge(&mut self, other: UseGroup) {
+        self.uses.merge(&other.uses);
+        self.serviceaccount_uid = self.serviceaccount_uid.take().or(other.serviceaccount_uid);
+        self.pod_name = self.pod_name.take().or(other.pod_name);
+        self.node = self.node.take().or(other.node);
+        self.forwarded.merge(&other.forwarded);
+        for ip in other.forwarded_ips {
+            if self.forwarded_ips.len() < FORWARDED_IPS_KEPT {
+                self.forwarded_ips.insert(ip);
+            }
+        }
+        self.stale.merge(&other.stale);
+        self.over_time.merge(&other.over_time);
+    }
+
     /// First use.
     pub fn first(&self) -> Timestamp {
         self.uses.first
@@ -197,11 +214,16 @@ impl TimeBuckets {
 
     /// Counts one event at `t`.
     pub fn add(&mut self, t: Timestamp) {
+        self.add_n(t, 1);
+    }
+
+    /// Counts `n` events at `t`.
+    fn add_n(&mut self, t: Timestamp, n: u32) {
         loop {
             let at = t.0.div_euclid(self.width);
             if self.counts.is_empty() {
                 self.start = Timestamp(at * self.width);
-                self.counts.push(1);
+                self.counts.push(n);
                 return;
             }
             let first = self.start.0.div_euclid(self.width);
@@ -217,10 +239,25 @@ impl TimeBuckets {
                     self.counts.resize((at - first + 1) as usize, 0);
                 }
                 let slot = &mut self.counts[(at - lo) as usize];
-                *slot = slot.saturating_add(1);
+                *slot = slot.saturating_add(n);
                 return;
             }
             self.coarsen();
+        }
+    }
+
+    /// Adds another set of buckets. Widths are powers of two aligned to the epoch, so once this
+    /// one is at least as wide, each of the other's buckets falls whole into one of these: the
+    /// result is exactly what counting both sets' events one by one would give.
+    pub fn merge(&mut self, other: &TimeBuckets) {
+        if other.counts.is_empty() {
+            return;
+        }
+        while self.width < other.width {
+            self.coarsen();
+        }
+        for (from, _, n) in other.iter() {
+            self.add_n(from, n);
         }
     }
 
@@ -288,6 +325,21 @@ mod tests {
         assert_eq!(b.iter().map(|(_, _, n)| u64::from(n)).sum::<u64>(), 1000);
         // 13,000 s over at most 64 buckets: 256 s is the narrowest power of two that fits.
         assert_eq!(b.width(), 256 * SECOND);
+    }
+
+    #[test]
+    fn merged_buckets_equal_the_buckets_of_all_the_uses() {
+        let times: Vec<i64> = (0..400).map(|i| (i * i * 7919) % (900 * MINUTE) + 3 * MINUTE).collect();
+        let whole = buckets(&times);
+        for split in [0, 1, 7, 133, 399, 400] {
+            let (a, b) = times.split_at(split);
+            let (mut left, right) = (buckets(a), buckets(b));
+            left.merge(&right);
+            assert_eq!(left, whole, "split at {split}");
+            let (left, mut right) = (buckets(a), buckets(b));
+            right.merge(&left);
+            assert_eq!(right, whole, "split at {split}, merged the other way");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use tokentrail_correlator_core::observation::Stage;
-use tokentrail_correlator_core::Observation;
+use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report};
 
 /// A scenario that exercises every rule family at once.
 fn incident() -> Vec<Observation> {
@@ -75,7 +75,10 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
 }
 
 fn findings_json(obs: Vec<Observation>) -> String {
-    let report = run(obs);
+    report_json(&run(obs))
+}
+
+fn report_json(report: &Report) -> String {
     serde_json::to_string_pretty(&report.findings).unwrap()
         + &serde_json::to_string(&report.usage).unwrap()
         + &serde_json::to_string(&report.coverage).unwrap()
@@ -115,4 +118,31 @@ fn reversing_the_evidence_does_not_change_the_report() {
     let mut reversed = evidence.clone();
     reversed.reverse();
     assert!(findings_json(reversed) == findings_json(evidence));
+}
+
+/// `analyze` folds token uses in several engines at once and gathers them into one before the
+/// report: that must give the report one engine would. The split here is harsher than analyze's
+/// (by audit ID, not by service account), so one credential's uses from one address land in
+/// several engines and their groups must merge exactly.
+#[test]
+fn token_uses_folded_apart_and_absorbed_give_the_same_report() {
+    let evidence = incident();
+    let reference = findings_json(evidence.clone());
+    for shards in [2u64, 3, 7] {
+        let mut main = Engine::new(EngineConfig::default());
+        let mut apart: Vec<Engine> = (0..shards).map(|_| Engine::new(EngineConfig::default())).collect();
+        for obs in evidence.clone() {
+            match &obs {
+                Observation::TokenUse(u) => {
+                    let shard = u.audit_id.bytes().fold(shards, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    apart[(shard % shards) as usize].observe(obs);
+                }
+                _ => main.observe(obs),
+            }
+        }
+        for engine in apart {
+            main.absorb_uses(engine);
+        }
+        assert!(report_json(&main.report()) == reference, "{shards} engines changed the report");
+    }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use crate::hash::FastMap;
 use crate::observation::{FactSource, PodEvent, PodFact};
 use crate::time::{Timestamp, MINUTE};
 
@@ -76,7 +77,7 @@ impl Pod {
 /// All pods, with indexes by name and address.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pods {
-    by_uid: HashMap<String, Pod>,
+    by_uid: FastMap<String, Pod>,
     #[serde(with = "crate::pairs")]
     uids_by_name: HashMap<(String, String), BTreeSet<String>>,
     #[serde(with = "crate::pairs")]
@@ -113,6 +114,16 @@ impl Pods {
             ..PodFact::default()
         };
         self.apply_to(uid, &fact);
+    }
+
+    /// Takes over the pods another set learned only from bound tokens' uses
+    /// ([`Pods::note_bound`]), as if those uses had been noted here.
+    pub fn absorb_sightings(&mut self, other: Pods) {
+        for pod in other.by_uid.into_values() {
+            let node = pod.node.as_deref();
+            self.note_bound(&pod.uid, &pod.namespace, &pod.name, node, pod.first_seen);
+            self.note_bound(&pod.uid, &pod.namespace, &pod.name, node, pod.last_seen);
+        }
     }
 
     fn apply_to(&mut self, uid: &str, fact: &PodFact) {
