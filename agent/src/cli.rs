@@ -5,23 +5,32 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokentrail_proto::otlp;
+use tokentrail_proto::{config_file, otlp};
 
+use crate::config::{FileConfig, TlsFile};
 use crate::pipeline::Config;
 use crate::telemetry::Metrics;
 
 /// Run the node agent: attest the service-account tokens on this node to the aggregator.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The kubelet pods directory (mounted read-only into the agent's pod).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet/pods")]
-    pub kubelet_dir: PathBuf,
+    /// Configuration file (JSON, the keys of [`FileConfig`]); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check this configuration file, report every problem in it, and exit (0: valid, 2: not)
+    /// without starting anything.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
+    /// The kubelet pods directory (mounted read-only into the agent's pod) [default:
+    /// /var/lib/kubelet/pods].
+    #[arg(long, value_name = "DIR")]
+    pub kubelet_dir: Option<PathBuf>,
     /// This node's name (downward API `spec.nodeName`); defaults to $NODE_NAME.
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     /// The aggregator's attestation endpoint, e.g. `http://tokentrail-aggregator:7443`.
-    #[arg(long, value_name = "URL")]
-    pub aggregator: String,
+    #[arg(long, value_name = "URL", required_unless_present_any = ["config", "check_config"])]
+    pub aggregator: Option<String>,
     /// A file holding the agent's own token for the aggregator, sent as a bearer token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -37,18 +46,19 @@ pub struct Args {
     /// Name to verify in the aggregator's certificate, when not the URL's host.
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
-    /// Full rescan period, the safety net behind inotify.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub rescan_interval: Duration,
-    /// Unacknowledged attestations kept for resending; the oldest are dropped beyond it.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub queue_capacity: usize,
-    /// Largest token file read, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
-    pub max_token_bytes: u64,
-    /// Longest reconnect delay.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub max_backoff: Duration,
+    /// Full rescan period, the safety net behind inotify [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub rescan_interval: Option<Duration>,
+    /// Unacknowledged attestations kept for resending; the oldest are dropped beyond it
+    /// [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub queue_capacity: Option<usize>,
+    /// Largest token file read, in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_token_bytes: Option<u64>,
+    /// Longest reconnect delay [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_backoff: Option<Duration>,
     /// Do not ask the Kubernetes API for pods and the node: attest token files only.
     #[arg(long)]
     pub no_kube: bool,
@@ -65,30 +75,60 @@ pub struct Args {
 }
 
 impl Args {
-    /// The agent's configuration from the flags (and $NODE_NAME).
+    /// The settings: the file (if any), then the flags.
+    pub fn file_config(&self) -> Result<FileConfig, String> {
+        let mut f = match (&self.config, &self.aggregator) {
+            (Some(path), _) => config_file::check_file(path, FileConfig::problems)
+                .map_err(|problems| format!("{}: {}", path.display(), config_file::one_line(&problems)))?,
+            (None, Some(aggregator)) => FileConfig::new(aggregator.clone()),
+            (None, None) => return Err("--aggregator or --config is required".into()),
+        };
+        let or = |flag: &Option<PathBuf>, file: &mut Option<PathBuf>| {
+            if flag.is_some() {
+                file.clone_from(flag);
+            }
+        };
+        if let Some(a) = &self.aggregator {
+            f.aggregator.clone_from(a);
+        }
+        if let Some(d) = &self.kubelet_dir {
+            f.kubelet_dir.clone_from(d);
+        }
+        if self.node.is_some() {
+            f.node.clone_from(&self.node);
+        }
+        or(&self.token_file, &mut f.token_file);
+        match (&self.tls_ca, &mut f.tls) {
+            (Some(ca), tls) => {
+                let t = tls.get_or_insert_with(|| TlsFile { ca: ca.clone(), cert: None, key: None, server_name: None });
+                t.ca.clone_from(ca);
+            }
+            (None, None) if self.tls_cert.is_some() => return Err("--tls-cert needs --tls-ca".into()),
+            _ => {}
+        }
+        if let Some(t) = &mut f.tls {
+            or(&self.tls_cert, &mut t.cert);
+            or(&self.tls_key, &mut t.key);
+            if self.tls_server_name.is_some() {
+                t.server_name.clone_from(&self.tls_server_name);
+            }
+        }
+        f.rescan_interval = self.rescan_interval.unwrap_or(f.rescan_interval);
+        f.queue_capacity = self.queue_capacity.unwrap_or(f.queue_capacity);
+        f.max_token_bytes = self.max_token_bytes.unwrap_or(f.max_token_bytes);
+        f.max_backoff = self.max_backoff.unwrap_or(f.max_backoff);
+        f.kube &= !self.no_kube;
+        f.inotify &= !self.no_inotify;
+        let problems = f.problems();
+        if !problems.is_empty() {
+            return Err(config_file::one_line(&problems));
+        }
+        Ok(f)
+    }
+
+    /// The agent's configuration from the file, the flags and $NODE_NAME.
     pub fn config(&self) -> Result<Config, String> {
-        let node = match &self.node {
-            Some(n) => n.clone(),
-            None => std::env::var("NODE_NAME").map_err(|_| "--node or $NODE_NAME is required".to_string())?,
-        };
-        let mut c = Config::new(self.kubelet_dir.clone(), node, self.aggregator.clone());
-        c.rescan_interval = self.rescan_interval;
-        c.queue_capacity = self.queue_capacity;
-        c.limits.max_token_bytes = self.max_token_bytes;
-        c.sender.backoff_max = self.max_backoff;
-        c.sender.bearer_token_file = self.token_file.clone();
-        c.inotify = !self.no_inotify;
-        c.sender.tls = match (&self.tls_ca, &self.tls_cert) {
-            (Some(ca), _) => Some(crate::sender::TlsFiles {
-                ca: ca.clone(),
-                cert: self.tls_cert.clone(),
-                key: self.tls_key.clone(),
-                server_name: self.tls_server_name.clone(),
-            }),
-            (None, Some(_)) => return Err("--tls-cert needs --tls-ca".into()),
-            (None, None) => None,
-        };
-        Ok(c)
+        self.file_config()?.into_config(std::env::var("NODE_NAME").ok())
     }
 }
 
@@ -125,9 +165,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs `tokentrail agent` until SIGTERM or ctrl-c. Exit 0 after a clean shutdown, 2 for bad
 /// flags, 1 when the agent cannot run.
 pub fn main(args: Args) -> ExitCode {
+    if let Some(path) = &args.check_config {
+        return config_file::check_config_command(path, FileConfig::problems);
+    }
     let level = if args.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
     let _ = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(std::io::stderr).try_init();
-    let config = match args.config() {
+    let (config, kube) = match args.file_config().and_then(|f| {
+        let kube = f.kube;
+        f.into_config(std::env::var("NODE_NAME").ok()).map(|c| (c, kube))
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tokentrail agent: {e}");
@@ -153,13 +199,14 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let no_kube = args.no_kube;
     let result = runtime.block_on(async move {
-        let pods = if no_kube {
+        let pods = if !kube {
             None
         } else {
             // In-cluster service account (or $KUBECONFIG when run by hand).
-            let client = kube::Client::try_default().await.map_err(|e| crate::AgentError::Config(format!("kubernetes client: {e}")))?;
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| crate::AgentError::Config(format!("kubernetes client: {e}")))?;
             let (tx, rx) = tokio::sync::mpsc::channel(256);
             tokio::spawn(crate::kube_source::run(client, config.node_name.clone(), tx));
             Some(rx)

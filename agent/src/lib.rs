@@ -21,6 +21,7 @@
 //! * [`watch`]: inotify (driver).
 //! * [`sender`]: the gRPC client (driver).
 //! * [`pipeline`]: [`run`], the loop that ties them together (driver).
+//! * [`config`]: the configuration file (the flags' settings as JSON) and its checks.
 //! * [`cli`]: `tokentrail agent` flags and process setup.
 //!
 //! Not built yet (issue 4): metrics export (the counters are in [`telemetry`]).
@@ -28,6 +29,7 @@
 pub mod backoff;
 pub mod claims;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod kube_source;
 pub mod layout;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tokentrail_proto::otlp;
+use tokentrail_proto::{config_file, otlp};
 
 use crate::config::{AuditTopic, Config, GrpcConfig, KafkaConfig, TlsConfig};
 use crate::telemetry::Metrics;
@@ -18,6 +18,10 @@ pub struct Args {
     /// Configuration file (JSON); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check this configuration file, report every problem in it, and exit (0: valid, 2: not)
+    /// without starting anything.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
     /// Kafka `bootstrap.servers`.
     #[arg(long, value_name = "HOST:PORT,...")]
     pub bootstrap_servers: Option<String>,
@@ -104,6 +108,9 @@ impl Args {
 /// Runs `tokentrail aggregator` until SIGTERM or ctrl-c. Exit 0 after a clean shutdown, 2 for a
 /// bad configuration, 1 when it cannot run (75, EX_TEMPFAIL, when a restart may help).
 pub fn main(args: Args) -> ExitCode {
+    if let Some(path) = &args.check_config {
+        return config_file::check_config_command(path, Config::problems);
+    }
     let level = if args.verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
     let _ = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(std::io::stderr).try_init();
     let config = match args.config() {

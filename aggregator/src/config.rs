@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use tokentrail_proto::config_file::{self, Problem};
+
 use crate::error::ConfigError;
 
 /// Everything the aggregator needs to run.
@@ -251,41 +253,55 @@ impl Config {
         Config { kafka, grpc: None, webhook: None, directory_capacity: default_directory_capacity() }
     }
 
-    /// Parses a JSON configuration file's text.
+    /// Parses a JSON configuration file's text, reporting every problem at once.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
-        config.validate()?;
-        Ok(config)
+        config_file::check(text, Config::problems).map_err(ConfigError::from)
     }
 
     /// Checks what serde cannot, reporting every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::from(problems))
+        }
+    }
+
+    /// Every problem serde cannot see, each with its key path.
+    pub fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         let k = &self.kafka;
         if k.bootstrap_servers.trim().is_empty() {
-            problems.push("kafka.bootstrap_servers is empty".to_string());
+            problems.push(Problem::new("kafka.bootstrap_servers", "is empty"));
         }
         for (name, topic) in
             [("observations_topic", &k.observations_topic), ("dead_letter_topic", &k.dead_letter_topic)]
         {
             if topic.is_empty() {
-                problems.push(format!("kafka.{name} is empty"));
+                problems.push(Problem::new(format!("kafka.{name}"), "is empty"));
             }
             if k.audit_topics.iter().any(|t| &t.topic == topic) {
-                problems.push(format!("kafka.{name} {topic:?} is also an audit topic"));
+                problems.push(Problem::new(format!("kafka.{name}"), format!("{topic:?} is also an audit topic")));
             }
         }
         if k.batch_records == 0 {
-            problems.push("kafka.batch_records must be at least 1".into());
+            problems.push(Problem::new("kafka.batch_records", "must be at least 1"));
         }
-        for t in &k.audit_topics {
+        for (i, t) in k.audit_topics.iter().enumerate() {
+            if t.topic.is_empty() {
+                problems.push(Problem::new(format!("kafka.audit_topics[{i}].topic"), "is empty"));
+            }
             if t.cluster.as_deref().is_some_and(|c| c.is_empty() || c.contains('/')) {
-                problems.push(format!("cluster of audit topic {:?} is empty or contains '/'", t.topic));
+                problems.push(Problem::new(format!("kafka.audit_topics[{i}].cluster"), "is empty or contains '/'"));
             }
         }
         for key in k.client.keys() {
             if ["group.id", "enable.auto.commit", "bootstrap.servers", "enable.idempotence"].contains(&key.as_str()) {
-                problems.push(format!("kafka.client.{key} is set by the aggregator and cannot be overridden"));
+                problems.push(Problem::new(
+                    format!("kafka.client.{key}"),
+                    "is set by the aggregator and cannot be overridden",
+                ));
             }
         }
         if let Some(g) = &self.grpc {
@@ -294,46 +310,43 @@ impl Config {
         if let Some(w) = &self.webhook {
             w.check(&mut problems);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError(problems))
-        }
+        problems
     }
 }
 
 impl GrpcConfig {
     /// Adds what is wrong with it to `problems`.
-    pub fn check(&self, problems: &mut Vec<String>) {
+    pub fn check(&self, problems: &mut Vec<Problem>) {
         if self.cluster.is_empty() || self.cluster.contains('/') {
-            problems.push("grpc.cluster is empty or contains '/'".into());
+            problems.push(Problem::new("grpc.cluster", "is empty or contains '/'"));
         }
         if self.tls.as_ref().is_some_and(|t| !t.node_dns_name.contains("{node}")) {
-            problems.push("grpc.tls.node_dns_name must contain {node}".into());
+            problems.push(Problem::new("grpc.tls.node_dns_name", "must contain {node}"));
         }
         if self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !self.trust_agent_node_name {
-            problems.push(
-                "grpc needs tls.client_ca (agents prove their node with a client certificate) or \
-                 trust_agent_node_name: true (tests and trials only)"
-                    .into(),
-            );
+            problems.push(Problem::new(
+                "grpc.tls.client_ca",
+                "is required (agents prove their node with a client certificate) unless \
+                 grpc.trust_agent_node_name is true (tests and trials only)",
+            ));
         }
     }
 }
 
 impl WebhookConfig {
     /// Adds what is wrong with it to `problems`.
-    pub fn check(&self, problems: &mut Vec<String>) {
+    pub fn check(&self, problems: &mut Vec<Problem>) {
         if self.cluster.is_empty() || self.cluster.contains('/') {
-            problems.push("webhook.cluster is empty or contains '/'".into());
+            problems.push(Problem::new("webhook.cluster", "is empty or contains '/'"));
         }
         if self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !self.insecure_plaintext {
-            problems.push(
-                "webhook needs tls.client_ca (the apiserver's client certificate) or insecure_plaintext: true".into(),
-            );
+            problems.push(Problem::new(
+                "webhook.tls.client_ca",
+                "is required (the apiserver's client certificate) unless webhook.insecure_plaintext is true",
+            ));
         }
         if self.tls.is_some() && self.insecure_plaintext {
-            problems.push("webhook: tls and insecure_plaintext exclude each other".into());
+            problems.push(Problem::new("webhook.insecure_plaintext", "excludes webhook.tls"));
         }
     }
 }
@@ -394,7 +407,40 @@ mod tests {
                 "grpc": {"cluster": "prod"}}"#,
         )
         .unwrap_err();
-        assert_eq!(err.0.len(), 4, "{err}");
+        assert_eq!(
+            err.0,
+            [
+                "kafka.bootstrap_servers: is empty",
+                "kafka.observations_topic: \"a\" is also an audit topic",
+                "kafka.client.enable.auto.commit: is set by the aggregator and cannot be overridden",
+                "grpc.tls.client_ca: is required (agents prove their node with a client certificate) unless \
+                 grpc.trust_agent_node_name is true (tests and trials only)",
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_unknown_keys_and_rule_violations_are_reported_together_with_their_paths() {
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092", "batch_records": "many", "batch_linger": "soon",
+                "audit_topics": [{"topic": "a", "cluster": "x/y"}, {"topic": "b", "clutser": "z"}]},
+                "grpc": {"cluster": "prod", "listen": "nowhere", "trust_agent_node_name": true},
+                "webhook": {"cluster": "prod", "insecure_plaintext": true, "tls": {"cert": "c", "key": "k", "client_ca": "ca"}}}"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|p| p.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "grpc.listen",
+                "kafka.audit_topics[1].clutser",
+                "kafka.batch_linger",
+                "kafka.batch_records",
+                "kafka.audit_topics[0].cluster",
+                "webhook.insecure_plaintext",
+            ],
+            "{err}"
+        );
     }
 
     #[test]

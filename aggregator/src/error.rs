@@ -7,6 +7,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 #[error("invalid configuration: {}", .0.join("; "))]
 pub struct ConfigError(pub Vec<String>);
 
+impl From<Vec<tokentrail_proto::config_file::Problem>> for ConfigError {
+    fn from(problems: Vec<tokentrail_proto::config_file::Problem>) -> ConfigError {
+        ConfigError(problems.iter().map(ToString::to_string).collect())
+    }
+}
+
 /// Why the aggregator could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {

@@ -15,6 +15,8 @@
 //!
 //! * `otlp` (feature `otlp`): the components' metrics exported over OTLP/gRPC to an
 //!   OpenTelemetry collector.
+//! * `config_file` (feature `config-file`): reading a component's configuration file with every
+//!   problem reported at once, with its key path (`--check-config`).
 
 /// `tokentrail.agent.v1`.
 pub mod agent {
@@ -33,6 +35,9 @@ pub mod observation {
         include!("gen/tokentrail.observation.v1.rs");
     }
 }
+
+#[cfg(feature = "config-file")]
+pub mod config_file;
 
 #[cfg(feature = "otlp")]
 pub mod otlp;

@@ -5,51 +5,61 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokentrail_correlator_core::time::{parse_duration, MINUTE};
-use tokentrail_correlator_core::{EngineConfig, IpNet};
-use tokentrail_proto::otlp;
+use std::path::PathBuf;
 
-use super::{CorrelatorConfig, FindingFormat, Metrics};
+use tokentrail_correlator_core::IpNet;
+use tokentrail_proto::{config_file, otlp};
+
+use super::config::{parse_interval, FileConfig, FileFormat};
+use super::{CorrelatorConfig, Metrics};
 
 /// Flags of `tokentrail correlator`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Configuration file (JSON, the keys of [`FileConfig`]); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check this configuration file, report every problem in it, and exit (0: valid, 2: not)
+    /// without starting anything.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Kafka bootstrap servers.
     #[arg(long, env = "TOKENTRAIL_KAFKA_BOOTSTRAP", value_name = "HOST:PORT[,...]")]
-    bootstrap: String,
-    /// Consumer group of all correlator replicas.
-    #[arg(long, default_value = "tokentrail-correlator")]
-    group: String,
+    bootstrap: Option<String>,
+    /// Consumer group of all correlator replicas [default: tokentrail-correlator].
+    #[arg(long)]
+    group: Option<String>,
     /// This replica's stable name (its transactional id), e.g. the StatefulSet pod name.
     #[arg(long, env = "POD_NAME")]
-    instance: String,
-    /// Input topic of observations.
-    #[arg(long, default_value = "tokentrail.observations")]
-    observations_topic: String,
-    /// Output topic of findings.
-    #[arg(long, default_value = "tokentrail.findings")]
-    findings_topic: String,
-    /// Compacted topic of per-partition state, partitioned like the input.
-    #[arg(long, default_value = "tokentrail.correlator-state")]
-    changelog_topic: String,
-    /// Findings as `json` (tokentrail.finding/v1) or `ocsf`.
-    #[arg(long, default_value = "json", value_parser = ["json", "ocsf"])]
-    format: String,
-    /// How often findings, state and offsets are committed together.
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
-    commit_interval: Duration,
-    /// A network of the cluster(s) beyond node pod CIDRs. Repeatable.
+    instance: Option<String>,
+    /// Input topic of observations [default: tokentrail.observations].
+    #[arg(long)]
+    observations_topic: Option<String>,
+    /// Output topic of findings [default: tokentrail.findings].
+    #[arg(long)]
+    findings_topic: Option<String>,
+    /// Compacted topic of per-partition state, partitioned like the input [default:
+    /// tokentrail.correlator-state].
+    #[arg(long)]
+    changelog_topic: Option<String>,
+    /// Findings as `json` (tokentrail.finding/v1) or `ocsf` [default: json].
+    #[arg(long, value_parser = ["json", "ocsf"])]
+    format: Option<String>,
+    /// How often findings, state and offsets are committed together [default: 1s].
+    #[arg(long, value_parser = parse_interval)]
+    commit_interval: Option<Duration>,
+    /// A network of the cluster(s) beyond node pod CIDRs. Repeatable; adds to the file's.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     cluster_network: Vec<IpNet>,
-    /// A trusted proxy in front of the apiservers. Repeatable.
+    /// A trusted proxy in front of the apiservers. Repeatable; adds to the file's.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     trusted_proxy: Vec<IpNet>,
-    /// A NAT address pod traffic to the apiserver may come from. Repeatable.
+    /// A NAT address pod traffic to the apiserver may come from. Repeatable; adds to the file's.
     #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
     egress_ip: Vec<IpNet>,
-    /// How long a pod's old token may be used after its newer one.
-    #[arg(long, default_value = "5m", value_parser = parse_interval)]
-    rotation_grace: Duration,
+    /// How long a pod's old token may be used after its newer one [default: 5m].
+    #[arg(long, value_parser = parse_interval)]
+    rotation_grace: Option<Duration>,
     /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
     /// no export without it.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
@@ -60,38 +70,60 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>().map_err(|e| e.to_string())
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
-        return Ok(Duration::from_millis(ms));
-    }
-    let micros = parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: write e.g. 500ms, 1s, 5m"))?;
-    Ok(Duration::from_micros(u64::try_from(micros).map_err(|_| format!("{s:?} is negative"))?))
-}
-
 impl Args {
-    fn config(&self) -> CorrelatorConfig {
-        let mut c = CorrelatorConfig::new(&self.bootstrap, &self.group, &self.instance);
-        c.observations_topic.clone_from(&self.observations_topic);
-        c.findings_topic.clone_from(&self.findings_topic);
-        c.changelog_topic.clone_from(&self.changelog_topic);
-        c.format = if self.format == "ocsf" { FindingFormat::Ocsf } else { FindingFormat::Json };
-        c.commit_interval = self.commit_interval;
-        c.engine = EngineConfig {
-            cluster_networks: self.cluster_network.clone(),
-            trusted_proxies: self.trusted_proxy.clone(),
-            egress: self.egress_ip.clone(),
-            rotation_grace: i64::try_from(self.rotation_grace.as_micros()).unwrap_or(5 * MINUTE),
-            ..EngineConfig::default()
+    /// The settings: the file (if any), then the flags and environment.
+    fn config(&self) -> Result<CorrelatorConfig, String> {
+        let mut f = match (&self.config, &self.bootstrap) {
+            (Some(path), _) => config_file::check_file(path, FileConfig::problems)
+                .map_err(|problems| format!("{}: {}", path.display(), config_file::one_line(&problems)))?,
+            (None, Some(b)) => FileConfig::new(b.clone()),
+            (None, None) => return Err("--bootstrap, $TOKENTRAIL_KAFKA_BOOTSTRAP or --config is required".into()),
         };
-        c
+        let set = |flag: &Option<String>, field: &mut String| {
+            if let Some(v) = flag {
+                field.clone_from(v);
+            }
+        };
+        set(&self.bootstrap, &mut f.bootstrap_servers);
+        set(&self.group, &mut f.group_id);
+        set(&self.observations_topic, &mut f.observations_topic);
+        set(&self.findings_topic, &mut f.findings_topic);
+        set(&self.changelog_topic, &mut f.changelog_topic);
+        if self.instance.is_some() {
+            f.instance.clone_from(&self.instance);
+        }
+        match self.format.as_deref() {
+            Some("ocsf") => f.format = FileFormat::Ocsf,
+            Some(_) => f.format = FileFormat::Json,
+            None => {}
+        }
+        f.commit_interval = self.commit_interval.unwrap_or(f.commit_interval);
+        f.rotation_grace = self.rotation_grace.unwrap_or(f.rotation_grace);
+        f.cluster_networks.extend(self.cluster_network.iter().cloned());
+        f.trusted_proxies.extend(self.trusted_proxy.iter().cloned());
+        f.egress_ips.extend(self.egress_ip.iter().cloned());
+        let problems = f.problems();
+        if !problems.is_empty() {
+            return Err(config_file::one_line(&problems));
+        }
+        f.into_config(None)
     }
 }
 
 /// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
 /// correlator cannot run (Kafka unreachable, state unreadable): a restart loses nothing.
 pub fn main(args: &Args) -> ExitCode {
+    if let Some(path) = &args.check_config {
+        return config_file::check_config_command(path, FileConfig::problems);
+    }
     let _ = tracing_subscriber::fmt().with_ansi(false).with_writer(std::io::stderr).try_init();
-    let config = args.config();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tokentrail correlator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shutdown = super::shutdown_flag();
     let metrics = Arc::new(Metrics::default());
     let otlp = match otlp::start_if_configured(args.otlp_endpoint.as_deref(), "tokentrail-correlator", || {

@@ -1,8 +1,12 @@
-//! Settings of the streaming correlator.
+//! Settings of the streaming correlator: [`CorrelatorConfig`], what the loop runs with, and
+//! [`FileConfig`], the configuration file it is read from (flags on top, see [`super::cli`]).
 
 use std::time::Duration;
 
-use tokentrail_correlator_core::EngineConfig;
+use serde::Deserialize;
+use tokentrail_correlator_core::time::{parse_duration, MINUTE};
+use tokentrail_correlator_core::{EngineConfig, IpNet};
+use tokentrail_proto::config_file::Problem;
 
 /// What the findings topic carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,5 +56,220 @@ impl CorrelatorConfig {
             commit_interval: Duration::from_secs(1),
             engine: EngineConfig::default(),
         }
+    }
+}
+
+/// The correlator's configuration file: the settings of its flags as JSON (JSON is YAML, so a
+/// ConfigMap holds it as written); flags override it (see [`super::cli`]). Durations are strings
+/// like `500ms`, `1s`, `5m`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Kafka `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// Consumer group of all correlator replicas.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// This replica's stable name (its transactional id); absent: `$POD_NAME`, e.g. the
+    /// StatefulSet pod name.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Input topic of observations.
+    #[serde(default = "default_observations_topic")]
+    pub observations_topic: String,
+    /// Output topic of findings.
+    #[serde(default = "default_findings_topic")]
+    pub findings_topic: String,
+    /// Compacted topic of per-partition state, partitioned like the input.
+    #[serde(default = "default_changelog_topic")]
+    pub changelog_topic: String,
+    /// Findings as `json` (tokentrail.finding/v1) or `ocsf`.
+    #[serde(default = "default_format")]
+    pub format: FileFormat,
+    /// How often findings, state and offsets are committed together.
+    #[serde(default = "default_commit_interval", deserialize_with = "interval")]
+    pub commit_interval: Duration,
+    /// Networks of the cluster(s) beyond node pod CIDRs.
+    #[serde(default, deserialize_with = "networks")]
+    pub cluster_networks: Vec<IpNet>,
+    /// Trusted proxies in front of the apiservers.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// NAT addresses pod traffic to the apiserver may come from.
+    #[serde(default, deserialize_with = "networks")]
+    pub egress_ips: Vec<IpNet>,
+    /// How long a pod's old token may be used after its newer one.
+    #[serde(default = "default_rotation_grace", deserialize_with = "interval")]
+    pub rotation_grace: Duration,
+}
+
+/// [`FindingFormat`] as written in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// `tokentrail.finding/v1` JSON.
+    Json,
+    /// OCSF Detection Finding JSON.
+    Ocsf,
+}
+
+fn default_group() -> String {
+    String::from("tokentrail-correlator")
+}
+fn default_observations_topic() -> String {
+    String::from("tokentrail.observations")
+}
+fn default_findings_topic() -> String {
+    String::from("tokentrail.findings")
+}
+fn default_changelog_topic() -> String {
+    String::from("tokentrail.correlator-state")
+}
+fn default_format() -> FileFormat {
+    FileFormat::Json
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rotation_grace() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Parses `500ms`, `1s`, `5m`, `1h30m`.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
+        return Ok(Duration::from_millis(ms));
+    }
+    let micros = parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: write e.g. 500ms, 1s, 5m"))?;
+    Ok(Duration::from_micros(u64::try_from(micros).map_err(|_| format!("{s:?} is negative"))?))
+}
+
+fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_interval(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse::<IpNet>().map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .collect()
+}
+
+impl FileConfig {
+    /// Defaults for everything but the brokers.
+    pub fn new(bootstrap_servers: impl Into<String>) -> FileConfig {
+        FileConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            group_id: default_group(),
+            instance: None,
+            observations_topic: default_observations_topic(),
+            findings_topic: default_findings_topic(),
+            changelog_topic: default_changelog_topic(),
+            format: default_format(),
+            commit_interval: default_commit_interval(),
+            cluster_networks: Vec::new(),
+            trusted_proxies: Vec::new(),
+            egress_ips: Vec::new(),
+            rotation_grace: default_rotation_grace(),
+        }
+    }
+
+    /// Every problem serde cannot see, each with its key path.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.bootstrap_servers.trim().is_empty() {
+            problems.push(Problem::new("bootstrap_servers", "is empty"));
+        }
+        if self.group_id.is_empty() {
+            problems.push(Problem::new("group_id", "is empty"));
+        }
+        if self.instance.as_deref().is_some_and(str::is_empty) {
+            problems.push(Problem::new("instance", "is empty (leave it out to use $POD_NAME)"));
+        }
+        let topics = [
+            ("observations_topic", &self.observations_topic),
+            ("findings_topic", &self.findings_topic),
+            ("changelog_topic", &self.changelog_topic),
+        ];
+        for (i, (name, topic)) in topics.iter().enumerate() {
+            if topic.is_empty() {
+                problems.push(Problem::new(*name, "is empty"));
+            } else if let Some((other, _)) = topics[..i].iter().find(|(_, t)| t == topic) {
+                problems.push(Problem::new(*name, format!("{topic:?} is also {other}")));
+            }
+        }
+        if self.commit_interval < Duration::from_millis(10) {
+            problems.push(Problem::new("commit_interval", "must be at least 10ms"));
+        }
+        problems
+    }
+
+    /// The correlator's settings; `instance_from_env` is `$POD_NAME`, used when `instance` is
+    /// absent.
+    pub fn into_config(self, instance_from_env: Option<String>) -> Result<CorrelatorConfig, String> {
+        let instance =
+            self.instance.or(instance_from_env).ok_or("instance (or --instance, or $POD_NAME) is required")?;
+        let mut c = CorrelatorConfig::new(self.bootstrap_servers, self.group_id, instance);
+        c.observations_topic = self.observations_topic;
+        c.findings_topic = self.findings_topic;
+        c.changelog_topic = self.changelog_topic;
+        c.format = match self.format {
+            FileFormat::Json => FindingFormat::Json,
+            FileFormat::Ocsf => FindingFormat::Ocsf,
+        };
+        c.commit_interval = self.commit_interval;
+        c.engine = EngineConfig {
+            cluster_networks: self.cluster_networks,
+            trusted_proxies: self.trusted_proxies,
+            egress: self.egress_ips,
+            rotation_grace: i64::try_from(self.rotation_grace.as_micros()).unwrap_or(5 * MINUTE),
+            ..EngineConfig::default()
+        };
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokentrail_proto::config_file;
+
+    fn check(text: &str) -> Result<FileConfig, Vec<String>> {
+        config_file::check(text, FileConfig::problems).map_err(|p| p.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_flag_defaults() {
+        let c = check(r#"{"bootstrap_servers": "k:9092", "egress_ips": ["198.51.100.7"], "commit_interval": "250ms"}"#)
+            .unwrap()
+            .into_config(Some("correlator-0".into()))
+            .unwrap();
+        assert_eq!(c.instance, "correlator-0");
+        assert_eq!(c.changelog_topic, "tokentrail.correlator-state");
+        assert_eq!(c.commit_interval, Duration::from_millis(250));
+        assert_eq!(c.engine.egress.len(), 1);
+        assert_eq!(c.format, FindingFormat::Json);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let err = check(
+            r#"{"bootstrap_servers": "", "format": "xml", "cluster_networks": ["10.0.0.0/8", "ten"],
+                "findings_topic": "tokentrail.observations", "rotation_grace": "a while", "colour": 1}"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.iter().map(|e| e.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            ["cluster_networks", "colour", "format", "rotation_grace", "bootstrap_servers", "findings_topic"],
+            "{err:?}"
+        );
+        assert!(err[2].contains("unknown variant `xml`"), "{err:?}");
+        assert!(err[5].ends_with("\"tokentrail.observations\" is also observations_topic"), "{err:?}");
+    }
+
+    #[test]
+    fn without_instance_or_pod_name_there_is_no_config() {
+        assert!(FileConfig::new("k:9092").into_config(None).is_err());
     }
 }
