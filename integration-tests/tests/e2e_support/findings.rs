@@ -1,0 +1,230 @@
+//! What the pipeline produced, read back: the observations the agents' attestations became
+//! (so the scenario waits for a fact before it depends on it), and the findings, read with
+//! `isolation.level=read_committed` once the pipeline has consumed everything it was given.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokentrail_integration_tests::{kafka, unique_name};
+use tokentrail_proto::observation::v1 as pb;
+
+use super::{Pipeline, WAIT};
+
+/// The observations topic, read as it fills.
+pub struct Observed {
+    consumer: StreamConsumer,
+    seen: Vec<pb::Observation>,
+}
+
+impl Observed {
+    pub fn new(topic: &str) -> Observed {
+        let consumer: StreamConsumer = reader().create().unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        Observed { consumer, seen: Vec::new() }
+    }
+
+    /// Reads on until `done` holds; panics after [`WAIT`] naming `what`.
+    pub async fn wait_for(&mut self, what: &str, done: impl Fn(&Observed) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(start.elapsed() < WAIT, "timed out waiting for {what} in the observations topic");
+            if let Ok(message) = tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
+                let m = message.expect("read the observations topic");
+                self.seen.push(pb::Observation::decode(m.payload().unwrap_or_default()).expect("an observation"));
+            }
+        }
+        // Shown with a failed test's output: where the time went.
+        eprintln!("e2e: {what} after {:.1} s", start.elapsed().as_secs_f64());
+    }
+
+    fn kinds(&self) -> impl Iterator<Item = &pb::observation::Kind> {
+        self.seen.iter().filter_map(|o| o.kind.as_ref())
+    }
+
+    /// An agent's report of `node` (its addresses and pod network) has arrived.
+    pub fn node_reported(&self, node: &str) -> bool {
+        self.kinds().any(|k| {
+            matches!(k, pb::observation::Kind::Node(n) if n.name == node && n.source == pb::FactSource::Attestation as i32)
+        })
+    }
+
+    /// An agent attested that a pod holds credential `jti`.
+    pub fn credential_attested(&self, jti: &str) -> bool {
+        self.kinds().any(|k| match k {
+            pb::observation::Kind::Credential(c) => matches!(
+                c.credential.as_ref().and_then(|c| c.kind.as_ref()),
+                Some(pb::credential::Kind::PodBound(p)) if p.jti.as_deref() == Some(jti)
+            ),
+            _ => false,
+        })
+    }
+
+    /// An agent reported the pod with this uid deleted.
+    pub fn pod_deleted(&self, uid: &str) -> bool {
+        self.kinds().any(|k| {
+            matches!(k, pb::observation::Kind::Pod(p) if p.uid.as_deref() == Some(uid) && p.event == pb::PodEvent::Deleted as i32)
+        })
+    }
+}
+
+/// A consumer of the test's own, reading everything committed from the start.
+fn reader() -> rdkafka::ClientConfig {
+    let mut c = kafka().client_config();
+    c.set("group.id", unique_name("e2e-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        // Findings are written in transactions: only committed ones count.
+        .set("isolation.level", "read_committed");
+    c
+}
+
+/// One finding, by what it is about: its rule, the credential (a JTI as `JTI=...`, or a legacy
+/// token's Secret; empty for findings about a principal) and the client address (or addresses,
+/// comma-separated, for a finding about several).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Subject {
+    pub rule: String,
+    pub credential: String,
+    pub source_ip: String,
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} from {}", self.rule, self.credential, self.source_ip)
+    }
+}
+
+/// A finding as read back: how many records created it (exactly one is right), and its latest
+/// state.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub id: String,
+    pub subject: Subject,
+    pub creates: usize,
+    pub value: serde_json::Value,
+}
+
+impl Pipeline {
+    /// Waits until the aggregators have consumed the raw topic to its end and the correlators
+    /// the observations topic, all of it committed; then returns the findings topic's committed
+    /// content, by finding id.
+    pub async fn settled_findings(&mut self) -> BTreeMap<String, Finding> {
+        self.assert_running();
+        caught_up(&self.topics.aggregator_group, &self.topics.raw, "the aggregators").await;
+        caught_up(&self.topics.correlator_group, &self.topics.observations, "the correlators").await;
+        self.findings().await
+    }
+
+    /// The findings topic's committed content now.
+    pub async fn findings(&self) -> BTreeMap<String, Finding> {
+        let consumer: StreamConsumer = reader().set("enable.partition.eof", "true").create().unwrap();
+        consumer.subscribe(&[&self.topics.findings]).unwrap();
+        let mut records = Vec::new();
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < WAIT, "timed out reading the findings topic to its end");
+            match tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
+                Ok(Ok(m)) => records.push(super::super::aggregator_support::Out {
+                    partition: m.partition(),
+                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    headers: headers(&m),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                }),
+                // The end of what is committed; the end of the partition only once the last
+                // transaction's commit marker is written, which follows its offsets' commit.
+                Ok(Err(KafkaError::PartitionEOF(p))) => {
+                    let (_, high) =
+                        consumer.fetch_watermarks(&self.topics.findings, p, Duration::from_secs(10)).unwrap();
+                    let position = consumer.position().unwrap();
+                    if let Some(Offset::Offset(at)) =
+                        position.find_partition(&self.topics.findings, p).map(|e| e.offset())
+                    {
+                        if at >= high {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Err(e)) => panic!("reading the findings: {e}"),
+                Err(_) => {}
+            }
+        }
+        super::super::correlator_support::by_id(&records)
+            .into_iter()
+            .map(|(id, (creates, value))| {
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                let credential = &value["credential"];
+                let subject = Subject {
+                    rule: text(&value["rule"]),
+                    credential: if credential["id"].is_string() {
+                        text(&credential["id"])
+                    } else {
+                        text(&credential["secret"])
+                    },
+                    // A finding about several addresses lists them instead.
+                    source_ip: match value["source_ip"].as_str() {
+                        Some(ip) => ip.to_string(),
+                        None => {
+                            value["source_ips"].as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(",")
+                        }
+                    },
+                };
+                (id.clone(), Finding { id, subject, creates, value })
+            })
+            .collect()
+    }
+}
+
+fn headers(m: &rdkafka::message::BorrowedMessage<'_>) -> BTreeMap<String, String> {
+    use rdkafka::message::Headers as _;
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `group` has committed offsets at the end of every partition of `topic`.
+pub async fn caught_up(group: &str, topic: &str, who: &str) {
+    let consumer: BaseConsumer = kafka().client_config().set("group.id", group).create().unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut ends = TopicPartitionList::new();
+    for &p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, timeout).unwrap();
+        ends.add_partition_offset(topic, p, Offset::Offset(high)).unwrap();
+    }
+    let start = Instant::now();
+    loop {
+        let mut wanted = TopicPartitionList::new();
+        for &p in &partitions {
+            wanted.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(wanted, timeout).unwrap();
+        let behind: Vec<String> = ends
+            .elements()
+            .iter()
+            .filter_map(|end| {
+                let Offset::Offset(high) = end.offset() else { return None };
+                let at = match committed.find_partition(topic, end.partition()).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                };
+                (at < high).then(|| format!("partition {} at {at} of {high}", end.partition()))
+            })
+            .collect();
+        if behind.is_empty() {
+            eprintln!("e2e: {who} caught up with {topic} after {:.1} s", start.elapsed().as_secs_f64());
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "{who} did not catch up with {topic}: {}", behind.join(", "));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

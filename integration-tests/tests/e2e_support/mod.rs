@@ -1,0 +1,345 @@
+//! The whole pipeline as deployed, for `e2e*.rs`: a fake Kubernetes API server, one `tokentrail
+//! agent` process per node (its own kubelet directory, its own relay to its aggregator),
+//! `tokentrail aggregator` and `tokentrail correlator` processes, the real broker in between, and
+//! a scenario driver that writes the cluster's audit events to the raw topic.
+//!
+//! Layout: `cluster` (nodes, pods, tokens, kubelet files), `kube_api` (the API server the agents
+//! watch), `audit` (the audit events), `process` (starting and signalling the binary), `cable`
+//! (a relay the test can cut), `findings` (what came out, and waiting until everything has).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a failed step panics
+
+pub mod audit;
+pub mod cable;
+pub mod cluster;
+pub mod findings;
+pub mod kube_api;
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tokentrail_integration_tests::{kafka, unique_name};
+
+use self::audit::Token;
+use self::cable::Cable;
+use self::cluster::{legacy_token, pod_token, Kubelet, Node, Pod};
+use self::findings::Observed;
+use self::kube_api::KubeApi;
+use self::process::{free_port, Process};
+
+/// Longest wait for one condition; generous for a loaded 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// The cluster name the aggregators give the raw topic's events and the agents' attestations.
+pub const CLUSTER: &str = "prod";
+
+/// How the pipeline is laid out.
+pub struct Layout {
+    pub nodes: Vec<Node>,
+    pub aggregators: usize,
+    pub correlators: usize,
+    /// Partitions of the observations topic (and so of the changelog).
+    pub partitions: i32,
+    /// `--rotation-grace` of the correlators.
+    pub rotation_grace: &'static str,
+    /// `--commit-interval` of the correlators.
+    pub commit_interval: &'static str,
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout {
+            nodes: vec![Node::worker(1), Node::worker(2), Node::worker(3)],
+            aggregators: 2,
+            correlators: 2,
+            partitions: 4,
+            rotation_grace: "2s",
+            commit_interval: "300ms",
+        }
+    }
+}
+
+/// The topics and consumer groups of one pipeline.
+pub struct Topics {
+    pub raw: String,
+    pub observations: String,
+    pub dead_letters: String,
+    pub findings: String,
+    pub changelog: String,
+    pub aggregator_group: String,
+    pub correlator_group: String,
+}
+
+/// One node's agent and what it reads.
+pub struct NodeAgent {
+    pub node: Node,
+    pub kubelet: Kubelet,
+    pub cable: Cable,
+    pub process: Process,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+    pub api: KubeApi,
+    pub topics: Topics,
+    pub aggregators: Vec<Process>,
+    pub aggregator_ports: Vec<u16>,
+    pub agents: BTreeMap<String, NodeAgent>,
+    pub correlators: Vec<Process>,
+    pub observed: Observed,
+    correlator_args: Vec<Vec<String>>,
+    producer: FutureProducer,
+}
+
+impl Pipeline {
+    pub async fn start(prefix: &str, layout: Layout) -> Pipeline {
+        let started = std::time::Instant::now();
+        let dir = tempfile::Builder::new().prefix(&format!("tokentrail-{prefix}-")).tempdir().unwrap();
+        let topics = create_topics(prefix, layout.partitions).await;
+        let api = KubeApi::start().await;
+        let kubeconfig = api.kubeconfig(dir.path());
+
+        let mut aggregators = Vec::new();
+        let mut aggregator_ports = Vec::new();
+        for i in 0..layout.aggregators {
+            let port = free_port();
+            let config = dir.path().join(format!("aggregator-{i}.json"));
+            std::fs::write(&config, aggregator_config(&topics, port).to_string()).unwrap();
+            let args = vec!["aggregator".into(), "--config".into(), config.display().to_string()];
+            aggregators.push(Process::start(dir.path(), &format!("aggregator-{i}"), args, vec![]));
+            aggregator_ports.push(port);
+        }
+
+        let mut agents = BTreeMap::new();
+        for (i, node) in layout.nodes.iter().enumerate() {
+            api.put_node(node.api_object());
+            let kubelet = Kubelet::new(&dir.path().join("kubelet").join(&node.name));
+            let cable = Cable::lay(aggregator_ports[i % aggregator_ports.len()]).await;
+            let args = agent_args(node, &kubelet, &cable);
+            let env = vec![("KUBECONFIG".to_string(), kubeconfig.display().to_string())];
+            let process = Process::start(dir.path(), &format!("agent-{}", node.name), args, env);
+            agents.insert(node.name.clone(), NodeAgent { node: node.clone(), kubelet, cable, process });
+        }
+
+        let mut correlators = Vec::new();
+        let mut correlator_args = Vec::new();
+        for i in 0..layout.correlators {
+            let args = correlator_args_for(&topics, &unique_name(&format!("{prefix}-corr-{i}")), &layout);
+            correlators.push(Process::start(dir.path(), &format!("correlator-{i}"), args.clone(), vec![]));
+            correlator_args.push(args);
+        }
+
+        let observed = Observed::new(&topics.observations);
+        let producer = kafka().client_config().set("linger.ms", "5").create().unwrap();
+        let mut pipeline = Pipeline {
+            dir,
+            api,
+            topics,
+            aggregators,
+            aggregator_ports,
+            agents,
+            correlators,
+            observed,
+            correlator_args,
+            producer,
+        };
+        // Every agent has connected and reported its node before the scenario starts.
+        for node in &layout.nodes {
+            pipeline
+                .observed
+                .wait_for(&format!("the agent of {} reporting its node", node.name), |o| o.node_reported(&node.name))
+                .await;
+        }
+        eprintln!("e2e: pipeline started in {:.1} s", started.elapsed().as_secs_f64());
+        pipeline
+    }
+
+    /// A pod appears: the API server lists it, the kubelet writes its projected token (and its
+    /// legacy Secret token, if it mounts one). Returns once its node's agent has attested it.
+    pub async fn schedule(&mut self, pod: &Pod, jti: &str) -> Token {
+        self.api.put_pod(pod.api_object());
+        let agent = &self.agents[&pod.node.name];
+        agent.kubelet.write_projected(pod, &pod_token(pod, jti));
+        if let Some(secret) = &pod.legacy_secret {
+            agent.kubelet.write_secret(pod, &legacy_token(pod, secret));
+        }
+        self.attested(jti).await;
+        Token::bound(pod, jti)
+    }
+
+    /// The kubelet rotates the pod's projected token. Returns once the agent has attested it.
+    pub async fn rotate(&mut self, pod: &Pod, jti: &str) -> Token {
+        self.agents[&pod.node.name].kubelet.write_projected(pod, &pod_token(pod, jti));
+        self.attested(jti).await;
+        Token::bound(pod, jti)
+    }
+
+    /// The pod is deleted: gone from the API server and from its node's kubelet directory.
+    /// Returns once its agent has reported the deletion.
+    pub async fn delete(&mut self, pod: &Pod) {
+        self.api.delete_pod(pod.api_object());
+        self.agents[&pod.node.name].kubelet.remove(pod);
+        let uid = pod.uid.clone();
+        self.observed.wait_for(&format!("the deletion of {}", pod.name), |o| o.pod_deleted(&uid)).await;
+    }
+
+    /// Waits until an agent's attestation of `jti` is in the observations topic.
+    pub async fn attested(&mut self, jti: &str) {
+        self.observed.wait_for(&format!("the attestation of {jti}"), |o| o.credential_attested(jti)).await;
+    }
+
+    /// Writes audit events to the raw topic, as the API server's audit backend would.
+    pub async fn audit(&self, events: &[Value]) {
+        let values: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+        self.produce_raw(&values, None).await;
+    }
+
+    /// Writes raw records (anything, valid or not) to the raw topic.
+    pub async fn produce_raw(&self, values: &[Vec<u8>], cluster_header: Option<&str>) {
+        let sends = values.iter().map(|v| {
+            let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topics.raw).payload(&v[..]);
+            if let Some(c) = cluster_header {
+                record = record.headers(OwnedHeaders::new().insert(Header { key: "cluster", value: Some(c) }));
+            }
+            self.producer.send(record, WAIT)
+        });
+        for sent in futures_join(sends).await {
+            sent.map_err(|(e, _)| e).expect("produce to the raw topic");
+        }
+    }
+
+    /// Restarts correlator `i` after [`Process::kill9`] or [`Process::stop`].
+    pub fn restart_correlator(&mut self, i: usize) {
+        self.correlators[i].restart();
+    }
+
+    /// Every process is still up (none crashed on what the test fed it).
+    pub fn assert_running(&mut self) {
+        for p in self.aggregators.iter_mut().chain(self.correlators.iter_mut()) {
+            p.assert_running();
+        }
+        for a in self.agents.values_mut() {
+            a.process.assert_running();
+        }
+    }
+
+    /// Stops everything with SIGTERM, each process exiting cleanly.
+    pub fn stop(&mut self) {
+        let started = std::time::Instant::now();
+        for a in self.agents.values_mut() {
+            a.process.stop();
+        }
+        for p in self.correlators.iter_mut().chain(self.aggregators.iter_mut()) {
+            p.stop();
+        }
+        eprintln!("e2e: pipeline stopped in {:.1} s", started.elapsed().as_secs_f64());
+    }
+}
+
+/// Awaits the futures one after the other (they run concurrently inside the producer anyway).
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let pending: Vec<F> = futures.collect();
+    let mut out = Vec::with_capacity(pending.len());
+    for f in pending {
+        out.push(f.await);
+    }
+    out
+}
+
+async fn create_topics(prefix: &str, partitions: i32) -> Topics {
+    let t = Topics {
+        raw: unique_name(&format!("{prefix}-raw")),
+        observations: unique_name(&format!("{prefix}-obs")),
+        dead_letters: unique_name(&format!("{prefix}-dlq")),
+        findings: unique_name(&format!("{prefix}-findings")),
+        changelog: unique_name(&format!("{prefix}-state")),
+        aggregator_group: unique_name(&format!("{prefix}-agg")),
+        correlator_group: unique_name(&format!("{prefix}-corr")),
+    };
+    let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().unwrap();
+    fn plain(name: &str, n: i32) -> NewTopic<'_> {
+        NewTopic::new(name, n, TopicReplication::Fixed(1))
+    }
+    // The changelog as deploy/ defines it: compacted, partitioned like the observations, large
+    // records allowed.
+    let changelog =
+        plain(&t.changelog, partitions).set("cleanup.policy", "compact").set("max.message.bytes", "67108864");
+    let new = [
+        plain(&t.raw, 2),
+        plain(&t.observations, partitions),
+        plain(&t.dead_letters, 1),
+        plain(&t.findings, 1),
+        changelog,
+    ];
+    for r in admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(WAIT))).await.unwrap() {
+        r.unwrap();
+    }
+    t
+}
+
+/// An aggregator consuming the raw topic (in the pipeline's group) and serving attestations on
+/// `port`, in plaintext: agents are trusted to name their node (no TLS in these tests; mTLS is
+/// tested in aggregator_grpc.rs).
+fn aggregator_config(t: &Topics, port: u16) -> Value {
+    serde_json::json!({
+        "kafka": {
+            "bootstrap_servers": kafka().bootstrap(),
+            "group_id": t.aggregator_group,
+            "audit_topics": [{"topic": t.raw, "cluster": CLUSTER}],
+            "observations_topic": t.observations,
+            "dead_letter_topic": t.dead_letters,
+            "batch_linger": "20ms",
+        },
+        "grpc": {"listen": format!("127.0.0.1:{port}"), "cluster": CLUSTER, "trust_agent_node_name": true},
+    })
+}
+
+fn agent_args(node: &Node, kubelet: &Kubelet, cable: &Cable) -> Vec<String> {
+    [
+        "agent",
+        "--node",
+        &node.name,
+        "--kubelet-dir",
+        &kubelet.root.display().to_string(),
+        "--aggregator",
+        &format!("http://{}", cable.addr),
+        // Short, so a cut-off or restarted aggregator is found again within a second.
+        "--max-backoff",
+        "500ms",
+        // The safety net behind inotify, short so nothing waits long on a missed event.
+        "--rescan-interval",
+        "2s",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn correlator_args_for(t: &Topics, instance: &str, layout: &Layout) -> Vec<String> {
+    [
+        "correlator",
+        "--bootstrap",
+        kafka().bootstrap(),
+        "--group",
+        &t.correlator_group,
+        "--instance",
+        instance,
+        "--observations-topic",
+        &t.observations,
+        "--findings-topic",
+        &t.findings,
+        "--changelog-topic",
+        &t.changelog,
+        "--commit-interval",
+        layout.commit_interval,
+        "--rotation-grace",
+        layout.rotation_grace,
+    ]
+    .map(String::from)
+    .to_vec()
+}

@@ -1,0 +1,109 @@
+//! The pipeline's processes: `tokentrail agent`, `aggregator` and `correlator`, started from the
+//! real binary with their output in log files, stopped with real signals. A process still
+//! running when its handle is dropped (a failed test) is killed, and its log's tail printed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::super::correlator_support::binary;
+
+/// A running `tokentrail` subcommand.
+pub struct Process {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Process {
+    /// Starts `tokentrail ARGS...`, its output appended to `<dir>/<name>.log`.
+    pub fn start(dir: &Path, name: &str, args: Vec<String>, env: Vec<(String, String)>) -> Process {
+        let mut p = Process { name: name.into(), child: None, log: dir.join(format!("{name}.log")), args, env };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = File::options().create(true).append(true).open(&self.log).unwrap();
+        let mut command = Command::new(binary());
+        command.args(&self.args).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        // The agents find their API server through $KUBECONFIG, never through an in-cluster
+        // environment the test runner might have.
+        command.env_remove("KUBERNETES_SERVICE_HOST").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        self.child = Some(command.spawn().unwrap_or_else(|e| panic!("start tokentrail {}: {e}", self.name)));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no shutdown, nothing flushed or committed.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for a clean exit (status 0).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status} after SIGTERM; log: {}", self.name, self.tail());
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop within 60 s of SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again with the same arguments (after [`Process::kill9`] or [`Process::stop`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        self.spawn();
+    }
+
+    /// Panics, with the log's tail, if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            panic!("{} exited with {status}; log: {}", self.name, self.tail());
+        }
+    }
+
+    /// The last lines of the process's log.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!("{}:\n{}", self.log.display(), lines[lines.len().saturating_sub(30)..].join("\n"))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if std::thread::panicking() {
+                eprintln!("--- {} ---\n{}", self.name, self.tail());
+            }
+            self.kill9();
+        }
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A loopback port free now, for a server the test must be able to restart on the same address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
