@@ -69,20 +69,23 @@ if [[ ${INVENTORY:-1} != 0 ]]; then
 fi
 
 # --- measurement helpers --------------------------------------------------------------------
-# Each sets T (seconds) and M (peak RSS, KiB). They run in this shell, not in a subshell, so
+# Each sets T (seconds), M (peak RSS, KiB) and C (CPU seconds, user + system, of the whole
+# process: on a shared machine it moves less with load than wall time does). They run in this shell, not in a subshell, so
 # `set -e` stops the benchmark if a tool fails instead of recording garbage.
 
 analyze_once() {
-    /usr/bin/time -f '%e %M' -o "$TIMES" \
+    /usr/bin/time -f '%e %M %U %S' -o "$TIMES" \
         "$TOKENTRAIL" analyze --format json "$1" "${INVENTORY_FILES[@]}" > "$OUT/findings.json"
-    read -r T M < "$TIMES"
+    read -r T M U S < "$TIMES"
+    C=$(awk -v u="$U" -v s="$S" 'BEGIN { print u + s }')
 }
 
 duckdb_once() {
     # The time is the query's own, printed by duckdb_query.py; the peak RSS is the process's.
-    /usr/bin/time -f '%M' -o "$TIMES" python3 bench/duckdb_query.py "$1" > "$OUT/duckdb.out"
+    /usr/bin/time -f '%M %U %S' -o "$TIMES" python3 bench/duckdb_query.py "$1" > "$OUT/duckdb.out"
     read -r T NGROUPS NEVENTS < "$OUT/duckdb.out"
-    read -r M < "$TIMES"
+    read -r M U S < "$TIMES"
+    C=$(awk -v u="$U" -v s="$S" 'BEGIN { print u + s }')
 }
 
 # median of the arguments (numbers).
@@ -96,20 +99,21 @@ bytes=$(stat -c %s "$LOG")
 say "warming the page cache (both tools then read from memory)"
 cat "$LOG" "$SMALL" > /dev/null
 
-a_time=(); a_rss=(); d_time=(); d_rss=(); s_rss=()
+a_time=(); a_rss=(); a_cpu=(); d_time=(); d_rss=(); d_cpu=(); s_rss=()
 for run in $(seq "$RUNS"); do
     # Alternating the tools keeps drift in machine load from favouring one of them. The 1M
     # analyze run comes last among analyze runs, so findings.json is its output.
     say "run $run/$RUNS: tokentrail analyze, $small_lines events"
     analyze_once "$SMALL"; s_rss+=("$M")
     say "run $run/$RUNS: duckdb, $lines events"
-    duckdb_once "$LOG"; d_time+=("$T"); d_rss+=("$M")
+    duckdb_once "$LOG"; d_time+=("$T"); d_rss+=("$M"); d_cpu+=("$C")
     say "run $run/$RUNS: tokentrail analyze, $lines events"
-    analyze_once "$LOG"; a_time+=("$T"); a_rss+=("$M")
+    analyze_once "$LOG"; a_time+=("$T"); a_rss+=("$M"); a_cpu+=("$C")
 done
 
 at=$(median "${a_time[@]}"); am=$(median "${a_rss[@]}")
 dt=$(median "${d_time[@]}"); dm=$(median "${d_rss[@]}")
+ac=$(median "${a_cpu[@]}"); dc=$(median "${d_cpu[@]}")
 sm=$(median "${s_rss[@]}")
 rules=$(python3 -c '
 import collections, json, sys
@@ -124,12 +128,12 @@ print(", ".join(f"{r} {n}" for r, n in sorted(c.items())) or "none")' "$OUT/find
     echo "- $("$TOKENTRAIL" --version), DuckDB $(python3 -c 'import duckdb; print(duckdb.__version__)') ($NGROUPS groups, $NEVENTS events counted)"
     echo "- $RUNS runs each, alternating, warm page cache; medians"
     echo
-    echo "| | wall time (s) | peak RSS (MiB) | all runs (s) |"
-    echo "|---|---|---|---|"
-    echo "| \`tokentrail analyze --format json\` (every rule) | $at | $((am / 1024)) | ${a_time[*]} |"
-    echo "| DuckDB \`GROUP BY user, sourceIPs[-1]\` (query only) | $dt | $((dm / 1024)) | ${d_time[*]} |"
+    echo "| | wall time (s) | CPU (s), whole process | peak RSS (MiB) | all runs (s) |"
+    echo "|---|---|---|---|---|"
+    echo "| \`tokentrail analyze --format json\` (every rule) | $at | $ac | $((am / 1024)) | ${a_time[*]} |"
+    echo "| DuckDB \`GROUP BY user, sourceIPs[-1]\` (query only) | $dt | $dc | $((dm / 1024)) | ${d_time[*]} |"
     echo
-    echo "analyze / DuckDB wall time: **$(awk -v a="$at" -v d="$dt" 'BEGIN { printf "%.2f", a / d }')**"
+    echo "analyze / DuckDB wall time: **$(awk -v a="$at" -v d="$dt" 'BEGIN { printf "%.2f", a / d }')**; CPU time: $(awk -v a="$ac" -v d="$dc" 'BEGIN { printf "%.2f", a / d }')"
     echo
     echo "| analyze peak RSS | events | MiB |"
     echo "|---|---|---|"

@@ -179,18 +179,15 @@ impl UseShards {
         (hasher.hash_one(sa) % self.engines.len() as u64) as usize
     }
 
-    /// Folds a batch of token uses, taking each shard's lock once.
-    fn fold(&self, uses: Vec<TokenUse>) {
-        let mut batches: Vec<Vec<TokenUse>> = (0..self.engines.len()).map(|_| Vec::new()).collect();
-        for u in uses {
-            batches[self.shard_of(&u.serviceaccount)].push(u);
-        }
+    /// Folds batches of token uses (one per shard, as [`UseShards::shard_of`] sorted them),
+    /// taking each shard's lock once; the batches are left empty, their capacity kept.
+    fn fold(&self, batches: &mut [Vec<TokenUse>]) {
         for (engine, batch) in self.engines.iter().zip(batches) {
             if batch.is_empty() {
                 continue;
             }
             let mut engine = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for u in batch {
+            for u in batch.drain(..) {
                 engine.observe(Observation::TokenUse(u));
             }
         }
@@ -495,6 +492,7 @@ fn decoder(
     shards: &UseShards,
     options: &AnalyzeOptions,
 ) {
+    let mut scratch = Scratch::new(shards);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -503,7 +501,7 @@ fn decoder(
         let Ok(job) = job else { return };
         let decoded = match job {
             Job::Lines { file, first_line, bytes } => {
-                let decoded = decode_lines(file, first_line, &bytes);
+                let decoded = decode_lines(file, first_line, &bytes, scratch.sink());
                 // The reader may have finished; then the buffer is simply dropped.
                 let _ = pool.send(bytes);
                 decoded
@@ -515,7 +513,7 @@ fn decoder(
                 Decoded { file, sink, problems: vec![(Some(line), message)], filtered: 0 }
             }
             Job::Document { file, bytes } => {
-                let mut sink = Sink::new();
+                let mut sink = scratch.sink();
                 decode_value(&bytes, &mut sink);
                 let problems = sink
                     .problems
@@ -532,15 +530,14 @@ fn decoder(
                 Decoded { file, sink, problems, filtered: 0 }
             }
         };
-        let decoded = fold_token_uses(decoded, shards, options);
+        let decoded = fold_token_uses(decoded, shards, options, &mut scratch);
         if out.send(decoded).is_err() {
             return;
         }
     }
 }
 
-fn decode_lines(file: usize, first_line: u64, bytes: &[u8]) -> Decoded {
-    let mut sink = Sink::new();
+fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> Decoded {
     let mut problems = Vec::new();
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
@@ -564,18 +561,45 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8]) -> Decoded {
     Decoded { file, sink, problems, filtered: 0 }
 }
 
+/// The vectors a decoder thread fills for every chunk, kept from one chunk to the next: a
+/// chunk's observations take a few hundred kilobytes, and growing that afresh each time (and
+/// freeing it on another thread) costs more than decoding some of the events.
+struct Scratch {
+    observations: Vec<Observation>,
+    batches: Vec<Vec<TokenUse>>,
+}
+
+impl Scratch {
+    fn new(shards: &UseShards) -> Scratch {
+        Scratch { observations: Vec::new(), batches: (0..shards.engines.len()).map(|_| Vec::new()).collect() }
+    }
+
+    /// An empty sink that fills the kept observation vector.
+    fn sink(&mut self) -> Sink {
+        Sink { observations: std::mem::take(&mut self.observations), ..Sink::new() }
+    }
+}
+
 /// Folds the token uses of a decoded chunk into the shards; the rest goes on to the engine thread.
-fn fold_token_uses(mut decoded: Decoded, shards: &UseShards, options: &AnalyzeOptions) -> Decoded {
-    let mut uses = Vec::with_capacity(decoded.sink.observations.len());
+fn fold_token_uses(
+    mut decoded: Decoded,
+    shards: &UseShards,
+    options: &AnalyzeOptions,
+    scratch: &mut Scratch,
+) -> Decoded {
+    let mut observations = std::mem::take(&mut decoded.sink.observations);
     let mut rest = Vec::new();
-    for obs in std::mem::take(&mut decoded.sink.observations) {
+    for obs in observations.drain(..) {
         match obs {
-            Observation::TokenUse(u) if within(u.time, options.since, options.until) => uses.push(u),
+            Observation::TokenUse(u) if within(u.time, options.since, options.until) => {
+                scratch.batches[shards.shard_of(&u.serviceaccount)].push(u);
+            }
             Observation::TokenUse(_) => decoded.filtered += 1,
             other => rest.push(other),
         }
     }
-    shards.fold(uses);
+    shards.fold(&mut scratch.batches);
+    scratch.observations = observations;
     decoded.sink.observations = rest;
     decoded
 }

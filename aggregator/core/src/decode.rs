@@ -135,7 +135,21 @@ fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
 
 /// One or more objects separated by whitespace.
 fn decode_objects(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Event<'_>>();
+    // Checking the UTF-8 of the whole record at once is much cheaper than serde_json checking
+    // each string in it on its own, which it must when reading bytes; invalid UTF-8 is rare
+    // and still read (and reported) the slow way.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, sink),
+        Err(_) => decode_stream(serde_json::Deserializer::from_slice(bytes).into_iter(), bytes, ctx, sink),
+    }
+}
+
+fn decode_stream<'de, R: serde_json::de::Read<'de>>(
+    mut stream: serde_json::StreamDeserializer<'de, R, Event<'de>>,
+    bytes: &'de [u8],
+    ctx: &Ctx<'_>,
+    sink: &mut Sink,
+) {
     loop {
         let offset = stream.byte_offset();
         match stream.next() {

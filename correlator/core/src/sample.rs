@@ -40,10 +40,11 @@ impl<T: Ord> Smallest<T> {
         Q: Ord + ?Sized,
         T: std::borrow::Borrow<Q>,
     {
-        if self.values.contains(probe) {
+        // Once the sample is full most values fall beyond its largest: one comparison.
+        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| probe >= largest.borrow()) {
             return;
         }
-        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| probe >= largest.borrow()) {
+        if self.values.contains(probe) {
             return;
         }
         self.offer(make());
