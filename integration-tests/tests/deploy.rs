@@ -129,6 +129,17 @@ fn config_map_files(rendered: &str) -> Vec<(String, String, String)> {
     files
 }
 
+/// A rendered KafkaTopic's `partitions` and `cleanup.policy`.
+fn topic(rendered: &str, name: &str) -> (u32, String) {
+    let doc = rendered
+        .split("\n---\n")
+        .find(|d| d.lines().any(|l| l == "kind: KafkaTopic") && d.lines().any(|l| l == format!("  name: {name}")))
+        .unwrap_or_else(|| panic!("no KafkaTopic {name}"));
+    let field = |prefix: &str| doc.lines().find_map(|l| l.trim_start().strip_prefix(prefix)).map(str::to_string);
+    let partitions = field("partitions: ").and_then(|p| p.parse().ok()).expect("partitions");
+    (partitions, field("cleanup.policy: ").expect("cleanup.policy"))
+}
+
 #[test]
 fn every_overlay_renders_and_every_object_is_valid_against_the_schemas() {
     let tools = tools();
@@ -139,6 +150,10 @@ fn every_overlay_renders_and_every_object_is_valid_against_the_schemas() {
         for kind in ["DaemonSet", "Deployment", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy", "KafkaTopic"] {
             assert!(rendered.contains(&format!("\nkind: {kind}\n")), "{name}: no {kind}");
         }
+        // DESIGN §4: the correlator restores input partition n from changelog partition n.
+        let (observations, _) = topic(&rendered, "tokentrail.observations");
+        let (state, policy) = topic(&rendered, "tokentrail.correlator-state");
+        assert_eq!((state, policy.as_str()), (observations, "compact"), "{name}: the changelog topic");
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, &rendered).unwrap();
         for kubernetes in KUBERNETES_VERSIONS {
