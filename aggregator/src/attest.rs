@@ -311,6 +311,16 @@ impl Ctx<'_> {
     }
 }
 
+/// Pods and credentials a message attests (what a refusal of the whole message refuses).
+pub fn attested_items(m: &agent::AgentMessage) -> u64 {
+    let n = match &m.body {
+        Some(agent::agent_message::Body::Snapshot(s)) => s.pods.len() + s.credentials.len(),
+        Some(agent::agent_message::Body::Delta(d)) => d.pods_upserted.len() + d.credentials_upserted.len(),
+        None => 0,
+    };
+    n as u64
+}
+
 fn location_key(l: &agent::CredentialLocation) -> String {
     format!("{}/{}/{}/{}", l.pod_uid, l.volume_kind, l.volume, l.file)
 }

@@ -102,10 +102,55 @@ pub struct GrpcConfig {
     /// Time allowed to answer a request's headers (tower timeout; open streams are not cut).
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Agents authenticate with their projected service-account token too, and their node
+    /// is the token's node claim (DESIGN §5). Absent: the node comes from the client
+    /// certificate alone.
+    #[serde(default)]
+    pub agent_token: Option<AgentTokenConfig>,
     /// Accept the node an agent names in its messages without a credential proving it. Only
     /// for tests and trials without TLS: any client can then attest for any node.
     #[serde(default)]
     pub trust_agent_node_name: bool,
+}
+
+/// How agents' projected tokens (`authorization: Bearer` on the stream) are verified: against
+/// the issuer's keys (`jwks_file`) or by the apiserver (`token_review`), exactly one of them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTokenConfig {
+    /// The audience of the agents' projected token volume.
+    #[serde(default = "default_agent_audience")]
+    pub audience: String,
+    /// The agents' ServiceAccount, `namespace/name`: other pods on a node can obtain tokens
+    /// for any audience, only the agent's account may attest.
+    pub serviceaccount: String,
+    /// The cluster's `--service-account-issuer` (the tokens' `iss`); required with `jwks_file`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The issuer's public keys as a JWKS document (`kubectl get --raw /openid/v1/jwks`). Re-read
+    /// when a token names a key it does not hold (key rotation), at most every 10 s.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Ask the apiserver instead (TokenReview; the aggregator's account needs
+    /// `create tokenreviews`, e.g. the `system:auth-delegator` ClusterRole).
+    #[serde(default)]
+    pub token_review: Option<TokenReviewConfig>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", deserialize_with = "duration")]
+    pub leeway: Duration,
+}
+
+/// The TokenReview client.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenReviewConfig {
+    /// A kubeconfig file; absent: the in-cluster service account (or `$KUBECONFIG`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long an answer is reused for the same token (keyed by the token's SHA-256, never
+    /// the token), so reconnecting agents do not each cost an apiserver request.
+    #[serde(default = "default_review_cache_ttl", deserialize_with = "duration")]
+    pub cache_ttl: Duration,
 }
 
 /// The audit webhook endpoint.
@@ -147,6 +192,15 @@ pub struct TlsConfig {
     pub node_dns_name: String,
 }
 
+fn default_agent_audience() -> String {
+    "tokentrail-aggregator".into()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_review_cache_ttl() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_node_dns_name() -> String {
     "{node}.nodes.tokentrail".into()
 }
@@ -222,6 +276,7 @@ impl GrpcConfig {
             max_streams: default_max_streams(),
             concurrency_limit: default_concurrency(),
             request_timeout: default_request_timeout(),
+            agent_token: None,
             trust_agent_node_name: false,
         }
     }
@@ -236,6 +291,56 @@ impl WebhookConfig {
             tls: None,
             max_body_bytes: default_max_body_bytes(),
             insecure_plaintext: false,
+        }
+    }
+}
+
+impl AgentTokenConfig {
+    /// Tokens of `serviceaccount` (`namespace/name`) for the default audience, checked against
+    /// the JWKS file of `issuer`.
+    pub fn jwks(serviceaccount: impl Into<String>, issuer: impl Into<String>, jwks_file: PathBuf) -> AgentTokenConfig {
+        AgentTokenConfig {
+            audience: default_agent_audience(),
+            serviceaccount: serviceaccount.into(),
+            issuer: Some(issuer.into()),
+            jwks_file: Some(jwks_file),
+            token_review: None,
+            leeway: default_leeway(),
+        }
+    }
+
+    /// Tokens of `serviceaccount` for the default audience, reviewed by the apiserver that
+    /// `kubeconfig` (or the environment) names.
+    pub fn token_review(serviceaccount: impl Into<String>, kubeconfig: Option<PathBuf>) -> AgentTokenConfig {
+        AgentTokenConfig {
+            audience: default_agent_audience(),
+            serviceaccount: serviceaccount.into(),
+            issuer: None,
+            jwks_file: None,
+            token_review: Some(TokenReviewConfig { kubeconfig, cache_ttl: default_review_cache_ttl() }),
+            leeway: default_leeway(),
+        }
+    }
+
+    fn problems(&self, problems: &mut Vec<Problem>) {
+        if self.audience.is_empty() {
+            problems.push(Problem::new("grpc.agent_token.audience", "is empty"));
+        }
+        if !self
+            .serviceaccount
+            .split_once('/')
+            .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        {
+            problems.push(Problem::new("grpc.agent_token.serviceaccount", "must be namespace/name"));
+        }
+        match (&self.jwks_file, &self.token_review) {
+            (Some(_), Some(_)) | (None, None) => {
+                problems.push(Problem::new("grpc.agent_token", "needs exactly one of jwks_file and token_review"))
+            }
+            (Some(_), None) if self.issuer.as_deref().is_none_or(str::is_empty) => {
+                problems.push(Problem::new("grpc.agent_token.issuer", "is required with jwks_file"))
+            }
+            _ => {}
         }
     }
 }
@@ -323,12 +428,24 @@ impl GrpcConfig {
         if self.tls.as_ref().is_some_and(|t| !t.node_dns_name.contains("{node}")) {
             problems.push(Problem::new("grpc.tls.node_dns_name", "must contain {node}"));
         }
-        if self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() && !self.trust_agent_node_name {
+        if self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none()
+            && self.agent_token.is_none()
+            && !self.trust_agent_node_name
+        {
             problems.push(Problem::new(
                 "grpc.tls.client_ca",
-                "is required (agents prove their node with a client certificate) unless \
-                 grpc.trust_agent_node_name is true (tests and trials only)",
+                "or grpc.agent_token is required (agents prove their node with a client certificate or \
+                 their projected token) unless grpc.trust_agent_node_name is true (tests and trials only)",
             ));
+        }
+        if let Some(t) = &self.agent_token {
+            t.problems(problems);
+            if self.tls.is_none() {
+                problems.push(Problem::new(
+                    "grpc.tls",
+                    "is required with grpc.agent_token: tokens must not cross the network in clear",
+                ));
+            }
         }
     }
 }

@@ -2,10 +2,13 @@
 //! layers (a global concurrency limit and a timeout on setting up requests), a maximum message
 //! size, a bound on open streams, and `grpc.health.v1`.
 //!
-//! Authentication is mTLS: rustls verifies the agent's certificate chain against the agents'
-//! CA, and [`node_identity`] checks that the certificate is valid for the DNS name configured
-//! for the node the agent attests (`{node}.nodes.tokentrail` by default). The agent's projected
-//! token (the `authorization` header) is not verified yet: see the crate's README.
+//! Authentication, before a stream is served: with `agent_token`, the agent's projected token
+//! (`authorization: Bearer`) is verified ([`crate::authn`]) and its node claim is the node the
+//! stream may attest for; the stream ends when the token expires (the agent reconnects with the
+//! one the kubelet rotated in). With mTLS, rustls verifies the agent's certificate chain against
+//! the agents' CA, and [`node_identity`] checks that the certificate is valid for the DNS name
+//! configured for that node (`{node}.nodes.tokentrail` by default); without a token the node is
+//! the one the first message names. Every later message must name the same node.
 //!
 //! Per message: the node check and conversion ([`crate::attest`]), the observations delivered
 //! to the [`Sink`] (acknowledged by Kafka, in the aggregator), then an [`Ack`] with the message's sequence number. Resends are
@@ -23,11 +26,13 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::attest::{AgentState, Refusal};
+use crate::attest::{attested_items, AgentState, Refusal};
+use crate::authn::Authenticator;
 use crate::config::GrpcConfig;
 use crate::error::AggregatorError;
 use crate::sink::Sink;
 use crate::telemetry::Metrics;
+use crate::token::{AgentIdentity, TokenRefusal};
 
 /// Agents remembered (highest sequence, held credentials) across reconnections; beyond this the
 /// state of agents without an open stream is forgotten (their resends are then processed again:
@@ -64,9 +69,14 @@ impl Server {
             }
             None => (None, None),
         };
+        let auth = match &config.agent_token {
+            Some(t) => Some(Arc::new(Authenticator::new(t).await?)),
+            None => None,
+        };
         let service = Service {
             cluster: config.cluster.clone(),
             node_dns_name,
+            auth,
             sink,
             metrics,
             agents: Arc::new(Mutex::new(HashMap::new())),
@@ -114,6 +124,8 @@ pub struct Service {
     cluster: String,
     /// With mTLS: the DNS name pattern a client certificate must match for its node.
     node_dns_name: Option<String>,
+    /// With `agent_token`: verifies agents' tokens.
+    auth: Option<Arc<Authenticator>>,
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     agents: Arc<Mutex<HashMap<String, AgentState>>>,
@@ -125,6 +137,19 @@ pub struct Service {
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// When a token expiring at `exp` (seconds since the epoch) stops being accepted.
+fn token_deadline(exp: i64) -> tokio::time::Instant {
+    let left = u64::try_from(exp.saturating_sub(crate::authn::unix_now())).unwrap_or(0);
+    tokio::time::Instant::now() + std::time::Duration::from_secs(left)
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The client certificate that authenticated the connection, if any.
@@ -148,6 +173,10 @@ impl Attestation for Service {
     type AttestStream = ReceiverStream<Result<AggregatorMessage, Status>>;
 
     async fn attest(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::AttestStream>, Status> {
+        let identity = match &self.auth {
+            Some(auth) => Some(self.authenticate(auth, &request).await?),
+            None => None,
+        };
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Metrics::inc(&self.metrics.streams_refused_total);
             Status::resource_exhausted("too many attestation streams")
@@ -159,7 +188,7 @@ impl Attestation for Service {
         tokio::spawn(async move {
             let _permit = permit;
             Metrics::inc(&service.metrics.streams_open);
-            if let Err(status) = service.stream(inbound, &certs, &tx).await {
+            if let Err(status) = service.stream(inbound, &certs, identity, &tx).await {
                 let _ = tx.send(Err(status)).await;
             }
             Metrics::dec(&service.metrics.streams_open);
@@ -169,14 +198,47 @@ impl Attestation for Service {
 }
 
 impl Service {
+    /// The identity the request's bearer token proves; a refusal is counted by reason.
+    async fn authenticate<T>(&self, auth: &Authenticator, request: &Request<T>) -> Result<AgentIdentity, Status> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let answer = match bearer {
+            Some(token) => auth.check(token).await.map_err(|e| {
+                tracing::warn!(error = %e, "agent token not checked");
+                Status::unavailable("the agent's token could not be checked; retry")
+            })?,
+            None => Err(TokenRefusal::Missing),
+        };
+        answer.map_err(|refusal| {
+            self.metrics.agent_token_refused(refusal.reason());
+            Metrics::inc(&self.metrics.streams_refused_total);
+            let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::warn!(%peer, reason = refusal.reason(), "attestation stream refused: {refusal}");
+            Status::unauthenticated(refusal.to_string())
+        })
+    }
+
     async fn stream(
         &self,
         mut inbound: Streaming<AgentMessage>,
         certs: &PeerCerts,
+        identity: Option<AgentIdentity>,
         tx: &mpsc::Sender<Result<AggregatorMessage, Status>>,
     ) -> Result<(), Status> {
-        // The node this stream is authenticated for: fixed by its first message.
-        let mut node: Option<String> = None;
+        // The node this stream is authenticated for: the token's, else fixed by the first message.
+        let mut node: Option<String> = identity.as_ref().map(|i| i.node.clone());
+        if let (Some(n), Some(pattern)) = (&node, &self.node_dns_name) {
+            if !node_identity(certs, pattern, n) {
+                Metrics::inc(&self.metrics.streams_refused_total);
+                tracing::warn!(node = %n, "attestation stream refused: certificate is not for the token's node");
+                return Err(Status::permission_denied("the client certificate is not valid for the token's node"));
+            }
+        }
+        let expiry = identity.as_ref().map(|i| token_deadline(i.expires_at));
         let mut stop = self.stop.clone();
         loop {
             let m = tokio::select! {
@@ -185,6 +247,9 @@ impl Service {
                     None => break,
                 },
                 _ = stop.wait_for(|s| *s) => return Err(Status::unavailable("aggregator shutting down; reconnect")),
+                () = sleep_until_some(expiry) => {
+                    return Err(Status::unauthenticated("the agent's token expired; reconnect with the current one"));
+                }
             };
             let authenticated = match &node {
                 Some(n) => n.clone(),
@@ -212,6 +277,10 @@ impl Service {
                 Ok(a) => a,
                 Err(refusal) => {
                     Metrics::inc(&self.metrics.streams_refused_total);
+                    if matches!(refusal, Refusal::WrongNode { .. }) {
+                        // Every pod and credential of it is about a node the agent is not on.
+                        Metrics::add(&self.metrics.attestations_refused_total, attested_items(&m).max(1));
+                    }
                     tracing::warn!(error = %refusal, "attestation stream refused");
                     return Err(match refusal {
                         Refusal::WrongNode { .. } => Status::permission_denied(refusal.to_string()),

@@ -19,6 +19,7 @@
 //! * [`cli`]: `tokentrail aggregator`.
 
 pub mod attest;
+pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod route;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod token;
 pub mod webhook;
 pub mod wire;
 

@@ -52,6 +52,23 @@ pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
         "cluster",
         move || m.clusters().into_iter().map(|(c, n)| (c, n.observations_out)).collect(),
     ));
+    let m = Arc::clone(metrics);
+    all.push(Instrument::counter_by(
+        "tokentrail_aggregator_agent_tokens_refused_total",
+        "Attestation streams refused for the agent's token, per reason.",
+        "reason",
+        move || m.agent_tokens_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
+    ));
+    let m = Arc::clone(metrics);
+    all.push(Instrument::with_attributes(
+        Kind::Gauge,
+        "tokentrail_aggregator_consumer_lag",
+        "Raw audit records not yet committed, per assigned topic and partition (high watermark minus committed offset).",
+        move || {
+            let lag = m.consumer_lag().into_iter();
+            lag.map(|((topic, partition), n)| (n, vec![("topic", topic), ("partition", partition.to_string())])).collect()
+        },
+    ));
     all
 }
 
@@ -85,6 +102,10 @@ pub struct Metrics {
     pub streams_open: AtomicU64,
     /// Records in and out per cluster.
     per_cluster: Mutex<BTreeMap<String, ClusterCounts>>,
+    /// Streams refused for the agent's token, by [`crate::token::TokenRefusal::reason`].
+    agent_tokens_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Gauge: lag of each assigned audit partition, from the consumer's statistics.
+    consumer_lag: Mutex<BTreeMap<(String, i32), u64>>,
 }
 
 /// Per-cluster counts (the `cluster` label).
@@ -104,7 +125,21 @@ impl Metrics {
 
     /// Per-cluster counts so far.
     pub fn clusters(&self) -> BTreeMap<String, ClusterCounts> {
-        self.per_cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        lock(&self.per_cluster).clone()
+    }
+
+    /// Streams refused per token refusal reason.
+    pub fn agent_tokens_refused(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.agent_tokens_refused).clone()
+    }
+
+    /// The consumer lag last reported, per `(topic, partition)` assigned to this aggregator.
+    pub fn consumer_lag(&self) -> BTreeMap<(String, i32), u64> {
+        lock(&self.consumer_lag).clone()
+    }
+
+    pub(crate) fn agent_token_refused(&self, reason: &'static str) {
+        *lock(&self.agent_tokens_refused).entry(reason).or_default() += 1;
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -120,11 +155,15 @@ impl Metrics {
     }
 
     pub(crate) fn cluster(&self, cluster: &str, records_in: u64, observations_out: u64) {
-        let mut m = self.per_cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = lock(&self.per_cluster);
         // Cluster names may come from record headers: bound the label's cardinality.
         let cluster = if m.len() >= MAX_CLUSTERS && !m.contains_key(cluster) { "other" } else { cluster };
         let c = m.entry(cluster.to_string()).or_default();
         c.records_in += records_in;
         c.observations_out += observations_out;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

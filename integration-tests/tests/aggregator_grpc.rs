@@ -6,8 +6,7 @@
 
 mod aggregator_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use aggregator_support::*;
@@ -16,22 +15,16 @@ use tokentrail_aggregator::Metrics;
 use tokentrail_proto::agent::v1 as agent;
 use tokentrail_proto::agent::v1::attestation_client::AttestationClient;
 use tokentrail_proto::observation::v1 as pb;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-/// The agent's test-only certificates: a CA, `aggregator.test`/127.0.0.1 for the server, and a
-/// client certificate for `agent.worker-1.test`.
-fn tls(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/data/tls").join(name)
-}
+use tonic::transport::Channel;
 
 async fn start_aggregator(t: &Topics, max_message_bytes: usize) -> Running {
     let mut config = t.config();
     config.kafka.audit_topics.clear();
     let mut g = GrpcConfig::new("127.0.0.1:0".parse().unwrap(), "prod");
     g.tls = Some(TlsConfig {
-        cert: tls("server.pem"),
-        key: tls("server.key"),
-        client_ca: Some(tls("ca.pem")),
+        cert: test_tls("server.pem"),
+        key: test_tls("server.key"),
+        client_ca: Some(test_tls("ca.pem")),
         node_dns_name: "agent.{node}.test".into(),
     });
     g.max_message_bytes = max_message_bytes;
@@ -76,26 +69,6 @@ fn write_token(root: &Path, pod_uid: &str, token: &str) {
     std::os::unix::fs::symlink("..data/token", vol.join("token")).unwrap();
 }
 
-async fn channel(addr: std::net::SocketAddr, with_identity: bool) -> Result<Channel, tonic::transport::Error> {
-    let read = |n: &str| std::fs::read(tls(n)).unwrap();
-    let mut tls =
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("aggregator.test");
-    if with_identity {
-        tls = tls.identity(Identity::from_pem(read("client.pem"), read("client.key")));
-    }
-    Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await
-}
-
-fn snapshot(agent_id: &str, node: &str, pods: Vec<agent::Pod>) -> agent::AgentMessage {
-    agent::AgentMessage {
-        agent_id: agent_id.into(),
-        sequence: 1,
-        node_name: node.into(),
-        observed_at_micros: 1_773_129_600_000_000,
-        body: Some(agent::agent_message::Body::Snapshot(agent::NodeSnapshot { pods, ..Default::default() })),
-    }
-}
-
 /// Sends one message on a new stream; the first answer (an ack's sequence, or the refusal).
 async fn attest_once(channel: Channel, m: agent::AgentMessage) -> Result<u64, tonic::Status> {
     let mut client = AttestationClient::new(channel);
@@ -131,33 +104,13 @@ async fn real_agent_over_mtls_credentials_become_observations_and_a_foreign_cred
     // A token file claiming a pod of another node: a compromised worker-1 vouching for worker-2.
     write_token(kubelet.path(), "uid-db-1", &pod_token("jti-db-1", "db-1", "uid-db-1", "worker-2"));
 
-    let addr = aggregator.addr.unwrap();
-    let mut config =
-        tokentrail_agent::Config::new(kubelet.path().to_path_buf(), "worker-1".into(), format!("https://{addr}"));
-    config.inotify = false;
-    config.sender.tls = Some(tokentrail_agent::sender::TlsFiles {
-        ca: tls("ca.pem"),
-        cert: Some(tls("client.pem")),
-        key: Some(tls("client.key")),
-        server_name: Some("aggregator.test".into()),
-    });
-    let agent_metrics = Arc::new(tokentrail_agent::Metrics::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(tokentrail_agent::run(config, None, agent_metrics.clone(), async {
-        let _ = stopped.await;
-    }));
-
+    let agent = RealAgent::start(kubelet.path(), aggregator.addr.unwrap(), None);
     let out = read_until(&t.observations, "the attested credential", Duration::from_millis(500), |o| {
         credential_jtis(o).iter().any(|(_, _, j)| j == "jti-web-1")
     })
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokentrail_agent::Metrics::get(&agent_metrics.messages_acked_total) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the agent got no ack");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = stop.send(());
-    agent.await.unwrap().unwrap();
+    agent.wait_for_ack().await;
+    agent.stop().await;
     let metrics = aggregator.metrics.clone();
     aggregator.stop().await;
 
@@ -172,45 +125,39 @@ async fn refusals_wrong_node_no_certificate_oversized_do_not_disturb_other_agent
     let t = Topics::create("agg-grpc-refusals").await;
     let aggregator = start_aggregator(&t, 64 * 1024).await;
     let addr = aggregator.addr.unwrap();
-    let pod = |name: &str| agent::Pod {
-        uid: format!("uid-{name}"),
-        namespace: "shop".into(),
-        name: name.into(),
-        serviceaccount: "web".into(),
-        ips: vec!["10.244.1.19".into()],
-        ..Default::default()
-    };
 
     // A healthy agent keeps its stream open through everything below.
-    let mut healthy = AttestationClient::new(channel(addr, true).await.unwrap());
+    let mut healthy = AttestationClient::new(mtls_channel(addr, true).await.unwrap());
     let (healthy_tx, rx) = tokio::sync::mpsc::channel(4);
-    healthy_tx.send(snapshot("healthy", "worker-1", vec![pod("web-1")])).await.unwrap();
+    healthy_tx.send(snapshot("healthy", "worker-1", vec![attested_pod("web-1")])).await.unwrap();
     let mut acks = healthy.attest(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
     let first = tokio::time::timeout(WAIT, acks.message()).await.unwrap().unwrap().unwrap();
     assert!(matches!(first.body, Some(agent::aggregator_message::Body::Ack(agent::Ack { sequence: 1 }))));
 
     // The worker-1 certificate attesting for worker-2.
-    let wrong = attest_once(channel(addr, true).await.unwrap(), snapshot("liar", "worker-2", vec![pod("db-1")])).await;
+    let wrong =
+        attest_once(mtls_channel(addr, true).await.unwrap(), snapshot("liar", "worker-2", vec![attested_pod("db-1")]))
+            .await;
     assert_eq!(wrong.unwrap_err().code(), tonic::Code::PermissionDenied);
 
     // No client certificate: the TLS handshake or the first call fails.
-    let anonymous = match channel(addr, false).await {
+    let anonymous = match mtls_channel(addr, false).await {
         Ok(ch) => attest_once(ch, snapshot("anon", "worker-1", vec![])).await.is_err(),
         Err(_) => true,
     };
     assert!(anonymous, "a client without a certificate must not be served");
 
     // A message over the 64 KiB limit.
-    let mut big = pod("big");
+    let mut big = attested_pod("big");
     big.ips = (0..10_000).map(|i| format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)).collect();
-    let oversized = attest_once(channel(addr, true).await.unwrap(), snapshot("big", "worker-1", vec![big])).await;
+    let oversized = attest_once(mtls_channel(addr, true).await.unwrap(), snapshot("big", "worker-1", vec![big])).await;
     assert_eq!(oversized.unwrap_err().code(), tonic::Code::OutOfRange);
 
     // The healthy agent's next message is still acknowledged on the same stream.
     let mut delta = snapshot("healthy", "worker-1", vec![]);
     delta.sequence = 2;
     delta.body = Some(agent::agent_message::Body::Delta(agent::NodeDelta {
-        pods_upserted: vec![pod("web-2")],
+        pods_upserted: vec![attested_pod("web-2")],
         ..Default::default()
     }));
     healthy_tx.send(delta).await.unwrap();

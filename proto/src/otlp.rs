@@ -103,6 +103,21 @@ impl Instrument {
         Self { name, description, kind: Kind::Counter, read: Box::new(read) }
     }
 
+    /// A counter or gauge with one point per set of attribute values, e.g. a gauge per topic
+    /// and partition. The caller bounds the number of points (low cardinality only).
+    pub fn with_attributes(
+        kind: Kind,
+        name: &'static str,
+        description: &'static str,
+        read: impl Fn() -> Vec<(u64, Vec<(&'static str, String)>)> + Send + Sync + 'static,
+    ) -> Self {
+        let read = move || {
+            let points = read().into_iter();
+            points.map(|(n, attrs)| (n, attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect())).collect()
+        };
+        Self { name, description, kind, read: Box::new(read) }
+    }
+
     /// The metric's name.
     pub fn name(&self) -> &'static str {
         self.name

@@ -17,6 +17,7 @@ use rdkafka::Message;
 use tokentrail_aggregator::config::{AuditTopic, Config, KafkaConfig};
 use tokentrail_aggregator::{AggregatorError, Metrics};
 use tokentrail_integration_tests::{kafka, unique_name};
+use tokentrail_proto::agent::v1 as agent;
 use tokentrail_proto::observation::v1 as pb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -210,4 +211,97 @@ pub fn observed(out: &[Out]) -> Vec<Vec<u8>> {
 
 pub fn count_observations(out: &[Out]) -> usize {
     out.iter().filter(|o| !o.is_extra_copy()).count()
+}
+
+/// The agent's test-only certificates (`agent/tests/data/tls`): a CA, `aggregator.test` and
+/// 127.0.0.1 for servers, and a client certificate for `agent.worker-1.test`.
+pub fn test_tls(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/data/tls").join(name)
+}
+
+/// The real agent of node `worker-1`, in this process, sending to the aggregator at `addr`
+/// over mTLS with the worker-1 client certificate.
+pub struct RealAgent {
+    pub metrics: Arc<tokentrail_agent::Metrics>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tokentrail_agent::AgentError>>,
+}
+
+impl RealAgent {
+    /// Starts it on the kubelet directory `kubelet`, with its own token from `bearer_token_file`.
+    pub fn start(
+        kubelet: &std::path::Path,
+        addr: SocketAddr,
+        bearer_token_file: Option<std::path::PathBuf>,
+    ) -> RealAgent {
+        let mut config =
+            tokentrail_agent::Config::new(kubelet.to_path_buf(), "worker-1".into(), format!("https://{addr}"));
+        config.inotify = false;
+        config.sender.bearer_token_file = bearer_token_file;
+        config.sender.tls = Some(tokentrail_agent::sender::TlsFiles {
+            ca: test_tls("ca.pem"),
+            cert: Some(test_tls("client.pem")),
+            key: Some(test_tls("client.key")),
+            server_name: Some("aggregator.test".into()),
+        });
+        let metrics = Arc::new(tokentrail_agent::Metrics::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(tokentrail_agent::run(config, None, metrics.clone(), async {
+            let _ = stopped.await;
+        }));
+        RealAgent { metrics, stop, task }
+    }
+
+    /// Waits until the aggregator acknowledged a message.
+    pub async fn wait_for_ack(&self) {
+        let deadline = Instant::now() + WAIT;
+        while tokentrail_agent::Metrics::get(&self.metrics.messages_acked_total) == 0 {
+            assert!(Instant::now() < deadline, "the agent got no ack");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A channel to the attestation server at `addr` over TLS, with the worker-1 client
+/// certificate when `with_identity`.
+pub async fn mtls_channel(
+    addr: SocketAddr,
+    with_identity: bool,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |n: &str| std::fs::read(test_tls(n)).unwrap();
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("aggregator.test");
+    if with_identity {
+        tls = tls.identity(Identity::from_pem(read("client.pem"), read("client.key")));
+    }
+    Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await
+}
+
+/// A pod of account `shop/web` as an agent attests it.
+pub fn attested_pod(name: &str) -> agent::Pod {
+    agent::Pod {
+        uid: format!("uid-{name}"),
+        namespace: "shop".into(),
+        name: name.into(),
+        serviceaccount: "web".into(),
+        ips: vec!["10.244.1.19".into()],
+        ..Default::default()
+    }
+}
+
+/// An agent's first message: a snapshot of `node` with `pods`.
+pub fn snapshot(agent_id: &str, node: &str, pods: Vec<agent::Pod>) -> agent::AgentMessage {
+    agent::AgentMessage {
+        agent_id: agent_id.into(),
+        sequence: 1,
+        node_name: node.into(),
+        observed_at_micros: 1_773_129_600_000_000,
+        body: Some(agent::agent_message::Body::Snapshot(agent::NodeSnapshot { pods, ..Default::default() })),
+    }
 }
