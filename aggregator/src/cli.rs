@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokentrail_proto::{config_file, otlp};
 
-use crate::config::{AuditTopic, Config, GrpcConfig, KafkaConfig, TlsConfig};
+use crate::config::{AuditTopic, Config, GrpcConfig, HealthConfig, KafkaConfig, TlsConfig};
 use crate::telemetry::Metrics;
 
 /// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into the
@@ -49,6 +49,10 @@ pub struct Args {
     /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// Serve the probes `/healthz` and `/readyz` over plain HTTP on this address (e.g.
+    /// `0.0.0.0:8080`).
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
     /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
     /// no export without it.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
@@ -86,6 +90,9 @@ impl Args {
         }
         if let Some(t) = &self.dead_letter_topic {
             k.dead_letter_topic.clone_from(t);
+        }
+        if let Some(listen) = self.health_listen {
+            config.health = Some(HealthConfig { listen });
         }
         if let (Some(listen), Some(cluster)) = (self.grpc_listen, &self.cluster) {
             let g = config.grpc.get_or_insert_with(|| GrpcConfig::new(listen, cluster.clone()));

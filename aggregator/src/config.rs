@@ -26,6 +26,9 @@ pub struct Config {
     /// The HTTPS endpoint for the apiserver's audit webhook backend; absent: none.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// The plain-HTTP probe listener (`/healthz`, `/readyz`) for Kubernetes; absent: none.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
     /// Pods and token Secrets remembered to place observations that do not name their service
     /// account (see [`crate::route`]).
     #[serde(default = "default_directory_capacity")]
@@ -153,6 +156,16 @@ pub struct TokenReviewConfig {
     pub cache_ttl: Duration,
 }
 
+/// The probe listener: plain HTTP (a kubelet's probe presents no client certificate), serving
+/// only `GET /healthz` (liveness) and `GET /readyz` (readiness, see [`crate::health`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Listen address.
+    #[serde(default = "default_health_listen")]
+    pub listen: SocketAddr,
+}
+
 /// The audit webhook endpoint.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,6 +241,9 @@ fn default_max_record_bytes() -> usize {
 }
 fn default_grpc_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn default_health_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
 }
 fn default_webhook_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8443))
@@ -355,7 +371,7 @@ impl TlsConfig {
 impl Config {
     /// A configuration with only Kafka set.
     pub fn new(kafka: KafkaConfig) -> Config {
-        Config { kafka, grpc: None, webhook: None, directory_capacity: default_directory_capacity() }
+        Config { kafka, grpc: None, webhook: None, health: None, directory_capacity: default_directory_capacity() }
     }
 
     /// Parses a JSON configuration file's text, reporting every problem at once.

@@ -15,6 +15,8 @@
 //! * [`pipeline`]: the audit loop: batch, produce, wait for acknowledgements, commit.
 //! * [`grpc`]: the attestation server (tonic, tower layers, tonic-health, mTLS).
 //! * [`webhook`]: the apiserver's audit webhook backend (HTTPS, mTLS, 413 beyond the limit).
+//! * [`health`]: `/healthz` and `/readyz`, consumer lag, from the Kafka clients' statistics.
+//! * [`token`], [`authn`]: agents' projected tokens (pure checks; JWKS file or TokenReview).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
 //! * [`cli`]: `tokentrail aggregator`.
 
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod pipeline;
 pub mod route;
 pub mod sink;
@@ -51,6 +54,8 @@ pub struct Bound {
     pub grpc: Option<SocketAddr>,
     /// The audit webhook, when configured.
     pub webhook: Option<SocketAddr>,
+    /// The probe listener (`/healthz`, `/readyz`), when configured.
+    pub health: Option<SocketAddr>,
 }
 
 /// Runs the aggregator until `shutdown` resolves: the audit path and, when configured, the
@@ -64,14 +69,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregatorError> {
     config.validate()?;
-    let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity).await?);
+    let health = Arc::new(health::Health::new(!config.kafka.audit_topics.is_empty()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers =
+    // First, so that a probe can tell "starting" from "dead" while Kafka is being reached.
+    let probes = match &config.health {
+        Some(h) => Some(health::Server::bind(h, health.clone(), stop_rx.clone()).await?),
+        None => None,
+    };
+    let probes_addr = probes.as_ref().and_then(health::Server::local_addr);
+    let probes = probes.map(|p| tokio::spawn(p.serve()));
+    let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity, health.clone()).await?);
+    let mut servers =
         Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx).await?;
+    servers.bound.health = probes_addr;
+    servers.tasks.extend(probes);
     if let Some(tx) = bound {
         let _ = tx.send(servers.bound);
     }
-    let audit = pipeline::run_audit(&config.kafka, sink.clone(), metrics, async {
+    let audit = pipeline::run_audit(&config.kafka, sink.clone(), metrics, health, async {
         shutdown.await;
         let _ = stop_tx.send(true);
     });

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
+use crate::health::{ConsumerHealth, Health};
 use crate::sink::{DeadLetter, KafkaSink, Pending};
 use crate::source::{self, CLUSTER_HEADER};
 use crate::telemetry::Metrics;
@@ -31,13 +32,14 @@ pub async fn run_audit(
     config: &KafkaConfig,
     sink: Arc<KafkaSink>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregatorError> {
     if config.audit_topics.is_empty() {
         shutdown.await;
         return Ok(());
     }
-    let consumer = source::consumer(config)?;
+    let consumer = source::consumer(config, ConsumerHealth { health, metrics: metrics.clone() })?;
     let mapping: HashMap<String, Option<String>> =
         config.audit_topics.iter().map(|t| (t.topic.clone(), t.cluster.clone())).collect();
     tracing::info!(topics = ?mapping.keys().collect::<Vec<_>>(), group = %config.group_id, "audit path starting");
@@ -202,7 +204,7 @@ impl Done {
     fn commit(
         self,
         delivered: Result<Result<(), AggregatorError>, tokio::task::JoinError>,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<ConsumerHealth>,
         metrics: &Metrics,
         mode: CommitMode,
     ) -> Result<(), AggregatorError> {

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -21,6 +21,7 @@ use tokentrail_proto::observation::v1 as pb;
 use crate::attest::PodNodes;
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
+use crate::health::{Health, ProducerHealth, STATISTICS_INTERVAL_MS};
 use crate::route::{home_partition, Directory, Route, BROADCAST_HEADER, HOME_HEADER};
 
 /// Headers of a dead-letter record.
@@ -108,7 +109,7 @@ impl Pending {
 
 /// The producer and where it writes.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerHealth>,
     topic: String,
     dead_letter_topic: String,
     partitions: i32,
@@ -119,8 +120,14 @@ impl KafkaSink {
     /// Creates the producer and reads the observations topic's partition count (broadcasts go
     /// to each partition). The topics must exist: deploy/ defines them, and a typo must not
     /// create a one-partition topic.
-    pub async fn connect(config: &KafkaConfig, directory_capacity: usize) -> Result<KafkaSink, AggregatorError> {
+    pub async fn connect(
+        config: &KafkaConfig,
+        directory_capacity: usize,
+        health: Arc<Health>,
+    ) -> Result<KafkaSink, AggregatorError> {
         let mut c = ClientConfig::new();
+        // Broker states for readiness (`crate::health`); `kafka.client` may change the period.
+        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         for (k, v) in &config.client {
             c.set(k, v);
         }
@@ -137,7 +144,9 @@ impl KafkaSink {
             // Fail a record after 2 minutes instead of librdkafka's 5: the caller then stops
             // without committing, and a restart retries from the last commit.
             .set("message.timeout.ms", "120000");
-        let producer: FutureProducer = c.create().map_err(AggregatorError::kafka("creating the producer"))?;
+        let producer: FutureProducer<ProducerHealth> = c
+            .create_with_context(ProducerHealth { health: health.clone() })
+            .map_err(AggregatorError::kafka("creating the producer"))?;
         let topic = config.observations_topic.clone();
         let probe = producer.clone();
         let t = topic.clone();
@@ -154,6 +163,7 @@ impl KafkaSink {
         .map_err(|_| AggregatorError::kafka("reading the observations topic")(KafkaError::Canceled))?
         .map_err(AggregatorError::kafka(format!("reading metadata of topic {topic}")))?;
         tracing::info!(topic, partitions, "observations topic");
+        health.set_producer_up(true);
         Ok(KafkaSink {
             producer,
             topic,

@@ -12,13 +12,19 @@ use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, C
 
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
+use crate::health::{ConsumerHealth, STATISTICS_INTERVAL_MS};
 
 /// The record header naming a record's cluster, for topics the configuration does not map.
 pub const CLUSTER_HEADER: &str = "cluster";
 
 /// Creates the consumer and subscribes it to every configured audit topic.
-pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, AggregatorError> {
+pub fn consumer(
+    config: &KafkaConfig,
+    context: ConsumerHealth,
+) -> Result<StreamConsumer<ConsumerHealth>, AggregatorError> {
     let mut c = ClientConfig::new();
+    // Partition lag and assignments (`crate::health`); `kafka.client` may change the period.
+    c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     for (k, v) in &config.client {
         c.set(k, v);
     }
@@ -36,7 +42,8 @@ pub fn consumer(config: &KafkaConfig) -> Result<StreamConsumer, AggregatorError>
         // Larger fetches for a high-volume log: 1 MiB per partition (librdkafka's default) makes
         // too many round trips when one aggregator reads a busy cluster's topic.
         .set("max.partition.fetch.bytes", "8388608");
-    let consumer: StreamConsumer = c.create().map_err(AggregatorError::kafka("creating the consumer"))?;
+    let consumer: StreamConsumer<ConsumerHealth> =
+        c.create_with_context(context).map_err(AggregatorError::kafka("creating the consumer"))?;
     let topics: Vec<&str> = config.audit_topics.iter().map(|t| t.topic.as_str()).collect();
     consumer.subscribe(&topics).map_err(AggregatorError::kafka("subscribing to the audit topics"))?;
     Ok(consumer)

@@ -142,6 +142,11 @@ impl Metrics {
         *lock(&self.agent_tokens_refused).entry(reason).or_default() += 1;
     }
 
+    /// Replaces the lag of every partition: partitions no longer assigned disappear.
+    pub(crate) fn set_consumer_lag(&self, lag: BTreeMap<(String, i32), u64>) {
+        *lock(&self.consumer_lag) = lag;
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

@@ -115,7 +115,10 @@ impl Server {
     }
 }
 
-async fn serve_connection<I>(io: I, router: axum::Router) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    router: axum::Router,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -80,6 +80,7 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     pub addr: Option<SocketAddr>,
     pub webhook: Option<SocketAddr>,
+    pub health: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), AggregatorError>>,
 }
@@ -92,7 +93,7 @@ pub async fn start(config: Config) -> Running {
         let _ = stopped.await;
     }));
     let bound = tokio::time::timeout(WAIT, bound_rx).await.expect("servers bound").unwrap();
-    Running { metrics, addr: bound.grpc, webhook: bound.webhook, stop: Some(stop), task }
+    Running { metrics, addr: bound.grpc, webhook: bound.webhook, health: bound.health, stop: Some(stop), task }
 }
 
 impl Running {

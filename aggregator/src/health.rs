@@ -1,0 +1,173 @@
+//! Liveness, readiness and consumer lag (driver): what the Kafka clients report through their
+//! contexts, and the plain-HTTP probe listener serving `/healthz` and `/readyz`.
+//!
+//! Readiness means "can do its work": the producer has a broker connection, and (with audit
+//! topics) the consumer has joined its group and received its assignment. An empty assignment
+//! is ready: more aggregators than partitions is not a fault, and such a replica still serves
+//! attestations and the webhook. Liveness is the runtime answering at all.
+//!
+//! Both clients report librdkafka statistics every `statistics.interval.ms` (5 s here): the
+//! consumer's carry each assigned partition's lag (high watermark minus committed offset),
+//! exported as `tokentrail_aggregator_consumer_lag`; the producer's say whether a broker
+//! connection is up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::HealthConfig;
+use crate::error::AggregatorError;
+use crate::telemetry::Metrics;
+
+/// How often librdkafka reports statistics (lag, broker states), unless `kafka.client` sets
+/// `statistics.interval.ms`.
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// What readiness is made of.
+#[derive(Debug)]
+pub struct Health {
+    /// No audit topics: the consumer is not part of readiness.
+    consumes: bool,
+    consumer_joined: AtomicBool,
+    producer_up: AtomicBool,
+}
+
+impl Health {
+    /// Readiness state of an aggregator that `consumes` audit topics (or not).
+    pub fn new(consumes: bool) -> Health {
+        Health { consumes, consumer_joined: AtomicBool::new(false), producer_up: AtomicBool::new(false) }
+    }
+
+    /// Ready, or why not.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if !self.producer_up.load(Ordering::Relaxed) {
+            return Err("the producer has no broker connection");
+        }
+        if self.consumes && !self.consumer_joined.load(Ordering::Relaxed) {
+            return Err("the consumer has not joined its group yet (no assignment)");
+        }
+        Ok(())
+    }
+
+    /// The producer reached a broker (at start: the observations topic's metadata was read).
+    pub(crate) fn set_producer_up(&self, up: bool) {
+        self.producer_up.store(up, Ordering::Relaxed);
+    }
+}
+
+/// The audit consumer's context: assignments and lag.
+pub struct ConsumerHealth {
+    pub(crate) health: Arc<Health>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl ClientContext for ConsumerHealth {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            // Partition -1 is librdkafka's "unassigned" bucket; a lag of -1 is unknown (not
+            // assigned to this member, or nothing committed yet).
+            for (&partition, p) in t.partitions.iter().filter(|(&id, _)| id >= 0) {
+                if let Ok(n) = u64::try_from(p.consumer_lag) {
+                    lag.insert((topic.clone(), partition), n);
+                }
+            }
+        }
+        self.metrics.set_consumer_lag(lag);
+    }
+}
+
+impl ConsumerContext for ConsumerHealth {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "audit partitions assigned");
+            self.health.consumer_joined.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The producer's context: broker connections.
+pub struct ProducerHealth {
+    pub(crate) health: Arc<Health>,
+}
+
+impl ClientContext for ProducerHealth {
+    fn stats(&self, statistics: Statistics) {
+        self.health.set_producer_up(statistics.brokers.values().any(|b| b.state == "UP"));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_producer_up(false);
+        }
+        tracing::warn!(%error, reason, "producer");
+    }
+}
+
+/// The bound, not yet serving, probe listener.
+pub struct Server {
+    listener: TcpListener,
+    health: Arc<Health>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Server {
+    /// Binds the probe listener.
+    pub async fn bind(
+        config: &HealthConfig,
+        health: Arc<Health>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Server, AggregatorError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AggregatorError::Io { context: format!("listening on {}", config.listen), source })?;
+        Ok(Server { listener, health, stop })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves `GET /healthz` and `GET /readyz` until stopped.
+    pub async fn serve(self) -> Result<(), AggregatorError> {
+        let Server { listener, health, mut stop } = self;
+        tracing::info!(addr = ?listener.local_addr().ok(), "probes listening (/healthz, /readyz)");
+        let router = axum::Router::new()
+            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+            .route("/readyz", get(readyz))
+            .with_state(health);
+        loop {
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "probe accept failed");
+                        continue;
+                    }
+                },
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            tokio::spawn(crate::webhook::serve_connection(tcp, router.clone()));
+        }
+    }
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    match health.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
