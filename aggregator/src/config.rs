@@ -546,10 +546,36 @@ mod tests {
                 "kafka.bootstrap_servers: is empty",
                 "kafka.observations_topic: \"a\" is also an audit topic",
                 "kafka.client.enable.auto.commit: is set by the aggregator and cannot be overridden",
-                "grpc.tls.client_ca: is required (agents prove their node with a client certificate) unless \
-                 grpc.trust_agent_node_name is true (tests and trials only)",
+                "grpc.tls.client_ca: or grpc.agent_token is required (agents prove their node with a client \
+                 certificate or their projected token) unless grpc.trust_agent_node_name is true (tests and trials only)",
             ]
         );
+    }
+
+    #[test]
+    fn agent_token_needs_one_key_source_an_account_and_tls() {
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"},
+                "grpc": {"cluster": "prod", "agent_token": {"serviceaccount": "agent", "jwks_file": "/jwks.json"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                "grpc.agent_token.serviceaccount: must be namespace/name",
+                "grpc.agent_token.issuer: is required with jwks_file",
+                "grpc.tls: is required with grpc.agent_token: tokens must not cross the network in clear",
+            ]
+        );
+        let c = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"}, "health": {"listen": "127.0.0.1:8080"},
+                "grpc": {"cluster": "prod", "tls": {"cert": "c", "key": "k"},
+                         "agent_token": {"serviceaccount": "tokentrail/agent", "token_review": {"cache_ttl": "30s"}}}}"#,
+        )
+        .unwrap();
+        let token = c.grpc.unwrap().agent_token.unwrap();
+        assert_eq!(token.audience, "tokentrail-aggregator");
+        assert_eq!(token.token_review.unwrap().cache_ttl, Duration::from_secs(30));
     }
 
     #[test]
