@@ -4,7 +4,7 @@
 //!   CLI, RS256 as kube-apiserver signs): the token's node claim decides which node an agent
 //!   may attest for; a token for node A attesting node B, a bad signature, another audience, an
 //!   expired token, another service account and no token at all are refused and counted, and
-//!   none of it disturbs a connected agent;
+//!   none of it disturbs a connected agent; a stream ends when its token expires;
 //! * through TokenReview, answered by a fake apiserver over HTTPS in the test: the real agent's
 //!   `authorization: Bearer` header is reviewed, answers are cached by the token's hash, and
 //!   what the apiserver refuses is refused.
@@ -171,6 +171,10 @@ async fn the_token_decides_the_node_and_bad_tokens_are_refused_without_disturbin
     // The agent of worker-1 keeps its stream open through everything below.
     let mut healthy = Stream::open(addr, Some(&issuer.sign(&agent_claims("worker-1")))).await.unwrap();
     assert_eq!(healthy.send(snapshot("healthy", "worker-1", vec![attested_pod("web-1")])).await.unwrap(), 1);
+    // An agent whose token expires in a few seconds: served until then, not after.
+    let expiring = issuer.sign(&with("worker-1", |c| c["exp"] = (unix_now() + 4).into()));
+    let mut short_lived = Stream::open(addr, Some(&expiring)).await.unwrap();
+    assert_eq!(short_lived.send(snapshot("short-lived", "worker-1", vec![])).await.unwrap(), 1);
 
     // worker-1's token attesting a pod of worker-2: refused, and the pod counted.
     let token = issuer.sign(&agent_claims("worker-1"));
@@ -213,6 +217,8 @@ async fn the_token_decides_the_node_and_bad_tokens_are_refused_without_disturbin
     })
     .await;
     drop(healthy);
+    let ended = tokio::time::timeout(WAIT, short_lived.acks.message()).await.expect("the stream ends at exp");
+    assert_eq!(ended.unwrap_err().code(), tonic::Code::Unauthenticated, "ended by its token's expiry");
     let metrics = aggregator.metrics.clone();
     aggregator.stop().await;
 
@@ -223,7 +229,7 @@ async fn the_token_decides_the_node_and_bad_tokens_are_refused_without_disturbin
     assert_eq!(metrics.agent_tokens_refused(), refused);
     assert_eq!(Metrics::get(&metrics.attestations_refused_total), 1, "db-1, attested by worker-1 for worker-2");
     assert_eq!(Metrics::get(&metrics.streams_refused_total), 7);
-    assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 2, "the healthy agent's two messages");
+    assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 3, "the healthy agent's two, the short-lived one's");
 }
 
 /// A fake apiserver answering `POST /apis/authentication.k8s.io/v1/tokenreviews` over HTTPS:
