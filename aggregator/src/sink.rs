@@ -152,11 +152,17 @@ impl KafkaSink {
         let t = topic.clone();
         // Metadata requests block the calling thread.
         let partitions = tokio::task::spawn_blocking(move || {
-            let metadata = probe.client().fetch_metadata(Some(&t), Duration::from_secs(30))?;
-            let found = metadata.topics().first().map(|m| (m.error(), m.partitions().len()));
-            match found {
-                Some((None, n)) if n > 0 => Ok(n),
-                _ => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            // A topic created moments ago may not be in this broker's metadata yet, or have no
+            // leader yet: ask again for a few seconds before calling it missing.
+            let give_up = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let metadata = probe.client().fetch_metadata(Some(&t), Duration::from_secs(30))?;
+                let found = metadata.topics().first().map(|m| (m.error(), m.partitions().len()));
+                match found {
+                    Some((None, n)) if n > 0 => return Ok(n),
+                    _ if std::time::Instant::now() < give_up => std::thread::sleep(Duration::from_millis(200)),
+                    _ => return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)),
+                }
             }
         })
         .await
