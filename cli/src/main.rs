@@ -1,6 +1,7 @@
 //! `tokentrail`: the one binary. Each subcommand is a thin layer over a library's `run`.
 
 mod analyze;
+mod collect;
 mod progress;
 
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ enum Command {
     /// Analyse collected evidence: audit logs (any common format, gzip/zstd) and `kubectl get
     /// -o json` dumps of serviceaccounts, service-account-token secrets, pods and nodes.
     Analyze(analyze::Args),
+    /// Collect the inventory `analyze` needs (service accounts, token Secrets without their
+    /// tokens, pods, nodes) through the Kubernetes API into an evidence directory.
+    Collect(collect::Args),
     /// Run the node agent (a DaemonSet): attest the service-account tokens on this node to the
     /// aggregator.
     Agent(tokentrail_agent::cli::Args),
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Collect(args) => collect::run(args),
         Command::Agent(args) => tokentrail_agent::cli::main(args),
         Command::Aggregator(args) => tokentrail_aggregator::cli::main(args),
         Command::Correlator(args) => tokentrail_correlator::stream::cli::main(&args),

@@ -7,6 +7,8 @@
 //! * `kafka/`: the Maven project that resolves the broker's jars and `broker.sh`, which starts
 //!   and stops the broker (its header explains how a broker started for tests ends with them);
 //!   `kafka/README.md` is the user's guide;
+//! * [`kube`]: a real kube-apiserver (with etcd and the service-account controllers), built and
+//!   started by `kube/cluster.sh`, for `tests/kube_apiserver.rs`;
 //! * `tests/`: the tests, one file per area; `kafka_smoke.rs` checks the broker and the Kafka
 //!   features the pipeline relies on (consumer groups, transactions) through rdkafka.
 //!
@@ -24,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use rdkafka::ClientConfig;
+
+pub mod kube;
 
 /// Names a running broker to use instead of starting one, as `host:port[,host:port...]`.
 pub const BOOTSTRAP_ENV: &str = "TOKENTRAIL_KAFKA_BOOTSTRAP";

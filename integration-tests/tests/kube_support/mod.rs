@@ -1,0 +1,146 @@
+//! Talking to the real kube-apiserver the way pods, kubelets and people do: HTTPS from a chosen
+//! loopback address, authenticated by a client certificate or a bearer token.
+//!
+//! Written by hand over tokio-rustls rather than with kube-rs because the point of these tests
+//! is the client address the apiserver records: every request binds its socket to the address
+//! of the pod (or attacker) it plays, 127.0.0.x, which Linux routes on `lo` without any setup.
+//! HTTP/1.0 with no keep-alive keeps the exchange one request per connection, with the body
+//! ending at the close (no chunked decoding needed).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test file uses a part
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::Value;
+use tokentrail_integration_tests::kube::{Cluster, USERS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// Who makes a request.
+#[derive(Clone, Copy, Debug)]
+pub enum Who<'a> {
+    /// One of the harness's users, by client certificate.
+    User(&'a str),
+    /// A bearer token.
+    Token(&'a str),
+}
+
+/// An apiserver's answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// A client of one cluster's apiserver.
+pub struct Api {
+    addr: SocketAddr,
+    anonymous: TlsConnector,
+    users: BTreeMap<String, TlsConnector>,
+}
+
+/// The address the admin, the user and the kubelets talk from (the control plane's host).
+pub const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+impl Api {
+    pub fn new(cluster: &Cluster) -> Api {
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(&std::fs::read(cluster.ca()).unwrap()).unwrap()).unwrap();
+        let builder = || {
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+        };
+        let users = USERS
+            .iter()
+            .map(|user| {
+                let certs = CertificateDer::pem_slice_iter(&std::fs::read(cluster.cert(user)).unwrap())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = PrivateKeyDer::from_pem_slice(&std::fs::read(cluster.key(user)).unwrap()).unwrap();
+                let config = builder().with_client_auth_cert(certs, key).unwrap();
+                (user.to_string(), TlsConnector::from(Arc::new(config)))
+            })
+            .collect();
+        Api { addr: cluster.address(), anonymous: TlsConnector::from(Arc::new(builder().with_no_client_auth())), users }
+    }
+
+    /// One request from `from`. PATCH bodies are JSON merge patches.
+    pub async fn call(&self, from: IpAddr, who: Who<'_>, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let connector = match who {
+            Who::User(user) => &self.users[user],
+            Who::Token(_) => &self.anonymous,
+        };
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let tcp = socket.connect(self.addr).await.unwrap();
+        let mut tls = connector.connect(ServerName::IpAddress(self.addr.ip().into()), tcp).await.unwrap();
+        let body = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+        let content_type = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
+        let mut head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: tokentrail-kube-test\r\nAccept: application/json\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Who::Token(token) = who {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&body).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut response = Vec::new();
+        // Go's TLS server ends a connection without close_notify now and then: what arrived counts.
+        let _ = tls.read_to_end(&mut response).await;
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response head");
+        let status_line = String::from_utf8_lossy(&response[..split]);
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+        let body = serde_json::from_slice(&response[split + 4..]).unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+
+    /// A request that must succeed (2xx); returns the response object.
+    pub async fn ok(&self, from: IpAddr, who: Who<'_>, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let reply = self.call(from, who, method, path, body).await;
+        assert!(
+            (200..300).contains(&reply.status),
+            "{method} {path} as {who:?} from {from}: {} {}",
+            reply.status,
+            reply.body
+        );
+        reply.body
+    }
+
+    /// A request as the cluster admin from the control plane's host.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.ok(HOST, Who::User("admin"), method, path, body).await
+    }
+
+    /// Polls `path` as the admin until `done` holds for the object (at most a minute).
+    pub async fn wait_for(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self.call(HOST, Who::User("admin"), "GET", path, None).await;
+            if reply.status == 200 && done(&reply.body) {
+                return reply.body;
+            }
+            assert!(Instant::now() < deadline, "{what}: still not so after 60 s: {} {}", reply.status, reply.body);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// A string field of a JSON object by path (`a.b.c`); panics with the object when absent.
+pub fn field<'v>(object: &'v Value, path: &str) -> &'v str {
+    path.split('.')
+        .try_fold(object, |v, key| v.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {path} in {object}"))
+}
