@@ -74,6 +74,12 @@ impl Use {
         self
     }
 
+    /// Stamped `secs` before now: an event the audit backend delivers late.
+    pub fn earlier_by_secs(mut self, secs: i64) -> Use {
+        self.delay = -secs * 1_000_000;
+        self
+    }
+
     pub fn reading_secrets(mut self) -> Use {
         (self.verb, self.resource) = ("list", "secrets");
         self

@@ -214,6 +214,15 @@ impl Pipeline {
         }
     }
 
+    /// Cuts the network between `node`'s agent and its aggregator.
+    pub fn cut(&self, node: &Node) {
+        self.agents[&node.name].cable.cut();
+    }
+
+    pub fn mend(&self, node: &Node) {
+        self.agents[&node.name].cable.mend();
+    }
+
     /// Restarts correlator `i` after [`Process::kill9`] or [`Process::stop`].
     pub fn restart_correlator(&mut self, i: usize) {
         self.correlators[i].restart();
