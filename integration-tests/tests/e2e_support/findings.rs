@@ -83,8 +83,8 @@ fn reader() -> rdkafka::ClientConfig {
 }
 
 /// One finding, by what it is about: its rule, the credential (a JTI as `JTI=...`, or a legacy
-/// token's Secret; empty for findings about a principal) and the client address (or addresses,
-/// comma-separated, for a finding about several).
+/// token's Secret; empty for findings about a principal) and the client address (the lowest,
+/// for a finding about several).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Subject {
     pub rule: String,
@@ -165,12 +165,12 @@ impl Pipeline {
                     } else {
                         text(&credential["secret"])
                     },
-                    // A finding about several addresses lists them instead.
+                    // A finding about several addresses lists them instead (in address order);
+                    // how many it lists depends on whether a later use was material enough for
+                    // an update, so the first one names it.
                     source_ip: match value["source_ip"].as_str() {
                         Some(ip) => ip.to_string(),
-                        None => {
-                            value["source_ips"].as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(",")
-                        }
+                        None => value["source_ips"].get(0).map(text).unwrap_or_default(),
                     },
                 };
                 (id.clone(), Finding { id, subject, creates, value })

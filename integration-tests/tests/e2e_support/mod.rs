@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod cable;
 pub mod cluster;
+pub mod drill;
 pub mod findings;
 pub mod kube_api;
 pub mod process;
@@ -37,6 +38,9 @@ pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The cluster name the aggregators give the raw topic's events and the agents' attestations.
 pub const CLUSTER: &str = "prod";
+
+/// The aggregators' `max_record_bytes`: larger raw records are dead letters.
+pub const MAX_RECORD_BYTES: usize = 256 * 1024;
 
 /// How the pipeline is laid out.
 pub struct Layout {
@@ -200,8 +204,9 @@ impl Pipeline {
         self.produce_raw(&values, None).await;
     }
 
-    /// Writes raw records (anything, valid or not) to the raw topic.
-    pub async fn produce_raw(&self, values: &[Vec<u8>], cluster_header: Option<&str>) {
+    /// Writes raw records (anything, valid or not) to the raw topic; returns where each landed
+    /// (partition, offset).
+    pub async fn produce_raw(&self, values: &[Vec<u8>], cluster_header: Option<&str>) -> Vec<(i32, i64)> {
         let sends = values.iter().map(|v| {
             let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topics.raw).payload(&v[..]);
             if let Some(c) = cluster_header {
@@ -209,9 +214,14 @@ impl Pipeline {
             }
             self.producer.send(record, WAIT)
         });
-        for sent in futures_join(sends).await {
-            sent.map_err(|(e, _)| e).expect("produce to the raw topic");
-        }
+        futures_join(sends)
+            .await
+            .into_iter()
+            .map(|sent| {
+                let delivery = sent.map_err(|(e, _)| e).expect("produce to the raw topic");
+                (delivery.partition, delivery.offset)
+            })
+            .collect()
     }
 
     /// Cuts the network between `node`'s agent and its aggregator.
@@ -304,6 +314,8 @@ fn aggregator_config(t: &Topics, port: u16) -> Value {
             "observations_topic": t.observations,
             "dead_letter_topic": t.dead_letters,
             "batch_linger": "20ms",
+            // Small, so the bad-input drill's oversized record fits the broker's 1 MB limit.
+            "max_record_bytes": MAX_RECORD_BYTES,
         },
         "grpc": {"listen": format!("127.0.0.1:{port}"), "cluster": CLUSTER, "trust_agent_node_name": true},
     })

@@ -1,0 +1,69 @@
+//! What the failure and bad-input drills share: a small cluster, waves of traffic that each
+//! carry known replays, and the one assertion every drill ends with.
+
+use serde_json::Value;
+
+use super::audit::Token;
+use super::cluster::{Node, Pod};
+use super::findings::Subject;
+use super::Pipeline;
+
+/// A small cluster: one pod of its own service account on each of three nodes.
+pub struct Cluster {
+    pub nodes: [Node; 3],
+    pub pods: Vec<Pod>,
+    pub tokens: Vec<Token>,
+}
+
+impl Cluster {
+    pub async fn schedule(p: &mut Pipeline) -> Cluster {
+        let nodes = [Node::worker(1), Node::worker(2), Node::worker(3)];
+        let mut pods = Vec::new();
+        let mut tokens = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let pod = Pod::new("shop", &format!("svc{i}-0"), &format!("svc{i}"), node, &node.pod_ip(10 + i as u8));
+            tokens.push(p.schedule(&pod, &format!("svc{i}-jti-1")).await);
+            pods.push(pod);
+        }
+        Cluster { nodes, pods, tokens }
+    }
+
+    /// Wave `n`: `benign` uses of every token from its own pod, then two replays, each with
+    /// the finding it must cause: pod 0's token from off-cluster address 203.0.113.`n`, and
+    /// pod 1's token from pod 2's address (reported once, the first wave it happens in).
+    pub fn wave(&self, n: u8, benign: usize) -> (Vec<Value>, Vec<Subject>) {
+        let mut events = Vec::new();
+        for _ in 0..benign {
+            for (pod, token) in self.pods.iter().zip(&self.tokens) {
+                events.push(token.used().from(&pod.ip).event());
+            }
+        }
+        let laptop = format!("203.0.113.{n}");
+        events.push(self.tokens[0].used().from(&laptop).reading_secrets().event());
+        events.push(self.tokens[1].used().from(&self.pods[2].ip).event());
+        let expected = vec![
+            subject("token-used-off-cluster", &self.tokens[0], &laptop),
+            subject("token-used-from-other-workload", &self.tokens[1], &self.pods[2].ip),
+        ];
+        (events, expected)
+    }
+}
+
+pub fn subject(rule: &str, token: &Token, ip: &str) -> Subject {
+    Subject { rule: rule.into(), credential: token.subject(), source_ip: ip.into() }
+}
+
+/// Asserts the settled findings are exactly `expected` (duplicates in it allowed), each created
+/// by one record.
+pub async fn assert_exactly(p: &mut Pipeline, expected: &[Subject]) {
+    let found = p.settled_findings().await;
+    let mut want: Vec<&Subject> = expected.iter().collect();
+    want.sort();
+    want.dedup();
+    let mut got: Vec<&Subject> = found.values().map(|f| &f.subject).collect();
+    got.sort();
+    assert_eq!(got, want, "the findings");
+    for f in found.values() {
+        assert_eq!(f.creates, 1, "{} ({}) was created {} times", f.subject, f.id, f.creates);
+    }
+}
