@@ -2,7 +2,7 @@
 # Builds what the Kubernetes test harness (integration-tests/kube/cluster.sh) runs, so
 # `cargo test --workspace --locked` finds a kube-apiserver to start: kube-apiserver,
 # kube-controller-manager and etcd, built from the Go module proxy with the machine's Go
-# (1.24 or newer; the polyglot image has it) into integration-tests/kube/.build/bin-<hash>/.
+# (1.24 or newer; the polyglot image has it) into ~/.cache/tokentrail/kube/bin-<hash>/.
 # Idempotent: a second run finds the binaries and takes well under a second. The Go module and
 # build caches stay in ~/go and ~/.cache/go-build: a machine that built once rebuilds in minutes
 # after a change of go.mod, a cold one takes much longer (see docs/kube-apiserver.md for figures).

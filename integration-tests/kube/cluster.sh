@@ -29,8 +29,11 @@
 # process exiting (a watchdog compares the process's start time, so a recycled PID does not keep
 # it alive). Without --owner it runs until `cluster.sh stop DIR`.
 #
-# Files of the build, all under $TOKENTRAIL_KUBE_BUILD_DIR (default: .build beside this script,
-# git-ignored): bin-<hash of go.mod and go.sum>/ with the three binaries, build.log, lock.
+# Files of the build, all under $TOKENTRAIL_KUBE_BUILD_DIR (default: ~/.cache/tokentrail/kube,
+# outside the checkout so every clone and CI run on the machine shares one build, the way Maven's
+# ~/.m2 serves the Kafka harness; binaries are keyed by go.mod and go.sum, so checkouts that pin
+# other versions never meet): bin-<hash of go.mod and go.sum>/ with the three binaries,
+# build.log, lock.
 # The Go module and build caches stay in their default places (~/go, ~/.cache/go-build), so a
 # second machine setup or CI run reuses them.
 set -euo pipefail
@@ -39,7 +42,7 @@ SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 HERE="$(dirname "$SELF")"
 REPO="$(cd "$HERE/../.." && pwd)"
 readonly SELF HERE REPO
-readonly BUILD="${TOKENTRAIL_KUBE_BUILD_DIR:-$HERE/.build}"
+readonly BUILD="${TOKENTRAIL_KUBE_BUILD_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tokentrail/kube}"
 readonly START_TIMEOUT_SECS="${TOKENTRAIL_KUBE_START_TIMEOUT_SECS:-180}"
 readonly STOP_TIMEOUT_SECS=20
 # The Kubernetes release built; build/go.mod pins the same one (and its staging modules).
