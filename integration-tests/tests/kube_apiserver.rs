@@ -30,7 +30,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kube_support::{field, Api, Who, HOST};
+use kube_support::{field, Api, WebhookSink, Who, HOST};
 use serde_json::{json, Value};
 use tokentrail_agent::pods::PodUpdate;
 use tokentrail_integration_tests::kube::Cluster;
@@ -82,7 +82,8 @@ struct Made {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_apiserver_audit_log_yields_exactly_the_expected_findings() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path(), None).unwrap_or_else(|e| panic!("no kube-apiserver: {e}"));
+    let webhook = WebhookSink::start(dir.path().join("webhook")).await;
+    let cluster = Cluster::start(dir.path(), Some(&webhook.url)).unwrap_or_else(|e| panic!("no kube-apiserver: {e}"));
     let api = Api::new(&cluster);
 
     let started = Instant::now();
@@ -106,6 +107,20 @@ async fn real_apiserver_audit_log_yields_exactly_the_expected_findings() {
     phase("analysed");
     let expected = expected_findings();
     assert_eq!(findings, expected, "findings from the real audit log (left) differ from the expected ones (right)");
+
+    // The same events as the webhook backend sent them (EventList batches, at most 1 s late):
+    // once it has sent as many as the log holds, its batches give the same findings.
+    let logged = std::fs::read_to_string(cluster.audit_log()).unwrap().lines().count();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while webhook.events() < logged {
+        assert!(Instant::now() < deadline, "the webhook sent {} of {logged} events within 60 s", webhook.events());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let from_webhook = analyze(&[webhook.dir.as_path(), evidence.as_path()]);
+    assert_eq!(
+        from_webhook, expected,
+        "findings from the webhook's batches (left) differ from the expected ones (right)"
+    );
 }
 
 // --- the cluster ------------------------------------------------------------------------------

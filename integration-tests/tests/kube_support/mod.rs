@@ -144,3 +144,72 @@ pub fn field<'v>(object: &'v Value, path: &str) -> &'v str {
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("no string at {path} in {object}"))
 }
+
+/// A receiver for the apiserver's audit webhook backend: each POSTed `EventList` batch is saved
+/// as it came, `batch-<n>.json` in a directory, and answered 200. Plain HTTP on loopback.
+pub struct WebhookSink {
+    pub url: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl WebhookSink {
+    pub async fn start(dir: std::path::PathBuf) -> WebhookSink {
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/audit", listener.local_addr().unwrap());
+        let batches = dir.clone();
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                // One request per connection: we answer `Connection: close`.
+                let Some(body) = read_request(&mut stream).await else { continue };
+                n += 1;
+                std::fs::write(batches.join(format!("batch-{n:05}.json")), body).unwrap();
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            }
+        });
+        WebhookSink { url, dir }
+    }
+
+    /// The audit events received so far.
+    pub fn events(&self) -> usize {
+        let mut count = 0;
+        for entry in std::fs::read_dir(&self.dir).unwrap() {
+            let batch: Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            assert_eq!(batch["kind"], "EventList", "the webhook backend posts EventLists");
+            count += batch["items"].as_array().map_or(0, Vec::len);
+        }
+        count
+    }
+}
+
+/// The body of one HTTP/1.1 request with a Content-Length (what Go's client sends for the
+/// webhook's byte bodies).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("the webhook request has a Content-Length");
+            while data.len() < end + 4 + length {
+                let n = stream.read(&mut buf).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            return Some(data[end + 4..end + 4 + length].to_vec());
+        }
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+}
