@@ -14,7 +14,8 @@
 //! What must hold:
 //! * `tokentrail analyze` over the real audit log and the `tokentrail collect` output finds
 //!   exactly the expected findings, and the benign traffic (each pod from its own address, a pod's
-//!   token from its node's address, the control plane) raises nothing;
+//!   token from its node's address, the control plane) raises nothing; and so does `analyze`
+//!   over the `EventList` batches the apiserver's audit webhook backend sent to the test;
 //! * `tokentrail collect` writes the inventory with a manifest whose hashes match, and never a
 //!   token;
 //! * the agent's pod source (kube-rs watchers) sees its node's pods and Node, and a deletion.
