@@ -33,6 +33,9 @@ enum Command {
     Aggregator(tokentrail_aggregator::cli::Args),
     /// Run a correlator replica: the observations topic in, findings out, exactly once.
     Correlator(tokentrail_correlator::stream::cli::Args),
+    /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
+    /// in, findings to stdout, a file or a Kafka topic.
+    Standalone(tokentrail_correlator::standalone::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +46,6 @@ fn main() -> ExitCode {
         Command::Agent(args) => tokentrail_agent::cli::main(args),
         Command::Aggregator(args) => tokentrail_aggregator::cli::main(args),
         Command::Correlator(args) => tokentrail_correlator::stream::cli::main(&args),
+        Command::Standalone(args) => tokentrail_correlator::standalone::cli::main(&args),
     }
 }

@@ -5,8 +5,10 @@
 //! * [`output`]: the report as text, finding JSON lines, OCSF, and an output directory.
 //!
 //! * [`stream`]: the streaming correlator, the observations topic in, findings out, exactly once.
+//! * [`standalone`]: the aggregator's servers and the engine in one process, no Kafka between.
 
 pub mod evidence;
 pub mod forensic;
 pub mod output;
+pub mod standalone;
 pub mod stream;

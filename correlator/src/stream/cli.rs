@@ -66,7 +66,8 @@ pub struct Args {
     otlp_endpoint: Option<String>,
 }
 
-fn parse_net(s: &str) -> Result<IpNet, String> {
+/// Parses a CIDR or a single address.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>().map_err(|e| e.to_string())
 }
 
@@ -171,7 +172,7 @@ pub fn main(args: &Args) -> ExitCode {
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c.
-async fn stop_signal() {
+pub async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -12,12 +12,13 @@
 //! was never committed, so their next owner redoes it from the same snapshot and offsets.
 //!
 //! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
-//! (restoring a partition's snapshot), [`telemetry`] (OTLP export of [`Metrics`]), this file
+//! (restoring a partition's snapshot), [`findings`] (a finding as a record), [`telemetry`] (OTLP export of [`Metrics`]), this file
 //! (the loop).
 
 pub mod changelog;
 pub mod cli;
 pub mod config;
+pub mod findings;
 pub mod state;
 pub mod telemetry;
 
@@ -26,12 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use prost::Message as _;
-use rdkafka::message::{BorrowedHeaders, Header, Headers, Message, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedHeaders, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tokentrail_correlator_core::ocsf::{detection_finding, Activity};
 use tokentrail_aggregator::route::{BROADCAST_HEADER, HOME_HEADER};
 use tokentrail_aggregator::wire::from_proto;
 use tokentrail_correlator_core::Observation;
@@ -56,7 +56,8 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Observation), String> {
 /// (not about a credential of this partition), so only their home copy is folded in, or every
 /// partition would report the same finding.
 fn folds_here(observation: &Observation, headers: Option<&BorrowedHeaders>) -> bool {
-    let flag = |name: &str| headers.is_some_and(|h| h.iter().any(|x| x.key == name && x.value == Some(b"1".as_slice())));
+    let flag =
+        |name: &str| headers.is_some_and(|h| h.iter().any(|x| x.key == name && x.value == Some(b"1".as_slice())));
     let self_reporting = matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
     !self_reporting || !flag(BROADCAST_HEADER) || flag(HOME_HEADER)
 }
@@ -249,19 +250,8 @@ fn commit(
     for &partition in dirty.iter() {
         let Some(state) = partitions.get_mut(&partition) else { continue };
         for (finding, activity) in state.due() {
-            let value = match config.format {
-                FindingFormat::Json => serde_json::to_vec(&finding)?,
-                FindingFormat::Ocsf => {
-                    serde_json::to_vec(&detection_finding(&finding, activity, env!("CARGO_PKG_VERSION")))?
-                }
-            };
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "rule", value: Some(finding.rule.id()) })
-                .insert(Header { key: "severity", value: Some(finding.severity.as_str()) })
-                .insert(Header {
-                    key: "activity",
-                    value: Some(if activity == Activity::Create { "create" } else { "update" }),
-                });
+            let value = findings::value(&finding, activity, config.format)?;
+            let headers = findings::headers(&finding, activity);
             send(producer, BaseRecord::to(&config.findings_topic).key(&finding.id).payload(&value).headers(headers))?;
             metrics.findings.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,0 +1,161 @@
+//! `tokentrail standalone`: flags, logging and signal handling around [`super::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokentrail_aggregator::config::{GrpcConfig, TlsConfig, WebhookConfig};
+
+use super::output::Destination;
+use super::{StandaloneConfig, StandaloneMetrics};
+use tokentrail_correlator_core::time::MINUTE;
+use tokentrail_correlator_core::{EngineConfig, IpNet};
+
+use crate::stream::cli::{parse_net, stop_signal};
+use crate::stream::config::parse_interval;
+use crate::stream::FindingFormat;
+
+/// Flags of `tokentrail standalone`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The cluster's name, put on every finding.
+    #[arg(long, value_name = "NAME")]
+    cluster: String,
+    /// Serve the apiserver's audit webhook (POST of an `EventList`) on this address, e.g.
+    /// `0.0.0.0:8443`.
+    #[arg(long, value_name = "ADDR")]
+    webhook_listen: Option<SocketAddr>,
+    /// Serve node agents' attestations (gRPC) on this address, e.g. `0.0.0.0:7443`.
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<SocketAddr>,
+    /// Server certificate chain (PEM) of both endpoints.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) of the apiserver's client certificate: the webhook requires one it signed.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    webhook_client_ca: Option<PathBuf>,
+    /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    agent_client_ca: Option<PathBuf>,
+    /// The DNS name an agent's client certificate must carry, `{node}` standing for its node.
+    #[arg(long, default_value = "{node}.nodes.tokentrail", value_name = "PATTERN")]
+    agent_node_dns_name: String,
+    /// Serve the webhook over plain HTTP without client authentication (trials only).
+    #[arg(long)]
+    webhook_insecure_plaintext: bool,
+    /// Believe the node an agent names without a certificate proving it (trials only).
+    #[arg(long)]
+    trust_agent_node_name: bool,
+    /// Where findings go: `-` (stdout), a file (appended to), or `kafka:TOPIC` (needs
+    /// --bootstrap).
+    #[arg(long, default_value = "-", value_name = "-|FILE|kafka:TOPIC")]
+    findings: Destination,
+    /// Kafka bootstrap servers, for `--findings kafka:TOPIC`.
+    #[arg(long, env = "TOKENTRAIL_KAFKA_BOOTSTRAP", value_name = "HOST:PORT[,...]")]
+    bootstrap: Option<String>,
+    /// Findings as `json` (tokentrail.finding/v1) or `ocsf`.
+    #[arg(long, default_value = "json", value_parser = ["json", "ocsf"])]
+    format: String,
+    /// How often the findings now due are written.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    emit_interval: Duration,
+    /// Observations queued between the servers and the engine before the servers wait.
+    #[arg(long, default_value_t = 10_000)]
+    queue_capacity: usize,
+    /// A network of the cluster beyond node pod CIDRs. Repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    cluster_network: Vec<IpNet>,
+    /// A trusted proxy in front of the apiservers. Repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    trusted_proxy: Vec<IpNet>,
+    /// A NAT address pod traffic to the apiserver may come from. Repeatable.
+    #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
+    egress_ip: Vec<IpNet>,
+    /// How long a pod's old token may be used after its newer one.
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    rotation_grace: Duration,
+    /// How long a node's agent has to attest a pod-bound credential after its first use (by the
+    /// node's watermark) before it counts as minted behind the kubelet's back.
+    #[arg(long, default_value = "2m", value_parser = parse_interval)]
+    attestation_grace: Duration,
+}
+
+impl Args {
+    fn engine(&self) -> EngineConfig {
+        let micros = |d: Duration, default: i64| i64::try_from(d.as_micros()).unwrap_or(default);
+        EngineConfig {
+            cluster_networks: self.cluster_network.clone(),
+            trusted_proxies: self.trusted_proxy.clone(),
+            egress: self.egress_ip.clone(),
+            rotation_grace: micros(self.rotation_grace, 5 * MINUTE),
+            attestation_grace: micros(self.attestation_grace, 2 * MINUTE),
+            ..EngineConfig::default()
+        }
+    }
+
+    fn config(&self) -> StandaloneConfig {
+        let tls = |client_ca: &Option<PathBuf>| match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(TlsConfig { client_ca: client_ca.clone(), ..TlsConfig::new(cert.clone(), key.clone()) })
+            }
+            _ => None,
+        };
+        let grpc = self.grpc_listen.map(|listen| GrpcConfig {
+            tls: tls(&self.agent_client_ca).map(|t| TlsConfig { node_dns_name: self.agent_node_dns_name.clone(), ..t }),
+            trust_agent_node_name: self.trust_agent_node_name,
+            ..GrpcConfig::new(listen, self.cluster.clone())
+        });
+        let webhook = self.webhook_listen.map(|listen| WebhookConfig {
+            tls: if self.webhook_insecure_plaintext { None } else { tls(&self.webhook_client_ca) },
+            insecure_plaintext: self.webhook_insecure_plaintext,
+            ..WebhookConfig::new(listen, self.cluster.clone())
+        });
+        let destination = match &self.findings {
+            Destination::Kafka { topic, .. } => {
+                Destination::Kafka { bootstrap: self.bootstrap.clone().unwrap_or_default(), topic: topic.clone() }
+            }
+            other => other.clone(),
+        };
+        StandaloneConfig {
+            grpc,
+            webhook,
+            engine: self.engine(),
+            destination,
+            format: if self.format == "ocsf" { FindingFormat::Ocsf } else { FindingFormat::Json },
+            queue_capacity: self.queue_capacity,
+            emit_interval: self.emit_interval,
+            directory_capacity: 1_000_000,
+        }
+    }
+}
+
+/// Runs until SIGTERM or ctrl-c, then writes the last findings and exits 0; 2 for a bad
+/// configuration, 1 when it cannot run.
+pub fn main(args: &Args) -> ExitCode {
+    let _ = tracing_subscriber::fmt().with_ansi(false).with_writer(std::io::stderr).try_init();
+    let config = args.config();
+    if let Err(e) = config.validate() {
+        eprintln!("tokentrail standalone: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokentrail standalone: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = StandaloneMetrics::default();
+    match runtime.block_on(super::run(config, &metrics, None, stop_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "standalone stopped");
+            eprintln!("tokentrail standalone: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! `tokentrail standalone` end to end on loopback, with the real binary: the apiserver's audit
+//! webhook (a real HTTPS POST of an `EventList`, with the apiserver's client certificate) and an
+//! agent's attestation (gRPC over mTLS) in, findings out as JSON lines.
+//!
+//! The batch holds benign traffic (a pod using its own token from its own address, a
+//! controller's token from its node) and two attacks: the pod's token replayed from an
+//! off-cluster address, and a second token bound to the same pod that its node's agent never
+//! saw (`token-forged-mint`, which only the attestation can prove). The agent's snapshot
+//! attests the pod's real token, so that one stays silent.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
+mod aggregator_support;
+mod correlator_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use aggregator_support::WAIT;
+use correlator_support::{binary, stop};
+use tokentrail_proto::agent::v1 as agent;
+use tokentrail_proto::agent::v1::attestation_client::AttestationClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+const T0: i64 = 1_773_136_800_000_000; // 2026-03-10T10:00:00Z
+const MINUTE: i64 = 60_000_000;
+const REPLAY_FROM: &str = "203.0.113.50";
+
+/// Test-only certificates: a CA, `aggregator.test`/127.0.0.1 for the server, and a client
+/// certificate for `agent.worker-1.test` (standing in for the apiserver's, too).
+fn tls(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/data/tls").join(name)
+}
+
+fn rfc3339(minutes: i64) -> String {
+    // 2026-03-10T10:MM:00Z; the scenario stays inside one hour.
+    assert!((0..60).contains(&minutes));
+    format!("2026-03-10T10:{minutes:02}:00.000000Z")
+}
+
+/// One audit event of a request authenticated with a service-account token.
+fn token_use(audit_id: &str, minute: i64, source_ip: &str, sa: (&str, &str), extra: &str, verb: &str) -> String {
+    let (ns, name) = sa;
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{audit_id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/{ns}/secrets","verb":"{verb}","user":{{"username":"system:serviceaccount:{ns}:{name}","uid":"sa-uid-{name}","groups":["system:serviceaccounts","system:authenticated"],"extra":{{{extra}}}}},"sourceIPs":["{source_ip}"],"userAgent":"test/1.0","objectRef":{{"resource":"secrets","namespace":"{ns}","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":200}},"requestReceivedTimestamp":"{t}","stageTimestamp":"{t}"}}"#,
+        t = rfc3339(minute)
+    )
+}
+
+/// `user.extra` of a token bound to pod `api-1` (uid `uid-api`) on `worker-1`.
+fn bound_to_api_pod(jti: &str) -> String {
+    format!(
+        r#""authentication.kubernetes.io/credential-id":["JTI={jti}"],"authentication.kubernetes.io/node-name":["worker-1"],"authentication.kubernetes.io/pod-name":["api-1"],"authentication.kubernetes.io/pod-uid":["uid-api"]"#
+    )
+}
+
+fn event_list() -> Vec<u8> {
+    let api = ("payments", "api");
+    let items = [
+        // Benign: the pod's own token from the pod's address, and a controller's unbound token.
+        token_use("a-1", 1, "10.244.1.12", api, &bound_to_api_pod("jti-api"), "get"),
+        token_use(
+            "a-2",
+            2,
+            "10.0.1.11",
+            ("kube-system", "ctrl"),
+            r#""authentication.kubernetes.io/credential-id":["JTI=jti-ctrl"]"#,
+            "list",
+        ),
+        // The pod's token replayed from off the cluster, twice (and one duplicate stage).
+        token_use("r-1", 4, REPLAY_FROM, api, &bound_to_api_pod("jti-api"), "list"),
+        token_use("r-2", 5, REPLAY_FROM, api, &bound_to_api_pod("jti-api"), "list"),
+        token_use("r-2", 5, REPLAY_FROM, api, &bound_to_api_pod("jti-api"), "list"),
+        // A token bound to the same pod that the kubelet never wrote into it.
+        token_use("f-1", 3, "10.244.1.12", api, &bound_to_api_pod("jti-forged"), "get"),
+    ];
+    format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#, items.join(","))
+        .into_bytes()
+}
+
+/// The agent on worker-1, ten minutes in: its node, the pod, and the pod's real token.
+fn snapshot() -> agent::AgentMessage {
+    let object = |name: &str, uid: &str| agent::ObjectRef { name: name.into(), uid: uid.into() };
+    let credential = agent::Credential {
+        location: Some(agent::CredentialLocation {
+            pod_uid: "uid-api".into(),
+            volume_kind: agent::VolumeKind::Projected as i32,
+            volume: "kube-api-access-x1".into(),
+            file: "token".into(),
+        }),
+        kind: agent::CredentialKind::PodBound as i32,
+        jti: Some("jti-api".into()),
+        issuer: "https://kubernetes.default.svc".into(),
+        subject: "system:serviceaccount:payments:api".into(),
+        audiences: vec!["https://kubernetes.default.svc".into()],
+        issued_at_micros: Some(T0),
+        expires_at_micros: Some(T0 + 60 * MINUTE),
+        namespace: "payments".into(),
+        serviceaccount: Some(object("api", "sa-uid-api")),
+        pod: Some(object("api-1", "uid-api")),
+        node: Some(object("worker-1", "node-uid-1")),
+        written_at_micros: Some(T0),
+        ..Default::default()
+    };
+    let pod = agent::Pod {
+        uid: "uid-api".into(),
+        namespace: "payments".into(),
+        name: "api-1".into(),
+        serviceaccount: "api".into(),
+        ips: vec!["10.244.1.12".into()],
+        phase: "Running".into(),
+        started_at_micros: Some(T0),
+        ..Default::default()
+    };
+    let node = agent::Node {
+        name: "worker-1".into(),
+        uid: "node-uid-1".into(),
+        addresses: vec![agent::NodeAddress { r#type: "InternalIP".into(), address: "10.0.1.11".into() }],
+        pod_cidrs: vec!["10.244.1.0/24".into()],
+    };
+    agent::AgentMessage {
+        agent_id: "agent-worker-1".into(),
+        sequence: 1,
+        node_name: "worker-1".into(),
+        observed_at_micros: T0 + 10 * MINUTE,
+        body: Some(agent::agent_message::Body::Snapshot(agent::NodeSnapshot {
+            node: Some(node),
+            pods: vec![pod],
+            credentials: vec![credential],
+            dropped_messages: 0,
+        })),
+    }
+}
+
+/// A running `tokentrail standalone` and the addresses it reported.
+struct Standalone {
+    child: Child,
+    webhook: SocketAddr,
+    grpc: SocketAddr,
+}
+
+fn start(findings: &str, emit_interval: &str) -> Standalone {
+    let path = |n: &str| tls(n).to_str().unwrap().to_string();
+    let mut child = Command::new(binary())
+        .args(["standalone", "--cluster", "onprem", "--cluster-network", "10.0.0.0/8"])
+        .args(["--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .args(["--tls-cert", &path("server.pem"), "--tls-key", &path("server.key")])
+        .args(["--webhook-client-ca", &path("ca.pem"), "--agent-client-ca", &path("ca.pem")])
+        .args(["--agent-node-dns-name", "agent.{node}.test"])
+        .args(["--findings", findings, "--emit-interval", emit_interval])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tokentrail standalone");
+    // The addresses are in the start-up log line; the rest of the log is passed through.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if line.contains("standalone running") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(WAIT).expect("the start-up log line");
+    let addr = |name: &str| -> SocketAddr {
+        let start =
+            line.find(&format!("{name}=Some(")).unwrap_or_else(|| panic!("{name} in {line:?}")) + name.len() + 6;
+        line[start..].split(')').next().unwrap().parse().unwrap()
+    };
+    Standalone { webhook: addr("webhook"), grpc: addr("grpc"), child }
+}
+
+/// POSTs `body` over HTTPS with the client certificate; the status code.
+async fn post(addr: SocketAddr, body: &[u8]) -> u16 {
+    use rustls_pki_types::pem::PemObject;
+    let read = |n: &str| std::fs::read(tls(n)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(&read("ca.pem")).unwrap()).unwrap();
+    let certs =
+        rustls_pki_types::CertificateDer::pem_slice_iter(&read("client.pem")).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&read("client.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("aggregator.test").unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nhost: tokentrail\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("an answer");
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// Sends the agent's snapshot over mTLS; the acknowledged sequence.
+async fn attest(addr: SocketAddr) -> u64 {
+    let read = |n: &str| std::fs::read(tls(n)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .domain_name("aggregator.test")
+        .identity(Identity::from_pem(read("client.pem"), read("client.key")));
+    let channel = Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap();
+    let mut client = AttestationClient::new(channel.connect().await.unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(snapshot()).await.unwrap();
+    let mut inbound = client.attest(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let answer = tokio::time::timeout(WAIT, inbound.message()).await.expect("an ack").unwrap();
+    match answer.and_then(|a| a.body) {
+        Some(agent::aggregator_message::Body::Ack(a)) => a.sequence,
+        None => panic!("the stream ended without an ack"),
+    }
+}
+
+/// The findings of JSON lines, each by its latest line (an update repeats its id).
+fn findings(text: &str) -> Vec<serde_json::Value> {
+    let mut by_id = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: serde_json::Value = serde_json::from_str(line).unwrap();
+        by_id.insert(f["id"].as_str().unwrap().to_string(), f);
+    }
+    by_id.into_values().collect()
+}
+
+fn with_rule<'a>(all: &'a [serde_json::Value], rule: &str) -> Vec<&'a serde_json::Value> {
+    all.iter().filter(|f| f["rule"] == rule).collect()
+}
+
+/// What the scenario must and must not produce, whatever else the catalogue adds.
+fn check(all: &[serde_json::Value]) {
+    let off = with_rule(all, "token-used-off-cluster");
+    assert_eq!(off.len(), 1, "one off-cluster finding: {all:#?}");
+    assert_eq!(off[0]["source_ip"], REPLAY_FROM);
+    assert_eq!(off[0]["credential"]["id"], "JTI=jti-api");
+    assert_eq!(off[0]["pod"]["name"], "api-1");
+    assert_eq!(off[0]["cluster"], "onprem");
+    assert_eq!(off[0]["count"], 2, "two replays, the duplicate stage folded");
+    let forged = with_rule(all, "token-forged-mint");
+    assert_eq!(forged.len(), 1, "the unattested token only: {all:#?}");
+    assert_eq!(forged[0]["credential"]["id"], "JTI=jti-forged");
+    for f in all {
+        assert_ne!(f["serviceaccount"]["name"], "ctrl", "a controller's token from its node is benign: {f:#}");
+        if f["credential"]["id"] == "JTI=jti-api" {
+            assert_ne!(f["source_ip"], "10.244.1.12", "the pod's own address is expected: {f:#}");
+        }
+    }
+}
+
+fn wait_exit_after_sigterm(s: Standalone) -> String {
+    let mut child = s.child;
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    stop(child);
+    reader.join().unwrap()
+}
+
+/// Findings to a file, written only at shutdown (the emit interval is an hour): SIGTERM drains
+/// the queue into the engine and flushes the last findings before the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_and_agent_in_findings_flushed_to_a_file_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("findings.jsonl");
+    let s = start(file.to_str().unwrap(), "1h");
+    assert_eq!(post(s.webhook, &event_list()).await, 200);
+    assert_eq!(attest(s.grpc).await, 1);
+    let stdout = wait_exit_after_sigterm(s);
+    assert!(stdout.is_empty(), "findings go to the file only: {stdout:?}");
+    let all = findings(&std::fs::read_to_string(&file).unwrap());
+    check(&all);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("BEGIN"), "no certificate or key material in findings");
+}
+
+/// Findings to stdout as they become due (emit interval 200 ms), while the process runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_stream_to_stdout_while_running() {
+    let mut s = start("-", "200ms");
+    let stdout = BufReader::new(s.child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(attest(s.grpc).await, 1);
+    assert_eq!(post(s.webhook, &event_list()).await, 200);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let both = |lines: &[String]| {
+        let all = findings(&lines.join("\n"));
+        !with_rule(&all, "token-used-off-cluster").is_empty() && !with_rule(&all, "token-forged-mint").is_empty()
+    };
+    while !both(&lines) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "findings did not arrive on stdout: {lines:#?}");
+        if let Ok(line) = rx.recv_timeout(left.min(Duration::from_millis(500))) {
+            lines.push(line);
+        }
+    }
+    stop(s.child);
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        lines.push(line);
+    }
+    check(&findings(&lines.join("\n")));
+}
