@@ -35,6 +35,10 @@ pub struct Watermark {
 pub struct Attestations {
     by_jti: HashMap<String, Attested>,
     watermarks: HashMap<String, Watermark>,
+    /// Attestations dropped by expiry ([`crate::expiry`]): a digest of (JTI, node, pod) and
+    /// when it was retired, so a late use of the credential still counts as attested.
+    #[serde(default)]
+    retired: HashMap<u64, Timestamp>,
 }
 
 impl Attestations {
@@ -70,6 +74,43 @@ impl Attestations {
         self.by_jti.get(jti)
     }
 
+    /// Whether the agent on `node` attested `jti` in pod `pod_uid` (now or before expiry).
+    pub fn attested_on(&self, jti: &str, node: &str, pod_uid: &str) -> bool {
+        match self.by_jti.get(jti) {
+            Some(a) => a.node == node && a.pod_uid == pod_uid,
+            None => self.retired.contains_key(&digest(jti, node, pod_uid)),
+        }
+    }
+
+    /// Drops the attestations `old` selects, keeping their digests; how many.
+    pub fn retire(&mut self, mut old: impl FnMut(&str, &Attested) -> bool) -> usize {
+        let before = self.by_jti.len();
+        let retired = &mut self.retired;
+        self.by_jti.retain(|jti, a| {
+            let drop = old(jti, a);
+            if drop {
+                retired.insert(digest(jti, &a.node, &a.pod_uid), a.since);
+            }
+            !drop
+        });
+        before - self.by_jti.len()
+    }
+
+    /// Forgets the digests of attestations retired at a time `old` selects.
+    pub fn forget_retired(&mut self, mut old: impl FnMut(Timestamp) -> bool) {
+        self.retired.retain(|_, t| !old(*t));
+    }
+
+    /// Attested credentials held in full.
+    pub fn len(&self) -> usize {
+        self.by_jti.len()
+    }
+
+    /// Whether none is held in full.
+    pub fn is_empty(&self) -> bool {
+        self.by_jti.is_empty()
+    }
+
     /// The watermark of a node's agent, if it has one.
     pub fn watermark(&self, node: &str) -> Option<Watermark> {
         self.watermarks.get(node).copied()
@@ -79,4 +120,15 @@ impl Attestations {
     pub fn any(&self) -> bool {
         !self.watermarks.is_empty()
     }
+}
+
+/// FNV-1a of the three strings, separated: stable across processes and releases (it is
+/// persisted in snapshots).
+fn digest(jti: &str, node: &str, pod_uid: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in jti.bytes().chain([0]).chain(node.bytes()).chain([0]).chain(pod_uid.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }

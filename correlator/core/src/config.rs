@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use crate::expiry::Retention;
 use crate::net::IpNet;
 use crate::time::{Micros, MINUTE};
 
@@ -27,6 +28,8 @@ pub struct EngineConfig {
     /// How long after a pod-bound credential's first use its node's agent has to attest it
     /// before the credential counts as minted behind the kubelet's back (streaming only).
     pub attestation_grace: Micros,
+    /// How long the stream keeps what it no longer sees ([`crate::expiry`]; `analyze` keeps all).
+    pub retention: Retention,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +44,7 @@ impl Default for EngineConfig {
             deletion_window: 60 * MINUTE,
             dedup_capacity: 1 << 20,
             attestation_grace: 2 * MINUTE,
+            retention: Retention::default(),
         }
     }
 }

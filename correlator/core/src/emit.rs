@@ -52,6 +52,15 @@ impl Emitter {
         out
     }
 
+    /// Forgets the findings not among `current` (their evidence expired from the engine): if
+    /// such a finding's evidence comes back, it is news again.
+    pub fn forget_absent(&mut self, current: &[Finding]) -> usize {
+        let ids: std::collections::BTreeSet<&str> = current.iter().map(|f| f.id.as_str()).collect();
+        let before = self.sent.len();
+        self.sent.retain(|id, _| ids.contains(id.as_str()));
+        before - self.sent.len()
+    }
+
     /// How many findings have been sent.
     pub fn len(&self) -> usize {
         self.sent.len()
@@ -110,6 +119,16 @@ mod tests {
         let later = [finding(12, 20)];
         assert_eq!(e.due(&later)[0].1, Activity::Update, "still going a quarter hour later");
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn a_finding_whose_evidence_expired_is_forgotten_and_news_again_if_it_returns() {
+        let mut e = Emitter::default();
+        assert_eq!(e.due(&[finding(1, 0)]).len(), 1);
+        assert_eq!(e.forget_absent(&[finding(1, 0)]), 0, "still reported: kept");
+        assert_eq!(e.forget_absent(&[]), 1);
+        assert!(e.is_empty());
+        assert_eq!(e.due(&[finding(1, 30)])[0].1, Activity::Create);
     }
 
     #[test]

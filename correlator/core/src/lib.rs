@@ -20,6 +20,7 @@ pub mod config;
 pub mod dedup;
 pub mod emit;
 pub mod engine;
+pub mod expiry;
 pub mod finding;
 pub mod hash;
 pub mod model;

@@ -234,5 +234,6 @@ async fn emit(state: &mut PartitionState, output: &mut Output, metrics: &Metrics
     output.write(&due).await?;
     metrics.findings.fetch_add(due.len() as u64, Ordering::Relaxed);
     metrics.transactions.fetch_add(1, Ordering::Relaxed);
+    metrics.state_entries.store(state.size() as u64, Ordering::Relaxed);
     Ok(())
 }

@@ -110,6 +110,9 @@ pub struct Metrics {
     pub transactions: AtomicU64,
     /// Partitions restored from the changelog.
     pub restores: AtomicU64,
+    /// Entries the engines hold (use groups, attested credentials, pods): a gauge, set after
+    /// each commit.
+    pub state_entries: AtomicU64,
 }
 
 /// Assignment changes seen inside `poll`, applied by the loop right after it returns.
@@ -268,6 +271,8 @@ fn commit(
     producer.send_offsets_to_transaction(&offsets, &group, CONTROL_TIMEOUT).map_err(kafka("adding offsets"))?;
     producer.commit_transaction(CONTROL_TIMEOUT).map_err(kafka("committing"))?;
     metrics.transactions.fetch_add(1, Ordering::Relaxed);
+    let size: usize = partitions.values().map(PartitionState::size).sum();
+    metrics.state_entries.store(size as u64, Ordering::Relaxed);
     dirty.clear();
     Ok(())
 }

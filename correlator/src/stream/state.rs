@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use tokentrail_correlator_core::emit::Emitter;
+use tokentrail_correlator_core::expiry::Expired;
 use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::{Engine, EngineConfig, Finding, Observation};
 
@@ -41,13 +42,24 @@ impl PartitionState {
             .observe(observation);
     }
 
-    /// The findings due downstream now (new ones, and material updates).
+    /// The findings due downstream now (new ones, and material updates), after expiring what
+    /// the engines no longer need (bounded state, by event time: `tokentrail_correlator_core::expiry`).
     pub fn due(&mut self) -> Vec<(Finding, Activity)> {
+        let mut expired = false;
         let mut findings = Vec::new();
         for engine in self.engines.values_mut() {
+            expired |= engine.expire() != Expired::default();
             findings.extend(engine.report().findings);
         }
+        if expired {
+            self.emitter.forget_absent(&findings);
+        }
         self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect()
+    }
+
+    /// How much the engines hold: use groups, attested credentials and pods.
+    pub fn size(&self) -> usize {
+        self.engines.values().map(|e| e.state_size().total()).sum()
     }
 }
 

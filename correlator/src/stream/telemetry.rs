@@ -21,11 +21,19 @@ const EXPORTED: &[(&str, &str, Field)] = &[
 
 /// The correlator's counters as OTLP instruments reading `metrics`.
 pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
-    EXPORTED
+    let mut all: Vec<Instrument> = EXPORTED
         .iter()
         .map(|&(name, description, field)| {
             let m = Arc::clone(metrics);
             Instrument::new(Kind::Counter, name, description, move || field(&m).load(Ordering::Relaxed))
         })
-        .collect()
+        .collect();
+    let m = Arc::clone(metrics);
+    all.push(Instrument::new(
+        Kind::Gauge,
+        "tokentrail_correlator_state_entries",
+        "Entries the engines hold: use groups, attested credentials, pods.",
+        move || m.state_entries.load(Ordering::Relaxed),
+    ));
+    all
 }

@@ -192,6 +192,42 @@ impl Pods {
             .map(|p| p.uid.clone())
     }
 
+    /// Keeps the pods `keep` selects (and their name and address index entries); how many
+    /// were dropped ([`crate::expiry`]).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Pod) -> bool) -> usize {
+        let mut dropped = Vec::new();
+        self.by_uid.retain(|_, p| {
+            let k = keep(p);
+            if !k {
+                dropped.push((
+                    p.namespace.clone(),
+                    p.name.clone(),
+                    p.addresses.keys().copied().collect::<Vec<_>>(),
+                    p.uid.clone(),
+                ));
+            }
+            k
+        });
+        for (namespace, name, ips, uid) in &dropped {
+            let key = (namespace.clone(), name.clone());
+            if let Some(uids) = self.uids_by_name.get_mut(&key) {
+                uids.remove(uid);
+                if uids.is_empty() {
+                    self.uids_by_name.remove(&key);
+                }
+            }
+            for ip in ips {
+                if let Some(uids) = self.uids_by_ip.get_mut(ip) {
+                    uids.remove(uid);
+                    if uids.is_empty() {
+                        self.uids_by_ip.remove(ip);
+                    }
+                }
+            }
+        }
+        dropped.len()
+    }
+
     /// The pod with this UID.
     pub fn get(&self, uid: &str) -> Option<&Pod> {
         self.by_uid.get(uid)

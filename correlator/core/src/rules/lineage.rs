@@ -44,8 +44,7 @@ fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>)
         if first_use < watermark.covers_from.plus(grace) || watermark.reported_until < first_use.plus(grace) {
             continue;
         }
-        let attested_there =
-            attestations.of(jti).is_some_and(|a| a.node == node && Some(&a.pod_uid) == pod.uid.as_ref());
+        let attested_there = pod.uid.as_deref().is_some_and(|uid| attestations.attested_on(jti, &node, uid));
         if attested_there {
             continue;
         }

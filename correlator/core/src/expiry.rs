@@ -1,0 +1,118 @@
+//! Bounded state for the stream: what can no longer change a verdict is dropped, by event time.
+//!
+//! A correlator runs for months; without this its engines would hold every credential and pod
+//! ever seen. [`Engine::expire`] is driven by the engine's own event time (the latest event it
+//! folded, the watermark), never by a clock, so the same input and the same calls give the same
+//! state: snapshots restore it exactly, and a replayed partition expires what the original did.
+//! `tokentrail analyze` never calls it (a file's whole history is the point there).
+//!
+//! * **Credentials** (their use groups and attestation): dropped once neither a use nor an
+//!   attestation has been seen for [`Retention::credentials`]. The audit log does not carry a
+//!   token's `exp`, and the kubelet rewrites every projected token within 24 hours, so the
+//!   default (25 h) outlives every token still in its pod.
+//! * **Attestations** leave a 16-byte trace ([`Attestations`]' retired digests, kept for
+//!   [`Retention::retired`]): a late use of a token its agent once attested must not read as
+//!   minted behind the kubelet's back.
+//! * **Pods**: dropped [`Retention::pods`] after their deletion (never before the engine's own
+//!   `deletion_window`, which matches 401s against recently deleted pods).
+
+use std::collections::BTreeSet;
+
+use crate::engine::Engine;
+use crate::time::{Micros, Timestamp, MINUTE};
+use crate::usage::CredentialKey;
+
+/// How long what is no longer seen is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// After a credential's last use or attestation.
+    pub credentials: Micros,
+    /// After a pod's deletion.
+    pub pods: Micros,
+    /// After an attestation is dropped, how long its digest still vouches for its credential
+    /// (the longest a token can stay valid: a year, for the apiserver's extended tokens).
+    pub retired: Micros,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { credentials: 25 * 60 * MINUTE, pods: 60 * MINUTE, retired: 366 * 24 * 60 * MINUTE }
+    }
+}
+
+/// What one [`Engine::expire`] dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Use groups (credential × client address).
+    pub use_groups: usize,
+    /// Attestations.
+    pub attestations: usize,
+    /// Pods.
+    pub pods: usize,
+}
+
+/// How much the engine holds (the state-size gauge).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Use groups (credential × client address).
+    pub use_groups: usize,
+    /// Attested credentials.
+    pub attestations: usize,
+    /// Pods.
+    pub pods: usize,
+}
+
+impl StateSize {
+    /// All entries.
+    pub fn total(&self) -> usize {
+        self.use_groups + self.attestations + self.pods
+    }
+}
+
+impl Engine {
+    /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the
+    /// engine's watermark (the latest event time folded in).
+    pub fn expire(&mut self) -> Expired {
+        let retention = self.config.retention;
+        let watermark = self.latest;
+        let cutoff = |t: Timestamp, keep: Micros| t.0.saturating_add(keep) < watermark.0;
+        // A credential's last sighting: its latest use under any client address, or its attestation.
+        let mut last_seen: std::collections::HashMap<&CredentialKey, Timestamp> = std::collections::HashMap::new();
+        for (key, group) in &self.uses {
+            let seen = last_seen.entry(&key.credential).or_insert(Timestamp::MIN);
+            *seen = (*seen).max(group.last());
+        }
+        let mut stale: BTreeSet<CredentialKey> = BTreeSet::new();
+        for (credential, last) in last_seen {
+            let attested = jti_of(credential).and_then(|j| self.attestations.of(j)).map(|a| a.since);
+            if cutoff(attested.map_or(last, |a| a.max(last)), retention.credentials) {
+                stale.insert(credential.clone());
+            }
+        }
+        let before = self.uses.len();
+        self.uses.retain(|key, _| !stale.contains(&key.credential));
+        let use_groups = before - self.uses.len();
+        // Attestations of credentials still in use stay; the others go once old enough.
+        let in_use: BTreeSet<&str> = self.uses.keys().filter_map(|k| jti_of(&k.credential)).collect();
+        let attestations =
+            self.attestations.retire(|jti, a| !in_use.contains(jti) && cutoff(a.since, retention.credentials));
+        self.attestations.forget_retired(|t| cutoff(t, retention.retired));
+        // Deletions that named their pod without its UID are placed first.
+        self.model.pods.resolve();
+        let keep_pods = retention.pods.max(self.config.deletion_window);
+        let pods = self.model.pods.retain(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
+        Expired { use_groups, attestations, pods }
+    }
+
+    /// How much the engine holds.
+    pub fn state_size(&self) -> StateSize {
+        StateSize { use_groups: self.uses.len(), attestations: self.attestations.len(), pods: self.model.pods.len() }
+    }
+}
+
+fn jti_of(credential: &CredentialKey) -> Option<&str> {
+    match credential {
+        CredentialKey::PodBound { jti: Some(jti), .. } | CredentialKey::Unbound { jti } => Some(jti),
+        _ => None,
+    }
+}

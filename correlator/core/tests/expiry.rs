@@ -1,0 +1,100 @@
+//! Bounded state (`Engine::expire`): what is no longer seen leaves the engine by event time,
+//! and leaving does not change a later verdict.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
+mod common;
+
+use common::*;
+use tokentrail_correlator_core::{Engine, EngineConfig, Observation};
+
+const HOUR: f64 = 60.0;
+
+fn api() -> PodSpec {
+    pod("payments/api-1", "uid-api").on_node("worker-1").with_ip("10.244.1.12").running_as("api")
+}
+
+/// Another pod on the same node, whose token rotations move the node agent's watermark on.
+fn neighbour() -> PodSpec {
+    pod("shop/web-9", "uid-neighbour").on_node("worker-1").with_ip("10.244.1.40").running_as("web")
+}
+
+fn engine(observations: impl IntoIterator<Item = Observation>) -> Engine {
+    let mut e = Engine::new(EngineConfig::default());
+    for o in cluster().into_iter().chain(observations) {
+        e.observe(o);
+    }
+    e
+}
+
+#[test]
+fn credentials_and_deleted_pods_leave_after_their_retention_and_the_rest_stays() {
+    let p = api();
+    let gone = pod("payments/api-0", "uid-gone").on_node("worker-2").with_ip("10.244.2.9").running_as("api");
+    let mut e = engine([p.observed(), gone.observed(), gone.deleted_at(10.0)]);
+    // A hundred short-lived unbound credentials in the first hour, one still used a day later.
+    for i in 0..100 {
+        e.observe(use_of("payments/api").unbound(&format!("j-{i}")).from("10.0.1.11").at(f64::from(i) * 0.5).obs());
+    }
+    e.observe(use_of("payments/api").bound_to(&p, "j-live").from("10.244.1.12").at(1.0).obs());
+    let before = e.state_size();
+    assert_eq!(before.use_groups, 101);
+    assert_eq!(e.expire().use_groups, 0, "nothing is old yet");
+
+    e.observe(use_of("payments/api").bound_to(&p, "j-live").from("10.244.1.12").at(26.0 * HOUR).obs());
+    let expired = e.expire();
+    assert_eq!(expired.use_groups, 100, "the credentials unseen for 25 h");
+    assert_eq!(expired.pods, 1, "the pod deleted a day ago");
+    let after = e.state_size();
+    assert_eq!(after.use_groups, 1);
+    assert_eq!(after.pods, before.pods - 1);
+    assert!(after.total() < before.total());
+}
+
+#[test]
+fn a_late_use_of_a_token_whose_attestation_expired_is_not_forged() {
+    let p = api();
+    let n = neighbour();
+    let mut e = engine([
+        p.observed(),
+        attested(&p, "j-real", 0.0),
+        attested(&n, "j-n1", 0.0),
+        use_of("payments/api").bound_to(&p, "j-real").from("10.244.1.12").at(5.0).obs(),
+        attested(&n, "j-n2", 26.0 * HOUR),
+    ]);
+    let expired = e.expire();
+    assert!(expired.attestations >= 1 && expired.use_groups == 1, "{expired:?}");
+    assert_eq!(e.state_size().use_groups, 0);
+
+    // The same token used again (still valid: the apiserver extends pod tokens to a year), and
+    // a token the agent never saw, both past the grace by the node's watermark.
+    e.observe(use_of("payments/api").bound_to(&p, "j-real").from("10.244.1.12").at(26.0 * HOUR + 1.0).obs());
+    e.observe(use_of("payments/api").bound_to(&p, "j-ghost").from("10.244.1.12").at(26.0 * HOUR + 1.0).obs());
+    e.observe(attested(&n, "j-n3", 26.0 * HOUR + 10.0));
+    let report = e.report();
+    let forged: Vec<_> = only(&report, "token-forged-mint")
+        .iter()
+        .map(|f| f.credential.as_ref().and_then(|c| c.id.clone()).unwrap_or_default())
+        .collect();
+    assert_eq!(forged, ["JTI=j-ghost"], "expiry forgot j-real's record, not that it was attested");
+}
+
+#[test]
+fn expiry_is_deterministic_and_survives_a_snapshot() {
+    let p = api();
+    let build = || {
+        let mut e = engine([p.observed(), attested(&p, "j-1", 0.0)]);
+        for i in 0..50 {
+            e.observe(use_of("payments/api").unbound(&format!("u-{i}")).from("10.0.1.11").at(f64::from(i)).obs());
+        }
+        e.observe(use_of("payments/api").unbound("u-late").from("10.0.1.11").at(30.0 * HOUR).obs());
+        e.expire();
+        e
+    };
+    let (a, b) = (build(), build());
+    let bytes = a.snapshot().unwrap();
+    let restored = Engine::restore(EngineConfig::default(), &bytes).unwrap();
+    assert_eq!(restored.state_size(), a.state_size());
+    assert_eq!(a.state_size(), b.state_size());
+    assert_eq!(a.state_size().use_groups, 1);
+}
