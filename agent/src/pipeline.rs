@@ -47,6 +47,9 @@ pub struct Config {
     pub inotify: bool,
     /// On shutdown, how long to keep trying to deliver what is queued.
     pub shutdown_grace: Duration,
+    /// How often the agent reports its clock when nothing changed (a heartbeat), so its node's
+    /// watermark advances and verdicts that wait on attestations are not held up by a quiet node.
+    pub heartbeat_interval: Duration,
 }
 
 impl Config {
@@ -71,6 +74,7 @@ impl Config {
             limits: ScanLimits::default(),
             inotify: true,
             shutdown_grace: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(30),
         }
     }
 }
@@ -125,11 +129,20 @@ pub async fn run(
     };
     let mut driver = Driver { config: &config, shared: shared.clone(), wake: wake.clone(), metrics: metrics.clone() };
     driver.initial(initial, watcher.as_mut());
-    let sender_task = tokio::spawn(sender::run(config.sender.clone(), shared.clone(), wake.clone(), metrics.clone(), now_micros, random_u64()));
+    let sender_task = tokio::spawn(sender::run(
+        config.sender.clone(),
+        shared.clone(),
+        wake.clone(),
+        metrics.clone(),
+        now_micros,
+        random_u64(),
+    ));
 
     tokio::pin!(shutdown);
     let mut rescan = tokio::time::interval_at(Instant::now() + config.rescan_interval, config.rescan_interval);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + config.heartbeat_interval, config.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     let mut dirty_at: Option<Instant> = None;
     let mut follow_ups: Vec<(Instant, String)> = Vec::new();
@@ -140,6 +153,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             _ = rescan.tick() => driver.full_scan(watcher.as_mut()),
+            _ = heartbeat.tick() => driver.heartbeat(),
             changes = next_change(watcher.as_mut()) => match changes {
                 Ok(changes) => {
                     for change in changes {
@@ -279,6 +293,30 @@ impl Driver<'_> {
         for r in &outcome.refused {
             tracing::warn!(path = %r.path, reason = r.reason.as_str(), detail = %r.detail, "token file refused");
         }
+    }
+
+    /// Queues a heartbeat: a delta carrying only the node (as the API describes it, or just its
+    /// name), stamped with the agent's clock. The aggregator turns a delta's node into a node
+    /// report, which is what moves the node's watermark in the engine. Skipped while anything
+    /// waits for delivery: that message will carry the agent's progress, and heartbeats must
+    /// not fill the queue while the aggregator is away.
+    fn heartbeat(&mut self) {
+        let mut g = sender::lock(&self.shared);
+        if !g.outbox.is_empty() {
+            return;
+        }
+        let node = g
+            .state
+            .node
+            .clone()
+            .unwrap_or_else(|| state::NodeInfo { name: self.config.node_name.clone(), ..state::NodeInfo::default() });
+        let now = now_micros();
+        let body = wire::delta(&state::Delta { node: Some(node), ..state::Delta::default() }, now);
+        let Shared { outbox, sender, .. } = &mut *g;
+        outbox.push_with(false, |seq| sender.message(seq, now, body));
+        Metrics::add(&self.metrics.heartbeats_total, 1);
+        drop(g);
+        self.wake.notify_one();
     }
 
     /// Changes the state under the lock and queues the delta, if any.

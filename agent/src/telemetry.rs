@@ -22,6 +22,7 @@ const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_agent_messages_acked_total", Kind::Counter, "Messages released by acks.", |m| &m.messages_acked_total),
     ("tokentrail_agent_messages_dropped_total", Kind::Counter, "Messages dropped: the queue was full.", |m| &m.messages_dropped_total),
     ("tokentrail_agent_send_failures_total", Kind::Counter, "Connection attempts or streams that failed.", |m| &m.send_failures_total),
+    ("tokentrail_agent_heartbeats_total", Kind::Counter, "Heartbeats queued (nothing changed for a while).", |m| &m.heartbeats_total),
     ("tokentrail_agent_connections_total", Kind::Counter, "Streams established.", |m| &m.connections_total),
     ("tokentrail_agent_queue_depth", Kind::Gauge, "Unacknowledged messages.", |m| &m.queue_depth),
 ];
@@ -46,6 +47,8 @@ pub struct Metrics {
     pub credentials_attested: AtomicU64,
     /// Credentials replaced by a new JTI at the same location.
     pub rotations_total: AtomicU64,
+    /// Heartbeats queued: the node's clock, when nothing changed for `heartbeat_interval`.
+    pub heartbeats_total: AtomicU64,
     /// Token files or directories refused (symlink, too large, malformed, ...).
     pub files_refused_total: AtomicU64,
     /// Scans run (full and per pod).

@@ -145,7 +145,7 @@ struct Standalone {
     grpc: SocketAddr,
 }
 
-fn start(findings: &str, emit_interval: &str) -> Standalone {
+fn start(findings: &str, emit_interval: &str, extra: &[&str]) -> Standalone {
     let path = |n: &str| tls(n).to_str().unwrap().to_string();
     let mut child = Command::new(binary())
         .args(["standalone", "--cluster", "onprem", "--cluster-network", "10.0.0.0/8"])
@@ -154,6 +154,7 @@ fn start(findings: &str, emit_interval: &str) -> Standalone {
         .args(["--webhook-client-ca", &path("ca.pem"), "--agent-client-ca", &path("ca.pem")])
         .args(["--agent-node-dns-name", "agent.{node}.test"])
         .args(["--findings", findings, "--emit-interval", emit_interval])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -280,7 +281,7 @@ fn wait_exit_after_sigterm(s: Standalone) -> String {
 async fn webhook_and_agent_in_findings_flushed_to_a_file_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("findings.jsonl");
-    let s = start(file.to_str().unwrap(), "1h");
+    let s = start(file.to_str().unwrap(), "1h", &[]);
     assert_eq!(post(s.webhook, &event_list()).await, 200);
     assert_eq!(attest(s.grpc).await, 1);
     let stdout = wait_exit_after_sigterm(s);
@@ -291,17 +292,97 @@ async fn webhook_and_agent_in_findings_flushed_to_a_file_on_sigterm() {
     assert!(!text.contains("BEGIN"), "no certificate or key material in findings");
 }
 
-/// Findings to stdout as they become due (emit interval 200 ms), while the process runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn findings_stream_to_stdout_while_running() {
-    let mut s = start("-", "200ms");
-    let stdout = BufReader::new(s.child.stdout.take().unwrap());
+/// Lines of the child's stdout, as they come.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = BufReader::new(child.stdout.take().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
+    rx
+}
+
+/// Heartbeats alone move a node's watermark: the real agent (library) on worker-1, with no token
+/// file and no changes at all, only reports its clock every second; a token bound to a pod on
+/// worker-1 that its agent never attested becomes `token-forged-mint` once those heartbeats
+/// pass its first use by the (2 s) grace. Event times are the wall clock here, as in production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_alone_carry_an_unattested_token_past_the_grace() {
+    let mut s = start("-", "200ms", &["--attestation-grace", "2s"]);
+    let lines = stdout_lines(&mut s.child);
+    let kubelet = tempfile::tempdir().unwrap();
+    let mut config =
+        tokentrail_agent::Config::new(kubelet.path().to_path_buf(), "worker-1".into(), format!("https://{}", s.grpc));
+    config.inotify = false;
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.sender.tls = Some(tokentrail_agent::sender::TlsFiles {
+        ca: tls("ca.pem"),
+        cert: Some(tls("client.pem")),
+        key: Some(tls("client.key")),
+        server_name: Some("aggregator.test".into()),
+    });
+    let agent_metrics = Arc::new(tokentrail_agent::Metrics::default());
+    let (stop_agent, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(tokentrail_agent::run(config, None, agent_metrics.clone(), async {
+        let _ = stopped.await;
+    }));
+    // The first heartbeat starts the node's watermark; a use after it (by more than the grace)
+    // is one the agent would have seen.
+    let deadline = Instant::now() + WAIT;
+    while tokentrail_agent::Metrics::get(&agent_metrics.heartbeats_total) < 2 {
+        assert!(Instant::now() < deadline, "no heartbeats");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The agent's own clock: the one its heartbeats carry.
+    let now = u64::try_from(tokentrail_agent::pipeline::now_micros() / 1_000_000).unwrap();
+    let use_at = wall_clock_rfc3339(now);
+    let event = token_use("g-1", 0, "10.244.1.12", ("payments", "api"), &bound_to_api_pod("jti-ghost"), "get")
+        .replace(&rfc3339(0), &use_at);
+    let body = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{event}]}}"#);
+    assert_eq!(post(s.webhook, body.as_bytes()).await, 200);
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !with_rule(&findings(&seen.join("\n")), "token-forged-mint")
+        .iter()
+        .any(|f| f["credential"]["id"] == "JTI=jti-ghost")
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no token-forged-mint from heartbeats: {seen:#?}");
+        if let Ok(line) = lines.recv_timeout(left.min(Duration::from_millis(500))) {
+            seen.push(line);
+        }
+    }
+    let _ = stop_agent.send(());
+    agent.await.unwrap().unwrap();
+    stop(s.child);
+    assert!(tokentrail_agent::Metrics::get(&agent_metrics.heartbeats_total) >= 3);
+}
+
+/// `secs` since the epoch as RFC 3339 (UTC), by civil-from-days (no date crate in the tests).
+fn wall_clock_rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap();
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000000Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Findings to stdout as they become due (emit interval 200 ms), while the process runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_stream_to_stdout_while_running() {
+    let mut s = start("-", "200ms", &[]);
+    let rx = stdout_lines(&mut s.child);
     assert_eq!(attest(s.grpc).await, 1);
     assert_eq!(post(s.webhook, &event_list()).await, 200);
     let mut lines = Vec::new();
