@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Benchmark: the streaming pipeline end to end (aggregator -> observations -> correlator ->
+# findings, real processes, real broker) against the broker's raw consume rate of the same
+# records, in one run on one machine (DESIGN §6, issue 7).
+#
+#   bench/pipeline_bench.sh
+#
+# Two measurements, then the raw consume rate of the same topic with kcat:
+#  1. throughput: EVENTS audit events (pod-bound token uses of SERVICE_ACCOUNTS accounts, one
+#     in REPLAY_EVERY a replay from an off-cluster address of its own) are written to a backlog
+#     first; an aggregator and a correlator then start, and the clock runs until the findings
+#     topic holds every replay's finding (the last event of each account is a replay, so the
+#     last finding means every partition was consumed). Events/s = EVENTS / that time.
+#  2. latency: with both running and idle, RATE events/s are offered for LATENCY_SECS (one in
+#     REPLAY_EVERY a replay); latency = the finding's Kafka timestamp (the correlator's commit)
+#     minus the raw record's (kcat's produce), matched by audit ID; p50 and p99.
+# The correlator commits every COMMIT_INTERVAL (its default, 1s): that bounds latency from below.
+#
+# Environment:
+#   TOKENTRAIL_KAFKA_BOOTSTRAP  a running broker (default: integration-tests/kafka/broker.sh start)
+#   TOKENTRAIL=...              binary (default target/release/tokentrail, built here if missing)
+#   EVENTS=200000 SERVICE_ACCOUNTS=200 REPLAY_EVERY=100 RATE=2000 LATENCY_SECS=20
+#   PARTITIONS=4 COMMIT_INTERVAL=1s BENCH_OUT=bench-out
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+EVENTS=${EVENTS:-200000}
+SERVICE_ACCOUNTS=${SERVICE_ACCOUNTS:-200}
+REPLAY_EVERY=${REPLAY_EVERY:-100}
+RATE=${RATE:-2000}
+LATENCY_SECS=${LATENCY_SECS:-20}
+PARTITIONS=${PARTITIONS:-4}
+COMMIT_INTERVAL=${COMMIT_INTERVAL:-1s}
+OUT=${BENCH_OUT:-bench-out}/pipeline
+TOKENTRAIL=${TOKENTRAIL:-target/release/tokentrail}
+mkdir -p "$OUT"
+
+command -v kcat >/dev/null || { echo "kcat not found: apt-get install kcat" >&2; exit 1; }
+if [[ ! -x "$TOKENTRAIL" ]]; then cargo build --release -p tokentrail; fi
+BOOT=${TOKENTRAIL_KAFKA_BOOTSTRAP:-$(integration-tests/kafka/broker.sh start)}
+JARS=integration-tests/kafka/.build/jars
+compgen -G "$JARS/kafka_2.13-*.jar" >/dev/null || integration-tests/kafka/broker.sh jars
+
+RUN=bench-$(date +%s)-$$
+RAW=$RUN-raw OBS=$RUN-obs DLQ=$RUN-dlq FINDINGS=$RUN-findings STATE=$RUN-state
+# Topics are created with the Admin API of the broker's own kafka-clients jar (the broker's jar
+# set has no command-line tools), as a single-file Java program.
+cat >"$OUT/CreateTopic.java" <<'JAVA'
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+public class CreateTopic {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", a[0]);
+        Map<String, String> configs = new HashMap<>();
+        for (int i = 3; i < a.length; i++) { String[] kv = a[i].split("=", 2); configs.put(kv[0], kv[1]); }
+        try (Admin admin = Admin.create(p)) {
+            admin.createTopics(List.of(new NewTopic(a[1], Integer.parseInt(a[2]), (short) 1).configs(configs))).all().get();
+        }
+    }
+}
+JAVA
+topic() { # name partitions [config=value...]
+    java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.level=warn -cp "$JARS/*" "$OUT/CreateTopic.java" "$BOOT" "$@" >/dev/null 2>&1
+}
+topic "$RAW" 2
+topic "$OBS" "$PARTITIONS"
+topic "$DLQ" 1
+topic "$FINDINGS" 1
+topic "$STATE" "$PARTITIONS" cleanup.policy=compact max.message.bytes=67108864
+
+# Audit events: uses of pod-bound tokens from their pods' addresses, every REPLAY_EVERY-th
+# one from an off-cluster address of its own (a new finding), and each account's last event a
+# replay. Pods are unknown to the engine (no agents): their uses are judged, found unverifiable
+# and kept in the usage table: the engine's full path for a token use.
+gen() { # count seed
+    python3 - "$1" "$2" "$SERVICE_ACCOUNTS" "$REPLAY_EVERY" <<'PY'
+import json, sys, time
+n, seed, accounts, every = (int(a) for a in sys.argv[1:])
+last = {}
+for i in range(n):
+    last[i % accounts] = i
+now = time.time()
+for i in range(n):
+    sa = i % accounts
+    replay = i % every == every - 1 or last[sa] == i
+    ip = f"198.{18 + seed % 2}.{(i // 250) % 250}.{i % 250 + 1}" if replay else f"10.244.{sa % 250}.{sa // 250 + 2}"
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % (i % 1000000)
+    print(json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": f"bench-{seed}-{i}", "stage": "ResponseComplete", "verb": "list",
+        "requestURI": f"/api/v1/namespaces/ns{sa}/configmaps",
+        "user": {"username": f"system:serviceaccount:ns{sa}:sa{sa}", "groups": ["system:serviceaccounts"],
+                 "extra": {"authentication.kubernetes.io/credential-id": [f"JTI=jti-{sa}"],
+                           "authentication.kubernetes.io/node-name": ["worker-1"],
+                           "authentication.kubernetes.io/pod-name": [f"pod-{sa}"],
+                           "authentication.kubernetes.io/pod-uid": [f"uid-{sa}"]}},
+        "sourceIPs": [ip], "userAgent": "bench/1.0",
+        "objectRef": {"resource": "configmaps", "namespace": f"ns{sa}", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestReceivedTimestamp": t, "stageTimestamp": t}, separators=(",", ":")))
+PY
+}
+replays() { grep -c '"198\.' "$1"; }
+findings_count() { kcat -C -b "$BOOT" -t "$FINDINGS" -o beginning -e -q -X isolation.level=read_committed 2>/dev/null | grep -c '"rule":"token-used-off-cluster"' || true; }
+
+gen "$EVENTS" 0 >"$OUT/backlog.jsonl"
+WANT=$(replays "$OUT/backlog.jsonl")
+echo "backlog: $EVENTS events, $WANT replays, $(du -h "$OUT/backlog.jsonl" | cut -f1)" >&2
+kcat -P -b "$BOOT" -t "$RAW" -z lz4 -X linger.ms=20 -l "$OUT/backlog.jsonl"
+
+cat >"$OUT/aggregator.json" <<JSON
+{"kafka": {"bootstrap_servers": "$BOOT", "group_id": "$RUN-agg",
+  "audit_topics": [{"topic": "$RAW", "cluster": "bench"}],
+  "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"}}
+JSON
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+START=$(date +%s.%N)
+"$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator.log" &
+PIDS+=($!)
+"$TOKENTRAIL" correlator --bootstrap "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
+    --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
+    --commit-interval "$COMMIT_INTERVAL" 2>"$OUT/correlator.log" &
+PIDS+=($!)
+while (($(findings_count) < WANT)); do sleep 0.5; done
+END=$(date +%s.%N)
+THROUGHPUT=$(python3 -c "print(round($EVENTS / ($END - $START)))")
+echo "pipeline: $EVENTS events to $WANT findings in $(python3 -c "print(round($END - $START, 2))") s: $THROUGHPUT events/s" >&2
+
+# Latency at a fixed offered rate, the pipeline warm and idle.
+N=$((RATE * LATENCY_SECS))
+gen "$N" 1 >"$OUT/paced.jsonl"
+WANT2=$((WANT + $(replays "$OUT/paced.jsonl")))
+python3 - "$RATE" "$OUT/paced.jsonl" <<'PY' | kcat -P -b "$BOOT" -t "$RAW" -X linger.ms=5
+import sys, time
+rate = int(sys.argv[1]); start = time.monotonic()
+for i, line in enumerate(open(sys.argv[2])):
+    due = start + i / rate
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    sys.stdout.write(line)
+    if i % 50 == 0:
+        sys.stdout.flush()
+PY
+while (($(findings_count) < WANT2)); do sleep 0.5; done
+kcat -C -b "$BOOT" -t "$RAW" -o beginning -e -q -f '%T %s\n' | grep '"bench-1-' >"$OUT/raw-ts.txt"
+kcat -C -b "$BOOT" -t "$FINDINGS" -o beginning -e -q -X isolation.level=read_committed -f '%T %s\n' >"$OUT/findings-ts.txt"
+LAT=$(python3 - "$OUT/raw-ts.txt" "$OUT/findings-ts.txt" <<'PY'
+import json, sys
+produced = {}
+for line in open(sys.argv[1]):
+    ts, payload = line.split(" ", 1)
+    produced[json.loads(payload)["auditID"]] = int(ts)
+lat = []
+for line in open(sys.argv[2]):
+    ts, payload = line.split(" ", 1)
+    f = json.loads(payload)
+    for a in f.get("audit_ids", [])[:1]:
+        if a in produced:
+            lat.append(int(ts) - produced[a])
+lat.sort()
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print(f"{len(lat)} {pick(0.5)} {pick(0.99)}")
+PY
+)
+read -r MATCHED P50 P99 <<<"$LAT"
+echo "latency at $RATE events/s offered: p50 $P50 ms, p99 $P99 ms ($MATCHED findings matched)" >&2
+
+# The broker's raw consume rate of the same topic, same records, same run.
+RAW_RECORDS=$((EVENTS + N))
+T0=$(date +%s.%N)
+GOT=$(kcat -C -b "$BOOT" -t "$RAW" -o beginning -e -q | wc -l)
+T1=$(date +%s.%N)
+RAWRATE=$(python3 -c "print(round($GOT / ($T1 - $T0)))")
+RATIO=$(python3 -c "print(round($THROUGHPUT / $RAWRATE, 3))")
+cat <<MD | tee "$OUT/results.md"
+| what | figure |
+| --- | --- |
+| pipeline throughput (backlog of $EVENTS events, aggregator + correlator, 1 replica each, $PARTITIONS partitions) | $THROUGHPUT events/s |
+| end-to-end latency at $RATE events/s offered, p50 / p99 (commit interval $COMMIT_INTERVAL) | $P50 ms / $P99 ms |
+| kcat raw consume of the same topic ($GOT of $RAW_RECORDS records) | $RAWRATE records/s |
+| **ratio pipeline / raw consume** | **$RATIO** |
+MD
