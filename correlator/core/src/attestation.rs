@@ -116,6 +116,12 @@ impl Attestations {
         self.watermarks.get(node).copied()
     }
 
+    /// The earliest time up to which every attesting node has reported: verdicts about uses
+    /// after it may still be waiting for an agent.
+    pub fn reported_by_all(&self) -> Option<Timestamp> {
+        self.watermarks.values().map(|w| w.reported_until).min()
+    }
+
     /// Whether any agent has attested anything: only then is silence evidence.
     pub fn any(&self) -> bool {
         !self.watermarks.is_empty()

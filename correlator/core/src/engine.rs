@@ -22,7 +22,7 @@ use crate::observation::{
 };
 use crate::report::{self, Report};
 use crate::tally::Tally;
-use crate::time::Timestamp;
+use crate::time::{Micros, Timestamp};
 use crate::usage::{CredentialKey, UseGroup, UseKey};
 
 /// How many exec/attach records are kept; beyond it they are counted and dropped, so a flood of
@@ -96,6 +96,13 @@ impl Engine {
             stats: EngineStats::default(),
             latest: Timestamp::MIN,
         }
+    }
+
+    /// How far the slowest attesting node's agent trails the latest event: the verdicts that
+    /// wait for attestations wait about this long (plus the grace period). `None` before any
+    /// agent reported.
+    pub fn watermark_lag(&self) -> Option<Micros> {
+        self.attestations.reported_by_all().map(|t| (self.latest.0 - t.0).max(0))
     }
 
     /// What the engine has counted so far.

@@ -34,6 +34,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_aggregator::route::{BROADCAST_HEADER, HOME_HEADER};
 use tokentrail_aggregator::wire::from_proto;
+use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::Observation;
 use tokentrail_proto::observation::v1 as pb;
 
@@ -106,8 +107,16 @@ pub struct Metrics {
     pub undecodable: AtomicU64,
     /// Findings produced (new and updates).
     pub findings: AtomicU64,
+    /// The same, by rule.
+    pub findings_by_rule: Mutex<BTreeMap<&'static str, u64>>,
     /// Transactions committed.
     pub transactions: AtomicU64,
+    /// Transactions aborted (a produce or commit failed; the correlator then stops, and its
+    /// restart redoes the work from the last committed offsets).
+    pub transaction_aborts: AtomicU64,
+    /// Seconds the slowest node's agent trails the latest event (a gauge, set after each
+    /// commit; 0 before any agent reported).
+    pub watermark_lag_seconds: AtomicU64,
     /// Partitions restored from the changelog.
     pub restores: AtomicU64,
     /// Entries the engines hold (use groups, attested credentials, pods): a gauge, set after
@@ -249,6 +258,32 @@ fn commit(
     dirty: &mut BTreeSet<i32>,
 ) -> Result<(), CorrelatorError> {
     producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, partitions, next_offsets, dirty) {
+        // Abort at once rather than leave the broker to time the transaction out: readers
+        // (read_committed) move on sooner, and none of its findings is ever seen.
+        let _ = producer.abort_transaction(CONTROL_TIMEOUT);
+        metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed);
+        return Err(e);
+    }
+    metrics.transactions.fetch_add(1, Ordering::Relaxed);
+    let size: usize = partitions.values().map(PartitionState::size).sum();
+    metrics.state_entries.store(size as u64, Ordering::Relaxed);
+    let lag = partitions.values().filter_map(PartitionState::watermark_lag).max().unwrap_or(0);
+    metrics.watermark_lag_seconds.store((lag / SECOND) as u64, Ordering::Relaxed);
+    dirty.clear();
+    Ok(())
+}
+
+/// The body of one transaction: findings, snapshots, offsets, commit.
+fn fill_and_commit(
+    consumer: &BaseConsumer<Rebalances>,
+    producer: &BaseProducer,
+    config: &CorrelatorConfig,
+    metrics: &Metrics,
+    partitions: &mut BTreeMap<i32, PartitionState>,
+    next_offsets: &BTreeMap<i32, i64>,
+    dirty: &BTreeSet<i32>,
+) -> Result<(), CorrelatorError> {
     let mut offsets = TopicPartitionList::new();
     for &partition in dirty.iter() {
         let Some(state) = partitions.get_mut(&partition) else { continue };
@@ -257,6 +292,9 @@ fn commit(
             let headers = findings::headers(&finding, activity);
             send(producer, BaseRecord::to(&config.findings_topic).key(&finding.id).payload(&value).headers(headers))?;
             metrics.findings.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut by_rule) = metrics.findings_by_rule.lock() {
+                *by_rule.entry(finding.rule.id()).or_default() += 1;
+            }
         }
         let snapshot = state.snapshot()?;
         let key = partition.to_string();
@@ -269,12 +307,7 @@ fn commit(
     }
     let group = consumer.group_metadata().ok_or(CorrelatorError::NotInGroup)?;
     producer.send_offsets_to_transaction(&offsets, &group, CONTROL_TIMEOUT).map_err(kafka("adding offsets"))?;
-    producer.commit_transaction(CONTROL_TIMEOUT).map_err(kafka("committing"))?;
-    metrics.transactions.fetch_add(1, Ordering::Relaxed);
-    let size: usize = partitions.values().map(PartitionState::size).sum();
-    metrics.state_entries.store(size as u64, Ordering::Relaxed);
-    dirty.clear();
-    Ok(())
+    producer.commit_transaction(CONTROL_TIMEOUT).map_err(kafka("committing"))
 }
 
 /// Produces one record, waiting for queue space instead of failing when the queue is full.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use tokentrail_correlator_core::emit::Emitter;
 use tokentrail_correlator_core::expiry::Expired;
 use tokentrail_correlator_core::ocsf::Activity;
+use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{Engine, EngineConfig, Finding, Observation};
 
 /// State of one input partition.
@@ -55,6 +56,11 @@ impl PartitionState {
             self.emitter.forget_absent(&findings);
         }
         self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect()
+    }
+
+    /// How far the slowest node's agent trails the latest event, over every cluster's engine.
+    pub fn watermark_lag(&self) -> Option<Micros> {
+        self.engines.values().filter_map(Engine::watermark_lag).max()
     }
 
     /// How much the engines hold: use groups, attested credentials and pods.

@@ -16,6 +16,7 @@ const EXPORTED: &[(&str, &str, Field)] = &[
     ("tokentrail_correlator_undecodable_total", "Input records that could not be decoded.", |m| &m.undecodable),
     ("tokentrail_correlator_findings_total", "Findings produced (new and updates).", |m| &m.findings),
     ("tokentrail_correlator_transactions_total", "Transactions committed.", |m| &m.transactions),
+    ("tokentrail_correlator_transaction_aborts_total", "Transactions aborted (the replica then stops and its restart redoes the work).", |m| &m.transaction_aborts),
     ("tokentrail_correlator_restores_total", "Partitions restored from the changelog.", |m| &m.restores),
 ];
 
@@ -28,6 +29,23 @@ pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
             Instrument::new(Kind::Counter, name, description, move || field(&m).load(Ordering::Relaxed))
         })
         .collect();
+    let m = Arc::clone(metrics);
+    all.push(Instrument::with_attributes(
+        Kind::Counter,
+        "tokentrail_correlator_findings_by_rule_total",
+        "Findings produced (new and updates), by rule.",
+        move || match m.findings_by_rule.lock() {
+            Ok(by_rule) => by_rule.iter().map(|(rule, n)| (*n, vec![("rule", (*rule).to_string())])).collect(),
+            Err(_) => Vec::new(),
+        },
+    ));
+    let m = Arc::clone(metrics);
+    all.push(Instrument::new(
+        Kind::Gauge,
+        "tokentrail_correlator_watermark_lag_seconds",
+        "How far the slowest node's agent trails the latest event (attestation-dependent verdicts wait this long plus the grace).",
+        move || m.watermark_lag_seconds.load(Ordering::Relaxed),
+    ));
     let m = Arc::clone(metrics);
     all.push(Instrument::new(
         Kind::Gauge,
