@@ -1,0 +1,79 @@
+# Sourced by the streaming benchmarks (pipeline_bench.sh, correlator_bench.sh): the broker, a
+# fresh set of topics for the run, and the generator of their audit events.
+#
+# Expects OUT, TOKENTRAIL, SERVICE_ACCOUNTS, REPLAY_EVERY and PARTITIONS; sets BOOT (the
+# broker), JARS, RUN and the topic names RAW OBS DLQ FINDINGS STATE; defines gen, replays and
+# findings_count.
+
+# Each replay gets an address of its own from 198.18.0.0/15 (i mod 62,500), and a finding is a
+# (credential, address) pair: beyond 125,000 events two replays of one account would share an
+# address and one expected finding would never come.
+((EVENTS <= 125000)) || { echo "EVENTS=$EVENTS: at most 125000 (replay addresses would repeat)" >&2; exit 2; }
+command -v kcat >/dev/null || { echo "kcat not found: apt-get install kcat" >&2; exit 1; }
+if [[ ! -x "$TOKENTRAIL" ]]; then cargo build --release -p tokentrail; fi
+BOOT=${TOKENTRAIL_KAFKA_BOOTSTRAP:-$(integration-tests/kafka/broker.sh start)}
+JARS=integration-tests/kafka/.build/jars
+compgen -G "$JARS/kafka_2.13-*.jar" >/dev/null || integration-tests/kafka/broker.sh jars
+
+RUN=bench-$(date +%s)-$$
+RAW=$RUN-raw OBS=$RUN-obs DLQ=$RUN-dlq FINDINGS=$RUN-findings STATE=$RUN-state
+# Topics are created with the Admin API of the broker's own kafka-clients jar (the broker's jar
+# set has no command-line tools), as a single-file Java program.
+cat >"$OUT/CreateTopic.java" <<'JAVA'
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+public class CreateTopic {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", a[0]);
+        Map<String, String> configs = new HashMap<>();
+        for (int i = 3; i < a.length; i++) { String[] kv = a[i].split("=", 2); configs.put(kv[0], kv[1]); }
+        try (Admin admin = Admin.create(p)) {
+            admin.createTopics(List.of(new NewTopic(a[1], Integer.parseInt(a[2]), (short) 1).configs(configs))).all().get();
+        }
+    }
+}
+JAVA
+topic() { # name partitions [config=value...]
+    java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.level=warn -cp "$JARS/*" "$OUT/CreateTopic.java" "$BOOT" "$@" >/dev/null 2>&1
+}
+topic "$RAW" 2
+topic "$OBS" "$PARTITIONS"
+topic "$DLQ" 1
+topic "$FINDINGS" 1
+topic "$STATE" "$PARTITIONS" cleanup.policy=compact max.message.bytes=67108864
+
+# Audit events: uses of pod-bound tokens from their pods' addresses, every REPLAY_EVERY-th
+# one from an off-cluster address of its own (a new finding), and each account's last event a
+# replay. Pods are unknown to the engine (no agents): their uses are judged, found unverifiable
+# and kept in the usage table: the engine's full path for a token use.
+gen() { # count seed
+    python3 - "$1" "$2" "$SERVICE_ACCOUNTS" "$REPLAY_EVERY" <<'PY'
+import json, sys, time
+n, seed, accounts, every = (int(a) for a in sys.argv[1:])
+last = {}
+for i in range(n):
+    last[i % accounts] = i
+now = time.time()
+for i in range(n):
+    sa = i % accounts
+    replay = i % every == every - 1 or last[sa] == i
+    ip = f"198.{18 + seed % 2}.{(i // 250) % 250}.{i % 250 + 1}" if replay else f"10.244.{sa % 250}.{sa // 250 + 2}"
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % (i % 1000000)
+    print(json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": f"bench-{seed}-{i}", "stage": "ResponseComplete", "verb": "list",
+        "requestURI": f"/api/v1/namespaces/ns{sa}/configmaps",
+        "user": {"username": f"system:serviceaccount:ns{sa}:sa{sa}", "groups": ["system:serviceaccounts"],
+                 "extra": {"authentication.kubernetes.io/credential-id": [f"JTI=jti-{sa}"],
+                           "authentication.kubernetes.io/node-name": ["worker-1"],
+                           "authentication.kubernetes.io/pod-name": [f"pod-{sa}"],
+                           "authentication.kubernetes.io/pod-uid": [f"uid-{sa}"]}},
+        "sourceIPs": [ip], "userAgent": "bench/1.0",
+        "objectRef": {"resource": "configmaps", "namespace": f"ns{sa}", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestReceivedTimestamp": t, "stageTimestamp": t}, separators=(",", ":")))
+PY
+}
+replays() { grep -c '"198\.' "$1"; }
+findings_count() { kcat -C -b "$BOOT" -t "$FINDINGS" -o beginning -e -q -X isolation.level=read_committed 2>/dev/null | grep -c '"rule":"token-used-off-cluster"' || true; }
+
