@@ -94,7 +94,8 @@ const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
 pub fn decode(token: &[u8]) -> Result<Claims, ClaimsError> {
     let token = token.trim_ascii();
     let mut parts = token.split(|&b| b == b'.');
-    let (Some(_header), Some(payload), Some(_signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ClaimsError::NotAJwt);
     };
@@ -282,18 +283,19 @@ mod tests {
 
     #[test]
     fn pod_bound_token_claims_are_decoded() {
-        let token = jwt(
-            r#"{"aud":["https://kubernetes.default.svc.cluster.local"],"exp":1782000000,"iat":1750464000,
+        let token = jwt(r#"{"aud":["https://kubernetes.default.svc.cluster.local"],"exp":1782000000,"iat":1750464000,
             "iss":"https://kubernetes.default.svc.cluster.local","jti":"aed34954-b33a-4142-b1ec-389d6bbb4936",
             "kubernetes.io":{"namespace":"payments","node":{"name":"worker-1","uid":"n-uid"},
             "pod":{"name":"api-1","uid":"p-uid"},"serviceaccount":{"name":"api","uid":"sa-uid"},"warnafter":1750467607},
-            "nbf":1750464000,"sub":"system:serviceaccount:payments:api"}"#,
-        );
+            "nbf":1750464000,"sub":"system:serviceaccount:payments:api"}"#);
         let c = decode(&token).unwrap();
         assert_eq!(c.kind, TokenKind::PodBound);
         assert_eq!(c.jti.as_deref(), Some("aed34954-b33a-4142-b1ec-389d6bbb4936"));
         assert_eq!(c.audiences, ["https://kubernetes.default.svc.cluster.local"]);
-        assert_eq!((c.issued_at, c.not_before, c.expires_at, c.warn_after), (Some(1750464000), Some(1750464000), Some(1782000000), Some(1750467607)));
+        assert_eq!(
+            (c.issued_at, c.not_before, c.expires_at, c.warn_after),
+            (Some(1750464000), Some(1750464000), Some(1782000000), Some(1750467607))
+        );
         assert_eq!(c.namespace, "payments");
         assert_eq!(c.pod, Some(ObjectRef { name: "api-1".into(), uid: "p-uid".into() }));
         assert_eq!(c.node.unwrap().name, "worker-1");
@@ -302,11 +304,9 @@ mod tests {
 
     #[test]
     fn legacy_token_claims_are_decoded() {
-        let token = jwt(
-            r#"{"iss":"kubernetes/serviceaccount","kubernetes.io/serviceaccount/namespace":"ci",
+        let token = jwt(r#"{"iss":"kubernetes/serviceaccount","kubernetes.io/serviceaccount/namespace":"ci",
             "kubernetes.io/serviceaccount/secret.name":"deployer-token","kubernetes.io/serviceaccount/service-account.name":"deployer",
-            "kubernetes.io/serviceaccount/service-account.uid":"sa-2","sub":"system:serviceaccount:ci:deployer"}"#,
-        );
+            "kubernetes.io/serviceaccount/service-account.uid":"sa-2","sub":"system:serviceaccount:ci:deployer"}"#);
         let c = decode(&token).unwrap();
         assert_eq!(c.kind, TokenKind::LegacySecret);
         assert_eq!(c.legacy_secret_name.as_deref(), Some("deployer-token"));

@@ -41,7 +41,10 @@ impl SendError {
             SendError::Connect(_) | SendError::BearerToken(_) | SendError::Tls(_) => true,
             SendError::Rpc(s) => !matches!(
                 s.code(),
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::Unimplemented
+                tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::InvalidArgument
+                    | tonic::Code::Unimplemented
             ),
         }
     }

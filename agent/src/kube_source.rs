@@ -21,10 +21,14 @@ use crate::state::{NodeInfo, PodInfo};
 /// Watches this node's pods and Node object, sending [`PodUpdate`]s until the receiver is
 /// dropped. Errors of the API are logged and retried with back-off; this never returns early.
 pub async fn run(client: Client, node: String, tx: mpsc::Sender<PodUpdate>) {
-    let pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().fields(&format!("spec.nodeName={node}")))
-        .default_backoff();
-    let nodes = watcher::watcher(Api::<Node>::all(client), watcher::Config::default().fields(&format!("metadata.name={node}")))
-        .default_backoff();
+    let pods = watcher::watcher(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+    )
+    .default_backoff();
+    let nodes =
+        watcher::watcher(Api::<Node>::all(client), watcher::Config::default().fields(&format!("metadata.name={node}")))
+            .default_backoff();
     tokio::pin!(pods, nodes);
     let mut relist: Option<Vec<PodInfo>> = None;
     loop {
@@ -80,9 +84,7 @@ pub fn pod_info(pod: &Pod) -> Option<PodInfo> {
         secret_volumes: spec
             .and_then(|s| s.volumes.as_ref())
             .map(|vols| {
-                vols.iter()
-                    .filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?)))
-                    .collect()
+                vols.iter().filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?))).collect()
             })
             .unwrap_or_default(),
     })
@@ -124,7 +126,10 @@ mod tests {
                        "startTime": "2026-03-01T10:00:05Z"}
         }));
         let info = pod_info(&p).unwrap();
-        assert_eq!((info.uid.as_str(), info.namespace.as_str(), info.name.as_str(), info.serviceaccount.as_str()), ("u1", "payments", "api-0", "api"));
+        assert_eq!(
+            (info.uid.as_str(), info.namespace.as_str(), info.name.as_str(), info.serviceaccount.as_str()),
+            ("u1", "payments", "api-0", "api")
+        );
         assert_eq!(info.ips, ["10.244.1.12".parse::<IpAddr>().unwrap(), "fd00::12".parse().unwrap()]);
         assert_eq!(info.phase, "Running");
         assert_eq!(info.started_at_micros, Some(1_772_359_205_000_000));

@@ -118,7 +118,13 @@ mod tests {
         // 2025-06-28T09:28:32Z
         assert_eq!(writer_timestamp_micros(b"..2025_06_28_09_28_32.3805414952"), Some(1_751_102_912_000_000));
         assert_eq!(writer_timestamp_micros(b"..1970_01_01_00_00_00.x"), Some(0));
-        for bad in [&b"..data"[..], b"..2025_06_28_09_28_32", b"..2025_13_28_09_28_32.x", b"2025_06_28_09_28_32.x", b"..25_06_28_09_28_32.x"] {
+        for bad in [
+            &b"..data"[..],
+            b"..2025_06_28_09_28_32",
+            b"..2025_13_28_09_28_32.x",
+            b"2025_06_28_09_28_32.x",
+            b"..25_06_28_09_28_32.x",
+        ] {
             assert_eq!(writer_timestamp_micros(bad), None, "{}", String::from_utf8_lossy(bad));
         }
     }

@@ -34,7 +34,14 @@ pub struct Outbox<T> {
 impl<T> Outbox<T> {
     /// An empty outbox holding at most `capacity` messages (at least 1).
     pub fn new(capacity: usize) -> Self {
-        Outbox { entries: VecDeque::new(), capacity: capacity.max(1), next_seq: 1, acked: 0, dropped_total: 0, dropped_since_snapshot: 0 }
+        Outbox {
+            entries: VecDeque::new(),
+            capacity: capacity.max(1),
+            next_seq: 1,
+            acked: 0,
+            dropped_total: 0,
+            dropped_since_snapshot: 0,
+        }
     }
 
     /// The sequence number the next pushed message will get.

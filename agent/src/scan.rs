@@ -188,9 +188,14 @@ fn scan_pod_into(root_fd: &OwnedFd, pod_uid: &str, limits: &ScanLimits, out: &mu
             }
         };
         for (i, volume) in names.into_iter().filter(|n| layout::is_plausible_volume_dir(n.as_bytes())).enumerate() {
-            let location = Location { pod_uid: pod_uid.to_string(), kind, volume, file: layout::TOKEN_FILE.to_string() };
+            let location =
+                Location { pod_uid: pod_uid.to_string(), kind, volume, file: layout::TOKEN_FILE.to_string() };
             if i >= limits.max_volumes_per_pod {
-                out.refused.push(Refused { path: location.to_string(), reason: Refusal::OverLimit, detail: "max volumes".into() });
+                out.refused.push(Refused {
+                    path: location.to_string(),
+                    reason: Refusal::OverLimit,
+                    detail: "max volumes".into(),
+                });
                 continue;
             }
             read_volume(&plugin_fd, location, limits, out);
@@ -251,8 +256,14 @@ fn read_volume(plugin_fd: &OwnedFd, location: Location, limits: &ScanLimits, out
     let read = (&mut file).take(limits.max_token_bytes + 1).read_to_end(&mut buf);
     out.files_read += 1;
     let decoded = match read {
-        Ok(_) if buf.len() as u64 > limits.max_token_bytes => Err(Refused { path, reason: Refusal::TooLarge, detail: "grew while read".into() }),
-        Ok(_) => claims::decode(&buf).map_err(|e: ClaimsError| Refused { path, reason: Refusal::Malformed, detail: e.to_string() }),
+        Ok(_) if buf.len() as u64 > limits.max_token_bytes => {
+            Err(Refused { path, reason: Refusal::TooLarge, detail: "grew while read".into() })
+        }
+        Ok(_) => claims::decode(&buf).map_err(|e: ClaimsError| Refused {
+            path,
+            reason: Refusal::Malformed,
+            detail: e.to_string(),
+        }),
         Err(e) => Err(Refused { path, reason: Refusal::Io, detail: e.to_string() }),
     };
     // The token was in `buf`: overwrite it before the allocation is freed.
@@ -261,7 +272,8 @@ fn read_volume(plugin_fd: &OwnedFd, location: Location, limits: &ScanLimits, out
     drop(buf);
     match decoded {
         Ok(claims) => {
-            out.credentials.insert(location.clone(), HeldCredential { location, claims, written_at_micros: written_at });
+            out.credentials
+                .insert(location.clone(), HeldCredential { location, claims, written_at_micros: written_at });
         }
         Err(refused) => out.refused.push(refused),
     }
@@ -286,8 +298,12 @@ fn note_error(out: &mut ScanOutcome, path: String, e: Errno, what: &str) {
         // Torn down between listing and opening: the next scan simply won't see it.
         Errno::NOENT => out.vanished += 1,
         // O_NOFOLLOW on a symlink fails with ELOOP (EMLINK on some BSDs).
-        Errno::LOOP | Errno::MLINK => out.refused.push(Refused { path, reason: Refusal::Symlink, detail: format!("{what} is a symlink") }),
-        Errno::NOTDIR => out.refused.push(Refused { path, reason: Refusal::NotAFile, detail: format!("{what} is not a directory") }),
+        Errno::LOOP | Errno::MLINK => {
+            out.refused.push(Refused { path, reason: Refusal::Symlink, detail: format!("{what} is a symlink") })
+        }
+        Errno::NOTDIR => {
+            out.refused.push(Refused { path, reason: Refusal::NotAFile, detail: format!("{what} is not a directory") })
+        }
         e => out.refused.push(Refused { path, reason: Refusal::Io, detail: format!("{what}: {e}") }),
     }
 }

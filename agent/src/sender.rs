@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokentrail_proto::agent::v1::{self as pb, aggregator_message, attestation_client::AttestationClient};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tokentrail_proto::agent::v1::{self as pb, aggregator_message, attestation_client::AttestationClient};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::error::SendError;
@@ -82,7 +82,14 @@ pub fn lock(shared: &SharedRef) -> MutexGuard<'_, Shared> {
 
 /// Connects, streams and reconnects forever; the pipeline aborts the task at shutdown, once the
 /// queue is empty or the grace period is over.
-pub async fn run(config: SenderConfig, shared: SharedRef, wake: Arc<Notify>, metrics: Arc<Metrics>, now_micros: fn() -> i64, seed: u64) {
+pub async fn run(
+    config: SenderConfig,
+    shared: SharedRef,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    now_micros: fn() -> i64,
+    seed: u64,
+) {
     let mut backoff = Backoff::new(config.backoff_base, config.backoff_max);
     let mut jitter = Jitter::new(seed);
     loop {
@@ -168,7 +175,8 @@ async fn connection(
 }
 
 async fn connect(config: &SenderConfig) -> Result<Channel, SendError> {
-    let mut endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(|e| SendError::BadEndpoint(e.to_string()))?;
+    let mut endpoint =
+        Endpoint::from_shared(config.endpoint.clone()).map_err(|e| SendError::BadEndpoint(e.to_string()))?;
     if let Some(tls) = &config.tls {
         endpoint = endpoint.tls_config(tls_config(tls)?).map_err(|e| SendError::Tls(e.to_string()))?;
     }
@@ -212,9 +220,16 @@ fn bearer(path: &PathBuf) -> Result<tonic::metadata::MetadataValue<tonic::metada
 }
 
 /// Moves queued messages into the stream, oldest first, from sequence `next` on.
-async fn feed(shared: SharedRef, wake: Arc<Notify>, tx: mpsc::Sender<pb::AgentMessage>, mut next: u64, metrics: Arc<Metrics>) {
+async fn feed(
+    shared: SharedRef,
+    wake: Arc<Notify>,
+    tx: mpsc::Sender<pb::AgentMessage>,
+    mut next: u64,
+    metrics: Arc<Metrics>,
+) {
     loop {
-        let batch: Vec<pb::AgentMessage> = lock(&shared).outbox.from_seq(next).take(64).map(|e| e.message.clone()).collect();
+        let batch: Vec<pb::AgentMessage> =
+            lock(&shared).outbox.from_seq(next).take(64).map(|e| e.message.clone()).collect();
         if batch.is_empty() {
             tokio::select! {
                 () = wake.notified() => continue,

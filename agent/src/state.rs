@@ -146,7 +146,8 @@ mod tests {
     use crate::layout::VolumeKind;
 
     fn cred(pod: &str, volume: &str, jti: &str) -> HeldCredential {
-        let location = Location { pod_uid: pod.into(), kind: VolumeKind::Projected, volume: volume.into(), file: "token".into() };
+        let location =
+            Location { pod_uid: pod.into(), kind: VolumeKind::Projected, volume: volume.into(), file: "token".into() };
         let claims = Claims {
             kind: TokenKind::PodBound,
             jti: Some(jti.into()),
@@ -191,7 +192,10 @@ mod tests {
     fn a_vanished_token_file_is_removed_with_its_jti() {
         let before = state(&[cred("p1", "v", "j1")]);
         let d = diff(&before, &NodeState::default());
-        assert_eq!(d.credentials_removed, vec![RemovedCredential { location: cred("p1", "v", "j1").location, jti: Some("j1".into()) }]);
+        assert_eq!(
+            d.credentials_removed,
+            vec![RemovedCredential { location: cred("p1", "v", "j1").location, jti: Some("j1".into()) }]
+        );
         assert_eq!(d.rotations(&before), 0);
     }
 
@@ -199,7 +203,8 @@ mod tests {
     fn pods_and_node_changes_are_reported() {
         let mut before = NodeState::default();
         before.pods.insert("p1".into(), PodInfo { uid: "p1".into(), ..Default::default() });
-        let mut after = NodeState { node: Some(NodeInfo { name: "n".into(), ..Default::default() }), ..Default::default() };
+        let mut after =
+            NodeState { node: Some(NodeInfo { name: "n".into(), ..Default::default() }), ..Default::default() };
         after.pods.insert("p2".into(), PodInfo { uid: "p2".into(), ..Default::default() });
         let d = diff(&before, &after);
         assert_eq!(d.node.unwrap().name, "n");

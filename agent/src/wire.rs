@@ -47,12 +47,20 @@ pub fn delta(d: &Delta, now_micros: i64) -> pb::agent_message::Body {
     pb::agent_message::Body::Delta(pb::NodeDelta {
         node: d.node.as_ref().map(node),
         pods_upserted: d.pods_upserted.iter().map(pod).collect(),
-        pods_removed: d.pods_removed.iter().map(|uid| pb::PodRemoved { uid: uid.clone(), removed_at_micros: now_micros }).collect(),
+        pods_removed: d
+            .pods_removed
+            .iter()
+            .map(|uid| pb::PodRemoved { uid: uid.clone(), removed_at_micros: now_micros })
+            .collect(),
         credentials_upserted: d.credentials_upserted.iter().map(credential).collect(),
         credentials_removed: d
             .credentials_removed
             .iter()
-            .map(|r| pb::CredentialRemoved { location: Some(location(&r.location)), jti: r.jti.clone(), removed_at_micros: now_micros })
+            .map(|r| pb::CredentialRemoved {
+                location: Some(location(&r.location)),
+                jti: r.jti.clone(),
+                removed_at_micros: now_micros,
+            })
             .collect(),
     })
 }
@@ -61,7 +69,11 @@ fn node(n: &NodeInfo) -> pb::Node {
     pb::Node {
         name: n.name.clone(),
         uid: n.uid.clone(),
-        addresses: n.addresses.iter().map(|(t, a)| pb::NodeAddress { r#type: t.clone(), address: a.to_string() }).collect(),
+        addresses: n
+            .addresses
+            .iter()
+            .map(|(t, a)| pb::NodeAddress { r#type: t.clone(), address: a.to_string() })
+            .collect(),
         pod_cidrs: n.pod_cidrs.clone(),
     }
 }
@@ -77,7 +89,11 @@ fn pod(p: &PodInfo) -> pb::Pod {
         phase: p.phase.clone(),
         started_at_micros: p.started_at_micros,
         deletion_requested_at_micros: p.deletion_requested_at_micros,
-        secret_volumes: p.secret_volumes.iter().map(|(v, s)| pb::SecretVolume { volume: v.clone(), secret: s.clone() }).collect(),
+        secret_volumes: p
+            .secret_volumes
+            .iter()
+            .map(|(v, s)| pb::SecretVolume { volume: v.clone(), secret: s.clone() })
+            .collect(),
     }
 }
 

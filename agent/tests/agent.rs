@@ -40,7 +40,12 @@ async fn snapshot_on_connect_then_a_delta_for_each_rotation() {
         latencies.push(at.duration_since(t0));
     }
     latencies.sort();
-    println!("rotation → delta received: median {:?}, max {:?} over {} rotations", latencies[latencies.len() / 2], latencies[latencies.len() - 1], latencies.len());
+    println!(
+        "rotation → delta received: median {:?}, max {:?} over {} rotations",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
     assert!(latencies[latencies.len() - 1] < Duration::from_secs(2), "{latencies:?}");
 
     // The sequence is dense and every message was acknowledged.
@@ -59,8 +64,17 @@ async fn new_pods_and_torn_down_pods_become_deltas() {
     let agent = start(config(&k, &server));
     server.wait_for("empty snapshot", Duration::from_secs(10), |m| m.iter().any(|(_, _, m)| is_snapshot(m))).await;
 
-    k.projected_token(POD_B, VOL, &pod_token("b-1", "shop", "web", "web-0", POD_B, "worker-1", 1), "2025_06_28_09_00_00");
-    server.wait_for("pod B's token", Duration::from_secs(5), |m| m.iter().any(|(_, _, m)| jtis_in(m).contains(&"b-1".to_string()))).await;
+    k.projected_token(
+        POD_B,
+        VOL,
+        &pod_token("b-1", "shop", "web", "web-0", POD_B, "worker-1", 1),
+        "2025_06_28_09_00_00",
+    );
+    server
+        .wait_for("pod B's token", Duration::from_secs(5), |m| {
+            m.iter().any(|(_, _, m)| jtis_in(m).contains(&"b-1".to_string()))
+        })
+        .await;
     k.remove_pod(POD_B);
     server
         .wait_for("pod B's token gone", Duration::from_secs(5), |m| {
@@ -81,7 +95,9 @@ async fn unacknowledged_attestations_are_resent_after_the_server_restarts_and_no
     // The aggregator receives but stops acknowledging (say it cannot write to Kafka), then dies.
     server.acks.send_replace(false);
     k.projected_token(POD_A, VOL, &token_a("r-2"), "2025_06_28_10_00_00");
-    server.wait_for("r-2", Duration::from_secs(5), |m| m.iter().any(|(_, _, m)| jtis_in(m).contains(&"r-2".to_string()))).await;
+    server
+        .wait_for("r-2", Duration::from_secs(5), |m| m.iter().any(|(_, _, m)| jtis_in(m).contains(&"r-2".to_string())))
+        .await;
     server.stop().await;
 
     // While it is down the token rotates twice more.
@@ -95,11 +111,14 @@ async fn unacknowledged_attestations_are_resent_after_the_server_restarts_and_no
     server.restart().await;
     let generation = server.generation();
     server
-        .wait_for("second snapshot", Duration::from_secs(10), |m| m.iter().any(|(_, g, m)| *g == generation && is_snapshot(m)))
+        .wait_for("second snapshot", Duration::from_secs(10), |m| {
+            m.iter().any(|(_, g, m)| *g == generation && is_snapshot(m))
+        })
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let log: Vec<(u32, AgentMessage)> = server.log.lock().unwrap().messages.iter().map(|(_, g, m)| (*g, m.clone())).collect();
+    let log: Vec<(u32, AgentMessage)> =
+        server.log.lock().unwrap().messages.iter().map(|(_, g, m)| (*g, m.clone())).collect();
     let second: Vec<&AgentMessage> = log.iter().filter(|(g, _)| *g == generation).map(|(_, m)| m).collect();
     let summary: Vec<String> = second.iter().map(|m| common::summary(m)).collect();
     // Resent first, oldest first, with their original numbers: the unacked delta r-2 and the
@@ -144,7 +163,11 @@ async fn pod_identity_updates_are_attested_and_in_the_next_snapshot() {
         .await;
     agent.pods.send(PodUpdate::Remove(POD_A.into())).await.unwrap();
     server
-        .wait_for("pod removed", Duration::from_secs(5), |m| m.iter().any(|(_, _, m)| matches!(&m.body, Some(Body::Delta(d)) if d.pods_removed.iter().any(|p| p.uid == POD_A))))
+        .wait_for("pod removed", Duration::from_secs(5), |m| {
+            m.iter().any(
+                |(_, _, m)| matches!(&m.body, Some(Body::Delta(d)) if d.pods_removed.iter().any(|p| p.uid == POD_A)),
+            )
+        })
         .await;
     agent.shutdown().await;
 }
@@ -163,7 +186,11 @@ async fn shutdown_delivers_what_is_queued_within_the_grace_period() {
     let t0 = Instant::now();
     agent.shutdown().await;
     assert!(t0.elapsed() < Duration::from_secs(3));
-    assert!(server.messages().iter().any(|m| jtis_in(m).contains(&"late".to_string())), "{:?}", server.messages().iter().map(common::summary).collect::<Vec<_>>());
+    assert!(
+        server.messages().iter().any(|m| jtis_in(m).contains(&"late".to_string())),
+        "{:?}",
+        server.messages().iter().map(common::summary).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -186,10 +213,20 @@ async fn an_unreachable_aggregator_does_not_stop_the_agent_and_the_queue_stays_b
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(Metrics::get(&agent.metrics.queue_depth) <= 3);
-    assert!(Metrics::get(&agent.metrics.messages_dropped_total) >= 3, "dropped {} rotations {} scans {}", Metrics::get(&agent.metrics.messages_dropped_total), Metrics::get(&agent.metrics.rotations_total), Metrics::get(&agent.metrics.scans_total));
+    assert!(
+        Metrics::get(&agent.metrics.messages_dropped_total) >= 3,
+        "dropped {} rotations {} scans {}",
+        Metrics::get(&agent.metrics.messages_dropped_total),
+        Metrics::get(&agent.metrics.rotations_total),
+        Metrics::get(&agent.metrics.scans_total)
+    );
     server.restart().await;
     let generation = server.generation();
-    server.wait_for("snapshot after the gap", Duration::from_secs(10), |m| m.iter().any(|(_, g, m)| *g == generation && is_snapshot(m))).await;
+    server
+        .wait_for("snapshot after the gap", Duration::from_secs(10), |m| {
+            m.iter().any(|(_, g, m)| *g == generation && is_snapshot(m))
+        })
+        .await;
     let snap = server.messages().into_iter().find(is_snapshot).unwrap();
     let Some(Body::Snapshot(s)) = &snap.body else { unreachable!() };
     assert!(s.dropped_messages >= 3, "the snapshot reports the gap");

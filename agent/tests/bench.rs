@@ -33,7 +33,12 @@ fn write_all(k: &Kubelet, generation: u32) {
         let vols = if p < 30 { 3 } else { 2 };
         for v in 0..vols {
             let jti = format!("g{generation}-p{p}-v{v}");
-            k.projected_token(&uid, &format!("kube-api-access-{v:05}"), &pod_token(&jti, "ns", "sa", "pod", &uid, "worker-1", 1), &format!("2025_06_28_{:02}_00_00", generation % 24));
+            k.projected_token(
+                &uid,
+                &format!("kube-api-access-{v:05}"),
+                &pod_token(&jti, "ns", "sa", "pod", &uid, "worker-1", 1),
+                &format!("2025_06_28_{:02}_00_00", generation % 24),
+            );
             n += 1;
         }
     }
@@ -49,7 +54,11 @@ async fn node_with_110_pods_and_250_tokens() {
     let rss_before = rss_kib();
     let t0 = Instant::now();
     let agent = start(config(&k, &server));
-    server.wait_for("snapshot", Duration::from_secs(30), |m| m.iter().any(|(_, _, m)| is_snapshot(m) && jtis_in(m).len() == 250)).await;
+    server
+        .wait_for("snapshot", Duration::from_secs(30), |m| {
+            m.iter().any(|(_, _, m)| is_snapshot(m) && jtis_in(m).len() == 250)
+        })
+        .await;
     println!("initial scan + snapshot of 250 credentials received: {:?}", t0.elapsed());
 
     // The kubelet writes from its own process: write from a blocking thread, concurrently with
@@ -62,12 +71,16 @@ async fn node_with_110_pods_and_250_tokens() {
     });
     server
         .wait_for("all rotated", Duration::from_secs(30), |m| {
-            let seen: std::collections::HashSet<String> = m.iter().flat_map(|(_, _, m)| jtis_in(m)).filter(|j| j.starts_with("g2-")).collect();
+            let seen: std::collections::HashSet<String> =
+                m.iter().flat_map(|(_, _, m)| jtis_in(m)).filter(|j| j.starts_with("g2-")).collect();
             seen.len() == 250
         })
         .await;
     let written = written.await.unwrap();
-    println!("rotation of all 250 tokens (writes took {written:?}): every new JTI received {:?} after the first write", t1.elapsed());
+    println!(
+        "rotation of all 250 tokens (writes took {written:?}): every new JTI received {:?} after the first write",
+        t1.elapsed()
+    );
     let messages = server.messages().len();
     println!("messages for the rotation: {}", messages - 1);
 
@@ -76,6 +89,11 @@ async fn node_with_110_pods_and_250_tokens() {
     let idle = Duration::from_secs(20);
     tokio::time::sleep(idle).await;
     let cpu = cpu_seconds() - cpu0;
-    println!("steady state: {:.3}% of a core over {idle:?}; RSS {} KiB (process; {} KiB before the agent started)", 100.0 * cpu / idle.as_secs_f64(), rss_kib(), rss_before);
+    println!(
+        "steady state: {:.3}% of a core over {idle:?}; RSS {} KiB (process; {} KiB before the agent started)",
+        100.0 * cpu / idle.as_secs_f64(),
+        rss_kib(),
+        rss_before
+    );
     agent.shutdown().await;
 }

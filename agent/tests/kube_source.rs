@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokentrail_agent::pods::PodUpdate;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokentrail_agent::pods::PodUpdate;
 
 const NODE: &str = "worker-1";
 
@@ -46,7 +46,11 @@ async fn start_api(pods: Vec<serde_json::Value>) -> (SocketAddr, FakeApi, mpsc::
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let api = FakeApi { requests: Arc::default(), pods: Arc::new(Mutex::new(pods)), steps: Arc::new(tokio::sync::Mutex::new(rx)) };
+    let api = FakeApi {
+        requests: Arc::default(),
+        pods: Arc::new(Mutex::new(pods)),
+        steps: Arc::new(tokio::sync::Mutex::new(rx)),
+    };
     let server = api.clone();
     tokio::spawn(async move {
         loop {
@@ -79,7 +83,12 @@ impl FakeApi {
             if target.starts_with("/api/v1/nodes") {
                 if watch {
                     // Nothing changes on the node: hold the watch open.
-                    write.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+                    write
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        )
+                        .await
+                        .unwrap();
                     std::future::pending::<()>().await;
                 }
                 let node = serde_json::json!({
@@ -95,7 +104,12 @@ impl FakeApi {
                 let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "10"}, "items": items});
                 respond_json(&mut write, &list).await;
             } else if target.starts_with("/api/v1/pods") {
-                write.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+                write
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
                 loop {
                     let step = self.steps.lock().await.recv().await;
                     match step {
@@ -148,25 +162,43 @@ async fn pods_of_this_node_are_listed_watched_and_resumed_after_a_broken_watch()
     // The initial list is one Replace.
     let PodUpdate::Replace(pods) = next_pod(&mut rx).await else { panic!("expected the initial list") };
     assert_eq!(pods.len(), 1);
-    assert_eq!((pods[0].uid.as_str(), pods[0].name.as_str(), pods[0].serviceaccount.as_str()), ("uid-a", "api-0", "api"));
+    assert_eq!(
+        (pods[0].uid.as_str(), pods[0].name.as_str(), pods[0].serviceaccount.as_str()),
+        ("uid-a", "api-0", "api")
+    );
     assert!(pods[0].ips.is_empty(), "not yet assigned");
 
     // The kubelet reports the pod's address: a watch MODIFIED event.
-    steps.send(WatchStep::Event(serde_json::json!({"type": "MODIFIED", "object": pod("uid-a", "api-0", 11, Some("10.244.1.12"))}))).unwrap();
+    steps
+        .send(WatchStep::Event(
+            serde_json::json!({"type": "MODIFIED", "object": pod("uid-a", "api-0", 11, Some("10.244.1.12"))}),
+        ))
+        .unwrap();
     let PodUpdate::Upsert(p) = next_pod(&mut rx).await else { panic!("expected an upsert") };
     assert_eq!(p.ips, ["10.244.1.12".parse::<std::net::IpAddr>().unwrap()]);
 
     // The watch breaks; the watcher resumes from resourceVersion 11 and sees what follows.
     steps.send(WatchStep::Break).unwrap();
-    steps.send(WatchStep::Event(serde_json::json!({"type": "ADDED", "object": pod("uid-b", "web-0", 12, Some("10.244.1.13"))}))).unwrap();
+    steps
+        .send(WatchStep::Event(
+            serde_json::json!({"type": "ADDED", "object": pod("uid-b", "web-0", 12, Some("10.244.1.13"))}),
+        ))
+        .unwrap();
     let PodUpdate::Upsert(p) = next_pod(&mut rx).await else { panic!("expected pod B") };
     assert_eq!(p.uid, "uid-b");
-    steps.send(WatchStep::Event(serde_json::json!({"type": "DELETED", "object": pod("uid-a", "api-0", 13, Some("10.244.1.12"))}))).unwrap();
+    steps
+        .send(WatchStep::Event(
+            serde_json::json!({"type": "DELETED", "object": pod("uid-a", "api-0", 13, Some("10.244.1.12"))}),
+        ))
+        .unwrap();
     assert_eq!(next_pod(&mut rx).await, PodUpdate::Remove("uid-a".into()));
 
     let requests = api.requests.lock().unwrap().clone();
     let pod_requests: Vec<&String> = requests.iter().filter(|r| r.starts_with("/api/v1/pods")).collect();
-    assert!(pod_requests.iter().all(|r| r.contains("fieldSelector=spec.nodeName%3Dworker-1")), "scoped to the node: {pod_requests:?}");
+    assert!(
+        pod_requests.iter().all(|r| r.contains("fieldSelector=spec.nodeName%3Dworker-1")),
+        "scoped to the node: {pod_requests:?}"
+    );
     let watches: Vec<&&String> = pod_requests.iter().filter(|r| r.contains("watch=true")).collect();
     assert!(watches.len() >= 2, "{watches:?}");
     assert!(watches[1].contains("resourceVersion=11"), "resumed from the last event: {watches:?}");
@@ -187,6 +219,11 @@ async fn the_nodes_addresses_are_reported() {
     assert_eq!((node.name.as_str(), node.uid.as_str()), (NODE, "node-uid-1"));
     assert_eq!(node.addresses, [("InternalIP".to_string(), "10.0.1.11".parse().unwrap())]);
     assert_eq!(node.pod_cidrs, ["10.244.1.0/24"]);
-    assert!(api.requests.lock().unwrap().iter().any(|r| r.starts_with("/api/v1/nodes") && r.contains("fieldSelector=metadata.name%3Dworker-1")));
+    assert!(api
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("/api/v1/nodes") && r.contains("fieldSelector=metadata.name%3Dworker-1")));
     source.abort();
 }

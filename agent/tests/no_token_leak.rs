@@ -28,10 +28,18 @@ async fn no_token_string_appears_in_anything_sent_or_logged() {
     k.projected_token(POD_A, VOL, &tokens[1], "2025_06_28_10_00_00");
     // Hostile content gets logged as refused: its content must not be.
     k.projected_token(POD_B, VOL, &format!("{}.extra", tokens[0]), "2025_06_28_10_00_00");
-    server.wait_for("leak-2", Duration::from_secs(5), |m| m.iter().any(|(_, _, m)| jtis_in(m).contains(&"leak-2".to_string()))).await;
+    server
+        .wait_for("leak-2", Duration::from_secs(5), |m| {
+            m.iter().any(|(_, _, m)| jtis_in(m).contains(&"leak-2".to_string()))
+        })
+        .await;
     agent.shutdown().await;
 
-    assert_eq!(server.log.lock().unwrap().authorization, [format!("Bearer {own}")], "the server got the agent's bearer token");
+    assert_eq!(
+        server.log.lock().unwrap().authorization,
+        [format!("Bearer {own}")],
+        "the server got the agent's bearer token"
+    );
     let sent: Vec<u8> = server.messages().iter().flat_map(|m| m.encode_to_vec()).collect();
     let debug = format!("{:?}", server.messages());
     let logged = logs.text();

@@ -18,8 +18,18 @@ fn limits() -> ScanLimits {
 #[test]
 fn projected_and_legacy_tokens_are_found_with_their_claims_and_write_time() {
     let k = Kubelet::new();
-    k.projected_token(POD, "kube-api-access-pls9v", &pod_token("jti-1", "payments", "api", "api-0", POD, "worker-1", 1_750_000_000), "2025_06_28_09_28_32");
-    k.secret_token(POD, "deployer-token", &legacy_token("payments", "deployer", "deployer-token-x7k2"), "2024_01_02_03_04_05");
+    k.projected_token(
+        POD,
+        "kube-api-access-pls9v",
+        &pod_token("jti-1", "payments", "api", "api-0", POD, "worker-1", 1_750_000_000),
+        "2025_06_28_09_28_32",
+    );
+    k.secret_token(
+        POD,
+        "deployer-token",
+        &legacy_token("payments", "deployer", "deployer-token-x7k2"),
+        "2024_01_02_03_04_05",
+    );
     let out = scan_all(k.root(), &limits()).unwrap();
     assert!(out.refused.is_empty(), "{:?}", out.refused);
     assert_eq!(out.pods, [POD]);
@@ -45,7 +55,10 @@ fn rotation_by_atomic_swap_is_seen_by_the_next_scan() {
     let k = Kubelet::new();
     let vol = "kube-api-access-abcde";
     k.projected_token(POD, vol, &pod_token("old", "ns", "sa", "p", POD, "n", 1), "2025_06_28_09_00_00");
-    assert_eq!(scan_pod(k.root(), POD, &limits()).unwrap().credentials.values().next().unwrap().claims.jti.as_deref(), Some("old"));
+    assert_eq!(
+        scan_pod(k.root(), POD, &limits()).unwrap().credentials.values().next().unwrap().claims.jti.as_deref(),
+        Some("old")
+    );
     k.projected_token(POD, vol, &pod_token("new", "ns", "sa", "p", POD, "n", 2), "2025_06_28_09_48_00");
     let out = scan_pod(k.root(), POD, &limits()).unwrap();
     let c = out.credentials.values().next().unwrap();
@@ -80,7 +93,10 @@ fn a_data_link_pointing_outside_the_volume_is_refused() {
         reasons,
         [
             ("0b7c6a4e-1111-4000-8000-000000000001/volumes/kubernetes.io~projected/evil/token", Refusal::Symlink),
-            ("0b7c6a4e-1111-4000-8000-000000000001/volumes/kubernetes.io~projected/evil-relative/token", Refusal::Symlink),
+            (
+                "0b7c6a4e-1111-4000-8000-000000000001/volumes/kubernetes.io~projected/evil-relative/token",
+                Refusal::Symlink
+            ),
             ("0b7c6a4e-3333", Refusal::NotAFile),
         ]
     );
@@ -101,7 +117,8 @@ fn a_token_file_that_is_a_symlink_is_refused_not_followed() {
     std::fs::create_dir_all(&v2).unwrap();
     std::os::unix::fs::symlink(&secret, v2.join("token")).unwrap();
     // A volume directory that is itself a symlink.
-    std::os::unix::fs::symlink(k.root().join("host.secret-dir"), k.volume_dir(POD, "kubernetes.io~secret", "v3")).unwrap();
+    std::os::unix::fs::symlink(k.root().join("host.secret-dir"), k.volume_dir(POD, "kubernetes.io~secret", "v3"))
+        .unwrap();
 
     let out = scan_all(k.root(), &limits()).unwrap();
     assert!(out.credentials.is_empty());
@@ -116,7 +133,12 @@ fn a_100_mb_token_is_refused_without_being_read() {
     let vol = k.volume_dir(POD, "kubernetes.io~projected", "huge");
     let data = std::fs::read_link(vol.join("..data")).unwrap();
     // Sparse: 100 MiB by size, no disk used; the agent must refuse it by fstat alone.
-    std::fs::OpenOptions::new().write(true).open(vol.join(data).join("token")).unwrap().set_len(100 * 1024 * 1024).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(vol.join(data).join("token"))
+        .unwrap()
+        .set_len(100 * 1024 * 1024)
+        .unwrap();
     k.projected_token(POD2, "ok", &pod_token("ok", "ns", "sa", "p", POD2, "n", 1), "2025_01_01_00_00_00");
     let out = scan_all(k.root(), &limits()).unwrap();
     assert_eq!(out.refused.len(), 1);
@@ -130,7 +152,10 @@ fn a_100_mb_token_is_refused_without_being_read() {
 fn malformed_jwts_and_non_service_account_tokens_are_refused_and_counted() {
     let k = Kubelet::new();
     let foreign = common::sign(&serde_json::json!({"sub": "alice@example.com", "iss": "https://idp.example"}));
-    for (i, content) in ["not a jwt", "a.b", "aGVsbG8.!!!.c2ln", "eyJhbGciOiJub25lIn0.bm90IGpzb24.c2ln", &foreign, ""].iter().enumerate() {
+    for (i, content) in ["not a jwt", "a.b", "aGVsbG8.!!!.c2ln", "eyJhbGciOiJub25lIn0.bm90IGpzb24.c2ln", &foreign, ""]
+        .iter()
+        .enumerate()
+    {
         k.projected_token(POD, &format!("bad-{i}"), content, "2025_01_01_00_00_00");
     }
     k.projected_token(POD, "good", &pod_token("fine", "ns", "sa", "p", POD, "n", 1), "2025_01_01_00_00_00");
@@ -138,7 +163,11 @@ fn malformed_jwts_and_non_service_account_tokens_are_refused_and_counted() {
     assert_eq!(out.credentials.len(), 1);
     assert_eq!(out.refused.len(), 6, "{:?}", out.refused);
     assert!(out.refused.iter().all(|r| r.reason == Refusal::Malformed));
-    assert!(out.refused.iter().all(|r| !r.detail.contains("not a jwt") && !r.detail.contains("alice")), "{:?}", out.refused);
+    assert!(
+        out.refused.iter().all(|r| !r.detail.contains("not a jwt") && !r.detail.contains("alice")),
+        "{:?}",
+        out.refused
+    );
 }
 
 #[test]
@@ -182,7 +211,12 @@ fn limits_on_pods_and_volumes_are_enforced_and_counted() {
     for i in 0..3 {
         let uid = format!("pod-{i}");
         for v in 0..3 {
-            k.projected_token(&uid, &format!("v{v}"), &pod_token(&format!("j{i}{v}"), "ns", "sa", "p", &uid, "n", 1), "2025_01_01_00_00_00");
+            k.projected_token(
+                &uid,
+                &format!("v{v}"),
+                &pod_token(&format!("j{i}{v}"), "ns", "sa", "p", &uid, "n", 1),
+                "2025_01_01_00_00_00",
+            );
         }
     }
     let out = scan_all(k.root(), &ScanLimits { max_pods: 2, max_volumes_per_pod: 2, ..ScanLimits::default() }).unwrap();
@@ -222,7 +256,12 @@ fn pods_created_and_torn_down_during_scans_never_break_a_scan() {
                 if k.root().join(&uid).exists() {
                     k.remove_pod(&uid);
                 } else {
-                    k.projected_token(&uid, "v", &pod_token(&format!("c{i}"), "ns", "sa", "p", &uid, "n", 1), "2025_01_01_00_00_00");
+                    k.projected_token(
+                        &uid,
+                        "v",
+                        &pod_token(&format!("c{i}"), "ns", "sa", "p", &uid, "n", 1),
+                        "2025_01_01_00_00_00",
+                    );
                 }
                 i += 1;
             }
@@ -234,7 +273,10 @@ fn pods_created_and_torn_down_during_scans_never_break_a_scan() {
     while !churn.is_finished() {
         let out = scan_all(k.root(), &limits()).unwrap();
         assert!(out.refused.is_empty(), "a vanishing entry is not hostile: {:?}", out.refused);
-        assert!(out.credentials.values().any(|c| c.claims.jti.as_deref() == Some("stable")), "the stable pod is always seen");
+        assert!(
+            out.credentials.values().any(|c| c.claims.jti.as_deref() == Some("stable")),
+            "the stable pod is always seen"
+        );
         scans += 1;
         vanished += out.vanished;
     }

@@ -17,7 +17,9 @@ fn data(name: &str) -> PathBuf {
 
 fn server_tls() -> ServerTlsConfig {
     let read = |n: &str| std::fs::read(data(n)).expect("test certificate");
-    ServerTlsConfig::new().identity(Identity::from_pem(read("server.pem"), read("server.key"))).client_ca_root(Certificate::from_pem(read("ca.pem")))
+    ServerTlsConfig::new()
+        .identity(Identity::from_pem(read("server.pem"), read("server.key")))
+        .client_ca_root(Certificate::from_pem(read("ca.pem")))
 }
 
 fn client_tls(with_identity: bool) -> TlsFiles {

@@ -122,18 +122,10 @@ pub fn try_kafka() -> Result<&'static Broker, &'static HarnessError> {
 }
 
 fn find_or_start() -> Result<Broker, HarnessError> {
-    if let Some(bootstrap) = std::env::var(BOOTSTRAP_ENV)
-        .ok()
-        .filter(|b| !b.trim().is_empty())
-    {
-        return Ok(Broker {
-            bootstrap: bootstrap.trim().to_owned(),
-            origin: Origin::Environment,
-        });
+    if let Some(bootstrap) = std::env::var(BOOTSTRAP_ENV).ok().filter(|b| !b.trim().is_empty()) {
+        return Ok(Broker { bootstrap: bootstrap.trim().to_owned(), origin: Origin::Environment });
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("kafka")
-        .join("broker.sh");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka").join("broker.sh");
     // This process is the owner: broker.sh's watchdog keeps the broker while this process (or
     // a later test binary that registers in turn) is alive, and stops it some seconds after the
     // last one has exited, so a broker started by `cargo test` does not outlive the run.
@@ -143,10 +135,7 @@ fn find_or_start() -> Result<Broker, HarnessError> {
         .args(["start", "--owner", &std::process::id().to_string()])
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| HarnessError::Spawn {
-            script: script.clone(),
-            source,
-        })?;
+        .map_err(|source| HarnessError::Spawn { script: script.clone(), source })?;
     if !output.status.success() {
         return Err(HarnessError::Start {
             script,
@@ -156,14 +145,10 @@ fn find_or_start() -> Result<Broker, HarnessError> {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     match stdout.lines().last().map(str::trim) {
-        Some(bootstrap) if bootstrap.contains(':') => Ok(Broker {
-            bootstrap: bootstrap.to_owned(),
-            origin: Origin::Script,
-        }),
-        _ => Err(HarnessError::NoAddress {
-            script,
-            stdout: stdout.into_owned(),
-        }),
+        Some(bootstrap) if bootstrap.contains(':') => {
+            Ok(Broker { bootstrap: bootstrap.to_owned(), origin: Origin::Script })
+        }
+        _ => Err(HarnessError::NoAddress { script, stdout: stdout.into_owned() }),
     }
 }
 
@@ -176,10 +161,7 @@ pub fn unique_name(prefix: &str) -> String {
     // RandomState is seeded from the operating system's randomness: a random number without a
     // dependency on a random-number crate, and without reading the clock.
     let run = *RUN.get_or_init(|| RandomState::new().build_hasher().finish());
-    format!(
-        "{prefix}-{run:016x}-{}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{run:016x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]

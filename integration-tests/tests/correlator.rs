@@ -77,7 +77,8 @@ async fn a_correlator_killed_mid_batch_and_restarted_reports_what_an_uninterrupt
     tokio::time::sleep(Duration::from_millis(700)).await;
     kill9(child);
     let child = correlator(&t.observations, &out, &instance, "2s");
-    let got = by_id(&read_until(&out.findings, "findings after the restart", Duration::from_secs(5), has_expected).await);
+    let got =
+        by_id(&read_until(&out.findings, "findings after the restart", Duration::from_secs(5), has_expected).await);
     stop(child);
 
     // The reference: one uninterrupted run over the same observations.

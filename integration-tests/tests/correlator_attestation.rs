@@ -39,7 +39,12 @@ fn sa() -> ServiceAccountRef {
 }
 
 fn bound(jti: &str) -> Credential {
-    Credential::PodBound { jti: Some(jti.into()), pod_name: "api-1".into(), pod_uid: "uid-api".into(), node: Some("worker-1".into()) }
+    Credential::PodBound {
+        jti: Some(jti.into()),
+        pod_name: "api-1".into(),
+        pod_uid: "uid-api".into(),
+        node: Some("worker-1".into()),
+    }
 }
 
 fn pod() -> Observation {
@@ -90,7 +95,12 @@ fn used(jti: &str, from: &str, minutes: f64) -> Observation {
         credential: bound(jti),
         source_ips: vec![ip(from)],
         user_agent: Some("api/1.0".into()),
-        request: Request { verb: "get".into(), resource: Some("configmaps".into()), code: Some(200), ..Request::default() },
+        request: Request {
+            verb: "get".into(),
+            resource: Some("configmaps".into()),
+            code: Some(200),
+            ..Request::default()
+        },
         stale_token: false,
     })
 }
@@ -129,7 +139,9 @@ async fn unattested_credential_is_forged_only_after_the_grace_and_not_when_attes
         produce(&observations, &[pod(), held("j-real", 0.0), used("j-ghost", "10.244.1.12", 10.0), heartbeat(11.0)])
             .await;
         produce(&observations, &[used("j-real", "203.0.113.1", 10.5)]).await;
-        let first = read_until(&out.findings, "the first canary", Duration::from_secs(2), |o| rules_from(o, "203.0.113.1")).await;
+        let first =
+            read_until(&out.findings, "the first canary", Duration::from_secs(2), |o| rules_from(o, "203.0.113.1"))
+                .await;
         assert!(!forged(&first), "{name}: no verdict while the agent has not reported past the grace");
 
         // Minute 13: past the grace. Either the attestation arrived late but inside it, or not.

@@ -37,9 +37,7 @@ async fn admin_creates_topics_with_the_requested_partitions() {
     create_topics(&[(&topic, 3)]).await;
 
     let consumer: StreamConsumer = plain_consumer("read_uncommitted");
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), WAIT)
-        .expect("topic metadata");
+    let metadata = consumer.fetch_metadata(Some(&topic), WAIT).expect("topic metadata");
     let partitions = metadata.topics()[0].partitions().len();
     assert_eq!(partitions, 3, "topic {topic} has {partitions} partitions");
 }
@@ -59,9 +57,7 @@ async fn group_member_commits_manually_and_the_next_member_resumes_after_the_com
     // the consumer has fetched ahead: the pattern the pipeline's drivers follow.
     let mut processed = TopicPartitionList::new();
     for (partition, next) in next_offsets(&received) {
-        processed
-            .add_partition_offset(&topic, partition, Offset::Offset(next))
-            .expect("offset");
+        processed.add_partition_offset(&topic, partition, Offset::Offset(next)).expect("offset");
     }
     member.commit(&processed, CommitMode::Sync).expect("commit");
     assert_eq!(
@@ -181,34 +177,23 @@ impl ReadProcessWrite {
         producer.begin_transaction().expect("begin_transaction");
         for record in &received {
             let output = record.value.to_uppercase();
-            let to = FutureRecord::<(), _>::to(&self.output)
-                .partition(record.partition)
-                .payload(&output);
-            within(
-                "the transactional output's delivery",
-                producer.send(to, WAIT),
-            )
-            .await
-            .map_err(|(error, _)| error)
-            .expect("transactional send");
+            let to = FutureRecord::<(), _>::to(&self.output).partition(record.partition).payload(&output);
+            within("the transactional output's delivery", producer.send(to, WAIT))
+                .await
+                .map_err(|(error, _)| error)
+                .expect("transactional send");
         }
         // The offsets to commit are the consumer's positions: the next record to read on each
         // partition, i.e. everything received was processed.
         let positions = consumer.position().expect("consumer positions");
         let group = consumer.group_metadata().expect("consumer group metadata");
-        producer
-            .send_offsets_to_transaction(&positions, &group, WAIT)
-            .expect("send_offsets_to_transaction");
+        producer.send_offsets_to_transaction(&positions, &group, WAIT).expect("send_offsets_to_transaction");
         match outcome {
-            Outcome::Commit => producer
-                .commit_transaction(WAIT)
-                .expect("commit_transaction"),
+            Outcome::Commit => producer.commit_transaction(WAIT).expect("commit_transaction"),
             Outcome::Abort => producer.abort_transaction(WAIT).expect("abort_transaction"),
         }
 
-        let ends: Vec<_> = (0..2)
-            .map(|partition| (partition, END.to_owned()))
-            .collect();
+        let ends: Vec<_> = (0..2).map(|partition| (partition, END.to_owned())).collect();
         produce(&self.output, &ends).await;
     }
 
@@ -218,28 +203,19 @@ impl ReadProcessWrite {
         let consumer: StreamConsumer = plain_consumer(isolation);
         let mut partitions = TopicPartitionList::new();
         for partition in 0..2 {
-            partitions
-                .add_partition_offset(&self.output, partition, Offset::Beginning)
-                .expect("offset");
+            partitions.add_partition_offset(&self.output, partition, Offset::Beginning).expect("offset");
         }
         consumer.assign(&partitions).expect("assign");
         let mut ends_seen = 0;
         let mut values = Vec::new();
         while ends_seen < 2 {
-            let message = within(
-                &format!("{isolation} records of {}", self.output),
-                consumer.recv(),
-            )
-            .await
-            .expect("consume output");
+            let message = within(&format!("{isolation} records of {}", self.output), consumer.recv())
+                .await
+                .expect("consume output");
             match message.payload().map(String::from_utf8_lossy) {
                 Some(value) if value == END => ends_seen += 1,
                 Some(value) => values.push(value.into_owned()),
-                None => panic!(
-                    "record without a value at {}:{}",
-                    message.partition(),
-                    message.offset()
-                ),
+                None => panic!("record without a value at {}:{}", message.partition(), message.offset()),
             }
         }
         values.sort();
@@ -283,19 +259,13 @@ fn plain_consumer(isolation: &str) -> StreamConsumer {
 }
 
 async fn create_topics(topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> =
-        kafka().client_config().create().expect("admin client");
-    let new: Vec<_> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
+    let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().expect("admin client");
+    let new: Vec<_> =
+        topics.iter().map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1))).collect();
     // operation_timeout: the broker answers once the topics exist, not when it has merely
     // accepted the request, so producing right after does not race the creation.
     let options = AdminOptions::new().operation_timeout(Some(WAIT));
-    for result in within("topic creation", admin.create_topics(&new, &options))
-        .await
-        .expect("create_topics")
-    {
+    for result in within("topic creation", admin.create_topics(&new, &options)).await.expect("create_topics") {
         result.unwrap_or_else(|(topic, code)| panic!("creating topic {topic}: {code}"));
     }
 }
@@ -309,9 +279,7 @@ async fn produce(topic: &str, records: &[(i32, String)]) {
         .create()
         .expect("producer");
     for (partition, value) in records {
-        let record = FutureRecord::<(), _>::to(topic)
-            .partition(*partition)
-            .payload(value);
+        let record = FutureRecord::<(), _>::to(topic).partition(*partition).payload(value);
         within(&format!("delivery to {topic}"), producer.send(record, WAIT))
             .await
             .map_err(|(error, _)| error)
@@ -328,18 +296,12 @@ async fn receive(consumer: &StreamConsumer, count: usize, what: &str) -> Vec<Rec
             records.push(Record {
                 partition: message.partition(),
                 offset: message.offset(),
-                value: message
-                    .payload()
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default(),
+                value: message.payload().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
             });
         }
     };
     if tokio::time::timeout(WAIT, collect).await.is_err() {
-        panic!(
-            "timed out after {WAIT:?} waiting for {what}: got {} of {count} records",
-            records.len()
-        );
+        panic!("timed out after {WAIT:?} waiting for {what}: got {} of {count} records", records.len());
     }
     records
 }
@@ -356,28 +318,19 @@ fn next_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
 
 /// The group's committed offset of each partition `0..partitions` of `topic` (None: nothing
 /// committed), as the broker reports it.
-fn committed(
-    consumer: &StreamConsumer,
-    topic: &str,
-    partitions: i32,
-) -> BTreeMap<i32, Option<i64>> {
+fn committed(consumer: &StreamConsumer, topic: &str, partitions: i32) -> BTreeMap<i32, Option<i64>> {
     let mut query = TopicPartitionList::new();
     for partition in 0..partitions {
         query.add_partition(topic, partition);
     }
-    let answer = consumer
-        .committed_offsets(query, WAIT)
-        .expect("committed offsets");
+    let answer = consumer.committed_offsets(query, WAIT).expect("committed offsets");
     answer
         .elements_for_topic(topic)
         .iter()
         .map(|e| match e.offset() {
             Offset::Offset(offset) => (e.partition(), Some(offset)),
             Offset::Invalid => (e.partition(), None),
-            other => panic!(
-                "unexpected committed offset {other:?} for {topic}:{}",
-                e.partition()
-            ),
+            other => panic!("unexpected committed offset {other:?} for {topic}:{}", e.partition()),
         })
         .collect()
 }

@@ -1,7 +1,9 @@
 //! The generated types encode and decode, and the service has the path the aggregator serves.
 
 use prost::Message;
-use tokentrail_proto::agent::v1::{agent_message, AgentMessage, Credential, CredentialLocation, NodeSnapshot, VolumeKind};
+use tokentrail_proto::agent::v1::{
+    agent_message, AgentMessage, Credential, CredentialLocation, NodeSnapshot, VolumeKind,
+};
 
 #[test]
 fn agent_message_round_trips() {

@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot, watch};
 use tokentrail_agent::pods::PodUpdate;
 use tokentrail_agent::{Config, Metrics};
 use tokentrail_proto::agent::v1::agent_message::Body;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokentrail_proto::agent::v1::attestation_server::{Attestation, AttestationServer};
-use tokentrail_proto::agent::v1::{aggregator_message, AgentMessage, AggregatorMessage, Ack};
+use tokentrail_proto::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
 // ---------------------------------------------------------------- tokens
 
@@ -143,12 +143,24 @@ impl Kubelet {
 
     /// The injected `kube-api-access-*` projected volume with a token, ca.crt and namespace.
     pub fn projected_token(&self, pod_uid: &str, volume: &str, token: &str, stamp: &str) {
-        self.write_volume(pod_uid, "kubernetes.io~projected", volume, &[("token", token), ("ca.crt", "CA"), ("namespace", "ns")], stamp);
+        self.write_volume(
+            pod_uid,
+            "kubernetes.io~projected",
+            volume,
+            &[("token", token), ("ca.crt", "CA"), ("namespace", "ns")],
+            stamp,
+        );
     }
 
     /// A legacy token Secret mounted as a secret volume.
     pub fn secret_token(&self, pod_uid: &str, volume: &str, token: &str, stamp: &str) {
-        self.write_volume(pod_uid, "kubernetes.io~secret", volume, &[("token", token), ("ca.crt", "CA"), ("namespace", "ns")], stamp);
+        self.write_volume(
+            pod_uid,
+            "kubernetes.io~secret",
+            volume,
+            &[("token", token), ("ca.crt", "CA"), ("namespace", "ns")],
+            stamp,
+        );
     }
 
     pub fn remove_pod(&self, pod_uid: &str) {
@@ -183,7 +195,10 @@ type AckStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<AggregatorMessag
 impl Attestation for Recorder {
     type AttestStream = AckStream;
 
-    async fn attest(&self, req: tonic::Request<tonic::Streaming<AgentMessage>>) -> Result<tonic::Response<AckStream>, tonic::Status> {
+    async fn attest(
+        &self,
+        req: tonic::Request<tonic::Streaming<AgentMessage>>,
+    ) -> Result<tonic::Response<AckStream>, tonic::Status> {
         if let Some(v) = req.metadata().get("authorization") {
             self.log.lock().unwrap().authorization.push(v.to_str().unwrap_or("").to_string());
         }
@@ -255,7 +270,12 @@ impl TestServer {
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         self.generation += 1;
         let (kill_tx, kill_rx) = watch::channel(false);
-        let rec = Recorder { log: self.log.clone(), generation: self.generation, acks: self.acks.subscribe(), kill: kill_rx.clone() };
+        let rec = Recorder {
+            log: self.log.clone(),
+            generation: self.generation,
+            acks: self.acks.subscribe(),
+            kill: kill_rx.clone(),
+        };
         let mut stop = kill_rx;
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls.clone() {
@@ -263,9 +283,13 @@ impl TestServer {
         }
         self.task = Some(tokio::spawn(async move {
             let _ = builder
-                .serve_with_incoming_shutdown(AttestationServer::new(rec), TcpListenerStream::new(listener), async move {
-                    let _ = stop.wait_for(|k| *k).await;
-                })
+                .serve_with_incoming_shutdown(
+                    AttestationServer::new(rec),
+                    TcpListenerStream::new(listener),
+                    async move {
+                        let _ = stop.wait_for(|k| *k).await;
+                    },
+                )
                 .await;
         }));
         self.kill = Some(kill_tx);
@@ -296,13 +320,22 @@ impl TestServer {
     }
 
     /// Waits until `pred` holds on the received messages.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[(Instant, u32, AgentMessage)]) -> bool) {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[(Instant, u32, AgentMessage)]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
             if pred(&self.log.lock().unwrap().messages) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; received {:#?}", self.messages().iter().map(summary).collect::<Vec<_>>());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; received {:#?}",
+                self.messages().iter().map(summary).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -312,7 +345,11 @@ impl TestServer {
 pub fn summary(m: &AgentMessage) -> String {
     use tokentrail_proto::agent::v1::agent_message::Body;
     match &m.body {
-        Some(Body::Snapshot(s)) => format!("#{} snapshot creds={:?}", m.sequence, s.credentials.iter().map(|c| c.jti.clone().unwrap_or_default()).collect::<Vec<_>>()),
+        Some(Body::Snapshot(s)) => format!(
+            "#{} snapshot creds={:?}",
+            m.sequence,
+            s.credentials.iter().map(|c| c.jti.clone().unwrap_or_default()).collect::<Vec<_>>()
+        ),
         Some(Body::Delta(d)) => format!(
             "#{} delta +{:?} -{:?} pods+{} pods-{}",
             m.sequence,
@@ -412,7 +449,11 @@ impl Write for Captured {
 pub fn capture_logs_globally() -> Captured {
     let cap = Captured::default();
     let writer = cap.clone();
-    let sub = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
     tracing::subscriber::set_global_default(sub).expect("only this test binary sets it");
     cap
 }

@@ -106,4 +106,3 @@ pub fn by_id(out: &[Out]) -> BTreeMap<String, (usize, serde_json::Value)> {
     }
     m
 }
-
