@@ -104,6 +104,8 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
     let metrics = Arc::new(Metrics::default());
     metrics.observations.store(42, Ordering::Relaxed);
     metrics.findings.store(3, Ordering::Relaxed);
+    metrics.findings_by_rule.lock().unwrap().extend([("token-used-off-cluster", 2), ("legacy-token-use", 1)]);
+    metrics.watermark_lag_seconds.store(12, Ordering::Relaxed);
     let exporter = otlp::start(
         &format!("http://{addr}"),
         "tokentrail-correlator",
@@ -112,21 +114,28 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
     )
     .unwrap();
 
-    // Periodic export: every counter, monotonic, current values, the service named.
+    // Periodic export: every instrument, counters monotonic, current values, the service named.
     let first = wait_for(&mut rx, "tokentrail_correlator_observations_total", 42);
     assert_eq!(first.service.as_deref(), Some("tokentrail-correlator"));
     let names: Vec<&str> = first.metrics.keys().map(String::as_str).collect();
     assert_eq!(
         names,
         [
+            "tokentrail_correlator_findings_by_rule_total",
             "tokentrail_correlator_findings_total",
             "tokentrail_correlator_observations_total",
             "tokentrail_correlator_restores_total",
+            "tokentrail_correlator_state_entries",
+            "tokentrail_correlator_transaction_aborts_total",
             "tokentrail_correlator_transactions_total",
             "tokentrail_correlator_undecodable_total",
+            "tokentrail_correlator_watermark_lag_seconds",
         ]
     );
     assert_eq!(first.metrics["tokentrail_correlator_findings_total"], (3, true));
+    // By rule: one point per rule, summed here.
+    assert_eq!(first.metrics["tokentrail_correlator_findings_by_rule_total"], (3, true));
+    assert_eq!(first.metrics["tokentrail_correlator_watermark_lag_seconds"], (12, false));
     assert_eq!(first.metrics["tokentrail_correlator_restores_total"], (0, true));
 
     // Values change between exports; shutdown exports the last ones before returning.
