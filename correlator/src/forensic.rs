@@ -17,6 +17,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink};
+use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::{ServiceAccountRef, TokenUse};
 use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
 
@@ -174,9 +175,7 @@ impl UseShards {
     }
 
     fn shard_of(&self, sa: &ServiceAccountRef) -> usize {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-        (hasher.hash_one(sa) % self.engines.len() as u64) as usize
+        (persistent_hash(sa) % self.engines.len() as u64) as usize
     }
 
     /// Folds batches of token uses (one per shard, as [`UseShards::shard_of`] sorted them),
