@@ -2,9 +2,9 @@
 //!
 //! A thin loop around the pure pieces. The calling thread reads files in large newline-aligned
 //! chunks (documents whole) and decoder threads turn chunks into observations. Token uses, nearly
-//! all of an audit log, are folded right there on the decoder threads, into a few engines split
-//! by service account (each locked only while a batch is folded), so the work is spread over the
-//! cores and every string is freed by the thread that allocated it. Everything else (pods, nodes,
+//! all of an audit log, are folded right there on the decoder threads, as views borrowed from the
+//! chunk (no owned copy of a use is ever made), into a few engines split by service account,
+//! each locked only for the one use, so the work is spread over the cores. Everything else (pods, nodes,
 //! mints, Secret reads) goes to one engine thread, which at the end takes over the token uses of
 //! the shards and evaluates the rules. The engine does not care about order, so nothing is
 //! re-sequenced; memory is the engines' (pods, credentials, addresses) plus a few chunks in
@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink};
+use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink, UseFolder};
 use tokentrail_correlator_core::hash::persistent_hash;
-use tokentrail_correlator_core::observation::{ServiceAccountRef, TokenUse};
+use tokentrail_correlator_core::observation::UseView;
 use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
 
 use crate::evidence::{self, EvidenceFile};
@@ -156,8 +156,6 @@ struct Decoded {
     /// The observations other than token uses (which the decoder folded itself), and the counts.
     sink: Sink,
     problems: Vec<(Option<u64>, String)>,
-    /// Token uses outside `--since`/`--until`.
-    filtered: u64,
 }
 
 /// Engines that fold token uses, split by service account. All stages of one request share
@@ -165,31 +163,35 @@ struct Decoded {
 /// groups the rules read (service account, credential, client) never straddle two engines.
 struct UseShards {
     engines: Vec<Mutex<Engine>>,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    /// Token uses outside `--since`/`--until`.
+    filtered: AtomicU64,
 }
 
 impl UseShards {
     /// `n` engines which between them keep as many recent audit IDs as one engine would.
-    fn new(n: usize, config: &EngineConfig) -> UseShards {
-        let config = EngineConfig { dedup_capacity: (config.dedup_capacity / n).max(1), ..config.clone() };
-        UseShards { engines: (0..n).map(|_| Mutex::new(Engine::new(config.clone()))).collect() }
-    }
-
-    fn shard_of(&self, sa: &ServiceAccountRef) -> usize {
-        (persistent_hash(sa) % self.engines.len() as u64) as usize
-    }
-
-    /// Folds batches of token uses (one per shard, as [`UseShards::shard_of`] sorted them),
-    /// taking each shard's lock once; the batches are left empty, their capacity kept.
-    fn fold(&self, batches: &mut [Vec<TokenUse>]) {
-        for (engine, batch) in self.engines.iter().zip(batches) {
-            if batch.is_empty() {
-                continue;
-            }
-            let mut engine = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for u in batch.drain(..) {
-                engine.observe(Observation::TokenUse(u));
-            }
+    fn new(n: usize, options: &AnalyzeOptions) -> UseShards {
+        let config =
+            EngineConfig { dedup_capacity: (options.engine.dedup_capacity / n).max(1), ..options.engine.clone() };
+        UseShards {
+            engines: (0..n).map(|_| Mutex::new(Engine::new(config.clone()))).collect(),
+            since: options.since,
+            until: options.until,
+            filtered: AtomicU64::new(0),
         }
+    }
+
+    /// Folds one use into its service account's engine. The lock is held for that use alone:
+    /// uncontended most of the time (there are more engines than decoders), and cheap.
+    fn fold(&self, u: UseView<'_>) {
+        if !within(u.time, self.since, self.until) {
+            self.filtered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let shard = (persistent_hash(u.serviceaccount) % self.engines.len() as u64) as usize;
+        let mut engine = self.engines[shard].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        engine.observe_use_view(u);
     }
 
     fn into_engines(self) -> impl Iterator<Item = Engine> {
@@ -228,7 +230,11 @@ pub fn analyze(
     };
 
     // A few more shards than decoders, so two decoders rarely wait for the same lock.
-    let shards = UseShards::new(options.decoders.max(1) * 4, &options.engine);
+    let shards = Arc::new(UseShards::new(options.decoders.max(1) * 4, options));
+    let folder = {
+        let shards = Arc::clone(&shards);
+        UseFolder(Arc::new(move |u| shards.fold(u)))
+    };
 
     let outcomes = std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(options.decoders * 2);
@@ -236,9 +242,8 @@ pub fn analyze(
         let (pool_tx, pool_rx) = channel::<Vec<u8>>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..options.decoders.max(1) {
-            let (rx, tx, pool) = (Arc::clone(&job_rx), out_tx.clone(), pool_tx.clone());
-            let shards = &shards;
-            scope.spawn(move || decoder(&rx, &tx, &pool, shards, options));
+            let (rx, tx, pool, folder) = (Arc::clone(&job_rx), out_tx.clone(), pool_tx.clone(), folder.clone());
+            scope.spawn(move || decoder(&rx, &tx, &pool, &folder));
         }
         drop(pool_tx);
         drop(out_tx);
@@ -279,7 +284,10 @@ pub fn analyze(
         summary.events = *events;
         summary.problems = *problems;
     }
-    let Folded { mut engine, decode, problems, filtered, .. } = folded;
+    drop(folder);
+    let shards = Arc::into_inner(shards).expect("every decoder has finished with the shards");
+    let Folded { mut engine, decode, problems, mut filtered, .. } = folded;
+    filtered += shards.filtered.load(Ordering::Relaxed);
     for shard in shards.into_engines() {
         engine.absorb_uses(shard);
     }
@@ -312,7 +320,6 @@ impl Folded {
         self.per_file[d.file].0 += d.sink.stats.events;
         self.per_file[d.file].1 += d.sink.stats.errors;
         self.decode.merge(&d.sink.stats);
-        self.filtered += d.filtered;
         for obs in d.sink.observations {
             if in_window(&obs, options.since, options.until) {
                 self.engine.observe(obs);
@@ -484,35 +491,32 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn decoder(
-    jobs: &Arc<Mutex<Receiver<Job>>>,
-    out: &SyncSender<Decoded>,
-    pool: &Sender<Vec<u8>>,
-    shards: &UseShards,
-    options: &AnalyzeOptions,
-) {
-    let mut scratch = Scratch::new(shards);
+fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &Sender<Vec<u8>>, folder: &UseFolder) {
+    // A chunk's observations take a few hundred kilobytes: the vector is kept from one chunk
+    // to the next, since growing it afresh each time costs more than decoding some events.
+    let mut kept = Vec::new();
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let decoded = match job {
+        let sink = Sink { observations: std::mem::take(&mut kept), fold_uses: Some(folder.clone()), ..Sink::new() };
+        let mut decoded = match job {
             Job::Lines { file, first_line, bytes } => {
-                let decoded = decode_lines(file, first_line, &bytes, scratch.sink());
+                let decoded = decode_lines(file, first_line, &bytes, sink);
                 // The reader may have finished; then the buffer is simply dropped.
                 let _ = pool.send(bytes);
                 decoded
             }
             Job::TooLong { file, line, limit } => {
-                let mut sink = Sink::new();
+                let mut sink = sink;
                 sink.stats.errors += 1;
                 let message = format!("line longer than {} MiB skipped", limit >> 20);
-                Decoded { file, sink, problems: vec![(Some(line), message)], filtered: 0 }
+                Decoded { file, sink, problems: vec![(Some(line), message)] }
             }
             Job::Document { file, bytes } => {
-                let mut sink = scratch.sink();
+                let mut sink = sink;
                 decode_value(&bytes, &mut sink);
                 let problems = sink
                     .problems
@@ -526,10 +530,14 @@ fn decoder(
                         (line, message)
                     })
                     .collect();
-                Decoded { file, sink, problems, filtered: 0 }
+                Decoded { file, sink, problems }
             }
         };
-        let decoded = fold_token_uses(decoded, shards, options, &mut scratch);
+        // What is left (pods, mints, ...) goes to the engine thread in a vector of its size; the
+        // large one stays here for the next chunk.
+        let rest: Vec<Observation> = decoded.sink.observations.drain(..).collect();
+        kept = std::mem::replace(&mut decoded.sink.observations, rest);
+        decoded.sink.fold_uses = None;
         if out.send(decoded).is_err() {
             return;
         }
@@ -557,48 +565,5 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> D
             problems.push((Some(line), message));
         }
     }
-    Decoded { file, sink, problems, filtered: 0 }
-}
-
-/// The vectors a decoder thread fills for every chunk, kept from one chunk to the next: a
-/// chunk's observations take a few hundred kilobytes, and growing that afresh each time (and
-/// freeing it on another thread) costs more than decoding some of the events.
-struct Scratch {
-    observations: Vec<Observation>,
-    batches: Vec<Vec<TokenUse>>,
-}
-
-impl Scratch {
-    fn new(shards: &UseShards) -> Scratch {
-        Scratch { observations: Vec::new(), batches: (0..shards.engines.len()).map(|_| Vec::new()).collect() }
-    }
-
-    /// An empty sink that fills the kept observation vector.
-    fn sink(&mut self) -> Sink {
-        Sink { observations: std::mem::take(&mut self.observations), ..Sink::new() }
-    }
-}
-
-/// Folds the token uses of a decoded chunk into the shards; the rest goes on to the engine thread.
-fn fold_token_uses(
-    mut decoded: Decoded,
-    shards: &UseShards,
-    options: &AnalyzeOptions,
-    scratch: &mut Scratch,
-) -> Decoded {
-    let mut observations = std::mem::take(&mut decoded.sink.observations);
-    let mut rest = Vec::new();
-    for obs in observations.drain(..) {
-        match obs {
-            Observation::TokenUse(u) if within(u.time, options.since, options.until) => {
-                scratch.batches[shards.shard_of(&u.serviceaccount)].push(u);
-            }
-            Observation::TokenUse(_) => decoded.filtered += 1,
-            other => rest.push(other),
-        }
-    }
-    shards.fold(&mut scratch.batches);
-    scratch.observations = observations;
-    decoded.sink.observations = rest;
-    decoded
+    Decoded { file, sink, problems }
 }

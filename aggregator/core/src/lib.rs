@@ -41,4 +41,4 @@ mod providers;
 pub use compression::{decompress, detect_compression, Compression};
 pub use decode::decode_value;
 pub use layout::{detect_layout, strip_bom, Layout};
-pub use sink::{DecodeStats, Format, Problem, Sink};
+pub use sink::{DecodeStats, Format, Problem, Sink, UseFolder};

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use tokentrail_correlator_core::net::parse_source_ip;
 use tokentrail_correlator_core::observation::{
     AuthFailure, BoundPod, Credential, FactSource, NodeFact, Observation, PodAccess, PodAccessKind, PodEvent, PodFact,
-    Request, SecretRead, ServiceAccountRef, Stage, TokenMint, TokenSecretFact, TokenUse,
+    Request, SecretRead, ServiceAccountRef, Stage, TokenMint, TokenSecretFact, UseView,
 };
 use tokentrail_correlator_core::Timestamp;
 
@@ -67,7 +67,7 @@ struct Normalizer<'e, 'a, 's> {
     source_ips: Vec<IpAddr>,
 }
 
-impl Normalizer<'_, '_, '_> {
+impl<'e> Normalizer<'e, '_, '_> {
     fn run(&mut self) {
         let ev = self.ev;
         let code = self.code();
@@ -83,7 +83,7 @@ impl Normalizer<'_, '_, '_> {
             return;
         }
         let username = ev.username();
-        if let Some(sa) = username.and_then(ServiceAccountRef::from_username) {
+        if let Some(sa) = username.and_then(ServiceAccountRef::parse) {
             self.token_use(sa);
         }
         let verb = ev.verb.as_deref().unwrap_or("");
@@ -125,7 +125,11 @@ impl Normalizer<'_, '_, '_> {
     }
 
     fn user_agent(&self) -> Option<String> {
-        self.ev.user_agent.as_deref().filter(|s| !s.is_empty()).map(str::to_string)
+        self.user_agent_view().map(str::to_string)
+    }
+
+    fn user_agent_view(&self) -> Option<&'e str> {
+        self.ev.user_agent.as_deref().filter(|s| !s.is_empty())
     }
 
     fn object_ref(&self) -> Option<&ObjectRef<'_>> {
@@ -149,46 +153,46 @@ impl Normalizer<'_, '_, '_> {
 
     /// What was requested: `objectRef`, or the request path for non-resource requests.
     fn request(&self) -> Request {
+        self.request_view().into_owned()
+    }
+
+    fn request_view(&self) -> Request<&'e str> {
         let ev = self.ev;
-        let owned = |s: Option<&Str<'_>>| s.map(|s| s.to_string()).filter(|s| !s.is_empty());
-        let mut request =
-            Request { verb: ev.verb.as_deref().unwrap_or("").to_string(), code: self.code(), ..Request::default() };
+        let filled = |s: &'e Option<Str<'_>>| s.as_deref().filter(|s| !s.is_empty());
+        let mut request = Request { verb: ev.verb.as_deref().unwrap_or(""), code: self.code(), ..Request::default() };
         match &ev.object_ref {
             Some(o) => {
-                request.resource = owned(o.resource.as_ref());
-                request.subresource = owned(o.subresource.as_ref());
-                request.namespace = owned(o.namespace.as_ref());
-                request.name = owned(o.name.as_ref());
+                request.resource = filled(&o.resource);
+                request.subresource = filled(&o.subresource);
+                request.namespace = filled(&o.namespace);
+                request.name = filled(&o.name);
             }
             None => {
                 let path = ev.request_uri.as_deref().map(|u| u.split(['?', '#']).next().unwrap_or(u));
-                request.resource = path.filter(|p| !p.is_empty()).map(str::to_string);
+                request.resource = path.filter(|p| !p.is_empty());
             }
         }
         request
     }
 
-    fn token_use(&mut self, serviceaccount: ServiceAccountRef) {
+    fn token_use(&mut self, serviceaccount: ServiceAccountRef<&str>) {
         let ev = self.ev;
-        let use_ = TokenUse {
+        let source_ips = std::mem::take(&mut self.source_ips);
+        let use_ = UseView {
             time: self.time,
-            audit_id: self.audit_id.to_string(),
+            audit_id: self.audit_id,
             stage: Stage::parse(ev.stage.as_deref().unwrap_or("")),
             serviceaccount,
-            serviceaccount_uid: ev
-                .user
-                .as_ref()
-                .and_then(|u| u.uid.as_deref())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
+            serviceaccount_uid: ev.user.as_ref().and_then(|u| u.uid.as_deref()).filter(|s| !s.is_empty()),
             credential: credential(ev),
-            source_ips: self.source_ips.clone(),
-            user_agent: self.user_agent(),
-            request: self.request(),
+            source_ips: &source_ips,
+            user_agent: self.user_agent_view(),
+            request: self.request_view(),
             stale_token: ev.annotations.as_ref().is_some_and(|a| a.stale_token.is_some()),
         };
         *self.sink.stats.token_uses_by_format.entry(self.origin.format).or_default() += 1;
-        self.push(Observation::TokenUse(use_));
+        self.sink.token_use(use_);
+        self.source_ips = source_ips;
     }
 
     fn mint(&mut self, minter: Option<&str>) {
@@ -206,7 +210,8 @@ impl Normalizer<'_, '_, '_> {
         let annotations = ev.annotations.as_ref();
         let jti = annotations
             .and_then(|a| a.issued_credential_id.as_deref().or(a.credential_id.as_deref()))
-            .and_then(strip_jti);
+            .and_then(strip_jti)
+            .map(str::to_owned);
         let mut bound_kind = None;
         let mut bound_pod = None;
         if let Some(raw) = ev.request_object.filter(|r| is_object(r)) {
@@ -494,14 +499,15 @@ impl Normalizer<'_, '_, '_> {
 type MetaField = for<'m, 'x> fn(&'m ObjectMeta<'x>) -> Option<&'m str>;
 
 /// How the token behind a service-account request was issued (k8s-token-facts §0, §2, §3).
-fn credential(ev: &Event<'_>) -> Credential {
+fn credential<'e>(ev: &'e Event<'_>) -> Credential<&'e str> {
     let extra = ev.user.as_ref().and_then(|u| u.extra.as_ref());
     // Since 1.32 `credential-id` also names x509 certificates (`X509SHA256=`) and OIDC tokens:
     // only a `JTI=` value identifies a service-account token.
     let jti = extra.and_then(|x| x.credential_id.as_deref()).and_then(strip_jti);
+    let filled = |s: Option<&'e str>| s.filter(|s| !s.is_empty());
     if let Some(x) = extra {
-        if let (Some(pod_name), Some(pod_uid)) = (nonempty(x.pod_name.as_deref()), nonempty(x.pod_uid.as_deref())) {
-            return Credential::PodBound { jti, pod_name, pod_uid, node: nonempty(x.node_name.as_deref()) };
+        if let (Some(pod_name), Some(pod_uid)) = (filled(x.pod_name.as_deref()), filled(x.pod_uid.as_deref())) {
+            return Credential::PodBound { jti, pod_name, pod_uid, node: filled(x.node_name.as_deref()) };
         }
     }
     if let Some(jti) = jti {
@@ -509,16 +515,16 @@ fn credential(ev: &Event<'_>) -> Credential {
     }
     match ev.annotations.as_ref() {
         Some(a) if a.legacy_token.is_some() => Credential::LegacySecret {
-            secret: nonempty(a.legacy_token_autogenerated_secret.as_deref())
-                .or_else(|| nonempty(a.legacy_token_manual_secret.as_deref())),
+            secret: filled(a.legacy_token_autogenerated_secret.as_deref())
+                .or_else(|| filled(a.legacy_token_manual_secret.as_deref())),
         },
         _ => Credential::Unknown,
     }
 }
 
 /// `JTI=<uuid>` without its prefix; `None` for any other credential id.
-fn strip_jti(id: &str) -> Option<String> {
-    id.strip_prefix("JTI=").filter(|j| !j.is_empty()).map(str::to_string)
+fn strip_jti(id: &str) -> Option<&str> {
+    id.strip_prefix("JTI=").filter(|j| !j.is_empty())
 }
 
 fn nonempty(s: Option<&str>) -> Option<String> {
@@ -549,7 +555,7 @@ mod tests {
 
     #[test]
     fn only_jti_credential_ids_name_a_token() {
-        assert_eq!(strip_jti("JTI=3f0c2b1e"), Some("3f0c2b1e".to_string()));
+        assert_eq!(strip_jti("JTI=3f0c2b1e"), Some("3f0c2b1e"));
         assert_eq!(strip_jti("X509SHA256=ab"), None);
         assert_eq!(strip_jti("JTI="), None);
     }

@@ -122,11 +122,11 @@ impl SecretReads {
     /// Adds one successful read.
     pub fn add(&mut self, r: &SecretRead, client: Option<IpAddr>) {
         let request = crate::observation::Request {
-            verb: r.verb.clone(),
-            resource: Some("secrets".into()),
+            verb: r.verb.as_str(),
+            resource: Some("secrets"),
             subresource: None,
-            namespace: r.namespace.clone(),
-            name: r.name.clone(),
+            namespace: r.namespace.as_deref(),
+            name: r.name.as_deref(),
             code: r.code,
         };
         self.reads.add(r.time, &r.audit_id, r.user_agent.as_deref(), Some(&request));

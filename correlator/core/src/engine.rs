@@ -6,19 +6,20 @@
 //! event time and aggregates are order-independent, feeding the same evidence in any order gives
 //! the same report.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+
+use hashbrown::hash_map::Entry;
 use std::net::IpAddr;
 
 use crate::activity::{Access, Mints, SecretReads};
 use crate::attestation::Attestations;
 use crate::config::EngineConfig;
 use crate::dedup::RecentIds;
-use crate::hash::FastMap;
+use crate::hash::LookupMap;
 use crate::model::Model;
 use crate::net::client_address;
 use crate::observation::{
-    Credential, FactSource, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, TokenUse,
+    Credential, FactSource, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, UseView,
 };
 use crate::report::{self, Report};
 use crate::tally::Tally;
@@ -51,7 +52,7 @@ pub struct Engine {
     recent: RecentIds,
     pub(crate) model: Model,
     #[serde(with = "crate::pairs")]
-    pub(crate) uses: FastMap<UseKey, UseGroup>,
+    pub(crate) uses: LookupMap<UseKey, UseGroup>,
     #[serde(with = "crate::pairs")]
     pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
     pub(crate) accesses: Vec<Access>,
@@ -85,7 +86,7 @@ impl Engine {
             recent: RecentIds::new(config.dedup_capacity),
             config,
             model: Model::default(),
-            uses: FastMap::default(),
+            uses: LookupMap::default(),
             failures: HashMap::new(),
             accesses: Vec::new(),
             secret_reads: HashMap::new(),
@@ -115,7 +116,7 @@ impl Engine {
         self.stats.observations += 1;
         self.latest = self.latest.max(obs.time());
         match obs {
-            Observation::TokenUse(u) => self.observe_use(u),
+            Observation::TokenUse(u) => self.observe_use(u.view()),
             Observation::TokenMint(m) => {
                 let client = self.client(&m.source_ips);
                 self.mints.add(m, client);
@@ -127,7 +128,7 @@ impl Engine {
                         f.time,
                         &f.audit_id,
                         f.user_agent.as_deref(),
-                        Some(&f.request),
+                        Some(&f.request.view()),
                     );
                 }
             }
@@ -175,22 +176,30 @@ impl Engine {
         }
     }
 
-    fn observe_use(&mut self, mut u: TokenUse) {
-        if !self.first_sighting(Fold::Use, &u.audit_id) {
+    /// Folds a token use given as a view: what [`Engine::observe`] does with a
+    /// [`Observation::TokenUse`], without the owned copy (the hot path of `analyze`).
+    pub fn observe_use_view(&mut self, u: UseView<'_>) {
+        self.stats.observations += 1;
+        self.latest = self.latest.max(u.time);
+        self.observe_use(u);
+    }
+
+    fn observe_use(&mut self, u: UseView<'_>) {
+        if !self.first_sighting(Fold::Use, u.audit_id) {
             self.stats.duplicate_stages += 1;
             return;
         }
         self.stats.token_uses += 1;
-        let client = self.client(&u.source_ips);
-        if let Credential::PodBound { pod_name, pod_uid, node, .. } = &u.credential {
+        let client = self.client(u.source_ips);
+        let (mut pod_name, mut node) = (None, None);
+        if let Credential::PodBound { pod_name: name, pod_uid, node: on, .. } = u.credential {
             // A successful use proves the pod existed then (its token is validated against it).
-            self.model.pods.note_bound(pod_uid, &u.serviceaccount.namespace, pod_name, node.as_deref(), u.time);
+            self.model.pods.note_bound(pod_uid, u.serviceaccount.namespace, name, on, u.time);
+            (pod_name, node) = (Some(name), on);
         }
-        let forged = self.forged_addresses(&u.source_ips);
-        let (credential, pod_name, node) =
-            CredentialKey::from_owned(std::mem::replace(&mut u.credential, Credential::Unknown));
-        let key = UseKey { serviceaccount: std::mem::take(&mut u.serviceaccount), credential, client };
-        self.uses.entry(key).or_default().add(&u, pod_name, node, &forged);
+        let forged = self.forged_addresses(u.source_ips);
+        let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
+        self.uses.entry_ref(&key).or_default().add(&u, pod_name, node, &forged);
     }
 
     /// Takes over the token uses another engine folded. `analyze` spreads token uses over

@@ -4,6 +4,7 @@
 //! smallest values (by a key that starts with event time where it matters) gives the same sample
 //! whatever order the evidence is read in, which golden files and shuffled inputs rely on.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 /// The `cap` smallest distinct values seen.
@@ -40,12 +41,23 @@ impl<T: Ord> Smallest<T> {
         Q: Ord + ?Sized,
         T: std::borrow::Borrow<Q>,
     {
+        self.offer_by(|kept| probe.cmp(kept.borrow()), make);
+    }
+
+    /// Offers a value known only through `compare` (how it orders against a kept value), for
+    /// values whose borrowed form is not a reference (a request of `&str`s).
+    pub fn offer_by(&mut self, compare: impl Fn(&T) -> Ordering, make: impl FnOnce() -> T) {
         // Once the sample is full most values fall beyond its largest: one comparison.
-        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| probe >= largest.borrow()) {
+        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| compare(largest).is_ge()) {
             return;
         }
-        if self.values.contains(probe) {
-            return;
+        // The sample is small (ten at most): a scan that stops at the first larger value.
+        for kept in &self.values {
+            match compare(kept) {
+                Ordering::Equal => return,
+                Ordering::Less => break,
+                Ordering::Greater => {}
+            }
         }
         self.offer(make());
     }
@@ -106,5 +118,25 @@ mod tests {
         }
         assert_eq!(s.iter().cloned().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(built, 2, "c and d are larger than a full sample's largest; a is already in");
+    }
+
+    #[test]
+    fn offer_by_keeps_what_offer_keeps_and_builds_only_what_it_keeps() {
+        let values = [40, 7, 19, 7, 3, 40, 25, 1, 19, 12];
+        let mut by_value = Smallest::new(4);
+        let mut by_compare = Smallest::new(4);
+        let mut built = 0;
+        for v in values {
+            by_value.offer(v);
+            by_compare.offer_by(
+                |kept: &i32| v.cmp(kept),
+                || {
+                    built += 1;
+                    v
+                },
+            );
+            assert_eq!(by_compare, by_value, "after offering {v}");
+        }
+        assert_eq!(built, 7, "duplicates and values beyond a full sample are not built");
     }
 }

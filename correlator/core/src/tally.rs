@@ -41,7 +41,7 @@ impl Default for Tally {
 
 impl Tally {
     /// Adds one request.
-    pub fn add(&mut self, t: Timestamp, audit_id: &str, user_agent: Option<&str>, request: Option<&Request>) {
+    pub fn add(&mut self, t: Timestamp, audit_id: &str, user_agent: Option<&str>, request: Option<&Request<&str>>) {
         self.count += 1;
         self.first = self.first.min(t);
         self.last = self.last.max(t);
@@ -53,7 +53,7 @@ impl Tally {
             self.user_agents.offer_with(ua, || ua.to_string());
         }
         if let Some(r) = request {
-            self.requests.offer_with(r, || r.clone());
+            self.requests.offer_by(|kept| r.cmp(&kept.view()), || r.into_owned());
         }
     }
 

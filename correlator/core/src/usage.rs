@@ -9,37 +9,37 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::observation::{Credential, ServiceAccountRef, TokenUse};
+use crate::observation::{Credential, ServiceAccountRef, UseView};
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp, SECOND};
 
-/// A credential, as the key of its uses.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-pub enum CredentialKey {
+/// A credential, as the key of its uses (`S` as in [`ServiceAccountRef`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum CredentialKey<S = String> {
     /// Bound to a pod; before 1.30 there is no JTI and the pod stands for the credential.
     PodBound {
         /// UID of the bound pod.
-        pod_uid: String,
+        pod_uid: S,
         /// JTI, when the evidence has it.
-        jti: Option<String>,
+        jti: Option<S>,
     },
     /// TokenRequest token without a pod.
     Unbound {
         /// JTI.
-        jti: String,
+        jti: S,
     },
     /// Secret-based token.
     Legacy {
         /// Secret name, when the evidence has it (1.29+).
-        secret: Option<String>,
+        secret: Option<S>,
     },
     /// Kind unknown.
     Unknown,
 }
 
-impl CredentialKey {
+impl<S: Clone> CredentialKey<S> {
     /// The key of a credential.
-    pub fn of(c: &Credential) -> CredentialKey {
+    pub fn of(c: &Credential<S>) -> CredentialKey<S> {
         match c {
             Credential::PodBound { jti, pod_uid, .. } => {
                 CredentialKey::PodBound { pod_uid: pod_uid.clone(), jti: jti.clone() }
@@ -49,17 +49,16 @@ impl CredentialKey {
             Credential::Unknown => CredentialKey::Unknown,
         }
     }
+}
 
-    /// The key of a credential taken by value, with the bound pod's name and node it leaves
-    /// over: the hot path moves the strings instead of copying them.
-    pub fn from_owned(c: Credential) -> (CredentialKey, Option<String>, Option<String>) {
-        match c {
-            Credential::PodBound { jti, pod_name, pod_uid, node } => {
-                (CredentialKey::PodBound { pod_uid, jti }, Some(pod_name), node)
-            }
-            Credential::Unbound { jti } => (CredentialKey::Unbound { jti }, None, None),
-            Credential::LegacySecret { secret } => (CredentialKey::Legacy { secret }, None, None),
-            Credential::Unknown => (CredentialKey::Unknown, None, None),
+impl CredentialKey {
+    /// Borrows the names.
+    pub fn view(&self) -> CredentialKey<&str> {
+        match self {
+            CredentialKey::PodBound { pod_uid, jti } => CredentialKey::PodBound { pod_uid, jti: jti.as_deref() },
+            CredentialKey::Unbound { jti } => CredentialKey::Unbound { jti },
+            CredentialKey::Legacy { secret } => CredentialKey::Legacy { secret: secret.as_deref() },
+            CredentialKey::Unknown => CredentialKey::Unknown,
         }
     }
 
@@ -95,15 +94,54 @@ impl CredentialKey {
     }
 }
 
-/// Which uses fold together.
+impl CredentialKey<&str> {
+    /// An owned copy.
+    pub fn into_owned(self) -> CredentialKey {
+        match self {
+            CredentialKey::PodBound { pod_uid, jti } => {
+                CredentialKey::PodBound { pod_uid: pod_uid.to_owned(), jti: jti.map(str::to_owned) }
+            }
+            CredentialKey::Unbound { jti } => CredentialKey::Unbound { jti: jti.to_owned() },
+            CredentialKey::Legacy { secret } => CredentialKey::Legacy { secret: secret.map(str::to_owned) },
+            CredentialKey::Unknown => CredentialKey::Unknown,
+        }
+    }
+}
+
+/// Which uses fold together (`S` as in [`ServiceAccountRef`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-pub struct UseKey {
+pub struct UseKey<S = String> {
     /// The service account.
-    pub serviceaccount: ServiceAccountRef,
+    pub serviceaccount: ServiceAccountRef<S>,
     /// The credential.
-    pub credential: CredentialKey,
+    pub credential: CredentialKey<S>,
     /// The trusted client address (DESIGN §3.2); `None` when the event had no `sourceIPs`.
     pub client: Option<IpAddr>,
+}
+
+impl UseKey {
+    /// Borrows the names.
+    pub fn view(&self) -> UseKey<&str> {
+        UseKey { serviceaccount: self.serviceaccount.view(), credential: self.credential.view(), client: self.client }
+    }
+}
+
+/// A borrowed key finds its group in the engine's map: `&str` and `String` hash alike, so the
+/// derived hashes agree, and an owned key is made only for a group's first use.
+impl hashbrown::Equivalent<UseKey> for UseKey<&str> {
+    fn equivalent(&self, key: &UseKey) -> bool {
+        *self == key.view()
+    }
+}
+
+impl From<&UseKey<&str>> for UseKey {
+    fn from(key: &UseKey<&str>) -> UseKey {
+        UseKey {
+            serviceaccount: key.serviceaccount.into_owned(),
+            credential: key.credential.into_owned(),
+            client: key.client,
+        }
+    }
 }
 
 /// The uses of one credential from one client address.
@@ -132,20 +170,20 @@ const FORWARDED_IPS_KEPT: usize = 8;
 impl UseGroup {
     /// Adds one use of a credential bound to `pod_name` on `node` (when pod-bound); `forged`
     /// lists the client-supplied addresses that differ from the peer.
-    pub fn add(&mut self, u: &TokenUse, pod_name: Option<String>, node: Option<String>, forged: &[IpAddr]) {
-        let ua = u.user_agent.as_deref();
-        self.uses.add(u.time, &u.audit_id, ua, Some(&u.request));
+    pub fn add(&mut self, u: &UseView<'_>, pod_name: Option<&str>, node: Option<&str>, forged: &[IpAddr]) {
+        let ua = u.user_agent;
+        self.uses.add(u.time, u.audit_id, ua, Some(&u.request));
         if self.serviceaccount_uid.is_none() {
-            self.serviceaccount_uid.clone_from(&u.serviceaccount_uid);
+            self.serviceaccount_uid = u.serviceaccount_uid.map(str::to_owned);
         }
         if self.pod_name.is_none() {
-            self.pod_name = pod_name;
+            self.pod_name = pod_name.map(str::to_owned);
         }
         if self.node.is_none() {
-            self.node = node;
+            self.node = node.map(str::to_owned);
         }
         if !forged.is_empty() {
-            self.forwarded.add(u.time, &u.audit_id, ua, Some(&u.request));
+            self.forwarded.add(u.time, u.audit_id, ua, Some(&u.request));
             for &ip in forged {
                 if self.forwarded_ips.len() < FORWARDED_IPS_KEPT {
                     self.forwarded_ips.insert(ip);
@@ -153,7 +191,7 @@ impl UseGroup {
             }
         }
         if u.stale_token {
-            self.stale.add(u.time, &u.audit_id, ua, Some(&u.request));
+            self.stale.add(u.time, u.audit_id, ua, Some(&u.request));
         }
         self.over_time.add(u.time);
     }
@@ -305,6 +343,35 @@ mod tests {
             b.add(Timestamp(t));
         }
         b
+    }
+
+    #[test]
+    fn a_borrowed_key_finds_the_group_of_its_owned_key() {
+        let sa = ServiceAccountRef { namespace: String::from("shop"), name: String::from("api") };
+        let keys = [
+            CredentialKey::PodBound { pod_uid: String::from("0b2e"), jti: Some(String::from("7f1c")) },
+            CredentialKey::PodBound { pod_uid: String::from("0b2e"), jti: None },
+            CredentialKey::Unbound { jti: String::from("7f1c") },
+            CredentialKey::Legacy { secret: Some(String::from("api-token")) },
+            CredentialKey::Legacy { secret: None },
+            CredentialKey::Unknown,
+        ];
+        let mut map: crate::hash::LookupMap<UseKey, usize> = Default::default();
+        for (i, credential) in keys.iter().enumerate() {
+            for client in [None, Some(IpAddr::from([10, 0, 0, 7]))] {
+                let key = UseKey { serviceaccount: sa.clone(), credential: credential.clone(), client };
+                map.insert(key, i);
+            }
+        }
+        assert_eq!(map.len(), keys.len() * 2, "every key is distinct");
+        for (i, credential) in keys.iter().enumerate() {
+            let view = UseKey { serviceaccount: sa.view(), credential: credential.view(), client: None };
+            assert_eq!(map.get(&view), Some(&i), "{credential:?}");
+            // A new key through the borrowed entry is stored owned and found again.
+            let other = UseKey { client: Some(IpAddr::from([192, 0, 2, 1])), ..view.clone() };
+            *map.entry_ref(&other).or_default() += 100;
+            assert_eq!(map.get(&UseKey::from(&other)), Some(&100));
+        }
     }
 
     #[test]
