@@ -2,7 +2,8 @@
 # Builds what the Kubernetes test harness (integration-tests/kube/cluster.sh) runs, so
 # `cargo test --workspace --locked` finds a kube-apiserver to start: kube-apiserver,
 # kube-controller-manager and etcd, built from the Go module proxy with the machine's Go
-# (1.24 or newer; the polyglot image has it) into ~/.cache/tokentrail/kube/bin-<hash>/.
+# (1.24 or newer; the polyglot image has it) into ~/.cache/tokentrail/kube/bin-<hash>/. `ip`
+# (iproute2) lets the harness add the off-cluster addresses the scenario binds to (as root).
 # Idempotent: a second run finds the binaries and takes well under a second. The Go module and
 # build caches stay in ~/go and ~/.cache/go-build: a machine that built once rebuilds in minutes
 # after a change of go.mod, a cold one takes much longer (see docs/kube-apiserver.md for figures).
@@ -11,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 started=$SECONDS
 
-declare -A needed=([openssl]=openssl [curl]=curl [flock]=util-linux [setsid]=util-linux)
+declare -A needed=([openssl]=openssl [curl]=curl [flock]=util-linux [setsid]=util-linux [ip]=iproute2)
 missing=()
 for cmd in "${!needed[@]}"; do
     command -v "$cmd" >/dev/null || missing+=("${needed[$cmd]}")

@@ -5,7 +5,7 @@
 #
 #   cluster.sh build                      build the binaries (or reuse the cached ones); print
 #                                         the directory that holds them
-#   cluster.sh start DIR [--owner PID] [--audit-webhook URL]
+#   cluster.sh start DIR [--owner PID] [--audit-webhook URL] [--outside-address IP]...
 #                                         start a cluster whose files live in DIR (made if need
 #                                         be), or reuse the one already running there; wait until
 #                                         the apiserver is ready; print its URL on stdout
@@ -22,8 +22,19 @@
 # No kubelet, scheduler or network plugin runs: the tests play the kubelets with the node
 # certificates (binding pods, reporting their status, requesting their tokens).
 #
+# Outside addresses. Every address on `lo` but 127/8 looks like an ordinary host to the
+# apiserver, so --outside-address IP (repeatable; use TEST-NET-3, 203.0.113.0/24) adds IP/32 to
+# `lo` with the label lo:tt-kube for the tests' clients to bind: a client outside every cluster
+# network, which 127.0.0.0/8 can never be (it is the apiserver's own host). Adding addresses needs
+# CAP_NET_ADMIN (root, as in CI): without it the harness says so on stderr and starts the cluster
+# anyway, and DIR/outside-addresses lists only the addresses it did add (one a line). They are
+# removed when the cluster stops; one left behind by a cluster that died without stopping (its
+# owner file in $BUILD/outside/ names a cluster whose apiserver is gone) is removed by the next
+# start.
+#
 # DIR afterwards holds: pki/ (ca.crt, <user>.crt, <user>.key, sa.key), kubeconfig-<user> for
-# admin, alice, node-a, node-b, audit.log, server (the URL), and logs/ (one per process).
+# admin, alice, node-a, node-b, audit.log, server (the URL), outside-addresses, and logs/ (one
+# per process).
 #
 # Lifetime. A cluster started with --owner PID stops by itself within a second or two of that
 # process exiting (a watchdog compares the process's start time, so a recycled PID does not keep
@@ -148,7 +159,57 @@ stop_all() {
     terminate kube-controller-manager
     terminate kube-apiserver
     terminate etcd
+    remove_outside_addresses
     rm -rf "$DIR/run"
+}
+
+# --- outside addresses ------------------------------------------------------------------------
+
+readonly OUTSIDE_LABEL=lo:tt-kube
+
+# Adds each address to lo, recording it in DIR/outside-addresses and its owner in
+# $BUILD/outside/<ip>; an address that cannot be added is reported, not fatal.
+add_outside_addresses() { # ip...
+    local addr err
+    : >"$DIR/outside-addresses"
+    [[ $# -gt 0 ]] || return 0
+    remove_stale_outside_addresses
+    mkdir -p "$BUILD/outside"
+    for addr in "$@"; do
+        if ! command -v ip >/dev/null; then
+            say "WARNING: no \`ip\` command (iproute2): cannot add outside address $addr; tests that need a client outside the cluster's networks will skip that part"
+        elif err=$(ip address add "$addr/32" dev lo label "$OUTSIDE_LABEL" 2>&1); then
+            echo "$addr" >>"$DIR/outside-addresses"
+            echo "$DIR/" >"$BUILD/outside/$addr"
+        else
+            say "WARNING: cannot add outside address $addr to lo ($err; root or CAP_NET_ADMIN is needed): tests that need a client outside the cluster's networks will skip that part"
+        fi
+    done
+}
+
+remove_outside_addresses() {
+    local addr
+    [[ -s "$DIR/outside-addresses" ]] || return 0
+    while read -r addr; do
+        ip address del "$addr/32" dev lo 2>/dev/null || true
+        rm -f "$BUILD/outside/$addr"
+    done <"$DIR/outside-addresses"
+    : >"$DIR/outside-addresses"
+}
+
+# Removes addresses this harness labelled whose cluster no longer runs.
+remove_stale_outside_addresses() {
+    local addr owner
+    command -v ip >/dev/null || return 0
+    for addr in $(ip -4 -o address show dev lo label "$OUTSIDE_LABEL" | awk '{print $4}' | cut -d/ -f1); do
+        owner=$(cat "$BUILD/outside/$addr" 2>/dev/null || true)
+        if [[ -n "$owner" ]] && runs "$(cat "$owner/run/kube-apiserver.pid" 2>/dev/null || true)" "$owner"; then
+            continue
+        fi
+        say "removing $addr from lo: left behind by a cluster that is gone (${owner:-unknown})"
+        ip address del "$addr/32" dev lo 2>/dev/null || true
+        rm -f "$BUILD/outside/$addr"
+    done
 }
 
 # --- certificates -----------------------------------------------------------------------------
@@ -325,11 +386,12 @@ watchdog() { # owner-pid owner-start-time
 }
 
 cmd_start() {
-    local owner="" webhook="" bin attempt
+    local owner="" webhook="" bin attempt outside=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --owner) owner=${2:?--owner needs a PID}; shift 2 ;;
             --audit-webhook) webhook=${2:?--audit-webhook needs a URL}; shift 2 ;;
+            --outside-address) outside+=("${2:?--outside-address needs an IPv4 address}"); shift 2 ;;
             *) die "start: unknown argument $1" ;;
         esac
     done
@@ -344,6 +406,7 @@ cmd_start() {
     stop_all
     make_pki
     for attempt in 1 2 3; do
+        add_outside_addresses "${outside[@]}"
         if start_cluster "$bin" "$webhook"; then
             if [[ -n "$owner" ]]; then
                 local t
@@ -387,7 +450,7 @@ main() {
                 __watchdog) watchdog "$@" ;;
             esac
             ;;
-        *) die "usage: cluster.sh build | start DIR [--owner PID] [--audit-webhook URL] | stop DIR | status DIR" ;;
+        *) die "usage: cluster.sh build | start DIR [--owner PID] [--audit-webhook URL] [--outside-address IP]... | stop DIR | status DIR" ;;
     esac
 }
 

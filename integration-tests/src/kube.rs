@@ -7,6 +7,7 @@
 //! harness is the cluster's certificate authority: the admin, the user `alice`, and the nodes in
 //! [`NODES`] each have a client certificate and a kubeconfig.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -55,13 +56,17 @@ fn script() -> PathBuf {
 impl Cluster {
     /// Starts a cluster whose files live in `dir`, building the binaries first if this machine
     /// has none cached (tens of minutes, once). With `audit_webhook`, the apiserver also POSTs
-    /// its audit events to that URL.
-    pub fn start(dir: &Path, audit_webhook: Option<&str>) -> Result<Cluster, KubeError> {
+    /// its audit events to that URL. `outside` are addresses to add to `lo` for clients outside
+    /// every cluster network (see [`Cluster::outside_addresses`]).
+    pub fn start(dir: &Path, audit_webhook: Option<&str>, outside: &[Ipv4Addr]) -> Result<Cluster, KubeError> {
         let script = script();
         let mut command = Command::new("bash");
         command.arg(&script).arg("start").arg(dir).args(["--owner", &std::process::id().to_string()]);
         if let Some(url) = audit_webhook {
             command.args(["--audit-webhook", url]);
+        }
+        for address in outside {
+            command.args(["--outside-address", &address.to_string()]);
         }
         // stdout carries only the server URL; stderr has progress and errors.
         let output = command
@@ -115,6 +120,14 @@ impl Cluster {
     /// A kubeconfig file for one of [`USERS`].
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
         self.dir.join(format!("kubeconfig-{user}"))
+    }
+
+    /// The outside addresses the harness could add to `lo` (all of those asked for when it runs
+    /// as root; none without CAP_NET_ADMIN, and then it has said why on stderr). A client bound
+    /// to one is outside every cluster network, as no 127.0.0.0/8 address can be.
+    pub fn outside_addresses(&self) -> Vec<Ipv4Addr> {
+        let listed = std::fs::read_to_string(self.dir.join("outside-addresses")).unwrap_or_default();
+        listed.lines().filter_map(|line| line.trim().parse().ok()).collect()
     }
 
     /// The apiserver's audit log (JSON lines), written with `deploy/audit/policy.yaml`.

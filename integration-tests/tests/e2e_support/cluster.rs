@@ -37,6 +37,12 @@ impl Node {
         Node { name: format!("worker-{n}"), ip: format!("10.0.1.{n}"), pod_cidr: format!("10.244.{n}.0/24"), n }
     }
 
+    /// A node with the address and pod network it registered with elsewhere (a real apiserver's
+    /// node); [`Node::pod_ip`] knows nothing of that network.
+    pub fn named(name: &str, ip: &str, pod_cidr: &str) -> Node {
+        Node { name: name.into(), ip: ip.into(), pod_cidr: pod_cidr.into(), n: 0 }
+    }
+
     /// The address the node's pod network gives its `host`-th pod.
     pub fn pod_ip(&self, host: u8) -> String {
         format!("10.244.{}.{host}", self.n)

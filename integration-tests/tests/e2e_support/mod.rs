@@ -44,7 +44,15 @@ pub const MAX_RECORD_BYTES: usize = 256 * 1024;
 
 /// How the pipeline is laid out.
 pub struct Layout {
+    /// Nodes the fake API server serves, each with a kubelet directory in the pipeline's own.
     pub nodes: Vec<Node>,
+    /// Nodes of a real apiserver (`kube/cluster.sh`): the agent watches it with the node's own
+    /// kubeconfig and reads the kubelet directory the test writes; the fake API never hears of
+    /// them. The test registers them in the apiserver before the pipeline starts.
+    pub real_nodes: Vec<RealNode>,
+    /// A port on 127.0.0.1 where the first aggregator serves the audit webhook, in plain HTTP,
+    /// for an apiserver's webhook backend.
+    pub audit_webhook_port: Option<u16>,
     pub aggregators: usize,
     pub correlators: usize,
     /// Partitions of the observations topic (and so of the changelog).
@@ -59,6 +67,8 @@ impl Default for Layout {
     fn default() -> Layout {
         Layout {
             nodes: vec![Node::worker(1), Node::worker(2), Node::worker(3)],
+            real_nodes: Vec::new(),
+            audit_webhook_port: None,
             aggregators: 2,
             correlators: 2,
             partitions: 4,
@@ -66,6 +76,16 @@ impl Default for Layout {
             commit_interval: "300ms",
         }
     }
+}
+
+/// A node of a real apiserver, as its agent sees it.
+#[derive(Clone, Debug)]
+pub struct RealNode {
+    pub node: Node,
+    /// The node's own kubeconfig, so the Node authorizer limits what its agent may see.
+    pub kubeconfig: std::path::PathBuf,
+    /// The node's `/var/lib/kubelet/pods`.
+    pub kubelet_dir: std::path::PathBuf,
 }
 
 /// The topics and consumer groups of one pipeline.
@@ -114,16 +134,21 @@ impl Pipeline {
         for i in 0..layout.aggregators {
             let port = free_port();
             let config = dir.path().join(format!("aggregator-{i}.json"));
-            std::fs::write(&config, aggregator_config(&topics, port).to_string()).unwrap();
+            let webhook = layout.audit_webhook_port.filter(|_| i == 0);
+            std::fs::write(&config, aggregator_config(&topics, port, webhook).to_string()).unwrap();
             let args = vec!["aggregator".into(), "--config".into(), config.display().to_string()];
             aggregators.push(Process::start(dir.path(), &format!("aggregator-{i}"), args, vec![]));
             aggregator_ports.push(port);
         }
 
         let mut agents = BTreeMap::new();
-        for (i, node) in layout.nodes.iter().enumerate() {
+        let fake = layout.nodes.iter().map(|node| {
             api.put_node(node.api_object());
-            let kubelet = Kubelet::new(&dir.path().join("kubelet").join(&node.name));
+            (node, dir.path().join("kubelet").join(&node.name), &kubeconfig)
+        });
+        let real = layout.real_nodes.iter().map(|r| (&r.node, r.kubelet_dir.clone(), &r.kubeconfig));
+        for (i, (node, kubelet_dir, kubeconfig)) in fake.chain(real).enumerate() {
+            let kubelet = Kubelet::new(&kubelet_dir);
             let cable = Cable::lay(aggregator_ports[i % aggregator_ports.len()]).await;
             let args = agent_args(node, &kubelet, &cable);
             let env = vec![("KUBECONFIG".to_string(), kubeconfig.display().to_string())];
@@ -154,10 +179,11 @@ impl Pipeline {
             producer,
         };
         // Every agent has connected and reported its node before the scenario starts.
-        for node in &layout.nodes {
+        let names: Vec<String> = pipeline.agents.keys().cloned().collect();
+        for name in names {
             pipeline
                 .observed
-                .wait_for(&format!("the agent of {} reporting its node", node.name), |o| o.node_reported(&node.name))
+                .wait_for(&format!("the agent of {name} reporting its node"), |o| o.node_reported(&name))
                 .await;
         }
         eprintln!("e2e: pipeline started in {:.1} s", started.elapsed().as_secs_f64());
@@ -304,9 +330,10 @@ async fn create_topics(prefix: &str, partitions: i32) -> Topics {
 
 /// An aggregator consuming the raw topic (in the pipeline's group) and serving attestations on
 /// `port`, in plaintext: agents are trusted to name their node (no TLS in these tests; mTLS is
-/// tested in aggregator_grpc.rs).
-fn aggregator_config(t: &Topics, port: u16) -> Value {
-    serde_json::json!({
+/// tested in aggregator_grpc.rs). With `webhook`, it also serves the audit webhook there in
+/// plaintext (TLS is tested in aggregator_webhook.rs).
+fn aggregator_config(t: &Topics, port: u16, webhook: Option<u16>) -> Value {
+    let mut config = serde_json::json!({
         "kafka": {
             "bootstrap_servers": kafka().bootstrap(),
             "group_id": t.aggregator_group,
@@ -318,7 +345,11 @@ fn aggregator_config(t: &Topics, port: u16) -> Value {
             "max_record_bytes": MAX_RECORD_BYTES,
         },
         "grpc": {"listen": format!("127.0.0.1:{port}"), "cluster": CLUSTER, "trust_agent_node_name": true},
-    })
+    });
+    if let Some(webhook) = webhook {
+        config["webhook"] = serde_json::json!({"listen": format!("127.0.0.1:{webhook}"), "cluster": CLUSTER, "insecure_plaintext": true});
+    }
+    config
 }
 
 fn agent_args(node: &Node, kubelet: &Kubelet, cable: &Cable) -> Vec<String> {

@@ -147,16 +147,28 @@ pub fn field<'v>(object: &'v Value, path: &str) -> &'v str {
 
 /// A receiver for the apiserver's audit webhook backend: each POSTed `EventList` batch is saved
 /// as it came, `batch-<n>.json` in a directory, and answered 200. Plain HTTP on loopback.
+///
+/// With a forward address it is also a tee in front of that webhook (the aggregator's): it
+/// passes every batch on, in the order received, retrying until it is accepted with 200, and
+/// counts the events so accepted. That count is what tells the test the aggregator has all the
+/// events the audit log holds; storing first also means no batch is lost while the aggregator
+/// is not yet listening (the apiserver's own backend drops a batch after a few failed tries).
 pub struct WebhookSink {
     pub url: String,
     pub dir: std::path::PathBuf,
+    forwarded: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl WebhookSink {
-    pub async fn start(dir: std::path::PathBuf) -> WebhookSink {
+    pub async fn start(dir: std::path::PathBuf, forward_to: Option<SocketAddr>) -> WebhookSink {
         std::fs::create_dir_all(&dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/audit", listener.local_addr().unwrap());
+        let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (to_forward, batches_to_forward) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(target) = forward_to {
+            tokio::spawn(forward(target, batches_to_forward, forwarded.clone()));
+        }
         let batches = dir.clone();
         tokio::spawn(async move {
             let mut n = 0u32;
@@ -165,23 +177,71 @@ impl WebhookSink {
                 // One request per connection: we answer `Connection: close`.
                 let Some(body) = read_request(&mut stream).await else { continue };
                 n += 1;
-                std::fs::write(batches.join(format!("batch-{n:05}.json")), body).unwrap();
+                std::fs::write(batches.join(format!("batch-{n:05}.json")), &body).unwrap();
+                if forward_to.is_some() {
+                    to_forward.send(body).unwrap();
+                }
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
             }
         });
-        WebhookSink { url, dir }
+        WebhookSink { url, dir, forwarded }
     }
 
     /// The audit events received so far.
     pub fn events(&self) -> usize {
         let mut count = 0;
         for entry in std::fs::read_dir(&self.dir).unwrap() {
-            let batch: Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
-            assert_eq!(batch["kind"], "EventList", "the webhook backend posts EventLists");
-            count += batch["items"].as_array().map_or(0, Vec::len);
+            count += events_in(&std::fs::read(entry.unwrap().path()).unwrap());
         }
         count
     }
+
+    /// The audit events the forward address has accepted so far.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The events of one batch, which must be an `EventList`.
+fn events_in(batch: &[u8]) -> usize {
+    let batch: Value = serde_json::from_slice(batch).unwrap();
+    assert_eq!(batch["kind"], "EventList", "the webhook backend posts EventLists");
+    batch["items"].as_array().map_or(0, Vec::len)
+}
+
+/// Passes each batch on to `target` in order, each until it is answered 200.
+async fn forward(
+    target: SocketAddr,
+    mut batches: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    forwarded: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    while let Some(body) = batches.recv().await {
+        let mut refused = 0u32;
+        while post(target, &body).await != Some(200) {
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if refused > 0 {
+            // Expected while the pipeline starts after the cluster; shown, in case it is not that.
+            eprintln!("kube_apiserver: the webhook at {target} accepted a batch after {refused} refusals");
+        }
+        forwarded.fetch_add(events_in(&body), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One HTTP/1.1 POST of a JSON body; the response's status, or None if the exchange failed.
+async fn post(target: SocketAddr, body: &[u8]) -> Option<u16> {
+    let mut stream = tokio::net::TcpStream::connect(target).await.ok()?;
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let status_line = response.split(|&b| b == b'\r').next()?;
+    String::from_utf8_lossy(status_line).split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The body of one HTTP/1.1 request with a Content-Length (what Go's client sends for the
