@@ -81,6 +81,9 @@ impl Cluster {
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             });
         }
+        // What it said on the way (a build, stale addresses removed, warnings such as an
+        // outside address it could not add) belongs in the test's output.
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
         Ok(Cluster { dir: dir.to_path_buf(), server })
     }
 
