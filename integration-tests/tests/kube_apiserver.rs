@@ -129,6 +129,9 @@ struct Made {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_apiserver_audit_log_yields_exactly_the_expected_findings() {
+    // The binary first (a cargo build, minutes on a loaded machine), so that the ports chosen
+    // below are bound moments later, not after the build.
+    correlator_support::binary();
     let dir = tempfile::tempdir().unwrap();
     // The aggregator's webhook port is chosen now: the apiserver is told of the tee in front of
     // it before the pipeline runs.
