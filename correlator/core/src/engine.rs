@@ -191,15 +191,23 @@ impl Engine {
         }
         self.stats.token_uses += 1;
         let client = self.client(u.source_ips);
-        let (mut pod_name, mut node) = (None, None);
-        if let Credential::PodBound { pod_name: name, pod_uid, node: on, .. } = u.credential {
-            // A successful use proves the pod existed then (its token is validated against it).
-            self.model.pods.note_bound(pod_uid, u.serviceaccount.namespace, name, on, u.time);
-            (pod_name, node) = (Some(name), on);
-        }
         let forged = self.forged_addresses(u.source_ips);
         let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
-        self.uses.entry_ref(&key).or_default().add(&u, pod_name, node, &forged);
+        let group = self.uses.entry_ref(&key).or_default();
+        if let Credential::PodBound { pod_name, pod_uid, node, .. } = u.credential {
+            // A successful use proves the pod existed then (its token is validated against it).
+            // A use inside the span of its group's earlier uses, which were noted already,
+            // would change nothing: skip the pod lookup, which is most of a repeated use's cost.
+            let noted = group.uses.count > 0
+                && (group.first()..=group.last()).contains(&u.time)
+                && (node.is_none() || group.node.is_some());
+            if !noted {
+                self.model.pods.note_bound(pod_uid, u.serviceaccount.namespace, pod_name, node, u.time);
+            }
+            group.add(&u, Some(pod_name), node, &forged);
+        } else {
+            group.add(&u, None, None, &forged);
+        }
     }
 
     /// Takes over the token uses another engine folded. `analyze` spreads token uses over
