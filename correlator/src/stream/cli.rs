@@ -60,6 +60,17 @@ pub struct Args {
     /// How long a pod's old token may be used after its newer one [default: 5m].
     #[arg(long, value_parser = parse_interval)]
     rotation_grace: Option<Duration>,
+    /// How long (by the node's watermark) a node's agent has to attest a pod-bound credential
+    /// after its first use before it counts as minted behind the kubelet's back [default: 2m].
+    #[arg(long, value_parser = parse_interval)]
+    attestation_grace: Option<Duration>,
+    /// How long a credential neither used nor attested is kept, by event time; at least 24h
+    /// [default: 25h].
+    #[arg(long, value_parser = parse_interval)]
+    credential_retention: Option<Duration>,
+    /// How long a deleted pod is kept, by event time [default: 1h].
+    #[arg(long, value_parser = parse_interval)]
+    pod_retention: Option<Duration>,
     /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
     /// no export without it.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
@@ -100,6 +111,9 @@ impl Args {
         }
         f.commit_interval = self.commit_interval.unwrap_or(f.commit_interval);
         f.rotation_grace = self.rotation_grace.unwrap_or(f.rotation_grace);
+        f.attestation_grace = self.attestation_grace.unwrap_or(f.attestation_grace);
+        f.credential_retention = self.credential_retention.unwrap_or(f.credential_retention);
+        f.pod_retention = self.pod_retention.unwrap_or(f.pod_retention);
         f.cluster_networks.extend(self.cluster_network.iter().cloned());
         f.trusted_proxies.extend(self.trusted_proxy.iter().cloned());
         f.egress_ips.extend(self.egress_ip.iter().cloned());

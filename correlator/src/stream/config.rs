@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokentrail_correlator_core::time::{parse_duration, MINUTE};
+use tokentrail_correlator_core::expiry::Retention;
+use tokentrail_correlator_core::time::parse_duration;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 use tokentrail_proto::config_file::Problem;
 
@@ -101,6 +102,16 @@ pub struct FileConfig {
     /// How long a pod's old token may be used after its newer one.
     #[serde(default = "default_rotation_grace", deserialize_with = "interval")]
     pub rotation_grace: Duration,
+    /// How long (by the node's watermark) a node's agent has to attest a pod-bound credential
+    /// after its first use before it counts as minted behind the kubelet's back.
+    #[serde(default = "default_attestation_grace", deserialize_with = "interval")]
+    pub attestation_grace: Duration,
+    /// How long a credential neither used nor attested is kept (by event time).
+    #[serde(default = "default_credential_retention", deserialize_with = "interval")]
+    pub credential_retention: Duration,
+    /// How long a deleted pod is kept (by event time).
+    #[serde(default = "default_pod_retention", deserialize_with = "interval")]
+    pub pod_retention: Duration,
 }
 
 /// [`FindingFormat`] as written in the file.
@@ -134,6 +145,22 @@ fn default_commit_interval() -> Duration {
 fn default_rotation_grace() -> Duration {
     Duration::from_secs(300)
 }
+fn default_attestation_grace() -> Duration {
+    micros_to_duration(EngineConfig::default().attestation_grace)
+}
+fn default_credential_retention() -> Duration {
+    micros_to_duration(Retention::default().credentials)
+}
+fn default_pod_retention() -> Duration {
+    micros_to_duration(Retention::default().pods)
+}
+fn micros_to_duration(micros: i64) -> Duration {
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+/// The kubelet rewrites every projected token within 24 hours: a credential unseen for less
+/// than a day may still be in its pod, and forgetting it would make its next use look new.
+const MIN_CREDENTIAL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses `500ms`, `1s`, `5m`, `1h30m`.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -142,6 +169,11 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     }
     let micros = parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: write e.g. 500ms, 1s, 5m"))?;
     Ok(Duration::from_micros(u64::try_from(micros).map_err(|_| format!("{s:?} is negative"))?))
+}
+
+/// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -171,6 +203,9 @@ impl FileConfig {
             trusted_proxies: Vec::new(),
             egress_ips: Vec::new(),
             rotation_grace: default_rotation_grace(),
+            attestation_grace: default_attestation_grace(),
+            credential_retention: default_credential_retention(),
+            pod_retention: default_pod_retention(),
         }
     }
 
@@ -201,6 +236,12 @@ impl FileConfig {
         if self.commit_interval < Duration::from_millis(10) {
             problems.push(Problem::new("commit_interval", "must be at least 10ms"));
         }
+        if self.credential_retention < MIN_CREDENTIAL_RETENTION {
+            problems.push(Problem::new(
+                "credential_retention",
+                "must be at least 24h: the kubelet keeps a token in its pod for up to a day",
+            ));
+        }
         problems
     }
 
@@ -222,7 +263,13 @@ impl FileConfig {
             cluster_networks: self.cluster_networks,
             trusted_proxies: self.trusted_proxies,
             egress: self.egress_ips,
-            rotation_grace: i64::try_from(self.rotation_grace.as_micros()).unwrap_or(5 * MINUTE),
+            rotation_grace: micros(self.rotation_grace),
+            attestation_grace: micros(self.attestation_grace),
+            retention: Retention {
+                credentials: micros(self.credential_retention),
+                pods: micros(self.pod_retention),
+                ..Retention::default()
+            },
             ..EngineConfig::default()
         };
         Ok(c)
@@ -232,6 +279,7 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokentrail_correlator_core::time::{MINUTE, SECOND};
     use tokentrail_proto::config_file;
 
     fn check(text: &str) -> Result<FileConfig, Vec<String>> {
@@ -266,6 +314,32 @@ mod tests {
         );
         assert!(err[2].contains("unknown variant `xml`"), "{err:?}");
         assert!(err[5].ends_with("\"tokentrail.observations\" is also observations_topic"), "{err:?}");
+    }
+
+    #[test]
+    fn graces_and_retention_reach_the_engine() {
+        let c = check(
+            r#"{"bootstrap_servers": "k:9092", "attestation_grace": "15s", "credential_retention": "48h",
+                "pod_retention": "10m", "rotation_grace": "1m"}"#,
+        )
+        .unwrap()
+        .into_config(Some("correlator-0".into()))
+        .unwrap();
+        assert_eq!(c.engine.attestation_grace, 15 * SECOND);
+        assert_eq!(c.engine.rotation_grace, MINUTE);
+        assert_eq!(c.engine.retention.credentials, 48 * 60 * MINUTE);
+        assert_eq!(c.engine.retention.pods, 10 * MINUTE);
+        assert_eq!(c.engine.retention.retired, Retention::default().retired);
+        let defaults = FileConfig::new("k:9092").into_config(Some("c".into())).unwrap();
+        assert_eq!(defaults.engine.attestation_grace, EngineConfig::default().attestation_grace);
+        assert_eq!(defaults.engine.retention, Retention::default());
+    }
+
+    #[test]
+    fn a_credential_retention_under_a_day_is_refused() {
+        let err = check(r#"{"bootstrap_servers": "k:9092", "credential_retention": "6h"}"#).unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].starts_with("credential_retention: must be at least 24h"), "{err:?}");
     }
 
     #[test]
