@@ -34,6 +34,13 @@ pub struct Retention {
     pub retired: Micros,
 }
 
+impl Retention {
+    /// The shortest credential retention that is safe: the kubelet rewrites a projected token
+    /// within 24 hours, so a credential unseen for less than a day may still be in its pod, and
+    /// forgetting it sooner would make its next use look like a new credential.
+    pub const MIN_CREDENTIALS: Micros = 24 * 60 * MINUTE;
+}
+
 impl Default for Retention {
     fn default() -> Self {
         Retention { credentials: 25 * 60 * MINUTE, pods: 60 * MINUTE, retired: 366 * 24 * 60 * MINUTE }

@@ -9,6 +9,7 @@ use tokentrail_aggregator::config::{GrpcConfig, TlsConfig, WebhookConfig};
 
 use super::output::Destination;
 use super::{StandaloneConfig, StandaloneMetrics};
+use tokentrail_correlator_core::expiry::Retention;
 use tokentrail_correlator_core::time::MINUTE;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 
@@ -82,6 +83,12 @@ pub struct Args {
     /// node's watermark) before it counts as minted behind the kubelet's back.
     #[arg(long, default_value = "2m", value_parser = parse_interval)]
     attestation_grace: Duration,
+    /// How long a credential neither used nor attested is kept, by event time; at least 24h.
+    #[arg(long, default_value = "25h", value_parser = parse_interval)]
+    credential_retention: Duration,
+    /// How long a deleted pod is kept, by event time.
+    #[arg(long, default_value = "1h", value_parser = parse_interval)]
+    pod_retention: Duration,
 }
 
 impl Args {
@@ -93,6 +100,11 @@ impl Args {
             egress: self.egress_ip.clone(),
             rotation_grace: micros(self.rotation_grace, 5 * MINUTE),
             attestation_grace: micros(self.attestation_grace, 2 * MINUTE),
+            retention: Retention {
+                credentials: micros(self.credential_retention, i64::MAX),
+                pods: micros(self.pod_retention, i64::MAX),
+                ..Retention::default()
+            },
             ..EngineConfig::default()
         }
     }
@@ -157,5 +169,38 @@ pub fn main(args: &Args) -> ExitCode {
             eprintln!("tokentrail standalone: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn config(extra: &[&str]) -> StandaloneConfig {
+        let base = ["standalone", "--cluster", "c", "--webhook-listen", "127.0.0.1:0", "--webhook-insecure-plaintext"];
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().args.config()
+    }
+
+    #[test]
+    fn graces_and_retention_reach_the_engine() {
+        let c = config(&["--attestation-grace", "15s", "--credential-retention", "48h", "--pod-retention", "10m"]);
+        c.validate().unwrap();
+        assert_eq!(c.engine.attestation_grace, 15 * tokentrail_correlator_core::time::SECOND);
+        assert_eq!(c.engine.retention.credentials, 48 * 60 * MINUTE);
+        assert_eq!(c.engine.retention.pods, 10 * MINUTE);
+        assert_eq!(config(&[]).engine.retention, Retention::default());
+    }
+
+    #[test]
+    fn a_credential_retention_under_a_day_is_refused() {
+        let err = config(&["--credential-retention", "6h"]).validate().unwrap_err().to_string();
+        assert!(err.contains("credential_retention: must be at least 24h"), "{err}");
     }
 }

@@ -36,6 +36,7 @@ use tokentrail_correlator_core::EngineConfig;
 use tokentrail_proto::config_file::{self, Problem};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::stream::config::credential_retention_problem;
 use crate::stream::{FindingFormat, Metrics, PartitionState};
 use output::{Destination, Output};
 use queue::{QueueSink, Queued};
@@ -74,6 +75,8 @@ impl StandaloneConfig {
         if let Some(w) = &self.webhook {
             w.check(&mut problems);
         }
+        let credential_retention = Duration::from_micros(u64::try_from(self.engine.retention.credentials).unwrap_or(0));
+        problems.extend(credential_retention_problem("credential_retention", credential_retention));
         if matches!(&self.destination, Destination::Kafka { bootstrap, .. } if bootstrap.trim().is_empty()) {
             problems.push(Problem::new("findings", "findings to Kafka need the bootstrap servers"));
         }

@@ -158,9 +158,11 @@ fn micros_to_duration(micros: i64) -> Duration {
     Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }
 
-/// The kubelet rewrites every projected token within 24 hours: a credential unseen for less
-/// than a day may still be in its pod, and forgetting it would make its next use look new.
-const MIN_CREDENTIAL_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// The problem with a credential retention shorter than [`Retention::MIN_CREDENTIALS`], if any.
+pub fn credential_retention_problem(key: &str, retention: Duration) -> Option<Problem> {
+    (micros(retention) < Retention::MIN_CREDENTIALS)
+        .then(|| Problem::new(key, "must be at least 24h: the kubelet keeps a token in its pod for up to a day"))
+}
 
 /// Parses `500ms`, `1s`, `5m`, `1h30m`.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -236,12 +238,7 @@ impl FileConfig {
         if self.commit_interval < Duration::from_millis(10) {
             problems.push(Problem::new("commit_interval", "must be at least 10ms"));
         }
-        if self.credential_retention < MIN_CREDENTIAL_RETENTION {
-            problems.push(Problem::new(
-                "credential_retention",
-                "must be at least 24h: the kubelet keeps a token in its pod for up to a day",
-            ));
-        }
+        problems.extend(credential_retention_problem("credential_retention", self.credential_retention));
         problems
     }
 
