@@ -2,13 +2,13 @@
 //!
 //! A thin loop around the pure pieces. The calling thread reads files in large newline-aligned
 //! chunks (documents whole) and decoder threads turn chunks into observations. Token uses, nearly
-//! all of an audit log, are folded right there on the decoder threads, as views borrowed from the
-//! chunk (no owned copy of a use is ever made), into a few engines split by service account,
-//! each locked only for the one use, so the work is spread over the cores. Everything else (pods, nodes,
-//! mints, Secret reads) goes to one engine thread, which at the end takes over the token uses of
-//! the shards and evaluates the rules. The engine does not care about order, so nothing is
-//! re-sequenced; memory is the engines' (pods, credentials, addresses) plus a few chunks in
-//! flight.
+//! all of an audit log, are folded right there on the decoder threads, as views borrowed from
+//! the chunk (no owned copy of a use is ever made), into a few engines split by service account,
+//! each locked for one use at a time, so the work is spread over the cores. Everything else
+//! (pods, nodes, mints, Secret reads) goes to one engine thread, which at the end takes over the
+//! token uses of the shards and evaluates the rules. The engine does not care about order, so
+//! nothing is re-sequenced; memory is the engines' (pods, credentials, addresses) plus a few
+//! chunks in flight.
 
 use std::io::Read;
 use std::path::PathBuf;
