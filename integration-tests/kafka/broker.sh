@@ -7,6 +7,11 @@
 #   broker.sh start [--owner PID]  start a broker, or reuse the one already running; wait until it
 #                                  answers Kafka requests; print its bootstrap address on stdout
 #   broker.sh stop                 stop the broker (SIGTERM, a clean shutdown) and remove its data
+#   broker.sh kill [--signal SIG]  stop the broker's JVM with SIGTERM (default: a clean shutdown)
+#                                  or SIGKILL (a crash), keeping its data, ports and owners; for
+#                                  failure drills, with `resume` after
+#   broker.sh resume               start the killed broker again on the same ports and data; wait
+#                                  until it answers; print its bootstrap address
 #   broker.sh status               describe the broker; exit 0 if one is running, 3 if not
 #   broker.sh bootstrap            print the running broker's bootstrap address; exit 3 if none
 #   broker.sh jars                 resolve the broker's jars (Maven); nothing else
@@ -29,17 +34,24 @@
 # here gets /dev/null as input and the log file as output, and not the lock: a caller that
 # waits for our output to end (Rust's Command::output) is not held up by the broker.
 #
+# A broker of one's own. A drill that kills the broker must not kill the one other tests share:
+# it sets TOKENTRAIL_KAFKA_BUILD_DIR to a directory of its own, which gets its own broker, ports
+# and lock. Its jars are then copied from the default .build (hard links where possible) when
+# those were resolved from the same pom.xml, instead of being resolved by Maven again.
+#
 # Files, all under $TOKENTRAIL_KAFKA_BUILD_DIR (default: .build beside this script, git-ignored):
 #   jars/ jars.sha256        the class path, and the hash of the pom.xml it was resolved from
 #   broker.log               the current broker's log (the previous one is broker.log.1)
 #   run/                     the running broker: server.properties, data/, pid, bootstrap,
 #                            watchdog.pid, idle_secs, owners/<pid>, pinned; removed when it stops
+#                            (but kept by `kill`, which is what lets `resume` bring it back)
 set -euo pipefail
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 HERE="$(dirname "$SELF")"
 readonly SELF HERE
-readonly BUILD="${TOKENTRAIL_KAFKA_BUILD_DIR:-$HERE/.build}"
+readonly DEFAULT_BUILD="$HERE/.build"
+readonly BUILD="${TOKENTRAIL_KAFKA_BUILD_DIR:-$DEFAULT_BUILD}"
 readonly JARS="$BUILD/jars"
 readonly RUN="$BUILD/run"
 readonly LOG="$BUILD/broker.log"
@@ -124,14 +136,22 @@ ensure_jars() {
         compgen -G "$JARS/kafka_2.13-*.jar" >/dev/null; then
         return 0
     fi
-    command -v mvn >/dev/null || die "mvn not found: run .ci/kafka-setup.sh (or apt-get install maven)"
     rm -rf "$JARS" "$BUILD/jars.sha256"
     mkdir -p "$BUILD"
+    # A broker of one's own (see the top): the default build's jars, if they are current.
+    if [[ "$BUILD" != "$DEFAULT_BUILD" && "$(cat "$DEFAULT_BUILD/jars.sha256" 2>/dev/null || true)" == "$want" ]] &&
+        compgen -G "$DEFAULT_BUILD/jars/kafka_2.13-*.jar" >/dev/null &&
+        { cp -al "$DEFAULT_BUILD/jars" "$JARS" 2>/dev/null || { rm -rf "$JARS" && cp -a "$DEFAULT_BUILD/jars" "$JARS"; }; }; then
+        echo "$want" >"$BUILD/jars.sha256"
+        return 0
+    fi
+    rm -rf "$JARS"
+    command -v mvn >/dev/null || die "mvn not found: run .ci/kafka-setup.sh (or apt-get install maven)"
     # Offline first: on a machine that resolved them once, ~/.m2 has every jar and the plugin.
-    if ! mvn -o -q -B -f "$HERE/pom.xml" dependency:copy-dependencies >"$BUILD/mvn.log" 2>&1; then
+    if ! mvn -o -q -B -f "$HERE/pom.xml" -Djars.dir="$JARS" dependency:copy-dependencies >"$BUILD/mvn.log" 2>&1; then
         say "resolving the broker's jars with Maven (first run; about 45 MB)"
         rm -rf "$JARS"
-        mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies >>"$BUILD/mvn.log" 2>&1 ||
+        mvn -q -B -f "$HERE/pom.xml" -Djars.dir="$JARS" dependency:copy-dependencies >>"$BUILD/mvn.log" 2>&1 ||
             { tail -n 30 "$BUILD/mvn.log" >&2; die "Maven could not resolve the broker (log: $BUILD/mvn.log)"; }
     fi
     compgen -G "$JARS/kafka_2.13-*.jar" >/dev/null || die "Maven ran but $JARS has no kafka_2.13 jar"
@@ -275,7 +295,7 @@ stop_locked() {
 # Formats fresh KRaft storage and starts a broker; prints nothing. Dies with the log's tail if
 # the broker does not answer within START_TIMEOUT_SECS.
 start_new() { # owner-pid or ""
-    local java bport cport cluster_id deadline _attempt
+    local java bport cport cluster_id _attempt
     java=$(java_bin)
     ensure_jars
     [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.1"
@@ -299,12 +319,7 @@ start_new() { # owner-pid or ""
         launch_broker "$java"
         [[ -f "$RUN/pinned" ]] || launch_watchdog
         echo "127.0.0.1:$bport" >"$RUN/bootstrap"
-        deadline=$((SECONDS + START_TIMEOUT_SECS))
-        while ((SECONDS < deadline)); do
-            answers "127.0.0.1:$bport" && return 0
-            broker_alive || break
-            sleep 0.2
-        done
+        await_answer && return 0
         if broker_alive; then
             stop_locked
             tail -n 40 "$LOG" >&2
@@ -320,6 +335,17 @@ start_new() { # owner-pid or ""
         die "the broker exited during start-up (log: $LOG)"
     done
     die "no free ports after 3 attempts"
+}
+
+# Waits until the broker of $RUN answers (success), or exits or runs out of time (failure).
+await_answer() {
+    local deadline=$((SECONDS + START_TIMEOUT_SECS))
+    while ((SECONDS < deadline)); do
+        answers "$(cat "$RUN/bootstrap")" && return 0
+        broker_alive || return 1
+        sleep 0.2
+    done
+    return 1
 }
 
 cmd_start() {
@@ -351,6 +377,52 @@ cmd_stop() {
     else
         stop_locked
     fi
+}
+
+# Stops the JVM as a failure would, keeping run/ for `resume`. Its watchdog sees the JVM gone
+# and exits by itself; `resume` starts another.
+cmd_kill() {
+    local sig=TERM pid i
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --signal) sig=${2:?--signal needs TERM or KILL}; shift 2 ;;
+            *) die "kill: unknown argument $1" ;;
+        esac
+    done
+    [[ "$sig" == TERM || "$sig" == KILL ]] || die "kill: --signal is TERM or KILL, not $sig"
+    lock
+    broker_alive || die "no broker is running"
+    pid=$(broker_pid)
+    if [[ "$sig" == TERM ]]; then
+        terminate "$pid"
+    else
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    for ((i = 0; i < STOP_TIMEOUT_SECS * 10; i++)); do
+        runs "$pid" "$MARKER " || { say "broker $pid stopped (SIG$sig); data kept for resume"; return 0; }
+        sleep 0.1
+    done
+    die "broker $pid still runs after SIG$sig"
+}
+
+# Starts the JVM that `kill` stopped again, from the same server.properties: same ports, same
+# data. Fails if one is running, or if `kill` was not what stopped the last one.
+cmd_resume() {
+    local java
+    lock
+    broker_alive && die "the broker is running; nothing to resume"
+    [[ -s "$RUN/server.properties" && -s "$RUN/bootstrap" && -d "$RUN/data" ]] ||
+        die "no killed broker to resume in $RUN (start one)"
+    java=$(java_bin)
+    launch_broker "$java"
+    # A new watchdog for the new JVM: the killed one's watchdog exits on its own (its PID is
+    # gone), maybe not yet, so whether one is alive says nothing.
+    [[ -f "$RUN/pinned" ]] || launch_watchdog
+    if ! await_answer; then
+        tail -n 40 "$LOG" >&2
+        die "the resumed broker did not answer on $(cat "$RUN/bootstrap") within ${START_TIMEOUT_SECS}s (log: $LOG)"
+    fi
+    cat "$RUN/bootstrap"
 }
 
 cmd_status() {
@@ -417,6 +489,8 @@ cmd_watchdog() {
 case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     stop) cmd_stop ;;
+    kill) shift; cmd_kill "$@" ;;
+    resume) cmd_resume ;;
     status) cmd_status ;;
     bootstrap) cmd_bootstrap ;;
     jars) lock; ensure_jars ;;

@@ -17,6 +17,9 @@
 //! process>` starts one, or reuses the one that an earlier test binary of the same run started.
 //! Tests never assume a fresh broker: every name they create is unique, so leftovers of earlier
 //! runs on a reused broker cannot meet them.
+//!
+//! A test that stops the broker (a failure drill) takes an [`OwnBroker`] instead: a broker of its
+//! own in a directory of its own, which it can kill and resume without disturbing the shared one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -80,9 +83,9 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
-    /// `broker.sh start` ran and failed; its standard error says why (Maven, Java, the broker's
-    /// log).
-    #[error("{script} start failed ({status}):\n{stderr}")]
+    /// `broker.sh` (start, kill, resume, stop) ran and failed; its standard error says why
+    /// (Maven, Java, the broker's log).
+    #[error("{script} failed ({status}):\n{stderr}")]
     Start {
         /// The script that was run.
         script: PathBuf,
@@ -91,8 +94,8 @@ pub enum HarnessError {
         /// What it said on standard error.
         stderr: String,
     },
-    /// `broker.sh start` succeeded but printed no usable bootstrap address.
-    #[error("{script} start printed no bootstrap address: {stdout:?}")]
+    /// `broker.sh start` or `resume` succeeded but printed no usable bootstrap address.
+    #[error("{script} printed no bootstrap address: {stdout:?}")]
     NoAddress {
         /// The script that was run.
         script: PathBuf,
@@ -125,17 +128,85 @@ fn find_or_start() -> Result<Broker, HarnessError> {
     if let Some(bootstrap) = std::env::var(BOOTSTRAP_ENV).ok().filter(|b| !b.trim().is_empty()) {
         return Ok(Broker { bootstrap: bootstrap.trim().to_owned(), origin: Origin::Environment });
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka").join("broker.sh");
     // This process is the owner: broker.sh's watchdog keeps the broker while this process (or
     // a later test binary that registers in turn) is alive, and stops it some seconds after the
     // last one has exited, so a broker started by `cargo test` does not outlive the run.
-    // stdout carries only the bootstrap address; stderr has the progress and error messages.
-    let output = Command::new("bash")
-        .arg(&script)
-        .args(["start", "--owner", &std::process::id().to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| HarnessError::Spawn { script: script.clone(), source })?;
+    let stdout = broker_sh(None, &["start", "--owner", &std::process::id().to_string()])?;
+    Ok(Broker { bootstrap: bootstrap_in(&stdout)?, origin: Origin::Script })
+}
+
+/// A broker of one test's own, for drills that stop it: `kafka/broker.sh` run with
+/// `TOKENTRAIL_KAFKA_BUILD_DIR` set to a directory of the test's (so its own ports, data and
+/// lock; the jars are copied from the shared build). The test process is its owner: if the test
+/// dies, the broker's watchdog stops it. Dropping it stops the broker and deletes its data.
+#[derive(Debug)]
+pub struct OwnBroker {
+    broker: Broker,
+    build_dir: PathBuf,
+}
+
+/// How [`OwnBroker::kill`] stops the broker's JVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: Kafka's clean shutdown (logs flushed, leadership handed over, clients told).
+    Term,
+    /// SIGKILL: a crash; the next start recovers its logs.
+    Kill,
+}
+
+impl OwnBroker {
+    /// Starts a broker whose files live in `build_dir` (created if missing).
+    pub fn start(build_dir: &std::path::Path) -> Result<OwnBroker, HarnessError> {
+        let build_dir = build_dir.to_path_buf();
+        let pid = std::process::id().to_string();
+        let stdout = broker_sh(Some(&build_dir), &["start", "--owner", &pid])?;
+        let bootstrap = bootstrap_in(&stdout)?;
+        Ok(OwnBroker { broker: Broker { bootstrap, origin: Origin::Script }, build_dir })
+    }
+
+    /// The broker, to reach it like the shared one.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Stops the broker's JVM with `how`, keeping its data and ports for [`OwnBroker::resume`];
+    /// returns once the process has exited.
+    pub fn kill(&self, how: Stop) -> Result<(), HarnessError> {
+        let signal = match how {
+            Stop::Term => "TERM",
+            Stop::Kill => "KILL",
+        };
+        broker_sh(Some(&self.build_dir), &["kill", "--signal", signal]).map(drop)
+    }
+
+    /// Starts the killed broker again on the same address with the same data; returns once it
+    /// answers Kafka requests.
+    pub fn resume(&self) -> Result<(), HarnessError> {
+        let stdout = broker_sh(Some(&self.build_dir), &["resume"])?;
+        let bootstrap = bootstrap_in(&stdout)?;
+        assert_eq!(bootstrap, self.broker.bootstrap, "broker.sh resume moved the broker");
+        Ok(())
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if let Err(error) = broker_sh(Some(&self.build_dir), &["stop"]) {
+            eprintln!("stopping the broker in {}: {error}", self.build_dir.display());
+        }
+    }
+}
+
+/// Runs `broker.sh ARGS` (for the broker in `build_dir`, else the shared one); its standard
+/// output, which carries only addresses (progress and errors go to standard error).
+fn broker_sh(build_dir: Option<&std::path::Path>, args: &[&str]) -> Result<String, HarnessError> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka").join("broker.sh");
+    let mut command = Command::new("bash");
+    command.arg(&script).args(args).stdin(Stdio::null());
+    if let Some(dir) = build_dir {
+        command.env("TOKENTRAIL_KAFKA_BUILD_DIR", dir);
+    }
+    let output = command.output().map_err(|source| HarnessError::Spawn { script: script.clone(), source })?;
     if !output.status.success() {
         return Err(HarnessError::Start {
             script,
@@ -143,12 +214,17 @@ fn find_or_start() -> Result<Broker, HarnessError> {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         });
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The bootstrap address `broker.sh start` or `resume` printed last.
+fn bootstrap_in(stdout: &str) -> Result<String, HarnessError> {
     match stdout.lines().last().map(str::trim) {
-        Some(bootstrap) if bootstrap.contains(':') => {
-            Ok(Broker { bootstrap: bootstrap.to_owned(), origin: Origin::Script })
-        }
-        _ => Err(HarnessError::NoAddress { script, stdout: stdout.into_owned() }),
+        Some(bootstrap) if bootstrap.contains(':') => Ok(bootstrap.to_owned()),
+        _ => Err(HarnessError::NoAddress {
+            script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka").join("broker.sh"),
+            stdout: stdout.to_owned(),
+        }),
     }
 }
 

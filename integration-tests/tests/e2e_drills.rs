@@ -15,6 +15,7 @@ use e2e_support::audit::Token;
 use e2e_support::cluster::Pod;
 use e2e_support::drill::{assert_exactly, subject, Cluster};
 use e2e_support::{Layout, Pipeline};
+use tokentrail_integration_tests::{OwnBroker, Stop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlator_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
@@ -137,6 +138,59 @@ async fn partitions_reassigned_while_a_finding_waits_out_the_attestation_grace_r
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     p.correlators[1].restart();
+    assert_exactly(&mut p, &expected).await;
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_stopped_or_crashed_mid_stream_and_resumed_loses_and_doubles_nothing() {
+    let _serial = correlator_support::one_at_a_time().await;
+    // A broker of the drill's own (same ports and data across its restarts); the one the other
+    // tests share is never touched. Dropped last: the pipeline stops first.
+    let broker_dir = tempfile::Builder::new().prefix("tokentrail-own-broker-").tempdir().unwrap();
+    let broker = OwnBroker::start(broker_dir.path()).expect("a broker of the drill's own");
+    let layout = Layout { bootstrap: Some(broker.broker().bootstrap().to_owned()), ..Layout::default() };
+    let mut p = Pipeline::start("drill-broker", layout).await;
+    let c = Cluster::schedule(&mut p).await;
+    let mut expected = Vec::new();
+    // The broker goes twice: a clean shutdown (SIGTERM), then a crash (SIGKILL, its logs
+    // recovered on start).
+    for (round, how) in [(1u8, Stop::Term), (2, Stop::Kill)] {
+        // A wave still being consumed, observed and judged when the broker goes.
+        let (events, findings) = c.wave(2 * round - 1, 100);
+        p.audit(&events).await;
+        expected.extend(findings);
+        broker.kill(how).unwrap();
+        // While it is down, a pod starts: its agent's attestation cannot reach the observations
+        // topic until the broker is back (the aggregator refuses it, the agent resends).
+        let node = &c.nodes[usize::from(round) % 3];
+        let pod =
+            Pod::new("shop", &format!("outage-{round}"), &format!("outage{round}"), node, &node.pod_ip(40 + round));
+        let jti = format!("outage-{round}-jti-1");
+        p.api.put_pod(pod.api_object());
+        p.agents[&node.name].kubelet.write_projected(&pod, &e2e_support::cluster::pod_token(&pod, &jti));
+        let token = Token::bound(&pod, &jti);
+        // Down long enough for every client to find out. The aggregators give up on a lost
+        // broker by design (exit 75, EX_TEMPFAIL, and their Deployment restarts them, resuming
+        // from their committed offsets): restarted below as it would, once the broker is back.
+        // The correlators and the agents ride the outage out: every process must be running
+        // when the findings settle.
+        let gave_up = p.aggregators_giving_up(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        broker.resume().unwrap();
+        for &i in &gave_up {
+            p.aggregators[i].restart();
+        }
+        eprintln!("e2e: broker resumed after {how:?}; aggregators {gave_up:?} had exited with 75 and were restarted");
+        // Back on the same address with the same data: the traffic goes on, the attestation
+        // arrives, and the new pod's token used from pod 2 is a replay.
+        let (events, findings) = c.wave(2 * round, 100);
+        p.audit(&events).await;
+        expected.extend(findings);
+        p.attested(&jti).await;
+        p.audit(&[token.used().from(&pod.ip).event(), token.used().from(&c.pods[2].ip).event()]).await;
+        expected.push(subject("token-used-from-other-workload", &token, &c.pods[2].ip));
+    }
     assert_exactly(&mut p, &expected).await;
     p.stop();
 }

@@ -9,10 +9,10 @@ use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokentrail_integration_tests::{kafka, unique_name};
+use tokentrail_integration_tests::unique_name;
 use tokentrail_proto::observation::v1 as pb;
 
-use super::{Pipeline, WAIT};
+use super::{client, Pipeline, WAIT};
 
 /// The observations topic, read as it fills.
 pub struct Observed {
@@ -21,8 +21,8 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn new(topic: &str) -> Observed {
-        let consumer: StreamConsumer = reader().create().unwrap();
+    pub fn new(bootstrap: &str, topic: &str) -> Observed {
+        let consumer: StreamConsumer = reader(bootstrap).create().unwrap();
         consumer.subscribe(&[topic]).unwrap();
         Observed { consumer, seen: Vec::new() }
     }
@@ -32,9 +32,14 @@ impl Observed {
         let start = Instant::now();
         while !done(self) {
             assert!(start.elapsed() < WAIT, "timed out waiting for {what} in the observations topic");
-            if let Ok(message) = tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
-                let m = message.expect("read the observations topic");
-                self.seen.push(pb::Observation::decode(m.payload().unwrap_or_default()).expect("an observation"));
+            match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    self.seen.push(pb::Observation::decode(m.payload().unwrap_or_default()).expect("an observation"));
+                }
+                // The broker is away (a drill stopped it): the consumer reconnects by itself, and
+                // WAIT bounds how long that may take.
+                Ok(Err(e)) => eprintln!("e2e: reading the observations topic: {e}; retrying"),
+                Err(_) => {}
             }
         }
         // Shown with a failed test's output: where the time went.
@@ -72,8 +77,8 @@ impl Observed {
 }
 
 /// A consumer of the test's own, reading everything committed from the start.
-fn reader() -> rdkafka::ClientConfig {
-    let mut c = kafka().client_config();
+fn reader(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut c = client(bootstrap);
     c.set("group.id", unique_name("e2e-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -114,14 +119,14 @@ impl Pipeline {
     /// content, by finding id.
     pub async fn settled_findings(&mut self) -> BTreeMap<String, Finding> {
         self.assert_running();
-        caught_up(&self.topics.aggregator_group, &self.topics.raw, "the aggregators").await;
-        caught_up(&self.topics.correlator_group, &self.topics.observations, "the correlators").await;
+        caught_up(&self.bootstrap, &self.topics.aggregator_group, &self.topics.raw, "the aggregators").await;
+        caught_up(&self.bootstrap, &self.topics.correlator_group, &self.topics.observations, "the correlators").await;
         self.findings().await
     }
 
     /// The findings topic's committed content now.
     pub async fn findings(&self) -> BTreeMap<String, Finding> {
-        let consumer: StreamConsumer = reader().set("enable.partition.eof", "true").create().unwrap();
+        let consumer: StreamConsumer = reader(&self.bootstrap).set("enable.partition.eof", "true").create().unwrap();
         consumer.subscribe(&[&self.topics.findings]).unwrap();
         let mut records = Vec::new();
         let start = Instant::now();
@@ -191,8 +196,8 @@ fn headers(m: &rdkafka::message::BorrowedMessage<'_>) -> BTreeMap<String, String
 }
 
 /// Waits until `group` has committed offsets at the end of every partition of `topic`.
-pub async fn caught_up(group: &str, topic: &str, who: &str) {
-    let consumer: BaseConsumer = kafka().client_config().set("group.id", group).create().unwrap();
+pub async fn caught_up(bootstrap: &str, group: &str, topic: &str, who: &str) {
+    let consumer: BaseConsumer = client(bootstrap).set("group.id", group).create().unwrap();
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();

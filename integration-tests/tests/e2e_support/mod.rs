@@ -61,6 +61,11 @@ pub struct Layout {
     pub rotation_grace: &'static str,
     /// `--commit-interval` of the correlators.
     pub commit_interval: &'static str,
+    /// The broker's bootstrap address; `None`: the broker the tests share ([`kafka()`]).
+    pub bootstrap: Option<String>,
+    /// An OTLP/gRPC collector the aggregators export their metrics to, every 500 ms, each as
+    /// `service.instance.id` `aggregator-<i>`; `None`: no export.
+    pub aggregator_metrics: Option<String>,
 }
 
 impl Default for Layout {
@@ -74,6 +79,8 @@ impl Default for Layout {
             partitions: 4,
             rotation_grace: "2s",
             commit_interval: "300ms",
+            bootstrap: None,
+            aggregator_metrics: None,
         }
     }
 }
@@ -109,7 +116,8 @@ pub struct NodeAgent {
 
 /// A running pipeline.
 pub struct Pipeline {
-    pub dir: tempfile::TempDir,
+    /// The broker everything reaches.
+    pub bootstrap: String,
     pub api: KubeApi,
     pub topics: Topics,
     pub aggregators: Vec<Process>,
@@ -119,13 +127,17 @@ pub struct Pipeline {
     pub observed: Observed,
     correlator_args: Vec<Vec<String>>,
     producer: FutureProducer,
+    /// The processes' files and logs. Last, so it is dropped last: a failed test's processes
+    /// print their logs' tails when dropped, which needs the logs still there.
+    pub dir: tempfile::TempDir,
 }
 
 impl Pipeline {
     pub async fn start(prefix: &str, layout: Layout) -> Pipeline {
         let started = std::time::Instant::now();
         let dir = tempfile::Builder::new().prefix(&format!("tokentrail-{prefix}-")).tempdir().unwrap();
-        let topics = create_topics(prefix, layout.partitions).await;
+        let bootstrap = layout.bootstrap.clone().unwrap_or_else(|| kafka().bootstrap().to_owned());
+        let topics = create_topics(&bootstrap, prefix, layout.partitions).await;
         let api = KubeApi::start().await;
         let kubeconfig = api.kubeconfig(dir.path());
 
@@ -135,9 +147,16 @@ impl Pipeline {
             let port = free_port();
             let config = dir.path().join(format!("aggregator-{i}.json"));
             let webhook = layout.audit_webhook_port.filter(|_| i == 0);
-            std::fs::write(&config, aggregator_config(&topics, port, webhook).to_string()).unwrap();
-            let args = vec!["aggregator".into(), "--config".into(), config.display().to_string()];
-            aggregators.push(Process::start(dir.path(), &format!("aggregator-{i}"), args, vec![]));
+            std::fs::write(&config, aggregator_config(&bootstrap, &topics, port, webhook).to_string()).unwrap();
+            let name = format!("aggregator-{i}");
+            let mut args = vec!["aggregator".into(), "--config".into(), config.display().to_string()];
+            let mut env = vec![];
+            if let Some(collector) = &layout.aggregator_metrics {
+                args.extend(["--otlp-endpoint".into(), collector.clone()]);
+                env.push(("OTEL_METRIC_EXPORT_INTERVAL".into(), "500".into()));
+                env.push(("OTEL_RESOURCE_ATTRIBUTES".into(), format!("service.instance.id={name}")));
+            }
+            aggregators.push(Process::start(dir.path(), &name, args, env));
             aggregator_ports.push(port);
         }
 
@@ -159,15 +178,17 @@ impl Pipeline {
         let mut correlators = Vec::new();
         let mut correlator_args = Vec::new();
         for i in 0..layout.correlators {
-            let args = correlator_args_for(&topics, &unique_name(&format!("{prefix}-corr-{i}")), &layout);
+            let instance = unique_name(&format!("{prefix}-corr-{i}"));
+            let args = correlator_args_for(&bootstrap, &topics, &instance, &layout);
             correlators.push(Process::start(dir.path(), &format!("correlator-{i}"), args.clone(), vec![]));
             correlator_args.push(args);
         }
 
-        let observed = Observed::new(&topics.observations);
-        let producer = kafka().client_config().set("linger.ms", "5").create().unwrap();
+        let observed = Observed::new(&bootstrap, &topics.observations);
+        let producer = client(&bootstrap).set("linger.ms", "5").create().unwrap();
         let mut pipeline = Pipeline {
             dir,
+            bootstrap,
             api,
             topics,
             aggregators,
@@ -264,6 +285,26 @@ impl Pipeline {
         self.correlators[i].restart();
     }
 
+    /// Waits up to `within` for the aggregators to give up, as they do on a lost broker: exit
+    /// with 75 (EX_TEMPFAIL, "a restart may help": a restart resumes from the committed
+    /// offsets); panics if one exits otherwise. Returns those that did, for
+    /// [`Process::restart`] as their Deployment would; the others are still running.
+    pub async fn aggregators_giving_up(&mut self, within: Duration) -> Vec<usize> {
+        let deadline = std::time::Instant::now() + within;
+        let mut gone = Vec::new();
+        while gone.len() < self.aggregators.len() && std::time::Instant::now() < deadline {
+            for (i, a) in self.aggregators.iter_mut().enumerate() {
+                if let Some(status) = a.exited() {
+                    assert_eq!(status.code(), Some(75), "{} exited with {status}, not 75; log: {}", a.name, a.tail());
+                    gone.push(i);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        gone.sort_unstable();
+        gone
+    }
+
     /// Every process is still up (none crashed on what the test fed it).
     pub fn assert_running(&mut self) {
         for p in self.aggregators.iter_mut().chain(self.correlators.iter_mut()) {
@@ -297,7 +338,14 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     out
 }
 
-async fn create_topics(prefix: &str, partitions: i32) -> Topics {
+/// A client configuration reaching `bootstrap`, to which the caller adds its settings.
+pub fn client(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+async fn create_topics(bootstrap: &str, prefix: &str, partitions: i32) -> Topics {
     let t = Topics {
         raw: unique_name(&format!("{prefix}-raw")),
         observations: unique_name(&format!("{prefix}-obs")),
@@ -307,7 +355,7 @@ async fn create_topics(prefix: &str, partitions: i32) -> Topics {
         aggregator_group: unique_name(&format!("{prefix}-agg")),
         correlator_group: unique_name(&format!("{prefix}-corr")),
     };
-    let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().unwrap();
     fn plain(name: &str, n: i32) -> NewTopic<'_> {
         NewTopic::new(name, n, TopicReplication::Fixed(1))
     }
@@ -332,10 +380,10 @@ async fn create_topics(prefix: &str, partitions: i32) -> Topics {
 /// `port`, in plaintext: agents are trusted to name their node (no TLS in these tests; mTLS is
 /// tested in aggregator_grpc.rs). With `webhook`, it also serves the audit webhook there in
 /// plaintext (TLS is tested in aggregator_webhook.rs).
-fn aggregator_config(t: &Topics, port: u16, webhook: Option<u16>) -> Value {
+fn aggregator_config(bootstrap: &str, t: &Topics, port: u16, webhook: Option<u16>) -> Value {
     let mut config = serde_json::json!({
         "kafka": {
-            "bootstrap_servers": kafka().bootstrap(),
+            "bootstrap_servers": bootstrap,
             "group_id": t.aggregator_group,
             "audit_topics": [{"topic": t.raw, "cluster": CLUSTER}],
             "observations_topic": t.observations,
@@ -372,11 +420,11 @@ fn agent_args(node: &Node, kubelet: &Kubelet, cable: &Cable) -> Vec<String> {
     .to_vec()
 }
 
-fn correlator_args_for(t: &Topics, instance: &str, layout: &Layout) -> Vec<String> {
+fn correlator_args_for(bootstrap: &str, t: &Topics, instance: &str, layout: &Layout) -> Vec<String> {
     [
         "correlator",
         "--bootstrap",
-        kafka().bootstrap(),
+        bootstrap,
         "--group",
         &t.correlator_group,
         "--instance",

@@ -43,10 +43,24 @@ impl Process {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Its memory now, from `/proc/PID/status`.
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("reading the status of {}: {e}", self.name));
+        // Lines such as `VmRSS:\t   12345 kB`.
+        let kib = |field: &str| -> u64 {
+            let line = status.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_else(|| panic!("no {field}"));
+            line.trim().trim_end_matches("kB").trim().parse().unwrap()
+        };
+        Memory { rss_kib: kib("VmRSS:"), peak_rss_kib: kib("VmHWM:") }
+    }
+
     /// SIGKILL: no shutdown, nothing flushed or committed.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(child.id(), "KILL");
+            // Child::kill is SIGKILL, and no error if the process already exited (it is called
+            // from Drop, where a panic would abort the test run).
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
@@ -70,6 +84,13 @@ impl Process {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "{} is still running", self.name);
         self.spawn();
+    }
+
+    /// How it exited, if it has; it can then be [`Process::restart`]ed.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut().and_then(|c| c.try_wait().unwrap())?;
+        self.child = None;
+        Some(status)
     }
 
     /// Panics, with the log's tail, if the process has exited.
@@ -96,6 +117,15 @@ impl Drop for Process {
             self.kill9();
         }
     }
+}
+
+/// A process's resident memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident now (VmRSS), in KiB.
+    pub rss_kib: u64,
+    /// The most it has been resident since it started (VmHWM, the high-water mark), in KiB.
+    pub peak_rss_kib: u64,
 }
 
 fn signal(pid: u32, signal: &str) {
