@@ -70,8 +70,13 @@ pub async fn run_audit(
                         f.done.commit(result, &consumer, &metrics, CommitMode::Async)?;
                     }
                 }
-                Event::Record(received) => {
-                    let message = received.map_err(AggregatorError::kafka("reading the audit topics"))?;
+                Event::Record(Err(e)) => {
+                    // The consumer's errors are reports (a broker went away, a leader moved):
+                    // the client reconnects by itself and the readiness probe shows the outage,
+                    // so the audit path rides it out instead of exiting, like the correlator.
+                    tracing::warn!(error = %e, "consumer error on the audit topics; the client retries");
+                }
+                Event::Record(Ok(message)) => {
                     deadline.get_or_insert_with(|| Instant::now() + config.batch_linger);
                     batch.record(&message, &mapping, config.max_record_bytes, &sink, &metrics).await?;
                 }

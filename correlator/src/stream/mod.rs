@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedHeaders, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -306,8 +307,28 @@ fn fill_and_commit(
         }
     }
     let group = consumer.group_metadata().ok_or(CorrelatorError::NotInGroup)?;
-    producer.send_offsets_to_transaction(&offsets, &group, CONTROL_TIMEOUT).map_err(kafka("adding offsets"))?;
-    producer.commit_transaction(CONTROL_TIMEOUT).map_err(kafka("committing"))
+    resuming("adding offsets", || producer.send_offsets_to_transaction(&offsets, &group, CONTROL_TIMEOUT))?;
+    resuming("committing", || producer.commit_transaction(CONTROL_TIMEOUT))
+}
+
+/// How many times a transactional call that timed out is made again before the replica gives up.
+const RESUME_ATTEMPTS: u32 = 4;
+
+/// Makes a transactional call again while librdkafka says calling again resumes it (a broker
+/// away for a while: the call timed out, the transaction is intact). Giving up at the first
+/// timeout would throw away a transaction that can still commit and stop the replica for a
+/// restart; a transaction the broker has meanwhile aborted fails for good on the next call.
+fn resuming(what: &'static str, mut call: impl FnMut() -> KafkaResult<()>) -> Result<(), CorrelatorError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < RESUME_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "{what}: timed out; calling again to resume the transaction");
+                attempt += 1;
+            }
+            result => return result.map_err(kafka(what)),
+        }
+    }
 }
 
 /// Produces one record, waiting for queue space instead of failing when the queue is full.

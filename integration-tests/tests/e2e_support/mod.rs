@@ -285,26 +285,6 @@ impl Pipeline {
         self.correlators[i].restart();
     }
 
-    /// Waits up to `within` for the aggregators to give up, as they do on a lost broker: exit
-    /// with 75 (EX_TEMPFAIL, "a restart may help": a restart resumes from the committed
-    /// offsets); panics if one exits otherwise. Returns those that did, for
-    /// [`Process::restart`] as their Deployment would; the others are still running.
-    pub async fn aggregators_giving_up(&mut self, within: Duration) -> Vec<usize> {
-        let deadline = std::time::Instant::now() + within;
-        let mut gone = Vec::new();
-        while gone.len() < self.aggregators.len() && std::time::Instant::now() < deadline {
-            for (i, a) in self.aggregators.iter_mut().enumerate() {
-                if let Some(status) = a.exited() {
-                    assert_eq!(status.code(), Some(75), "{} exited with {status}, not 75; log: {}", a.name, a.tail());
-                    gone.push(i);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        gone.sort_unstable();
-        gone
-    }
-
     /// Every process is still up (none crashed on what the test fed it).
     pub fn assert_running(&mut self) {
         for p in self.aggregators.iter_mut().chain(self.correlators.iter_mut()) {
