@@ -21,8 +21,19 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionSta
         .create()
         .map_err(kafka("creating the restore consumer"))?;
     let topic = config.changelog_topic.as_str();
-    let (low, high) =
-        consumer.fetch_watermarks(topic, partition, CONTROL_TIMEOUT).map_err(kafka("reading changelog watermarks"))?;
+    // Right after a broker restart its metadata can lag (an unknown partition, no leader yet):
+    // ask again until the deadline rather than stop the replica over a passing state.
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    let (low, high) = loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok(watermarks) => break watermarks,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, topic, partition, "changelog watermarks not available yet; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(kafka("reading changelog watermarks")(e)),
+        }
+    };
     if high <= low {
         return Ok(PartitionState::default());
     }
@@ -52,7 +63,9 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionSta
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) if m.key() == Some(key.as_bytes()) => last = m.payload().map(<[u8]>::to_vec),
             Some(Ok(_)) | None => {}
-            Some(Err(e)) => return Err(kafka("reading the changelog")(e)),
+            // Errors while reading are the client's reports (a broker away): it retries, and
+            // the deadline above bounds the wait.
+            Some(Err(e)) => tracing::warn!(error = %e, topic, partition, "reading the changelog: the client retries"),
         }
     }
     match last {
