@@ -307,7 +307,12 @@ start_new() { # owner-pid or ""
         write_config "$bport" "$cport"
         # A cluster id is 16 random bytes in URL-safe base64 without padding; made here rather
         # than by `kafka-storage random-uuid`, which would cost another JVM start.
-        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        # One that starts with '-' would read as an option to kafka-storage (and fail the
+        # start once in 64): made again, as Kafka's own Uuid.randomUuid does.
+        cluster_id=-
+        while [[ $cluster_id == -* ]]; do
+            cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        done
         "$java" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData \
             -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
             -cp "$(printf '%s:' "$JARS"/*.jar)" kafka.tools.StorageTool \
