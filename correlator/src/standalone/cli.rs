@@ -10,11 +10,10 @@ use tokentrail_aggregator::config::{GrpcConfig, TlsConfig, WebhookConfig};
 use super::output::Destination;
 use super::{StandaloneConfig, StandaloneMetrics};
 use tokentrail_correlator_core::expiry::Retention;
-use tokentrail_correlator_core::time::MINUTE;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 
 use crate::stream::cli::{parse_net, stop_signal};
-use crate::stream::config::parse_interval;
+use crate::stream::config::{micros, parse_interval};
 use crate::stream::FindingFormat;
 
 /// Flags of `tokentrail standalone`.
@@ -93,16 +92,15 @@ pub struct Args {
 
 impl Args {
     fn engine(&self) -> EngineConfig {
-        let micros = |d: Duration, default: i64| i64::try_from(d.as_micros()).unwrap_or(default);
         EngineConfig {
             cluster_networks: self.cluster_network.clone(),
             trusted_proxies: self.trusted_proxy.clone(),
             egress: self.egress_ip.clone(),
-            rotation_grace: micros(self.rotation_grace, 5 * MINUTE),
-            attestation_grace: micros(self.attestation_grace, 2 * MINUTE),
+            rotation_grace: micros(self.rotation_grace),
+            attestation_grace: micros(self.attestation_grace),
             retention: Retention {
-                credentials: micros(self.credential_retention, i64::MAX),
-                pods: micros(self.pod_retention, i64::MAX),
+                credentials: micros(self.credential_retention),
+                pods: micros(self.pod_retention),
                 ..Retention::default()
             },
             ..EngineConfig::default()
@@ -176,6 +174,7 @@ pub fn main(args: &Args) -> ExitCode {
 mod tests {
     use super::*;
     use clap::Parser;
+    use tokentrail_correlator_core::time::MINUTE;
 
     #[derive(Parser)]
     struct Cli {

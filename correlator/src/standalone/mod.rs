@@ -75,8 +75,7 @@ impl StandaloneConfig {
         if let Some(w) = &self.webhook {
             w.check(&mut problems);
         }
-        let credential_retention = Duration::from_micros(u64::try_from(self.engine.retention.credentials).unwrap_or(0));
-        problems.extend(credential_retention_problem("credential_retention", credential_retention));
+        problems.extend(credential_retention_problem("credential_retention", self.engine.retention.credentials));
         if matches!(&self.destination, Destination::Kafka { bootstrap, .. } if bootstrap.trim().is_empty()) {
             problems.push(Problem::new("findings", "findings to Kafka need the bootstrap servers"));
         }

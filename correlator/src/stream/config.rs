@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokentrail_correlator_core::expiry::Retention;
-use tokentrail_correlator_core::time::parse_duration;
+use tokentrail_correlator_core::time::{parse_duration, Micros};
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 use tokentrail_proto::config_file::Problem;
 
@@ -159,8 +159,8 @@ fn micros_to_duration(micros: i64) -> Duration {
 }
 
 /// The problem with a credential retention shorter than [`Retention::MIN_CREDENTIALS`], if any.
-pub fn credential_retention_problem(key: &str, retention: Duration) -> Option<Problem> {
-    (micros(retention) < Retention::MIN_CREDENTIALS)
+pub fn credential_retention_problem(key: &str, retention: Micros) -> Option<Problem> {
+    (retention < Retention::MIN_CREDENTIALS)
         .then(|| Problem::new(key, "must be at least 24h: the kubelet keeps a token in its pod for up to a day"))
 }
 
@@ -174,7 +174,7 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
-fn micros(d: Duration) -> i64 {
+pub(crate) fn micros(d: Duration) -> Micros {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
@@ -238,7 +238,7 @@ impl FileConfig {
         if self.commit_interval < Duration::from_millis(10) {
             problems.push(Problem::new("commit_interval", "must be at least 10ms"));
         }
-        problems.extend(credential_retention_problem("credential_retention", self.credential_retention));
+        problems.extend(credential_retention_problem("credential_retention", micros(self.credential_retention)));
         problems
     }
 
