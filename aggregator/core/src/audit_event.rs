@@ -12,9 +12,8 @@
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::json::{pick_keys, HttpCode, Str};
+use crate::json::{pick_keys, HttpCode, Raw, Str};
 
 /// One top-level JSON object of any supported shape.
 #[derive(Debug, Default, Deserialize)]
@@ -45,73 +44,73 @@ pub(crate) struct Event<'a> {
     pub object_ref: Option<ObjectRef<'a>>,
     pub response_status: Option<ResponseStatus>,
     #[serde(borrow)]
-    pub request_object: Option<&'a RawValue>,
+    pub request_object: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub response_object: Option<&'a RawValue>,
+    pub response_object: Option<Raw<'a>>,
     #[serde(borrow)]
     pub request_received_timestamp: Option<Str<'a>>,
     #[serde(borrow)]
     pub stage_timestamp: Option<Str<'a>>,
     /// v1beta1 events' `timestamp` (a string); CloudWatch's `timestamp` (milliseconds); GKE's.
     #[serde(borrow)]
-    pub timestamp: Option<&'a RawValue>,
+    pub timestamp: Option<Raw<'a>>,
     /// v1beta1 events' `metadata.creationTimestamp`; a Kubernetes object's ObjectMeta.
     #[serde(borrow)]
-    pub metadata: Option<&'a RawValue>,
+    pub metadata: Option<Raw<'a>>,
     #[serde(borrow)]
     pub annotations: Option<AuditAnnotations<'a>>,
 
     // ---- lists: webhook EventList, kubectl List / PodList / ... ----
     #[serde(borrow)]
-    pub items: Option<&'a RawValue>,
+    pub items: Option<Raw<'a>>,
 
     // ---- provider envelopes ----
     /// AKS Event Hubs / storage export: `{"records":[...]}`.
     #[serde(borrow)]
-    pub records: Option<&'a RawValue>,
+    pub records: Option<Raw<'a>>,
     /// AKS diagnostic record: `properties.log` holds the event as a string.
     #[serde(borrow)]
-    pub properties: Option<&'a RawValue>,
+    pub properties: Option<Raw<'a>>,
     /// AKS record `category` (`kube-audit`, `kube-audit-admin`, or other control-plane logs);
     /// `Category` in Log Analytics rows.
     #[serde(borrow, alias = "Category")]
-    pub category: Option<&'a RawValue>,
+    pub category: Option<Raw<'a>>,
     /// AKS record `time`; `TimeGenerated` in Log Analytics rows.
     #[serde(borrow, alias = "TimeGenerated")]
-    pub time: Option<&'a RawValue>,
+    pub time: Option<Raw<'a>>,
     /// AKS Log Analytics AzureDiagnostics row: the event as a string.
     #[serde(borrow, rename = "log_s")]
-    pub log_s: Option<&'a RawValue>,
+    pub log_s: Option<Raw<'a>>,
     /// `aws logs filter-log-events` output; `logEvents` in a CloudWatch subscription payload.
     #[serde(borrow, alias = "logEvents")]
-    pub events: Option<&'a RawValue>,
+    pub events: Option<Raw<'a>>,
     /// CloudWatch log event: the audit event as a string (`@message` in Logs Insights exports).
     #[serde(borrow, alias = "@message")]
-    pub message: Option<&'a RawValue>,
+    pub message: Option<Raw<'a>>,
     /// CloudWatch log stream (`kube-apiserver-audit-...` for audit events).
     #[serde(borrow, alias = "@logStream")]
-    pub log_stream_name: Option<&'a RawValue>,
+    pub log_stream_name: Option<Raw<'a>>,
     /// GKE Cloud Logging LogEntry payload.
     #[serde(borrow)]
-    pub proto_payload: Option<&'a RawValue>,
+    pub proto_payload: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub insert_id: Option<&'a RawValue>,
+    pub insert_id: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub labels: Option<&'a RawValue>,
+    pub labels: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub operation: Option<&'a RawValue>,
+    pub operation: Option<Raw<'a>>,
 
     // ---- Kubernetes objects (Pod, Node, ServiceAccount, Secret) ----
     #[serde(borrow)]
-    pub spec: Option<&'a RawValue>,
+    pub spec: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub status: Option<&'a RawValue>,
+    pub status: Option<Raw<'a>>,
     /// Secret `type`.
     #[serde(borrow, rename = "type")]
-    pub type_: Option<&'a RawValue>,
+    pub type_: Option<Raw<'a>>,
     /// ServiceAccount `secrets`.
     #[serde(borrow)]
-    pub secrets: Option<&'a RawValue>,
+    pub secrets: Option<Raw<'a>>,
 }
 
 impl Event<'_> {

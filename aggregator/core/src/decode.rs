@@ -20,11 +20,11 @@ use serde_json::value::RawValue;
 use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::Event;
-use crate::json::describe;
+use crate::json::{describe, Raw};
 use crate::layout::strip_bom;
 use crate::normalize::{self, Origin};
 use crate::sink::{Format, Place, Sink};
-use crate::{inventory, providers};
+use crate::{inventory, providers, scan};
 
 /// How many arrays, lists and embedded JSON strings deep a value is followed.
 pub const MAX_DEPTH: u8 = 8;
@@ -133,13 +133,17 @@ fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     }
 }
 
-/// One or more objects separated by whitespace.
+/// One or more objects separated by whitespace: one object, the usual case, by the fast
+/// [`scan`] reader when it can; otherwise by serde_json.
 fn decode_objects(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     // Checking the UTF-8 of the whole record at once is much cheaper than serde_json checking
     // each string in it on its own, which it must when reading bytes; invalid UTF-8 is rare
     // and still read (and reported) the slow way.
     match std::str::from_utf8(bytes) {
-        Ok(text) => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, sink),
+        Ok(text) => match scan::event(text) {
+            Some(ev) => dispatch(&ev, ctx, ctx.place_of(bytes), sink),
+            None => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, sink),
+        },
         Err(_) => decode_stream(serde_json::Deserializer::from_slice(bytes).into_iter(), bytes, ctx, sink),
     }
 }
@@ -201,7 +205,7 @@ pub(crate) fn decode_array(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
 }
 
 /// Decodes an array held in a field (`items`, `records`, `events`).
-fn field_array(raw: &RawValue, field: &str, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+fn field_array(raw: Raw<'_>, field: &str, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
     let bytes = raw.get().as_bytes();
     if bytes.first() == Some(&b'[') {
         decode_array(bytes, ctx, sink);
@@ -247,7 +251,7 @@ fn dispatch(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
 }
 
 /// A webhook `EventList` (items are audit events) or a kubectl List (`List`, `PodList`, ...).
-fn list(ev: &Event<'_>, items: &RawValue, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+fn list(ev: &Event<'_>, items: Raw<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
     let kind = ev.kind.as_deref().unwrap_or("");
     let audit_api = ev.api_version.as_deref().is_none_or(|v| v.starts_with("audit.k8s.io/"));
     let inner = if kind == "EventList" && audit_api {

@@ -7,14 +7,13 @@
 use std::net::IpAddr;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokentrail_correlator_core::observation::{
     FactSource, NodeFact, Observation, PodEvent, PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact,
 };
 use tokentrail_correlator_core::{IpNet, Timestamp};
 
 use crate::audit_event::Event;
-use crate::json::{self, raw_str};
+use crate::json::{self, raw_str, Raw};
 use crate::normalize::quoted;
 use crate::objects::{NodeSpec, NodeStatus, ObjectMeta, PodSpec, PodStatus, SecretRefs, SERVICE_ACCOUNT_TOKEN_TYPE};
 use crate::sink::{Format, Place, Sink};
@@ -48,12 +47,7 @@ impl Reader<'_> {
     }
 
     /// Reads an optional raw part of the object; a part of the wrong shape is a problem.
-    fn part<'a, T: Deserialize<'a> + Default>(
-        &mut self,
-        raw: Option<&'a RawValue>,
-        kind: &str,
-        field: &str,
-    ) -> Option<T> {
+    fn part<'a, T: Deserialize<'a> + Default>(&mut self, raw: Option<Raw<'a>>, kind: &str, field: &str) -> Option<T> {
         let Some(raw) = raw else { return Some(T::default()) };
         match json::parse(raw) {
             Ok(v) => Some(v),

@@ -148,6 +148,12 @@ impl<'de> Deserialize<'de> for HttpCode {
     }
 }
 
+/// A struct of optional strings picked from an object by key (see [`pick_keys!`]).
+pub(crate) trait PickKeys<'a>: Default {
+    /// The field a key feeds, if any.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Str<'a>>>;
+}
+
 /// Declares a struct of optional strings read from a JSON object by key, ignoring every other
 /// key without allocating. Several keys may feed one field (aliases); values are read with
 /// [`FirstStr`], so `["value"]` and `"value"` both work.
@@ -157,6 +163,15 @@ macro_rules! pick_keys {
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub(crate) struct $name<'a> {
             $($(#[$fmeta])* pub $field: Option<crate::json::Str<'a>>,)*
+        }
+
+        impl<'a> crate::json::PickKeys<'a> for $name<'a> {
+            fn slot(&mut self, key: &str) -> Option<&mut Option<crate::json::Str<'a>>> {
+                match key {
+                    $($($key)|+ => Some(&mut self.$field),)*
+                    _ => None,
+                }
+            }
         }
 
         impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
@@ -170,9 +185,9 @@ macro_rules! pick_keys {
                     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                         let mut out = $name::default();
                         while let Some(key) = map.next_key::<crate::json::Str<'de>>()? {
-                            match &*key {
-                                $($($key)|+ => out.$field = map.next_value::<crate::json::FirstStr<'a>>()?.0,)*
-                                _ => {
+                            match crate::json::PickKeys::slot(&mut out, &key) {
+                                Some(slot) => *slot = map.next_value::<crate::json::FirstStr<'a>>()?.0,
+                                None => {
                                     map.next_value::<serde::de::IgnoredAny>()?;
                                 }
                             }
@@ -187,18 +202,44 @@ macro_rules! pick_keys {
 }
 pub(crate) use pick_keys;
 
+/// A JSON value kept as its text, to be read only if it turns out to be needed.
+///
+/// Like serde_json's `&RawValue`, which it is read through, but it can also be cut out of a
+/// line by the [`scan`](crate::scan) reader, which checks a skipped value's brackets and
+/// strings but not every byte of it; whoever reads the value parses it then, fully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The text of a value found by the scanner.
+    pub(crate) fn new(text: &'a str) -> Raw<'a> {
+        Raw(text)
+    }
+
+    /// The value's JSON text.
+    pub(crate) fn get(self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| Raw(raw.get()))
+    }
+}
+
 /// Reads a raw JSON value into `T`, borrowing from it.
-pub(crate) fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, serde_json::Error> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(raw: Raw<'a>) -> Result<T, serde_json::Error> {
     serde_json::from_str(raw.get())
 }
 
 /// The string a raw value holds, if it is a string.
-pub(crate) fn raw_str(raw: &RawValue) -> Option<Str<'_>> {
+pub(crate) fn raw_str(raw: Raw<'_>) -> Option<Str<'_>> {
     parse::<Str<'_>>(raw).ok()
 }
 
 /// Whether a raw value is a JSON object (`{...}`), e.g. not AKS's `"skipped-too-big-size-object"`.
-pub(crate) fn is_object(raw: &RawValue) -> bool {
+pub(crate) fn is_object(raw: &Raw<'_>) -> bool {
     raw.get().trim_start().starts_with('{')
 }
 

@@ -17,6 +17,8 @@
 //! * `audit_event`: the serde shape of one top-level object (an audit `Event`, and the keys that
 //!   tell the other shapes apart), read once, borrowing from the input.
 //! * `providers`: EKS CloudWatch, AKS diagnostic and GKE Cloud Logging envelopes.
+//! * `scan`: the fast reader of one object into that shape, which jumps over what is not read;
+//!   serde_json reads whatever it gives up on.
 //! * `normalize`: one audit event to observations (the hot path).
 //! * `objects`, `inventory`: Kubernetes objects (Pod, Node, ServiceAccount, Secret) and the
 //!   facts an inventory dump yields.
@@ -37,6 +39,7 @@ mod json;
 mod normalize;
 mod objects;
 mod providers;
+mod scan;
 
 pub use compression::{decompress, detect_compression, Compression};
 pub use decode::decode_value;

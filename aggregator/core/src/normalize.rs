@@ -23,7 +23,7 @@ use tokentrail_correlator_core::observation::{
 use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::{Event, LegacyEventMeta, ObjectRef};
-use crate::json::{self, elide_quoted, is_object, Str};
+use crate::json::{self, elide_quoted, is_object, Raw, Str};
 use crate::objects::{Binding, DeleteOptions, ObjectMeta, Pod, Secret, TokenRequest, SERVICE_ACCOUNT_TOKEN_TYPE};
 use crate::sink::{Format, Place, Sink};
 
@@ -296,11 +296,7 @@ impl<'e> Normalizer<'e, '_, '_> {
     /// Reads `requestObject` or `responseObject` as `T` when it is an object; a parse error is
     /// a problem, a missing or non-object value (Metadata level, AKS's
     /// `"skipped-too-big-size-object"`) is just absent.
-    fn object<'r, T: serde::Deserialize<'r>>(
-        &mut self,
-        raw: Option<&'r serde_json::value::RawValue>,
-        what: &str,
-    ) -> Option<T> {
+    fn object<'r, T: serde::Deserialize<'r>>(&mut self, raw: Option<Raw<'r>>, what: &str) -> Option<T> {
         let raw = raw.filter(|r| is_object(r))?;
         match json::parse::<T>(raw) {
             Ok(v) => Some(v),

@@ -10,12 +10,11 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::{AuditAnnotations, Event, ObjectRef, ResponseStatus, UserInfo};
 use crate::decode::{embedded, Ctx};
-use crate::json::{self, raw_str, HttpCode, Str};
+use crate::json::{self, raw_str, HttpCode, Raw, Str};
 use crate::normalize::{self, Origin};
 use crate::sink::{Format, Place, Sink};
 
@@ -24,7 +23,7 @@ const CLOUDWATCH_TRUNCATED: &str = "[Truncated...]";
 
 /// One CloudWatch log event (`{"timestamp":..,"message":"..",...}`), alone on a line or inside
 /// `aws logs filter-log-events` output.
-pub(crate) fn cloudwatch_event(ev: &Event<'_>, message: &RawValue, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+pub(crate) fn cloudwatch_event(ev: &Event<'_>, message: Raw<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
     if let Some(stream) = ev.log_stream_name.and_then(raw_str) {
         // The same log group holds authenticator, scheduler and controller-manager streams.
         if !stream.starts_with("kube-apiserver-audit") {
@@ -60,7 +59,7 @@ pub(crate) fn cloudwatch_event(ev: &Event<'_>, message: &RawValue, ctx: &Ctx<'_>
 #[derive(Deserialize)]
 struct AksProperties<'a> {
     #[serde(borrow)]
-    log: Option<&'a RawValue>,
+    log: Option<Raw<'a>>,
 }
 
 /// One AKS diagnostic record (`properties.log`), or a Log Analytics AzureDiagnostics row
@@ -113,9 +112,9 @@ struct AuditLog<'a> {
     request_metadata: Option<RequestMetadata<'a>>,
     status: Option<RpcStatus>,
     #[serde(borrow)]
-    request: Option<&'a RawValue>,
+    request: Option<Raw<'a>>,
     #[serde(borrow)]
-    response: Option<&'a RawValue>,
+    response: Option<Raw<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -148,7 +147,7 @@ struct Operation<'a> {
 }
 
 /// One GKE `LogEntry`, mapped onto an upstream audit event (k8s-token-facts §7.2).
-pub(crate) fn gke_entry(ev: &Event<'_>, payload: &RawValue, place: Place, sink: &mut Sink) {
+pub(crate) fn gke_entry(ev: &Event<'_>, payload: Raw<'_>, place: Place, sink: &mut Sink) {
     let log: AuditLog<'_> = match json::parse(payload) {
         Ok(log) => log,
         Err(e) => {
