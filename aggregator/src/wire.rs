@@ -393,7 +393,7 @@ fn source_back(s: pb::FactSource) -> Option<FactSource> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokentrail_aggregator_core::{decode_value, Sink};
+    use tokentrail_aggregator_core::{decode_line, decode_value, Sink};
 
     /// Every observation the decoders make of the example incident survives the round trip.
     #[test]
@@ -405,7 +405,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "json" || e == "log") {
                 let text = std::fs::read(&path).unwrap();
                 if path.extension().is_some_and(|e| e == "log") {
-                    text.split(|b| *b == b'\n').for_each(|line| decode_value(line, &mut sink));
+                    text.split(|b| *b == b'\n').for_each(|line| decode_line(line, &mut sink));
                 } else {
                     decode_value(&text, &mut sink);
                 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use tokentrail_aggregator_core::{decode_value, Compression, DecodeStats, Layout, Sink, UseFolder};
+use tokentrail_aggregator_core::{decode_line, decode_value, Compression, DecodeStats, Layout, Sink, UseFolder};
 use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::UseView;
 use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
@@ -547,7 +547,7 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> D
         }
         let line = first_line + offset as u64;
         let before = sink.problems.len();
-        decode_value(text, &mut sink);
+        decode_line(text, &mut sink);
         for p in sink.problems.drain(before..) {
             let message = match p.record_index {
                 Some(r) => format!("record {r}: {}", p.message),

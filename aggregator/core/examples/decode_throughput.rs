@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::time::Instant;
 
 use tokentrail_aggregator_core::{
-    decode_value, decompress, detect_compression, detect_layout, strip_bom, Layout, Sink,
+    decode_line, decode_value, decompress, detect_compression, detect_layout, strip_bom, Layout, Sink,
 };
 
 fn main() -> std::io::Result<()> {
@@ -51,7 +51,7 @@ fn main() -> std::io::Result<()> {
             decode_value(&doc, &mut sink);
             break;
         }
-        decode_value(text, &mut sink);
+        decode_line(text, &mut sink);
         lines += 1;
         if lines % 4096 == 0 {
             observations += sink.observations.len() as u64;

@@ -43,6 +43,13 @@ pub fn decode_value(bytes: &[u8], sink: &mut Sink) {
     decode_bytes(bytes, &ctx, sink);
 }
 
+/// Decodes one line of a JSON-lines text, as [`decode_value`] does, for a caller that has
+/// already split the text at line breaks: the value cannot span lines, so no problem is placed
+/// at a line inside it, and the line is not searched for line breaks again.
+pub fn decode_line(bytes: &[u8], sink: &mut Sink) {
+    decode_bytes(strip_bom(bytes), &Ctx::default(), sink);
+}
+
 /// Where we are while decoding: how deep, inside which envelope or list, and how to place
 /// problems.
 #[derive(Clone, Copy, Default)]

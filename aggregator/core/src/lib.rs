@@ -7,7 +7,7 @@
 //! How a driver uses it, for one file or one message:
 //! 1. [`detect_compression`] on the first bytes, then [`decompress`] the reader;
 //! 2. [`strip_bom`] and [`detect_layout`] on the first line;
-//! 3. [`decode_value`] on every line ([`Layout::Lines`]) or on the whole text
+//! 3. [`decode_line`] on every line ([`Layout::Lines`]) or [`decode_value`] on the whole text
 //!    ([`Layout::Document`]), into one [`Sink`] per unit of work, then [`DecodeStats::merge`].
 //!
 //! Layout:
@@ -42,6 +42,6 @@ mod providers;
 mod scan;
 
 pub use compression::{decompress, detect_compression, Compression};
-pub use decode::decode_value;
+pub use decode::{decode_line, decode_value};
 pub use layout::{detect_layout, strip_bom, Layout};
 pub use sink::{DecodeStats, Format, Problem, Sink, UseFolder};
