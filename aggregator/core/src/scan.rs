@@ -333,13 +333,20 @@ impl<'a> Scanner<'a> {
 
     /// A value as [`FirstStr`] reads it: a string, the first string of an array, or nothing.
     fn first_str(&mut self) -> Option<FirstStr<'a>> {
+        self.first_str_within(MAX_NESTING)
+    }
+
+    /// [`Scanner::first_str`] inside at most `depth` more arrays: the first element of an
+    /// array is read the same way, and a line of `[[[[...` must not exhaust the stack.
+    fn first_str_within(&mut self, depth: usize) -> Option<FirstStr<'a>> {
         match self.peek()? {
             b'"' => self.string().map(|s| FirstStr(Some(s))),
             b'[' => {
+                let depth = depth.checked_sub(1)?;
                 let mut first = FirstStr(None);
                 self.array(|s, index| {
                     if index == 0 {
-                        first = s.first_str()?;
+                        first = s.first_str_within(depth)?;
                     } else {
                         s.skip_value()?;
                     }
@@ -481,6 +488,14 @@ mod tests {
         }
         let deep = format!(r#"{{"requestObject":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert!(event(&deep).is_none());
+        // Read values too: a picked key's first element is followed into arrays, not forever.
+        let deep = format!(
+            r#"{{"user":{{"extra":{{"authentication.kubernetes.io/pod-name":{}"p"{}}}}}}}"#,
+            "[".repeat(1_000_000),
+            "]".repeat(1_000_000)
+        );
+        assert!(event(&deep).is_none());
+        assert!(serde(&deep).is_none(), "serde_json refuses it too (recursion limit)");
     }
 
     /// Every object in every sample, scenario and example file (and in the JSON held in their
