@@ -288,9 +288,7 @@ pub fn analyze(
     let shards = Arc::into_inner(shards).expect("every decoder has finished with the shards");
     let Folded { mut engine, decode, problems, mut filtered, .. } = folded;
     filtered += shards.filtered.load(Ordering::Relaxed);
-    for shard in shards.into_engines() {
-        engine.absorb_uses(shard);
-    }
+    engine.absorb_uses(shards.into_engines());
     let report = engine.report();
     // Freeing the engine (a map entry per pod, credential and client, a few strings each) takes
     // a noticeable share of a large run; nothing waits for it, so it happens on the side.

@@ -1,8 +1,9 @@
 //! Records of the requests around token uses: mints, bearer failures, exec/attach, Secret reads.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use crate::hash::FastMap;
 use crate::observation::{BoundPod, PodAccess, PodAccessKind, SecretRead, ServiceAccountRef, TokenMint};
 use crate::tally::Tally;
 use crate::time::Timestamp;
@@ -71,7 +72,7 @@ impl Mints {
     }
 
     /// Mints indexed by JTI.
-    pub fn by_jti(&self) -> BTreeMap<&str, &Mint> {
+    pub fn by_jti(&self) -> FastMap<&str, &Mint> {
         self.by_audit_id.values().filter_map(|m| Some((m.jti.as_deref()?, m))).collect()
     }
 

@@ -210,25 +210,30 @@ impl Engine {
         }
     }
 
-    /// Takes over the token uses another engine folded. `analyze` spreads token uses over
+    /// Takes over the token uses other engines folded. `analyze` spreads token uses over
     /// several engines by service account, so each folds every stage of its requests on its own
     /// thread, and gathers them here before the report; the result is what folding those uses
-    /// here would have made. The other engine must have been given token uses and nothing else.
-    pub fn absorb_uses(&mut self, other: Engine) {
-        let Engine { uses, model, stats, latest, .. } = other;
-        for (key, group) in uses {
-            match self.uses.entry(key) {
-                Entry::Occupied(mut mine) => mine.get_mut().merge(group),
-                Entry::Vacant(slot) => {
-                    slot.insert(group);
+    /// here would have made. The other engines must have been given token uses and nothing else.
+    pub fn absorb_uses(&mut self, others: impl IntoIterator<Item = Engine>) {
+        let others: Vec<Engine> = others.into_iter().collect();
+        // Room for every group at once: growing the map step by step would move each group
+        // (a few hundred bytes) several times over.
+        self.uses.reserve(others.iter().map(|e| e.uses.len()).sum());
+        for Engine { uses, model, stats, latest, .. } in others {
+            for (key, group) in uses {
+                match self.uses.entry(key) {
+                    Entry::Occupied(mut mine) => mine.get_mut().merge(group),
+                    Entry::Vacant(slot) => {
+                        slot.insert(group);
+                    }
                 }
             }
+            self.model.pods.absorb_sightings(model.pods);
+            self.stats.observations += stats.observations;
+            self.stats.token_uses += stats.token_uses;
+            self.stats.duplicate_stages += stats.duplicate_stages;
+            self.latest = self.latest.max(latest);
         }
-        self.model.pods.absorb_sightings(model.pods);
-        self.stats.observations += stats.observations;
-        self.stats.token_uses += stats.token_uses;
-        self.stats.duplicate_stages += stats.duplicate_stages;
-        self.latest = self.latest.max(latest);
     }
 
     /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a

@@ -116,7 +116,7 @@ pub struct Judge<'a> {
     /// Token Secrets by (namespace, name).
     pub token_secrets: &'a std::collections::BTreeMap<(String, String), TokenSecretFact>,
     /// Mints by JTI.
-    pub mints: &'a std::collections::BTreeMap<&'a str, &'a Mint>,
+    pub mints: &'a crate::hash::FastMap<&'a str, &'a Mint>,
 }
 
 impl Judge<'_> {

@@ -140,9 +140,7 @@ fn token_uses_folded_apart_and_absorbed_give_the_same_report() {
                 _ => main.observe(obs),
             }
         }
-        for engine in apart {
-            main.absorb_uses(engine);
-        }
+        main.absorb_uses(apart);
         assert!(report_json(&main.report()) == reference, "{shards} engines changed the report");
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{credential, origin, sa_name, serviceaccount, Context, Draft, Judged};
+use crate::activity::Mint;
 use crate::finding::{FindingPod, Rule};
+use crate::hash::{FastMap, FastSet};
 use crate::principals::{is_control_plane, kubelet_node};
 use crate::tally::Tally;
 use crate::time::{Timestamp, MINUTE};
@@ -74,21 +76,24 @@ fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>)
 /// `token-superseded-use`: a pod's old JTI still in use more than the rotation grace after a
 /// newer JTI of the same pod was in use, or a use the apiserver flagged as stale.
 fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    // Per pod: each JTI's uses.
-    let mut chains: BTreeMap<&str, BTreeMap<&str, Vec<&Judged<'_>>>> = BTreeMap::new();
+    // A credential someone other than a kubelet minted is no link in the pod's rotation
+    // (token-forged-mint reports it); letting it in would make the pod's own token look
+    // superseded. Such mints are few: a set of them is quicker to ask than every credential's mint.
+    let not_by_kubelet: FastSet<&str> =
+        ctx.judge.mints.iter().filter(|(_, m)| kubelet_node(&m.minter).is_none()).map(|(jti, _)| *jti).collect();
+    // Per pod: each JTI's uses. Pods are gathered in a hash map and put in UID order once.
+    let mut chains: FastMap<&str, BTreeMap<&str, Vec<&Judged<'_>>>> = FastMap::default();
     for entry in &ctx.judged {
         if let CredentialKey::PodBound { pod_uid, jti: Some(jti) } = &entry.0.credential {
-            // A credential someone other than a kubelet minted is no link in the pod's rotation
-            // (token-forged-mint reports it); letting it in would make the pod's own token look
-            // superseded.
-            let forged = ctx.judge.mints.get(jti.as_str()).is_some_and(|m| kubelet_node(&m.minter).is_none());
-            if !forged {
+            if !not_by_kubelet.contains(jti.as_str()) {
                 chains.entry(pod_uid.as_str()).or_default().entry(jti.as_str()).or_default().push(entry);
             }
         }
     }
+    let mut chains: Vec<_> = chains.into_iter().collect();
+    chains.sort_unstable_by_key(|(pod_uid, _)| *pod_uid);
     let grace = ctx.engine.config.rotation_grace;
-    for jtis in chains.values() {
+    for (_, jtis) in &chains {
         // Credentials in the order the pod took them up. First use, not mint time: a log that
         // starts mid-rotation holds the successor's mint but not its predecessor's, and a
         // credential is "newer" for this rule from when the pod uses it.
@@ -143,13 +148,14 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a str> {
     // What the uses say about each pod-bound JTI: its pod and node, and its use groups (their
     // tallies are merged only for the few mints that turn out forged).
-    let mut uses: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
+    let mut uses: FastMap<&str, Vec<&Judged<'_>>> = FastMap::default();
     for entry in &ctx.judged {
         if let CredentialKey::PodBound { jti: Some(jti), .. } = &entry.0.credential {
             uses.entry(jti.as_str()).or_default().push(entry);
         }
     }
     let mut flagged = BTreeSet::new();
+    // Every finding has its own JTI, so the order mints are looked at in does not matter.
     for (jti, mint) in ctx.judge.mints.iter() {
         if !mint.succeeded() {
             continue;
@@ -159,18 +165,15 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         if !pod_bound {
             continue;
         }
-        let pod = used.and_then(|entries| entries.first()).and_then(|e| ctx.bound_pod(e.0, e.1)).or_else(|| {
-            let b = mint.bound_pod.as_ref()?;
-            let uid = b
-                .uid
-                .clone()
-                .or_else(|| ctx.engine.model.pods.uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time));
-            let node = uid.as_deref().and_then(|u| ctx.engine.model.pods.get(u)).and_then(|p| p.node.clone());
-            Some(FindingPod { namespace: mint.serviceaccount.namespace.clone(), name: b.name.clone(), uid, node })
-        });
-        let node = pod.as_ref().and_then(|p| p.node.clone());
-        let by_kubelet = kubelet_node(&mint.minter);
-        let legitimate = match (by_kubelet, node.as_deref()) {
+        // The pod's node, as the uses tell or else the pod the mint request names. Only the few
+        // mints that turn out forged get the finding's copy of the pod.
+        let first_use = used.and_then(|entries| entries.first());
+        let requested_uid = if first_use.is_none() { requested_pod_uid(ctx, mint) } else { None };
+        let node = match first_use {
+            Some(e) => ctx.bound_node(e.0, e.1),
+            None => requested_uid.as_deref().and_then(|u| ctx.engine.model.pods.get(u)).and_then(|p| p.node.as_deref()),
+        };
+        let legitimate = match (kubelet_node(&mint.minter), node) {
             (Some(minter_node), Some(pod_node)) => minter_node == pod_node,
             (Some(_), None) => true,
             (None, _) => false,
@@ -178,6 +181,16 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         if legitimate {
             continue;
         }
+        let pod = match first_use {
+            Some(e) => ctx.bound_pod(e.0, e.1),
+            None => mint.bound_pod.as_ref().map(|b| FindingPod {
+                namespace: mint.serviceaccount.namespace.clone(),
+                name: b.name.clone(),
+                uid: requested_uid,
+                node: node.map(str::to_string),
+            }),
+        };
+        let node = node.map(str::to_string);
         let mut tally = Tally::default();
         tally.add(mint.time, &mint.audit_id, mint.user_agent.as_deref(), None);
         let mut used_tally = Tally::default();
@@ -210,6 +223,13 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         flagged.insert(*jti);
     }
     flagged
+}
+
+/// The UID of the pod a TokenRequest names (logged at Request level only): as the request gives
+/// it, or the pod of that name at the time.
+fn requested_pod_uid(ctx: &Context<'_>, mint: &Mint) -> Option<String> {
+    let b = mint.bound_pod.as_ref()?;
+    b.uid.clone().or_else(|| ctx.engine.model.pods.uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time))
 }
 
 /// `token-minted-by-user`: TokenRequests by principals that are neither kubelets nor the control

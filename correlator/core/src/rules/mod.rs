@@ -33,7 +33,28 @@ pub(crate) struct Context<'a> {
     pub judged: Vec<Judged<'a>>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    // `judged` is sorted by service account, then credential, then client: the groups of one
+    // service account, or of one of its credentials, sit side by side and need no map to gather.
+
+    /// The use groups of each service account, one slice per account, in key order.
+    pub fn by_serviceaccount(&self) -> impl Iterator<Item = &[Judged<'a>]> {
+        self.judged.chunk_by(|a, b| a.0.serviceaccount == b.0.serviceaccount)
+    }
+
+    /// The use groups of each credential of each service account, one slice per credential, in
+    /// key order.
+    pub fn by_credential(&self) -> impl Iterator<Item = &[Judged<'a>]> {
+        self.judged.chunk_by(|a, b| a.0.serviceaccount == b.0.serviceaccount && a.0.credential == b.0.credential)
+    }
+
+    /// The use groups of one service account, in key order.
+    pub fn of_serviceaccount(&self, sa: &ServiceAccountRef) -> &[Judged<'a>] {
+        let start = self.judged.partition_point(|(k, _, _)| k.serviceaccount < *sa);
+        let len = self.judged[start..].partition_point(|(k, _, _)| k.serviceaccount == *sa);
+        &self.judged[start..start + len]
+    }
+
     /// The finding's view of the pod a pod-bound credential belongs to.
     pub fn bound_pod(&self, key: &UseKey, group: &UseGroup) -> Option<FindingPod> {
         let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { return None };
@@ -42,8 +63,15 @@ impl Context<'_> {
             namespace: key.serviceaccount.namespace.clone(),
             name: group.pod_name.clone().or_else(|| pod.map(|p| p.name.clone())).unwrap_or_default(),
             uid: Some(pod_uid.clone()),
-            node: group.node.clone().or_else(|| pod.and_then(|p| p.node.clone())),
+            node: self.bound_node(key, group).map(str::to_string),
         })
+    }
+
+    /// The node of the pod a pod-bound credential belongs to: as its uses tell, else as the
+    /// pod's facts do.
+    pub fn bound_node<'k>(&'k self, key: &'k UseKey, group: &'k UseGroup) -> Option<&'k str> {
+        let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { return None };
+        group.node.as_deref().or_else(|| self.engine.model.pods.get(pod_uid)?.node.as_deref())
     }
 }
 

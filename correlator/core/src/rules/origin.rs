@@ -4,7 +4,7 @@
 //! `legacy-token-foreign-ip` is the same question for Secret-based tokens and lives in
 //! [`super::legacy`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{sa_name, Context, Draft, Judged};
@@ -66,48 +66,40 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// `token-multi-origin`: one credential from addresses that cannot be one workload. Needs no
 /// inventory at all: with none, every address is its own workload.
 fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)>, out: &mut Vec<Draft>) {
-    let mut by_credential: BTreeMap<_, Vec<_>> = BTreeMap::new();
-    for entry @ (key, _, _) in &ctx.judged {
-        if matches!(key.credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. })
-            && key.client.is_some()
-        {
-            by_credential.entry((&key.serviceaccount, &key.credential)).or_insert_with(Vec::new).push(entry);
+    for groups in ctx.by_credential() {
+        let credential = &groups[0].0.credential;
+        if !matches!(credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. }) {
+            continue;
         }
-    }
-    for ((_, credential), entries) in by_credential {
-        // An address's workload: the credential's own (pod, its node, egress), a named pod or
-        // node, or the address itself.
-        let workload = |(_, _, j): &&Judged<'_>, ip: IpAddr| match (&j.verdict, &j.place) {
-            (Verdict::Expected, _) => String::from("home"),
-            (_, Some(Place::Pod { uid, .. })) => format!("pod:{uid}"),
-            (_, Some(Place::Node(n))) => format!("node:{n}"),
-            _ => format!("ip:{ip}"),
-        };
+        let entries: Vec<(&Judged<'_>, IpAddr)> = groups.iter().filter_map(|e| Some((e, e.0.client?))).collect();
         // Workloads among the addresses no sharper rule explains: an off-cluster replay already
         // reported leaves the pod's own (perhaps unknown) address as the only one, which is
-        // no second origin.
-        let mut workloads = BTreeSet::new();
-        let mut unexplained = BTreeSet::new();
-        let mut ips = Vec::new();
-        let mut tally = Tally::default();
-        for e in &entries {
-            let Some(ip) = e.0.client else { continue };
-            let w = workload(e, ip);
-            if !explained.contains(&(credential, ip)) {
-                unexplained.insert(w.clone());
+        // no second origin. Nearly every credential has one or two addresses, so a short list
+        // counts the distinct workloads.
+        let mut workloads = Vec::new();
+        let mut unexplained = Vec::new();
+        for &(e, ip) in &entries {
+            let w = Workload::of(e, ip);
+            if !explained.contains(&(credential, ip)) && !unexplained.contains(&w) {
+                unexplained.push(w.clone());
             }
-            workloads.insert(w);
-            ips.push(ip);
-            tally.merge(&e.1.uses);
+            if !workloads.contains(&w) {
+                workloads.push(w);
+            }
         }
         if unexplained.len() < 2 {
             continue;
         }
-        let (key, group, _) = *entries[0];
+        // Only now, for the few credentials reported, are the uses' samples merged.
+        let mut tally = Tally::default();
+        for (e, _) in &entries {
+            tally.merge(&e.1.uses);
+        }
+        let (key, group, _) = entries[0].0;
         let mut d = Draft::for_uses(Rule::TokenMultiOrigin, ctx, key, group, tally);
         d.client = String::new();
         d.source_ip = None;
-        d.source_ips = ips;
+        d.source_ips = entries.iter().map(|&(_, ip)| ip).collect();
         let subject = match &d.pod {
             Some(p) => format!("pod {}/{}", p.namespace, p.name),
             None => format!("service account {}", sa_name(&key.serviceaccount)),
@@ -122,6 +114,27 @@ fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)
             d.tally.count,
         );
         out.push(d);
+    }
+}
+
+/// The workload an address of a credential belongs to: the credential's own (its pod, its node,
+/// egress), a named pod or node, or the address itself.
+#[derive(Clone, PartialEq)]
+enum Workload<'a> {
+    Home,
+    Pod(&'a str),
+    Node(&'a str),
+    Address(IpAddr),
+}
+
+impl<'a> Workload<'a> {
+    fn of((_, _, j): &'a Judged<'_>, ip: IpAddr) -> Workload<'a> {
+        match (&j.verdict, &j.place) {
+            (Verdict::Expected, _) => Workload::Home,
+            (_, Some(Place::Pod { uid, .. })) => Workload::Pod(uid),
+            (_, Some(Place::Node(n))) => Workload::Node(n),
+            _ => Workload::Address(ip),
+        }
     }
 }
 
