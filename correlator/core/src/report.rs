@@ -200,9 +200,12 @@ pub(crate) fn build(engine: &Engine) -> Report {
         token_secrets: &engine.token_secrets,
         mints: &mints,
     };
-    let mut judged: Vec<_> = engine.uses.iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
-    // Keys are unique: an unstable sort gives the one order, and faster.
-    judged.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Groups are put in key order before they are judged: a key and a group reference sort
+    // quicker than a judged group, and judging in key order meets each pod again while it is
+    // still in cache. Keys are unique, so an unstable sort gives the one order.
+    let mut groups: Vec<_> = engine.uses.iter().collect();
+    groups.sort_unstable_by_key(|(key, _)| *key);
+    let judged: Vec<_> = groups.into_iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
     let ctx = Context { engine, judge: &judge, judged };
     let findings = rules::run(&ctx);
     let usage = usage_table(&ctx);
