@@ -68,7 +68,8 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)>, out: &mut Vec<Draft>) {
     for groups in ctx.by_credential() {
         let credential = &groups[0].0.credential;
-        if !matches!(credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. }) {
+        // Two workloads take two addresses: most credentials are used from one.
+        if groups.len() < 2 || !matches!(credential, CredentialKey::PodBound { .. } | CredentialKey::Unbound { .. }) {
             continue;
         }
         let entries: Vec<(&Judged<'_>, IpAddr)> = groups.iter().filter_map(|e| Some((e, e.0.client?))).collect();
