@@ -147,10 +147,13 @@ fn decode_objects(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     // each string in it on its own, which it must when reading bytes; invalid UTF-8 is rare
     // and still read (and reported) the slow way.
     match std::str::from_utf8(bytes) {
-        Ok(text) => match scan::event(text) {
-            Some(ev) => dispatch(&ev, ctx, ctx.place_of(bytes), sink),
-            None => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, sink),
-        },
+        Ok(text) => {
+            let mut ev = Event::default();
+            match scan::read_event(text, &mut ev) {
+                Some(()) => dispatch(&ev, ctx, ctx.place_of(bytes), sink),
+                None => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, sink),
+            }
+        }
         Err(_) => decode_stream(serde_json::Deserializer::from_slice(bytes).into_iter(), bytes, ctx, sink),
     }
 }

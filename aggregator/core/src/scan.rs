@@ -24,9 +24,18 @@ use crate::json::{FirstStr, HttpCode, PickKeys, Raw, Str};
 
 /// Reads `text` (one JSON object, surrounded by whitespace at most) into an [`Event`], or
 /// `None` when serde_json must decide.
+#[cfg(test)]
 pub(crate) fn event(text: &str) -> Option<Event<'_>> {
-    let mut s = Scanner { text, bytes: text.as_bytes(), pos: 0 };
     let mut ev = Event::default();
+    read_event(text, &mut ev)?;
+    Some(ev)
+}
+
+/// [`event`], read into `ev` (a default `Event`) where the caller keeps it: an `Event` is a
+/// kilobyte, and this runs for every line. When it gives up, `ev` holds part of the object and
+/// is to be thrown away.
+pub(crate) fn read_event<'a>(text: &'a str, ev: &mut Event<'a>) -> Option<()> {
+    let mut s = Scanner { text, bytes: text.as_bytes(), pos: 0 };
     let mut seen = Seen::default();
     s.object(|s, key| {
         // One arm per field of `Event`, with serde's names and aliases.
@@ -37,19 +46,19 @@ pub(crate) fn event(text: &str) -> Option<Event<'_>> {
             "stage" => seen.once(3).and_then(|()| s.set_str(&mut ev.stage)),
             "requestURI" => seen.once(4).and_then(|()| s.set_str(&mut ev.request_uri)),
             "verb" => seen.once(5).and_then(|()| s.set_str(&mut ev.verb)),
-            "user" => seen.once(6).and_then(|()| s.set(&mut ev.user, Scanner::user)),
+            "user" => seen.once(6).and_then(|()| s.fill(&mut ev.user, Scanner::user)),
             "impersonatedUser" => seen.once(7).and_then(|()| s.set(&mut ev.impersonated_user, Scanner::ignored)),
             "sourceIPs" => seen.once(8).and_then(|()| s.set(&mut ev.source_ips, Scanner::strings)),
             "userAgent" => seen.once(9).and_then(|()| s.set_str(&mut ev.user_agent)),
-            "objectRef" => seen.once(10).and_then(|()| s.set(&mut ev.object_ref, Scanner::object_ref)),
-            "responseStatus" => seen.once(11).and_then(|()| s.set(&mut ev.response_status, Scanner::response_status)),
+            "objectRef" => seen.once(10).and_then(|()| s.fill(&mut ev.object_ref, Scanner::object_ref)),
+            "responseStatus" => seen.once(11).and_then(|()| s.fill(&mut ev.response_status, Scanner::response_status)),
             "requestObject" => seen.once(12).and_then(|()| s.set_raw(&mut ev.request_object)),
             "responseObject" => seen.once(13).and_then(|()| s.set_raw(&mut ev.response_object)),
             "requestReceivedTimestamp" => seen.once(14).and_then(|()| s.set_str(&mut ev.request_received_timestamp)),
             "stageTimestamp" => seen.once(15).and_then(|()| s.set_str(&mut ev.stage_timestamp)),
             "timestamp" => seen.once(16).and_then(|()| s.set_raw(&mut ev.timestamp)),
             "metadata" => seen.once(17).and_then(|()| s.set_raw(&mut ev.metadata)),
-            "annotations" => seen.once(18).and_then(|()| s.set(&mut ev.annotations, Scanner::picked)),
+            "annotations" => seen.once(18).and_then(|()| s.fill(&mut ev.annotations, Scanner::picked)),
             "items" => seen.once(19).and_then(|()| s.set_raw(&mut ev.items)),
             "records" => seen.once(20).and_then(|()| s.set_raw(&mut ev.records)),
             "properties" => seen.once(21).and_then(|()| s.set_raw(&mut ev.properties)),
@@ -71,7 +80,7 @@ pub(crate) fn event(text: &str) -> Option<Event<'_>> {
         }
     })?;
     s.whitespace();
-    (s.pos == s.bytes.len()).then_some(ev)
+    (s.pos == s.bytes.len()).then_some(())
 }
 
 /// The fields already set: serde refuses a struct with a repeated field, so the scanner gives
@@ -221,6 +230,21 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
+    /// Sets an optional struct field: `null` is `None`, anything else is read by `read` into a
+    /// default value where the field lives (these structs are a few hundred bytes: building
+    /// them aside and moving them in cost more than reading them).
+    fn fill<T: Default>(
+        &mut self,
+        field: &mut Option<T>,
+        read: impl FnOnce(&mut Self, &mut T) -> Option<()>,
+    ) -> Option<()> {
+        if self.null() {
+            *field = None;
+            return Some(());
+        }
+        read(self, field.insert(T::default()))
+    }
+
     fn set_str(&mut self, field: &mut Option<Str<'a>>) -> Option<()> {
         self.set(field, Self::string)
     }
@@ -264,20 +288,17 @@ impl<'a> Scanner<'a> {
         Some(out)
     }
 
-    fn user(&mut self) -> Option<UserInfo<'a>> {
-        let mut user = UserInfo::default();
+    fn user(&mut self, user: &mut UserInfo<'a>) -> Option<()> {
         let mut seen = Seen::default();
         self.object(|s, key| match key {
             "username" => seen.once(0).and_then(|()| s.set_str(&mut user.username)),
             "uid" => seen.once(1).and_then(|()| s.set_str(&mut user.uid)),
-            "extra" => seen.once(2).and_then(|()| s.set(&mut user.extra, Scanner::picked)),
+            "extra" => seen.once(2).and_then(|()| s.fill(&mut user.extra, Scanner::picked)),
             _ => s.skip_value().map(drop),
-        })?;
-        Some(user)
+        })
     }
 
-    fn object_ref(&mut self) -> Option<ObjectRef<'a>> {
-        let mut o = ObjectRef::default();
+    fn object_ref(&mut self, o: &mut ObjectRef<'a>) -> Option<()> {
         let mut seen = Seen::default();
         self.object(|s, key| match key {
             "resource" => seen.once(0).and_then(|()| s.set_str(&mut o.resource)),
@@ -287,12 +308,10 @@ impl<'a> Scanner<'a> {
             "apiGroup" => seen.once(4).and_then(|()| s.set_str(&mut o.api_group)),
             "subresource" => seen.once(5).and_then(|()| s.set_str(&mut o.subresource)),
             _ => s.skip_value().map(drop),
-        })?;
-        Some(o)
+        })
     }
 
-    fn response_status(&mut self) -> Option<ResponseStatus> {
-        let mut status = ResponseStatus::default();
+    fn response_status(&mut self, status: &mut ResponseStatus) -> Option<()> {
         let mut seen = Seen::default();
         self.object(|s, key| match key {
             "code" => seen.once(0).and_then(|()| {
@@ -300,8 +319,7 @@ impl<'a> Scanner<'a> {
                 Some(())
             }),
             _ => s.skip_value().map(drop),
-        })?;
-        Some(status)
+        })
     }
 
     /// A status code: plain digits are read here, anything else as [`HttpCode`] reads it.
@@ -319,16 +337,14 @@ impl<'a> Scanner<'a> {
 
     /// An object from which a few keys are picked; each picked value is read as [`FirstStr`]
     /// reads it, and a repeated key keeps its last value, as serde does with `pick_keys!`.
-    fn picked<P: PickKeys<'a>>(&mut self) -> Option<P> {
-        let mut picked = P::default();
+    fn picked<P: PickKeys<'a>>(&mut self, picked: &mut P) -> Option<()> {
         self.object(|s, key| match picked.slot(key) {
             Some(field) => {
                 *field = s.first_str()?.0;
                 Some(())
             }
             None => s.skip_value().map(drop),
-        })?;
-        Some(picked)
+        })
     }
 
     /// A value as [`FirstStr`] reads it: a string, the first string of an array, or nothing.
