@@ -6,9 +6,10 @@
 //! cargo run --release -p tokentrail-aggregator-core --example decode_throughput -- bench-out/audit.log
 //! ```
 //!
-//! Measured on the 2-core development machine (1,000,282 events, 1,341.6 MB, page cache warm):
-//! 520-630 MB/s plain (about 0.4-0.47 M events/s, 7 MB peak RSS), 370 MB/s from a zstd -1
-//! file, 300 MB/s from a gzip -1 file.
+//! Measured on the 2-core development machine (1,000,371 events, 1,341.4 MB, page cache warm):
+//! 912-951 MB/s plain at 3cabcd4 (0.68-0.71 M events/s, 7 MB peak RSS; 641-646 MB/s with
+//! serde_json reading every line, at 2d84386). Earlier, with serde_json: 370 MB/s from a
+//! zstd -1 file, 300 MB/s from a gzip -1 file.
 //!
 //! Observations are drained every 4096 lines, as a driver feeding the engine would, so memory
 //! stays flat; the figure is decoding alone (the engine is not run).
