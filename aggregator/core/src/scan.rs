@@ -231,8 +231,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// Sets an optional struct field: `null` is `None`, anything else is read by `read` into a
-    /// default value where the field lives (these structs are a few hundred bytes: building
-    /// them aside and moving them in cost more than reading them).
+    /// default value where the field lives (these structs are 150 bytes each; built aside and
+    /// moved in, the copies showed in profiles).
     fn fill<T: Default>(
         &mut self,
         field: &mut Option<T>,
