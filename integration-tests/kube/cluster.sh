@@ -121,7 +121,8 @@ start_time() {
 runs() {
     local cmdline
     [[ -n "$1" && -r "/proc/$1/cmdline" ]] || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+    # The process may exit between the test and the read: that is "not running", not an error.
+    cmdline=$({ tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null) || return 1
     [[ "$cmdline" == *"$2"* ]]
 }
 
@@ -324,8 +325,7 @@ start_cluster() { # bin webhook-url
         --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
         --initial-cluster "tokentrail-test=http://127.0.0.1:$pport" --log-level warn \
         --quota-backend-bytes $((256 << 20))
-    await etcd curl -sf --max-time 2 "http://127.0.0.1:$eport/health" >/dev/null ||
-        { tail -n 30 "$DIR/logs/etcd.log" >&2; return 1; }
+    await etcd curl -sf --max-time 2 "http://127.0.0.1:$eport/health" >/dev/null || return 1
     if [[ -n "$webhook" ]]; then
         cat >"$DIR/audit-webhook.kubeconfig" <<EOF
 apiVersion: v1
@@ -360,7 +360,7 @@ EOF
         --audit-log-path "$DIR/audit.log" --audit-log-maxsize 0 \
         "${webhook_flags[@]}" \
         --profiling=false --enable-priority-and-fairness=false
-    await kube-apiserver ready "$server" || { tail -n 40 "$DIR/logs/kube-apiserver.log" >&2; return 1; }
+    await kube-apiserver ready "$server" || return 1
     local user
     for user in admin alice controller-manager $NODES; do kubeconfig "$user" "$server"; done
     # Only the service-account controllers: `serviceaccount` makes each namespace's `default`
@@ -417,16 +417,29 @@ cmd_start() {
             cat "$DIR/server"
             return 0
         fi
-        if grep -qs 'address already in use' "$DIR"/logs/*.log; then
-            say "a port was taken before the cluster could bind it; retrying with others"
-            stop_all
-            rm -rf "$DIR/etcd" "$DIR/logs"
-            continue
-        fi
+        # Whatever went wrong, say it here, before stopping adds to the logs: the caller's
+        # temporary directory, logs included, is usually gone by the time anyone reads this.
+        show_logs
         stop_all
-        die "the cluster did not start (logs: $DIR/logs)"
+        if grep -qs 'address already in use' "$DIR"/logs/*.log; then
+            say "attempt $attempt of 3: a port was taken before the cluster could bind it"
+        else
+            say "attempt $attempt of 3: the cluster did not start (logs above)"
+        fi
+        rm -rf "$DIR/etcd" "$DIR/logs.$attempt"
+        mv "$DIR/logs" "$DIR/logs.$attempt"
     done
-    die "no free ports after 3 attempts"
+    die "the cluster did not start in 3 attempts (logs: $DIR/logs.1 to logs.3, and above)"
+}
+
+# The end of every process's log, on stderr.
+show_logs() {
+    local log
+    for log in "$DIR"/logs/*.log; do
+        [[ -s "$log" ]] || continue
+        printf -- '--- %s (last lines)\n' "$log" >&2
+        tail -n 15 "$log" >&2
+    done
 }
 
 main() {
