@@ -137,24 +137,37 @@ impl<'a> Scanner<'a> {
 
     /// Walks an object, calling `entry` with each key; `entry` must consume the value.
     fn object(&mut self, mut entry: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.expect(b'{')?;
-        if self.peek()? == b'}' {
+        self.sequence(b'{', b'}', |s, _| {
+            let key = s.key()?;
+            s.expect(b':')?;
+            entry(s, key)
+        })
+    }
+
+    /// Walks an array, calling `element` with each index; `element` must consume the value.
+    fn array(&mut self, element: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
+        self.sequence(b'[', b']', element)
+    }
+
+    /// The commas and brackets of an object or array: `item` reads each member, by index.
+    fn sequence(&mut self, open: u8, close: u8, mut item: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
+        self.expect(open)?;
+        if self.peek()? == close {
             self.pos += 1;
             return Some(());
         }
-        loop {
-            let key = self.key()?;
-            self.expect(b':')?;
-            entry(self, key)?;
+        for index in 0.. {
+            item(self, index)?;
             match self.peek()? {
                 b',' => self.pos += 1,
-                b'}' => {
+                b if b == close => {
                     self.pos += 1;
                     return Some(());
                 }
                 _ => return None,
             }
         }
+        None
     }
 
     /// A key without escapes (an escaped key could spell a field's name: serde's business).
@@ -255,27 +268,6 @@ impl<'a> Scanner<'a> {
 
     fn ignored(&mut self) -> Option<IgnoredAny> {
         self.skip_value().map(|_| IgnoredAny)
-    }
-
-    /// Walks an array, calling `element` with each index; `element` must consume the value.
-    fn array(&mut self, mut element: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
-        self.expect(b'[')?;
-        if self.peek()? == b']' {
-            self.pos += 1;
-            return Some(());
-        }
-        for index in 0.. {
-            element(self, index)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-        None
     }
 
     /// An array of strings.

@@ -65,7 +65,7 @@ impl<'a> Context<'a> {
             namespace: key.serviceaccount.namespace.clone(),
             name: group.pod_name.clone().or_else(|| pod.map(|p| p.name.clone())).unwrap_or_default(),
             uid: Some(pod_uid.clone()),
-            node: self.bound_node(key, group).map(str::to_string),
+            node: group.node.clone().or_else(|| pod.and_then(|p| p.node.clone())),
         })
     }
 
