@@ -169,8 +169,15 @@ impl Reader<'_> {
                 )),
             }
         }
-        let fact =
-            NodeFact { time, source: Some(FactSource::Inventory), name: name(&meta).to_string(), addresses, pod_cidrs };
+        let os = status.node_info.as_ref().and_then(|i| i.operating_system.as_deref()).map(str::to_string);
+        let fact = NodeFact {
+            time,
+            source: Some(FactSource::Inventory),
+            name: name(&meta).to_string(),
+            addresses,
+            pod_cidrs,
+            os,
+        };
         self.sink.stats.event(self.format);
         self.push(Observation::Node(fact));
     }

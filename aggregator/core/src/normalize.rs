@@ -478,6 +478,8 @@ impl<'e> Normalizer<'e, '_, '_> {
             name: node.to_string(),
             addresses: vec![peer],
             pod_cidrs: Vec::new(),
+            // client-go's user agent names the OS the kubelet was built for: `(linux/amd64)`.
+            os: self.user_agent_view().and_then(kubelet_os),
         };
         self.push(Observation::Node(fact));
     }
@@ -489,6 +491,16 @@ impl<'e> Normalizer<'e, '_, '_> {
         }
         ips
     }
+}
+
+/// The OS a kubelet's user agent names (`kubelet/v1.30.2 (linux/amd64) kubernetes/39683505`).
+fn kubelet_os(user_agent: &str) -> Option<String> {
+    if !user_agent.starts_with("kubelet/") {
+        return None;
+    }
+    let inside = user_agent.split_once('(')?.1;
+    let os = inside.split(['/', ')']).next()?.trim();
+    (!os.is_empty()).then(|| os.to_string())
 }
 
 /// Reads one field of an object's metadata.

@@ -195,6 +195,15 @@ pub(crate) struct NodeSpec<'a> {
 pub(crate) struct NodeStatus<'a> {
     #[serde(borrow)]
     pub addresses: Option<Vec<NodeAddress<'a>>>,
+    #[serde(borrow, rename = "nodeInfo")]
+    pub node_info: Option<NodeInfo<'a>>,
+}
+
+/// `Node.status.nodeInfo`, of which the OS is read.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NodeInfo<'a> {
+    #[serde(borrow, rename = "operatingSystem")]
+    pub operating_system: Option<Str<'a>>,
 }
 
 /// `Node.status.addresses[]`.

@@ -12,10 +12,12 @@
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
 //! * `rules`: the catalogue of DESIGN §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
-//! * [`time`], [`net`], [`sample`], [`tally`], [`principals`]: small shared pieces.
+//! * [`time`], [`net`], [`sample`], [`tally`], [`principals`], [`client`] (what a user agent
+//!   says about its program and OS): small shared pieces.
 
 pub mod activity;
 pub mod attestation;
+pub mod client;
 pub mod config;
 pub mod dedup;
 pub mod emit;

@@ -121,6 +121,7 @@ pub fn node(name: &str, address: &str, pod_cidr: &str) -> Observation {
         name: name.into(),
         addresses: vec![ip(address)],
         pod_cidrs: if pod_cidr.is_empty() { vec![] } else { vec![pod_cidr.parse::<IpNet>().unwrap()] },
+        os: None,
     })
 }
 
@@ -132,6 +133,7 @@ pub fn kubelet_seen(name: &str, address: &str) -> Observation {
         name: name.into(),
         addresses: vec![ip(address)],
         pod_cidrs: vec![],
+        os: None,
     })
 }
 
