@@ -129,8 +129,22 @@ impl Reader<'_> {
             name: fact.name.clone(),
             ..PodFact::default()
         });
+        // The pod's node is where its SNAT and hostNetwork traffic comes from: without nodes.json,
+        // a node's address must not be taken for a stranger's.
+        let host = status.host_addresses();
+        let node_fact = fact.node.clone().filter(|_| !host.is_empty()).map(|name| NodeFact {
+            time,
+            source: Some(FactSource::Inventory),
+            name,
+            addresses: host,
+            pod_cidrs: Vec::new(),
+            os: None,
+        });
         self.sink.stats.event(self.format);
         self.push(Observation::Pod(fact));
+        if let Some(node) = node_fact {
+            self.push(Observation::Node(node));
+        }
         if let Some(deleted) = deleted {
             self.push(Observation::Pod(deleted));
         }

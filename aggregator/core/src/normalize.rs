@@ -405,7 +405,27 @@ impl<'e> Normalizer<'e, '_, '_> {
         }
         fact.node = resp.as_ref().and_then(|p| p.spec.as_ref()).and_then(|s| nonempty(s.node_name.as_deref()));
         fact.ips = ips;
+        let statuses = [req.as_ref(), resp.as_ref()];
+        let host = statuses
+            .iter()
+            .flatten()
+            .filter_map(|p| p.status.as_ref())
+            .map(|s| s.host_addresses())
+            .find(|h| !h.is_empty());
+        // The kubelet patches the status of its own node's pods.
+        let kubelet = self.ev.username().and_then(|u| u.strip_prefix("system:node:")).map(str::to_string);
+        let node_fact = fact.node.clone().or(kubelet).zip(host).map(|(name, addresses)| NodeFact {
+            time: self.time,
+            source: Some(FactSource::AuditLog),
+            name,
+            addresses,
+            pod_cidrs: Vec::new(),
+            os: None,
+        });
         self.push(Observation::Pod(fact));
+        if let Some(node) = node_fact {
+            self.push(Observation::Node(node));
+        }
     }
 
     fn pod_deleted(&mut self) {

@@ -151,9 +151,29 @@ pub(crate) struct PodStatus<'a> {
     pub pod_ips: Option<Vec<PodIp<'a>>>,
     #[serde(borrow)]
     pub start_time: Option<Str<'a>>,
+    #[serde(borrow, rename = "hostIP")]
+    pub host_ip: Option<Str<'a>>,
+    #[serde(borrow, rename = "hostIPs")]
+    pub host_ips: Option<Vec<PodIp<'a>>>,
 }
 
 impl PodStatus<'_> {
+    /// The addresses of the pod's node (`hostIPs[].ip`, or `hostIP`); unparseable ones are
+    /// left out (the node's own facts report them).
+    pub fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+        let listed: Vec<&str> = match &self.host_ips {
+            Some(list) if !list.is_empty() => list.iter().filter_map(|p| p.ip.as_deref()).collect(),
+            _ => self.host_ip.as_deref().into_iter().collect(),
+        };
+        let mut ips = Vec::new();
+        for ip in listed.iter().filter_map(|s| s.trim().parse().ok()) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        ips
+    }
+
     /// `podIPs[].ip`, or `podIP` when the list is absent; unparseable entries are returned
     /// separately so the caller can report them.
     pub fn ips(&self) -> (Vec<std::net::IpAddr>, Vec<String>) {

@@ -8,9 +8,12 @@
 //! token used by a program that says it runs on macOS was not used by the pod, because no
 //! Kubernetes node runs macOS.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
 
 /// The operating system a user agent names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -81,6 +84,74 @@ impl Client {
     /// Borrows the program name.
     pub fn view(&self) -> Client<&str> {
         Client { program: &self.program, os: self.os }
+    }
+}
+
+/// When a client was seen, and how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// First use.
+    pub first: Timestamp,
+    /// Last use.
+    pub last: Timestamp,
+    /// Uses.
+    pub count: u64,
+}
+
+impl Seen {
+    fn add(&mut self, other: Seen) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.count += other.count;
+    }
+}
+
+/// The clients of a group of requests, each with when it was seen: the `cap` smallest clients
+/// only. A client in the final set was never dropped (dropping it takes `cap` smaller ones,
+/// which stay), so its figures are whole, and the set does not depend on the order of requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clients {
+    #[serde(with = "crate::pairs")]
+    seen: BTreeMap<Client, Seen>,
+    cap: usize,
+}
+
+impl Clients {
+    /// No clients yet, keeping at most `cap`.
+    pub fn new(cap: usize) -> Clients {
+        Clients { seen: BTreeMap::new(), cap }
+    }
+
+    /// Counts a request by `client` at `t`.
+    pub fn add(&mut self, client: Client<&str>, t: Timestamp) {
+        self.add_seen(client, Seen { first: t, last: t, count: 1 });
+    }
+
+    fn add_seen(&mut self, client: Client<&str>, seen: Seen) {
+        // Most requests come from a client already counted: find it without an owned key.
+        if let Some((_, s)) = self.seen.iter_mut().find(|(k, _)| k.view() == client) {
+            s.add(seen);
+            return;
+        }
+        if self.seen.len() >= self.cap && self.seen.last_key_value().is_some_and(|(k, _)| client >= k.view()) {
+            return;
+        }
+        self.seen.insert(client.into_owned(), seen);
+        if self.seen.len() > self.cap {
+            self.seen.pop_last();
+        }
+    }
+
+    /// Takes in another group's clients.
+    pub fn merge(&mut self, other: &Clients) {
+        for (client, &seen) in &other.seen {
+            self.add_seen(client.view(), seen);
+        }
+    }
+
+    /// The clients, in order, with when they were seen.
+    pub fn iter(&self) -> impl Iterator<Item = (&Client, &Seen)> {
+        self.seen.iter()
     }
 }
 

@@ -21,6 +21,7 @@ use crate::net::client_address;
 use crate::observation::{
     Credential, FactSource, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, UseView,
 };
+use crate::proxies::ProxyHops;
 use crate::report::{self, Report};
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp};
@@ -64,6 +65,9 @@ pub struct Engine {
     #[serde(with = "crate::pairs")]
     pub(crate) token_secrets: BTreeMap<(String, String), TokenSecretFact>,
     pub(crate) attestations: Attestations,
+    /// Last hops of forwarded requests: the apiservers in front of aggregated apiservers.
+    #[serde(default)]
+    pub(crate) hops: ProxyHops,
     pub(crate) stats: EngineStats,
     /// The latest event time seen: the report's "now" (the core has no clock).
     pub(crate) latest: Timestamp,
@@ -94,6 +98,7 @@ impl Engine {
             serviceaccounts: BTreeMap::new(),
             token_secrets: BTreeMap::new(),
             attestations: Attestations::default(),
+            hops: ProxyHops::default(),
             stats: EngineStats::default(),
             latest: Timestamp::MIN,
         }
@@ -192,6 +197,11 @@ impl Engine {
         self.stats.token_uses += 1;
         let client = self.client(u.source_ips);
         let forged = self.forged_addresses(u.source_ips);
+        if !forged.is_empty() {
+            if let Some(&peer) = u.source_ips.last() {
+                self.hops.note(peer, u.serviceaccount);
+            }
+        }
         let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
         let group = self.uses.entry_ref(&key).or_default();
         if let Credential::PodBound { pod_name, pod_uid, node, .. } = u.credential {
@@ -219,7 +229,8 @@ impl Engine {
         // Room for every group at once: growing the map step by step would move each group
         // (a few hundred bytes) several times over.
         self.uses.reserve(others.iter().map(|e| e.uses.len()).sum());
-        for Engine { uses, model, stats, latest, .. } in others {
+        for Engine { uses, model, stats, latest, hops, .. } in others {
+            self.hops.merge(hops);
             for (key, group) in uses {
                 match self.uses.entry(key) {
                     Entry::Occupied(mut mine) => mine.get_mut().merge(group),

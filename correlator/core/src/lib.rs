@@ -12,6 +12,7 @@
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
 //! * `rules`: the catalogue of DESIGN §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
+//! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
 //! * [`time`], [`net`], [`sample`], [`tally`], [`principals`], [`client`] (what a user agent
 //!   says about its program and OS): small shared pieces.
 
@@ -31,6 +32,7 @@ pub mod observation;
 pub mod ocsf;
 mod pairs;
 pub mod principals;
+pub mod proxies;
 pub mod report;
 mod rules;
 pub mod sample;

@@ -11,6 +11,7 @@ use crate::engine::{Engine, EngineStats};
 use crate::finding::Finding;
 use crate::model::Place;
 use crate::observation::ServiceAccountRef;
+use crate::proxies;
 use crate::rules::{self, Context};
 use crate::time::Timestamp;
 use crate::usage::{CredentialKey, TimeBuckets};
@@ -203,7 +204,14 @@ pub(crate) fn build(engine: &Engine) -> Report {
     // Groups are put in key order before they are judged: a key and a group reference sort
     // quicker than a judged group, and judging in key order meets each pod again while it is
     // still in cache. Keys are unique, so an unstable sort gives the one order.
-    let mut groups: Vec<_> = engine.uses.iter().collect();
+    let fronts = engine.hops.fronts(&engine.model);
+    let (moved, replaced) = proxies::through_fronts(engine.uses.iter(), &fronts);
+    let mut groups: Vec<_> = engine
+        .uses
+        .iter()
+        .filter(|(key, _)| !replaced.contains(key))
+        .chain(moved.iter().map(|(k, g)| (k, g)))
+        .collect();
     groups.sort_unstable_by_key(|(key, _)| *key);
     let judged: Vec<_> = groups.into_iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
     let ctx = Context { engine, judge: &judge, judged };

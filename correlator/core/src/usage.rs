@@ -9,9 +9,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::client::{fingerprint, Client};
+use crate::client::{fingerprint, Clients};
 use crate::observation::{Credential, ServiceAccountRef, UseView};
-use crate::sample::Smallest;
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp, SECOND};
 
@@ -168,7 +167,7 @@ pub struct UseGroup {
     /// The client programs (and their OS) the uses came from, as their user agents say; a few
     /// at most.
     #[serde(default = "no_clients")]
-    pub clients: Smallest<Client>,
+    pub clients: Clients,
 }
 
 impl Default for UseGroup {
@@ -191,8 +190,8 @@ const FORWARDED_IPS_KEPT: usize = 8;
 /// A workload runs one or a few programs; more than this many in one use group is already odd.
 const CLIENTS_KEPT: usize = 8;
 
-fn no_clients() -> Smallest<Client> {
-    Smallest::new(CLIENTS_KEPT)
+fn no_clients() -> Clients {
+    Clients::new(CLIENTS_KEPT)
 }
 
 impl UseGroup {
@@ -202,7 +201,7 @@ impl UseGroup {
         let ua = u.user_agent;
         self.uses.add(u.time, u.audit_id, ua, Some(&u.request));
         if let Some(client) = ua.and_then(fingerprint) {
-            self.clients.offer_by(|kept| client.cmp(&kept.view()), || client.clone().into_owned());
+            self.clients.add(client, u.time);
         }
         if self.serviceaccount_uid.is_none() {
             self.serviceaccount_uid = u.serviceaccount_uid.map(str::to_owned);

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::activity::Mint;
+use crate::client::Os;
 use crate::config::EngineConfig;
 use crate::model::{Model, Place, Pod};
 use crate::net::IpNet;
@@ -122,19 +123,43 @@ pub struct Judgement {
     pub unknown_because: Option<UnknownBecause>,
     /// For [`Verdict::Unexpected`]: the knowledge the verdict lacks, if any.
     pub rests_on: Option<Missing>,
+    /// The OS a client of the uses named that the credential's node does not run (macOS, a phone,
+    /// Windows for a Linux node): used outside the cluster whatever the address.
+    pub foreign_os: Option<Os>,
 }
 
 impl Judgement {
     fn unknown(because: UnknownBecause, place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
-        Judgement { verdict: Verdict::Unknown, place, expected, unknown_because: Some(because), rests_on: None }
+        Judgement {
+            verdict: Verdict::Unknown,
+            place,
+            expected,
+            unknown_because: Some(because),
+            rests_on: None,
+            foreign_os: None,
+        }
     }
 
     fn expected(place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
-        Judgement { verdict: Verdict::Expected, place, expected, unknown_because: None, rests_on: None }
+        Judgement {
+            verdict: Verdict::Expected,
+            place,
+            expected,
+            unknown_because: None,
+            rests_on: None,
+            foreign_os: None,
+        }
     }
 
     fn unexpected(place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
-        Judgement { verdict: Verdict::Unexpected, place, expected, unknown_because: None, rests_on: None }
+        Judgement {
+            verdict: Verdict::Unexpected,
+            place,
+            expected,
+            unknown_because: None,
+            rests_on: None,
+            foreign_os: None,
+        }
     }
 
     /// An unexpected verdict that stands on missing knowledge.
@@ -142,9 +167,9 @@ impl Judgement {
         Judgement { rests_on: Some(missing), ..Judgement::unexpected(place, expected) }
     }
 
-    /// Whether the client address is outside the cluster.
+    /// Whether the client is outside the cluster: by its address, or by the OS it runs.
     pub fn off_cluster(&self) -> bool {
-        self.place == Some(Place::OffCluster)
+        self.place == Some(Place::OffCluster) || self.foreign_os.is_some()
     }
 }
 
@@ -191,12 +216,22 @@ impl Judge<'_> {
 
     fn judge_pod_bound(&self, ip: IpAddr, place: Place, pod_uid: &str, group: &UseGroup) -> Judgement {
         let expected = self.model.expected_for_pod(pod_uid, group.node.as_deref());
+        let pod = self.model.pods.get(pod_uid);
+        let node = group.node.as_deref().or_else(|| pod.and_then(|p| p.node.as_deref()));
+        // The client's own word that it runs where no node of this pod does outweighs any address:
+        // a laptop behind the NAT gateway the nodes share looks like a node by address alone.
+        let node_os = node.and_then(|n| self.model.nodes.get(n)).and_then(|n| n.os);
+        let foreign_os = group
+            .clients
+            .iter()
+            .find_map(|(c, _)| c.os.filter(|&os| !os.runs_nodes() || node_os.is_some_and(|n| n != os)));
+        if let Some(os) = foreign_os {
+            return Judgement { foreign_os: Some(os), ..Judgement::unexpected(Some(place), expected) };
+        }
         if expected.contains(&ip) || self.config.is_egress(ip) {
             return Judgement::expected(Some(place), expected);
         }
-        let pod = self.model.pods.get(pod_uid);
         let pod_addresses_known = pod.is_some_and(|p| !p.addresses.is_empty());
-        let node = group.node.as_deref().or_else(|| pod.and_then(|p| p.node.as_deref()));
         // A pod's own node's address is the pod's (hostNetwork, SNAT): while the node's addresses
         // are unknown, any address the pod is not known to lack could be the node's.
         let node_addresses_known = node.and_then(|n| self.model.nodes.get(n)).is_some_and(|n| !n.addresses.is_empty());

@@ -19,7 +19,8 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     let mut explained: BTreeSet<(&CredentialKey, IpAddr)> = BTreeSet::new();
     for (key, group, judgement) in &ctx.judged {
         let (CredentialKey::PodBound { .. }, Some(ip)) = (&key.credential, key.client) else { continue };
-        if judgement.verdict != Verdict::Unexpected {
+        // A client on an OS no node runs is reported by `fingerprint`, whatever its address.
+        if judgement.verdict != Verdict::Unexpected || judgement.foreign_os.is_some() {
             continue;
         }
         let pod = ctx.bound_pod(key, group);

@@ -125,6 +125,18 @@ pub fn node(name: &str, address: &str, pod_cidr: &str) -> Observation {
     })
 }
 
+/// A node as nodes.json lists it, with its OS.
+pub fn node_running(name: &str, address: &str, os: &str) -> Observation {
+    Observation::Node(NodeFact {
+        time: t(0.0),
+        source: Some(FactSource::Inventory),
+        name: name.into(),
+        addresses: vec![ip(address)],
+        pod_cidrs: vec![],
+        os: Some(os.into()),
+    })
+}
+
 /// A node learned only from its kubelet's own requests.
 pub fn kubelet_seen(name: &str, address: &str) -> Observation {
     Observation::Node(NodeFact {
@@ -200,6 +212,11 @@ impl Use {
     }
     pub fn at(mut self, minutes: f64) -> Self {
         self.u.time = t(minutes);
+        self
+    }
+    /// The client's user agent.
+    pub fn by(mut self, user_agent: &str) -> Self {
+        self.u.user_agent = Some(user_agent.into());
         self
     }
     pub fn audit_id(mut self, id: &str) -> Self {
