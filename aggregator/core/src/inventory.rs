@@ -4,8 +4,6 @@
 //! A dump is a snapshot: a pod in it was alive at collection, with the addresses it had then,
 //! from its start. Secret `data` is never read (see [`crate::objects::Secret`]).
 
-use std::net::IpAddr;
-
 use serde::Deserialize;
 use tokentrail_correlator_core::observation::{
     FactSource, NodeFact, Observation, PodEvent, PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact,
@@ -155,18 +153,7 @@ impl Reader<'_> {
         let Some(spec) = self.part::<NodeSpec<'_>>(ev.spec, "Node", "spec") else { return };
         let Some(status) = self.part::<NodeStatus<'_>>(ev.status, "Node", "status") else { return };
         let Some(time) = self.created(&meta, "Node") else { return };
-        let mut addresses: Vec<IpAddr> = Vec::new();
-        for a in status.addresses.iter().flatten() {
-            if !matches!(a.type_.as_deref(), Some("InternalIP" | "ExternalIP")) {
-                continue;
-            }
-            // Some providers list DNS names under these types too: only addresses count.
-            if let Some(ip) = a.address.as_deref().and_then(|s| s.trim().parse::<IpAddr>().ok()) {
-                if !addresses.contains(&ip) {
-                    addresses.push(ip);
-                }
-            }
-        }
+        let addresses = status.ips();
         let cidrs: Vec<&str> = match &spec.pod_cidrs {
             Some(list) if !list.is_empty() => list.iter().map(|c| &**c).collect(),
             _ => spec.pod_cidr.as_deref().into_iter().collect(),
@@ -183,7 +170,7 @@ impl Reader<'_> {
                 )),
             }
         }
-        let os = status.node_info.as_ref().and_then(|i| i.operating_system.as_deref()).map(str::to_string);
+        let os = status.os();
         let fact = NodeFact {
             time,
             source: Some(FactSource::Inventory),

@@ -201,6 +201,17 @@ pub(crate) struct PodIp<'a> {
     pub ip: Option<Str<'a>>,
 }
 
+/// A Node, as a request or response body carries it.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Node<'a> {
+    #[serde(borrow)]
+    pub metadata: Option<ObjectMeta<'a>>,
+    #[serde(borrow)]
+    pub spec: Option<NodeSpec<'a>>,
+    #[serde(borrow)]
+    pub status: Option<NodeStatus<'a>>,
+}
+
 /// `Node.spec`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct NodeSpec<'a> {
@@ -217,6 +228,30 @@ pub(crate) struct NodeStatus<'a> {
     pub addresses: Option<Vec<NodeAddress<'a>>>,
     #[serde(borrow, rename = "nodeInfo")]
     pub node_info: Option<NodeInfo<'a>>,
+}
+
+impl NodeStatus<'_> {
+    /// `InternalIP` and `ExternalIP` addresses; providers that list DNS names under these types
+    /// have them left out.
+    pub fn ips(&self) -> Vec<std::net::IpAddr> {
+        let mut ips = Vec::new();
+        for a in self.addresses.iter().flatten() {
+            if !matches!(a.type_.as_deref(), Some("InternalIP" | "ExternalIP")) {
+                continue;
+            }
+            if let Some(ip) = a.address.as_deref().and_then(|s| s.trim().parse().ok()) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        ips
+    }
+
+    /// `nodeInfo.operatingSystem`.
+    pub fn os(&self) -> Option<String> {
+        self.node_info.as_ref().and_then(|i| i.operating_system.as_deref()).map(str::to_string)
+    }
 }
 
 /// `Node.status.nodeInfo`, of which the OS is read.

@@ -178,6 +178,8 @@ pub struct Coverage {
     pub mints: u64,
     /// Engine counters.
     pub engine: EngineStats,
+    /// What the evidence taught about the cluster beyond the dumps, and what follows from it.
+    pub learned: Vec<String>,
 }
 
 impl Coverage {
@@ -240,8 +242,42 @@ pub(crate) fn build(engine: &Engine) -> Report {
         }
     }
     coverage.verified = coverage.expected + coverage.unexpected;
+    coverage.learned = learned(engine, &networks, &fronts);
     let timelines = timelines(&ctx, &findings);
     Report { findings, usage, legacy_tokens, coverage, timelines }
+}
+
+/// What the evidence itself taught about the cluster, in sentences for the coverage section.
+fn learned(engine: &Engine, networks: &[crate::net::IpNet], fronts: &BTreeSet<IpAddr>) -> Vec<String> {
+    let nodes = &engine.model.nodes;
+    let mut lines = Vec::new();
+    let from_log = nodes.iter().filter(|n| n.learned).count();
+    if from_log > 0 {
+        lines.push(format!(
+            "{from_log} of {} nodes and their addresses learned from the audit log (kubelets' requests, Node and Pod bodies)",
+            nodes.len()
+        ));
+    }
+    let with_os = nodes.iter().filter(|n| n.os.is_some()).count();
+    if with_os > 0 {
+        lines.push(format!("operating system known for {with_os} nodes (nodes.json, kubelets' user agents)"));
+    }
+    lines.push(String::from(if !networks.is_empty() {
+        "cluster extent: declared networks and node pod CIDRs"
+    } else if engine.model.extent_known(networks) {
+        "cluster extent: every known node talks from a private address, so a routable client is outside the cluster"
+    } else {
+        "cluster extent unknown (no pod CIDRs; nodes unknown or talking from routable addresses): verdicts of \
+         'outside the cluster' by address are held at medium; add nodes.json or --cluster-network"
+    }));
+    if !fronts.is_empty() {
+        let list: Vec<String> = fronts.iter().map(|ip| ip.to_string()).collect();
+        lines.push(format!(
+            "apiservers in front of aggregated apiservers, learned from forwarded requests: {}",
+            list.join(", ")
+        ));
+    }
+    lines
 }
 
 /// A timeline for each service account the findings name, most severe first.

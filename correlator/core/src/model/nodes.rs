@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::client::Os;
 use crate::net::IpNet;
-use crate::observation::NodeFact;
+use crate::observation::{FactSource, NodeFact};
 
 /// One node.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +19,10 @@ pub struct Node {
     /// Its operating system, when known.
     #[serde(default)]
     pub os: Option<Os>,
+    /// Known from the audit log alone (kubelets' requests, Node and Pod bodies), not from a
+    /// dump or an agent.
+    #[serde(default)]
+    pub learned: bool,
 }
 
 /// All nodes, indexed by address.
@@ -43,6 +47,10 @@ impl Nodes {
         if fact.name.is_empty() {
             return;
         }
+        let from_log = fact.source == Some(FactSource::AuditLog);
+        if let Some(node) = self.by_name.get_mut(&fact.name) {
+            node.learned &= from_log;
+        }
         // The kubelet of every node sends many requests: skip the map work when nothing is new.
         if let Some(node) = self.by_name.get(&fact.name) {
             if fact.addresses.iter().all(|a| node.addresses.contains(a))
@@ -52,10 +60,11 @@ impl Nodes {
                 return;
             }
         }
-        let node = self
-            .by_name
-            .entry(fact.name.clone())
-            .or_insert_with(|| Node { name: fact.name.clone(), ..Node::default() });
+        let node = self.by_name.entry(fact.name.clone()).or_insert_with(|| Node {
+            name: fact.name.clone(),
+            learned: from_log,
+            ..Node::default()
+        });
         for &ip in &fact.addresses {
             node.addresses.insert(ip);
             self.name_by_ip.insert(ip, fact.name.clone());
@@ -90,6 +99,11 @@ impl Nodes {
     /// Whether any node has a routable address.
     pub fn any_routable(&self) -> bool {
         !self.subnets.is_empty()
+    }
+
+    /// Every node, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Node> {
+        self.by_name.values()
     }
 
     /// Every pod CIDR of every node.
