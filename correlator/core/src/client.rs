@@ -8,7 +8,6 @@
 //! token used by a program that says it runs on macOS was not used by the pod, because no
 //! Kubernetes node runs macOS.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -107,19 +106,19 @@ impl Seen {
 }
 
 /// The clients of a group of requests, each with when it was seen: the `cap` smallest clients
-/// only. A client in the final set was never dropped (dropping it takes `cap` smaller ones,
-/// which stay), so its figures are whole, and the set does not depend on the order of requests.
+/// only, sorted. A client in the final set was never dropped (dropping it takes `cap` smaller
+/// ones, which stay), so its figures are whole, and the set does not depend on the order of
+/// requests. A vector, not a map: nearly every group has one client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clients {
-    #[serde(with = "crate::pairs")]
-    seen: BTreeMap<Client, Seen>,
+    seen: Vec<(Client, Seen)>,
     cap: usize,
 }
 
 impl Clients {
     /// No clients yet, keeping at most `cap`.
     pub fn new(cap: usize) -> Clients {
-        Clients { seen: BTreeMap::new(), cap }
+        Clients { seen: Vec::new(), cap }
     }
 
     /// Counts a request by `client` at `t`.
@@ -128,30 +127,30 @@ impl Clients {
     }
 
     fn add_seen(&mut self, client: Client<&str>, seen: Seen) {
-        // Most requests come from a client already counted: find it without an owned key.
-        if let Some((_, s)) = self.seen.iter_mut().find(|(k, _)| k.view() == client) {
-            s.add(seen);
+        let at = match self.seen.binary_search_by(|(k, _)| k.view().cmp(&client)) {
+            Ok(found) => return self.seen[found].1.add(seen),
+            Err(at) => at,
+        };
+        if at >= self.cap {
             return;
         }
-        if self.seen.len() >= self.cap && self.seen.last_key_value().is_some_and(|(k, _)| client >= k.view()) {
-            return;
+        if self.seen.len() == self.seen.capacity() && self.seen.len() < self.cap {
+            self.seen.reserve_exact(1);
         }
-        self.seen.insert(client.into_owned(), seen);
-        if self.seen.len() > self.cap {
-            self.seen.pop_last();
-        }
+        self.seen.insert(at, (client.into_owned(), seen));
+        self.seen.truncate(self.cap);
     }
 
     /// Takes in another group's clients.
     pub fn merge(&mut self, other: &Clients) {
-        for (client, &seen) in &other.seen {
-            self.add_seen(client.view(), seen);
+        for (client, seen) in &other.seen {
+            self.add_seen(client.view(), *seen);
         }
     }
 
     /// The clients, in order, with when they were seen.
     pub fn iter(&self) -> impl Iterator<Item = (&Client, &Seen)> {
-        self.seen.iter()
+        self.seen.iter().map(|(c, s)| (c, s))
     }
 }
 
@@ -239,5 +238,24 @@ mod tests {
         assert_eq!(Os::parse("linux"), Some(Os::Linux));
         assert_eq!(Os::parse("Windows"), Some(Os::Windows));
         assert_eq!(Os::parse("plan9"), None);
+    }
+
+    #[test]
+    fn clients_keep_the_smallest_whole_whatever_the_order() {
+        let uses = [("kubectl", 5), ("app", 1), ("zz", 9), ("app", 3), ("curl", 2), ("kubectl", 1), ("b", 4)];
+        let fold = |order: &mut dyn Iterator<Item = &(&str, i64)>| {
+            let mut c = Clients::new(3);
+            for &(program, t) in order {
+                c.add(Client { program, os: None }, Timestamp(t));
+            }
+            c.iter().map(|(c, s)| (c.program.clone(), s.first.0, s.last.0, s.count)).collect::<Vec<_>>()
+        };
+        let forward = fold(&mut uses.iter());
+        assert_eq!(fold(&mut uses.iter().rev()), forward);
+        assert_eq!(
+            forward,
+            [("app".into(), 1, 3, 2), ("b".into(), 4, 4, 1), ("curl".into(), 2, 2, 1)],
+            "the three smallest programs, each counted whole"
+        );
     }
 }

@@ -5,33 +5,31 @@
 //! whatever order the evidence is read in, which golden files and shuffled inputs rely on.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
 
-/// The `cap` smallest distinct values seen.
+/// The `cap` smallest distinct values seen, kept sorted.
+///
+/// A sorted vector rather than a set: samples hold a handful of values, and there is one per use
+/// group (millions when an attacker floods credentials); a set's first node alone takes room for
+/// eleven values, the vector grows one value at a time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Smallest<T: Ord> {
-    values: BTreeSet<T>,
+    values: Vec<T>,
     cap: usize,
 }
 
 impl<T: Ord> Smallest<T> {
     /// An empty sample keeping at most `cap` values.
     pub fn new(cap: usize) -> Self {
-        Smallest { values: BTreeSet::new(), cap }
+        Smallest { values: Vec::new(), cap }
     }
 
     /// Offers a value; it is kept if it is among the `cap` smallest so far.
     pub fn offer(&mut self, value: T) {
-        if self.values.len() >= self.cap {
-            match self.values.last() {
-                Some(largest) if value < *largest => {}
-                _ => return,
-            }
+        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| value >= *largest) {
+            return;
         }
-        self.values.insert(value);
-        if self.values.len() > self.cap {
-            self.values.pop_last();
-        }
+        let Err(at) = self.values.binary_search(&value) else { return };
+        self.insert(at, value);
     }
 
     /// Offers a value known only by reference, building the owned value only if it would be
@@ -51,15 +49,20 @@ impl<T: Ord> Smallest<T> {
         if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| compare(largest).is_ge()) {
             return;
         }
-        // The sample is small (ten at most): a scan that stops at the first larger value.
-        for kept in &self.values {
-            match compare(kept) {
-                Ordering::Equal => return,
-                Ordering::Less => break,
-                Ordering::Greater => {}
-            }
+        // `compare` orders the candidate against a kept value; the search wants the reverse.
+        let Err(at) = self.values.binary_search_by(|kept| compare(kept).reverse()) else { return };
+        self.insert(at, make());
+    }
+
+    fn insert(&mut self, at: usize, value: T) {
+        if self.values.len() == self.values.capacity() && self.values.len() < self.cap {
+            // Grow by one: most samples never fill, and doubling would leave room unused.
+            self.values.reserve_exact(1);
         }
-        self.offer(make());
+        self.values.insert(at, value);
+        if self.values.len() > self.cap {
+            self.values.pop();
+        }
     }
 
     /// Whether a value ordered at `key` could still enter the sample (cheap pre-check).
