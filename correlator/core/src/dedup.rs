@@ -66,6 +66,11 @@ impl Rank {
         Rank { hops: u8::try_from(hops).unwrap_or(u8::MAX), stage }
     }
 
+    /// `sourceIPs` entries beyond trusted proxies.
+    pub fn hops(self) -> u8 {
+        self.hops
+    }
+
     /// No other copy of the request can be better: one (or no) hop, a final stage.
     pub fn is_final(self) -> bool {
         self.hops <= 1 && self.stage == 0

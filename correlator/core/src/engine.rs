@@ -146,7 +146,8 @@ impl Engine {
             Observation::TokenUse(u) => self.observe_use(u.view()),
             Observation::TokenMint(m) => {
                 let client = self.client(&m.source_ips);
-                self.mints.add(m, client);
+                let hops = self.rank(&m.source_ips, true, false).hops();
+                self.mints.add(m, client, hops);
             }
             Observation::AuthFailure(f) => {
                 let rank = self.rank(&f.source_ips, true, false);
