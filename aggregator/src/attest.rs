@@ -306,6 +306,9 @@ impl Ctx<'_> {
             name: n.name.clone(),
             addresses,
             pod_cidrs,
+            // The agent's node report says nothing of its OS yet; nodes.json and the kubelet's
+            // requests do.
+            os: None,
         };
         self.push(pb::observation::Kind::Node(fact));
     }

@@ -94,6 +94,7 @@ pub fn to_proto(cluster: &str, o: &Observation) -> pb::Observation {
             name: n.name.clone(),
             addresses: ips(&n.addresses),
             pod_cidrs: n.pod_cidrs.iter().filter_map(net).collect(),
+            os: n.os.clone(),
         }),
         Observation::ServiceAccount(s) => Kind::ServiceAccount(pb::ServiceAccountFact {
             time_micros: s.time.0,
@@ -305,6 +306,7 @@ pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
                 .iter()
                 .filter_map(|c| format!("{}/{}", ip_back(&c.addr)?, c.prefix_len).parse().ok())
                 .collect(),
+            os: n.os.clone(),
         }),
         Kind::ServiceAccount(s) => Observation::ServiceAccount(ServiceAccountFact {
             time: Timestamp(s.time_micros),

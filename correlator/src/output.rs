@@ -265,6 +265,9 @@ fn coverage(s: &mut String, analysis: &Analysis) {
             c.cluster_networks.join(", ")
         },
     );
+    for line in &c.learned {
+        let _ = writeln!(s, "  learned         {line}");
+    }
     let formats: Vec<String> = analysis.decode.by_format.iter().map(|(f, n)| format!("{f} {n}")).collect();
     let readable = analysis.files.iter().filter(|f| f.error.is_none() && f.skipped.is_none()).count();
     let _ = writeln!(

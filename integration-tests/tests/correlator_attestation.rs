@@ -71,6 +71,7 @@ fn heartbeat(minutes: f64) -> Observation {
         name: "worker-1".into(),
         addresses: vec![ip("10.0.1.11")],
         pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
+        os: None,
     })
 }
 

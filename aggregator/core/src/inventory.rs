@@ -4,8 +4,6 @@
 //! A dump is a snapshot: a pod in it was alive at collection, with the addresses it had then,
 //! from its start. Secret `data` is never read (see [`crate::objects::Secret`]).
 
-use std::net::IpAddr;
-
 use serde::Deserialize;
 use tokentrail_correlator_core::observation::{
     FactSource, NodeFact, Observation, PodEvent, PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact,
@@ -129,8 +127,22 @@ impl Reader<'_> {
             name: fact.name.clone(),
             ..PodFact::default()
         });
+        // The pod's node is where its SNAT and hostNetwork traffic comes from: without nodes.json,
+        // a node's address must not be taken for a stranger's.
+        let host = status.host_addresses();
+        let node_fact = fact.node.clone().filter(|_| !host.is_empty()).map(|name| NodeFact {
+            time,
+            source: Some(FactSource::Inventory),
+            name,
+            addresses: host,
+            pod_cidrs: Vec::new(),
+            os: None,
+        });
         self.sink.stats.event(self.format);
         self.push(Observation::Pod(fact));
+        if let Some(node) = node_fact {
+            self.push(Observation::Node(node));
+        }
         if let Some(deleted) = deleted {
             self.push(Observation::Pod(deleted));
         }
@@ -141,18 +153,7 @@ impl Reader<'_> {
         let Some(spec) = self.part::<NodeSpec<'_>>(ev.spec, "Node", "spec") else { return };
         let Some(status) = self.part::<NodeStatus<'_>>(ev.status, "Node", "status") else { return };
         let Some(time) = self.created(&meta, "Node") else { return };
-        let mut addresses: Vec<IpAddr> = Vec::new();
-        for a in status.addresses.iter().flatten() {
-            if !matches!(a.type_.as_deref(), Some("InternalIP" | "ExternalIP")) {
-                continue;
-            }
-            // Some providers list DNS names under these types too: only addresses count.
-            if let Some(ip) = a.address.as_deref().and_then(|s| s.trim().parse::<IpAddr>().ok()) {
-                if !addresses.contains(&ip) {
-                    addresses.push(ip);
-                }
-            }
-        }
+        let addresses = status.ips();
         let cidrs: Vec<&str> = match &spec.pod_cidrs {
             Some(list) if !list.is_empty() => list.iter().map(|c| &**c).collect(),
             _ => spec.pod_cidr.as_deref().into_iter().collect(),
@@ -169,8 +170,15 @@ impl Reader<'_> {
                 )),
             }
         }
-        let fact =
-            NodeFact { time, source: Some(FactSource::Inventory), name: name(&meta).to_string(), addresses, pod_cidrs };
+        let os = status.os();
+        let fact = NodeFact {
+            time,
+            source: Some(FactSource::Inventory),
+            name: name(&meta).to_string(),
+            addresses,
+            pod_cidrs,
+            os,
+        };
         self.sink.stats.event(self.format);
         self.push(Observation::Node(fact));
     }

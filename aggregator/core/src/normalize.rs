@@ -24,7 +24,7 @@ use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::{Event, LegacyEventMeta, ObjectRef};
 use crate::json::{self, elide_quoted, is_object, Raw, Str};
-use crate::objects::{Binding, DeleteOptions, ObjectMeta, Pod, Secret, TokenRequest, SERVICE_ACCOUNT_TOKEN_TYPE};
+use crate::objects::{Binding, DeleteOptions, Node, ObjectMeta, Pod, Secret, TokenRequest, SERVICE_ACCOUNT_TOKEN_TYPE};
 use crate::sink::{Format, Place, Sink};
 
 /// Where an audit event came from: its format, a time to fall back on from its envelope, and
@@ -105,6 +105,7 @@ impl<'e> Normalizer<'e, '_, '_> {
             ("patch" | "update", Some("pods"), Some("status")) if success => self.pod_status(),
             ("delete", Some("pods"), None) if success => self.pod_deleted(),
             ("create", Some("secrets"), None) if success => self.secret_created(),
+            ("create" | "patch" | "update", Some("nodes"), None | Some("status")) if success => self.node_written(),
             _ => {}
         }
         if let Some(node) = username.and_then(|u| u.strip_prefix("system:node:")) {
@@ -405,7 +406,27 @@ impl<'e> Normalizer<'e, '_, '_> {
         }
         fact.node = resp.as_ref().and_then(|p| p.spec.as_ref()).and_then(|s| nonempty(s.node_name.as_deref()));
         fact.ips = ips;
+        let statuses = [req.as_ref(), resp.as_ref()];
+        let host = statuses
+            .iter()
+            .flatten()
+            .filter_map(|p| p.status.as_ref())
+            .map(|s| s.host_addresses())
+            .find(|h| !h.is_empty());
+        // The kubelet patches the status of its own node's pods.
+        let kubelet = self.ev.username().and_then(|u| u.strip_prefix("system:node:")).map(str::to_string);
+        let node_fact = fact.node.clone().or(kubelet).zip(host).map(|(name, addresses)| NodeFact {
+            time: self.time,
+            source: Some(FactSource::AuditLog),
+            name,
+            addresses,
+            pod_cidrs: Vec::new(),
+            os: None,
+        });
         self.push(Observation::Pod(fact));
+        if let Some(node) = node_fact {
+            self.push(Observation::Node(node));
+        }
     }
 
     fn pod_deleted(&mut self) {
@@ -464,6 +485,42 @@ impl<'e> Normalizer<'e, '_, '_> {
         self.push(Observation::TokenSecret(fact));
     }
 
+    /// A Node created or its status written (the kubelet registering and reporting, at Request
+    /// level or above): the node's addresses, pod CIDRs and OS, from the body.
+    fn node_written(&mut self) {
+        let req: Option<Node<'_>> = self.object(self.ev.request_object, "requestObject");
+        let resp: Option<Node<'_>> = self.object(self.ev.response_object, "responseObject");
+        let bodies = [resp.as_ref(), req.as_ref()];
+        let name = bodies
+            .iter()
+            .flatten()
+            .filter_map(|n| n.metadata.as_ref()?.name.as_deref())
+            .chain(self.object_ref().and_then(|o| o.name.as_deref()))
+            .find(|n| !n.is_empty())
+            .map(str::to_string);
+        let Some(name) = name else { return };
+        let statuses = || bodies.iter().flatten().filter_map(|n| n.status.as_ref());
+        let addresses = statuses().map(|s| s.ips()).find(|a| !a.is_empty()).unwrap_or_default();
+        let os = statuses().find_map(|s| s.os());
+        let mut pod_cidrs = Vec::new();
+        for spec in bodies.iter().flatten().filter_map(|n| n.spec.as_ref()) {
+            let listed: Vec<&str> = match &spec.pod_cidrs {
+                Some(list) if !list.is_empty() => list.iter().map(|c| &**c).collect(),
+                _ => spec.pod_cidr.as_deref().into_iter().collect(),
+            };
+            pod_cidrs.extend(listed.iter().filter_map(|c| c.parse::<tokentrail_correlator_core::IpNet>().ok()));
+            if !pod_cidrs.is_empty() {
+                break;
+            }
+        }
+        if addresses.is_empty() && os.is_none() && pod_cidrs.is_empty() {
+            // A status patch of conditions or a heartbeat only: nothing the engine uses.
+            return;
+        }
+        let fact = NodeFact { time: self.time, source: Some(FactSource::AuditLog), name, addresses, pod_cidrs, os };
+        self.push(Observation::Node(fact));
+    }
+
     /// A request by `system:node:<name>`: the kubelet talks from its node's address, so the TCP
     /// peer is one of that node's addresses. Loopback is skipped: a control-plane kubelet
     /// talking to its local apiserver says nothing about the node's network address.
@@ -478,6 +535,8 @@ impl<'e> Normalizer<'e, '_, '_> {
             name: node.to_string(),
             addresses: vec![peer],
             pod_cidrs: Vec::new(),
+            // client-go's user agent names the OS the kubelet was built for: `(linux/amd64)`.
+            os: self.user_agent_view().and_then(kubelet_os),
         };
         self.push(Observation::Node(fact));
     }
@@ -489,6 +548,16 @@ impl<'e> Normalizer<'e, '_, '_> {
         }
         ips
     }
+}
+
+/// The OS a kubelet's user agent names (`kubelet/v1.30.2 (linux/amd64) kubernetes/39683505`).
+fn kubelet_os(user_agent: &str) -> Option<String> {
+    if !user_agent.starts_with("kubelet/") {
+        return None;
+    }
+    let inside = user_agent.split_once('(')?.1;
+    let os = inside.split(['/', ')']).next()?.trim();
+    (!os.is_empty()).then(|| os.to_string())
 }
 
 /// Reads one field of an object's metadata.

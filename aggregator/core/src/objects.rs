@@ -151,9 +151,29 @@ pub(crate) struct PodStatus<'a> {
     pub pod_ips: Option<Vec<PodIp<'a>>>,
     #[serde(borrow)]
     pub start_time: Option<Str<'a>>,
+    #[serde(borrow, rename = "hostIP")]
+    pub host_ip: Option<Str<'a>>,
+    #[serde(borrow, rename = "hostIPs")]
+    pub host_ips: Option<Vec<PodIp<'a>>>,
 }
 
 impl PodStatus<'_> {
+    /// The addresses of the pod's node (`hostIPs[].ip`, or `hostIP`); unparseable ones are
+    /// left out (the node's own facts report them).
+    pub fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+        let listed: Vec<&str> = match &self.host_ips {
+            Some(list) if !list.is_empty() => list.iter().filter_map(|p| p.ip.as_deref()).collect(),
+            _ => self.host_ip.as_deref().into_iter().collect(),
+        };
+        let mut ips = Vec::new();
+        for ip in listed.iter().filter_map(|s| s.trim().parse().ok()) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        ips
+    }
+
     /// `podIPs[].ip`, or `podIP` when the list is absent; unparseable entries are returned
     /// separately so the caller can report them.
     pub fn ips(&self) -> (Vec<std::net::IpAddr>, Vec<String>) {
@@ -181,6 +201,17 @@ pub(crate) struct PodIp<'a> {
     pub ip: Option<Str<'a>>,
 }
 
+/// A Node, as a request or response body carries it.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Node<'a> {
+    #[serde(borrow)]
+    pub metadata: Option<ObjectMeta<'a>>,
+    #[serde(borrow)]
+    pub spec: Option<NodeSpec<'a>>,
+    #[serde(borrow)]
+    pub status: Option<NodeStatus<'a>>,
+}
+
 /// `Node.spec`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct NodeSpec<'a> {
@@ -195,6 +226,39 @@ pub(crate) struct NodeSpec<'a> {
 pub(crate) struct NodeStatus<'a> {
     #[serde(borrow)]
     pub addresses: Option<Vec<NodeAddress<'a>>>,
+    #[serde(borrow, rename = "nodeInfo")]
+    pub node_info: Option<NodeInfo<'a>>,
+}
+
+impl NodeStatus<'_> {
+    /// `InternalIP` and `ExternalIP` addresses; providers that list DNS names under these types
+    /// have them left out.
+    pub fn ips(&self) -> Vec<std::net::IpAddr> {
+        let mut ips = Vec::new();
+        for a in self.addresses.iter().flatten() {
+            if !matches!(a.type_.as_deref(), Some("InternalIP" | "ExternalIP")) {
+                continue;
+            }
+            if let Some(ip) = a.address.as_deref().and_then(|s| s.trim().parse().ok()) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        ips
+    }
+
+    /// `nodeInfo.operatingSystem`.
+    pub fn os(&self) -> Option<String> {
+        self.node_info.as_ref().and_then(|i| i.operating_system.as_deref()).map(str::to_string)
+    }
+}
+
+/// `Node.status.nodeInfo`, of which the OS is read.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NodeInfo<'a> {
+    #[serde(borrow, rename = "operatingSystem")]
+    pub operating_system: Option<Str<'a>>,
 }
 
 /// `Node.status.addresses[]`.

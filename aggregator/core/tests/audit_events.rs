@@ -303,3 +303,38 @@ fn panther_renamed_extra_keys_keep_the_binding() {
         matches!(&token_uses(&sink)[0].credential, Credential::PodBound { pod_name, .. } if pod_name == "coredns-57ff979f67-bl27n")
     );
 }
+
+#[test]
+fn a_kubelet_request_names_its_node_address_and_os() {
+    let sink =
+        decode(&event("get", CONFIGMAP_REF, KUBELET, 200, "").replace(
+            "api/v1.4.2 (linux/amd64) kubernetes/$Format",
+            "kubelet/v1.33.2 (windows/amd64) kubernetes/a1b2c3d",
+        ));
+    let n = nodes(&sink);
+    assert_eq!(n.len(), 1, "{:?}", sink.problems);
+    assert_eq!((n[0].name.as_str(), n[0].addresses.as_slice()), ("ip-10-0-1-23.ec2.internal", &[ip("10.0.1.57")][..]));
+    assert_eq!(n[0].os.as_deref(), Some("windows"));
+}
+
+#[test]
+fn a_node_status_written_at_request_level_names_addresses_cidrs_and_os() {
+    let node_ref = r#""objectRef":{"resource":"nodes","name":"ip-10-0-1-23.ec2.internal","apiVersion":"v1","subresource":"status"},"#;
+    let body = r#","requestObject":{"status":{"addresses":[{"type":"InternalIP","address":"10.0.1.23"},{"type":"ExternalIP","address":"198.51.100.23"},{"type":"Hostname","address":"ip-10-0-1-23"}],"nodeInfo":{"operatingSystem":"linux"}}},"responseObject":{"kind":"Node","metadata":{"name":"ip-10-0-1-23.ec2.internal"},"spec":{"podCIDR":"10.244.7.0/24"}}"#;
+    let sink = decode(&event("patch", node_ref, KUBELET, 200, body));
+    let written: Vec<_> = nodes(&sink).into_iter().filter(|n| !n.pod_cidrs.is_empty()).collect();
+    assert_eq!(written.len(), 1, "{:?}", nodes(&sink));
+    assert_eq!(written[0].addresses, [ip("10.0.1.23"), ip("198.51.100.23")]);
+    assert_eq!(written[0].pod_cidrs, ["10.244.7.0/24".parse().unwrap()]);
+    assert_eq!(written[0].os.as_deref(), Some("linux"));
+}
+
+#[test]
+fn a_pod_status_patch_names_the_pods_node_address() {
+    let pod_ref = r#""objectRef":{"resource":"pods","namespace":"shop","name":"api-7d9f8-xk2lq","uid":"0dd440a6-0000-4000-8000-000000000002","apiVersion":"v1","subresource":"status"},"#;
+    let body = r#","requestObject":{"metadata":{"uid":"0dd440a6-0000-4000-8000-000000000002"},"status":{"hostIP":"10.0.1.23","hostIPs":[{"ip":"10.0.1.23"}],"podIP":"10.244.7.12","podIPs":[{"ip":"10.244.7.12"}]}}"#;
+    let sink = decode(&event("patch", pod_ref, KUBELET, 200, body));
+    let hosts: Vec<_> = nodes(&sink).into_iter().filter(|n| n.addresses == [ip("10.0.1.23")]).collect();
+    assert_eq!(hosts.len(), 1, "{:?}", nodes(&sink));
+    assert_eq!(hosts[0].name, "ip-10-0-1-23.ec2.internal");
+}

@@ -75,6 +75,7 @@ fn cluster(pods: u32, uses_per_credential: u32) -> Vec<Observation> {
             name: format!("node-{n}"),
             addresses: vec![node_ip(n)],
             pod_cidrs: vec![format!("10.64.{n}.0/24").parse().expect("cidr")],
+            os: None,
         }));
     }
     for p in 0..pods {

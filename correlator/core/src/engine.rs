@@ -22,6 +22,7 @@ use crate::observation::{
     AuthFailure, Credential, FactSource, Observation, PodAccess, SecretRead, ServiceAccountFact, ServiceAccountRef,
     Stage, TokenSecretFact, UseView,
 };
+use crate::proxies::ProxyHops;
 use crate::report::{self, Report};
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp};
@@ -69,6 +70,9 @@ pub struct Engine {
     #[serde(with = "crate::pairs")]
     pub(crate) token_secrets: BTreeMap<(String, String), TokenSecretFact>,
     pub(crate) attestations: Attestations,
+    /// Last hops of forwarded requests: the apiservers in front of aggregated apiservers.
+    #[serde(default)]
+    pub(crate) hops: ProxyHops,
     pub(crate) stats: EngineStats,
     /// The latest event time seen: the report's "now" (the core has no clock).
     pub(crate) latest: Timestamp,
@@ -121,6 +125,7 @@ impl Engine {
             serviceaccounts: BTreeMap::new(),
             token_secrets: BTreeMap::new(),
             attestations: Attestations::default(),
+            hops: ProxyHops::default(),
             stats: EngineStats::default(),
             latest: Timestamp::MIN,
         }
@@ -223,6 +228,11 @@ impl Engine {
         self.stats.token_uses += 1;
         let client = self.client(u.source_ips);
         let forged = self.forged_addresses(u.source_ips);
+        if !forged.is_empty() {
+            if let Some(&peer) = u.source_ips.last() {
+                self.hops.note(peer, u.serviceaccount);
+            }
+        }
         let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
         let group = self.uses.entry_ref(&key).or_default();
         if let Credential::PodBound { pod_name, pod_uid, node, .. } = u.credential {
@@ -354,7 +364,8 @@ impl Engine {
         // Room for every group at once: growing the map step by step would move each group
         // (a few hundred bytes) several times over.
         self.uses.reserve(others.iter().map(|e| e.uses.len()).sum());
-        for Engine { uses, model, stats, latest, .. } in others {
+        for Engine { uses, model, stats, latest, hops, .. } in others {
+            self.hops.merge(hops);
             for (key, group) in uses {
                 match self.uses.entry(key) {
                     Entry::Occupied(mut mine) => mine.get_mut().merge(group),

@@ -81,6 +81,9 @@ pub enum Rule {
     LegacyTokenPresent,
     /// Secrets holding service-account tokens read by a non-control-plane principal.
     SaTokenSecretRead,
+    /// A pod's token used by a client program the pod never used, from its node's address or
+    /// another pod's.
+    TokenClientChanged,
 }
 
 /// A MITRE ATT&CK technique.
@@ -101,7 +104,7 @@ const T1609: Technique = Technique { id: "T1609", name: "Container Administratio
 
 impl Rule {
     /// Every rule, in catalogue order.
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 14] = [
         Rule::TokenUsedOffCluster,
         Rule::TokenUsedFromOtherWorkload,
         Rule::TokenMultiOrigin,
@@ -115,6 +118,7 @@ impl Rule {
         Rule::LegacyTokenUse,
         Rule::LegacyTokenPresent,
         Rule::SaTokenSecretRead,
+        Rule::TokenClientChanged,
     ];
 
     /// The stable rule id.
@@ -133,6 +137,7 @@ impl Rule {
             Rule::LegacyTokenUse => "legacy-token-use",
             Rule::LegacyTokenPresent => "legacy-token-present",
             Rule::SaTokenSecretRead => "sa-token-secret-read",
+            Rule::TokenClientChanged => "token-client-changed",
         }
     }
 
@@ -146,9 +151,11 @@ impl Rule {
             | Rule::TokenSupersededUse
             | Rule::TokenAfterPodDeletion
             | Rule::LegacyTokenForeignIp => Severity::High,
-            Rule::TokenMintedByUser | Rule::XffSpoofedSource | Rule::LegacyTokenUse | Rule::SaTokenSecretRead => {
-                Severity::Medium
-            }
+            Rule::TokenMintedByUser
+            | Rule::XffSpoofedSource
+            | Rule::LegacyTokenUse
+            | Rule::SaTokenSecretRead
+            | Rule::TokenClientChanged => Severity::Medium,
             Rule::LegacyTokenPresent => Severity::Low,
         }
     }
@@ -156,16 +163,17 @@ impl Rule {
     /// ATT&CK techniques the rule evidences.
     pub fn attack(self) -> &'static [Technique] {
         match self {
-            Rule::TokenUsedOffCluster | Rule::TokenUsedFromOtherWorkload | Rule::TokenMultiOrigin => {
-                &[T1550_001, T1528, T1078_004]
-            }
-            Rule::TokenForgedMint | Rule::TokenMintedByUser => &[T1528, T1078_004],
-            Rule::TokenSupersededUse | Rule::TokenAfterPodDeletion => &[T1550_001, T1528],
+            Rule::TokenUsedOffCluster
+            | Rule::TokenUsedFromOtherWorkload
+            | Rule::TokenMultiOrigin
+            | Rule::TokenClientChanged => &[T1550_001, T1528, T1078_004],
             Rule::ExecThenTokenUse => &[T1609, T1552_007, T1528, T1550_001],
             Rule::XffSpoofedSource => &[T1550_001],
             Rule::LegacyTokenForeignIp | Rule::LegacyTokenUse => &[T1550_001, T1078_004],
             Rule::LegacyTokenPresent => &[T1078_004],
             Rule::SaTokenSecretRead => &[T1552_007, T1528],
+            Rule::TokenForgedMint | Rule::TokenMintedByUser => &[T1528, T1078_004],
+            Rule::TokenSupersededUse | Rule::TokenAfterPodDeletion => &[T1550_001, T1528],
         }
     }
 

@@ -12,10 +12,13 @@
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
 //! * `rules`: the catalogue of DESIGN §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
-//! * [`time`], [`net`], [`sample`], [`tally`], [`principals`]: small shared pieces.
+//! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
+//! * [`time`], [`net`], [`sample`], [`tally`], [`principals`], [`client`] (what a user agent
+//!   says about its program and OS): small shared pieces.
 
 pub mod activity;
 pub mod attestation;
+pub mod client;
 pub mod config;
 pub mod dedup;
 pub mod emit;
@@ -29,6 +32,7 @@ pub mod observation;
 pub mod ocsf;
 mod pairs;
 pub mod principals;
+pub mod proxies;
 pub mod report;
 mod rules;
 pub mod sample;

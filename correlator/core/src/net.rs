@@ -22,6 +22,25 @@ impl IpNet {
         IpNet { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
     }
 
+    /// The network of `prefix` bits that holds `addr` (a prefix beyond the address's length is
+    /// taken as the whole address).
+    pub fn around(addr: IpAddr, prefix: u8) -> IpNet {
+        let addr = match addr {
+            IpAddr::V4(v4) => {
+                let prefix = u32::from(prefix.min(32));
+                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let prefix = u32::from(prefix.min(128));
+                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        IpNet { addr, prefix: prefix.min(max) }
+    }
+
     /// Whether `ip` lies inside this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
@@ -121,6 +140,9 @@ mod tests {
         assert!("0.0.0.0/0".parse::<IpNet>().unwrap().contains(ip("8.8.8.8")));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("nonsense".parse::<IpNet>().is_err());
+        assert_eq!(IpNet::around(ip("198.51.100.77"), 24), "198.51.100.0/24".parse().unwrap());
+        assert_eq!(IpNet::around(ip("2001:db8:1:2:3::9"), 64), "2001:db8:1:2::/64".parse().unwrap());
+        assert!(IpNet::around(ip("198.51.100.77"), 24).contains(ip("198.51.100.3")));
     }
 
     #[test]

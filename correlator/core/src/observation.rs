@@ -493,6 +493,10 @@ pub struct NodeFact {
     pub addresses: Vec<IpAddr>,
     /// `spec.podCIDRs` / `spec.podCIDR`.
     pub pod_cidrs: Vec<IpNet>,
+    /// The operating system: `status.nodeInfo.operatingSystem`, or as the node's kubelet names
+    /// it in its user agent (`linux`, `windows`).
+    #[serde(default)]
+    pub os: Option<String>,
 }
 
 /// A ServiceAccount object.

@@ -11,6 +11,7 @@ use crate::engine::{Engine, EngineStats};
 use crate::finding::Finding;
 use crate::model::Place;
 use crate::observation::ServiceAccountRef;
+use crate::proxies;
 use crate::rules::{self, Context};
 use crate::time::Timestamp;
 use crate::usage::{CredentialKey, TimeBuckets};
@@ -178,6 +179,8 @@ pub struct Coverage {
     pub mints: u64,
     /// Engine counters.
     pub engine: EngineStats,
+    /// What the evidence taught about the cluster beyond the dumps, and what follows from it.
+    pub learned: Vec<String>,
 }
 
 impl Coverage {
@@ -204,7 +207,14 @@ pub(crate) fn build(engine: &Engine) -> Report {
     // Groups are put in key order before they are judged: a key and a group reference sort
     // quicker than a judged group, and judging in key order meets each pod again while it is
     // still in cache. Keys are unique, so an unstable sort gives the one order.
-    let mut groups: Vec<_> = engine.uses.iter().collect();
+    let fronts = engine.hops.fronts(&engine.model);
+    let (moved, replaced) = proxies::through_fronts(engine.uses.iter(), &fronts);
+    let mut groups: Vec<_> = engine
+        .uses
+        .iter()
+        .filter(|(key, _)| !replaced.contains(key))
+        .chain(moved.iter().map(|(k, g)| (k, g)))
+        .collect();
     groups.sort_unstable_by_key(|(key, _)| *key);
     let judged: Vec<_> = groups.into_iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
     let ctx = Context { engine, judge: &judge, judged };
@@ -233,8 +243,42 @@ pub(crate) fn build(engine: &Engine) -> Report {
         }
     }
     coverage.verified = coverage.expected + coverage.unexpected;
+    coverage.learned = learned(engine, &networks, &fronts);
     let timelines = timelines(&ctx, &findings);
     Report { findings, usage, legacy_tokens, coverage, timelines }
+}
+
+/// What the evidence itself taught about the cluster, in sentences for the coverage section.
+fn learned(engine: &Engine, networks: &[crate::net::IpNet], fronts: &BTreeSet<IpAddr>) -> Vec<String> {
+    let nodes = &engine.model.nodes;
+    let mut lines = Vec::new();
+    let from_log = nodes.iter().filter(|n| n.learned).count();
+    if from_log > 0 {
+        lines.push(format!(
+            "{from_log} of {} nodes and their addresses learned from the audit log (kubelets' requests, Node and Pod bodies)",
+            nodes.len()
+        ));
+    }
+    let with_os = nodes.iter().filter(|n| n.os.is_some()).count();
+    if with_os > 0 {
+        lines.push(format!("operating system known for {with_os} nodes (nodes.json, kubelets' user agents)"));
+    }
+    lines.push(String::from(if !networks.is_empty() {
+        "cluster extent: declared networks and node pod CIDRs"
+    } else if engine.model.extent_known(networks) {
+        "cluster extent: every known node talks from a private address, so a routable client is outside the cluster"
+    } else {
+        "cluster extent unknown (no pod CIDRs; nodes unknown or talking from routable addresses): verdicts of \
+         'outside the cluster' by address are held at medium; add nodes.json or --cluster-network"
+    }));
+    if !fronts.is_empty() {
+        let list: Vec<String> = fronts.iter().map(|ip| ip.to_string()).collect();
+        lines.push(format!(
+            "apiservers in front of aggregated apiservers, learned from forwarded requests: {}",
+            list.join(", ")
+        ));
+    }
+    lines
 }
 
 /// A timeline for each service account the findings name, most severe first.

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::client::{fingerprint, Clients};
 use crate::observation::{Credential, ServiceAccountRef, UseView};
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp, SECOND};
@@ -145,7 +146,7 @@ impl From<&UseKey<&str>> for UseKey {
 }
 
 /// The uses of one credential from one client address.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UseGroup {
     /// Every use.
     pub uses: Tally,
@@ -163,9 +164,35 @@ pub struct UseGroup {
     pub stale: Tally,
     /// When the uses happened, in a bounded number of buckets (the report's timeline).
     pub over_time: TimeBuckets,
+    /// The client programs (and their OS) the uses came from, as their user agents say; a few
+    /// at most.
+    #[serde(default = "no_clients")]
+    pub clients: Clients,
+}
+
+impl Default for UseGroup {
+    fn default() -> Self {
+        UseGroup {
+            uses: Tally::default(),
+            serviceaccount_uid: None,
+            pod_name: None,
+            node: None,
+            forwarded: Tally::default(),
+            forwarded_ips: BTreeSet::new(),
+            stale: Tally::default(),
+            over_time: TimeBuckets::default(),
+            clients: no_clients(),
+        }
+    }
 }
 
 const FORWARDED_IPS_KEPT: usize = 8;
+/// A workload runs one or a few programs; more than this many in one use group is already odd.
+const CLIENTS_KEPT: usize = 8;
+
+fn no_clients() -> Clients {
+    Clients::new(CLIENTS_KEPT)
+}
 
 impl UseGroup {
     /// Adds one use of a credential bound to `pod_name` on `node` (when pod-bound); `forged`
@@ -173,6 +200,9 @@ impl UseGroup {
     pub fn add(&mut self, u: &UseView<'_>, pod_name: Option<&str>, node: Option<&str>, forged: &[IpAddr]) {
         let ua = u.user_agent;
         self.uses.add(u.time, u.audit_id, ua, Some(&u.request));
+        if let Some(client) = ua.and_then(fingerprint) {
+            self.clients.add(client, u.time);
+        }
         if self.serviceaccount_uid.is_none() {
             self.serviceaccount_uid = u.serviceaccount_uid.map(str::to_owned);
         }
@@ -211,6 +241,7 @@ impl UseGroup {
         }
         self.stale.merge(&other.stale);
         self.over_time.merge(&other.over_time);
+        self.clients.merge(&other.clients);
     }
 
     /// First use.

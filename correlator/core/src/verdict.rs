@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::activity::Mint;
+use crate::client::Os;
 use crate::config::EngineConfig;
 use crate::model::{Model, Place, Pod};
 use crate::net::IpNet;
@@ -51,6 +52,8 @@ pub enum UnknownBecause {
     NetworksUnknown,
     /// No pod is known to mount the legacy token's Secret.
     LegacyMountsUnknown,
+    /// From the apiserver's own host (loopback): a host-network pod on a control-plane node.
+    ApiserverHost,
 }
 
 impl UnknownBecause {
@@ -69,6 +72,40 @@ impl UnknownBecause {
                 "private address outside known pods and nodes: add nodes.json or --cluster-network"
             }
             UnknownBecause::LegacyMountsUnknown => "no pod known to mount the token's Secret: add pods.json",
+            UnknownBecause::ApiserverHost => {
+                "from the apiserver's own host (loopback): a host-network pod on a control-plane node"
+            }
+        }
+    }
+}
+
+/// Knowledge an [`Verdict::Unexpected`] verdict stands on without having it: the address is
+/// not the credential's as far as the evidence goes, but the evidence does not go all the way.
+/// Findings that rest on missing knowledge are at most medium and say what would settle them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Missing {
+    /// The cluster's extent is not known ([`Model::extent_known`]): a routable address may still
+    /// be the cluster's own (public node addresses, the NAT gateway that nodes and pods reach a
+    /// public apiserver endpoint through).
+    ClusterNetworks,
+    /// The bound pod's node has no known address: the client may be that node.
+    NodeAddresses,
+}
+
+impl Missing {
+    /// What is missing and which evidence would settle it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Missing::ClusterNetworks => {
+                "the cluster's networks are not known (no pod CIDRs, and its nodes are unknown or talk from \
+                 routable addresses), and a routable address can be the cluster's own (public node addresses, a \
+                 NAT gateway); add nodes.json (pod CIDRs and node addresses) or --cluster-network / --egress-ip \
+                 to settle it"
+            }
+            Missing::NodeAddresses => {
+                "the addresses of the pod's node are not known, and the client may be that node; add nodes.json, \
+                 or an audit log that includes the node's kubelet requests, to settle it"
+            }
         }
     }
 }
@@ -84,24 +121,55 @@ pub struct Judgement {
     pub expected: BTreeSet<IpAddr>,
     /// Why it could not be verified, for [`Verdict::Unknown`].
     pub unknown_because: Option<UnknownBecause>,
+    /// For [`Verdict::Unexpected`]: the knowledge the verdict lacks, if any.
+    pub rests_on: Option<Missing>,
+    /// The OS a client of the uses named that the credential's node does not run (macOS, a phone,
+    /// Windows for a Linux node): used outside the cluster whatever the address.
+    pub foreign_os: Option<Os>,
 }
 
 impl Judgement {
     fn unknown(because: UnknownBecause, place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
-        Judgement { verdict: Verdict::Unknown, place, expected, unknown_because: Some(because) }
+        Judgement {
+            verdict: Verdict::Unknown,
+            place,
+            expected,
+            unknown_because: Some(because),
+            rests_on: None,
+            foreign_os: None,
+        }
     }
 
     fn expected(place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
-        Judgement { verdict: Verdict::Expected, place, expected, unknown_because: None }
+        Judgement {
+            verdict: Verdict::Expected,
+            place,
+            expected,
+            unknown_because: None,
+            rests_on: None,
+            foreign_os: None,
+        }
     }
 
     fn unexpected(place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
-        Judgement { verdict: Verdict::Unexpected, place, expected, unknown_because: None }
+        Judgement {
+            verdict: Verdict::Unexpected,
+            place,
+            expected,
+            unknown_because: None,
+            rests_on: None,
+            foreign_os: None,
+        }
     }
 
-    /// Whether the client address is outside the cluster.
+    /// An unexpected verdict that stands on missing knowledge.
+    fn unexpected_without(missing: Missing, place: Option<Place>, expected: BTreeSet<IpAddr>) -> Judgement {
+        Judgement { rests_on: Some(missing), ..Judgement::unexpected(place, expected) }
+    }
+
+    /// Whether the client is outside the cluster: by its address, or by the OS it runs.
     pub fn off_cluster(&self) -> bool {
-        self.place == Some(Place::OffCluster)
+        self.place == Some(Place::OffCluster) || self.foreign_os.is_some()
     }
 }
 
@@ -148,24 +216,49 @@ impl Judge<'_> {
 
     fn judge_pod_bound(&self, ip: IpAddr, place: Place, pod_uid: &str, group: &UseGroup) -> Judgement {
         let expected = self.model.expected_for_pod(pod_uid, group.node.as_deref());
+        let pod = self.model.pods.get(pod_uid);
+        let node = group.node.as_deref().or_else(|| pod.and_then(|p| p.node.as_deref()));
+        // The client's own word that it runs where no node of this pod does outweighs any address:
+        // a laptop behind the NAT gateway the nodes share looks like a node by address alone.
+        let node_os = node.and_then(|n| self.model.nodes.get(n)).and_then(|n| n.os);
+        let foreign_os = group
+            .clients
+            .iter()
+            .find_map(|(c, _)| c.os.filter(|&os| !os.runs_nodes() || node_os.is_some_and(|n| n != os)));
+        if let Some(os) = foreign_os {
+            return Judgement { foreign_os: Some(os), ..Judgement::unexpected(Some(place), expected) };
+        }
         if expected.contains(&ip) || self.config.is_egress(ip) {
             return Judgement::expected(Some(place), expected);
         }
-        let pod = self.model.pods.get(pod_uid);
         let pod_addresses_known = pod.is_some_and(|p| !p.addresses.is_empty());
-        let node_known = group.node.is_some() || pod.is_some_and(|p| p.node.is_some());
+        // A pod's own node's address is the pod's (hostNetwork, SNAT): while the node's addresses
+        // are unknown, any address the pod is not known to lack could be the node's.
+        let node_addresses_known = node.and_then(|n| self.model.nodes.get(n)).is_some_and(|n| !n.addresses.is_empty());
+        let unexpected = |place: Place| {
+            if node_addresses_known {
+                Judgement::unexpected(Some(place), expected.clone())
+            } else {
+                Judgement::unexpected_without(Missing::NodeAddresses, Some(place), expected.clone())
+            }
+        };
         match &place {
+            Place::OffCluster if !self.model.extent_known(self.networks) => {
+                Judgement::unexpected_without(Missing::ClusterNetworks, Some(place), expected)
+            }
             Place::OffCluster => Judgement::unexpected(Some(place), expected),
             Place::Pod { uid, .. } if uid == pod_uid => Judgement::expected(Some(place), expected),
+            // Another pod held the address then: that is evidence, not absence of it.
             Place::Pod { .. } => Judgement::unexpected(Some(place), expected),
             // Another node's address is damning only if we know which node the pod was on.
-            Place::Node(_) if node_known => Judgement::unexpected(Some(place), expected),
+            Place::Node(_) if node.is_some() => unexpected(place),
             Place::Node(_) => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
             Place::Egress => Judgement::expected(Some(place), expected),
-            Place::InCluster | Place::Loopback if pod_addresses_known => Judgement::unexpected(Some(place), expected),
-            Place::InCluster | Place::Loopback => {
-                Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected)
-            }
+            // The apiserver's own host: a hostNetwork pod on a control-plane node talks from there
+            // (OpenShift's operators use localhost), and which node that is the log does not say.
+            Place::Loopback => Judgement::unknown(UnknownBecause::ApiserverHost, Some(place), expected),
+            Place::InCluster if pod_addresses_known => unexpected(place),
+            Place::InCluster => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
             Place::Unknown => Judgement::unknown(UnknownBecause::NetworksUnknown, Some(place), expected),
         }
     }
@@ -178,6 +271,12 @@ impl Judge<'_> {
         }
         if expected.contains(&ip) || self.config.is_egress(ip) {
             return Judgement::expected(Some(place), expected);
+        }
+        if place == Place::OffCluster && !self.model.extent_known(self.networks) {
+            return Judgement::unexpected_without(Missing::ClusterNetworks, Some(place), expected);
+        }
+        if place == Place::Loopback {
+            return Judgement::unknown(UnknownBecause::ApiserverHost, Some(place), expected);
         }
         if place == Place::OffCluster || !mounting.is_empty() || self.model.pods.have_inventory() {
             // With an inventory of pods, a token no listed pod mounts has left its Secret.

@@ -288,6 +288,9 @@ pub struct NodeFact {
     pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
     #[prost(message, repeated, tag = "5")]
     pub pod_cidrs: ::prost::alloc::vec::Vec<IpNet>,
+    /// `status.nodeInfo.operatingSystem`, or the OS the node's kubelet names in its user agent.
+    #[prost(string, optional, tag = "6")]
+    pub os: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// A ServiceAccount object.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

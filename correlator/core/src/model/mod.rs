@@ -58,6 +58,16 @@ impl Model {
         nets.into_iter().collect()
     }
 
+    /// Whether the cluster's extent is known well enough to call a routable address outside it:
+    /// networks are declared (pod CIDRs, `--cluster-network`), or the nodes are known and every
+    /// address they talk from is private. A cluster whose nodes reach the apiserver privately has
+    /// its pods reach it privately too; one whose nodes come from routable addresses (public
+    /// node addresses, a NAT gateway in front of a public endpoint) may have pods come from
+    /// routable addresses nobody has named yet.
+    pub fn extent_known(&self, networks: &[IpNet]) -> bool {
+        !networks.is_empty() || (!self.nodes.is_empty() && !self.nodes.any_routable())
+    }
+
     /// Where `ip` sat at `t`. `networks` is [`Model::cluster_networks`], computed once by the caller.
     pub fn place(&self, ip: IpAddr, t: Timestamp, networks: &[IpNet], config: &EngineConfig) -> Place {
         if let Some(pod) = self.pods.holders_at(ip, t).next() {
@@ -76,6 +86,11 @@ impl Model {
             return Place::Loopback;
         }
         if networks.iter().any(|n| n.contains(ip)) || self.pods.ever_held(ip) {
+            return Place::InCluster;
+        }
+        // Without declared networks, the subnet of the nodes' routable addresses is the cluster's
+        // own: a control-plane machine whose kubelet the log does not show talks from there.
+        if networks.is_empty() && self.nodes.near(ip) {
             return Place::InCluster;
         }
         // With pod CIDRs or declared networks we know the cluster's extent; without them, only an

@@ -59,9 +59,12 @@ fn exec_then_use(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 access.client.map(|ip| ip.to_string()).unwrap_or_else(|| String::from("an unknown address")),
                 a.time,
                 sa_name(&key.serviceaccount),
-                if judgement.off_cluster() { " (outside the cluster)" } else { " (the exec's own address)" },
+                if from_exec_address { " (the exec's own address)" } else { " (outside the cluster)" },
                 group.uses.count,
             );
+            if !from_exec_address {
+                d.rest_on(judgement);
+            }
             out.push(d);
         }
     }

@@ -50,6 +50,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 format!("the pods mounting it ({})", mounting.join(", "))
             },
         );
+        d.rest_on(judgement);
         out.push(d);
     }
     for ((sa, key), (tally, clients)) in by_credential {

@@ -94,17 +94,32 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     chains.sort_unstable_by_key(|(pod_uid, _)| *pod_uid);
     let grace = ctx.engine.config.rotation_grace;
     for (_, jtis) in &chains {
-        // Credentials in the order the pod took them up. First use, not mint time: a log that
-        // starts mid-rotation holds the successor's mint but not its predecessor's, and a
-        // credential is "newer" for this rule from when the pod uses it.
-        let mut ordered: Vec<(Timestamp, &str, &Vec<&Judged<'_>>)> = jtis
+        // Credentials in the order the kubelet minted them. A mint in the log gives the order
+        // outright. A credential whose mint is not in the log, while a sibling's is, was minted
+        // before that sibling (its own mint would be in the log otherwise): a log that starts
+        // just before a rotation holds the successor's mint, and the predecessor, used for the
+        // first time in the log only later, is still the older. With no mint logged at all
+        // (an audit policy that drops TokenRequests), first use is the best order there is.
+        let first_use =
+            |entries: &Vec<&Judged<'_>>| entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
+        let minted = |jti: &str| ctx.judge.mints.get(jti).map(|m| m.time);
+        let earliest_logged_mint = jtis.keys().filter_map(|jti| minted(jti)).min();
+        let mut ordered: Vec<(Timestamp, Timestamp, &str, &Vec<&Judged<'_>>)> = jtis
             .iter()
-            .map(|(jti, entries)| (entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX), *jti, entries))
+            .map(|(jti, entries)| {
+                let used = first_use(entries);
+                let order = match (minted(jti), earliest_logged_mint) {
+                    (Some(mint), _) => mint,
+                    (None, Some(earliest)) => used.min(earliest.plus(-1)),
+                    (None, None) => used,
+                };
+                (order, used, *jti, entries)
+            })
             .collect();
-        ordered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        for (i, (_, jti, entries)) in ordered.iter().enumerate() {
-            // The successor is in use from the earliest first use of any later credential.
-            let successor = ordered.get(i + 1);
+        ordered.sort_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
+        for (i, (_, _, jti, entries)) in ordered.iter().enumerate() {
+            // The successor is in use from its first use.
+            let successor = ordered.get(i + 1).map(|s| (s.1, s.2));
             for (key, group, _) in entries.iter().copied() {
                 let late = successor.filter(|s| group.last() > s.0.plus(grace));
                 if late.is_none() && group.stale.count == 0 {
@@ -115,7 +130,7 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 let client = key.client.map(|ip| ip.to_string()).unwrap_or_default();
                 d.title = format!("Superseded token of pod {pod} still used from {client}");
                 let mut why = Vec::new();
-                if let Some((next_in_use, next, _)) = late {
+                if let Some((next_in_use, next)) = late {
                     why.push(format!(
                         "its last use at {} came {} minutes after the pod's newer credential JTI={next} was in use \
                          (grace {} minutes)",

@@ -1,11 +1,13 @@
 //! The rule catalogue (DESIGN §3.4), evaluated over the folded evidence.
 //!
-//! One module per family of evidence: [`origin`] (where a credential was used from), [`lineage`]
+//! One module per family of evidence: [`origin`] (where a credential was used from),
+//! [`fingerprint`] (what the client says it is), [`lineage`]
 //! (how it was minted and rotated), [`access`] (what happened around it: exec, deletion, Secret
 //! reads), [`legacy`] (Secret-based tokens). Each appends [`Finding`]s; a finding is one rule, one
 //! credential and one client address, with counts, never one per request.
 
 pub(crate) mod access;
+pub(crate) mod fingerprint;
 pub(crate) mod legacy;
 pub(crate) mod lineage;
 pub(crate) mod origin;
@@ -20,7 +22,7 @@ use crate::finding::{
 use crate::observation::ServiceAccountRef;
 use crate::tally::Tally;
 use crate::usage::{CredentialKey, UseGroup, UseKey};
-use crate::verdict::{Judge, Judgement};
+use crate::verdict::{Judge, Judgement, Verdict};
 
 /// A use group with its judgement.
 pub(crate) type Judged<'a> = (&'a UseKey, &'a UseGroup, Judgement);
@@ -116,6 +118,20 @@ impl Draft {
         }
     }
 
+    /// Holds the finding to what the evidence can carry: a verdict that rests on missing
+    /// knowledge is at most medium, and its explanation says which evidence would settle it.
+    pub fn rest_on(&mut self, judgement: &Judgement) {
+        let lacking = match (judgement.verdict, judgement.rests_on, judgement.unknown_because) {
+            (Verdict::Unexpected, Some(missing), _) => missing.text(),
+            (Verdict::Unknown, _, Some(because)) => because.text(),
+            _ => return,
+        };
+        self.severity = self.severity.min(Severity::Medium);
+        self.explanation.push_str(" This rests on what the evidence lacks: ");
+        self.explanation.push_str(lacking);
+        self.explanation.push('.');
+    }
+
     /// A draft about something other than token uses (a mint, a Secret read, an object).
     pub fn about(rule: Rule, subject: String, client: String, tally: Tally) -> Draft {
         Draft {
@@ -188,16 +204,19 @@ pub(crate) fn sa_name(sa: &ServiceAccountRef) -> String {
 pub(crate) fn run(ctx: &Context<'_>) -> Vec<Finding> {
     let mut drafts = Vec::new();
     origin::run(ctx, &mut drafts);
+    fingerprint::run(ctx, &mut drafts);
     lineage::run(ctx, &mut drafts);
     access::run(ctx, &mut drafts);
     legacy::run(ctx, &mut drafts);
     let cluster = ctx.engine.config.cluster.as_deref();
-    // Two rule paths may reach the same (rule, credential, address): keep one, with the most evidence.
+    // Two rule paths may reach the same (rule, credential, address): keep one, the surest (an
+    // off-cluster verdict by address that rests on unknown networks, beside the same verdict by
+    // the client's OS, which does not), then with the most evidence.
     let mut by_id: BTreeMap<String, Finding> = BTreeMap::new();
     for d in drafts {
         let f = d.finish(cluster);
         match by_id.get(&f.id) {
-            Some(existing) if existing.count >= f.count => {}
+            Some(existing) if (existing.severity, existing.count) >= (f.severity, f.count) => {}
             _ => {
                 by_id.insert(f.id.clone(), f);
             }

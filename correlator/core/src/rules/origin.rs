@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{sa_name, Context, Draft, Judged};
-use crate::finding::Rule;
+use crate::finding::{Rule, Severity};
 use crate::model::Place;
 use crate::tally::Tally;
 use crate::usage::CredentialKey;
@@ -19,7 +19,8 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     let mut explained: BTreeSet<(&CredentialKey, IpAddr)> = BTreeSet::new();
     for (key, group, judgement) in &ctx.judged {
         let (CredentialKey::PodBound { .. }, Some(ip)) = (&key.credential, key.client) else { continue };
-        if judgement.verdict != Verdict::Unexpected {
+        // A client on an OS no node runs is reported by `fingerprint`, whatever its address.
+        if judgement.verdict != Verdict::Unexpected || judgement.foreign_os.is_some() {
             continue;
         }
         let pod = ctx.bound_pod(key, group);
@@ -56,6 +57,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 group.uses.count,
             );
         }
+        d.rest_on(judgement);
         explained.insert((&key.credential, ip));
         out.push(d);
     }
@@ -73,22 +75,23 @@ fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)
             continue;
         }
         let entries: Vec<(&Judged<'_>, IpAddr)> = groups.iter().filter_map(|e| Some((e, e.0.client?))).collect();
+        // While the pod's own addresses are unknown, an address nobody is known to hold may be the
+        // pod's: the pod's unseen address and its node's are one workload, not two.
+        let home_unknown = match credential {
+            CredentialKey::PodBound { pod_uid, .. } => {
+                ctx.engine.model.pods.get(pod_uid).is_none_or(|p| p.addresses.is_empty())
+            }
+            _ => true,
+        };
+        let all = Workloads::of(entries.iter().map(|&(e, ip)| (e, ip)), home_unknown);
         // Workloads among the addresses no sharper rule explains: an off-cluster replay already
         // reported leaves the pod's own (perhaps unknown) address as the only one, which is
-        // no second origin. Nearly every credential has one or two addresses, so a short list
-        // counts the distinct workloads.
-        let mut workloads = Vec::new();
-        let mut unexplained = Vec::new();
-        for &(e, ip) in &entries {
-            let w = Workload::of(e, ip);
-            if !explained.contains(&(credential, ip)) && !unexplained.contains(&w) {
-                unexplained.push(w.clone());
-            }
-            if !workloads.contains(&w) {
-                workloads.push(w);
-            }
-        }
-        if unexplained.len() < 2 {
+        // no second origin.
+        let unexplained = Workloads::of(
+            entries.iter().filter(|&&(_, ip)| !explained.contains(&(credential, ip))).map(|&(e, ip)| (e, ip)),
+            home_unknown,
+        );
+        if unexplained.fewest() < 2 {
             continue;
         }
         // Only now, for the few credentials reported, are the uses' samples merged.
@@ -105,36 +108,86 @@ fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)
             Some(p) => format!("pod {}/{}", p.namespace, p.name),
             None => format!("service account {}", sa_name(&key.serviceaccount)),
         };
-        d.title = format!("One token of {subject} used from {} different workloads", workloads.len());
+        let count = all.fewest();
+        d.title = format!("One token of {subject} used from {count} different workloads");
         d.explanation = format!(
-            "Credential {} of {subject} was used from {} ({} workloads that cannot be one), {} requests in all. \
-             A token is held by one workload; the same credential from several means it was copied.",
+            "Credential {} of {subject} was used from {} (at least {count} workloads that cannot be one), {} requests \
+             in all. A token is held by one workload; the same credential from several means it was copied.",
             d.credential.as_ref().and_then(|c| c.id.clone()).unwrap_or_else(|| String::from("(no JTI)")),
             join(&d.source_ips),
-            workloads.len(),
             d.tally.count,
         );
+        if unexplained.known.len() < 2 {
+            // Some of the workloads are only addresses nobody is known to hold.
+            d.severity = d.severity.min(Severity::Medium);
+            d.explanation.push_str(
+                " This rests on what the evidence lacks: who held some of these addresses is not known (a pod's \
+                 second address, a node's other interface); add pods.json and nodes.json to settle it.",
+            );
+        }
         out.push(d);
     }
 }
 
-/// The workload an address of a credential belongs to: the credential's own (its pod, its node,
-/// egress), a named pod or node, or the address itself.
+/// The workloads a credential's addresses belong to, as far as the evidence tells.
+struct Workloads<'a> {
+    /// Workloads the evidence names: the credential's own (its pod, its node, egress), a pod or
+    /// a node.
+    known: Vec<Workload<'a>>,
+    /// Addresses nobody is known to hold.
+    anonymous: Vec<IpAddr>,
+    /// Whether the credential's own addresses are unknown, so that an anonymous address may be
+    /// its own.
+    home_unknown: bool,
+}
+
+impl<'a> Workloads<'a> {
+    fn of(entries: impl Iterator<Item = (&'a Judged<'a>, IpAddr)>, home_unknown: bool) -> Workloads<'a> {
+        let mut w = Workloads { known: Vec::new(), anonymous: Vec::new(), home_unknown };
+        // Nearly every credential has one or two addresses: short lists beat sets here.
+        for (e, ip) in entries {
+            match Workload::of(e) {
+                Some(k) if !w.known.contains(&k) => w.known.push(k),
+                Some(_) => {}
+                None if !w.anonymous.contains(&ip) => w.anonymous.push(ip),
+                None => {}
+            }
+        }
+        w
+    }
+
+    /// The fewest workloads these addresses can be: each anonymous address its own workload,
+    /// except that one per address family may be the credential's own unseen address (a
+    /// dual-stack pod has one of each).
+    fn fewest(&self) -> usize {
+        let mut count = self.known.len() + self.anonymous.len();
+        if self.home_unknown {
+            let has_home = self.known.contains(&Workload::Home);
+            let families =
+                [true, false].iter().filter(|&&v4| self.anonymous.iter().any(|ip| ip.is_ipv4() == v4)).count();
+            // Each family's unseen address folds into home; home itself counts once.
+            count = count - families + usize::from(families > 0 && !has_home);
+        }
+        count
+    }
+}
+
+/// The workload an address of a credential belongs to, when the evidence names it: the
+/// credential's own (its pod, its node, egress), another pod or another node.
 #[derive(Clone, PartialEq)]
 enum Workload<'a> {
     Home,
     Pod(&'a str),
     Node(&'a str),
-    Address(IpAddr),
 }
 
 impl<'a> Workload<'a> {
-    fn of((_, _, j): &'a Judged<'_>, ip: IpAddr) -> Workload<'a> {
+    fn of((_, _, j): &'a Judged<'_>) -> Option<Workload<'a>> {
         match (&j.verdict, &j.place) {
-            (Verdict::Expected, _) => Workload::Home,
-            (_, Some(Place::Pod { uid, .. })) => Workload::Pod(uid),
-            (_, Some(Place::Node(n))) => Workload::Node(n),
-            _ => Workload::Address(ip),
+            (Verdict::Expected, _) => Some(Workload::Home),
+            (_, Some(Place::Pod { uid, .. })) => Some(Workload::Pod(uid)),
+            (_, Some(Place::Node(n))) => Some(Workload::Node(n)),
+            _ => None,
         }
     }
 }

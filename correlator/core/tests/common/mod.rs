@@ -121,6 +121,19 @@ pub fn node(name: &str, address: &str, pod_cidr: &str) -> Observation {
         name: name.into(),
         addresses: vec![ip(address)],
         pod_cidrs: if pod_cidr.is_empty() { vec![] } else { vec![pod_cidr.parse::<IpNet>().unwrap()] },
+        os: None,
+    })
+}
+
+/// A node as nodes.json lists it, with its OS.
+pub fn node_running(name: &str, address: &str, os: &str) -> Observation {
+    Observation::Node(NodeFact {
+        time: t(0.0),
+        source: Some(FactSource::Inventory),
+        name: name.into(),
+        addresses: vec![ip(address)],
+        pod_cidrs: vec![],
+        os: Some(os.into()),
     })
 }
 
@@ -132,6 +145,7 @@ pub fn kubelet_seen(name: &str, address: &str) -> Observation {
         name: name.into(),
         addresses: vec![ip(address)],
         pod_cidrs: vec![],
+        os: None,
     })
 }
 
@@ -198,6 +212,11 @@ impl Use {
     }
     pub fn at(mut self, minutes: f64) -> Self {
         self.u.time = t(minutes);
+        self
+    }
+    /// The client's user agent.
+    pub fn by(mut self, user_agent: &str) -> Self {
+        self.u.user_agent = Some(user_agent.into());
         self
     }
     pub fn audit_id(mut self, id: &str) -> Self {

@@ -1,0 +1,243 @@
+//! Client fingerprints: which program a request came from and which operating system it runs
+//! on, as its user agent tells.
+//!
+//! Go clients built on client-go (kubectl, oc, operators, the kubelet) send
+//! `program/version (os/arch) kubernetes/commit`; browsers and libraries send other shapes. The
+//! user agent is the client's own word and can be forged, so a fingerprint only ever adds
+//! suspicion, never takes it away: a replay that claims `linux/amd64` proves nothing, but a pod's
+//! token used by a program that says it runs on macOS was not used by the pod, because no
+//! Kubernetes node runs macOS.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// The operating system a user agent names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    /// Linux (most nodes).
+    Linux,
+    /// Windows (Windows nodes exist, so this is judged against the node's OS).
+    Windows,
+    /// macOS: a laptop, never a node.
+    Darwin,
+    /// iOS or Android: a phone or tablet, never a node.
+    Mobile,
+}
+
+impl Os {
+    /// Whether a Kubernetes node can run this OS (the kubelet supports Linux and Windows only).
+    pub fn runs_nodes(self) -> bool {
+        matches!(self, Os::Linux | Os::Windows)
+    }
+
+    /// Reads a node's `status.nodeInfo.operatingSystem` or a user agent's `GOOS`.
+    pub fn parse(name: &str) -> Option<Os> {
+        let lower = name.trim().to_ascii_lowercase();
+        if lower.starts_with("linux") {
+            Some(Os::Linux)
+        } else if lower.starts_with("windows") {
+            Some(Os::Windows)
+        } else if lower.starts_with("darwin") || lower.starts_with("macos") {
+            Some(Os::Darwin)
+        } else if lower.starts_with("ios") || lower.starts_with("android") {
+            Some(Os::Mobile)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Os {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Os::Linux => "linux",
+            Os::Windows => "windows",
+            Os::Darwin => "darwin (macOS)",
+            Os::Mobile => "a phone or tablet OS",
+        })
+    }
+}
+
+/// What a user agent says about its client.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Client<S = String> {
+    /// The program: the user agent's first product name (`kubectl`, `oc`, `curl`,
+    /// `python-requests`, `my-operator`).
+    pub program: S,
+    /// The operating system, when the user agent names one.
+    pub os: Option<Os>,
+}
+
+impl Client<&str> {
+    /// An owned copy.
+    pub fn into_owned(self) -> Client {
+        Client { program: self.program.to_owned(), os: self.os }
+    }
+}
+
+impl Client {
+    /// Borrows the program name.
+    pub fn view(&self) -> Client<&str> {
+        Client { program: &self.program, os: self.os }
+    }
+}
+
+/// When a client was seen, and how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// First use.
+    pub first: Timestamp,
+    /// Last use.
+    pub last: Timestamp,
+    /// Uses.
+    pub count: u64,
+}
+
+impl Seen {
+    fn add(&mut self, other: Seen) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        self.count += other.count;
+    }
+}
+
+/// The clients of a group of requests, each with when it was seen: the `cap` smallest clients
+/// only. A client in the final set was never dropped (dropping it takes `cap` smaller ones,
+/// which stay), so its figures are whole, and the set does not depend on the order of requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clients {
+    #[serde(with = "crate::pairs")]
+    seen: BTreeMap<Client, Seen>,
+    cap: usize,
+}
+
+impl Clients {
+    /// No clients yet, keeping at most `cap`.
+    pub fn new(cap: usize) -> Clients {
+        Clients { seen: BTreeMap::new(), cap }
+    }
+
+    /// Counts a request by `client` at `t`.
+    pub fn add(&mut self, client: Client<&str>, t: Timestamp) {
+        self.add_seen(client, Seen { first: t, last: t, count: 1 });
+    }
+
+    fn add_seen(&mut self, client: Client<&str>, seen: Seen) {
+        // Most requests come from a client already counted: find it without an owned key.
+        if let Some((_, s)) = self.seen.iter_mut().find(|(k, _)| k.view() == client) {
+            s.add(seen);
+            return;
+        }
+        if self.seen.len() >= self.cap && self.seen.last_key_value().is_some_and(|(k, _)| client >= k.view()) {
+            return;
+        }
+        self.seen.insert(client.into_owned(), seen);
+        if self.seen.len() > self.cap {
+            self.seen.pop_last();
+        }
+    }
+
+    /// Takes in another group's clients.
+    pub fn merge(&mut self, other: &Clients) {
+        for (client, &seen) in &other.seen {
+            self.add_seen(client.view(), seen);
+        }
+    }
+
+    /// The clients, in order, with when they were seen.
+    pub fn iter(&self) -> impl Iterator<Item = (&Client, &Seen)> {
+        self.seen.iter()
+    }
+}
+
+/// Reads a user agent. `None` for an empty one.
+pub fn fingerprint(user_agent: &str) -> Option<Client<&str>> {
+    let ua = user_agent.trim();
+    let end = ua.find(['/', ' ', '(']).unwrap_or(ua.len());
+    let program = ua[..end].trim();
+    if program.is_empty() {
+        return None;
+    }
+    Some(Client { program, os: os_of(ua) })
+}
+
+/// The OS named inside the user agent's first parenthesis: client-go's `(linux/amd64)`, or a
+/// browser's `(Macintosh; Intel Mac OS X 10_15_7)` / `(Windows NT 10.0; Win64; x64)`.
+fn os_of(ua: &str) -> Option<Os> {
+    let open = ua.find('(')?;
+    let rest = &ua[open + 1..];
+    let inside = &rest[..rest.find(')').unwrap_or(rest.len())];
+    // client-go: GOOS before the slash.
+    if let Some(os) = inside.split(['/', ';']).next().and_then(Os::parse) {
+        return Some(os);
+    }
+    // Browsers and other libraries: look for the well-known names anywhere inside.
+    let lower = inside.to_ascii_lowercase();
+    if lower.contains("iphone") || lower.contains("ipad") || lower.contains("android") {
+        Some(Os::Mobile)
+    } else if lower.contains("mac os x") || lower.contains("macintosh") || lower.contains("darwin") {
+        Some(Os::Darwin)
+    } else if lower.contains("windows") {
+        Some(Os::Windows)
+    } else if lower.contains("linux") {
+        Some(Os::Linux)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(ua: &str) -> Option<(String, Option<Os>)> {
+        fingerprint(ua).map(|c| (c.program.to_string(), c.os))
+    }
+
+    #[test]
+    fn client_go_user_agents_name_program_and_os() {
+        assert_eq!(fp("oc/4.20.0 (darwin/arm64) kubernetes/1a2b3c4"), Some(("oc".into(), Some(Os::Darwin))));
+        assert_eq!(fp("kubectl/v1.31.0 (linux/amd64) kubernetes/6fc0a69"), Some(("kubectl".into(), Some(Os::Linux))));
+        assert_eq!(
+            fp("kubelet/v1.30.2 (windows/amd64) kubernetes/39683505"),
+            Some(("kubelet".into(), Some(Os::Windows)))
+        );
+        assert_eq!(
+            fp("cluster-version-operator/v0.0.0 (linux/amd64) kubernetes/$Format"),
+            Some(("cluster-version-operator".into(), Some(Os::Linux)))
+        );
+    }
+
+    #[test]
+    fn other_user_agents_name_a_program_and_perhaps_an_os() {
+        assert_eq!(fp("curl/8.5.0"), Some(("curl".into(), None)));
+        assert_eq!(fp("Go-http-client/2.0"), Some(("Go-http-client".into(), None)));
+        assert_eq!(fp("python-requests/2.31.0"), Some(("python-requests".into(), None)));
+        assert_eq!(
+            fp("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36"),
+            Some(("Mozilla".into(), Some(Os::Darwin)))
+        );
+        assert_eq!(fp("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"), Some(("Mozilla".into(), Some(Os::Windows))));
+        assert_eq!(
+            fp("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"),
+            Some(("Mozilla".into(), Some(Os::Mobile)))
+        );
+        assert_eq!(fp("OpenAPI-Generator/29.0.0/python"), Some(("OpenAPI-Generator".into(), None)));
+        assert_eq!(fp("  "), None);
+        assert_eq!(fp("(linux/amd64)"), None);
+    }
+
+    #[test]
+    fn only_linux_and_windows_run_nodes() {
+        assert!(Os::Linux.runs_nodes() && Os::Windows.runs_nodes());
+        assert!(!Os::Darwin.runs_nodes() && !Os::Mobile.runs_nodes());
+        assert_eq!(Os::parse("linux"), Some(Os::Linux));
+        assert_eq!(Os::parse("Windows"), Some(Os::Windows));
+        assert_eq!(Os::parse("plan9"), None);
+    }
+}
