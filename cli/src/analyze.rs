@@ -14,7 +14,7 @@ use crate::progress::Bar;
 
 /// Exit status when `--fail-on` matched a finding.
 const EXIT_FINDINGS: u8 = 3;
-/// Exit status when no evidence could be read.
+/// Exit status when no evidence could be read, or none of it was audit events.
 const EXIT_NO_EVIDENCE: u8 = 1;
 /// Bad records printed per file before the rest are only counted.
 const PROBLEMS_SHOWN_PER_FILE: usize = 10;
@@ -110,12 +110,29 @@ pub fn run(args: Args) -> ExitCode {
         if *n <= PROBLEMS_SHOWN_PER_FILE {
             eprintln!("tokentrail: {p}");
         } else if *n == PROBLEMS_SHOWN_PER_FILE + 1 {
-            eprintln!("tokentrail: {}: more bad records; all are counted in the coverage section", p.path.display());
+            let path = p.path.display().to_string();
+            eprintln!(
+                "tokentrail: {}: more bad records; all are counted in the coverage section",
+                output::terminal::escape(&path)
+            );
         }
     };
     let analysis = forensic::analyze(&args.evidence, &options, &bar, &mut report_problem);
     if !analysis.read_anything() {
         eprintln!("tokentrail: no evidence could be read; check the paths and permissions above");
+        return ExitCode::from(EXIT_NO_EVIDENCE);
+    }
+    if analysis.audit_events() == 0 {
+        // Dumps alone describe the cluster but hold no token use to verify: a report of "no
+        // findings" would read as "nothing happened".
+        for f in &analysis.files {
+            let path = f.path.display().to_string();
+            eprintln!("tokentrail: {}: {}", output::terminal::escape(&path), output::terminal::escape(&f.taken_for()));
+        }
+        eprintln!(
+            "tokentrail: no audit events in the evidence, so no token use to verify; give the apiserver's audit log \
+             (audit.k8s.io events, or an EKS, AKS or GKE export) with the dumps"
+        );
         return ExitCode::from(EXIT_NO_EVIDENCE);
     }
     let stdout = io::stdout();

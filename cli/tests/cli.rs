@@ -117,9 +117,21 @@ fn ocsf_format_prints_detection_findings() {
 #[test]
 fn fail_on_sets_exit_status_three_only_when_a_finding_reaches_it() {
     assert_eq!(run_on_example(&["--fail-on", "critical", "--format", "json"]).status.code(), Some(3));
-    let quiet = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/incident/nodes.json");
-    let o = tokentrail(&["analyze", "--fail-on", "low", quiet.to_str().unwrap()]);
+    // One of the example's ordinary requests: a pod using its own token from its own address.
+    let dir = tempdir("quiet");
+    let audit = std::fs::read_to_string(example().join("audit.log")).unwrap();
+    std::fs::write(dir.join("audit.log"), audit.lines().next().unwrap()).unwrap();
+    let (log, nodes, pods) = (dir.join("audit.log"), example().join("nodes.json"), example().join("pods.json"));
+    let o = tokentrail(&[
+        "analyze",
+        "--fail-on",
+        "low",
+        log.to_str().unwrap(),
+        nodes.to_str().unwrap(),
+        pods.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tokentrail: no findings"));
 }
 
 #[test]
@@ -130,15 +142,15 @@ fn usage_errors_exit_two_and_missing_evidence_exits_one() {
     let o = tokentrail(&["analyze", "/nonexistent/evidence"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/evidence"));
-    // A file named on the command line that is not JSON is an error; in a directory it is
-    // passed over (the example directory holds a README and a script).
+    // A file named on the command line that is not JSON or YAML is an error; in a directory it
+    // is passed over (the example directory holds a README and a script).
     let readme = example().join("README.md");
     let o = tokentrail(&["analyze", readme.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not JSON evidence"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not JSON or YAML evidence"));
     let o = tokentrail(&["analyze", example().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("skipped, not JSON evidence: README.md"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("skipped, not JSON or YAML evidence: README.md, generate.py"));
 }
 
 #[test]
@@ -184,4 +196,113 @@ fn time_window_and_network_options_change_the_verdicts() {
     // Declaring the replayer's address an egress NAT address makes its uses expected.
     let egress = rules(&["--egress-ip", "203.0.113.50"]);
     assert!(!egress.iter().any(|r| r == "token-used-off-cluster"), "{egress:?}");
+}
+
+#[test]
+fn no_audit_event_anywhere_exits_one_and_says_what_each_file_was_taken_for() {
+    // A directory of unrelated JSON: no finding is not "nothing happened".
+    let dir = tempdir("unrelated");
+    std::fs::write(dir.join("package.json"), "{\n  \"name\": \"shop-frontend\",\n  \"version\": \"1.4.0\"\n}\n")
+        .unwrap();
+    std::fs::write(dir.join("metrics.jsonl"), "{\"cpu\": 0.4}\n{\"cpu\": 0.5}\n").unwrap();
+    let o = tokentrail(&["analyze", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(o.stdout.is_empty(), "no report is printed");
+    assert!(stderr.contains("package.json: a JSON document, not audit events or a known kubectl list"), "{stderr}");
+    assert!(stderr.contains("metrics.jsonl: JSON lines, not audit events or a known kubectl list"), "{stderr}");
+    assert!(stderr.contains("no audit events in the evidence"), "{stderr}");
+
+    // Dumps alone describe the cluster, but there is no token use to verify.
+    let nodes = example().join("nodes.json");
+    let o = tokentrail(&["analyze", nodes.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nodes.json: a JSON document: 3 Kubernetes objects (a kubectl dump), no audit events"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gcloud_logging_read_yaml_is_evidence() {
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../correlator/tests/golden");
+    let yaml = golden.join("gke-yaml/evidence");
+    let json = golden.join("gke-no-pod-binding/evidence");
+    let run = |dir: &Path| {
+        let o = tokentrail(&["analyze", "--format", "json", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let from_yaml = run(&yaml);
+    assert!(from_yaml.contains("legacy-token-foreign-ip"), "{from_yaml}");
+    assert_eq!(from_yaml, run(&json), "YAML gives what the same entries as JSON give");
+}
+
+#[test]
+fn control_characters_from_the_evidence_never_reach_the_terminal() {
+    let dir = tempdir("controls");
+    // The replayer's user agent erases the finding's title line and rings the bell; a file name
+    // carries an escape too.
+    let hostile = "\u{1b}[2K\r\u{1b}[1Aall clear\u{7}\u{9b}31m\u{202e}";
+    let audit = std::fs::read_to_string(example().join("audit.log")).unwrap();
+    let mut lines: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            l.replace(
+                "\"userAgent\":\"curl/8.5.0\"",
+                &format!("\"userAgent\":{}", serde_json::to_string(hostile).unwrap()),
+            )
+        })
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("\\u001b[2K")), "the example has the replayer's user agent");
+    lines.insert(2, String::from("{\"kind\":\"Event\", broken"));
+    std::fs::write(dir.join("audit\u{1b}[2J.log"), lines.join("\n")).unwrap();
+    for f in ["nodes.json", "pods.json"] {
+        std::fs::copy(example().join(f), dir.join(f)).unwrap();
+    }
+    let o = tokentrail(&["analyze", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (stdout, stderr) = (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap());
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        let bad: Vec<char> = text.chars().filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}').collect();
+        assert!(bad.is_empty(), "{name} holds raw control characters {bad:?}");
+    }
+    assert!(stdout.contains("user agents: \\u{1b}[2K\\u{d}\\u{1b}[1Aall clear\\u{7}\\u{9b}31m\\u{202e}"), "{stdout}");
+    assert!(stderr.contains("audit\\u{1b}[2J.log:3:"), "{stderr}");
+    // JSON output keeps the value exact (escaped by JSON itself).
+    let o = tokentrail(&["analyze", "--format", "json", dir.to_str().unwrap()]);
+    assert!(String::from_utf8(o.stdout).unwrap().contains("\\u001b[2K\\r\\u001b[1Aall clear"));
+}
+
+/// README's sample is what the command prints: its first lines exactly, then (after a `…`
+/// line) the section titles in order, each maybe followed by a note in parentheses.
+#[test]
+fn readme_shows_what_analyze_prints() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let command = "$ tokentrail analyze --cluster shop-prod examples/incident/\n";
+    let start = readme.find(&format!("```console\n{command}")).expect("README's console sample") + 11 + command.len();
+    let sample = &readme[start..start + readme[start..].find("```").unwrap()];
+    let o = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["analyze", "--cluster", "shop-prod", "examples/incident/"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let printed = String::from_utf8(o.stdout).unwrap();
+    let printed: Vec<&str> = printed.lines().collect();
+    let (head, tail) = sample.split_once("…\n").expect("README shows the head, then `…`");
+    let head: Vec<&str> = head.lines().collect();
+    assert!(
+        printed.starts_with(&head),
+        "README's sample is not the head of the output; it now starts:\n{}",
+        printed[..head.len().min(printed.len())].join("\n")
+    );
+    let mut rest = printed[head.len()..].iter();
+    for line in tail.lines() {
+        let title = line.split("  (").next().unwrap().trim_end();
+        assert!(rest.any(|l| *l == title), "README's `{title}` is not printed after the head (or out of order)");
+    }
 }

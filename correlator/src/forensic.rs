@@ -10,18 +10,22 @@
 //! nothing is re-sequenced; memory is the engines' (pods, credentials, addresses) plus a few
 //! chunks in flight.
 
-use std::io::Read;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use tokentrail_aggregator_core::{decode_line, decode_value, Compression, DecodeStats, Layout, Sink, UseFolder};
+use tokentrail_aggregator_core::{
+    decode_line, decode_value, decode_yaml, looks_like_yaml, Compression, DecodeStats, Format, Layout, Sink, UseFolder,
+};
 use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::UseView;
 use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
 
 use crate::evidence::{self, EvidenceFile};
+use crate::output::terminal::escape;
 
 /// Options of one analysis.
 #[derive(Clone, Debug)]
@@ -85,9 +89,12 @@ pub struct LocatedProblem {
 
 impl std::fmt::Display for LocatedProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // File names and messages quote the evidence: shown escaped, never obeyed by a terminal.
+        let path = self.path.display().to_string();
+        let (path, message) = (escape(&path), escape(&self.message));
         match self.line {
-            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
+            Some(line) => write!(f, "{path}:{line}: {message}"),
+            None => write!(f, "{path}: {message}"),
         }
     }
 }
@@ -103,12 +110,49 @@ pub struct FileSummary {
     pub compression: Option<&'static str>,
     /// Records decoded.
     pub events: u64,
+    /// Records decoded, by format.
+    pub formats: BTreeMap<Format, u64>,
     /// Problems found.
     pub problems: u64,
     /// Why the file could not be read at all.
     pub error: Option<String>,
-    /// Why a file found in a directory was passed over (it is not JSON evidence).
+    /// Why a file found in a directory was passed over (it is neither JSON nor YAML evidence).
     pub skipped: Option<String>,
+}
+
+/// The formats that hold audit events (the rest describe the cluster: kubectl dumps).
+const AUDIT_FORMATS: [Format; 5] =
+    [Format::AuditEvent, Format::EventList, Format::EksCloudWatch, Format::AksDiagnostic, Format::GkeLogEntry];
+
+impl FileSummary {
+    /// Audit events read from the file.
+    pub fn audit_events(&self) -> u64 {
+        AUDIT_FORMATS.iter().filter_map(|f| self.formats.get(f)).sum()
+    }
+
+    /// What the file was taken for, in a few words, for a run that found no audit event.
+    pub fn taken_for(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("could not be read: {e}");
+        }
+        if self.skipped.is_some() {
+            return String::from("not JSON or YAML evidence: skipped");
+        }
+        let shape = match self.layout {
+            Some("lines") => "JSON lines",
+            Some("yaml") => "YAML documents",
+            _ => "a JSON document",
+        };
+        let audit = self.audit_events();
+        if audit > 0 {
+            return format!("{shape}: {audit} audit events");
+        }
+        let objects: u64 = self.formats.values().sum();
+        if objects > 0 {
+            return format!("{shape}: {objects} Kubernetes objects (a kubectl dump), no audit events");
+        }
+        format!("{shape}, not audit events or a known kubectl list")
+    }
 }
 
 /// The outcome of an analysis.
@@ -131,6 +175,11 @@ impl Analysis {
     pub fn read_anything(&self) -> bool {
         self.files.iter().any(|f| f.error.is_none() && f.skipped.is_none())
     }
+
+    /// Audit events read in every file.
+    pub fn audit_events(&self) -> u64 {
+        AUDIT_FORMATS.iter().filter_map(|f| self.decode.by_format.get(f)).sum()
+    }
 }
 
 enum Job {
@@ -141,6 +190,12 @@ enum Job {
     },
     Document {
         file: usize,
+        bytes: Vec<u8>,
+    },
+    /// Whole YAML documents, the first starting on `first_line`.
+    Yaml {
+        file: usize,
+        first_line: u64,
         bytes: Vec<u8>,
     },
     /// A line too long to read, passed along so it is reported in order with the rest.
@@ -224,7 +279,7 @@ pub fn analyze(
     let mut folded = Folded {
         engine: Engine::new(options.engine.clone()),
         decode: DecodeStats::default(),
-        per_file: vec![(0, 0); files.len()],
+        per_file: vec![PerFile::default(); files.len()],
         problems: 0,
         filtered: 0,
     };
@@ -267,7 +322,7 @@ pub fn analyze(
     progress.finish();
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok(FileRead::Skipped) => summaries[index].skipped = Some(String::from("not JSON evidence")),
+            Ok(FileRead::Skipped) => summaries[index].skipped = Some(String::from("not JSON or YAML evidence")),
             Ok(FileRead::Done { layout, compression }) => {
                 summaries[index].layout = Some(layout);
                 summaries[index].compression = Some(compression);
@@ -280,10 +335,13 @@ pub fn analyze(
             }
         }
     }
-    for (summary, (events, problems)) in summaries.iter_mut().zip(&folded.per_file) {
-        summary.events = *events;
-        summary.problems = *problems;
+    for (summary, per_file) in summaries.iter_mut().zip(std::mem::take(&mut folded.per_file)) {
+        summary.events = per_file.events;
+        summary.problems = per_file.problems;
+        summary.formats = per_file.formats;
     }
+    // The same files named in another order give the same report.
+    summaries.sort_by(|a, b| a.path.cmp(&b.path));
     drop(folder);
     let shards = Arc::into_inner(shards).expect("every decoder has finished with the shards");
     let Folded { mut engine, decode, problems, mut filtered, .. } = folded;
@@ -296,12 +354,20 @@ pub fn analyze(
     Analysis { report, decode, files: summaries, problems, filtered }
 }
 
+/// What was read from one file so far.
+#[derive(Clone, Default)]
+struct PerFile {
+    events: u64,
+    problems: u64,
+    formats: BTreeMap<Format, u64>,
+}
+
 /// What the engine thread accumulates.
 struct Folded {
     engine: Engine,
     decode: DecodeStats,
     /// Records and problems per file.
-    per_file: Vec<(u64, u64)>,
+    per_file: Vec<PerFile>,
     problems: u64,
     filtered: u64,
 }
@@ -319,8 +385,12 @@ impl Folded {
             self.problems += 1;
             on_problem(&LocatedProblem { path: path.clone(), line, message });
         }
-        self.per_file[d.file].0 += d.sink.stats.events;
-        self.per_file[d.file].1 += d.sink.stats.errors;
+        let file = &mut self.per_file[d.file];
+        file.events += d.sink.stats.events;
+        file.problems += d.sink.stats.errors;
+        for (format, n) in &d.sink.stats.by_format {
+            *file.formats.entry(*format).or_default() += n;
+        }
         self.decode.merge(&d.sink.stats);
         for obs in d.sink.observations {
             if in_window(&obs, options.since, options.until) {
@@ -338,6 +408,7 @@ fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
         layout,
         compression: None,
         events: 0,
+        formats: BTreeMap::new(),
         problems: 0,
         error: None,
         skipped: None,
@@ -387,13 +458,21 @@ fn read_file(
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
     };
+    let mut reader = opened.reader;
     if !opened.looks_like_json {
+        // The reader holds at least the file's first line (up to its first 64 KiB) in its buffer.
+        let head = reader.fill_buf().map_err(|e| format!("read failed: {e}"))?;
+        if looks_like_yaml(head) {
+            return read_yaml(index, &mut reader, options, read, jobs, progress)
+                .map(|()| FileRead::Done { layout: "yaml", compression });
+        }
         if file.explicit {
-            return Err(String::from("not JSON evidence: expected audit events or `kubectl get -o json` output"));
+            return Err(String::from(
+                "not JSON or YAML evidence: expected audit events, a provider's export or `kubectl get -o json` output",
+            ));
         }
         return Ok(FileRead::Skipped);
     }
-    let mut reader = opened.reader;
     match opened.layout {
         Layout::Document => {
             let mut bytes = Vec::new();
@@ -480,6 +559,68 @@ fn read_lines(
     }
 }
 
+/// Cuts a YAML text into chunks of whole documents (cut only where a `---` or `...` line starts
+/// one), each about [`CHUNK`] long; one document may be up to `max_document` bytes, a line up
+/// to `max_line`.
+fn read_yaml(
+    index: usize,
+    reader: &mut dyn BufRead,
+    options: &AnalyzeOptions,
+    read: &Arc<AtomicU64>,
+    jobs: &SyncSender<Job>,
+    progress: &dyn Progress,
+) -> Result<(), String> {
+    let send = |first_line: u64, bytes: Vec<u8>| {
+        jobs.send(Job::Yaml { file: index, first_line, bytes }).map_err(|_| String::from("decoders stopped"))
+    };
+    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut first_line = 1u64;
+    let mut line = 1u64;
+    let mut text = Vec::new();
+    // Bytes since the last document marker: the current document's size.
+    let mut document = 0usize;
+    loop {
+        text.clear();
+        let n = (&mut *reader)
+            .take(options.max_line as u64 + 1)
+            .read_until(b'\n', &mut text)
+            .map_err(|e| format!("read failed after line {line}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if n > options.max_line {
+            return Err(format!(
+                "line {line} is longer than {} MiB: the rest of the file is skipped",
+                options.max_line >> 20
+            ));
+        }
+        let l = text.trim_ascii_end();
+        let marker = l == b"---" || l.starts_with(b"--- ") || l == b"...";
+        if marker {
+            document = 0;
+            if chunk.len() >= CHUNK {
+                progress.update(read.load(Ordering::Relaxed));
+                send(first_line, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK * 2)))?;
+                first_line = line;
+            }
+        }
+        document += n;
+        if document as u64 > options.max_document {
+            return Err(format!(
+                "a YAML document larger than {} MiB at line {line}: the rest of the file is skipped",
+                options.max_document >> 20
+            ));
+        }
+        chunk.extend_from_slice(&text);
+        line += 1;
+    }
+    progress.update(read.load(Ordering::Relaxed));
+    if !chunk.is_empty() {
+        send(first_line, chunk)?;
+    }
+    Ok(())
+}
+
 fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &Sender<Vec<u8>>, folder: &UseFolder) {
     // A chunk's observations take a few hundred kilobytes: the vector is kept from one chunk
     // to the next, since growing it afresh each time costs more than decoding some events.
@@ -504,21 +645,16 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &S
                 let message = format!("line longer than {} MiB skipped", limit >> 20);
                 Decoded { file, sink, problems: vec![(Some(line), message)] }
             }
+            Job::Yaml { file, first_line, bytes } => {
+                let mut sink = sink;
+                decode_yaml(&bytes, &mut sink);
+                let problems = placed_problems(&mut sink, first_line);
+                Decoded { file, sink, problems }
+            }
             Job::Document { file, bytes } => {
                 let mut sink = sink;
                 decode_value(&bytes, &mut sink);
-                let problems = sink
-                    .problems
-                    .drain(..)
-                    .map(|p| {
-                        let line = p.line_in_value.map(|l| l as u64);
-                        let message = match p.record_index {
-                            Some(r) => format!("record {r}: {}", p.message),
-                            None => p.message,
-                        };
-                        (line, message)
-                    })
-                    .collect();
+                let problems = placed_problems(&mut sink, 1);
                 Decoded { file, sink, problems }
             }
         };
@@ -530,6 +666,22 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &S
         if out.send(decoded).is_err() {
             return;
         }
+    }
+}
+
+/// The sink's problems, placed in the file: lines inside the decoded text start at `first_line`.
+fn placed_problems(sink: &mut Sink, first_line: u64) -> Vec<(Option<u64>, String)> {
+    sink.problems
+        .drain(..)
+        .map(|p| (p.line_in_value.map(|l| first_line + l as u64 - 1), located_message(p.record_index, p.message)))
+        .collect()
+}
+
+/// A problem's message, with the record it is about when it was inside an array.
+fn located_message(record: Option<usize>, message: String) -> String {
+    match record {
+        Some(r) => format!("record {r}: {message}"),
+        None => message,
     }
 }
 
@@ -547,11 +699,7 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> D
         let before = sink.problems.len();
         decode_line(text, &mut sink);
         for p in sink.problems.drain(before..) {
-            let message = match p.record_index {
-                Some(r) => format!("record {r}: {}", p.message),
-                None => p.message,
-            };
-            problems.push((Some(line), message));
+            problems.push((Some(line), located_message(p.record_index, p.message)));
         }
     }
     Decoded { file, sink, problems }

@@ -15,6 +15,9 @@ use tokentrail_correlator_core::{Finding, Severity};
 use crate::forensic::Analysis;
 
 pub mod html;
+pub mod terminal;
+
+use terminal::escape;
 
 /// The program version written into OCSF metadata.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -98,7 +101,12 @@ pub fn text(analysis: &Analysis) -> String {
     legacy(&mut s, &report.legacy_tokens);
     section(&mut s, "Coverage");
     coverage(&mut s, analysis);
-    s
+    // Fields from the evidence were escaped where they were written (line breaks too); this
+    // catches any other control character that reached the text.
+    match terminal::escape_lines(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(safe) => safe,
+    }
 }
 
 fn section(s: &mut String, title: &str) {
@@ -106,7 +114,7 @@ fn section(s: &mut String, title: &str) {
 }
 
 fn finding(s: &mut String, f: &Finding) {
-    let _ = writeln!(s, "\n{:<8}  {}  {}", f.severity.as_str().to_uppercase(), f.rule, f.title);
+    let _ = writeln!(s, "\n{:<8}  {}  {}", f.severity.as_str().to_uppercase(), f.rule, escape(&f.title));
     let mut facts = vec![format!("{} × {} … {}", f.count, f.first_seen, f.last_seen)];
     if let Some(sa) = &f.serviceaccount {
         facts.push(format!("serviceaccount {}/{}", sa.namespace, sa.name));
@@ -123,7 +131,7 @@ fn finding(s: &mut String, f: &Finding) {
         facts.push(format!("pod {}/{}{node}", p.namespace, p.name));
     }
     let pad = "          ";
-    let _ = writeln!(s, "{pad}{}", facts.join(" · "));
+    let _ = writeln!(s, "{pad}{}", escape(&facts.join(" · ")));
     if let Some(ip) = f.source_ip {
         let _ = write!(s, "{pad}from {ip}");
         if !f.expected_ips.is_empty() {
@@ -160,17 +168,18 @@ fn finding(s: &mut String, f: &Finding) {
             })
             .collect();
         let more = if f.requests.len() > 5 { format!(" (+{} more)", f.requests.len() - 5) } else { String::new() };
-        let _ = writeln!(s, "{pad}requests: {}{more}", reqs.join("; "));
+        let _ = writeln!(s, "{pad}requests: {}{more}", escape(&reqs.join("; ")));
     }
     if !f.user_agents.is_empty() {
-        let _ = writeln!(s, "{pad}user agents: {}", f.user_agents.join("; "));
+        let _ = writeln!(s, "{pad}user agents: {}", escape(&f.user_agents.join("; ")));
     }
     let attack: Vec<&str> = f.attack.iter().map(|t| t.id).collect();
     let _ = writeln!(s, "{pad}ATT&CK {}", attack.join(", "));
     if !f.audit_ids.is_empty() {
-        let _ = writeln!(s, "{pad}audit IDs: {}", f.audit_ids.join(", "));
+        let _ = writeln!(s, "{pad}audit IDs: {}", escape(&f.audit_ids.join(", ")));
     }
-    let _ = writeln!(s, "{pad}{}", f.explanation);
+    // The explanation is the finding's argument: printed whole, never cut.
+    let _ = writeln!(s, "{pad}{}", escape(&f.explanation));
     let _ = writeln!(s, "{pad}id {}", f.id);
 }
 
@@ -276,7 +285,7 @@ fn coverage(s: &mut String, analysis: &Analysis) {
         .map(|f| f.path.file_name().map_or_else(|| f.path.display().to_string(), |n| n.to_string_lossy().into_owned()))
         .collect();
     if !skipped.is_empty() {
-        let _ = writeln!(s, "                  skipped, not JSON evidence: {}", skipped.join(", "));
+        let _ = writeln!(s, "                  skipped, not JSON or YAML evidence: {}", escape(&skipped.join(", ")));
     }
     if analysis
         .decode
@@ -313,8 +322,9 @@ fn list(ips: &[std::net::IpAddr]) -> String {
 }
 
 fn table<const N: usize>(s: &mut String, header: &[&str; N], rows: &[[String; N]]) {
+    let rows: Vec<[String; N]> = rows.iter().map(|row| row.each_ref().map(|cell| escape(cell).into_owned())).collect();
     let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -327,7 +337,7 @@ fn table<const N: usize>(s: &mut String, header: &[&str; N], rows: &[[String; N]
         let _ = writeln!(s, "{}", out.trim_end());
     };
     line(s, &mut header.iter().copied());
-    for row in rows {
+    for row in &rows {
         line(s, &mut row.iter().map(String::as_str));
     }
 }

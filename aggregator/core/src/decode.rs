@@ -50,6 +50,12 @@ pub fn decode_line(bytes: &[u8], sink: &mut Sink) {
     decode_bytes(strip_bom(bytes), &Ctx::default(), sink);
 }
 
+/// Decodes a JSON value converted from another notation (a YAML document): it has no lines of
+/// its own, so every problem is placed at `place`, the document's line.
+pub(crate) fn decode_converted(bytes: &[u8], place: Place, sink: &mut Sink) {
+    decode_bytes(bytes, &Ctx { fixed: place, ..Ctx::default() }, sink);
+}
+
 /// Where we are while decoding: how deep, inside which envelope or list, and how to place
 /// problems.
 #[derive(Clone, Copy, Default)]

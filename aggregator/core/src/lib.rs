@@ -22,6 +22,8 @@
 //! * `normalize`: one audit event to observations (the hot path).
 //! * `objects`, `inventory`: Kubernetes objects (Pod, Node, ServiceAccount, Secret) and the
 //!   facts an inventory dump yields.
+//! * [`yaml`]: YAML evidence (`gcloud logging read`, audit events kept as YAML), converted
+//!   document by document to the JSON the decoders take.
 //! * [`sink`]: what decoding appends to: observations, problems, [`DecodeStats`].
 //! * `json`: borrowing JSON helpers.
 //!
@@ -32,6 +34,7 @@ pub mod compression;
 pub mod decode;
 pub mod layout;
 pub mod sink;
+pub mod yaml;
 
 mod audit_event;
 mod inventory;
@@ -45,3 +48,4 @@ pub use compression::{decompress, detect_compression, Compression};
 pub use decode::{decode_line, decode_value};
 pub use layout::{detect_layout, strip_bom, Layout};
 pub use sink::{DecodeStats, Format, Problem, Sink, UseFolder};
+pub use yaml::{decode_yaml, looks_like_yaml};

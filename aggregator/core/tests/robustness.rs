@@ -7,7 +7,9 @@ mod common;
 use std::io::Read;
 
 use common::*;
-use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, detect_layout, Compression, Sink};
+use tokentrail_aggregator_core::{
+    decode_value, decode_yaml, decompress, detect_compression, detect_layout, looks_like_yaml, Compression, Sink,
+};
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -42,6 +44,39 @@ fn random_bytes() {
             }
         }
     }
+}
+
+/// YAML garbage: random bytes over YAML's indicators, and every prefix and mutation of a
+/// `gcloud logging read` entry and of deeply nested or aliased documents.
+#[test]
+fn yaml_garbage_never_panics() {
+    let mut rng = Rng(0x5EED);
+    let alphabet = b"---\n  - : ? | > ' \" # & * ! % @ ` { } [ ] , ... abc 12 true\t\r\xEF\xBB\xBF\xFF\x00";
+    for len in [0usize, 1, 3, 16, 200, 2000] {
+        for _ in 0..200 {
+            let bytes: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]).collect();
+            let _ = looks_like_yaml(&bytes);
+            decode_yaml(&bytes, &mut Sink::new());
+        }
+    }
+    let entry = b"---\ninsertId: a\nprotoPayload:\n  '@type': type.googleapis.com/google.cloud.audit.AuditLog\n  authenticationInfo:\n    principalEmail: system:serviceaccount:a:b\n  methodName: io.k8s.core.v1.pods.list\n  requestMetadata:\n    callerIp: 10.0.0.1\ntimestamp: '2026-03-10T10:26:40Z'\n";
+    for end in 0..=entry.len() {
+        decode_yaml(&entry[..end], &mut Sink::new());
+    }
+    for _ in 0..500 {
+        let mut m = entry.to_vec();
+        let at = (rng.next() % m.len() as u64) as usize;
+        m[at] = alphabet[(rng.next() % alphabet.len() as u64) as usize];
+        decode_yaml(&m, &mut Sink::new());
+    }
+    let deep = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    decode_yaml(deep.as_bytes(), &mut Sink::new());
+    let laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
+    let mut sink = Sink::new();
+    decode_yaml(laughs.as_bytes(), &mut sink);
+    // Refused by the parser's budget, not expanded into millions of values.
+    assert_eq!(sink.problems.len(), 1, "{:?}", sink.problems);
+    assert!(sink.problems[0].message.starts_with("unreadable yaml document"), "{:?}", sink.problems);
 }
 
 /// Like the test driver, but tolerating decompression errors (random bytes can look gzipped).

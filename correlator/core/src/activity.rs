@@ -17,8 +17,12 @@ pub struct Mint {
     pub audit_id: String,
     /// Who minted it.
     pub minter: String,
-    /// The minter's client address.
+    /// The minter's client address, from the copy of the request with the fewest `sourceIPs`
+    /// hops (an aggregated apiserver's copy has one more: see [`crate::dedup`]).
     pub client: Option<IpAddr>,
+    /// `sourceIPs` hops of the copy `client` came from.
+    #[serde(default)]
+    pub hops: u8,
     /// For which service account.
     pub serviceaccount: ServiceAccountRef,
     /// The issued credential's JTI.
@@ -47,14 +51,18 @@ pub struct Mints {
 }
 
 impl Mints {
-    /// Records one stage of a mint.
-    pub fn add(&mut self, m: TokenMint, client: Option<IpAddr>) {
+    /// Records one copy of a mint (a stage, or an aggregated apiserver's entry) whose
+    /// `sourceIPs` had `hops` entries beyond trusted proxies. Whatever order the copies come in,
+    /// the mint is the same: facts only some copies carry are kept, and where copies differ the
+    /// one with the fewest hops, then the smaller value, wins.
+    pub fn add(&mut self, m: TokenMint, client: Option<IpAddr>, hops: u8) {
         let key = if m.audit_id.is_empty() { format!("{}#{}", m.time.0, m.minter) } else { m.audit_id.clone() };
         let entry = self.by_audit_id.entry(key).or_insert_with(|| Mint {
             time: m.time,
             audit_id: m.audit_id.clone(),
             minter: m.minter.clone(),
             client,
+            hops,
             serviceaccount: m.serviceaccount.clone(),
             jti: None,
             bound_pod: None,
@@ -63,12 +71,16 @@ impl Mints {
             user_agent: None,
         });
         entry.time = entry.time.min(m.time);
+        if (hops, client) < (entry.hops, entry.client) {
+            entry.hops = hops;
+            entry.client = client;
+        }
         // Later stages add what earlier ones lacked: the issued JTI and the response code.
-        entry.jti = entry.jti.take().or(m.jti);
-        entry.bound_pod = entry.bound_pod.take().or(m.bound_pod);
-        entry.bound_kind = entry.bound_kind.take().or(m.bound_kind);
-        entry.code = m.code.or(entry.code);
-        entry.user_agent = entry.user_agent.take().or(m.user_agent);
+        entry.jti = least(entry.jti.take(), m.jti);
+        entry.bound_pod = least(entry.bound_pod.take(), m.bound_pod);
+        entry.bound_kind = least(entry.bound_kind.take(), m.bound_kind);
+        entry.code = least(entry.code, m.code);
+        entry.user_agent = least(entry.user_agent.take(), m.user_agent);
     }
 
     /// Mints indexed by JTI.
@@ -81,6 +93,14 @@ impl Mints {
         let mut v: Vec<&Mint> = self.by_audit_id.values().collect();
         v.sort_by(|a, b| (a.time, &a.audit_id).cmp(&(b.time, &b.audit_id)));
         v
+    }
+}
+
+/// Whichever value is there, the smaller when both are: the same whatever order they come in.
+fn least<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -140,6 +160,50 @@ impl SecretReads {
         }
         if let Some(ip) = client.filter(|_| self.clients.len() < KEPT) {
             self.clients.insert(ip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(from: &[&str], code: Option<u16>, jti: Option<&str>) -> TokenMint {
+        TokenMint {
+            time: Timestamp(1_000),
+            audit_id: String::from("m-1"),
+            minter: String::from("system:kube-controller-manager"),
+            source_ips: from.iter().map(|a| a.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))).collect(),
+            serviceaccount: ServiceAccountRef { namespace: String::from("kube-system"), name: String::from("x") },
+            jti: jti.map(str::to_owned),
+            bound_pod: None,
+            bound_kind: None,
+            code,
+            user_agent: Some(String::from("kube-controller-manager/v1.32.0")),
+        }
+    }
+
+    #[test]
+    fn a_mint_is_the_same_whatever_order_its_copies_come_in() {
+        // The stages of the kube-apiserver's own entry (one hop), and an aggregated apiserver's
+        // copy (the kube-apiserver's address appended).
+        let own = IpAddr::from([127, 0, 0, 1]);
+        let copies = [
+            (copy(&["127.0.0.1"], None, None), Some(own), 1),
+            (copy(&["127.0.0.1"], Some(201), Some("j-1")), Some(own), 1),
+            (copy(&["127.0.0.1", "10.0.1.10"], Some(201), Some("j-1")), Some(IpAddr::from([10, 0, 1, 10])), 2),
+        ];
+        let mut orders = vec![vec![0, 1, 2], vec![2, 1, 0], vec![2, 0, 1], vec![1, 2, 0]];
+        let mut reference = None;
+        for order in orders.drain(..) {
+            let mut mints = Mints::default();
+            for i in order {
+                let (m, client, hops) = copies[i].clone();
+                mints.add(m, client, hops);
+            }
+            let mint = mints.iter()[0].clone();
+            assert_eq!((mint.client, mint.code, mint.jti.as_deref()), (Some(own), Some(201), Some("j-1")));
+            assert_eq!(reference.get_or_insert_with(|| mint.clone()), &mint);
         }
     }
 }

@@ -14,12 +14,13 @@ use std::net::IpAddr;
 use crate::activity::{Access, Mints, SecretReads};
 use crate::attestation::Attestations;
 use crate::config::EngineConfig;
-use crate::dedup::RecentIds;
-use crate::hash::LookupMap;
+use crate::dedup::{Rank, RecentIds, Sighting};
+use crate::hash::{FastMap, LookupMap};
 use crate::model::Model;
 use crate::net::client_address;
 use crate::observation::{
-    Credential, FactSource, Observation, ServiceAccountFact, ServiceAccountRef, TokenSecretFact, UseView,
+    AuthFailure, Credential, FactSource, Observation, PodAccess, SecretRead, ServiceAccountFact, ServiceAccountRef,
+    Stage, TokenSecretFact, UseView,
 };
 use crate::proxies::ProxyHops;
 use crate::report::{self, Report};
@@ -51,6 +52,10 @@ pub struct Engine {
     #[serde(skip)]
     pub(crate) config: EngineConfig,
     recent: RecentIds,
+    /// Copies of requests that a better copy may still replace (see [`crate::dedup`]), by the
+    /// window's key of their audit ID.
+    #[serde(default, with = "crate::pairs")]
+    held: FastMap<u64, Observation>,
     pub(crate) model: Model,
     #[serde(with = "crate::pairs")]
     pub(crate) uses: LookupMap<UseKey, UseGroup>,
@@ -73,6 +78,27 @@ pub struct Engine {
     pub(crate) latest: Timestamp,
 }
 
+/// What becomes of a copy of a request.
+enum Admit {
+    /// Fold it now.
+    Now,
+    /// Hold it under this key.
+    Hold(u64),
+    /// Drop it: another copy stands for the request.
+    Drop,
+}
+
+/// The `sourceIPs` of a held copy.
+fn held_source_ips(obs: &Observation) -> &[IpAddr] {
+    match obs {
+        Observation::TokenUse(u) => &u.source_ips,
+        Observation::AuthFailure(f) => &f.source_ips,
+        Observation::PodAccess(a) => &a.source_ips,
+        Observation::SecretRead(r) => &r.source_ips,
+        _ => &[],
+    }
+}
+
 /// Kinds of request folded separately: one audit event can be both a token use and, say, a
 /// Secret read, and must count once as each.
 #[derive(Clone, Copy)]
@@ -88,6 +114,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
             recent: RecentIds::new(config.dedup_capacity),
+            held: FastMap::default(),
             config,
             model: Model::default(),
             uses: LookupMap::default(),
@@ -124,35 +151,32 @@ impl Engine {
             Observation::TokenUse(u) => self.observe_use(u.view()),
             Observation::TokenMint(m) => {
                 let client = self.client(&m.source_ips);
-                self.mints.add(m, client);
+                let hops = self.rank(&m.source_ips, true, false).hops();
+                self.mints.add(m, client, hops);
             }
             Observation::AuthFailure(f) => {
-                if self.first_sighting(Fold::Failure, &f.audit_id) {
-                    let client = self.client(&f.source_ips);
-                    self.failures.entry(client).or_default().add(
-                        f.time,
-                        &f.audit_id,
-                        f.user_agent.as_deref(),
-                        Some(&f.request.view()),
-                    );
+                let rank = self.rank(&f.source_ips, true, false);
+                match self.admit(Fold::Failure, &f.audit_id, rank, &f.source_ips) {
+                    Admit::Now => self.fold_failure(&f),
+                    Admit::Hold(key) => self.hold(key, Observation::AuthFailure(f)),
+                    Admit::Drop => {}
                 }
             }
             Observation::PodAccess(a) => {
-                if self.first_sighting(Fold::Access, &a.audit_id) {
-                    if self.accesses.len() >= MAX_POD_ACCESSES {
-                        self.stats.pod_accesses_dropped += 1;
-                    } else {
-                        let client = self.client(&a.source_ips);
-                        self.accesses.push(Access { access: a, client });
-                    }
+                let rank = self.rank(&a.source_ips, a.code.is_some(), false);
+                match self.admit(Fold::Access, &a.audit_id, rank, &a.source_ips) {
+                    Admit::Now => self.fold_access(a),
+                    Admit::Hold(key) => self.hold(key, Observation::PodAccess(a)),
+                    Admit::Drop => {}
                 }
             }
             Observation::SecretRead(r) => {
-                let refused = r.code.is_some_and(|c| c >= 400);
-                if !refused && self.first_sighting(Fold::SecretRead, &r.audit_id) {
-                    let client = self.client(&r.source_ips);
-                    let key = (r.principal.clone(), r.namespace.clone());
-                    self.secret_reads.entry(key).or_default().add(&r, client);
+                // The code comes with the response: a `RequestReceived` copy waits for it.
+                let rank = self.rank(&r.source_ips, r.code.is_some(), false);
+                match self.admit(Fold::SecretRead, &r.audit_id, rank, &r.source_ips) {
+                    Admit::Now => self.fold_secret_read(&r),
+                    Admit::Hold(key) => self.hold(key, Observation::SecretRead(r)),
+                    Admit::Drop => {}
                 }
             }
             Observation::Pod(p) => self.model.pods.apply(p),
@@ -190,10 +214,17 @@ impl Engine {
     }
 
     fn observe_use(&mut self, u: UseView<'_>) {
-        if !self.first_sighting(Fold::Use, u.audit_id) {
-            self.stats.duplicate_stages += 1;
-            return;
+        let complete = matches!(u.stage, Stage::ResponseComplete | Stage::Panic | Stage::Unknown);
+        let rank = self.rank(u.source_ips, complete, u.stage == Stage::ResponseStarted);
+        match self.admit(Fold::Use, u.audit_id, rank, u.source_ips) {
+            Admit::Now => self.fold_use(u),
+            Admit::Hold(key) => self.hold(key, Observation::TokenUse(u.into_owned())),
+            Admit::Drop => self.stats.duplicate_stages += 1,
         }
+    }
+
+    /// Counts one request's token use (its best copy).
+    fn fold_use(&mut self, u: UseView<'_>) {
         self.stats.token_uses += 1;
         let client = self.client(u.source_ips);
         let forged = self.forged_addresses(u.source_ips);
@@ -220,12 +251,116 @@ impl Engine {
         }
     }
 
+    fn fold_failure(&mut self, f: &AuthFailure) {
+        let client = self.client(&f.source_ips);
+        self.failures.entry(client).or_default().add(
+            f.time,
+            &f.audit_id,
+            f.user_agent.as_deref(),
+            Some(&f.request.view()),
+        );
+    }
+
+    fn fold_access(&mut self, a: PodAccess) {
+        if self.accesses.len() >= MAX_POD_ACCESSES {
+            self.stats.pod_accesses_dropped += 1;
+        } else {
+            let client = self.client(&a.source_ips);
+            self.accesses.push(Access { access: a, client });
+        }
+    }
+
+    fn fold_secret_read(&mut self, r: &SecretRead) {
+        // A refused read disclosed nothing.
+        if r.code.is_some_and(|c| c >= 400) {
+            return;
+        }
+        let client = self.client(&r.source_ips);
+        let key = (r.principal.clone(), r.namespace.clone());
+        self.secret_reads.entry(key).or_default().add(r, client);
+    }
+
+    /// The rank of a copy of a request (see [`crate::dedup`]): its `sourceIPs` hops beyond
+    /// trusted proxies, and whether it carries the response.
+    fn rank(&self, source_ips: &[IpAddr], complete: bool, started: bool) -> Rank {
+        let proxies = &self.config.trusted_proxies;
+        let trusted_tail = source_ips.iter().rev().take_while(|ip| proxies.iter().any(|p| p.contains(**ip))).count();
+        Rank::new(source_ips.len() - trusted_tail.min(source_ips.len().saturating_sub(1)), complete, started)
+    }
+
+    /// Decides what becomes of a copy of a request, and folds a held copy that left the window.
+    fn admit(&mut self, fold: Fold, audit_id: &str, rank: Rank, source_ips: &[IpAddr]) -> Admit {
+        let seen = self.recent.sight(fold as u8, audit_id, rank);
+        if let Some(obs) = seen.evicted.and_then(|key| self.held.remove(&key)) {
+            self.fold_held(obs);
+        }
+        match seen.sighting {
+            Sighting::Fold => {
+                if !audit_id.is_empty() && self.held.remove(&seen.key).is_some() {
+                    self.count_duplicate(fold);
+                }
+                Admit::Now
+            }
+            Sighting::Hold => Admit::Hold(seen.key),
+            // Equally good copies (the same request logged twice with different addresses):
+            // the smaller address list wins, whichever came first.
+            Sighting::Tie if self.held.get(&seen.key).is_some_and(|h| source_ips < held_source_ips(h)) => {
+                Admit::Hold(seen.key)
+            }
+            Sighting::Tie | Sighting::Duplicate => Admit::Drop,
+        }
+    }
+
+    /// Keeps a copy until a better one comes or the engine settles.
+    fn hold(&mut self, key: u64, obs: Observation) {
+        let fold = match obs {
+            Observation::TokenUse(_) => Fold::Use,
+            _ => Fold::Failure,
+        };
+        if self.held.insert(key, obs).is_some() {
+            self.count_duplicate(fold);
+        }
+    }
+
+    fn count_duplicate(&mut self, fold: Fold) {
+        if matches!(fold, Fold::Use) {
+            self.stats.duplicate_stages += 1;
+        }
+    }
+
+    /// Folds a held copy: no better one came.
+    fn fold_held(&mut self, obs: Observation) {
+        match obs {
+            Observation::TokenUse(u) => self.fold_use(u.view()),
+            Observation::AuthFailure(f) => self.fold_failure(&f),
+            Observation::PodAccess(a) => self.fold_access(a),
+            Observation::SecretRead(r) => self.fold_secret_read(&r),
+            other => self.observe(other),
+        }
+    }
+
+    /// Folds every held copy: the evidence is read (or a report is due), so each is the best
+    /// copy of its request that came. Later copies of their IDs count as duplicates.
+    pub fn settle(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        for (key, obs) in held {
+            self.recent.close(key);
+            self.fold_held(obs);
+        }
+    }
+
     /// Takes over the token uses other engines folded. `analyze` spreads token uses over
     /// several engines by service account, so each folds every stage of its requests on its own
     /// thread, and gathers them here before the report; the result is what folding those uses
     /// here would have made. The other engines must have been given token uses and nothing else.
     pub fn absorb_uses(&mut self, others: impl IntoIterator<Item = Engine>) {
-        let others: Vec<Engine> = others.into_iter().collect();
+        let others: Vec<Engine> = others
+            .into_iter()
+            .map(|mut e| {
+                e.settle();
+                e
+            })
+            .collect();
         // Room for every group at once: growing the map step by step would move each group
         // (a few hundred bytes) several times over.
         self.uses.reserve(others.iter().map(|e| e.uses.len()).sum());
@@ -264,10 +399,6 @@ impl Engine {
         client_address(source_ips, &self.config.trusted_proxies)
     }
 
-    fn first_sighting(&mut self, fold: Fold, audit_id: &str) -> bool {
-        self.recent.first_sighting(fold as u8, audit_id)
-    }
-
     /// The engine's whole state, to persist (the correlator writes it to its changelog topic).
     /// Settings are not part of it: [`Engine::restore`] takes them anew.
     pub fn snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
@@ -288,6 +419,7 @@ impl Engine {
 
     /// Evaluates every rule over the evidence folded so far.
     pub fn report(&mut self) -> Report {
+        self.settle();
         self.model.pods.resolve();
         report::build(self)
     }

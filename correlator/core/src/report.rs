@@ -105,7 +105,8 @@ pub struct TimelineUses {
     pub over_time: TimeBuckets,
 }
 
-/// One line of the client-address table: one service account, one client address.
+/// One line of the client-address table: one service account, one client address, one verdict
+/// (an address whose credentials were judged differently has a row per verdict).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct UsageRow {
     /// `namespace/name`.
@@ -122,7 +123,7 @@ pub struct UsageRow {
     pub first_seen: Timestamp,
     /// Last request.
     pub last_seen: Timestamp,
-    /// The worst verdict among the credentials used from it.
+    /// The verdict on these uses.
     pub verdict: Verdict,
 }
 
@@ -375,9 +376,12 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
 fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {
     let mut rows = Vec::new();
     for groups in ctx.by_serviceaccount() {
-        let mut by_client: BTreeMap<Option<IpAddr>, UsageRow> = BTreeMap::new();
+        // One row per address and verdict, so the rows' uses add up to the coverage figures:
+        // a row whose credentials had different verdicts would count all its uses under the
+        // worst of them.
+        let mut by_client: BTreeMap<(Option<IpAddr>, Verdict), UsageRow> = BTreeMap::new();
         for (key, group, judgement) in groups {
-            let row = by_client.entry(key.client).or_insert_with(|| UsageRow {
+            let row = by_client.entry((key.client, judgement.verdict)).or_insert_with(|| UsageRow {
                 serviceaccount: format!("{}/{}", key.serviceaccount.namespace, key.serviceaccount.name),
                 source_ip: key.client,
                 place: describe(judgement.place.as_ref()),
@@ -385,7 +389,7 @@ fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {
                 count: 0,
                 first_seen: Timestamp::MAX,
                 last_seen: Timestamp::MIN,
-                verdict: Verdict::Expected,
+                verdict: judgement.verdict,
             });
             if !row.credentials.contains(&key.credential.kind()) {
                 row.credentials.push(key.credential.kind());
@@ -393,7 +397,6 @@ fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {
             row.count += group.uses.count;
             row.first_seen = row.first_seen.min(group.first());
             row.last_seen = row.last_seen.max(group.last());
-            row.verdict = row.verdict.max(judgement.verdict);
         }
         rows.extend(by_client.into_values());
     }

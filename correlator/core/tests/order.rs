@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use tokentrail_correlator_core::observation::Stage;
+use tokentrail_correlator_core::observation::{SecretRead, Stage};
 use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report};
 
 /// A scenario that exercises every rule family at once.
@@ -60,6 +60,23 @@ fn incident() -> Vec<Observation> {
             .obs(),
     );
     obs.push(auth_failure("203.0.113.50", 90.0));
+    // An aggregated apiserver's copies of some requests: the same audit IDs with the
+    // kube-apiserver's address appended to sourceIPs. Whichever comes first, the
+    // kube-apiserver's own copy stands for the request.
+    let own = use_of("shop/web").bound_to(&web, "jw").from("10.244.2.7").every_minute(20.0, 4);
+    for o in &own {
+        if let Observation::TokenUse(u) = o {
+            let mut copy = u.clone();
+            copy.source_ips.push(ip("10.0.1.10"));
+            obs.push(Observation::TokenUse(copy));
+        }
+    }
+    obs.extend(own);
+    // A Secret read's stages: the code comes from the response, whichever is read first.
+    if let Observation::SecretRead(r) = secret_list("bob", "monitoring", "198.51.100.24", 32.0) {
+        obs.push(Observation::SecretRead(r.clone()));
+        obs.push(Observation::SecretRead(SecretRead { code: None, ..r }));
+    }
     obs
 }
 

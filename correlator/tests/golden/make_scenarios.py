@@ -7,6 +7,8 @@ directories next to this script. Deterministic: no clocks, no randomness.
 """
 import gzip
 import json
+
+import yaml  # PyYAML: the YAML scenarios
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -83,4 +85,34 @@ for line in LINES:
         "operation": {"id": e["auditID"], "producer": "k8s.io", "first": True, "last": True}}))
 (d / "gke-audit.jsonl").write_text("\n".join(out) + "\n")
 copy_inventory(d, "nodes.json", "pods.json")
+
+
+def gcloud_yaml(value):
+    """One document the way `gcloud logging read` and `kubectl get -o yaml` print it: keys
+    sorted, block style, long plain scalars folded at 80 columns, ambiguous strings quoted."""
+    return "---\n" + yaml.safe_dump(value, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+# GKE as `gcloud logging read` prints it by default: YAML, `---` before each LogEntry (the same
+# entries as gke-no-pod-binding, with the fields Cloud Logging adds); the inventory as
+# `kubectl get -o yaml`. Must give exactly what the JSON does.
+d = fresh("gke-yaml")
+docs = []
+for line in out:
+    entry = json.loads(line)
+    entry["receiveTimestamp"] = entry["timestamp"]
+    entry["severity"] = "INFO"
+    docs.append(gcloud_yaml(entry))
+(d / "gcloud-logging-read.yaml").write_text("".join(docs))
+for n in ("nodes", "pods"):
+    (d / f"{n}.yaml").write_text(gcloud_yaml(json.loads((INCIDENT / f"{n}.json").read_text()))[4:])
+
+# Audit events kept as YAML: one audit.k8s.io Event per document for the first half, one
+# document holding a list of events for the rest.
+d = fresh("audit-yaml")
+events = [json.loads(l) for l in LINES]
+half = len(events) // 2
+text = "".join(gcloud_yaml(e) for e in events[:half]) + gcloud_yaml(events[half:])
+(d / "audit.yaml").write_text(text)
+copy_inventory(d, "nodes.json", "pods.json", "sa_secrets.json", "serviceaccounts.json")
 print("scenarios written under", HERE)
