@@ -306,3 +306,23 @@ fn readme_shows_what_analyze_prints() {
         assert!(rest.any(|l| *l == title), "README's `{title}` is not printed after the head (or out of order)");
     }
 }
+
+#[test]
+fn a_flood_of_findings_folds_in_the_reports_and_stays_whole_in_json() {
+    // 250 pods' tokens, each used from its own routable address: one finding per credential.
+    let dir = tempdir("spray");
+    let log = dir.join("spray.log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/credential_flood.py");
+    let made = Command::new("python3").arg(&script).args(["--events", "250", "--outside"]).output().expect("python3");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    std::fs::write(&log, &made.stdout).unwrap();
+    let log = log.to_str().unwrap();
+    let text = tokentrail(&["analyze", log]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.matches("token-used-off-cluster  Token of pod").count(), 100, "{text}");
+    assert!(text.contains("… 150 more token-used-off-cluster findings not shown"), "{text}");
+    let html = tokentrail(&["analyze", "--format", "html", log]);
+    assert!(String::from_utf8_lossy(&html.stdout).contains("150 more <code>token-used-off-cluster</code> findings"));
+    let json = tokentrail(&["analyze", "--format", "json", log]);
+    assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 250, "every finding stays in the JSON lines");
+}

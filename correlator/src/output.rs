@@ -14,6 +14,7 @@ use tokentrail_correlator_core::{Finding, Severity};
 
 use crate::forensic::Analysis;
 
+pub mod fold;
 pub mod html;
 pub mod terminal;
 
@@ -92,8 +93,16 @@ pub fn text(analysis: &Analysis) -> String {
     if report.findings.is_empty() {
         let _ = writeln!(s, "  none");
     }
-    for f in &report.findings {
+    let (shown, left_out) = fold::findings(&report.findings);
+    for f in shown {
         finding(&mut s, f);
+    }
+    for (rule, n) in &left_out {
+        let _ = writeln!(
+            s,
+            "  … {n} more {rule} findings not shown (each rule shows its first {}): --format json or --out DIR has every one",
+            fold::FINDINGS_PER_RULE
+        );
     }
     section(&mut s, "Client addresses by service account");
     usage(&mut s, &report.usage);
@@ -189,6 +198,7 @@ fn usage(s: &mut String, rows: &[UsageRow]) {
         return;
     }
     let header = ["SERVICE ACCOUNT", "CLIENT ADDRESS", "WHO HELD IT", "USES", "FIRST SEEN", "LAST SEEN", "VERDICT"];
+    let (rows, left) = fold::usage(rows);
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
@@ -204,6 +214,12 @@ fn usage(s: &mut String, rows: &[UsageRow]) {
         })
         .collect();
     table(s, &header, &cells);
+    if left > 0 {
+        let _ = writeln!(
+            s,
+            "  … {left} more rows not shown (those not expected first): --out DIR writes every row to usage.json"
+        );
+    }
 }
 
 fn legacy(s: &mut String, rows: &[LegacyTokenRow]) {

@@ -120,8 +120,9 @@ fn findings(p: &mut Page, analysis: &Analysis) {
     if report.findings.is_empty() {
         p.raw("<p>No findings: every token use that could be checked came from where it belongs.</p>\n");
     }
+    let (shown, left_out) = super::fold::findings(&report.findings);
     for sev in Severity::DESCENDING {
-        let of: Vec<&Finding> = report.findings.iter().filter(|f| f.severity == sev).collect();
+        let of: Vec<&Finding> = shown.iter().copied().filter(|f| f.severity == sev).collect();
         if of.is_empty() {
             continue;
         }
@@ -136,6 +137,15 @@ fn findings(p: &mut Page, analysis: &Analysis) {
             });
             finding(p, f, open, timeline);
         }
+    }
+    for (rule, n) in &left_out {
+        p.raw("<p class=\"note\">")
+            .val(n)
+            .raw(" more <code>")
+            .val(rule)
+            .raw("</code> findings are not shown (each rule shows its first ");
+        p.val(super::fold::FINDINGS_PER_RULE)
+            .raw("): <code>--format json</code> or <code>--out DIR</code> has every one.</p>\n");
     }
     p.raw("</section>\n");
 }

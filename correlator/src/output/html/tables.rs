@@ -9,7 +9,6 @@ use crate::forensic::Analysis;
 
 /// Client-address rows shown. Rows whose verdict is not `expected` are always shown; beyond
 /// this many, expected rows are left to `usage.json`, so a fleet-sized run stays a few MB.
-const MAX_USAGE_ROWS: usize = 2_000;
 /// Legacy-token rows shown, for the same reason.
 const MAX_LEGACY_ROWS: usize = 1_000;
 /// Evidence files listed.
@@ -30,19 +29,11 @@ pub(super) fn usage(p: &mut Page, rows: &[UsageRow]) {
         p.raw("<p>No service-account token uses in the evidence.</p>\n</section>\n");
         return;
     }
-    let expected = rows.iter().filter(|r| r.verdict == Verdict::Expected).count();
-    let room = MAX_USAGE_ROWS.saturating_sub(rows.len() - expected);
-    let mut expected_shown = 0;
+    let (shown, left) = crate::output::fold::usage(rows);
     p.raw("<div class=\"scroll\"><table id=\"usage-table\"><thead><tr><th>service account</th><th>client address</th>");
     p.raw("<th>who held it</th><th>credentials</th><th class=\"num\">uses</th><th>first seen</th><th>last seen</th>");
     p.raw("<th>verdict</th></tr></thead><tbody>\n");
-    for r in rows {
-        if r.verdict == Verdict::Expected {
-            if expected_shown == room {
-                continue;
-            }
-            expected_shown += 1;
-        }
+    for r in shown {
         let class = verdict_class(r.verdict);
         p.raw("<tr class=\"").raw(class).raw("\"><td class=\"nowrap\"><code>").evidence(&r.serviceaccount);
         p.raw("</code></td><td class=\"nowrap\"><code>");
@@ -59,10 +50,9 @@ pub(super) fn usage(p: &mut Page, rows: &[UsageRow]) {
         p.val(r.verdict).raw("</td></tr>\n");
     }
     p.raw("</tbody></table></div>\n");
-    let left = expected - expected_shown;
     if left > 0 {
         p.raw("<p class=\"note\">").val(left);
-        p.raw(" more rows, all expected, are not shown: <code>--out DIR</code> writes every row to usage.json.</p>\n");
+        p.raw(" more rows are not shown (those not expected first): <code>--out DIR</code> writes every row to usage.json.</p>\n");
     }
     p.raw("</section>\n");
 }
