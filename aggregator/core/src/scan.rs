@@ -601,6 +601,226 @@ mod tests {
         }
     }
 
+    /// A small deterministic generator (xorshift), so the differential test needs no crate and
+    /// fails the same way every run.
+    struct Gen {
+        state: u64,
+        /// Whether the event being made has what the scanner leaves to serde: a repeated or
+        /// escaped key, or nesting near serde's limit.
+        irregular: bool,
+    }
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            self.state
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+        fn pick<'x>(&mut self, items: &[&'x str]) -> &'x str {
+            items[self.below(items.len())]
+        }
+
+        /// A JSON string literal, with escapes of every kind now and then.
+        fn string(&mut self) -> String {
+            let pieces = [
+                "a",
+                "Event",
+                "kubelet/v1.33.2 (linux/amd64)",
+                "10.0.1.7",
+                "é",
+                "日本",
+                "😀",
+                r#"\""#,
+                r"\\",
+                r"\/",
+                r"\n",
+                r"\t",
+                r"\u00e9",
+                r"\u0000",
+                r"\ud83d\ude00",
+                "system:serviceaccount:ns:sa",
+                " ",
+            ];
+            let mut out = String::from("\"");
+            for _ in 0..self.below(5) {
+                out.push_str(self.pick(&pieces));
+            }
+            out.push('"');
+            out
+        }
+
+        /// Any JSON value, nested up to `depth` more levels.
+        fn value(&mut self, depth: usize) -> String {
+            match if depth == 0 { self.below(4) } else { self.below(7) } {
+                0 => self.string(),
+                1 => self.pick(&["0", "-0", "1.5e3", "200", "-12", "18446744073709551616", "0.000001"]).to_string(),
+                2 => self.pick(&["true", "false", "null"]).to_string(),
+                3 => self.string(),
+                4 | 5 => {
+                    let n = self.below(4);
+                    let items: Vec<String> = (0..n).map(|_| self.value(depth - 1)).collect();
+                    format!("[{}]", items.join(self.pick(&[",", " , ", ",\n  "])))
+                }
+                _ => {
+                    let n = self.below(4);
+                    let members: Vec<String> = (0..n)
+                        .map(|_| {
+                            let key = self.string();
+                            self.irregular |= key.contains('\\');
+                            format!("{key}:{}", self.value(depth - 1))
+                        })
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }
+            }
+        }
+
+        /// A value for a key of `Event`: mostly of the type serde expects, sometimes not.
+        fn field(&mut self, key: &str) -> String {
+            if self.chance(8) {
+                // Any type: serde reads a struct from an array, the scanner leaves that to it.
+                self.irregular = true;
+                return self.value(2);
+            }
+            match key {
+                "user" | "impersonatedUser" => {
+                    let extra = format!(
+                        r#"{{"authentication.kubernetes.io/pod-name":[{}],"authentication.kubernetes.io/credential-id":[{}],"x":{}}}"#,
+                        self.string(),
+                        self.string(),
+                        self.value(2)
+                    );
+                    format!(
+                        r#"{{"username":{},"uid":{},"groups":[{}],"extra":{extra}}}"#,
+                        self.string(),
+                        self.string(),
+                        self.string()
+                    )
+                }
+                "sourceIPs" => format!("[{},{}]", self.string(), self.string()),
+                "objectRef" => format!(
+                    r#"{{"resource":{},"namespace":{},"name":{},"subresource":{},"apiGroup":{}}}"#,
+                    self.string(),
+                    self.string(),
+                    self.string(),
+                    self.string(),
+                    self.string()
+                ),
+                "responseStatus" => {
+                    format!(r#"{{"metadata":{{}},"code":{}}}"#, self.pick(&["200", "403", "401", "null"]))
+                }
+                "annotations" => {
+                    format!(r#"{{"authorization.k8s.io/decision":{},"other":{}}}"#, self.string(), self.string())
+                }
+                "requestObject" | "responseObject" | "metadata" | "spec" | "status" => {
+                    // Deep nesting now and then, around serde_json's limit of 128.
+                    if self.chance(5) {
+                        self.irregular = true;
+                        let depth = 120 + self.below(16);
+                        format!("{}{}{}", "[".repeat(depth), self.value(1), "]".repeat(depth))
+                    } else {
+                        self.value(4)
+                    }
+                }
+                _ => self.string(),
+            }
+        }
+
+        /// An audit event as its text: keys of `Event` and others, in any order, sometimes
+        /// repeated or escaped, with any whitespace.
+        fn event(&mut self) -> String {
+            let keys = [
+                "kind",
+                "apiVersion",
+                "level",
+                "auditID",
+                "stage",
+                "requestURI",
+                "verb",
+                "user",
+                "impersonatedUser",
+                "sourceIPs",
+                "userAgent",
+                "objectRef",
+                "responseStatus",
+                "requestObject",
+                "responseObject",
+                "requestReceivedTimestamp",
+                "stageTimestamp",
+                "annotations",
+                "metadata",
+                "spec",
+                "status",
+                "unknownField",
+                "Category",
+                "category",
+            ];
+            let mut members = Vec::new();
+            for _ in 0..self.below(12) + 1 {
+                let key = self.pick(&keys);
+                let written = if self.chance(3) { key.replacen('e', r"\u0065", 1) } else { key.to_string() };
+                self.irregular |= written != key;
+                members.push(format!("\"{written}\"{}{}", self.pick(&[":", " : ", ":\n"]), self.field(key)));
+                if self.chance(3) {
+                    // A repeated key: serde refuses a repeated field.
+                    self.irregular = true;
+                    let again = members[self.below(members.len())].clone();
+                    members.push(again);
+                }
+            }
+            format!(
+                "{}{{{}}}{}",
+                self.pick(&["", " ", "\t"]),
+                members.join(self.pick(&[",", ", ", ",\n"])),
+                self.pick(&["", " ", "\n"])
+            )
+        }
+    }
+
+    /// Generated events with repeated and escaped keys, escapes of every kind, wrong types and
+    /// deep nesting: whatever the scanner reads, serde_json reads the same; where serde_json
+    /// reads an event without repeated or escaped keys, the scanner reads it too (it gives up
+    /// only where serde must decide); and no cut event is ever read.
+    #[test]
+    fn reads_generated_events_as_serde_does() {
+        let mut g = Gen { state: 0x9e37_79b9_7f4a_7c15, irregular: false };
+        let (mut both, mut gave_up, mut refused) = (0, 0, 0);
+        for i in 0..20_000 {
+            g.irregular = false;
+            let text = g.event();
+            let slow = serde(&text);
+            match (event(&text), &slow) {
+                (Some(fast), Some(slow)) => {
+                    assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "event {i}: {text}");
+                    both += 1;
+                }
+                (Some(_), None) => panic!("event {i}: the scanner read what serde_json refuses: {text}"),
+                (None, Some(_)) => gave_up += 1,
+                (None, None) => refused += 1,
+            }
+            // Near serde_json's nesting limit the scanner may give up a level early: serde then
+            // decides, which is slower but the same answer.
+            if slow.is_some() && !g.irregular {
+                assert!(event(&text).is_some(), "event {i}: gave up on a plain event serde reads: {text}");
+            }
+            let cut = &text[..text.trim_end().len() - 1];
+            if let Some(cut) = text.get(..cut.len()) {
+                assert!(event(cut).is_none(), "event {i}: read a cut event: {cut}");
+            }
+        }
+        assert!(
+            both > 2_000 && gave_up > 100 && refused > 100,
+            "read by both {both}, given up {gave_up}, refused {refused}"
+        );
+    }
+
     #[test]
     fn checks_only_the_structure_of_what_it_skips() {
         // serde_json refuses the `01` inside the request body; the event itself is intact.
