@@ -5,7 +5,8 @@
 //! callers hand in bytes or a reader.
 //!
 //! How a driver uses it, for one file or one message:
-//! 1. [`detect_compression`] on the first bytes, then [`decompress`] the reader;
+//! 1. [`detect_compression`] on the first bytes, then [`decompress_bounded`] the reader (or
+//!    [`decompress`], bounding what is read yourself);
 //! 2. [`strip_bom`] and [`detect_layout`] on the first line;
 //! 3. [`decode_line`] on every line ([`Layout::Lines`]) or [`decode_value`] on the whole text
 //!    ([`Layout::Document`]), into one [`Sink`] per unit of work, then [`DecodeStats::merge`].
@@ -41,7 +42,7 @@ mod objects;
 mod providers;
 mod scan;
 
-pub use compression::{decompress, detect_compression, Compression};
+pub use compression::{decompress, decompress_bounded, detect_compression, Compression, Limits};
 pub use decode::{decode_line, decode_value};
 pub use layout::{detect_layout, strip_bom, Layout};
 pub use sink::{DecodeStats, Format, Problem, Sink, UseFolder};
