@@ -211,13 +211,15 @@ fn fifos_and_devices_are_refused_by_name_and_never_read() {
 }
 
 #[test]
-fn symlink_loops_are_walked_once_and_each_file_read_once() {
+fn symlink_loops_are_walked_once_each_file_read_once_and_every_path_passed_over_named() {
     let whole = all_records();
     let dir = tempdir();
     std::fs::write(dir.path().join("audit.log"), example_log()).unwrap();
     std::os::unix::fs::symlink(".", dir.path().join("x")).unwrap();
     std::os::unix::fs::symlink(".", dir.path().join("y")).unwrap();
     std::os::unix::fs::symlink("audit.log", dir.path().join("same.log")).unwrap();
+    std::fs::write(dir.path().join(".notes"), "hidden").unwrap();
+    std::fs::write(dir.path().join("README.txt"), "how this was collected").unwrap();
     let run = analyze(&[dir.path()]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.records(), whole, "read once\n{}", run.stderr);
@@ -227,6 +229,11 @@ fn symlink_loops_are_walked_once_and_each_file_read_once() {
     }
     let same = format!("{}: skipped: the same file as", dir.path().join("same.log").display());
     assert!(run.stderr.contains(&same), "{}", run.stderr);
+    // Passed over, and named.
+    let hidden = format!("{}: skipped: hidden", dir.path().join(".notes").display());
+    assert!(run.stderr.contains(&hidden), "{}", run.stderr);
+    let notes = format!("{}: skipped: not JSON evidence", dir.path().join("README.txt").display());
+    assert!(run.stderr.contains(&notes), "{}", run.stderr);
     // The same file named twice on the command line is read once too.
     let log = dir.path().join("audit.log");
     let run = analyze(&[&log, &log]);
