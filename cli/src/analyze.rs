@@ -100,24 +100,21 @@ pub fn run(args: Args) -> ExitCode {
         },
         since: args.since,
         until: args.until,
+        problems_per_file: PROBLEMS_SHOWN_PER_FILE,
         ..AnalyzeOptions::default()
     };
     let bar = Bar::for_stderr();
-    let mut shown: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
-    let mut report_problem = |p: &LocatedProblem| {
-        let n = shown.entry(p.path.clone()).or_default();
-        *n += 1;
-        if *n <= PROBLEMS_SHOWN_PER_FILE {
-            eprintln!("tokentrail: {p}");
-        } else if *n == PROBLEMS_SHOWN_PER_FILE + 1 {
-            let path = p.path.display().to_string();
+    let mut report_problem = |p: &LocatedProblem| eprintln!("tokentrail: {p}");
+    let analysis = forensic::analyze(&args.evidence, &options, &bar, &mut report_problem);
+    for file in &analysis.files {
+        let not_shown = file.problems.saturating_sub(file.problems_shown);
+        if not_shown > 0 {
             eprintln!(
-                "tokentrail: {}: more bad records; all are counted in the coverage section",
-                output::terminal::escape(&path)
+                "tokentrail: {}: {not_shown} more bad records not shown; all are counted in the coverage section",
+                output::terminal::escape(&file.path.display().to_string())
             );
         }
-    };
-    let analysis = forensic::analyze(&args.evidence, &options, &bar, &mut report_problem);
+    }
     if !analysis.read_anything() {
         eprintln!("tokentrail: no evidence could be read; check the paths and permissions above");
         return ExitCode::from(EXIT_NO_EVIDENCE);

@@ -18,7 +18,8 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use tokentrail_aggregator_core::{
-    decode_line, decode_value, decode_yaml, looks_like_yaml, Compression, DecodeStats, Format, Layout, Sink, UseFolder,
+    decode_line, decode_value, decode_yaml, is_whole_line, looks_like_yaml, Compression, DecodeStats, Format, Layout,
+    Limits, Sink, UseFolder,
 };
 use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::UseView;
@@ -42,6 +43,10 @@ pub struct AnalyzeOptions {
     pub max_line: usize,
     /// Largest document (a file that is one JSON value) read whole.
     pub max_document: u64,
+    /// How far a gzip or zstd file may expand before reading it stops with an error.
+    pub decompression: Limits,
+    /// Problems passed to the callback per file; the rest are only counted.
+    pub problems_per_file: usize,
 }
 
 impl Default for AnalyzeOptions {
@@ -53,6 +58,8 @@ impl Default for AnalyzeOptions {
             decoders: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
             max_line: 16 << 20,
             max_document: 2 << 30,
+            decompression: Limits::default(),
+            problems_per_file: 10,
         }
     }
 }
@@ -114,6 +121,9 @@ pub struct FileSummary {
     pub formats: BTreeMap<Format, u64>,
     /// Problems found.
     pub problems: u64,
+    /// How many of them were passed to the callback in detail (the first few of each file).
+    #[serde(skip)]
+    pub problems_shown: u64,
     /// Why the file could not be read at all.
     pub error: Option<String>,
     /// Why a file found in a directory was passed over (it is neither JSON nor YAML evidence).
@@ -198,11 +208,12 @@ enum Job {
         first_line: u64,
         bytes: Vec<u8>,
     },
-    /// A line too long to read, passed along so it is reported in order with the rest.
-    TooLong {
+    /// A line that could not be read (too long, cut), passed along so it is reported in order
+    /// with the rest.
+    Problem {
         file: usize,
         line: u64,
-        limit: usize,
+        message: String,
     },
 }
 
@@ -257,21 +268,29 @@ impl UseShards {
 /// Size of the chunks handed to decoder threads.
 const CHUNK: usize = 1 << 20;
 
-/// Reads every evidence path and evaluates it. `on_problem` sees each bad record as it is found.
+/// Reads every evidence path and evaluates it. `on_problem` sees every path that is not read
+/// (missing, refused, passed over) and the first [`AnalyzeOptions::problems_per_file`] bad
+/// records of each file as they are found; all bad records are counted.
 pub fn analyze(
     paths: &[PathBuf],
     options: &AnalyzeOptions,
     progress: &dyn Progress,
     on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
 ) -> Analysis {
-    let (files, missing) = evidence::collect(paths);
+    let evidence::Collected { files, errors, passed_over } = evidence::collect(paths);
     let mut summaries: Vec<FileSummary> = files.iter().map(|f| summary(f, None)).collect();
-    for e in missing {
-        let evidence::EvidenceError::Unreadable { path, source } = &e;
-        let problem = LocatedProblem { path: path.clone(), line: None, message: format!("cannot read: {source}") };
-        on_problem(&problem);
-        let missing = EvidenceFile { path: path.clone(), size: 0, explicit: true };
-        summaries.push(FileSummary { error: Some(source.to_string()), ..summary(&missing, None) });
+    for e in errors {
+        let path = e.path().to_path_buf();
+        on_problem(&LocatedProblem { path: path.clone(), line: None, message: e.reason() });
+        let error = match &e {
+            evidence::EvidenceError::Unreadable { source, .. } => source.to_string(),
+            evidence::EvidenceError::NotAFile { .. } => e.reason(),
+        };
+        let missing = EvidenceFile { path, size: 0, explicit: true };
+        summaries.push(FileSummary { error: Some(error), ..summary(&missing, None) });
+    }
+    for p in passed_over {
+        on_problem(&LocatedProblem { path: p.path, line: None, message: format!("skipped: {}", p.reason) });
     }
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.start(total);
@@ -280,6 +299,7 @@ pub fn analyze(
         engine: Engine::new(options.engine.clone()),
         decode: DecodeStats::default(),
         per_file: vec![PerFile::default(); files.len()],
+        shown: vec![0; files.len()],
         problems: 0,
         filtered: 0,
     };
@@ -298,7 +318,8 @@ pub fn analyze(
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..options.decoders.max(1) {
             let (rx, tx, pool, folder) = (Arc::clone(&job_rx), out_tx.clone(), pool_tx.clone(), folder.clone());
-            scope.spawn(move || decoder(&rx, &tx, &pool, &folder));
+            let limit = options.problems_per_file;
+            scope.spawn(move || decoder(&rx, &tx, &pool, &folder, limit));
         }
         drop(pool_tx);
         drop(out_tx);
@@ -322,7 +343,15 @@ pub fn analyze(
     progress.finish();
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok(FileRead::Skipped) => summaries[index].skipped = Some(String::from("not JSON or YAML evidence")),
+            Ok(FileRead::Skipped) => {
+                let path = files[index].path.clone();
+                on_problem(&LocatedProblem {
+                    path,
+                    line: None,
+                    message: String::from("skipped: not JSON or YAML evidence"),
+                });
+                summaries[index].skipped = Some(String::from("not JSON or YAML evidence"));
+            }
             Ok(FileRead::Done { layout, compression }) => {
                 summaries[index].layout = Some(layout);
                 summaries[index].compression = Some(compression);
@@ -335,10 +364,13 @@ pub fn analyze(
             }
         }
     }
-    for (summary, per_file) in summaries.iter_mut().zip(std::mem::take(&mut folded.per_file)) {
+    for ((summary, per_file), shown) in
+        summaries.iter_mut().zip(std::mem::take(&mut folded.per_file)).zip(&folded.shown)
+    {
         summary.events = per_file.events;
         summary.problems = per_file.problems;
         summary.formats = per_file.formats;
+        summary.problems_shown = *shown as u64;
     }
     // The same files named in another order give the same report.
     summaries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -368,6 +400,8 @@ struct Folded {
     decode: DecodeStats,
     /// Records and problems per file.
     per_file: Vec<PerFile>,
+    /// Problems passed to the callback per file.
+    shown: Vec<usize>,
     problems: u64,
     filtered: u64,
 }
@@ -382,9 +416,13 @@ impl Folded {
     ) {
         let path = &files[d.file].path;
         for (line, message) in d.problems {
-            self.problems += 1;
-            on_problem(&LocatedProblem { path: path.clone(), line, message });
+            if self.shown[d.file] < options.problems_per_file {
+                self.shown[d.file] += 1;
+                on_problem(&LocatedProblem { path: path.clone(), line, message });
+            }
         }
+        // Every problem is counted, kept in detail or not.
+        self.problems += d.sink.stats.errors;
         let file = &mut self.per_file[d.file];
         file.events += d.sink.stats.events;
         file.problems += d.sink.stats.errors;
@@ -410,6 +448,7 @@ fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
         events: 0,
         formats: BTreeMap::new(),
         problems: 0,
+        problems_shown: 0,
         error: None,
         skipped: None,
     }
@@ -452,7 +491,8 @@ fn read_file(
     pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
 ) -> Result<FileRead, String> {
-    let opened = evidence::open(&file.path, Arc::clone(read)).map_err(|e| format!("cannot open: {e}"))?;
+    let opened =
+        evidence::open(&file.path, Arc::clone(read), options.decompression).map_err(|e| format!("cannot open: {e}"))?;
     let compression = match opened.compression {
         Compression::None => "none",
         Compression::Gzip => "gzip",
@@ -488,29 +528,48 @@ fn read_file(
             jobs.send(Job::Document { file: index, bytes }).map_err(|_| String::from("decoders stopped"))?;
             Ok(FileRead::Done { layout: "document", compression })
         }
-        Layout::Lines => read_lines(index, &mut reader, options, read, jobs, pool, progress)
-            .map(|()| FileRead::Done { layout: "lines", compression }),
+        Layout::Lines => {
+            let source = Source { index, offset: opened.offset, reader: &mut reader };
+            read_lines(source, options, read, jobs, pool, progress)
+                .map(|()| FileRead::Done { layout: "lines", compression })
+        }
     }
 }
 
-/// Cuts a JSON-lines text into newline-aligned chunks. A line longer than `max_line` is skipped
-/// and reported by its number. Chunk buffers come back from the decoders through `pool`, so the
-/// same few buffers carry the whole file (fresh multi-megabyte buffers would cost a page fault
-/// per 4 KiB).
-fn read_lines(
+/// The text of one JSON-lines file.
+struct Source<'r> {
+    /// The file's index.
     index: usize,
-    reader: &mut dyn Read,
+    /// Where `reader` starts in the decompressed text.
+    offset: u64,
+    reader: &'r mut dyn Read,
+}
+
+/// Cuts a JSON-lines text into newline-aligned chunks. A line longer than `max_line` is skipped
+/// and reported by its number. A text that starts or ends mid-line (a piece cut out of a log by
+/// `tail -c` or `split -b`) is read from its first whole line to its last, and each cut is
+/// reported with its byte offset. Chunk buffers come back from the decoders through `pool`, so
+/// the same few buffers carry the whole file (fresh multi-megabyte buffers would cost a page
+/// fault per 4 KiB).
+fn read_lines(
+    source: Source<'_>,
     options: &AnalyzeOptions,
     read: &Arc<AtomicU64>,
     jobs: &SyncSender<Job>,
     pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
 ) -> Result<(), String> {
+    let Source { index, mut offset, reader } = source;
     let stopped = || String::from("decoders stopped");
+    let report = |line: u64, message: String| {
+        jobs.send(Job::Problem { file: index, line, message }).map_err(|_| String::from("decoders stopped"))
+    };
     let mut line = 1u64;
-    // The unfinished last line of the previous read.
+    // The unfinished last line of the previous read; `offset` is where it starts.
     let mut carry: Vec<u8> = Vec::new();
     let mut skipping = false;
+    // The first line has not been seen whole yet.
+    let mut first = true;
     loop {
         let mut buf = pool.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK * 2));
         buf.clear();
@@ -528,19 +587,43 @@ fn read_lines(
             match memchr::memchr(b'\n', &buf) {
                 Some(end) => {
                     buf.drain(..=end);
+                    offset += end as u64 + 1;
                     line += 1;
                     skipping = false;
                 }
                 None if eof => return Ok(()),
-                None => continue,
+                None => {
+                    offset += buf.len() as u64;
+                    continue;
+                }
+            }
+        }
+        if first {
+            let end = memchr::memchr(b'\n', &buf);
+            if end.is_some() || eof {
+                first = false;
+                let end = end.unwrap_or(buf.len());
+                if is_cut(&buf[..end]) {
+                    let message = format!(
+                        "starts mid-line (a piece cut out of a larger log?): its first {end} bytes, the end of a \
+                         cut line, skipped; read from byte offset {}",
+                        offset + end as u64 + 1
+                    );
+                    report(line, message)?;
+                    buf.drain(..(end + 1).min(buf.len()));
+                    offset += end as u64 + 1;
+                    line += 1;
+                }
             }
         }
         let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
         if cut == 0 && !eof {
             // No line ends in this read: keep reading, unless the line is already too long.
             if buf.len() > options.max_line {
-                jobs.send(Job::TooLong { file: index, line, limit: options.max_line }).map_err(|_| stopped())?;
+                report(line, format!("line longer than {} MiB skipped", options.max_line >> 20))?;
                 skipping = true;
+                first = false;
+                offset += buf.len() as u64;
             } else {
                 carry = buf;
             }
@@ -548,7 +631,26 @@ fn read_lines(
         }
         carry.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
+        if eof {
+            // The last line, if it has no line break, may be the start of a cut line.
+            let start = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
+            if is_cut(&buf[start..]) {
+                let at = line + memchr::memchr_iter(b'\n', &buf[..start]).count() as u64;
+                let message = format!(
+                    "ends mid-line (a piece cut out of a larger log?): its last {} bytes, from byte offset {}, the \
+                     start of a cut line, skipped",
+                    buf.len() - start,
+                    offset + start as u64
+                );
+                buf.truncate(start);
+                if !buf.is_empty() {
+                    jobs.send(Job::Lines { file: index, first_line: line, bytes: buf }).map_err(|_| stopped())?;
+                }
+                return report(at, message);
+            }
+        }
         let lines_in_chunk = memchr::memchr_iter(b'\n', &buf).count() as u64;
+        offset += buf.len() as u64;
         if !buf.is_empty() {
             jobs.send(Job::Lines { file: index, first_line: line, bytes: buf }).map_err(|_| stopped())?;
         }
@@ -621,7 +723,21 @@ fn read_yaml(
     Ok(())
 }
 
-fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &Sender<Vec<u8>>, folder: &UseFolder) {
+/// Whether a line at the edge of a text is part of a line cut in two: not blank, and not one
+/// or more whole JSON values.
+fn is_cut(line: &[u8]) -> bool {
+    !line.trim_ascii().is_empty() && !is_whole_line(line)
+}
+
+/// Decodes jobs until the readers are done. At most `problem_limit` problems of a job are kept
+/// in detail; the rest are counted.
+fn decoder(
+    jobs: &Arc<Mutex<Receiver<Job>>>,
+    out: &SyncSender<Decoded>,
+    pool: &Sender<Vec<u8>>,
+    folder: &UseFolder,
+    problem_limit: usize,
+) {
     // A chunk's observations take a few hundred kilobytes: the vector is kept from one chunk
     // to the next, since growing it afresh each time costs more than decoding some events.
     let mut kept = Vec::new();
@@ -631,7 +747,12 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &S
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let sink = Sink { observations: std::mem::take(&mut kept), fold_uses: Some(folder.clone()), ..Sink::new() };
+        let sink = Sink {
+            observations: std::mem::take(&mut kept),
+            fold_uses: Some(folder.clone()),
+            problem_limit: Some(problem_limit),
+            ..Sink::new()
+        };
         let mut decoded = match job {
             Job::Lines { file, first_line, bytes } => {
                 let decoded = decode_lines(file, first_line, &bytes, sink);
@@ -639,10 +760,9 @@ fn decoder(jobs: &Arc<Mutex<Receiver<Job>>>, out: &SyncSender<Decoded>, pool: &S
                 let _ = pool.send(bytes);
                 decoded
             }
-            Job::TooLong { file, line, limit } => {
+            Job::Problem { file, line, message } => {
                 let mut sink = sink;
                 sink.stats.errors += 1;
-                let message = format!("line longer than {} MiB skipped", limit >> 20);
                 Decoded { file, sink, problems: vec![(Some(line), message)] }
             }
             Job::Yaml { file, first_line, bytes } => {
@@ -699,6 +819,10 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> D
         let before = sink.problems.len();
         decode_line(text, &mut sink);
         for p in sink.problems.drain(before..) {
+            // The sink counted it; past the limit, its message is not kept.
+            if problems.len() >= sink.problem_limit.unwrap_or(usize::MAX) {
+                continue;
+            }
             problems.push((Some(line), located_message(p.record_index, p.message)));
         }
     }

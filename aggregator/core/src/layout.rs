@@ -1,7 +1,10 @@
 //! How JSON is laid out in a file: one value per line, or one document spanning lines.
 //!
-//! Decided from the first line's content alone (never the file name), so that a driver can
-//! stream JSON-lines files line by line and read only real documents whole.
+//! Decided from content alone (never the file name), so that a driver can stream JSON-lines
+//! files line by line and read only real documents whole. A piece of a log cut out by
+//! `tail -c` or `split -b` starts and ends mid-line: [`detect_layout_in`] looks past a first
+//! line that is cut, blank or garbage, and [`is_whole_line`] tells a driver which lines at the
+//! edges of a piece are cut.
 
 /// How the values of a (decompressed) file are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,16 +43,81 @@ pub fn detect_layout(first_line: &[u8]) -> Layout {
     }
 }
 
-/// Whether `line` holds one complete JSON object or array (syntax beyond brackets and strings
-/// is not checked: the decoder reports that).
+/// Given the start of a (decompressed, BOM-stripped) text, whether it is one JSON value per
+/// line or one document spanning lines. `complete` says whether `head` is the whole text;
+/// otherwise its last, unfinished line is not looked at, and a head without any line break is
+/// one long value on a line of its own (a pretty-printed document starts with a short line).
+///
+/// The first non-blank line decides when it holds a complete value ([`Layout::Lines`]).
+/// Otherwise (a first line cut by `tail -c` or `split -b`, garbage, or the opening `{` of a
+/// pretty-printed document) the other lines decide: JSON lines when most of them are whole
+/// values, a document otherwise (pretty-printed lines are `"key": value,` and brackets).
+pub fn detect_layout_in(head: &[u8], complete: bool) -> Layout {
+    let head = strip_bom(head);
+    let looked_at = if complete {
+        head
+    } else {
+        match memchr::memrchr(b'\n', head) {
+            Some(end) => &head[..end],
+            None => return Layout::Lines,
+        }
+    };
+    let mut lines = looked_at.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else { return Layout::Document };
+    if is_complete_value(first) {
+        return Layout::Lines;
+    }
+    let (mut whole, mut other) = (0usize, 0usize);
+    for line in lines {
+        if is_whole_line(line) {
+            whole += 1;
+        } else {
+            other += 1;
+        }
+    }
+    if whole > other {
+        Layout::Lines
+    } else {
+        Layout::Document
+    }
+}
+
+/// Whether `line` is exactly one or more complete JSON objects or arrays, nothing before or
+/// after them: a line a JSON-lines writer wrote whole. The first or last line of a piece cut
+/// out of a log is not (syntax beyond brackets and strings is not checked: the decoder reports
+/// that).
+pub fn is_whole_line(line: &[u8]) -> bool {
+    shape(line) == Shape::Whole
+}
+
+/// Whether `line` holds one complete JSON object or array, whatever follows it (a second value
+/// on the same line is still line-oriented input).
 fn is_complete_value(line: &[u8]) -> bool {
+    matches!(shape(line), Shape::Whole | Shape::ClosedEarly)
+}
+
+/// How the bracketed values of one line begin and end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Does not start with `{` or `[`, or a bracket closes what was never opened.
+    NotAValue,
+    /// A value opens and does not close on this line.
+    Open,
+    /// A value closes, and something other than another value follows it.
+    ClosedEarly,
+    /// Values, each closed, separated by nothing but whitespace.
+    Whole,
+}
+
+fn shape(line: &[u8]) -> Shape {
     let line = line.trim_ascii();
     if !matches!(line.first(), Some(b'{' | b'[')) {
-        return false;
+        return Shape::NotAValue;
     }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
+    let mut closed = false;
     for &b in line {
         if in_string {
             match (escaped, b) {
@@ -60,24 +128,28 @@ fn is_complete_value(line: &[u8]) -> bool {
             }
             continue;
         }
+        if depth == 0 && closed && !b.is_ascii_whitespace() && !matches!(b, b'{' | b'[') {
+            return Shape::ClosedEarly;
+        }
         match b {
             b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth = match depth.checked_sub(1) {
                     Some(d) => d,
-                    None => return false,
+                    None => return if closed { Shape::ClosedEarly } else { Shape::NotAValue },
                 };
-                if depth == 0 {
-                    // Closed: a whole value, whatever follows (a second value on the same line
-                    // is still line-oriented input).
-                    return true;
-                }
+                closed |= depth == 0;
             }
             _ => {}
         }
     }
-    false
+    match (closed, depth) {
+        (true, 0) => Shape::Whole,
+        // A second value opened on the line and left open: the first one still closed.
+        (true, _) => Shape::ClosedEarly,
+        (false, _) => Shape::Open,
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +178,72 @@ mod tests {
         assert_eq!(detect_layout(br#"{"log":"{\"kind\":\"Event\"}"}"#), Layout::Lines);
         assert_eq!(detect_layout(br#"{"log":"\\"}"#), Layout::Lines);
         assert_eq!(detect_layout(br#"{"log":"\"}"#), Layout::Document);
+    }
+
+    const EVENT: &str = r#"{"kind":"Event","auditID":"a","user":{"username":"u","groups":["g"]},"verb":"get"}"#;
+
+    /// `n` audit events, one per line, and the same text with `first` in front.
+    fn lines_after(first: &str, n: usize) -> String {
+        let mut text = String::from(first);
+        for _ in 0..n {
+            text.push_str(EVENT);
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn json_lines_are_recognised_whatever_the_first_line() {
+        let cut_mid_string = format!("{}\n", &EVENT[30..]);
+        let cut_at_nested_object = format!("{}\n", &EVENT[EVENT.find("{\"username").unwrap()..]);
+        let cut_in_string_at_brace = "{x y z\": 3}\n";
+        for first in
+            ["", "\n", "   \n", "\n\n", "garbage\n", &cut_mid_string, &cut_at_nested_object, cut_in_string_at_brace]
+        {
+            let text = lines_after(first, 3);
+            assert_eq!(detect_layout_in(text.as_bytes(), true), Layout::Lines, "first line {first:?}");
+            // Cut short by the peek window, mid-line.
+            let head = &text.as_bytes()[..text.len() - 10];
+            assert_eq!(detect_layout_in(head, false), Layout::Lines, "first line {first:?}, cut head");
+        }
+        assert_eq!(detect_layout_in(lines_after("x\n", 1).as_bytes(), true), Layout::Lines);
+    }
+
+    #[test]
+    fn pretty_printed_documents_stay_documents() {
+        let docs = [
+            "{\n  \"kind\": \"EventList\",\n  \"items\": [\n    {\n      \"a\": 1\n    }\n  ]\n}\n",
+            "\n\n[\n  {\n    \"insertId\": \"x\"\n  }\n]\n",
+            "[\n{\"a\":1},\n{\"b\":2}\n]\n",
+            "{\"items\":[\n{\"a\":1},\n{\"b\":2}\n]}\n",
+            "",
+            "\n \n",
+        ];
+        for doc in docs {
+            assert_eq!(detect_layout_in(doc.as_bytes(), true), Layout::Document, "{doc:?}");
+        }
+        // A piece of a pretty-printed document has no whole line either.
+        let piece = "      \"verb\": \"get\",\n      \"user\": {\n        \"username\": \"u\"\n      },\n";
+        assert_eq!(detect_layout_in(piece.as_bytes(), true), Layout::Document);
+    }
+
+    #[test]
+    fn a_head_without_a_line_break_is_one_long_line_unless_it_is_everything() {
+        assert_eq!(detect_layout_in(b"{\"a\": [1, 2, 3", false), Layout::Lines);
+        assert_eq!(detect_layout_in(b"{\"a\": [1, 2, 3", true), Layout::Document);
+        assert_eq!(detect_layout_in(b"\xEF\xBB\xBF{\"a\":1}", true), Layout::Lines);
+    }
+
+    #[test]
+    fn whole_lines_are_values_with_nothing_around_them() {
+        for line in [EVENT, "[1,2]", "{} {}", " {\"a\":\"}\"}\r", "[{\"a\":1}]"] {
+            assert!(is_whole_line(line.as_bytes()), "{line:?}");
+        }
+        let cut_at_nested_object = &EVENT[EVENT.find("{\"username").unwrap()..];
+        for line in [&EVENT[1..], &EVENT[..EVENT.len() - 1], cut_at_nested_object, "", "x", "{} x", "{}]", "{} {", "}"]
+        {
+            assert!(!is_whole_line(line.as_bytes()), "{line:?}");
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! callers hand in bytes or a reader.
 //!
 //! How a driver uses it, for one file or one message:
-//! 1. [`detect_compression`] on the first bytes, then [`decompress`] the reader;
-//! 2. [`strip_bom`] and [`detect_layout`] on the first line;
+//! 1. [`detect_compression`] on the first bytes, then [`decompress_bounded`] the reader (or
+//!    [`decompress`], bounding what is read yourself);
+//! 2. [`strip_bom`], then [`detect_layout_in`] on the first lines (or [`detect_layout`] on the
+//!    first line of a text known to start at a line's start);
 //! 3. [`decode_line`] on every line ([`Layout::Lines`]) or [`decode_value`] on the whole text
 //!    ([`Layout::Document`]), into one [`Sink`] per unit of work, then [`DecodeStats::merge`].
 //!
@@ -44,8 +46,8 @@ mod objects;
 mod providers;
 mod scan;
 
-pub use compression::{decompress, detect_compression, Compression};
+pub use compression::{decompress, decompress_bounded, detect_compression, Compression, Limits};
 pub use decode::{decode_line, decode_value};
-pub use layout::{detect_layout, strip_bom, Layout};
+pub use layout::{detect_layout, detect_layout_in, is_whole_line, strip_bom, Layout};
 pub use sink::{DecodeStats, Format, Problem, Sink, UseFolder};
 pub use yaml::{decode_yaml, looks_like_yaml};

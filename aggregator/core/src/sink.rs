@@ -22,6 +22,10 @@ pub struct Sink {
     pub stats: DecodeStats,
     /// When set, token uses go here, as views of the input, instead of into `observations`.
     pub fold_uses: Option<UseFolder>,
+    /// When set, at most this many problems are kept in `problems`; the rest are only counted
+    /// (in [`DecodeStats::errors`]). `[{},{},...]` is a problem per two bytes: a few megabytes
+    /// of it would otherwise keep gigabytes of messages.
+    pub problem_limit: Option<usize>,
 }
 
 impl Sink {
@@ -38,9 +42,13 @@ impl Sink {
         }
     }
 
-    /// Records a problem and counts it in [`DecodeStats::errors`].
+    /// Records a problem (unless [`Sink::problem_limit`] are kept already) and counts it in
+    /// [`DecodeStats::errors`].
     pub(crate) fn problem(&mut self, place: Place, message: impl Into<String>) {
         self.stats.errors += 1;
+        if self.problem_limit.is_some_and(|limit| self.problems.len() >= limit) {
+            return;
+        }
         self.problems.push(Problem { line_in_value: place.line, record_index: place.record, message: message.into() });
     }
 }
@@ -200,6 +208,20 @@ mod tests {
         assert_eq!(a.by_format[&Format::GkeLogEntry], 1);
         assert_eq!(a.token_uses_by_format[&Format::GkeLogEntry], 1);
         assert_eq!((a.ignored, a.errors, a.impersonated, a.truncated), (2, 3, 1, 4));
+    }
+
+    #[test]
+    fn problems_past_the_limit_are_counted_not_kept() {
+        let mut sink = Sink { problem_limit: Some(2), ..Sink::new() };
+        for _ in 0..5 {
+            sink.problem(Place::default(), "bad");
+        }
+        assert_eq!((sink.problems.len(), sink.stats.errors), (2, 5));
+        let mut unbounded = Sink::new();
+        for _ in 0..5 {
+            unbounded.problem(Place::default(), "bad");
+        }
+        assert_eq!((unbounded.problems.len(), unbounded.stats.errors), (5, 5));
     }
 
     #[test]
