@@ -37,6 +37,7 @@ fn off_cluster_is_critical_when_every_node_talks_from_a_private_address() {
     ]);
     let f = only(&report, "token-used-off-cluster");
     assert_eq!(f[0].severity, Severity::Critical, "{}", f[0].explanation);
+    assert!(f[0].explanation.contains("learned from the log"), "says what it stands on: {}", f[0].explanation);
 }
 
 #[test]

@@ -42,6 +42,13 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 sa_name(&key.serviceaccount),
                 group.uses.count,
             );
+            if ctx.judge.networks.is_empty() && judgement.rests_on.is_none() {
+                // Say what the verdict stands on when no network was declared.
+                d.explanation.push_str(&format!(
+                    " The cluster's extent was learned from the log: its {} known nodes all talk from private addresses.",
+                    ctx.engine.model.nodes.len()
+                ));
+            }
         } else {
             let holder = match &judgement.place {
                 Some(Place::Pod { name, .. }) => format!("held by pod {name} at the time"),
