@@ -36,14 +36,16 @@ impl Os {
 
     /// Reads a node's `status.nodeInfo.operatingSystem` or a user agent's `GOOS`.
     pub fn parse(name: &str) -> Option<Os> {
-        let lower = name.trim().to_ascii_lowercase();
-        if lower.starts_with("linux") {
+        // Runs for every request: compared in place, no lowercase copy.
+        let name = name.trim().as_bytes();
+        let starts = |prefix: &str| name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()));
+        if starts("linux") {
             Some(Os::Linux)
-        } else if lower.starts_with("windows") {
+        } else if starts("windows") {
             Some(Os::Windows)
-        } else if lower.starts_with("darwin") || lower.starts_with("macos") {
+        } else if starts("darwin") || starts("macos") {
             Some(Os::Darwin)
-        } else if lower.starts_with("ios") || lower.starts_with("android") {
+        } else if starts("ios") || starts("android") {
             Some(Os::Mobile)
         } else {
             None
