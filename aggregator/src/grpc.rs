@@ -59,11 +59,7 @@ impl Server {
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
-        let limits = listen::Limits {
-            max_connections: config.max_connections,
-            handshake_timeout: config.handshake_timeout,
-            idle_timeout: config.idle_timeout,
-        };
+        let limits = listen::Limits { max_connections: config.max_connections, idle_timeout: config.idle_timeout };
         let listener = Listener::bind(config.listen, "grpc", limits, metrics.clone(), |m| &m.grpc_connections).await?;
         let (tls, node_dns_name) = match &config.tls {
             Some(t) => (Some(listen::acceptor(t, &[b"h2"])?), t.client_ca.as_ref().map(|_| t.node_dns_name.clone())),

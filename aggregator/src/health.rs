@@ -35,9 +35,8 @@ use crate::error::AggregatorError;
 use crate::listen::{Limits, Listener};
 use crate::telemetry::Metrics;
 
-/// The probe listener's connections: a kubelet opens one per probe and closes it; no TLS.
-const PROBE_LIMITS: Limits =
-    Limits { max_connections: 64, handshake_timeout: Duration::from_secs(5), idle_timeout: Duration::from_secs(10) };
+/// The probe listener's connections: a kubelet opens one per probe and closes it.
+const PROBE_LIMITS: Limits = Limits { max_connections: 64, idle_timeout: Duration::from_secs(10) };
 
 /// How often librdkafka reports statistics (lag, broker states), unless `kafka.client` sets
 /// `statistics.interval.ms`.

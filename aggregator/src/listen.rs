@@ -43,8 +43,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct Limits {
     /// Connections open at once.
     pub max_connections: usize,
-    /// Time allowed for the TLS handshake.
-    pub handshake_timeout: Duration,
     /// A connection from which nothing was read for this long, with no request under way, is
     /// closed.
     pub idle_timeout: Duration,
@@ -94,11 +92,6 @@ impl Listener {
     /// The address it listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.tcp.local_addr().ok()
-    }
-
-    /// The limits it applies.
-    pub fn limits(&self) -> Limits {
-        self.limits
     }
 
     /// The next connection. Waits while `max_connections` are open; never fails (a failed

@@ -60,15 +60,7 @@ struct Shared {
 /// A bound, not yet serving, webhook endpoint.
 pub struct Server {
     listener: Listener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    allowed_client_names: Arc<[String]>,
-    header_read_timeout: Duration,
-    router: axum::Router,
-    forbidden: axum::Router,
-    /// Requests served at once, across connections.
-    requests: Arc<Semaphore>,
-    request_timeout: Duration,
-    shared: Arc<Shared>,
+    connections: Arc<Connections>,
     stop: watch::Receiver<bool>,
 }
 
@@ -80,11 +72,7 @@ impl Server {
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
-        let limits = listen::Limits {
-            max_connections: config.max_connections,
-            handshake_timeout: config.handshake_timeout,
-            idle_timeout: config.idle_timeout,
-        };
+        let limits = listen::Limits { max_connections: config.max_connections, idle_timeout: config.idle_timeout };
         let listener =
             Listener::bind(config.listen, "webhook", limits, metrics.clone(), |m| &m.webhook_connections).await?;
         let tls = config.tls.as_ref().map(|t| listen::acceptor(t, &[b"h2", b"http/1.1"])).transpose()?;
@@ -104,18 +92,18 @@ impl Server {
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(shared.clone());
         let forbidden = axum::Router::new().fallback(forbidden).with_state(shared.clone());
-        Ok(Server {
-            listener,
+        let connections = Arc::new(Connections {
             tls,
             allowed_client_names: config.allowed_client_names.clone().into(),
+            handshake_timeout: config.handshake_timeout,
             header_read_timeout: config.header_read_timeout,
             router,
             forbidden,
             requests: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             request_timeout: config.request_timeout,
             shared,
-            stop,
-        })
+        });
+        Ok(Server { listener, connections, stop })
     }
 
     /// The address it listens on.
@@ -125,25 +113,14 @@ impl Server {
 
     /// Accepts connections until stopped.
     pub async fn serve(self) -> Result<(), AggregatorError> {
-        let Server { mut listener, mut stop, .. } = self;
-        let server = Arc::new(Connections {
-            tls: self.tls,
-            allowed_client_names: self.allowed_client_names,
-            handshake_timeout: listener.limits().handshake_timeout,
-            header_read_timeout: self.header_read_timeout,
-            router: self.router,
-            forbidden: self.forbidden,
-            requests: self.requests,
-            request_timeout: self.request_timeout,
-            shared: self.shared,
-        });
-        tracing::info!(addr = ?listener.local_addr(), tls = server.tls.is_some(), "audit webhook listening");
+        let Server { mut listener, connections, mut stop } = self;
+        tracing::info!(addr = ?listener.local_addr(), tls = connections.tls.is_some(), "audit webhook listening");
         loop {
             let tcp = tokio::select! {
                 tcp = listener.accept() => tcp,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             };
-            tokio::spawn(server.clone().serve(tcp));
+            tokio::spawn(connections.clone().serve(tcp));
         }
     }
 }
@@ -154,8 +131,11 @@ struct Connections {
     allowed_client_names: Arc<[String]>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
+    /// Serves the allowed.
     router: axum::Router,
+    /// Answers 403 to clients not in `allowed_client_names`.
     forbidden: axum::Router,
+    /// Requests served at once, across connections.
     requests: Arc<Semaphore>,
     request_timeout: Duration,
     shared: Arc<Shared>,
