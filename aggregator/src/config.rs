@@ -297,7 +297,7 @@ fn default_max_body_bytes() -> usize {
     32 * 1024 * 1024
 }
 fn default_max_decoded_bytes() -> usize {
-    32 * 1024 * 1024
+    16 * 1024 * 1024
 }
 fn default_max_inflation_ratio() -> usize {
     100

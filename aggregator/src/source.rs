@@ -106,13 +106,6 @@ pub enum InflateError {
     },
 }
 
-impl InflateError {
-    /// Whether the value was refused for its size (rather than for its content).
-    pub fn is_too_large(&self) -> bool {
-        !matches!(self, InflateError::Corrupt { .. })
-    }
-}
-
 /// A raw record value, decompressed when it is gzip or zstd, at most `max_bytes` either way:
 /// a larger one is neither read further nor kept.
 pub fn inflate(value: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, InflateError> {
@@ -189,5 +182,21 @@ mod tests {
         let d = decode_record(&[0x1f, 0x8b, 0, 1, 2], 1024);
         assert!(d.error.as_deref().unwrap().contains("gzip"), "{:?}", d.error);
         assert!(decode_record(&[b' '; 10], 5).error.unwrap().contains("exceeds"));
+    }
+
+    #[test]
+    fn inflate_stops_at_the_limit_and_tells_size_from_corruption() {
+        let gzip = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, data).unwrap();
+            e.finish().unwrap()
+        };
+        let bomb = gzip(&vec![0u8; 8 << 20]);
+        assert!(matches!(inflate(&bomb, 1 << 20), Err(InflateError::InflatesBeyond { limit }) if limit == 1 << 20));
+        assert_eq!(inflate(&bomb, 8 << 20).unwrap().len(), 8 << 20);
+        assert!(matches!(inflate(b"{}\n{}\n", 5), Err(InflateError::Oversized { len: 6, limit: 5 })));
+        assert!(matches!(inflate(b"{}", 5), Ok(Cow::Borrowed(b"{}"))));
+        let corrupt = inflate(&bomb[..bomb.len() / 2], 16 << 20).unwrap_err();
+        assert!(corrupt.to_string().starts_with("gzip value does not decompress"), "{corrupt}");
     }
 }

@@ -278,7 +278,11 @@ async fn receive(State(w): State<Arc<Shared>>, body: Result<Bytes, BytesRejectio
     let limit = w.max_decoded_bytes.min(ratio_limit);
     let decoded = match source::inflate(&body, limit) {
         Ok(bytes) => source::decode_inflated(&bytes),
-        Err(e) if e.is_too_large() => {
+        Err(source::InflateError::Oversized { .. }) => {
+            let message = format!("request body exceeds webhook.max_decoded_bytes ({limit} bytes)");
+            return w.refuse("decoded_too_large", StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        Err(source::InflateError::InflatesBeyond { .. }) => {
             let message = if limit < w.max_decoded_bytes {
                 format!(
                     "request body inflates more than webhook.max_inflation_ratio ({} times its {} bytes)",

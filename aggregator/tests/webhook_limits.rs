@@ -1,5 +1,5 @@
 //! The audit webhook's refusals over real sockets (mTLS on 127.0.0.1, a sink in memory): a
-//! compression bomb and a body decompressing beyond `max_decoded_bytes` are 413 before anything
+//! compression bomb and a body (decompressed) beyond `max_decoded_bytes` are 413 before anything
 //! is decoded, a client certificate of the right CA but not in `allowed_client_names` is 403,
 //! requests beyond `max_concurrent_requests` are 503 at once; each refusal is counted by reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
@@ -31,13 +31,17 @@ async fn a_gzip_bomb_and_an_oversized_decompressed_body_are_413_before_decoding(
     assert!(big.len() > 2 << 20 && big.len() < 100 * compressed.len(), "{} {}", big.len(), compressed.len());
     let (status, body) = post_tls(addr, "apiserver", &compressed).await.unwrap();
     assert_eq!(status, 413, "{body}");
-    assert!(body.contains("max_decoded_bytes (2097152 bytes)"), "{body}");
+    assert!(body.contains("decompressed, exceeds webhook.max_decoded_bytes (2097152 bytes)"), "{body}");
+    // Not compressed at all, and over max_decoded_bytes all the same.
+    let (status, body) = post_tls(addr, "apiserver", &big).await.unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("request body exceeds webhook.max_decoded_bytes"), "{body}");
 
     // A gzip batch within the limits is decoded as before.
     let (status, body) = post_tls(addr, "apiserver", &gzip(&event_list(20))).await.unwrap();
     assert_eq!(status, 200, "{body}");
 
-    assert_eq!(running.metrics.webhook_requests_refused(), BTreeMap::from([("decoded_too_large", 2)]));
+    assert_eq!(running.metrics.webhook_requests_refused(), BTreeMap::from([("decoded_too_large", 3)]));
     assert_eq!(Metrics::get(&running.metrics.records_in_total), 1, "the refused bodies were not decoded");
     assert_eq!(Metrics::get(&running.metrics.events_decoded_total), 20);
     assert!(running.sink.observations() > 0);
