@@ -105,6 +105,17 @@ pub struct GrpcConfig {
     /// Time allowed to answer a request's headers (tower timeout; open streams are not cut).
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Connections open at once (each holds a file descriptor); at the limit no more are
+    /// accepted until one closes. One per node's agent, plus probes and reconnections.
+    #[serde(default = "default_grpc_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to complete the TLS handshake.
+    #[serde(default = "default_handshake_timeout", deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// A connection from which nothing was read for this long is closed. Agents' quiet streams
+    /// stay open: the server pings every half of it (HTTP/2 keepalive) and their answers count.
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
     /// Agents authenticate with their projected service-account token too, and their node
     /// is the token's node claim (DESIGN §5). Absent: the node comes from the client
     /// certificate alone.
@@ -182,6 +193,40 @@ pub struct WebhookConfig {
     /// Largest request body, in bytes; larger ones are refused with 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Largest body after decompression (gzip or zstd), in bytes; larger ones are refused with 413.
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: usize,
+    /// Largest ratio of decompressed to compressed size; a body inflating more (a compression
+    /// bomb) is refused with 413 before it is decoded. Audit JSON compresses about 10 to 30 times.
+    #[serde(default = "default_max_inflation_ratio")]
+    pub max_inflation_ratio: usize,
+    /// Requests served at once; more are answered 503 at once (the apiserver retries), so that
+    /// memory stays bounded by about this many decoded bodies.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Time allowed for a request, from its headers to the answer (reading the body included);
+    /// beyond it the answer is 503 and the apiserver retries.
+    #[serde(default = "default_webhook_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Connections open at once; at the limit no more are accepted until one closes.
+    #[serde(default = "default_webhook_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to complete the TLS handshake.
+    #[serde(default = "default_handshake_timeout", deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Time a client has to send a request's headers (HTTP/1.1), counted from their first byte.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request under way from which nothing was read for this long is
+    /// closed (checked again after a request ends: closed within twice this).
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Client certificate names allowed to post (the subject CN or a DNS name of the
+    /// certificate, e.g. the apiserver's audit client certificate's CN); others are refused with
+    /// 403. Empty: any certificate `tls.client_ca` signed. Required when the agents' CA is the
+    /// same file: a node's certificate must not post audit events.
+    #[serde(default)]
+    pub allowed_client_names: Vec<String>,
     /// Serve plain HTTP without client authentication: tests and trials only.
     #[serde(default)]
     pub insecure_plaintext: bool,
@@ -251,6 +296,33 @@ fn default_webhook_listen() -> SocketAddr {
 fn default_max_body_bytes() -> usize {
     32 * 1024 * 1024
 }
+fn default_max_decoded_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_inflation_ratio() -> usize {
+    100
+}
+fn default_max_concurrent_requests() -> usize {
+    4
+}
+fn default_webhook_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_webhook_max_connections() -> usize {
+    256
+}
+fn default_grpc_max_connections() -> usize {
+    12_000
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
 }
@@ -292,6 +364,9 @@ impl GrpcConfig {
             max_streams: default_max_streams(),
             concurrency_limit: default_concurrency(),
             request_timeout: default_request_timeout(),
+            max_connections: default_grpc_max_connections(),
+            handshake_timeout: default_handshake_timeout(),
+            idle_timeout: default_idle_timeout(),
             agent_token: None,
             trust_agent_node_name: false,
         }
@@ -306,6 +381,15 @@ impl WebhookConfig {
             cluster: cluster.into(),
             tls: None,
             max_body_bytes: default_max_body_bytes(),
+            max_decoded_bytes: default_max_decoded_bytes(),
+            max_inflation_ratio: default_max_inflation_ratio(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            request_timeout: default_webhook_request_timeout(),
+            max_connections: default_webhook_max_connections(),
+            handshake_timeout: default_handshake_timeout(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            allowed_client_names: Vec::new(),
             insecure_plaintext: false,
         }
     }
@@ -430,6 +514,7 @@ impl Config {
         }
         if let Some(w) = &self.webhook {
             w.check(&mut problems);
+            w.check_against(self.grpc.as_ref(), &mut problems);
         }
         problems
     }
@@ -454,6 +539,8 @@ impl GrpcConfig {
                  their projected token) unless grpc.trust_agent_node_name is true (tests and trials only)",
             ));
         }
+        let timeouts = [("handshake_timeout", self.handshake_timeout), ("idle_timeout", self.idle_timeout)];
+        limits_check("grpc", self.max_connections, &timeouts, problems);
         if let Some(t) = &self.agent_token {
             t.problems(problems);
             if self.tls.is_none() {
@@ -480,6 +567,56 @@ impl WebhookConfig {
         }
         if self.tls.is_some() && self.insecure_plaintext {
             problems.push(Problem::new("webhook.insecure_plaintext", "excludes webhook.tls"));
+        }
+        let timeouts = [
+            ("handshake_timeout", self.handshake_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+        ];
+        limits_check("webhook", self.max_connections, &timeouts, problems);
+        for (key, value) in [
+            ("max_concurrent_requests", self.max_concurrent_requests),
+            ("max_inflation_ratio", self.max_inflation_ratio),
+            ("max_decoded_bytes", self.max_decoded_bytes),
+        ] {
+            if value == 0 {
+                problems.push(Problem::new(format!("webhook.{key}"), "must be at least 1"));
+            }
+        }
+        if !self.allowed_client_names.is_empty() && self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() {
+            problems.push(Problem::new("webhook.allowed_client_names", "needs webhook.tls.client_ca"));
+        }
+        for (i, name) in self.allowed_client_names.iter().enumerate() {
+            if name.trim().is_empty() {
+                problems.push(Problem::new(format!("webhook.allowed_client_names[{i}]"), "is empty"));
+            }
+        }
+    }
+
+    /// Adds a problem when the webhook would accept the agents' client certificates: the same
+    /// CA file for both listeners and no allow-list lets any node post audit events.
+    pub fn check_against(&self, grpc: Option<&GrpcConfig>, problems: &mut Vec<Problem>) {
+        let ca = |t: Option<&TlsConfig>| t.and_then(|t| t.client_ca.clone());
+        let shared = ca(self.tls.as_ref()).is_some_and(|w| Some(w) == ca(grpc.and_then(|g| g.tls.as_ref())));
+        if shared && self.allowed_client_names.is_empty() {
+            problems.push(Problem::new(
+                "webhook.allowed_client_names",
+                "is required when webhook.tls.client_ca is also grpc.tls.client_ca: any node's agent \
+                 certificate could post audit events (better: separate CAs for agents and apiservers)",
+            ));
+        }
+    }
+}
+
+/// The connection limits every listener has: at least one connection, no zero timeout.
+fn limits_check(listener: &str, max_connections: usize, timeouts: &[(&str, Duration)], problems: &mut Vec<Problem>) {
+    if max_connections == 0 {
+        problems.push(Problem::new(format!("{listener}.max_connections"), "must be at least 1"));
+    }
+    for (key, timeout) in timeouts {
+        if timeout.is_zero() {
+            problems.push(Problem::new(format!("{listener}.{key}"), "must be longer than 0s"));
         }
     }
 }
@@ -599,6 +736,61 @@ mod tests {
                 "webhook.insecure_plaintext",
             ],
             "{err}"
+        );
+    }
+
+    #[test]
+    fn connection_and_request_limits_have_defaults_are_read_and_checked() {
+        let c = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"},
+                "grpc": {"cluster": "prod", "trust_agent_node_name": true, "idle_timeout": "30s"},
+                "webhook": {"cluster": "prod", "insecure_plaintext": true, "max_concurrent_requests": 2,
+                            "max_inflation_ratio": 50, "header_read_timeout": "2s"}}"#,
+        )
+        .unwrap();
+        let (g, w) = (c.grpc.unwrap(), c.webhook.unwrap());
+        assert_eq!(
+            (g.max_connections, g.idle_timeout, g.handshake_timeout),
+            (12_000, Duration::from_secs(30), Duration::from_secs(10))
+        );
+        assert_eq!((w.max_concurrent_requests, w.max_inflation_ratio, w.max_connections), (2, 50, 256));
+        assert_eq!((w.header_read_timeout, w.idle_timeout), (Duration::from_secs(2), Duration::from_secs(120)));
+        assert!(w.allowed_client_names.is_empty());
+
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"},
+                "grpc": {"cluster": "prod", "max_connections": 0, "idle_timeout": "0s",
+                         "tls": {"cert": "c", "key": "k", "client_ca": "ca.pem"}},
+                "webhook": {"cluster": "prod", "max_concurrent_requests": 0, "handshake_timeout": "0ms",
+                            "tls": {"cert": "c", "key": "k", "client_ca": "ca.pem"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                "grpc.max_connections: must be at least 1",
+                "grpc.idle_timeout: must be longer than 0s",
+                "webhook.handshake_timeout: must be longer than 0s",
+                "webhook.max_concurrent_requests: must be at least 1",
+                "webhook.allowed_client_names: is required when webhook.tls.client_ca is also grpc.tls.client_ca: \
+                 any node's agent certificate could post audit events (better: separate CAs for agents and apiservers)",
+            ]
+        );
+        let allowed = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"},
+                "grpc": {"cluster": "prod", "tls": {"cert": "c", "key": "k", "client_ca": "ca.pem"}},
+                "webhook": {"cluster": "prod", "allowed_client_names": ["kube-apiserver"],
+                            "tls": {"cert": "c", "key": "k", "client_ca": "ca.pem"}}}"#,
+        );
+        assert_eq!(allowed.unwrap().webhook.unwrap().allowed_client_names, ["kube-apiserver"]);
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"},
+                "webhook": {"cluster": "prod", "insecure_plaintext": true, "allowed_client_names": [" "]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            ["webhook.allowed_client_names: needs webhook.tls.client_ca", "webhook.allowed_client_names[0]: is empty"]
         );
     }
 

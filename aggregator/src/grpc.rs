@@ -1,6 +1,8 @@
 //! The attestation server (driver): `tokentrail.agent.v1.Attestation` over tonic, with tower
 //! layers (a global concurrency limit and a timeout on setting up requests), a maximum message
-//! size, a bound on open streams, and `grpc.health.v1`.
+//! size, a bound on open streams, and `grpc.health.v1`. Connections are accepted, bounded and
+//! timed out by [`crate::listen`] (TLS handshakes too); HTTP/2 pings keep agents' quiet streams
+//! from being closed as idle.
 //!
 //! Authentication, before a stream is served: with `agent_token`, the agent's projected token
 //! (`authorization: Bearer`) is verified ([`crate::authn`]) and its node claim is the node the
@@ -20,16 +22,17 @@ use std::sync::{Arc, Mutex};
 
 use tokentrail_proto::agent::v1::attestation_server::{Attestation, AttestationServer};
 use tokentrail_proto::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::attest::{attested_items, AgentState, Refusal};
 use crate::authn::Authenticator;
 use crate::config::GrpcConfig;
 use crate::error::AggregatorError;
+use crate::listen::{self, Guarded, Listener};
 use crate::sink::Sink;
 use crate::telemetry::Metrics;
 use crate::token::{AgentIdentity, TokenRefusal};
@@ -41,9 +44,9 @@ const MAX_AGENTS: usize = 100_000;
 
 /// A bound, not yet serving, attestation server.
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     config: GrpcConfig,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     service: Service,
 }
 
@@ -56,17 +59,10 @@ impl Server {
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
-        let io = |context: String| move |source| AggregatorError::Io { context, source };
-        let listener = TcpListener::bind(config.listen).await.map_err(io(format!("listening on {}", config.listen)))?;
+        let limits = listen::Limits { max_connections: config.max_connections, idle_timeout: config.idle_timeout };
+        let listener = Listener::bind(config.listen, "grpc", limits, metrics.clone(), |m| &m.grpc_connections).await?;
         let (tls, node_dns_name) = match &config.tls {
-            Some(t) => {
-                let read = |p: &std::path::PathBuf| std::fs::read(p).map_err(io(format!("reading {}", p.display())));
-                let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?));
-                if let Some(ca) = &t.client_ca {
-                    tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-                }
-                (Some(tls), t.client_ca.as_ref().map(|_| t.node_dns_name.clone()))
-            }
+            Some(t) => (Some(listen::acceptor(t, &[b"h2"])?), t.client_ca.as_ref().map(|_| t.node_dns_name.clone())),
             None => (None, None),
         };
         let auth = match &config.agent_token {
@@ -98,23 +94,70 @@ impl Server {
         let addr = self.local_addr();
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AttestationServer<Service>>().await;
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = self.tls {
-            builder = builder.tls_config(tls).map_err(AggregatorError::Grpc)?;
-        }
-        tracing::info!(%addr, "attestation server listening");
+        tracing::info!(%addr, tls = self.tls.is_some(), "attestation server listening");
         let attestation = AttestationServer::new(self.service).max_decoding_message_size(self.config.max_message_bytes);
-        builder
+        let router = tonic::transport::Server::builder()
+            // Quiet streams stay open: agents answer these pings, and what is read from a
+            // connection keeps it from being closed as idle.
+            .http2_keepalive_interval(Some(self.config.idle_timeout / 2))
             // Streams live for hours; the limit and the timeout bound how many requests are
             // being set up at once and how long that may take (a slow-loris agent), not how
             // long a stream stays open. Open streams are bounded by `max_streams`.
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.config.concurrency_limit))
             .layer(tower::timeout::TimeoutLayer::new(self.config.request_timeout))
             .add_service(health_service)
-            .add_service(attestation)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await
-            .map_err(AggregatorError::Grpc)
+            .add_service(attestation);
+        let served = match self.tls {
+            Some(tls) => {
+                let handshake_timeout = self.config.handshake_timeout;
+                let incoming = incoming(self.listener, move |tcp| {
+                    let tls = tls.clone();
+                    async move { listen::handshake(&tls, tcp, handshake_timeout).await }
+                });
+                router.serve_with_incoming_shutdown(incoming, shutdown).await
+            }
+            None => {
+                let incoming = incoming(self.listener, |tcp| async move { Some(tcp) });
+                router.serve_with_incoming_shutdown(incoming, shutdown).await
+            }
+        };
+        served.map_err(AggregatorError::Grpc)
+    }
+}
+
+/// The connections `listener` accepts, each made ready by `prepare` (the TLS handshake) in its
+/// own task so that a stalled client holds up no other. Ends when the server drops it.
+fn incoming<IO, F, Fut>(mut listener: Listener, prepare: F) -> ReceiverStream<Result<IO, std::convert::Infallible>>
+where
+    IO: Send + 'static,
+    F: Fn(Guarded<TcpStream>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<IO>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                tcp = listener.accept() => tcp,
+                () = tx.closed() => return,
+            };
+            let ready = prepare(tcp);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Some(io) = ready.await {
+                    let _ = tx.send(Ok(io)).await;
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// tonic reads the client's address (and, under TLS, its certificates) from this.
+impl Connected for Guarded<TcpStream> {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.get_ref().connect_info()
     }
 }
 

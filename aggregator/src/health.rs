@@ -10,6 +10,8 @@
 //! consumer's carry each assigned partition's lag (high watermark minus committed offset),
 //! exported as `tokentrail_aggregator_consumer_lag`; the producer's say whether a broker
 //! connection is up.
+//!
+//! The probe listener takes at most 64 connections and closes one idle for 10 s ([`Listener`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,12 +26,17 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use tokio::net::TcpListener;
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 use crate::config::HealthConfig;
 use crate::error::AggregatorError;
+use crate::listen::{Limits, Listener};
 use crate::telemetry::Metrics;
+
+/// The probe listener's connections: a kubelet opens one per probe and closes it.
+const PROBE_LIMITS: Limits = Limits { max_connections: 64, idle_timeout: Duration::from_secs(10) };
 
 /// How often librdkafka reports statistics (lag, broker states), unless `kafka.client` sets
 /// `statistics.interval.ms`.
@@ -118,7 +125,7 @@ impl ClientContext for ProducerHealth {
 
 /// The bound, not yet serving, probe listener.
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
 }
@@ -128,39 +135,33 @@ impl Server {
     pub async fn bind(
         config: &HealthConfig,
         health: Arc<Health>,
+        metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<Server, AggregatorError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AggregatorError::Io { context: format!("listening on {}", config.listen), source })?;
+        let listener =
+            Listener::bind(config.listen, "health", PROBE_LIMITS, metrics, |m| &m.health_connections).await?;
         Ok(Server { listener, health, stop })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.listener.local_addr()
     }
 
     /// Serves `GET /healthz` and `GET /readyz` until stopped.
     pub async fn serve(self) -> Result<(), AggregatorError> {
-        let Server { listener, health, mut stop } = self;
-        tracing::info!(addr = ?listener.local_addr().ok(), "probes listening (/healthz, /readyz)");
+        let Server { mut listener, health, mut stop } = self;
+        tracing::info!(addr = ?listener.local_addr(), "probes listening (/healthz, /readyz)");
         let router = axum::Router::new()
             .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
             .route("/readyz", get(readyz))
             .with_state(health);
         loop {
             let tcp = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => tcp,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "probe accept failed");
-                        continue;
-                    }
-                },
+                tcp = listener.accept() => tcp,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             };
-            tokio::spawn(crate::webhook::serve_connection(tcp, router.clone()));
+            tokio::spawn(crate::webhook::serve_connection(tcp, router.clone(), PROBE_LIMITS.idle_timeout));
         }
     }
 }

@@ -14,7 +14,10 @@
 //! * [`sink`]: the producer: observations, broadcasts, dead letters, delivery futures.
 //! * [`pipeline`]: the audit loop: batch, produce, wait for acknowledgements, commit.
 //! * [`grpc`]: the attestation server (tonic, tower layers, tonic-health, mTLS).
-//! * [`webhook`]: the apiserver's audit webhook backend (HTTPS, mTLS, 413 beyond the limit).
+//! * [`webhook`]: the apiserver's audit webhook backend (HTTPS, mTLS, allowed client names,
+//!   413 beyond the body and decompression limits, 503 beyond the concurrent requests).
+//! * [`listen`]: accepting connections for both servers: a cap, timeouts, back-off on errors.
+//! * [`peer`]: the names a client certificate goes by, against an allow-list (pure).
 //! * [`health`]: `/healthz` and `/readyz`, consumer lag, from the Kafka clients' statistics.
 //! * [`token`], [`authn`]: agents' projected tokens (pure checks; JWKS file or TokenReview).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
@@ -27,6 +30,8 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod listen;
+pub mod peer;
 pub mod pipeline;
 pub mod route;
 pub mod sink;
@@ -73,7 +78,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     // First, so that a probe can tell "starting" from "dead" while Kafka is being reached.
     let probes = match &config.health {
-        Some(h) => Some(health::Server::bind(h, health.clone(), stop_rx.clone()).await?),
+        Some(h) => Some(health::Server::bind(h, health.clone(), metrics.clone(), stop_rx.clone()).await?),
         None => None,
     };
     let probes_addr = probes.as_ref().and_then(health::Server::local_addr);

@@ -3,6 +3,7 @@
 //! [`consumer`] creates the group member; [`cluster_of`] and [`decode_record`] are the per-record
 //! steps the [`crate::pipeline`] loop runs, kept pure so they are tested without a broker.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -78,42 +79,68 @@ pub struct Decoded {
     pub error: Option<String>,
 }
 
+/// Why a raw value was not inflated.
+#[derive(Debug, thiserror::Error)]
+pub enum InflateError {
+    /// The value itself is over the limit.
+    #[error("record of {len} bytes exceeds the limit of {limit}")]
+    Oversized {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// It decompresses to more than the limit (it was not decompressed further).
+    #[error("decompressed record exceeds the limit of {limit} bytes")]
+    InflatesBeyond {
+        /// The limit.
+        limit: usize,
+    },
+    /// It is not valid gzip or zstd.
+    #[error("{compression} value does not decompress: {source}")]
+    Corrupt {
+        /// `gzip` or `zstd`.
+        compression: &'static str,
+        /// What the decompressor said.
+        source: std::io::Error,
+    },
+}
+
+/// A raw record value, decompressed when it is gzip or zstd, at most `max_bytes` either way:
+/// a larger one is neither read further nor kept.
+pub fn inflate(value: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, InflateError> {
+    if value.len() > max_bytes {
+        return Err(InflateError::Oversized { len: value.len(), limit: max_bytes });
+    }
+    let compression = detect_compression(value);
+    if compression == Compression::None {
+        return Ok(Cow::Borrowed(value));
+    }
+    let mut out = Vec::new();
+    let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX).saturating_add(1);
+    let read = decompress(compression, value).and_then(|r| r.take(limit).read_to_end(&mut out));
+    match read {
+        Err(source) => {
+            let compression = if compression == Compression::Gzip { "gzip" } else { "zstd" };
+            Err(InflateError::Corrupt { compression, source })
+        }
+        Ok(n) if n > max_bytes => Err(InflateError::InflatesBeyond { limit: max_bytes }),
+        Ok(_) => Ok(Cow::Owned(out)),
+    }
+}
+
 /// Decodes one raw record value: optionally gzip or zstd, then one event, an `EventList`, a
 /// provider envelope, or JSON lines of any of them. Bounded by `max_bytes` after decompression.
 pub fn decode_record(value: &[u8], max_bytes: usize) -> Decoded {
-    let mut sink = Sink::new();
-    if value.len() > max_bytes {
-        return Decoded {
-            sink,
-            error: Some(format!("record of {} bytes exceeds the limit of {max_bytes}", value.len())),
-        };
+    match inflate(value, max_bytes) {
+        Ok(bytes) => decode_inflated(&bytes),
+        Err(e) => Decoded::failed(e.to_string()),
     }
-    let compression = detect_compression(value);
-    let inflated;
-    let bytes = if compression == Compression::None {
-        value
-    } else {
-        let mut out = Vec::new();
-        let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX).saturating_add(1);
-        let read = decompress(compression, value).and_then(|r| r.take(limit).read_to_end(&mut out));
-        match read {
-            Err(e) => {
-                return Decoded {
-                    sink,
-                    error: Some(format!("{compression:?} value does not decompress: {e}").to_lowercase()),
-                }
-            }
-            Ok(n) if n > max_bytes => {
-                return Decoded {
-                    sink,
-                    error: Some(format!("decompressed record exceeds the limit of {max_bytes} bytes")),
-                }
-            }
-            Ok(_) => {}
-        }
-        inflated = out;
-        &inflated[..]
-    };
+}
+
+/// Decodes an [`inflate`]d value.
+pub fn decode_inflated(bytes: &[u8]) -> Decoded {
+    let mut sink = Sink::new();
     decode_value(bytes, &mut sink);
     let error = if sink.problems.is_empty() {
         None
@@ -126,6 +153,13 @@ pub fn decode_record(value: &[u8], max_bytes: usize) -> Decoded {
         Some(text)
     };
     Decoded { sink, error }
+}
+
+impl Decoded {
+    /// Nothing decoded, for `error`.
+    pub fn failed(error: String) -> Decoded {
+        Decoded { sink: Sink::new(), error: Some(error) }
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +182,21 @@ mod tests {
         let d = decode_record(&[0x1f, 0x8b, 0, 1, 2], 1024);
         assert!(d.error.as_deref().unwrap().contains("gzip"), "{:?}", d.error);
         assert!(decode_record(&[b' '; 10], 5).error.unwrap().contains("exceeds"));
+    }
+
+    #[test]
+    fn inflate_stops_at_the_limit_and_tells_size_from_corruption() {
+        let gzip = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, data).unwrap();
+            e.finish().unwrap()
+        };
+        let bomb = gzip(&vec![0u8; 8 << 20]);
+        assert!(matches!(inflate(&bomb, 1 << 20), Err(InflateError::InflatesBeyond { limit }) if limit == 1 << 20));
+        assert_eq!(inflate(&bomb, 8 << 20).unwrap().len(), 8 << 20);
+        assert!(matches!(inflate(b"{}\n{}\n", 5), Err(InflateError::Oversized { len: 6, limit: 5 })));
+        assert!(matches!(inflate(b"{}", 5), Ok(Cow::Borrowed(b"{}"))));
+        let corrupt = inflate(&bomb[..bomb.len() / 2], 16 << 20).unwrap_err();
+        assert!(corrupt.to_string().starts_with("gzip value does not decompress"), "{corrupt}");
     }
 }

@@ -28,6 +28,18 @@ const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_aggregator_streams_open", Kind::Gauge, "Attestation streams open.", |m| &m.streams_open),
 ];
 
+/// Exported name, kind, description and field of the connection counts, per `listener`.
+type ConnectionField = fn(&ConnectionCounts) -> &AtomicU64;
+#[rustfmt::skip]
+const CONNECTIONS: &[(&str, Kind, &str, ConnectionField)] = &[
+    ("tokentrail_aggregator_connections_open", Kind::Gauge, "Connections open, per listener.", |c| &c.open),
+    ("tokentrail_aggregator_connections_accepted_total", Kind::Counter, "Connections accepted, per listener.", |c| &c.accepted_total),
+    ("tokentrail_aggregator_accept_errors_total", Kind::Counter, "Failed accepts (e.g. out of file descriptors), per listener.", |c| &c.accept_errors_total),
+    ("tokentrail_aggregator_connections_at_limit_total", Kind::Counter, "Times a listener stopped accepting at max_connections, per listener.", |c| &c.at_limit_total),
+    ("tokentrail_aggregator_handshakes_failed_total", Kind::Counter, "TLS handshakes failed or timed out, per listener.", |c| &c.handshakes_failed_total),
+    ("tokentrail_aggregator_connections_idle_closed_total", Kind::Counter, "Connections closed after idle_timeout, per listener.", |c| &c.idle_closed_total),
+];
+
 /// The aggregator's metrics as OTLP instruments reading `metrics`; the per-cluster counts carry
 /// a `cluster` attribute (at most [`MAX_CLUSTERS`] values and `other`).
 pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
@@ -59,6 +71,26 @@ pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
         "reason",
         move || m.agent_tokens_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
     ));
+    let m = Arc::clone(metrics);
+    all.push(Instrument::counter_by(
+        "tokentrail_aggregator_webhook_requests_refused_total",
+        "Audit webhook requests refused, per reason (overloaded, timeout, body_too_large, decoded_too_large, client_not_allowed).",
+        "reason",
+        move || m.webhook_requests_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
+    ));
+    for &(name, kind, description, field) in CONNECTIONS {
+        let m = Arc::clone(metrics);
+        all.push(Instrument::with_attributes(kind, name, description, move || {
+            let per = |listener: &'static str, c: &ConnectionCounts| {
+                (Metrics::get(field(c)), vec![("listener", listener.to_string())])
+            };
+            vec![
+                per("grpc", &m.grpc_connections),
+                per("webhook", &m.webhook_connections),
+                per("health", &m.health_connections),
+            ]
+        }));
+    }
     let m = Arc::clone(metrics);
     all.push(Instrument::with_attributes(
         Kind::Gauge,
@@ -100,12 +132,37 @@ pub struct Metrics {
     pub streams_refused_total: AtomicU64,
     /// Gauge: attestation streams open.
     pub streams_open: AtomicU64,
+    /// The attestation server's connections.
+    pub grpc_connections: ConnectionCounts,
+    /// The audit webhook's connections.
+    pub webhook_connections: ConnectionCounts,
+    /// The probe listener's connections.
+    pub health_connections: ConnectionCounts,
+    /// Webhook requests refused, by reason.
+    webhook_requests_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Records in and out per cluster.
     per_cluster: Mutex<BTreeMap<String, ClusterCounts>>,
     /// Streams refused for the agent's token, by [`crate::token::TokenRefusal::reason`].
     agent_tokens_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Gauge: lag of each assigned audit partition, from the consumer's statistics.
     consumer_lag: Mutex<BTreeMap<(String, i32), u64>>,
+}
+
+/// Counts of one listener's connections (the `listener` label).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    /// Gauge: connections open.
+    pub open: AtomicU64,
+    /// Connections accepted.
+    pub accepted_total: AtomicU64,
+    /// Accepts that failed (out of file descriptors, ...); the listener backed off after each.
+    pub accept_errors_total: AtomicU64,
+    /// Times the listener reached `max_connections` and waited for one to close.
+    pub at_limit_total: AtomicU64,
+    /// TLS handshakes that failed or did not finish within `handshake_timeout`.
+    pub handshakes_failed_total: AtomicU64,
+    /// Connections closed because nothing was read from them for `idle_timeout`.
+    pub idle_closed_total: AtomicU64,
 }
 
 /// Per-cluster counts (the `cluster` label).
@@ -136,6 +193,15 @@ impl Metrics {
     /// The consumer lag last reported, per `(topic, partition)` assigned to this aggregator.
     pub fn consumer_lag(&self) -> BTreeMap<(String, i32), u64> {
         lock(&self.consumer_lag).clone()
+    }
+
+    /// Webhook requests refused per reason.
+    pub fn webhook_requests_refused(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.webhook_requests_refused).clone()
+    }
+
+    pub(crate) fn webhook_request_refused(&self, reason: &'static str) {
+        *lock(&self.webhook_requests_refused).entry(reason).or_default() += 1;
     }
 
     pub(crate) fn agent_token_refused(&self, reason: &'static str) {

@@ -27,14 +27,13 @@ async fn start_webhook(t: &Topics, with_tls: bool) -> Running {
     let mut config = t.config();
     config.kafka.audit_topics.clear();
     config.webhook = Some(WebhookConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cluster: "onprem".into(),
         tls: with_tls.then(|| TlsConfig {
             client_ca: Some(tls("ca.pem")),
             ..TlsConfig::new(tls("server.pem"), tls("server.key"))
         }),
         max_body_bytes: LIMIT,
         insecure_plaintext: !with_tls,
+        ..WebhookConfig::new("127.0.0.1:0".parse().unwrap(), "onprem")
     });
     start(config).await
 }

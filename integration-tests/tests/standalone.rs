@@ -152,6 +152,8 @@ fn start(findings: &str, emit_interval: &str, extra: &[&str]) -> Standalone {
         .args(["--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
         .args(["--tls-cert", &path("server.pem"), "--tls-key", &path("server.key")])
         .args(["--webhook-client-ca", &path("ca.pem"), "--agent-client-ca", &path("ca.pem")])
+        // One CA and one client certificate here: its CN stands for the apiserver's.
+        .args(["--webhook-allowed-client", "client"])
         .args(["--agent-node-dns-name", "agent.{node}.test"])
         .args(["--findings", findings, "--emit-interval", emit_interval])
         .args(extra)

@@ -41,6 +41,11 @@ pub struct Args {
     /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     agent_client_ca: Option<PathBuf>,
+    /// A client certificate name (subject CN or DNS name) allowed to post to the webhook, e.g.
+    /// the apiserver's audit client certificate's CN; others are refused with 403. Repeatable;
+    /// required when --webhook-client-ca is also --agent-client-ca.
+    #[arg(long, value_name = "NAME", requires = "webhook_client_ca")]
+    webhook_allowed_client: Vec<String>,
     /// The DNS name an agent's client certificate must carry, `{node}` standing for its node.
     #[arg(long, default_value = "{node}.nodes.tokentrail", value_name = "PATTERN")]
     agent_node_dns_name: String,
@@ -122,6 +127,7 @@ impl Args {
         let webhook = self.webhook_listen.map(|listen| WebhookConfig {
             tls: if self.webhook_insecure_plaintext { None } else { tls(&self.webhook_client_ca) },
             insecure_plaintext: self.webhook_insecure_plaintext,
+            allowed_client_names: self.webhook_allowed_client.clone(),
             ..WebhookConfig::new(listen, self.cluster.clone())
         });
         let destination = match &self.findings {
@@ -201,5 +207,22 @@ mod tests {
     fn a_credential_retention_under_a_day_is_refused() {
         let err = config(&["--credential-retention", "6h"]).validate().unwrap_err().to_string();
         assert!(err.contains("credential_retention: must be at least 24h"), "{err}");
+    }
+
+    #[test]
+    fn one_ca_for_agents_and_the_webhook_needs_an_allowed_client_name() {
+        let cli = |extra: &[&str]| {
+            let base =
+                ["standalone", "--cluster", "c", "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"];
+            let tls =
+                ["--tls-cert", "s.pem", "--tls-key", "s.key", "--webhook-client-ca", "ca.pem", "--agent-client-ca"];
+            Cli::try_parse_from(base.iter().chain(&tls).chain(extra)).unwrap().args.config()
+        };
+        let err = cli(&["ca.pem"]).validate().unwrap_err().to_string();
+        assert!(err.contains("webhook.allowed_client_names: is required when webhook.tls.client_ca"), "{err}");
+        cli(&["agents-ca.pem"]).validate().unwrap();
+        let allowed = cli(&["ca.pem", "--webhook-allowed-client", "kube-apiserver"]);
+        allowed.validate().unwrap();
+        assert_eq!(allowed.webhook.unwrap().allowed_client_names, ["kube-apiserver"]);
     }
 }

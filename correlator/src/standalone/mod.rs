@@ -74,6 +74,7 @@ impl StandaloneConfig {
         }
         if let Some(w) = &self.webhook {
             w.check(&mut problems);
+            w.check_against(self.grpc.as_ref(), &mut problems);
         }
         problems.extend(credential_retention_problem("credential_retention", self.engine.retention.credentials));
         if matches!(&self.destination, Destination::Kafka { bootstrap, .. } if bootstrap.trim().is_empty()) {
