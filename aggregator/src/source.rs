@@ -138,17 +138,23 @@ pub fn decode_record(value: &[u8], max_bytes: usize) -> Decoded {
     }
 }
 
+/// Problems of one body kept in detail; the rest are counted.
+const PROBLEMS_KEPT: usize = 3;
+
 /// Decodes an [`inflate`]d value.
 pub fn decode_inflated(bytes: &[u8]) -> Decoded {
-    let mut sink = Sink::new();
+    // A few problems say enough, and a body of nothing but bad records must not cost a message
+    // each (46 bytes of memory per byte of body): the rest are only counted.
+    let mut sink = Sink { problem_limit: Some(PROBLEMS_KEPT), ..Sink::new() };
     decode_value(bytes, &mut sink);
-    let error = if sink.problems.is_empty() {
+    let error = if sink.stats.errors == 0 {
         None
     } else {
-        // A few problems say enough; their messages never quote long input strings.
-        let mut text: String = sink.problems.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        if sink.problems.len() > 3 {
-            text.push_str(&format!("; and {} more", sink.problems.len() - 3));
+        // Their messages never quote long input strings.
+        let mut text: String = sink.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let more = sink.stats.errors.saturating_sub(sink.problems.len() as u64);
+        if more > 0 {
+            text.push_str(&format!("; and {more} more"));
         }
         Some(text)
     };
@@ -173,6 +179,14 @@ mod tests {
         assert_eq!(cluster_of(&mapping, "b", Some(b"dev")), Ok("dev"));
         assert!(cluster_of(&mapping, "b", None).is_err());
         assert!(cluster_of(&mapping, "b", Some(b"a/b")).is_err());
+    }
+
+    #[test]
+    fn a_body_of_bad_records_keeps_a_few_messages_and_counts_every_one() {
+        let body = "{}\n".repeat(10_000);
+        let d = decode_inflated(body.as_bytes());
+        assert_eq!((d.sink.problems.len(), d.sink.stats.errors), (PROBLEMS_KEPT, 10_000));
+        assert!(d.error.as_deref().unwrap().ends_with("; and 9997 more"), "{:?}", d.error);
     }
 
     #[test]
