@@ -1,6 +1,6 @@
 //! Agent attestations → observations, with the node check (pure).
 //!
-//! An [`AgentState`] per `agent_id` remembers what that agent attested (pods, credentials by
+//! An [`AgentState`] per agent (per node and `agent_id`: [`crate::agents`]) remembers what that agent attested (pods, credentials by
 //! location) and the highest sequence processed, across its reconnections: resends are
 //! recognised, a removal names the account of the credential it removes, and a snapshot
 //! releases what it no longer holds. [`AgentState::apply`] turns one message into observations
@@ -311,6 +311,31 @@ impl Ctx<'_> {
     }
 }
 
+/// The latest event time a message carries, in microseconds since the epoch: when it was
+/// observed, and when its pods started, were deleted or removed and its credentials were
+/// written, issued or removed. A token's `nbf`, `exp` and refresh time are not events and may
+/// lie ahead. All of them come from the node's clock: the driver refuses a message whose
+/// latest time is beyond its own clock plus the skew it tolerates.
+pub fn latest_time(m: &agent::AgentMessage) -> i64 {
+    let pod = |p: &agent::Pod| p.started_at_micros.into_iter().chain(p.deletion_requested_at_micros);
+    let credential = |c: &agent::Credential| c.written_at_micros.into_iter().chain(c.issued_at_micros);
+    let times: Vec<i64> = match &m.body {
+        Some(agent::agent_message::Body::Snapshot(s)) => {
+            s.pods.iter().flat_map(pod).chain(s.credentials.iter().flat_map(credential)).collect()
+        }
+        Some(agent::agent_message::Body::Delta(d)) => d
+            .pods_upserted
+            .iter()
+            .flat_map(pod)
+            .chain(d.pods_removed.iter().map(|r| r.removed_at_micros))
+            .chain(d.credentials_upserted.iter().flat_map(credential))
+            .chain(d.credentials_removed.iter().map(|r| r.removed_at_micros))
+            .collect(),
+        None => Vec::new(),
+    };
+    times.into_iter().fold(m.observed_at_micros, i64::max)
+}
+
 /// Pods and credentials a message attests (what a refusal of the whole message refuses).
 pub fn attested_items(m: &agent::AgentMessage) -> u64 {
     let n = match &m.body {
@@ -410,6 +435,24 @@ mod tests {
         let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]);
         let a = s.apply("prod", "n1", &m, &Audit(vec![("u1", "n2")])).unwrap();
         assert_eq!((a.refused, a.observations.len()), (2, 0));
+    }
+
+    #[test]
+    fn latest_time_is_the_latest_event_time_and_not_a_tokens_expiry() {
+        let mut c = cred("u1", "n1", "j1");
+        c.written_at_micros = Some(5_000);
+        c.expires_at_micros = Some(i64::MAX);
+        let mut p = pod("u1");
+        p.started_at_micros = Some(3_000);
+        assert_eq!(latest_time(&snapshot(1, "n1", vec![p.clone()], vec![c.clone()])), 5_000);
+        p.deletion_requested_at_micros = Some(9_000);
+        assert_eq!(latest_time(&snapshot(1, "n1", vec![p], vec![c])), 9_000);
+        let heartbeat = agent::AgentMessage {
+            observed_at_micros: 7_000,
+            body: Some(agent::agent_message::Body::Delta(agent::NodeDelta::default())),
+            ..Default::default()
+        };
+        assert_eq!(latest_time(&heartbeat), 7_000);
     }
 
     #[test]
