@@ -53,6 +53,9 @@ pub struct Applied {
     pub refused: u64,
     /// The message was a resend of one already processed: acknowledge it again, nothing else.
     pub resend: bool,
+    /// The message was refused whole for this event time, beyond the receiver's clock plus the
+    /// skew it tolerates ([`latest_time`]): acknowledge it, count it, deliver nothing.
+    pub future: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,13 +76,16 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    /// Applies one message from an agent authenticated for `node` in `cluster`.
+    /// Applies one message from an agent authenticated for `node` in `cluster`; a message with
+    /// an event time after `not_after` (the receiver's clock plus its tolerated skew, in
+    /// microseconds since the epoch) is refused whole and changes nothing.
     pub fn apply(
         &mut self,
         cluster: &str,
         node: &str,
         m: &agent::AgentMessage,
         pods: &dyn PodNodes,
+        not_after: i64,
     ) -> Result<Applied, Refusal> {
         if m.node_name != node {
             return Err(Refusal::WrongNode { authenticated: node.into(), claimed: m.node_name.clone() });
@@ -87,6 +93,11 @@ impl AgentState {
         let mut out = Applied::default();
         if m.sequence != 0 && m.sequence <= self.processed {
             out.resend = true;
+            return Ok(out);
+        }
+        let latest = latest_time(m);
+        if latest > not_after {
+            out.future = Some(latest);
             return Ok(out);
         }
         let now = m.observed_at_micros;
@@ -424,7 +435,7 @@ mod tests {
     fn credential_bound_to_another_node_is_refused_the_rest_is_kept() {
         let mut s = AgentState::default();
         let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1"), cred("u2", "n2", "j2")]);
-        let a = s.apply("prod", "n1", &m, &Audit(vec![])).unwrap();
+        let a = s.apply("prod", "n1", &m, &Audit(vec![]), i64::MAX).unwrap();
         assert_eq!(a.refused, 1);
         assert_eq!(a.observations.len(), 2, "{:?}", a.observations);
     }
@@ -433,7 +444,7 @@ mod tests {
     fn pod_the_audit_log_placed_elsewhere_is_refused() {
         let mut s = AgentState::default();
         let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]);
-        let a = s.apply("prod", "n1", &m, &Audit(vec![("u1", "n2")])).unwrap();
+        let a = s.apply("prod", "n1", &m, &Audit(vec![("u1", "n2")]), i64::MAX).unwrap();
         assert_eq!((a.refused, a.observations.len()), (2, 0));
     }
 
@@ -456,19 +467,30 @@ mod tests {
     }
 
     #[test]
+    fn message_from_beyond_the_clock_is_refused_whole_and_changes_nothing() {
+        let mut s = AgentState::default();
+        let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]);
+        let a = s.apply("prod", "n1", &m, &Audit(vec![]), 999).unwrap();
+        assert_eq!((a.future, a.observations.len(), s.processed), (Some(1_000), 0, 0));
+        let a = s.apply("prod", "n1", &m, &Audit(vec![]), 1_000).unwrap();
+        assert_eq!((a.future, a.observations.len()), (None, 2), "at the bound: accepted");
+    }
+
+    #[test]
     fn message_for_another_node_is_refused_whole() {
         let mut s = AgentState::default();
         let m = snapshot(1, "n2", vec![], vec![]);
-        assert!(matches!(s.apply("prod", "n1", &m, &Audit(vec![])), Err(Refusal::WrongNode { .. })));
+        assert!(matches!(s.apply("prod", "n1", &m, &Audit(vec![]), i64::MAX), Err(Refusal::WrongNode { .. })));
     }
 
     #[test]
     fn resend_is_recognised_and_snapshot_releases_what_is_gone() {
         let mut s = AgentState::default();
         let audit = Audit(vec![]);
-        s.apply("prod", "n1", &snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]), &audit).unwrap();
-        assert!(s.apply("prod", "n1", &snapshot(1, "n1", vec![], vec![]), &audit).unwrap().resend);
-        let a = s.apply("prod", "n1", &snapshot(2, "n1", vec![], vec![]), &audit).unwrap();
+        s.apply("prod", "n1", &snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]), &audit, i64::MAX)
+            .unwrap();
+        assert!(s.apply("prod", "n1", &snapshot(1, "n1", vec![], vec![]), &audit, i64::MAX).unwrap().resend);
+        let a = s.apply("prod", "n1", &snapshot(2, "n1", vec![], vec![]), &audit, i64::MAX).unwrap();
         let kinds: Vec<_> = a.observations.iter().map(|o| o.kind.clone().unwrap()).collect();
         assert!(matches!(&kinds[0], pb::observation::Kind::Pod(p) if p.event() == pb::PodEvent::Deleted));
         assert!(matches!(&kinds[1], pb::observation::Kind::Credential(c) if c.event() == pb::CredentialEvent::Released

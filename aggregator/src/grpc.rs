@@ -10,12 +10,13 @@
 //! configured for that node (`{node}.nodes.tokentrail` by default); without a token the node is
 //! the one the first message names. Every later message must name the same node.
 //!
-//! Per message: the clock check (a time beyond this host's clock plus `max_clock_skew` refuses
-//! the message: acknowledged, counted, never delivered, so a node's clock cannot move event
-//! time downstream), the `agent_id` check ([`crate::agents`]: an id another node owns ends the
-//! stream), the node check and conversion ([`crate::attest`]), the observations delivered to
-//! the [`Sink`] (acknowledged by Kafka, in the aggregator), then an [`Ack`] with the message's
-//! sequence number. Resends are acknowledged again without producing anything.
+//! Per message: the `agent_id` check ([`crate::agents`]: an id another node owns ends the
+//! stream), the node check, the clock check (an event time beyond this host's clock plus
+//! `max_clock_skew` refuses the message: acknowledged, counted, never delivered, so a node's
+//! clock cannot move event time downstream) and conversion ([`crate::attest`]), the
+//! observations delivered to the [`Sink`] (acknowledged by Kafka, in the aggregator), then an
+//! [`Ack`] with the message's sequence number. Resends are acknowledged again without
+//! producing anything.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::agents::Agents;
-use crate::attest::{attested_items, latest_time, Refusal};
+use crate::attest::{attested_items, Refusal};
 use crate::authn::Authenticator;
 use crate::config::GrpcConfig;
 use crate::error::AggregatorError;
@@ -307,22 +308,11 @@ impl Service {
                     m.node_name.clone()
                 }
             };
-            let latest = latest_time(&m);
-            if latest > unix_micros_now().saturating_add(self.max_clock_skew) {
-                Metrics::inc(&self.metrics.attestations_future_total);
-                Metrics::add(&self.metrics.attestations_refused_total, attested_items(&m));
-                clock_warnings.warn(&authenticated, latest);
-                // Acknowledged: resending it would not make it right, and an unacknowledged
-                // message would hold the agent's heartbeats back.
-                if !self.ack(tx, m.sequence).await {
-                    break;
-                }
-                continue;
-            }
+            let not_after = unix_micros_now().saturating_add(self.max_clock_skew);
             let applied = {
                 let mut agents = self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match agents.state(&authenticated, &m.agent_id) {
-                    Ok(state) => state.apply(&self.cluster, &authenticated, &m, &*self.sink),
+                    Ok(state) => state.apply(&self.cluster, &authenticated, &m, &*self.sink, not_after),
                     Err(hijack) => {
                         Metrics::inc(&self.metrics.agent_ids_refused_total);
                         Metrics::inc(&self.metrics.streams_refused_total);
@@ -347,7 +337,13 @@ impl Service {
                     });
                 }
             };
-            if applied.resend {
+            if let Some(latest) = applied.future {
+                // Acknowledged: resending it would not make it right, and an unacknowledged
+                // message would hold the agent's heartbeats back.
+                Metrics::inc(&self.metrics.attestations_future_total);
+                Metrics::add(&self.metrics.attestations_refused_total, attested_items(&m));
+                clock_warnings.warn(&authenticated, latest);
+            } else if applied.resend {
                 Metrics::inc(&self.metrics.attestations_resent_total);
             } else {
                 Metrics::inc(&self.metrics.attestations_accepted_total);
