@@ -437,8 +437,10 @@ fn from_the_end_of_time() -> agent::AgentMessage {
 /// was expired before it was reported (one finding before, none after). Two layers stop it:
 /// * by default the message is beyond the clock plus `--max-clock-skew` and refused, with a
 ///   warning naming the node;
-/// * with the check out of the way (a skew of 3,000,000 days), the engine still keeps event time
-///   to the audit log's, and every finding of the batch that follows is intact.
+/// * with the check out of the way (a skew of 3,000,000 days), the correlator still reports
+///   every finding: event time stays the audit log's, and a batch is reported before anything
+///   is expired (either alone saves this one-batch scenario; `correlator_attestation.rs` and
+///   `correlator/core/tests/hostile_clock.rs` show the event-time rule on its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_far_future_attestation_leaves_every_later_finding_intact() {
     for skew in [None, Some("3000000d")] {
