@@ -1,6 +1,6 @@
 //! Agent attestations → observations, with the node check (pure).
 //!
-//! An [`AgentState`] per `agent_id` remembers what that agent attested (pods, credentials by
+//! An [`AgentState`] per agent (per node and `agent_id`: [`crate::agents`]) remembers what that agent attested (pods, credentials by
 //! location) and the highest sequence processed, across its reconnections: resends are
 //! recognised, a removal names the account of the credential it removes, and a snapshot
 //! releases what it no longer holds. [`AgentState::apply`] turns one message into observations
@@ -53,6 +53,9 @@ pub struct Applied {
     pub refused: u64,
     /// The message was a resend of one already processed: acknowledge it again, nothing else.
     pub resend: bool,
+    /// The message was refused whole for this event time, beyond the receiver's clock plus the
+    /// skew it tolerates ([`latest_time`]): acknowledge it, count it, deliver nothing.
+    pub future: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,13 +76,16 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    /// Applies one message from an agent authenticated for `node` in `cluster`.
+    /// Applies one message from an agent authenticated for `node` in `cluster`; a message with
+    /// an event time after `not_after` (the receiver's clock plus its tolerated skew, in
+    /// microseconds since the epoch) is refused whole and changes nothing.
     pub fn apply(
         &mut self,
         cluster: &str,
         node: &str,
         m: &agent::AgentMessage,
         pods: &dyn PodNodes,
+        not_after: i64,
     ) -> Result<Applied, Refusal> {
         if m.node_name != node {
             return Err(Refusal::WrongNode { authenticated: node.into(), claimed: m.node_name.clone() });
@@ -87,6 +93,11 @@ impl AgentState {
         let mut out = Applied::default();
         if m.sequence != 0 && m.sequence <= self.processed {
             out.resend = true;
+            return Ok(out);
+        }
+        let latest = latest_time(m);
+        if latest > not_after {
+            out.future = Some(latest);
             return Ok(out);
         }
         let now = m.observed_at_micros;
@@ -314,6 +325,31 @@ impl Ctx<'_> {
     }
 }
 
+/// The latest event time a message carries, in microseconds since the epoch: when it was
+/// observed, and when its pods started, were deleted or removed and its credentials were
+/// written, issued or removed. A token's `nbf`, `exp` and refresh time are not events and may
+/// lie ahead. All of them come from the node's clock: the driver refuses a message whose
+/// latest time is beyond its own clock plus the skew it tolerates.
+pub fn latest_time(m: &agent::AgentMessage) -> i64 {
+    let pod = |p: &agent::Pod| p.started_at_micros.into_iter().chain(p.deletion_requested_at_micros);
+    let credential = |c: &agent::Credential| c.written_at_micros.into_iter().chain(c.issued_at_micros);
+    let times: Vec<i64> = match &m.body {
+        Some(agent::agent_message::Body::Snapshot(s)) => {
+            s.pods.iter().flat_map(pod).chain(s.credentials.iter().flat_map(credential)).collect()
+        }
+        Some(agent::agent_message::Body::Delta(d)) => d
+            .pods_upserted
+            .iter()
+            .flat_map(pod)
+            .chain(d.pods_removed.iter().map(|r| r.removed_at_micros))
+            .chain(d.credentials_upserted.iter().flat_map(credential))
+            .chain(d.credentials_removed.iter().map(|r| r.removed_at_micros))
+            .collect(),
+        None => Vec::new(),
+    };
+    times.into_iter().fold(m.observed_at_micros, i64::max)
+}
+
 /// Pods and credentials a message attests (what a refusal of the whole message refuses).
 pub fn attested_items(m: &agent::AgentMessage) -> u64 {
     let n = match &m.body {
@@ -402,7 +438,7 @@ mod tests {
     fn credential_bound_to_another_node_is_refused_the_rest_is_kept() {
         let mut s = AgentState::default();
         let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1"), cred("u2", "n2", "j2")]);
-        let a = s.apply("prod", "n1", &m, &Audit(vec![])).unwrap();
+        let a = s.apply("prod", "n1", &m, &Audit(vec![]), i64::MAX).unwrap();
         assert_eq!(a.refused, 1);
         assert_eq!(a.observations.len(), 2, "{:?}", a.observations);
     }
@@ -411,24 +447,53 @@ mod tests {
     fn pod_the_audit_log_placed_elsewhere_is_refused() {
         let mut s = AgentState::default();
         let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]);
-        let a = s.apply("prod", "n1", &m, &Audit(vec![("u1", "n2")])).unwrap();
+        let a = s.apply("prod", "n1", &m, &Audit(vec![("u1", "n2")]), i64::MAX).unwrap();
         assert_eq!((a.refused, a.observations.len()), (2, 0));
+    }
+
+    #[test]
+    fn latest_time_is_the_latest_event_time_and_not_a_tokens_expiry() {
+        let mut c = cred("u1", "n1", "j1");
+        c.written_at_micros = Some(5_000);
+        c.expires_at_micros = Some(i64::MAX);
+        let mut p = pod("u1");
+        p.started_at_micros = Some(3_000);
+        assert_eq!(latest_time(&snapshot(1, "n1", vec![p.clone()], vec![c.clone()])), 5_000);
+        p.deletion_requested_at_micros = Some(9_000);
+        assert_eq!(latest_time(&snapshot(1, "n1", vec![p], vec![c])), 9_000);
+        let heartbeat = agent::AgentMessage {
+            observed_at_micros: 7_000,
+            body: Some(agent::agent_message::Body::Delta(agent::NodeDelta::default())),
+            ..Default::default()
+        };
+        assert_eq!(latest_time(&heartbeat), 7_000);
+    }
+
+    #[test]
+    fn message_from_beyond_the_clock_is_refused_whole_and_changes_nothing() {
+        let mut s = AgentState::default();
+        let m = snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]);
+        let a = s.apply("prod", "n1", &m, &Audit(vec![]), 999).unwrap();
+        assert_eq!((a.future, a.observations.len(), s.processed), (Some(1_000), 0, 0));
+        let a = s.apply("prod", "n1", &m, &Audit(vec![]), 1_000).unwrap();
+        assert_eq!((a.future, a.observations.len()), (None, 2), "at the bound: accepted");
     }
 
     #[test]
     fn message_for_another_node_is_refused_whole() {
         let mut s = AgentState::default();
         let m = snapshot(1, "n2", vec![], vec![]);
-        assert!(matches!(s.apply("prod", "n1", &m, &Audit(vec![])), Err(Refusal::WrongNode { .. })));
+        assert!(matches!(s.apply("prod", "n1", &m, &Audit(vec![]), i64::MAX), Err(Refusal::WrongNode { .. })));
     }
 
     #[test]
     fn resend_is_recognised_and_snapshot_releases_what_is_gone() {
         let mut s = AgentState::default();
         let audit = Audit(vec![]);
-        s.apply("prod", "n1", &snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]), &audit).unwrap();
-        assert!(s.apply("prod", "n1", &snapshot(1, "n1", vec![], vec![]), &audit).unwrap().resend);
-        let a = s.apply("prod", "n1", &snapshot(2, "n1", vec![], vec![]), &audit).unwrap();
+        s.apply("prod", "n1", &snapshot(1, "n1", vec![pod("u1")], vec![cred("u1", "n1", "j1")]), &audit, i64::MAX)
+            .unwrap();
+        assert!(s.apply("prod", "n1", &snapshot(1, "n1", vec![], vec![]), &audit, i64::MAX).unwrap().resend);
+        let a = s.apply("prod", "n1", &snapshot(2, "n1", vec![], vec![]), &audit, i64::MAX).unwrap();
         let kinds: Vec<_> = a.observations.iter().map(|o| o.kind.clone().unwrap()).collect();
         assert!(matches!(&kinds[0], pb::observation::Kind::Pod(p) if p.event() == pb::PodEvent::Deleted));
         assert!(matches!(&kinds[1], pb::observation::Kind::Credential(c) if c.event() == pb::CredentialEvent::Released

@@ -49,6 +49,10 @@ pub struct Args {
     /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// How far ahead of this aggregator's clock an agent's times may be (e.g. `5m`); later
+    /// ones are refused and counted. Overrides `grpc.max_clock_skew`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub max_clock_skew: Option<std::time::Duration>,
     /// Serve the probes `/healthz` and `/readyz` over plain HTTP on this address (e.g.
     /// `0.0.0.0:8080`).
     #[arg(long, value_name = "ADDR")]
@@ -98,6 +102,9 @@ impl Args {
             let g = config.grpc.get_or_insert_with(|| GrpcConfig::new(listen, cluster.clone()));
             g.listen = listen;
             g.cluster.clone_from(cluster);
+        }
+        if let (Some(g), Some(skew)) = (config.grpc.as_mut(), self.max_clock_skew) {
+            g.max_clock_skew = skew;
         }
         if let (Some(g), Some(cert), Some(key)) = (config.grpc.as_mut(), &self.tls_cert, &self.tls_key) {
             let tls = g.tls.get_or_insert_with(|| TlsConfig::new(cert.clone(), key.clone()));

@@ -125,6 +125,10 @@ pub struct GrpcConfig {
     /// for tests and trials without TLS: any client can then attest for any node.
     #[serde(default)]
     pub trust_agent_node_name: bool,
+    /// How far ahead of this aggregator's clock an agent's times may be: a message stamped
+    /// later (a skewed or hostile node's clock) is refused and counted, never delivered.
+    #[serde(default = "default_max_clock_skew", deserialize_with = "duration")]
+    pub max_clock_skew: Duration,
 }
 
 /// How agents' projected tokens (`authorization: Bearer` on the stream) are verified: against
@@ -335,6 +339,9 @@ fn default_concurrency() -> usize {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(5 * 60)
+}
 
 impl KafkaConfig {
     /// Defaults for everything but the broker.
@@ -369,6 +376,7 @@ impl GrpcConfig {
             idle_timeout: default_idle_timeout(),
             agent_token: None,
             trust_agent_node_name: false,
+            max_clock_skew: default_max_clock_skew(),
         }
     }
 }

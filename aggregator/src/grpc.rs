@@ -12,11 +12,14 @@
 //! configured for that node (`{node}.nodes.tokentrail` by default); without a token the node is
 //! the one the first message names. Every later message must name the same node.
 //!
-//! Per message: the node check and conversion ([`crate::attest`]), the observations delivered
-//! to the [`Sink`] (acknowledged by Kafka, in the aggregator), then an [`Ack`] with the message's sequence number. Resends are
-//! acknowledged again without producing anything.
+//! Per message: the `agent_id` check ([`crate::agents`]: an id another node owns ends the
+//! stream), the node check, the clock check (an event time beyond this host's clock plus
+//! `max_clock_skew` refuses the message: acknowledged, counted, never delivered, so a node's
+//! clock cannot move event time downstream) and conversion ([`crate::attest`]), the
+//! observations delivered to the [`Sink`] (acknowledged by Kafka, in the aggregator), then an
+//! [`Ack`] with the message's sequence number. Resends are acknowledged again without
+//! producing anything.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +31,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::attest::{attested_items, AgentState, Refusal};
+use crate::agents::Agents;
+use crate::attest::{attested_items, Refusal};
 use crate::authn::Authenticator;
 use crate::config::GrpcConfig;
 use crate::error::AggregatorError;
@@ -38,8 +42,7 @@ use crate::telemetry::Metrics;
 use crate::token::{AgentIdentity, TokenRefusal};
 
 /// Agents remembered (highest sequence, held credentials) across reconnections; beyond this the
-/// state of agents without an open stream is forgotten (their resends are then processed again:
-/// at-least-once).
+/// least recently used are forgotten (their resends are then processed again: at-least-once).
 const MAX_AGENTS: usize = 100_000;
 
 /// A bound, not yet serving, attestation server.
@@ -75,7 +78,8 @@ impl Server {
             auth,
             sink,
             metrics,
-            agents: Arc::new(Mutex::new(HashMap::new())),
+            agents: Arc::new(Mutex::new(Agents::new(MAX_AGENTS))),
+            max_clock_skew: i64::try_from(config.max_clock_skew.as_micros()).unwrap_or(i64::MAX),
             streams: Arc::new(Semaphore::new(config.max_streams)),
             stop,
         };
@@ -171,7 +175,9 @@ pub struct Service {
     auth: Option<Arc<Authenticator>>,
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
-    agents: Arc<Mutex<HashMap<String, AgentState>>>,
+    agents: Arc<Mutex<Agents>>,
+    /// How far ahead of this host's clock an agent's times may be, in microseconds.
+    max_clock_skew: i64,
     streams: Arc<Semaphore>,
     /// Turns true on shutdown: open streams end, or the server's graceful shutdown would wait
     /// for every agent to hang up.
@@ -192,6 +198,42 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Microseconds since the epoch by this host's clock (the clock check: [`crate::attest::latest_time`]).
+#[allow(clippy::disallowed_methods)] // a driver: the cores take time as an argument
+fn unix_micros_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// At most one warning a minute about a stream's node clock; the messages refused in between
+/// are counted into the next one (every one is in `attestations_future_total`).
+#[derive(Default)]
+struct ClockWarnings {
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl ClockWarnings {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn warn(&mut self, node: &str, latest_micros: i64) {
+        let now = tokio::time::Instant::now();
+        if self.last.is_some_and(|l| now.duration_since(l) < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        let latest = tokentrail_correlator_core::Timestamp(latest_micros);
+        tracing::warn!(
+            node,
+            %latest,
+            also_refused_since_last_warning = self.suppressed,
+            "attestation refused: its time is ahead of this aggregator's clock by more than max_clock_skew (the node's clock is wrong)"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
     }
 }
 
@@ -282,6 +324,7 @@ impl Service {
             }
         }
         let expiry = identity.as_ref().map(|i| token_deadline(i.expires_at));
+        let mut clock_warnings = ClockWarnings::default();
         let mut stop = self.stop.clone();
         loop {
             let m = tokio::select! {
@@ -308,13 +351,19 @@ impl Service {
                     m.node_name.clone()
                 }
             };
+            let not_after = unix_micros_now().saturating_add(self.max_clock_skew);
             let applied = {
                 let mut agents = self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if agents.len() >= MAX_AGENTS && !agents.contains_key(&m.agent_id) {
-                    agents.clear();
+                match agents.state(&authenticated, &m.agent_id) {
+                    Ok(state) => state.apply(&self.cluster, &authenticated, &m, &*self.sink, not_after),
+                    Err(hijack) => {
+                        Metrics::inc(&self.metrics.agent_ids_refused_total);
+                        Metrics::inc(&self.metrics.streams_refused_total);
+                        Metrics::add(&self.metrics.attestations_refused_total, attested_items(&m));
+                        tracing::warn!(node = %authenticated, agent_id = %m.agent_id, "attestation stream refused: {hijack}");
+                        return Err(Status::permission_denied(hijack.to_string()));
+                    }
                 }
-                let state = agents.entry(m.agent_id.clone()).or_default();
-                state.apply(&self.cluster, &authenticated, &m, &*self.sink)
             };
             let applied = match applied {
                 Ok(a) => a,
@@ -331,24 +380,38 @@ impl Service {
                     });
                 }
             };
-            if applied.resend {
+            if let Some(latest) = applied.future {
+                // Acknowledged: resending it would not make it right, and an unacknowledged
+                // message would hold the agent's heartbeats back.
+                Metrics::inc(&self.metrics.attestations_future_total);
+                Metrics::add(&self.metrics.attestations_refused_total, attested_items(&m));
+                clock_warnings.warn(&authenticated, latest);
+            } else if applied.resend {
                 Metrics::inc(&self.metrics.attestations_resent_total);
             } else {
                 Metrics::inc(&self.metrics.attestations_accepted_total);
                 Metrics::add(&self.metrics.attestations_refused_total, applied.refused);
                 if let Err(e) = self.produce(&applied.observations).await {
-                    // Not durable: forget the agent so its resend is processed again.
-                    self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&m.agent_id);
+                    // Not durable: forget what the agent sent so its resend is processed again.
+                    self.agents
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .reset(&authenticated, &m.agent_id);
                     tracing::warn!(error = %e, "attestation not delivered");
                     return Err(Status::unavailable("observations could not be delivered; resend"));
                 }
             }
-            let ack = AggregatorMessage { body: Some(aggregator_message::Body::Ack(Ack { sequence: m.sequence })) };
-            if tx.send(Ok(ack)).await.is_err() {
-                break; // the agent went away
+            if !self.ack(tx, m.sequence).await {
+                break;
             }
         }
         Ok(())
+    }
+
+    /// Acknowledges `sequence`; `false` when the agent went away.
+    async fn ack(&self, tx: &mpsc::Sender<Result<AggregatorMessage, Status>>, sequence: u64) -> bool {
+        let ack = AggregatorMessage { body: Some(aggregator_message::Body::Ack(Ack { sequence })) };
+        tx.send(Ok(ack)).await.is_ok()
     }
 
     async fn produce(

@@ -10,6 +10,7 @@
 //! * [`route`]: the record key of each observation, and broadcasts (pure; read it to know what
 //!   the correlator can rely on).
 //! * [`attest`]: agent attestations → observations, and the node check (pure).
+//! * [`agents`]: which node owns each `agent_id`, and each agent's state (pure, bounded).
 //! * [`source`]: the raw-topic consumer and what one raw record decodes into.
 //! * [`sink`]: the producer: observations, broadcasts, dead letters, delivery futures.
 //! * [`pipeline`]: the audit loop: batch, produce, wait for acknowledgements, commit.
@@ -23,6 +24,7 @@
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
 //! * [`cli`]: `tokentrail aggregator`.
 
+pub mod agents;
 pub mod attest;
 pub mod authn;
 pub mod cli;

@@ -24,6 +24,8 @@ const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_aggregator_attestations_accepted_total", Kind::Counter, "Attestation messages processed.", |m| &m.attestations_accepted_total),
     ("tokentrail_aggregator_attestations_resent_total", Kind::Counter, "Attestation resends acknowledged again.", |m| &m.attestations_resent_total),
     ("tokentrail_aggregator_attestations_refused_total", Kind::Counter, "Pods or credentials attested for another node.", |m| &m.attestations_refused_total),
+    ("tokentrail_aggregator_attestations_future_total", Kind::Counter, "Attestation messages refused for a time beyond the aggregator's clock plus max_clock_skew.", |m| &m.attestations_future_total),
+    ("tokentrail_aggregator_agent_ids_refused_total", Kind::Counter, "Attestation streams refused for using an agent_id another node owns.", |m| &m.agent_ids_refused_total),
     ("tokentrail_aggregator_streams_refused_total", Kind::Counter, "Attestation streams refused.", |m| &m.streams_refused_total),
     ("tokentrail_aggregator_streams_open", Kind::Gauge, "Attestation streams open.", |m| &m.streams_open),
 ];
@@ -128,6 +130,11 @@ pub struct Metrics {
     pub attestations_resent_total: AtomicU64,
     /// Pods or credentials refused: attested by an agent for another node than its own.
     pub attestations_refused_total: AtomicU64,
+    /// Attestation messages refused (acknowledged, not delivered) because a time in them lies
+    /// beyond the aggregator's clock plus `max_clock_skew`.
+    pub attestations_future_total: AtomicU64,
+    /// Attestation streams refused because their message used an `agent_id` another node owns.
+    pub agent_ids_refused_total: AtomicU64,
     /// Attestation streams refused: no or wrong node identity, too many streams.
     pub streams_refused_total: AtomicU64,
     /// Gauge: attestation streams open.

@@ -170,6 +170,31 @@ fn bad_records_are_reported_with_file_and_line_and_the_rest_is_analysed() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("token-used-off-cluster"));
 }
 
+#[test]
+fn audit_events_with_impossible_times_are_bad_records_and_the_rest_is_analysed() {
+    let dir = tempdir("bad-times");
+    let log = dir.join("audit.log");
+    let good = std::fs::read_to_string(example().join("audit.log")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    let relabel = |year: &str, id: &str| {
+        let line = lines[0].replace("Timestamp\":\"2026-", &format!("Timestamp\":\"{year}-"));
+        assert_ne!(line, lines[0], "the example's first event has the expected time fields");
+        line.replacen("\"auditID\":\"", &format!("\"auditID\":\"{id}"), 1)
+    };
+    let (future, past) = (relabel("9999", "future-"), relabel("2013", "past-"));
+    lines.insert(3, future);
+    lines.insert(7, past);
+    std::fs::write(&log, lines.join("\n")).unwrap();
+    let o = tokentrail(&["analyze", "--format", "json", log.to_str().unwrap()]);
+    assert!(o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for place in ["audit.log:4: ", "audit.log:8: "] {
+        let line = stderr.lines().find(|l| l.contains(place)).unwrap_or_else(|| panic!("{place} in {stderr}"));
+        assert!(line.contains("impossible time"), "{line}");
+    }
+    assert!(String::from_utf8_lossy(&o.stdout).contains("token-used-off-cluster"));
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tokentrail-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

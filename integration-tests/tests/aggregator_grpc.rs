@@ -1,7 +1,9 @@
 //! The aggregator's attestation server over real sockets (mTLS on 127.0.0.1:0) with the real
 //! broker behind it: the real agent's attestations become observations; an agent whose
 //! certificate is for another node, a credential bound to another node, a client without a
-//! certificate and an oversized message are refused, and none of it disturbs other agents.
+//! certificate and an oversized message are refused, and none of it disturbs other agents; a
+//! message stamped beyond the aggregator's clock plus the skew it tolerates is acknowledged,
+//! counted and never delivered.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod aggregator_support;
@@ -169,4 +171,54 @@ async fn refusals_wrong_node_no_certificate_oversized_do_not_disturb_other_agent
     aggregator.stop().await;
     assert!(Metrics::get(&metrics.streams_refused_total) >= 1);
     assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 2, "the healthy agent's two messages");
+}
+
+#[allow(clippy::disallowed_methods)] // the aggregator checks against the real clock
+fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_from_beyond_the_clock_is_acknowledged_counted_and_not_delivered() {
+    let t = Topics::create("agg-grpc-clock").await;
+    let aggregator = start_aggregator(&t, 4 * 1024 * 1024).await;
+    let addr = aggregator.addr.unwrap();
+    const HOUR: i64 = 3_600_000_000;
+
+    // A heartbeat-carrying snapshot stamped 9999-12-31, and one whose pod started an hour
+    // ahead: the node's clock, refused. An agent's ack lets it carry on.
+    let mut far = snapshot("a-far", "worker-1", vec![attested_pod("far-1")]);
+    far.observed_at_micros = 253_402_300_799_000_000;
+    let mut ahead = attested_pod("ahead-1");
+    ahead.started_at_micros = Some(now_micros() + HOUR);
+    let mut started_ahead = snapshot("a-ahead", "worker-1", vec![ahead]);
+    started_ahead.observed_at_micros = now_micros();
+    // Within the 5-minute skew: accepted.
+    let mut near = snapshot("a-near", "worker-1", vec![attested_pod("near-1")]);
+    near.observed_at_micros = now_micros() + 60_000_000;
+    for m in [far, started_ahead, near] {
+        assert_eq!(attest_once(mtls_channel(addr, true).await.unwrap(), m).await.unwrap(), 1);
+    }
+    let out = read_until(&t.observations, "near-1", Duration::from_millis(500), |o| {
+        o.iter().any(|r| matches!(r.observation().kind, Some(pb::observation::Kind::Pod(p)) if p.name == "near-1"))
+    })
+    .await;
+    let metrics = aggregator.metrics.clone();
+    aggregator.stop().await;
+
+    let pods: Vec<String> = out
+        .iter()
+        .filter_map(|r| match r.observation().kind {
+            Some(pb::observation::Kind::Pod(p)) => Some(p.name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pods, ["near-1"]);
+    assert!(out.iter().all(|r| r.observation().kind.is_some_and(|k| match k {
+        pb::observation::Kind::Node(n) => n.time_micros < now_micros() + HOUR,
+        _ => true,
+    })));
+    assert_eq!(Metrics::get(&metrics.attestations_future_total), 2);
+    assert_eq!(Metrics::get(&metrics.attestations_refused_total), 2, "their pods");
+    assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 1);
 }

@@ -232,6 +232,64 @@ async fn the_token_decides_the_node_and_bad_tokens_are_refused_without_disturbin
     assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 3, "the healthy agent's two, the short-lived one's");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_id_belongs_to_the_node_that_used_it_first() {
+    let t = Topics::create("agg-token-agent-id").await;
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = IssuerKey::generate(dir.path(), "key-1");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
+    let mut config = t.config();
+    config.kafka.audit_topics.clear();
+    let mut g = GrpcConfig::new("127.0.0.1:0".parse().unwrap(), "prod");
+    // Tokens alone name the node (no client CA): two nodes from one test's credentials.
+    g.tls = Some(TlsConfig::new(test_tls("server.pem"), test_tls("server.key")));
+    g.agent_token = Some(AgentTokenConfig::jwks(AGENT_ACCOUNT, ISSUER, jwks));
+    config.grpc = Some(g);
+    let aggregator = start(config).await;
+    let addr = aggregator.addr.unwrap();
+
+    let mut victim = Stream::open(addr, Some(&issuer.sign(&agent_claims("worker-1")))).await.unwrap();
+    assert_eq!(victim.send(snapshot("agent-w1", "worker-1", vec![attested_pod("web-1")])).await.unwrap(), 1);
+
+    // A compromised worker-2 sends the victim's agent_id with the last sequence number: were it
+    // taken, every later message of the victim would read as a resend and be dropped.
+    let w2 = issuer.sign(&agent_claims("worker-2"));
+    let mut hijack = snapshot("agent-w1", "worker-2", vec![]);
+    hijack.sequence = u64::MAX;
+    let refused = attest_once(addr, Some(&w2), hijack).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+    // worker-2's own agent is served.
+    let mut own = attested_pod("db-1");
+    own.ips = vec!["10.244.2.7".into()];
+    assert_eq!(attest_once(addr, Some(&w2), snapshot("agent-w2", "worker-2", vec![own])).await.unwrap(), 1);
+
+    // The victim's next message is processed, not taken for a resend.
+    let mut delta = snapshot("agent-w1", "worker-1", vec![]);
+    delta.sequence = 2;
+    delta.body = Some(agent::agent_message::Body::Delta(agent::NodeDelta {
+        pods_upserted: vec![attested_pod("web-2")],
+        ..Default::default()
+    }));
+    assert_eq!(victim.send(delta).await.unwrap(), 2);
+    let out = read_until(&t.observations, "web-2 from worker-1", Duration::from_millis(500), |o| {
+        pod_facts(o).iter().any(|(p, _)| p == "web-2")
+    })
+    .await;
+    drop(victim);
+    let metrics = aggregator.metrics.clone();
+    aggregator.stop().await;
+
+    let mut pods = pod_facts(&out);
+    pods.sort();
+    pods.dedup();
+    let expected = [("db-1", "worker-2"), ("web-1", "worker-1"), ("web-2", "worker-1")];
+    assert_eq!(pods, expected.map(|(p, n)| (p.to_string(), n.to_string())));
+    assert_eq!(Metrics::get(&metrics.agent_ids_refused_total), 1);
+    assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 3, "the victim's two, worker-2's own");
+    assert_eq!(Metrics::get(&metrics.attestations_resent_total), 0);
+}
+
 /// A fake apiserver answering `POST /apis/authentication.k8s.io/v1/tokenreviews` over HTTPS:
 /// tokens it knows are authenticated as the agent's account on their node, others are not.
 struct FakeApiserver {

@@ -1,7 +1,8 @@
 //! The attestation variant of `token-forged-mint` through the real broker and the real
 //! `tokentrail correlator` process: a pod-bound credential its node's agent never attested is
 //! reported only once the agent has reported past the grace period, and never when the late
-//! attestation arrives inside it.
+//! attestation arrives inside it. An attestation stamped 9999-12-31 (one that got past the
+//! aggregator's clock check) does not move event time, not even once saved and restored.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
 
@@ -159,4 +160,60 @@ async fn unattested_credential_is_forged_only_after_the_grace_and_not_when_attes
         stop(child);
         assert_eq!(forged(&all), !late_attestation, "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_future_attestation_in_saved_state_leaves_every_later_finding_intact() {
+    let _serial = correlator_support::one_at_a_time().await;
+    let observations = unique_name("far-future-obs");
+    create_topics(&[(&observations, 1)]).await;
+    let out = outputs("far-future", 1).await;
+    let instance = unique_name("far-future");
+    // A compromised worker-2 (one that got past the aggregator's clock check) stamps 9999-12-31.
+    let end = Timestamp::parse("9999-12-31T23:59:59Z").unwrap();
+    let hostile = [
+        Observation::Credential(CredentialFact {
+            time: end,
+            event: CredentialEvent::Held,
+            node: "worker-2".into(),
+            pod_uid: "uid-evil".into(),
+            serviceaccount: sa(),
+            credential: Credential::PodBound {
+                jti: Some("j-evil".into()),
+                pod_name: "evil-1".into(),
+                pod_uid: "uid-evil".into(),
+                node: Some("worker-2".into()),
+            },
+        }),
+        Observation::Node(NodeFact {
+            time: end,
+            source: Some(FactSource::Attestation),
+            name: "worker-2".into(),
+            addresses: vec![],
+            pod_cidrs: vec![],
+        }),
+    ];
+
+    // worker-1's ghost credential is used at minute 10; its agent has reported up to minute 11,
+    // so the verdict waits. Had worker-2's time moved event time, the use would be expired now.
+    let child = correlator(&observations, &out, &instance, "300ms");
+    let first = [vec![pod(), held("j-real", 0.0)], hostile.to_vec()].concat();
+    produce(&observations, &[first, vec![used("j-ghost", "10.244.1.12", 10.0), heartbeat(11.0)]].concat()).await;
+    produce(&observations, &[used("j-real", "203.0.113.1", 10.5)]).await;
+    let before =
+        read_until(&out.findings, "the first canary", Duration::from_millis(500), |o| rules_from(o, "203.0.113.1"))
+            .await;
+    assert!(!forged(&before), "no verdict while worker-1's agent has not reported past the grace");
+    stop(child);
+
+    // The same instance restores the saved state; worker-1's agent reports past the grace.
+    let child = correlator(&observations, &out, &instance, "300ms");
+    produce(&observations, &[heartbeat(13.0), used("j-real", "203.0.113.2", 13.5)]).await;
+    let all = read_until(&out.findings, "the forged mint after the restart", Duration::from_secs(1), |o| {
+        rules_from(o, "203.0.113.2") && forged(o)
+    })
+    .await;
+    stop(child);
+    let findings = by_id(&all);
+    assert!(findings.values().all(|(creates, _)| *creates == 1), "each reported once: {findings:?}");
 }

@@ -143,6 +143,8 @@ struct Standalone {
     child: Child,
     webhook: SocketAddr,
     grpc: SocketAddr,
+    /// Its log lines after the start-up line (they are passed through to the test's stderr too).
+    log: mpsc::Receiver<String>,
 }
 
 fn start(findings: &str, emit_interval: &str, extra: &[&str]) -> Standalone {
@@ -167,18 +169,23 @@ fn start(findings: &str, emit_interval: &str, extra: &[&str]) -> Standalone {
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             eprintln!("{line}");
-            if line.contains("standalone running") {
-                let _ = tx.send(line);
-            }
+            let _ = tx.send(line);
         }
     });
-    let line = rx.recv_timeout(WAIT).expect("the start-up log line");
+    let deadline = Instant::now() + WAIT;
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("the start-up log line");
+        if line.contains("standalone running") {
+            break line;
+        }
+    };
     let addr = |name: &str| -> SocketAddr {
         let start =
             line.find(&format!("{name}=Some(")).unwrap_or_else(|| panic!("{name} in {line:?}")) + name.len() + 6;
         line[start..].split(')').next().unwrap().parse().unwrap()
     };
-    Standalone { webhook: addr("webhook"), grpc: addr("grpc"), child }
+    Standalone { webhook: addr("webhook"), grpc: addr("grpc"), child, log: rx }
 }
 
 /// POSTs `body` over HTTPS with the client certificate; the status code.
@@ -214,6 +221,11 @@ async fn post(addr: SocketAddr, body: &[u8]) -> u16 {
 
 /// Sends the agent's snapshot over mTLS; the acknowledged sequence.
 async fn attest(addr: SocketAddr) -> u64 {
+    attest_message(addr, snapshot()).await
+}
+
+/// Sends one message over mTLS as worker-1's agent; the acknowledged sequence.
+async fn attest_message(addr: SocketAddr, m: agent::AgentMessage) -> u64 {
     let read = |n: &str| std::fs::read(tls(n)).unwrap();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read("ca.pem")))
@@ -222,7 +234,7 @@ async fn attest(addr: SocketAddr) -> u64 {
     let channel = Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap();
     let mut client = AttestationClient::new(channel.connect().await.unwrap());
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(snapshot()).await.unwrap();
+    tx.send(m).await.unwrap();
     let mut inbound = client.attest(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
     let answer = tokio::time::timeout(WAIT, inbound.message()).await.expect("an ack").unwrap();
     match answer.and_then(|a| a.body) {
@@ -405,4 +417,55 @@ async fn findings_stream_to_stdout_while_running() {
         lines.push(line);
     }
     check(&findings(&lines.join("\n")));
+}
+
+/// What a compromised worker-1 sends: its snapshot, every time in it 9999-12-31.
+fn from_the_end_of_time() -> agent::AgentMessage {
+    const END: i64 = 253_402_300_799_000_000; // 9999-12-31T23:59:59Z
+    let mut m = snapshot();
+    m.agent_id = "agent-worker-1-hostile".into();
+    m.observed_at_micros = END;
+    if let Some(agent::agent_message::Body::Snapshot(s)) = &mut m.body {
+        for c in &mut s.credentials {
+            c.jti = Some("jti-hostile".into());
+            c.written_at_micros = Some(END);
+            c.issued_at_micros = Some(END);
+        }
+    }
+    m
+}
+
+/// A node stamping 9999-12-31 used to move the engine's event time there, and every later use
+/// was expired before it was reported (one finding before, none after). Two layers stop it:
+/// * by default the message is beyond the clock plus `--max-clock-skew` and refused, with a
+///   warning naming the node;
+/// * with the check out of the way (a skew of 3,000,000 days), the correlator still reports
+///   every finding: event time stays the audit log's, and a batch is reported before anything
+///   is expired (either alone saves this one-batch scenario; `correlator_attestation.rs` and
+///   `correlator/core/tests/hostile_clock.rs` show the event-time rule on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_future_attestation_leaves_every_later_finding_intact() {
+    for skew in [None, Some("3000000d")] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("findings.jsonl");
+        let extra: Vec<&str> = skew.map(|s| vec!["--max-clock-skew", s]).unwrap_or_default();
+        let s = start(file.to_str().unwrap(), "1h", &extra);
+        assert_eq!(attest_message(s.grpc, from_the_end_of_time()).await, 1, "acknowledged either way");
+        if skew.is_none() {
+            let deadline = Instant::now() + WAIT;
+            let warning = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let line = s.log.recv_timeout(left).expect("a warning about the node's clock");
+                if line.contains("attestation refused") {
+                    break line;
+                }
+            };
+            assert!(warning.contains("worker-1") && warning.contains("9999-12-31"), "{warning}");
+        }
+        assert_eq!(attest(s.grpc).await, 1);
+        assert_eq!(post(s.webhook, &event_list()).await, 200);
+        let stdout = wait_exit_after_sigterm(s);
+        assert!(stdout.is_empty(), "{stdout:?}");
+        check(&findings(&std::fs::read_to_string(&file).unwrap()));
+    }
 }

@@ -20,6 +20,7 @@ use tokentrail_correlator_core::observation::{
     AuthFailure, BoundPod, Credential, FactSource, NodeFact, Observation, PodAccess, PodAccessKind, PodEvent, PodFact,
     Request, SecretRead, ServiceAccountRef, Stage, TokenMint, TokenSecretFact, UseView,
 };
+use tokentrail_correlator_core::time::AUDIT_ERA;
 use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::{Event, LegacyEventMeta, ObjectRef};
@@ -53,6 +54,18 @@ pub(crate) fn audit_event(ev: &Event<'_>, origin: &Origin, sink: &mut Sink) {
         );
         return;
     };
+    if !AUDIT_ERA.contains(&time) {
+        sink.problem(
+            origin.place,
+            format!(
+                "audit event {} has an impossible time {time} (before {} or from {} on): skipped",
+                quoted(audit_id),
+                AUDIT_ERA.start.date(),
+                AUDIT_ERA.end.date()
+            ),
+        );
+        return;
+    }
     let mut n = Normalizer { ev, origin, sink, time, audit_id, source_ips: Vec::new() };
     n.source_ips = n.source_ips();
     n.run();

@@ -285,6 +285,22 @@ fn times_fall_back_and_missing_time_is_a_problem() {
 }
 
 #[test]
+fn times_outside_the_audit_era_are_problems_and_the_event_is_skipped() {
+    for (time, shown) in [("9999-12-31T23:59:59.000000Z", "9999-12-31T23:59:59Z"), ("2013-12-31T23:59:59Z", "2013")] {
+        let sink = decode(
+            &event("get", CONFIGMAP_REF, POD_BOUND_USER, 200, "")
+                .replace("2026-03-01T10:05:00.000000Z", time)
+                .replace("2026-03-01T10:05:00.004000Z", time),
+        );
+        assert!(sink.observations.is_empty(), "{time}");
+        assert_eq!(sink.problems.len(), 1, "{time}");
+        assert!(sink.problems[0].message.contains("impossible time"), "{}", sink.problems[0].message);
+        assert!(sink.problems[0].message.contains(shown), "{}", sink.problems[0].message);
+        assert_eq!(sink.stats.errors, 1);
+    }
+}
+
+#[test]
 fn bad_source_ip_is_dropped_with_a_problem() {
     let sink = decode(
         &event("get", CONFIGMAP_REF, POD_BOUND_USER, 200, "")

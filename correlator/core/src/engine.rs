@@ -74,7 +74,8 @@ pub struct Engine {
     #[serde(default)]
     pub(crate) hops: ProxyHops,
     pub(crate) stats: EngineStats,
-    /// The latest event time seen: the report's "now" (the core has no clock).
+    /// The latest audit or inventory event time seen: the report's "now" and the watermark
+    /// expiry works by (the core has no clock). Agents' times never move it (see `observe`).
     pub(crate) latest: Timestamp,
 }
 
@@ -146,7 +147,13 @@ impl Engine {
     /// Folds one observation in.
     pub fn observe(&mut self, obs: Observation) {
         self.stats.observations += 1;
-        self.latest = self.latest.max(obs.time());
+        // An agent's time is its node's clock: one node stamping 9999-12-31 would otherwise move
+        // the watermark for every node and expire all evidence before it is reported. It moves
+        // only its own node's watermark (`Attestations::reported`); event time follows the
+        // apiserver's audit log (and inventories), which every node's evidence shares.
+        if !obs.from_agent() {
+            self.latest = self.latest.max(obs.time());
+        }
         match obs {
             Observation::TokenUse(u) => self.observe_use(u.view()),
             Observation::TokenMint(m) => {

@@ -1,9 +1,11 @@
 //! Bounded state for the stream: what can no longer change a verdict is dropped, by event time.
 //!
 //! A correlator runs for months; without this its engines would hold every credential and pod
-//! ever seen. [`Engine::expire`] is driven by the engine's own event time (the latest event it
-//! folded, the watermark), never by a clock, so the same input and the same calls give the same
-//! state: snapshots restore it exactly, and a replayed partition expires what the original did.
+//! ever seen. [`Engine::expire`] is driven by the engine's own event time (the latest audit or
+//! inventory event it folded, the watermark), never by a clock, so the same input and the same
+//! calls give the same state: snapshots restore it exactly, and a replayed partition expires
+//! what the original did. Agents' times do not move the watermark: a node's clock is the node's
+//! to set, and one node stamping the far future must not expire every other node's evidence.
 //! `tokentrail analyze` never calls it (a file's whole history is the point there).
 //!
 //! * **Credentials** (their use groups and attestation): dropped once neither a use nor an
@@ -78,7 +80,7 @@ impl StateSize {
 
 impl Engine {
     /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the
-    /// engine's watermark (the latest event time folded in).
+    /// engine's watermark (the latest audit or inventory event time folded in).
     pub fn expire(&mut self) -> Expired {
         let retention = self.config.retention;
         let watermark = self.latest;

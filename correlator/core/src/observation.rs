@@ -51,6 +51,18 @@ impl Observation {
             Observation::Credential(o) => o.time,
         }
     }
+
+    /// Whether a node agent reported it: its time is that node's clock, which the node
+    /// controls, rather than the apiserver's or an inventory's.
+    pub fn from_agent(&self) -> bool {
+        match self {
+            Observation::Credential(_) => true,
+            Observation::Pod(PodFact { source, .. }) | Observation::Node(NodeFact { source, .. }) => {
+                *source == Some(FactSource::Attestation)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A service account, as `system:serviceaccount:<namespace>:<name>` names it.

@@ -18,6 +18,11 @@ pub const SECOND: Micros = 1_000_000;
 /// One minute, in [`Micros`].
 pub const MINUTE: Micros = 60 * SECOND;
 
+/// The times an audit event can carry: from 2014-01-01 (Kubernetes' first commit was in June
+/// 2014, its audit log came later) to 2100-01-01. An event outside them is a broken clock or a
+/// forged record, and one such event would otherwise become the engine's latest event time.
+pub const AUDIT_ERA: std::ops::Range<Timestamp> = Timestamp(1_388_534_400 * SECOND)..Timestamp(4_102_444_800 * SECOND);
+
 impl Timestamp {
     /// The earliest representable time; used as "since forever".
     pub const MIN: Timestamp = Timestamp(i64::MIN);
@@ -247,6 +252,12 @@ mod tests {
             assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t, "{json}");
         }
         assert_eq!(serde_json::to_string(&Timestamp(0)).unwrap(), "\"1970-01-01T00:00:00Z\"");
+    }
+
+    #[test]
+    fn the_audit_era_starts_in_2014_and_ends_before_2100() {
+        assert_eq!(AUDIT_ERA.start.to_string(), "2014-01-01T00:00:00Z");
+        assert_eq!(AUDIT_ERA.end.to_string(), "2100-01-01T00:00:00Z");
     }
 
     #[test]

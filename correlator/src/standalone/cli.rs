@@ -55,6 +55,10 @@ pub struct Args {
     /// Believe the node an agent names without a certificate proving it (trials only).
     #[arg(long)]
     trust_agent_node_name: bool,
+    /// How far ahead of this host's clock an agent's times may be; later ones are refused and
+    /// counted (a node's clock must not move event time).
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    max_clock_skew: Duration,
     /// Where findings go: `-` (stdout), a file (appended to), or `kafka:TOPIC` (needs
     /// --bootstrap).
     #[arg(long, default_value = "-", value_name = "-|FILE|kafka:TOPIC")]
@@ -122,6 +126,7 @@ impl Args {
         let grpc = self.grpc_listen.map(|listen| GrpcConfig {
             tls: tls(&self.agent_client_ca).map(|t| TlsConfig { node_dns_name: self.agent_node_dns_name.clone(), ..t }),
             trust_agent_node_name: self.trust_agent_node_name,
+            max_clock_skew: self.max_clock_skew,
             ..GrpcConfig::new(listen, self.cluster.clone())
         });
         let webhook = self.webhook_listen.map(|listen| WebhookConfig {

@@ -18,6 +18,10 @@ pub struct PartitionState {
     engines: BTreeMap<String, Engine>,
     /// Findings already sent from this partition.
     emitter: Emitter,
+    /// The last [`PartitionState::due`] expired something: the next one forgets the sent
+    /// findings its evidence no longer supports.
+    #[serde(default)]
+    expired: bool,
 }
 
 impl PartitionState {
@@ -43,19 +47,26 @@ impl PartitionState {
             .observe(observation);
     }
 
-    /// The findings due downstream now (new ones, and material updates), after expiring what
-    /// the engines no longer need (bounded state, by event time: `tokentrail_correlator_core::expiry`).
+    /// The findings due downstream now (new ones, and material updates); then what the engines
+    /// no longer need is expired (bounded state, by event time: `tokentrail_correlator_core::expiry`).
+    ///
+    /// Reporting comes first so that nothing is expired before it was reported: evidence that
+    /// arrives already older than the watermark minus its retention is reported once, then
+    /// dropped. The sent findings whose evidence expired are forgotten at the next call, from
+    /// its report (the state after expiry, plus what arrived since), sparing a second report.
     pub fn due(&mut self) -> Vec<(Finding, Activity)> {
-        let mut expired = false;
         let mut findings = Vec::new();
         for engine in self.engines.values_mut() {
-            expired |= engine.expire() != Expired::default();
             findings.extend(engine.report().findings);
         }
-        if expired {
+        if std::mem::take(&mut self.expired) {
             self.emitter.forget_absent(&findings);
         }
-        self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect()
+        let due = self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
+        for engine in self.engines.values_mut() {
+            self.expired |= engine.expire() != Expired::default();
+        }
+        due
     }
 
     /// How far the slowest node's agent trails the latest event, over every cluster's engine.
@@ -75,4 +86,47 @@ fn for_cluster(config: &EngineConfig, cluster: &str) -> EngineConfig {
         c.cluster = Some(cluster.to_string());
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokentrail_correlator_core::observation::{Credential, Request, ServiceAccountRef, Stage, TokenUse};
+    use tokentrail_correlator_core::time::MINUTE;
+    use tokentrail_correlator_core::Timestamp;
+
+    fn use_at(audit_id: &str, minutes: i64, from: &str) -> Observation {
+        Observation::TokenUse(TokenUse {
+            time: Timestamp(1_772_359_200_000_000 + minutes * MINUTE),
+            audit_id: audit_id.into(),
+            stage: Stage::ResponseComplete,
+            serviceaccount: ServiceAccountRef { namespace: "payments".into(), name: "api".into() },
+            serviceaccount_uid: None,
+            credential: Credential::PodBound {
+                jti: Some(format!("j-{audit_id}")),
+                pod_name: "api-1".into(),
+                pod_uid: "uid-api".into(),
+                node: Some("worker-1".into()),
+            },
+            source_ips: vec![from.parse().unwrap()],
+            user_agent: None,
+            request: Request { verb: "get".into(), code: Some(200), ..Request::default() },
+            stale_token: false,
+        })
+    }
+
+    #[test]
+    fn evidence_older_than_the_retention_is_reported_before_it_is_expired() {
+        let config = EngineConfig::default();
+        let mut state = PartitionState::default();
+        state.observe("prod", use_at("now", 30 * 60, "10.244.1.12"), &config);
+        state.due();
+        // A replay from 30 hours ago arrives late: past the 25-hour retention on arrival.
+        state.observe("prod", use_at("late", 0, "203.0.113.50"), &config);
+        let held = state.size();
+        let due = state.due();
+        assert!(due.iter().any(|(f, _)| f.source_ip == Some("203.0.113.50".parse().unwrap())), "{due:?}");
+        assert_eq!(state.size(), held - 1, "then its use group expired");
+        assert!(state.due().is_empty(), "and not reported again");
+    }
 }
