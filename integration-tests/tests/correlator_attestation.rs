@@ -191,6 +191,7 @@ async fn a_far_future_attestation_in_saved_state_leaves_every_later_finding_inta
             name: "worker-2".into(),
             addresses: vec![],
             pod_cidrs: vec![],
+            os: None,
         }),
     ];
 
