@@ -136,7 +136,12 @@ impl Engine {
     /// wait for attestations wait about this long (plus the grace period). `None` before any
     /// agent reported.
     pub fn watermark_lag(&self) -> Option<Micros> {
-        self.attestations.reported_by_all().map(|t| (self.latest.0 - t.0).max(0))
+        // Before any audit event there is no event time for an agent to trail (agents' own times
+        // never move it): nothing waits yet.
+        if self.latest == Timestamp::MIN {
+            return None;
+        }
+        self.attestations.reported_by_all().map(|t| self.latest.0.saturating_sub(t.0).max(0))
     }
 
     /// What the engine has counted so far.

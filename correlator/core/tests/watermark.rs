@@ -31,3 +31,12 @@ fn lag_is_the_slowest_agent_behind_the_latest_event() {
     engine.observe(agent_report("worker-2", 12.0));
     assert_eq!(engine.watermark_lag(), Some(2 * MINUTE));
 }
+
+#[test]
+fn agents_reporting_before_any_audit_event_leave_nothing_waiting() {
+    // Agents' own times never move event time: before the first audit event there is none, and
+    // the lag is not a subtraction from the beginning of time (a streaming correlator crashed on it).
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.observe(agent_report("worker-1", 10.0));
+    assert_eq!(engine.watermark_lag(), None);
+}
