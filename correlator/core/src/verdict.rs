@@ -256,6 +256,8 @@ impl Judge<'_> {
             Place::Egress => Judgement::expected(Some(place), expected),
             // The apiserver's own host: a hostNetwork pod on a control-plane node talks from there
             // (OpenShift's operators use localhost), and which node that is the log does not say.
+            // A pod in its own network namespace cannot reach the host's loopback at all.
+            Place::Loopback if pod.is_some_and(|p| p.host_network == Some(false)) => unexpected(place),
             Place::Loopback => Judgement::unknown(UnknownBecause::ApiserverHost, Some(place), expected),
             Place::InCluster if pod_addresses_known => unexpected(place),
             Place::InCluster => Judgement::unknown(UnknownBecause::PodAddressesUnknown, Some(place), expected),
@@ -275,7 +277,9 @@ impl Judge<'_> {
         if place == Place::OffCluster && !self.model.extent_known(self.networks) {
             return Judgement::unexpected_without(Missing::ClusterNetworks, Some(place), expected);
         }
-        if place == Place::Loopback {
+        if place == Place::Loopback && !mounting.iter().all(|p| p.host_network == Some(false)) {
+            // A host-network pod mounting it may run on the apiserver's host (every pod, when
+            // none is known to mount it).
             return Judgement::unknown(UnknownBecause::ApiserverHost, Some(place), expected);
         }
         if place == Place::OffCluster || !mounting.is_empty() || self.model.pods.have_inventory() {

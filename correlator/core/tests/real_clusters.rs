@@ -82,8 +82,22 @@ fn another_nodes_address_is_high_only_when_the_pods_node_addresses_are_known() {
 }
 
 #[test]
+fn loopback_is_unexpected_for_a_pod_in_its_own_network_namespace() {
+    // A pod that is not host-network cannot reach the apiserver host's loopback: someone there
+    // holds a copy of its token.
+    let p = pod("shop/web-1", "uid-web").on_node("worker-1").with_ip("10.244.1.5").running_as("web");
+    let report = run(with_nodes(vec![
+        p.observed(),
+        use_of("shop/web").bound_to(&p, "j1").from("10.244.1.5").at(1.0).obs(),
+        use_of("shop/web").bound_to(&p, "j1").from("127.0.0.1").at(2.0).obs(),
+    ]));
+    assert_eq!(fired(&report), ["token-used-from-other-workload@127.0.0.1"]);
+}
+
+#[test]
 fn loopback_is_a_control_plane_hosts_own_and_unknown() {
-    let p = operator();
+    // OpenShift's control-plane operators run host-network on the masters and use localhost.
+    let p = operator().host_network();
     let report = run(vec![
         kubelet_seen("master-0", "10.0.0.3"),
         p.observed(),
