@@ -17,7 +17,7 @@ KUSTOMIZE_VERSION=v5.8.1    # v5.8.3 needs Go 1.27
 KUBECONFORM_VERSION=v0.8.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 # The oldest Kubernetes tokentrail's evidence needs (credential-id and node extras are on by
-# default from 1.30, k8s-token-facts §2) and the newest the wheel carries.
+# default from 1.30, docs/kubernetes.md §2) and the newest the wheel carries.
 KUBERNETES_VERSIONS="1.30.0 1.37.0"
 # 0.45 is the newest Strimzi whose CRD generator runs on Java 17 (1.x needs Java 21); KafkaTopic
 # kafka.strimzi.io/v1beta2 is the same resource in both.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: the full `tokentrail analyze` against DuckDB's GROUP BY over the same audit log,
-# in the same run, on the same machine (DESIGN §6, issue 2).
+# in the same run, on the same machine (docs/design.md §6, issue 2).
 #
 #   bench/analyze_vs_duckdb.sh
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: the correlator's full Kafka loop alone, next to the engine alone, in one run on one
-# machine (issue 6; DESIGN §6).
+# machine (issue 6; docs/design.md §6).
 #
 #   bench/correlator_bench.sh
 #

@@ -9,7 +9,7 @@ start-up, not `import duckdb`, not connecting). The caller wraps the whole proce
 
 The query is the one a responder would otherwise run by hand: who used which credential from
 which address, how often. `sourceIPs[-1]` is the TCP peer, the only address a client cannot
-forge (k8s-token-facts §1.1).
+forge (docs/kubernetes.md §1.1).
 """
 
 import sys

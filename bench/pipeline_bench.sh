@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the streaming pipeline end to end (aggregator -> observations -> correlator ->
 # findings, real processes, real broker) against the broker's raw consume rate of the same
-# records, in one run on one machine (DESIGN §6, issue 7).
+# records, in one run on one machine (docs/design.md §6, issue 7).
 #
 #   bench/pipeline_bench.sh
 #

@@ -3,8 +3,8 @@
 //! `<root>/<pod-uid>/volumes/kubernetes.io~projected/<volume>/token` holds a projected token,
 //! `kubernetes.io~secret/<volume>/token` a Secret's `token` key (legacy tokens). Both volume
 //! plugins use the atomic writer: the real files live in `..YYYY_MM_DD_HH_MM_SS.<random>/`, and
-//! `..data` is a symlink to that directory, swapped by rename on every write (k8s-token-facts
-//! §4.2). The directory name is the UTC time of the last write.
+//! `..data` is a symlink to that directory, swapped by rename on every write
+//! (docs/kubernetes.md §4.2). The directory name is the UTC time of the last write.
 
 /// The kubelet volume plugin a token file belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

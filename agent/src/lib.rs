@@ -1,6 +1,6 @@
 //! The node agent: attests which service-account credentials physically sit in which pod on
 //! this node, so the correlator can tell a token used by its pod from the same token used by a
-//! thief (DESIGN §1, §4 gRPC, §5 security).
+//! thief (docs/design.md §1, §4 gRPC, §5 security).
 //!
 //! It reads the kubelet pods directory read-only, decodes each token file's claims (never
 //! keeping, logging or sending the token), and streams attestations to the aggregator over

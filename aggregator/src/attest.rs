@@ -6,7 +6,7 @@
 //! releases what it no longer holds. [`AgentState::apply`] turns one message into observations
 //! and counts what it refused.
 //!
-//! The node check (DESIGN §5): the agent's node comes from its credential (the caller passes
+//! The node check (docs/design.md §5): the agent's node comes from its credential (the caller passes
 //! it). A message for another node is refused whole; inside a message, a credential whose
 //! `kubernetes.io.node` claim names another node, or whose claimed pod is not the pod whose
 //! volume holds it, and a pod the audit log placed on another node ([`PodNodes`]), are refused

@@ -117,7 +117,7 @@ pub struct GrpcConfig {
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
     /// Agents authenticate with their projected service-account token too, and their node
-    /// is the token's node claim (DESIGN §5). Absent: the node comes from the client
+    /// is the token's node claim (docs/design.md §5). Absent: the node comes from the client
     /// certificate alone.
     #[serde(default)]
     pub agent_token: Option<AgentTokenConfig>,

@@ -1,5 +1,5 @@
 //! The aggregator: attestations over gRPC and audit events from Kafka, merged into one stream
-//! of observations keyed by `cluster/namespace/serviceaccount` (DESIGN §1, §4).
+//! of observations keyed by `cluster/namespace/serviceaccount` (docs/design.md §1, §4).
 //!
 //! It decodes with `tokentrail-aggregator-core`, the decoders `tokentrail analyze` uses, so the
 //! stream and the forensic mode cannot disagree about what an audit event means.

@@ -1,6 +1,6 @@
 //! Which partition of the observations topic each observation goes to (pure).
 //!
-//! The correlator runs one engine per partition (DESIGN §1), so an observation must land where
+//! The correlator runs one engine per partition (docs/design.md §1), so an observation must land where
 //! every rule that needs it runs. The record key is `cluster/namespace/serviceaccount`, and the
 //! choice for each kind is:
 //!

@@ -1,11 +1,11 @@
 //! Agents' projected service-account tokens (pure): the key set (JWKS), the signature, and the
-//! claims check that yields the node an agent may attest for (DESIGN §5).
+//! claims check that yields the node an agent may attest for (docs/design.md §5).
 //!
 //! An agent presents a token the kubelet projected into its pod for a dedicated audience
 //! (`tokentrail-aggregator`). It proves three things once verified: the issuer (the cluster's
 //! service-account issuer signed it), the account (the agent's own ServiceAccount, not just any
 //! pod on the node: any pod can ask for a token with any audience), and the node the pod runs
-//! on (the `kubernetes.io.node` claim, k8s-token-facts §4.1; the kubelet cannot obtain a token
+//! on (the `kubernetes.io.node` claim, docs/kubernetes.md §4.1; the kubelet cannot obtain a token
 //! bound to a pod of another node, NodeRestriction forbids it).
 //!
 //! Two ways to reach an [`AgentIdentity`]: [`verify`] checks the signature against the issuer's
@@ -20,7 +20,7 @@ use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 
 /// The `user.extra` key of a TokenReview (and of audit events) holding the bound pod's node
-/// (k8s-token-facts §1, `authentication.kubernetes.io/node-name`, Kubernetes ≥ 1.30).
+/// (docs/kubernetes.md §1, `authentication.kubernetes.io/node-name`, Kubernetes ≥ 1.30).
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
 /// What a token must say to authenticate an agent.
@@ -240,7 +240,7 @@ struct Header {
     kid: Option<String>,
 }
 
-/// The claims read from a token (k8s-token-facts §4.1).
+/// The claims read from a token (docs/kubernetes.md §4.1).
 #[derive(Debug, Default, Deserialize)]
 pub struct Claims {
     #[serde(default)]

@@ -216,7 +216,7 @@ class Pod:
 
     @property
     def client_ip(self) -> str:
-        """The TCP peer the apiserver sees for this pod's requests (k8s-token-facts §8)."""
+        """The TCP peer the apiserver sees for this pod's requests (docs/kubernetes.md §8)."""
         return NODES[self.node].ip if (self.host_network or self.snat) else self.ip
 
     @property
@@ -588,7 +588,7 @@ def controller_token(controller: str, t: datetime) -> Token:
 
 
 def pod_user(pod: Pod, tok: Token) -> dict:
-    """`user` of a request made with a pod-bound token: every extra of k8s-token-facts §2."""
+    """`user` of a request made with a pod-bound token: every extra of docs/kubernetes.md §2."""
     sa = pod.service_account
     node = NODES[pod.node]
     return {"username": sa.username, "uid": sa.uid, "groups": sa.groups, "extra": {
@@ -1024,7 +1024,7 @@ def attack_exec_and_replay() -> None:
     for t, verb, res, group, ns, name, code in replays:
         annotations = {}
         # The kubelet asked for 3607 s, so the token got warnafter = iat + 3607 s (and a one-year
-        # exp): past it, every use is annotated stale (k8s-token-facts §3.4).
+        # exp): past it, every use is annotated stale (docs/kubernetes.md §3.4).
         warn_after = stolen.iat + timedelta(seconds=KUBELET_TTL)
         if t > warn_after:
             annotations["authentication.k8s.io/stale-token"] = (

@@ -79,7 +79,7 @@ impl IssuerKey {
     }
 }
 
-/// The claims of the agent pod's projected token for `node` (k8s-token-facts §4.1).
+/// The claims of the agent pod's projected token for `node` (docs/kubernetes.md §4.1).
 fn agent_claims(node: &str) -> serde_json::Value {
     let now = unix_now();
     serde_json::json!({

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Kubernetes releases validated against: the oldest whose audit events carry the credential
-/// and node extras by default (k8s-token-facts §2), and the newest the schemas cover.
+/// and node extras by default (docs/kubernetes.md §2), and the newest the schemas cover.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
 /// Overlays that must exist: one per environment docs/deploy.md describes.
@@ -150,7 +150,7 @@ fn every_overlay_renders_and_every_object_is_valid_against_the_schemas() {
         for kind in ["DaemonSet", "Deployment", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy", "KafkaTopic"] {
             assert!(rendered.contains(&format!("\nkind: {kind}\n")), "{name}: no {kind}");
         }
-        // DESIGN §4: the correlator restores input partition n from changelog partition n.
+        // docs/design.md §4: the correlator restores input partition n from changelog partition n.
         let (observations, _) = topic(&rendered, "tokentrail.observations");
         let (state, policy) = topic(&rendered, "tokentrail.correlator-state");
         assert_eq!((state, policy.as_str()), (observations, "compact"), "{name}: the changelog topic");

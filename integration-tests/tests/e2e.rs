@@ -2,7 +2,7 @@
 //! process watching its own kubelet directory and the (fake) API server, two `tokentrail
 //! aggregator` processes, two `tokentrail correlator` replicas in one group, and the real broker.
 //! The scenario is the cluster's day as its audit log tells it; the test asserts the findings
-//! topic holds exactly the findings the specification (DESIGN.md §3.4) calls for, each once.
+//! topic holds exactly the findings the specification (docs/design.md §3.4) calls for, each once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
 

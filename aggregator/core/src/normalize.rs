@@ -1,6 +1,6 @@
 //! One audit event to observations: the hot path.
 //!
-//! Identity comes from `user` only, never `impersonatedUser` (k8s-token-facts §9.7): an
+//! Identity comes from `user` only, never `impersonatedUser` (docs/kubernetes.md §9.7): an
 //! impersonated service account is not a use of that account's token. Every request
 //! authenticated by a service-account token is a [`TokenUse`], whatever else it also is (a
 //! mint, an exec, a Secret read). A 401 is only an [`AuthFailure`]: it has no user.
@@ -576,7 +576,7 @@ fn kubelet_os(user_agent: &str) -> Option<String> {
 /// Reads one field of an object's metadata.
 type MetaField = for<'m, 'x> fn(&'m ObjectMeta<'x>) -> Option<&'m str>;
 
-/// How the token behind a service-account request was issued (k8s-token-facts §0, §2, §3).
+/// How the token behind a service-account request was issued (docs/kubernetes.md §0, §2, §3).
 fn credential<'e>(ev: &'e Event<'_>) -> Credential<&'e str> {
     let extra = ev.user.as_ref().and_then(|u| u.extra.as_ref());
     // Since 1.32 `credential-id` also names x509 certificates (`X509SHA256=`) and OIDC tokens:

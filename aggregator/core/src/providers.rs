@@ -1,4 +1,4 @@
-//! Managed-cluster envelopes (k8s-token-facts §7): EKS CloudWatch log events, AKS diagnostic
+//! Managed-cluster envelopes (docs/kubernetes.md §7): EKS CloudWatch log events, AKS diagnostic
 //! records, and GKE Cloud Logging `LogEntry`s.
 //!
 //! EKS and AKS carry the upstream audit event verbatim as a JSON string, which is decoded like
@@ -146,7 +146,7 @@ struct Operation<'a> {
     id: Option<Str<'a>>,
 }
 
-/// One GKE `LogEntry`, mapped onto an upstream audit event (k8s-token-facts §7.2).
+/// One GKE `LogEntry`, mapped onto an upstream audit event (docs/kubernetes.md §7.2).
 pub(crate) fn gke_entry(ev: &Event<'_>, payload: Raw<'_>, place: Place, sink: &mut Sink) {
     let log: AuditLog<'_> = match json::parse(payload) {
         Ok(log) => log,

@@ -9,7 +9,7 @@ use tokentrail_aggregator_core::Format;
 use tokentrail_correlator_core::observation::*;
 use tokentrail_correlator_core::Timestamp;
 
-/// A v1.30+ event with pod-bound extras (k8s-token-facts §5), with `user` and `extra` spliced in.
+/// A v1.30+ event with pod-bound extras (docs/kubernetes.md §5), with `user` and `extra` spliced in.
 fn event(verb: &str, object_ref: &str, user: &str, code: u16, rest: &str) -> String {
     format!(
         r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"9a2e0c4d-1111-4a6b-8c9d-0e1f2a3b4c5d","stage":"ResponseComplete","requestURI":"/api/v1/x","verb":"{verb}",{object_ref}"user":{user},"sourceIPs":["10.0.1.57"],"userAgent":"api/v1.4.2 (linux/amd64) kubernetes/$Format","responseStatus":{{"metadata":{{}},"code":{code}}},"requestReceivedTimestamp":"2026-03-01T10:05:00.000000Z","stageTimestamp":"2026-03-01T10:05:00.004000Z"{rest}}}"#

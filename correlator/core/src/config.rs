@@ -6,7 +6,7 @@ use crate::expiry::Retention;
 use crate::net::IpNet;
 use crate::time::{Micros, MINUTE};
 
-/// Engine settings. Defaults are the catalogue's (DESIGN §3.4).
+/// Engine settings. Defaults are the catalogue's (docs/design.md §3.4).
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Cluster label put on every finding.

@@ -1,4 +1,4 @@
-//! The finding record (`tokentrail.finding/v1`, DESIGN §3.5): rules, severities, ATT&CK mapping.
+//! The finding record (`tokentrail.finding/v1`, docs/design.md §3.5): rules, severities, ATT&CK mapping.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -52,7 +52,7 @@ impl fmt::Display for Severity {
     }
 }
 
-/// The rule catalogue of DESIGN §3.4. The ids are stable: SIEM rules key on them.
+/// The rule catalogue of docs/design.md §3.4. The ids are stable: SIEM rules key on them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {
     /// A pod-bound token used from outside every cluster network.
@@ -305,7 +305,7 @@ pub struct Finding {
     /// The pod the credential is bound to (or mounted in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<FindingPod>,
-    /// The client address (the trusted one, §3.2).
+    /// The client address (the trusted one, docs/design.md §3.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<IpAddr>,
     /// `sourceIPs` as logged, when more than one address is involved.

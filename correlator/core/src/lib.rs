@@ -10,7 +10,7 @@
 //!   into aggregates ([`usage`] for token uses, [`activity`] for mints, failures, exec, Secret
 //!   reads), deduplicating the stages of a request ([`dedup`]).
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
-//! * `rules`: the catalogue of DESIGN §3.4, producing [`finding`]s.
+//! * `rules`: the catalogue of docs/design.md §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
 //! * [`time`], [`net`], [`sample`], [`tally`], [`principals`], [`client`] (what a user agent

@@ -116,7 +116,7 @@ pub struct UseKey<S = String> {
     pub serviceaccount: ServiceAccountRef<S>,
     /// The credential.
     pub credential: CredentialKey<S>,
-    /// The trusted client address (DESIGN §3.2); `None` when the event had no `sourceIPs`.
+    /// The trusted client address (docs/design.md §3.2); `None` when the event had no `sourceIPs`.
     pub client: Option<IpAddr>,
 }
 

@@ -1,5 +1,5 @@
 //! `tokentrail standalone`: the aggregator's servers and the correlator's engine in one
-//! process, an in-memory queue in place of Kafka (DESIGN §1, "standalone").
+//! process, an in-memory queue in place of Kafka (docs/design.md §1, "standalone").
 //!
 //! ```text
 //! apiserver ──audit webhook (HTTPS)──┐                                  ┌──▶ stdout

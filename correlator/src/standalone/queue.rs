@@ -4,7 +4,7 @@
 //! Bounded: when the engine falls behind, `deliver` waits for room, so the webhook answers the
 //! apiserver later and agents get their acks later (back-pressure instead of unbounded memory).
 //! A delivery is acknowledged once queued: the queue, like the engine's state, lives in memory
-//! only, so a crash loses what it held (DESIGN §1: standalone mode is for small clusters and
+//! only, so a crash loses what it held (docs/design.md §1: standalone mode is for small clusters and
 //! trials; the distributed pipeline is the durable one).
 
 use std::sync::Mutex;

@@ -53,7 +53,7 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Observation), String> {
 }
 
 /// Whether an observation may raise findings of its own in this partition. The aggregator
-/// broadcasts what it cannot place (DESIGN §4; `aggregator/src/route.rs`) to every partition
+/// broadcasts what it cannot place (docs/design.md §4; `aggregator/src/route.rs`) to every partition
 /// and marks one copy as home: Secret reads and token Secrets make findings about themselves
 /// (not about a credential of this partition), so only their home copy is folded in, or every
 /// partition would report the same finding.

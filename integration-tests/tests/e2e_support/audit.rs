@@ -1,6 +1,6 @@
 //! The API server's audit events the scenarios write to the raw topic, built from the cluster's
 //! data so each reads as what happened: `uses(&token).from(ip)`, `legacy(&pod).from(ip)`,
-//! `mints_for(&pod).by("alice")`. Field names are those of k8s-token-facts.md.
+//! `mints_for(&pod).by("alice")`. Field names are those of docs/kubernetes.md.
 
 use serde_json::{json, Map, Value};
 

@@ -1,4 +1,4 @@
-//! The time-aware model of the cluster (DESIGN §3.3): pods and their addresses over time, nodes,
+//! The time-aware model of the cluster (docs/design.md §3.3): pods and their addresses over time, nodes,
 //! and the networks that make up the cluster.
 //!
 //! Address knowledge comes from several sources (attestations, audit events, inventory dumps);

@@ -1,4 +1,4 @@
-//! The rule catalogue (DESIGN §3.4), evaluated over the folded evidence.
+//! The rule catalogue (docs/design.md §3.4), evaluated over the folded evidence.
 //!
 //! One module per family of evidence: [`origin`] (where a credential was used from),
 //! [`fingerprint`] (what the client says it is), [`lineage`]
