@@ -58,7 +58,7 @@ pub struct Engine {
     held: FastMap<u64, Observation>,
     pub(crate) model: Model,
     #[serde(with = "crate::pairs")]
-    pub(crate) uses: LookupMap<UseKey, UseGroup>,
+    pub(crate) uses: LookupMap<UseKey, Box<UseGroup>>,
     #[serde(with = "crate::pairs")]
     pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
     pub(crate) accesses: Vec<Access>,
@@ -366,21 +366,27 @@ impl Engine {
     /// thread, and gathers them here before the report; the result is what folding those uses
     /// here would have made. The other engines must have been given token uses and nothing else.
     pub fn absorb_uses(&mut self, others: impl IntoIterator<Item = Engine>) {
-        let others: Vec<Engine> = others
+        let mut others: Vec<Engine> = others
             .into_iter()
             .map(|mut e| {
                 e.settle();
                 e
             })
             .collect();
-        // Room for every group at once: growing the map step by step would move each group
-        // (a few hundred bytes) several times over.
-        self.uses.reserve(others.iter().map(|e| e.uses.len()).sum());
+        // The largest map is taken over whole when this engine folded no use itself (analyze's
+        // case), so the groups are never held twice: a map of a million groups is hundreds of
+        // megabytes.
+        others.sort_by_key(|e| std::cmp::Reverse(e.uses.len()));
+        if self.uses.is_empty() {
+            if let Some(largest) = others.first_mut() {
+                std::mem::swap(&mut self.uses, &mut largest.uses);
+            }
+        }
         for Engine { uses, model, stats, latest, hops, .. } in others {
             self.hops.merge(hops);
             for (key, group) in uses {
                 match self.uses.entry(key) {
-                    Entry::Occupied(mut mine) => mine.get_mut().merge(group),
+                    Entry::Occupied(mut mine) => mine.get_mut().merge(*group),
                     Entry::Vacant(slot) => {
                         slot.insert(group);
                     }
@@ -392,6 +398,11 @@ impl Engine {
             self.stats.duplicate_stages += stats.duplicate_stages;
             self.latest = self.latest.max(latest);
         }
+    }
+
+    /// Every use group, by its key.
+    pub(crate) fn use_groups(&self) -> impl Iterator<Item = (&UseKey, &UseGroup)> + Clone {
+        self.uses.iter().map(|(key, group)| (key, &**group))
     }
 
     /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a

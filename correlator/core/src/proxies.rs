@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use crate::hash::FastSet;
 use crate::model::{is_global, Model};
 use crate::observation::ServiceAccountRef;
-use crate::tally::Tally;
 use crate::usage::{UseGroup, UseKey};
 
 /// How many distinct service accounts forwarded through one hop make it an apiserver.
@@ -89,16 +88,15 @@ pub fn through_fronts<'a>(
     }
     for (key, group) in uses.clone() {
         let Some(peer) = key.client.filter(|ip| fronts.contains(ip)) else { continue };
-        let behind: Vec<IpAddr> = group.forwarded_ips.iter().copied().filter(|ip| !fronts.contains(ip)).collect();
+        let behind: Vec<IpAddr> = group.forwarded_ips().filter(|ip| !fronts.contains(ip)).collect();
         // Only a group whose every use came through the front from one address can be moved
         // whole; anything else stays as it is (judged from the front's address, unknown at worst).
         let [client] = behind[..] else { continue };
-        if group.forwarded.count != group.uses.count || client == peer {
+        if group.forwarded().map_or(0, |f| f.count) != group.uses.count || client == peer {
             continue;
         }
         let mut behind_front = group.clone();
-        behind_front.forwarded = Tally::default();
-        behind_front.forwarded_ips.clear();
+        behind_front.clear_forwarded();
         let moved_key = UseKey { client: Some(client), ..key.clone() };
         match moved.get_mut(&moved_key) {
             Some(g) => g.merge(behind_front),

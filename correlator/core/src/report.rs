@@ -208,10 +208,9 @@ pub(crate) fn build(engine: &Engine) -> Report {
     // quicker than a judged group, and judging in key order meets each pod again while it is
     // still in cache. Keys are unique, so an unstable sort gives the one order.
     let fronts = engine.hops.fronts(&engine.model);
-    let (moved, replaced) = proxies::through_fronts(engine.uses.iter(), &fronts);
+    let (moved, replaced) = proxies::through_fronts(engine.use_groups(), &fronts);
     let mut groups: Vec<_> = engine
-        .uses
-        .iter()
+        .use_groups()
         .filter(|(key, _)| !replaced.contains(key))
         .chain(moved.iter().map(|(k, g)| (k, g)))
         .collect();

@@ -146,6 +146,10 @@ impl From<&UseKey<&str>> for UseKey {
 }
 
 /// The uses of one credential from one client address.
+///
+/// One exists per credential and address, so a flood of credentials is a flood of these: the
+/// parts only some groups need (forwarded-for claims, stale uses) live behind one pointer, and
+/// the engine keeps each group boxed so its map holds keys and pointers only.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UseGroup {
     /// Every use.
@@ -156,18 +160,36 @@ pub struct UseGroup {
     pub pod_name: Option<String>,
     /// Bound pod's node at mint time.
     pub node: Option<String>,
-    /// Uses whose `sourceIPs` carried client-supplied addresses other than the peer.
-    pub forwarded: Tally,
-    /// The client-supplied addresses seen (bounded).
-    pub forwarded_ips: BTreeSet<IpAddr>,
-    /// Uses the apiserver flagged with `authentication.k8s.io/stale-token`.
-    pub stale: Tally,
+    /// Forwarded-for claims and stale uses, for the few groups that have any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    irregular: Option<Box<Irregular>>,
     /// When the uses happened, in a bounded number of buckets (the report's timeline).
     pub over_time: TimeBuckets,
     /// The client programs (and their OS) the uses came from, as their user agents say; a few
     /// at most.
     #[serde(default = "no_clients")]
     pub clients: Clients,
+}
+
+/// The uses of a group that most groups never have.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Irregular {
+    /// Uses whose `sourceIPs` carried client-supplied addresses other than the peer.
+    forwarded: Tally,
+    /// The client-supplied addresses seen (bounded).
+    forwarded_ips: BTreeSet<IpAddr>,
+    /// Uses the apiserver flagged with `authentication.k8s.io/stale-token`.
+    stale: Tally,
+}
+
+impl Irregular {
+    fn note_forwarded(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        for ip in ips {
+            if self.forwarded_ips.len() < FORWARDED_IPS_KEPT {
+                self.forwarded_ips.insert(ip);
+            }
+        }
+    }
 }
 
 impl Default for UseGroup {
@@ -177,9 +199,7 @@ impl Default for UseGroup {
             serviceaccount_uid: None,
             pod_name: None,
             node: None,
-            forwarded: Tally::default(),
-            forwarded_ips: BTreeSet::new(),
-            stale: Tally::default(),
+            irregular: None,
             over_time: TimeBuckets::default(),
             clients: no_clients(),
         }
@@ -213,15 +233,12 @@ impl UseGroup {
             self.node = node.map(str::to_owned);
         }
         if !forged.is_empty() {
-            self.forwarded.add(u.time, u.audit_id, ua, Some(&u.request));
-            for &ip in forged {
-                if self.forwarded_ips.len() < FORWARDED_IPS_KEPT {
-                    self.forwarded_ips.insert(ip);
-                }
-            }
+            let irregular = self.irregular_mut();
+            irregular.forwarded.add(u.time, u.audit_id, ua, Some(&u.request));
+            irregular.note_forwarded(forged.iter().copied());
         }
         if u.stale_token {
-            self.stale.add(u.time, u.audit_id, ua, Some(&u.request));
+            self.irregular_mut().stale.add(u.time, u.audit_id, ua, Some(&u.request));
         }
         self.over_time.add(u.time);
     }
@@ -233,13 +250,12 @@ impl UseGroup {
         self.serviceaccount_uid = self.serviceaccount_uid.take().or(other.serviceaccount_uid);
         self.pod_name = self.pod_name.take().or(other.pod_name);
         self.node = self.node.take().or(other.node);
-        self.forwarded.merge(&other.forwarded);
-        for ip in other.forwarded_ips {
-            if self.forwarded_ips.len() < FORWARDED_IPS_KEPT {
-                self.forwarded_ips.insert(ip);
-            }
+        if let Some(theirs) = other.irregular {
+            let mine = self.irregular_mut();
+            mine.forwarded.merge(&theirs.forwarded);
+            mine.note_forwarded(theirs.forwarded_ips);
+            mine.stale.merge(&theirs.stale);
         }
-        self.stale.merge(&other.stale);
         self.over_time.merge(&other.over_time);
         self.clients.merge(&other.clients);
     }
@@ -252,6 +268,33 @@ impl UseGroup {
     /// Last use.
     pub fn last(&self) -> Timestamp {
         self.uses.last
+    }
+
+    /// The uses whose `sourceIPs` carried client-supplied addresses other than the peer, if any.
+    pub fn forwarded(&self) -> Option<&Tally> {
+        self.irregular.as_ref().map(|i| &i.forwarded).filter(|t| t.count > 0)
+    }
+
+    /// The client-supplied addresses seen (a few at most).
+    pub fn forwarded_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.irregular.iter().flat_map(|i| i.forwarded_ips.iter().copied())
+    }
+
+    /// Forgets the forwarded-for claims (once they are known to be a trusted front's).
+    pub fn clear_forwarded(&mut self) {
+        if let Some(irregular) = &mut self.irregular {
+            irregular.forwarded = Tally::default();
+            irregular.forwarded_ips.clear();
+        }
+    }
+
+    /// How many uses the apiserver flagged as stale.
+    pub fn stale_uses(&self) -> u64 {
+        self.irregular.as_ref().map_or(0, |i| i.stale.count)
+    }
+
+    fn irregular_mut(&mut self) -> &mut Irregular {
+        self.irregular.get_or_insert_with(Box::default)
     }
 }
 

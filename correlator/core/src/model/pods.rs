@@ -74,14 +74,33 @@ impl Pod {
     }
 }
 
+/// The UIDs of the pods behind one name or address, sorted: almost always one, so a `Vec` (one
+/// small allocation) rather than a set (a whole tree node per entry).
+type Uids = Vec<String>;
+
+fn add_uid(uids: &mut Uids, uid: &str) {
+    if let Err(at) = uids.binary_search_by(|u| u.as_str().cmp(uid)) {
+        uids.reserve_exact(1);
+        uids.insert(at, uid.to_string());
+    }
+}
+
+fn remove_uid(uids: &mut Uids, uid: &str) {
+    if let Ok(at) = uids.binary_search_by(|u| u.as_str().cmp(uid)) {
+        uids.remove(at);
+    }
+}
+
 /// All pods, with indexes by name and address.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pods {
-    by_uid: FastMap<String, Pod>,
+    // Boxed: the map's table then holds pointers, not pods, so a million pods seen only in
+    // their tokens' uses cost their own size once rather than the table's spare room over them.
+    by_uid: FastMap<String, Box<Pod>>,
     #[serde(with = "crate::pairs")]
-    uids_by_name: HashMap<(String, String), BTreeSet<String>>,
+    uids_by_name: HashMap<(String, String), Uids>,
     #[serde(with = "crate::pairs")]
-    uids_by_ip: HashMap<IpAddr, BTreeSet<String>>,
+    uids_by_ip: HashMap<IpAddr, Uids>,
     unresolved: Vec<PodFact>,
 }
 
@@ -119,21 +138,36 @@ impl Pods {
     /// Takes over the pods another set learned only from bound tokens' uses
     /// ([`Pods::note_bound`]), as if those uses had been noted here.
     pub fn absorb_sightings(&mut self, other: Pods) {
-        for pod in other.by_uid.into_values() {
-            let node = pod.node.as_deref();
-            self.note_bound(&pod.uid, &pod.namespace, &pod.name, node, pod.first_seen);
-            self.note_bound(&pod.uid, &pod.namespace, &pod.name, node, pod.last_seen);
+        if self.by_uid.is_empty() && self.unresolved.is_empty() {
+            *self = other;
+            return;
+        }
+        for (uid, pod) in other.by_uid {
+            if self.by_uid.contains_key(&uid) {
+                let node = pod.node.as_deref();
+                self.note_bound(&uid, &pod.namespace, &pod.name, node, pod.first_seen);
+                self.note_bound(&uid, &pod.namespace, &pod.name, node, pod.last_seen);
+            } else {
+                // Moved, not copied: the strings are not made twice while both sets live.
+                add_uid(self.uids_by_name.entry((pod.namespace.clone(), pod.name.clone())).or_default(), &uid);
+                for &ip in pod.addresses.keys() {
+                    add_uid(self.uids_by_ip.entry(ip).or_default(), &uid);
+                }
+                self.by_uid.insert(uid, pod);
+            }
         }
     }
 
     fn apply_to(&mut self, uid: &str, fact: &PodFact) {
-        let pod = self.by_uid.entry(uid.to_string()).or_insert_with(|| Pod {
-            uid: uid.to_string(),
-            namespace: fact.namespace.clone(),
-            name: fact.name.clone(),
-            first_seen: fact.time,
-            last_seen: fact.time,
-            ..Pod::default()
+        let pod = self.by_uid.entry(uid.to_string()).or_insert_with(|| {
+            Box::new(Pod {
+                uid: uid.to_string(),
+                namespace: fact.namespace.clone(),
+                name: fact.name.clone(),
+                first_seen: fact.time,
+                last_seen: fact.time,
+                ..Pod::default()
+            })
         });
         if fact.event == Some(PodEvent::Deleted) {
             pod.deleted = Some(pod.deleted.map_or(fact.time, |d| d.min(fact.time)));
@@ -157,9 +191,9 @@ impl Pods {
         for &ip in &fact.ips {
             let since = pod.addresses.entry(ip).or_insert(fact.time);
             *since = (*since).min(fact.time);
-            self.uids_by_ip.entry(ip).or_default().insert(uid.to_string());
+            add_uid(self.uids_by_ip.entry(ip).or_default(), uid);
         }
-        self.uids_by_name.entry((pod.namespace.clone(), pod.name.clone())).or_default().insert(uid.to_string());
+        add_uid(self.uids_by_name.entry((pod.namespace.clone(), pod.name.clone())).or_default(), uid);
     }
 
     /// Attaches the facts that named a pod without its UID to the pod of that name alive at the
@@ -184,7 +218,7 @@ impl Pods {
     fn pick_by_name(&self, namespace: &str, name: &str, t: Timestamp, newcomer: bool) -> Option<String> {
         let uids = self.uids_by_name.get(&(namespace.to_string(), name.to_string()))?;
         uids.iter()
-            .filter_map(|u| self.by_uid.get(u))
+            .filter_map(|u| self.get(u))
             .min_by_key(|p| {
                 let started_later = p.first_seen > t;
                 (p.distance(t), started_later != newcomer, if newcomer { p.first_seen.0 } else { -p.first_seen.0 })
@@ -211,14 +245,14 @@ impl Pods {
         for (namespace, name, ips, uid) in &dropped {
             let key = (namespace.clone(), name.clone());
             if let Some(uids) = self.uids_by_name.get_mut(&key) {
-                uids.remove(uid);
+                remove_uid(uids, uid);
                 if uids.is_empty() {
                     self.uids_by_name.remove(&key);
                 }
             }
             for ip in ips {
                 if let Some(uids) = self.uids_by_ip.get_mut(ip) {
-                    uids.remove(uid);
+                    remove_uid(uids, uid);
                     if uids.is_empty() {
                         self.uids_by_ip.remove(ip);
                     }
@@ -230,7 +264,7 @@ impl Pods {
 
     /// The pod with this UID.
     pub fn get(&self, uid: &str) -> Option<&Pod> {
-        self.by_uid.get(uid)
+        self.by_uid.get(uid).map(|p| &**p)
     }
 
     /// Pods that held `ip` at `t`.
@@ -239,7 +273,7 @@ impl Pods {
             .get(&ip)
             .into_iter()
             .flatten()
-            .filter_map(|u| self.by_uid.get(u))
+            .filter_map(|u| self.get(u))
             .filter(move |p| p.held_at(ip, t))
     }
 
@@ -250,7 +284,7 @@ impl Pods {
 
     /// Every pod, in UID order.
     pub fn iter(&self) -> impl Iterator<Item = &Pod> {
-        let mut pods: Vec<&Pod> = self.by_uid.values().collect();
+        let mut pods: Vec<&Pod> = self.by_uid.values().map(|p| &**p).collect();
         pods.sort_by(|a, b| a.uid.cmp(&b.uid));
         pods.into_iter()
     }

@@ -81,19 +81,26 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     // superseded. Such mints are few: a set of them is quicker to ask than every credential's mint.
     let not_by_kubelet: FastSet<&str> =
         ctx.judge.mints.iter().filter(|(_, m)| kubelet_node(&m.minter).is_none()).map(|(jti, _)| *jti).collect();
-    // Per pod: each JTI's uses. Pods are gathered in a hash map and put in UID order once.
-    let mut chains: FastMap<&str, BTreeMap<&str, Vec<&Judged<'_>>>> = FastMap::default();
-    for entry in &ctx.judged {
-        if let CredentialKey::PodBound { pod_uid, jti: Some(jti) } = &entry.0.credential {
-            if !not_by_kubelet.contains(jti.as_str()) {
-                chains.entry(pod_uid.as_str()).or_default().entry(jti.as_str()).or_default().push(entry);
+    // Each pod-bound use group by pod and JTI, in UID order: one flat list rather than a map per
+    // pod, which a flood of pods seen once would pay for a million times. The sort is stable, so
+    // a JTI's groups stay in key order.
+    let mut links: Vec<(&str, &str, &Judged<'_>)> = ctx
+        .judged
+        .iter()
+        .filter_map(|entry| match &entry.0.credential {
+            CredentialKey::PodBound { pod_uid, jti: Some(jti) } if !not_by_kubelet.contains(jti.as_str()) => {
+                Some((pod_uid.as_str(), jti.as_str(), entry))
             }
-        }
-    }
-    let mut chains: Vec<_> = chains.into_iter().collect();
-    chains.sort_unstable_by_key(|(pod_uid, _)| *pod_uid);
+            _ => None,
+        })
+        .collect();
+    links.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let grace = ctx.engine.config.rotation_grace;
-    for (_, jtis) in &chains {
+    for pod_links in links.chunk_by(|a, b| a.0 == b.0) {
+        let mut jtis: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
+        for &(_, jti, entry) in pod_links {
+            jtis.entry(jti).or_default().push(entry);
+        }
         // Credentials in the order the kubelet minted them. A mint in the log gives the order
         // outright. A credential whose mint is not in the log, while a sibling's is, was minted
         // before that sibling (its own mint would be in the log otherwise): a log that starts
@@ -122,7 +129,7 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
             let successor = ordered.get(i + 1).map(|s| (s.1, s.2));
             for (key, group, _) in entries.iter().copied() {
                 let late = successor.filter(|s| group.last() > s.0.plus(grace));
-                if late.is_none() && group.stale.count == 0 {
+                if late.is_none() && group.stale_uses() == 0 {
                     continue;
                 }
                 let mut d = Draft::for_uses(Rule::TokenSupersededUse, ctx, key, group, group.uses.clone());
@@ -139,10 +146,10 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                         grace / MINUTE,
                     ));
                 }
-                if group.stale.count > 0 {
+                if group.stale_uses() > 0 {
                     why.push(format!(
                         "the apiserver flagged {} of its uses as stale (past the token's warn-after time)",
-                        group.stale.count
+                        group.stale_uses()
                     ));
                 }
                 d.explanation = format!(

@@ -203,11 +203,9 @@ impl<'a> Workload<'a> {
 /// request whose TCP peer is not a trusted proxy.
 fn spoofed_forwarding(ctx: &Context<'_>, out: &mut Vec<Draft>) {
     for (key, group, _) in &ctx.judged {
-        if group.forwarded.count == 0 {
-            continue;
-        }
-        let mut d = Draft::for_uses(Rule::XffSpoofedSource, ctx, key, group, group.forwarded.clone());
-        let claimed: Vec<IpAddr> = group.forwarded_ips.iter().copied().collect();
+        let Some(forwarded) = group.forwarded() else { continue };
+        let mut d = Draft::for_uses(Rule::XffSpoofedSource, ctx, key, group, forwarded.clone());
+        let claimed: Vec<IpAddr> = group.forwarded_ips().collect();
         d.source_ips = claimed.iter().copied().chain(key.client).collect();
         let peer = key.client.map(|ip| ip.to_string()).unwrap_or_else(|| String::from("an unknown peer"));
         d.title = format!("Forwarded-for header claims {} on requests from {peer}", join(&claimed));
