@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokentrail_correlator_core::observation::{
     FactSource, NodeFact, Observation, PodEvent, PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact,
 };
-use tokentrail_correlator_core::{IpNet, Timestamp};
+use tokentrail_correlator_core::Timestamp;
 
 use crate::audit_event::Event;
 use crate::json::{self, raw_str, Raw};
@@ -154,21 +154,9 @@ impl Reader<'_> {
         let Some(status) = self.part::<NodeStatus<'_>>(ev.status, "Node", "status") else { return };
         let Some(time) = self.created(&meta, "Node") else { return };
         let addresses = status.ips();
-        let cidrs: Vec<&str> = match &spec.pod_cidrs {
-            Some(list) if !list.is_empty() => list.iter().map(|c| &**c).collect(),
-            _ => spec.pod_cidr.as_deref().into_iter().collect(),
-        };
-        let mut pod_cidrs = Vec::new();
-        for c in cidrs.into_iter().filter(|c| !c.is_empty()) {
-            match c.parse::<IpNet>() {
-                Ok(net) if !pod_cidrs.contains(&net) => pod_cidrs.push(net),
-                Ok(_) => {}
-                Err(_) => self.problem(format!(
-                    "node {} pod cidr {} is not a network: dropped",
-                    quoted(name(&meta)),
-                    quoted(c)
-                )),
-            }
+        let (pod_cidrs, bad) = spec.pod_cidrs();
+        for c in bad {
+            self.problem(format!("node {} pod cidr {} is not a network: dropped", quoted(name(&meta)), quoted(c)));
         }
         let os = status.os();
         let fact = NodeFact {

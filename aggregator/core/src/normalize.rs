@@ -517,12 +517,12 @@ impl<'e> Normalizer<'e, '_, '_> {
         let os = statuses().find_map(|s| s.os());
         let mut pod_cidrs = Vec::new();
         for spec in bodies.iter().flatten().filter_map(|n| n.spec.as_ref()) {
-            let listed: Vec<&str> = match &spec.pod_cidrs {
-                Some(list) if !list.is_empty() => list.iter().map(|c| &**c).collect(),
-                _ => spec.pod_cidr.as_deref().into_iter().collect(),
-            };
-            pod_cidrs.extend(listed.iter().filter_map(|c| c.parse::<tokentrail_correlator_core::IpNet>().ok()));
-            if !pod_cidrs.is_empty() {
+            let (networks, bad) = spec.pod_cidrs();
+            for c in bad {
+                self.problem(format!("node {} pod cidr {} is not a network: dropped", quoted(&name), quoted(c)));
+            }
+            if !networks.is_empty() {
+                pod_cidrs = networks;
                 break;
             }
         }

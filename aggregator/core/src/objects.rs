@@ -7,6 +7,7 @@
 //! audit level RequestResponse) are deliberately absent.
 
 use serde::Deserialize;
+use tokentrail_correlator_core::IpNet;
 
 use crate::json::{pick_keys, Str};
 
@@ -219,6 +220,26 @@ pub(crate) struct NodeSpec<'a> {
     pub pod_cidr: Option<Str<'a>>,
     #[serde(borrow, rename = "podCIDRs")]
     pub pod_cidrs: Option<Vec<Str<'a>>>,
+}
+
+impl NodeSpec<'_> {
+    /// The node's pod networks (`podCIDRs`, else the older `podCIDR`), each once, and the entries
+    /// that are not networks, for the caller to report.
+    pub fn pod_cidrs(&self) -> (Vec<IpNet>, Vec<&str>) {
+        let listed: Vec<&str> = match &self.pod_cidrs {
+            Some(list) if !list.is_empty() => list.iter().map(|c| &**c).collect(),
+            _ => self.pod_cidr.as_deref().into_iter().collect(),
+        };
+        let (mut networks, mut bad) = (Vec::new(), Vec::new());
+        for c in listed.into_iter().filter(|c| !c.is_empty()) {
+            match c.parse::<IpNet>() {
+                Ok(net) if !networks.contains(&net) => networks.push(net),
+                Ok(_) => {}
+                Err(_) => bad.push(c),
+            }
+        }
+        (networks, bad)
+    }
 }
 
 /// `Node.status`.

@@ -354,3 +354,18 @@ fn a_pod_status_patch_names_the_pods_node_address() {
     assert_eq!(hosts.len(), 1, "{:?}", nodes(&sink));
     assert_eq!(hosts[0].name, "ip-10-0-1-23.ec2.internal");
 }
+
+#[test]
+fn a_node_body_with_a_pod_cidr_that_is_no_network_is_reported_not_dropped_silently() {
+    let node_ref = r#""objectRef":{"resource":"nodes","name":"n1","apiVersion":"v1"},"#;
+    let body = r#","responseObject":{"kind":"Node","metadata":{"name":"n1"},"spec":{"podCIDRs":["10.244.9.0/33","10.244.9.0/24"]}}"#;
+    let sink = decode(&event("patch", node_ref, KUBELET, 200, body));
+    let written: Vec<_> = nodes(&sink).into_iter().filter(|n| !n.pod_cidrs.is_empty()).collect();
+    assert_eq!(written.len(), 1, "{:?}", nodes(&sink));
+    assert_eq!(written[0].pod_cidrs, ["10.244.9.0/24".parse().unwrap()]);
+    assert!(
+        sink.problems.iter().any(|p| p.message.contains("\"10.244.9.0/33\" is not a network")),
+        "{:?}",
+        sink.problems
+    );
+}

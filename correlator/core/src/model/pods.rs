@@ -269,12 +269,7 @@ impl Pods {
 
     /// Pods that held `ip` at `t`.
     pub fn holders_at(&self, ip: IpAddr, t: Timestamp) -> impl Iterator<Item = &Pod> + '_ {
-        self.uids_by_ip
-            .get(&ip)
-            .into_iter()
-            .flatten()
-            .filter_map(|u| self.get(u))
-            .filter(move |p| p.held_at(ip, t))
+        self.uids_by_ip.get(&ip).into_iter().flatten().filter_map(|u| self.get(u)).filter(move |p| p.held_at(ip, t))
     }
 
     /// Whether any pod ever held `ip`.
