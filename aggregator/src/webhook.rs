@@ -38,10 +38,10 @@ use tower::ServiceBuilder;
 use crate::config::WebhookConfig;
 use crate::error::AggregatorError;
 use crate::listen::{self, Guarded, Listener, Throttle};
+use crate::peer;
 use crate::sink::{DeadLetter, Sink};
 use crate::source;
 use crate::telemetry::Metrics;
-use crate::peer;
 
 /// The `tokentrail-source-topic` header of a dead letter that came through the webhook.
 pub const WEBHOOK_SOURCE: &str = "webhook";

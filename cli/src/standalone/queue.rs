@@ -62,7 +62,10 @@ impl Sink for QueueSink {
             for o in observations {
                 // Only to learn pod placements: there is one engine per cluster, no partitions.
                 let _ = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(cluster, &o);
-                self.tx.send((cluster.to_string(), o)).await.map_err(|_| AggregatorError::Closed("the correlator's queue"))?;
+                self.tx
+                    .send((cluster.to_string(), o))
+                    .await
+                    .map_err(|_| AggregatorError::Closed("the correlator's queue"))?;
                 queued += 1;
             }
             Ok(queued)
