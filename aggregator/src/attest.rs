@@ -282,7 +282,8 @@ impl AgentState {
     }
 }
 
-/// What applying one message needs: `cluster` for the audit log's placements ([`PodNodes`]).
+/// One message being applied: its cluster and node, its time, what it became so far, and where
+/// the audit log places pods ([`PodNodes`]).
 struct Ctx<'a> {
     cluster: &'a str,
     node: &'a str,

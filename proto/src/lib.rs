@@ -3,8 +3,8 @@
 //!
 //! The bottom of the crate graph (`docs/architecture.md`): the decoders
 //! (`tokentrail-aggregator-core`) produce this vocabulary, the engine
-//! (`tokentrail-correlator-core`) consumes it, and neither depends on the other. Pure: no I/O,
-//! no clock, no protobuf unless asked for.
+//! (`tokentrail-correlator-core`) consumes it, and neither depends on the other. The vocabulary
+//! and `wire` are pure: no I/O, no clock, and no protobuf unless `wire` is asked for.
 //!
 //! * [`observation`]: the engine's input language: token uses, mints, pod, node and
 //!   service-account facts, agents' credential facts.
