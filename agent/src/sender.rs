@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokentrail_proto::agent::v1::{self as pb, aggregator_message, attestation_client::AttestationClient};
+use tokentrail_proto::wire::agent::v1::{self as pb, aggregator_message, attestation_client::AttestationClient};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};

@@ -3,7 +3,7 @@
 //! The only place the agent touches protobuf types; everything before works on its own small
 //! types, everything after ships bytes.
 
-use tokentrail_proto::agent::v1 as pb;
+use tokentrail_proto::wire::agent::v1 as pb;
 
 use crate::claims::{ObjectRef, TokenKind};
 use crate::layout::VolumeKind;

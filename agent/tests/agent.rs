@@ -10,8 +10,8 @@ use common::{config, is_snapshot, jtis_in, pod_token, start, token_a, Kubelet, T
 use tokentrail_agent::pods::PodUpdate;
 use tokentrail_agent::state::PodInfo;
 use tokentrail_agent::Metrics;
-use tokentrail_proto::agent::v1::agent_message::Body;
-use tokentrail_proto::agent::v1::AgentMessage;
+use tokentrail_proto::wire::agent::v1::agent_message::Body;
+use tokentrail_proto::wire::agent::v1::AgentMessage;
 
 #[tokio::test]
 async fn snapshot_on_connect_then_a_delta_for_each_rotation() {

@@ -1,4 +1,5 @@
-//! Agent attestations → observations, with the node check (pure).
+//! Agent attestations → observations (the domain's, as the decoders make), with the node check
+//! (pure).
 //!
 //! An [`AgentState`] per agent (per node and `agent_id`: [`crate::agents`]) remembers what that agent attested (pods, credentials by
 //! location) and the highest sequence processed, across its reconnections: resends are
@@ -16,10 +17,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use tokentrail_proto::agent::v1 as agent;
-use tokentrail_proto::observation::v1 as pb;
-
-use crate::wire::ip_bytes;
+use tokentrail_proto::observation::{
+    AttestationDetails, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact, Observation, PodEvent,
+    PodFact, ServiceAccountRef,
+};
+use tokentrail_proto::wire::agent::v1 as agent;
+use tokentrail_proto::{IpNet, Timestamp};
 
 /// Where the audit log says pods run: `(cluster, pod uid) → node`, learned only from audit
 /// facts (an agent cannot teach it). Bounded like the route directory.
@@ -47,8 +50,8 @@ pub enum Refusal {
 /// What one message became.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// Observations to produce.
-    pub observations: Vec<pb::Observation>,
+    /// Observations to produce, about the agent's cluster.
+    pub observations: Vec<Observation>,
     /// Pods and credentials refused by the node check.
     pub refused: u64,
     /// The message was a resend of one already processed: acknowledge it again, nothing else.
@@ -72,7 +75,7 @@ pub struct AgentState {
     pub processed: u64,
     pods: HashMap<String, PodId>,
     /// Location key → the Held fact last produced for it.
-    credentials: BTreeMap<String, pb::CredentialFact>,
+    credentials: BTreeMap<String, CredentialFact>,
 }
 
 impl AgentState {
@@ -166,28 +169,28 @@ impl AgentState {
             PodId { namespace: p.namespace.clone(), name: p.name.clone(), serviceaccount: sa.clone() },
         );
         let (event, time) = if snapshot {
-            (pb::PodEvent::Observed, p.started_at_micros.unwrap_or(ctx.time))
+            (PodEvent::Observed, p.started_at_micros.unwrap_or(ctx.time))
         } else {
-            (pb::PodEvent::Status, ctx.time)
+            (PodEvent::Status, ctx.time)
         };
-        let fact = pb::PodFact {
-            time_micros: time,
-            event: event as i32,
-            source: pb::FactSource::Attestation as i32,
+        let fact = PodFact {
+            time: Timestamp(time),
+            event: Some(event),
+            source: Some(FactSource::Attestation),
             uid: Some(p.uid.clone()),
             namespace: p.namespace.clone(),
             name: p.name.clone(),
             node: Some(ctx.node.to_string()),
             serviceaccount: sa,
             host_network: Some(p.host_network),
-            ips: p.ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).map(|ip| ip_bytes(&ip)).collect(),
+            ips: p.ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).collect(),
             secret_volumes: p.secret_volumes.iter().map(|v| v.secret.clone()).collect(),
         };
-        ctx.push(pb::observation::Kind::Pod(fact.clone()));
+        ctx.push(Observation::Pod(fact.clone()));
         if let Some(at) = p.deletion_requested_at_micros {
-            ctx.push(pb::observation::Kind::Pod(pb::PodFact {
-                time_micros: at,
-                event: pb::PodEvent::Deleted as i32,
+            ctx.push(Observation::Pod(PodFact {
+                time: Timestamp(at),
+                event: Some(PodEvent::Deleted),
                 ips: Vec::new(),
                 secret_volumes: Vec::new(),
                 ..fact
@@ -198,10 +201,10 @@ impl AgentState {
 
     fn pod_removed(&mut self, ctx: &mut Ctx<'_>, uid: &str, time: i64) {
         let Some(id) = self.pods.remove(uid) else { return };
-        ctx.push(pb::observation::Kind::Pod(pb::PodFact {
-            time_micros: time,
-            event: pb::PodEvent::Deleted as i32,
-            source: pb::FactSource::Attestation as i32,
+        ctx.push(Observation::Pod(PodFact {
+            time: Timestamp(time),
+            event: Some(PodEvent::Deleted),
+            source: Some(FactSource::Attestation),
             uid: Some(uid.to_string()),
             namespace: id.namespace,
             name: id.name,
@@ -225,43 +228,44 @@ impl AgentState {
             ctx.out.refused += 1;
             return None;
         }
-        let serviceaccount = serviceaccount_of(c);
+        // A token that names no service account (neither its claims nor its `sub`) cannot be
+        // keyed by one: it is not produced (the correlator dropped such facts on reading).
+        let serviceaccount = serviceaccount_of(c)?;
         let pod = self.pods.get(&location.pod_uid);
         let credential = match c.kind() {
-            agent::CredentialKind::LegacySecret => pb::credential::Kind::LegacySecret(pb::credential::LegacySecret {
-                secret: c.legacy_secret_name.clone(),
-            }),
-            agent::CredentialKind::PodBound => pb::credential::Kind::PodBound(pb::credential::PodBound {
+            agent::CredentialKind::LegacySecret => Credential::LegacySecret { secret: c.legacy_secret_name.clone() },
+            agent::CredentialKind::PodBound => Credential::PodBound {
                 jti: c.jti.clone(),
                 pod_name: c.pod.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
                 pod_uid: location.pod_uid.clone(),
                 node: claimed_node.map(str::to_string),
-            }),
+            },
             _ => match &c.jti {
-                Some(jti) => pb::credential::Kind::Unbound(pb::credential::Unbound { jti: jti.clone() }),
-                None => pb::credential::Kind::Unknown(pb::credential::Unknown {}),
+                Some(jti) => Credential::Unbound { jti: jti.clone() },
+                None => Credential::Unknown,
             },
         };
-        let fact = pb::CredentialFact {
-            time_micros: c.written_at_micros.or(c.issued_at_micros).unwrap_or(ctx.time),
-            event: pb::CredentialEvent::Held as i32,
-            source: pb::FactSource::Attestation as i32,
+        let fact = CredentialFact {
+            time: Timestamp(c.written_at_micros.or(c.issued_at_micros).unwrap_or(ctx.time)),
+            event: CredentialEvent::Held,
             node: ctx.node.to_string(),
             pod_uid: location.pod_uid.clone(),
-            pod_namespace: pod.map(|p| p.namespace.clone()),
-            pod_name: pod.map(|p| p.name.clone()),
             serviceaccount,
-            credential: Some(pb::Credential { kind: Some(credential) }),
-            audiences: c.audiences.clone(),
-            issued_at_micros: c.issued_at_micros,
-            not_before_micros: c.not_before_micros,
-            expires_at_micros: c.expires_at_micros,
-            warn_after_micros: c.warn_after_micros,
+            credential,
+            details: AttestationDetails {
+                pod_namespace: pod.map(|p| p.namespace.clone()),
+                pod_name: pod.map(|p| p.name.clone()),
+                audiences: c.audiences.clone(),
+                issued_at: c.issued_at_micros.map(Timestamp),
+                not_before: c.not_before_micros.map(Timestamp),
+                expires_at: c.expires_at_micros.map(Timestamp),
+                warn_after: c.warn_after_micros.map(Timestamp),
+            },
         };
         let key = location_key(location);
         // A snapshot repeats what is still held: say it once.
         if self.credentials.get(&key) != Some(&fact) {
-            ctx.push(pb::observation::Kind::Credential(fact.clone()));
+            ctx.push(Observation::Credential(fact.clone()));
             self.credentials.insert(key.clone(), fact);
         }
         Some(key)
@@ -269,15 +273,17 @@ impl AgentState {
 
     fn release(&mut self, ctx: &mut Ctx<'_>, key: &str, time: i64) {
         if let Some(held) = self.credentials.remove(key) {
-            ctx.push(pb::observation::Kind::Credential(pb::CredentialFact {
-                time_micros: time,
-                event: pb::CredentialEvent::Released as i32,
+            ctx.push(Observation::Credential(CredentialFact {
+                time: Timestamp(time),
+                event: CredentialEvent::Released,
                 ..held
             }));
         }
     }
 }
 
+/// One message being applied: its cluster and node, its time, what it became so far, and where
+/// the audit log places pods ([`PodNodes`]).
 struct Ctx<'a> {
     cluster: &'a str,
     node: &'a str,
@@ -287,8 +293,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn push(&mut self, kind: pb::observation::Kind) {
-        self.out.observations.push(pb::Observation { cluster: self.cluster.to_string(), kind: Some(kind) });
+    fn push(&mut self, observation: Observation) {
+        self.out.observations.push(observation);
     }
 
     fn node_fact(&mut self, n: &agent::Node) {
@@ -301,19 +307,12 @@ impl Ctx<'_> {
             .iter()
             .filter(|a| a.r#type == "InternalIP" || a.r#type == "ExternalIP")
             .filter_map(|a| a.address.parse::<IpAddr>().ok())
-            .map(|ip| ip_bytes(&ip))
             .collect();
-        let pod_cidrs = n
-            .pod_cidrs
-            .iter()
-            .filter_map(|c| {
-                let (addr, len) = c.split_once('/')?;
-                Some(pb::IpNet { addr: ip_bytes(&addr.parse().ok()?), prefix_len: len.parse().ok()? })
-            })
-            .collect();
-        let fact = pb::NodeFact {
-            time_micros: self.time,
-            source: pb::FactSource::Attestation as i32,
+        // `spec.podCIDRs`, validated CIDRs, read as the decoders read an inventory's.
+        let pod_cidrs = n.pod_cidrs.iter().filter_map(|c| c.parse::<IpNet>().ok()).collect();
+        let fact = NodeFact {
+            time: Timestamp(self.time),
+            source: Some(FactSource::Attestation),
             name: n.name.clone(),
             addresses,
             pod_cidrs,
@@ -321,7 +320,7 @@ impl Ctx<'_> {
             // requests do.
             os: None,
         };
-        self.push(pb::observation::Kind::Node(fact));
+        self.push(Observation::Node(fact));
     }
 }
 
@@ -365,13 +364,13 @@ fn location_key(l: &agent::CredentialLocation) -> String {
 }
 
 /// The token's account: the `kubernetes.io` claims, else `sub`.
-fn serviceaccount_of(c: &agent::Credential) -> Option<pb::ServiceAccountRef> {
+fn serviceaccount_of(c: &agent::Credential) -> Option<ServiceAccountRef> {
     if let (Some(sa), false) = (&c.serviceaccount, c.namespace.is_empty()) {
-        return Some(pb::ServiceAccountRef { namespace: c.namespace.clone(), name: sa.name.clone() });
+        return Some(ServiceAccountRef { namespace: c.namespace.clone(), name: sa.name.clone() });
     }
     let rest = c.subject.strip_prefix("system:serviceaccount:")?;
     let (namespace, name) = rest.split_once(':')?;
-    Some(pb::ServiceAccountRef { namespace: namespace.into(), name: name.into() })
+    Some(ServiceAccountRef { namespace: namespace.into(), name: name.into() })
 }
 
 #[cfg(test)]
@@ -494,9 +493,8 @@ mod tests {
             .unwrap();
         assert!(s.apply("prod", "n1", &snapshot(1, "n1", vec![], vec![]), &audit, i64::MAX).unwrap().resend);
         let a = s.apply("prod", "n1", &snapshot(2, "n1", vec![], vec![]), &audit, i64::MAX).unwrap();
-        let kinds: Vec<_> = a.observations.iter().map(|o| o.kind.clone().unwrap()).collect();
-        assert!(matches!(&kinds[0], pb::observation::Kind::Pod(p) if p.event() == pb::PodEvent::Deleted));
-        assert!(matches!(&kinds[1], pb::observation::Kind::Credential(c) if c.event() == pb::CredentialEvent::Released
-            && c.serviceaccount.as_ref().unwrap().name == "api"));
+        assert!(matches!(&a.observations[0], Observation::Pod(p) if p.event == Some(PodEvent::Deleted)));
+        assert!(matches!(&a.observations[1], Observation::Credential(c) if c.event == CredentialEvent::Released
+            && c.serviceaccount.name == "api"));
     }
 }

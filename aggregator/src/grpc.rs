@@ -23,8 +23,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokentrail_proto::agent::v1::attestation_server::{Attestation, AttestationServer};
-use tokentrail_proto::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
+use tokentrail_proto::wire::agent::v1::attestation_server::{Attestation, AttestationServer};
+use tokentrail_proto::wire::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
+use tokentrail_proto::Observation;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -225,7 +226,7 @@ impl ClockWarnings {
             self.suppressed += 1;
             return;
         }
-        let latest = tokentrail_correlator_core::Timestamp(latest_micros);
+        let latest = tokentrail_proto::Timestamp(latest_micros);
         tracing::warn!(
             node,
             %latest,
@@ -391,7 +392,7 @@ impl Service {
             } else {
                 Metrics::inc(&self.metrics.attestations_accepted_total);
                 Metrics::add(&self.metrics.attestations_refused_total, applied.refused);
-                if let Err(e) = self.produce(&applied.observations).await {
+                if let Err(e) = self.produce(applied.observations).await {
                     // Not durable: forget what the agent sent so its resend is processed again.
                     self.agents
                         .lock()
@@ -414,11 +415,8 @@ impl Service {
         tx.send(Ok(ack)).await.is_ok()
     }
 
-    async fn produce(
-        &self,
-        observations: &[tokentrail_proto::observation::v1::Observation],
-    ) -> Result<(), AggregatorError> {
-        let out = self.sink.deliver(observations, None).await?;
+    async fn produce(&self, observations: Vec<Observation>) -> Result<(), AggregatorError> {
+        let out = self.sink.deliver(&self.cluster, observations, None).await?;
         Metrics::add(&self.metrics.observations_out_total, out);
         self.metrics.cluster(&self.cluster, 0, out);
         Ok(())

@@ -6,13 +6,17 @@
 //!
 //! Layout, pure parts first:
 //! * [`config`]: [`Config`] (JSON file, flags on top), defaults and validation.
-//! * [`wire`]: engine observations ⇄ `tokentrail.observation.v1` (pure).
 //! * [`route`]: the record key of each observation, and broadcasts (pure; read it to know what
 //!   the correlator can rely on).
 //! * [`attest`]: agent attestations → observations, and the node check (pure).
+//!
+//! Observations are the domain's (`tokentrail_proto::observation`) everywhere inside: decoded
+//! audit events and attestations alike go to a [`sink::Sink`] with their cluster, and only the
+//! Kafka sink encodes them to `tokentrail.observation.v1` (`tokentrail_proto::wire`).
 //! * [`agents`]: which node owns each `agent_id`, and each agent's state (pure, bounded).
 //! * [`source`]: the raw-topic consumer and what one raw record decodes into.
-//! * [`sink`]: the producer: observations, broadcasts, dead letters, delivery futures.
+//! * [`sink`]: where the servers deliver; the producer: observations, broadcasts, dead letters,
+//!   delivery futures.
 //! * [`pipeline`]: the audit loop: batch, produce, wait for acknowledgements, commit.
 //! * [`grpc`]: the attestation server (tonic, tower layers, tonic-health, mTLS).
 //! * [`webhook`]: the apiserver's audit webhook backend (HTTPS, mTLS, allowed client names,
@@ -41,7 +45,6 @@ pub mod source;
 pub mod telemetry;
 pub mod token;
 pub mod webhook;
-pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

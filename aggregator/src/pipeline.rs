@@ -24,7 +24,6 @@ use crate::health::{ConsumerHealth, Health};
 use crate::sink::{DeadLetter, KafkaSink, Pending};
 use crate::source::{self, CLUSTER_HEADER};
 use crate::telemetry::Metrics;
-use crate::wire;
 
 /// Runs the audit path until `shutdown` resolves; the batch under way is finished and
 /// committed first.
@@ -184,7 +183,7 @@ impl Batch {
         Metrics::add(&metrics.decode_errors_total, stats.errors.max(u64::from(decoded.error.is_some())));
         let mut out = 0;
         for o in &decoded.sink.observations {
-            out += sink.enqueue_observation(&wire::to_proto(&cluster, o), &mut self.pending).await?;
+            out += sink.enqueue_observation(&cluster, o, &mut self.pending).await?;
         }
         self.done.observations += out;
         let c = self.done.per_cluster.entry(cluster.clone()).or_default();

@@ -21,18 +21,16 @@
 //!   restart, a `list` of Secrets). Exactly one copy of each broadcast, on the partition the key
 //!   hashes to by [`home_partition`], carries [`HOME_HEADER`]: a correlator that raises findings
 //!   from broadcast copies raises them from the home copy only, so one event is one finding.
+//!   Both headers are part of the contract, in `tokentrail_proto::wire`.
 //!
 //! Pods keep their service account for life, and StatefulSets reuse a name with the same
 //! template, so the directory's `(cluster, namespace, pod name)` key is safe to reuse.
 
 use std::collections::HashMap;
 
-use tokentrail_proto::observation::v1 as pb;
-
-/// Header on every broadcast copy (value `1`).
-pub const BROADCAST_HEADER: &str = "tokentrail-broadcast";
-/// Header on the one broadcast copy a correlator may raise findings from (value `1`).
-pub const HOME_HEADER: &str = "tokentrail-home";
+use tokentrail_proto::observation::{FactSource, Observation, ServiceAccountRef};
+#[cfg(doc)]
+use tokentrail_proto::wire::{BROADCAST_HEADER, HOME_HEADER};
 
 /// Where one observation goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,20 +114,21 @@ impl Directory {
         self.pods.get(&(cluster.to_string(), namespace.to_string(), pod.to_string())).map(String::as_str)
     }
 
-    /// Where `o` goes; learns from it first (a pod fact naming its account places itself).
-    pub fn route(&mut self, o: &pb::Observation) -> Route {
-        use pb::observation::Kind;
-        let cluster = o.cluster.as_str();
-        let Some(kind) = &o.kind else { return broadcast(cluster, "unknown") };
-        match kind {
-            Kind::TokenUse(u) => sa_route(cluster, u.serviceaccount.as_ref(), "token-use"),
-            Kind::TokenMint(m) => sa_route(cluster, m.serviceaccount.as_ref(), "token-mint"),
-            Kind::ServiceAccount(s) => sa_route(cluster, s.serviceaccount.as_ref(), "service-account"),
-            Kind::Credential(c) => sa_route(cluster, c.serviceaccount.as_ref(), "credential"),
-            Kind::Node(_) => broadcast(cluster, "node"),
-            Kind::AuthFailure(_) => broadcast(cluster, "auth-failure"),
-            Kind::Pod(p) => {
-                if let (Some(uid), Some(node), pb::FactSource::AuditLog) = (&p.uid, &p.node, p.source()) {
+    /// Where `o`, an observation about `cluster`, goes; learns from it first (a pod fact naming
+    /// its account places itself).
+    pub fn route(&mut self, cluster: &str, o: &Observation) -> Route {
+        match o {
+            Observation::TokenUse(u) => sa_route(cluster, &u.serviceaccount),
+            Observation::TokenMint(m) => sa_route(cluster, &m.serviceaccount),
+            Observation::ServiceAccount(s) => match &s.serviceaccount {
+                Some(sa) => sa_route(cluster, sa),
+                None => broadcast(cluster, "service-account"),
+            },
+            Observation::Credential(c) => sa_route(cluster, &c.serviceaccount),
+            Observation::Node(_) => broadcast(cluster, "node"),
+            Observation::AuthFailure(_) => broadcast(cluster, "auth-failure"),
+            Observation::Pod(p) => {
+                if let (Some(uid), Some(node), Some(FactSource::AuditLog)) = (&p.uid, &p.node, p.source) {
                     Self::remember(&mut self.nodes, self.capacity, (cluster.to_string(), uid.clone()), node);
                 }
                 let key = (cluster.to_string(), p.namespace.clone(), p.name.clone());
@@ -142,11 +141,11 @@ impl Directory {
                     None => broadcast(cluster, "pod"),
                 }
             }
-            Kind::PodAccess(a) => match self.pod_sa(cluster, &a.namespace, &a.pod_name) {
+            Observation::PodAccess(a) => match self.pod_sa(cluster, &a.namespace, &a.pod_name) {
                 Some(sa) => Route::Key(sa_key(cluster, &a.namespace, sa)),
                 None => broadcast(cluster, "pod-access"),
             },
-            Kind::TokenSecret(s) => match s.serviceaccount.as_deref().filter(|s| !s.is_empty()) {
+            Observation::TokenSecret(s) => match s.serviceaccount.as_deref().filter(|s| !s.is_empty()) {
                 Some(sa) => {
                     let key = (cluster.to_string(), s.namespace.clone(), s.name.clone());
                     Self::remember(&mut self.secrets, self.capacity, key, sa);
@@ -154,7 +153,7 @@ impl Directory {
                 }
                 None => broadcast(cluster, "token-secret"),
             },
-            Kind::SecretRead(r) => {
+            Observation::SecretRead(r) => {
                 let owner = match (&r.namespace, &r.name) {
                     (Some(ns), Some(name)) => self
                         .secrets
@@ -168,87 +167,114 @@ impl Directory {
     }
 }
 
-fn sa_route(cluster: &str, sa: Option<&pb::ServiceAccountRef>, kind: &str) -> Route {
-    match sa {
-        Some(s) => Route::Key(sa_key(cluster, &s.namespace, &s.name)),
-        None => broadcast(cluster, kind),
-    }
+fn sa_route(cluster: &str, sa: &ServiceAccountRef) -> Route {
+    Route::Key(sa_key(cluster, &sa.namespace, &sa.name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pb::observation::Kind;
+    use tokentrail_proto::observation::{
+        AuthFailure, Credential, NodeFact, PodAccess, PodAccessKind, PodFact, SecretRead, Stage, TokenSecretFact,
+        TokenUse,
+    };
+    use tokentrail_proto::Timestamp;
 
-    fn obs(kind: Kind) -> pb::Observation {
-        pb::Observation { cluster: "prod".into(), kind: Some(kind) }
-    }
-
-    fn pod(name: &str, sa: Option<&str>) -> pb::Observation {
-        obs(Kind::Pod(pb::PodFact {
+    fn pod(name: &str, sa: Option<&str>) -> Observation {
+        Observation::Pod(PodFact {
             namespace: "payments".into(),
             name: name.into(),
             serviceaccount: sa.map(Into::into),
             ..Default::default()
-        }))
+        })
+    }
+
+    fn secret_read(namespace: &str, name: Option<&str>) -> Observation {
+        Observation::SecretRead(SecretRead {
+            time: Timestamp(0),
+            audit_id: String::new(),
+            principal: String::new(),
+            source_ips: Vec::new(),
+            verb: "get".into(),
+            namespace: Some(namespace.into()),
+            name: name.map(Into::into),
+            code: None,
+            user_agent: None,
+        })
     }
 
     #[test]
     fn token_use_is_keyed_by_its_service_account() {
-        let use_ = obs(Kind::TokenUse(pb::TokenUse {
-            serviceaccount: Some(pb::ServiceAccountRef { namespace: "payments".into(), name: "api".into() }),
-            ..Default::default()
-        }));
-        assert_eq!(Directory::new(10).route(&use_), Route::Key("prod/payments/api".into()));
+        let use_ = Observation::TokenUse(TokenUse {
+            time: Timestamp(0),
+            audit_id: String::new(),
+            stage: Stage::ResponseComplete,
+            serviceaccount: ServiceAccountRef { namespace: "payments".into(), name: "api".into() },
+            serviceaccount_uid: None,
+            credential: Credential::Unknown,
+            source_ips: Vec::new(),
+            user_agent: None,
+            request: Default::default(),
+            stale_token: false,
+        });
+        assert_eq!(Directory::new(10).route("prod", &use_), Route::Key("prod/payments/api".into()));
     }
 
     #[test]
     fn status_patch_follows_the_account_its_create_named() {
         let mut d = Directory::new(10);
-        assert_eq!(d.route(&pod("api-1", None)), Route::Broadcast("prod/~broadcast/pod".into()));
-        assert_eq!(d.route(&pod("api-1", Some("api"))), Route::Key("prod/payments/api".into()));
-        assert_eq!(d.route(&pod("api-1", None)), Route::Key("prod/payments/api".into()));
-        let exec = obs(Kind::PodAccess(pb::PodAccess {
+        assert_eq!(d.route("prod", &pod("api-1", None)), Route::Broadcast("prod/~broadcast/pod".into()));
+        assert_eq!(d.route("prod", &pod("api-1", Some("api"))), Route::Key("prod/payments/api".into()));
+        assert_eq!(d.route("prod", &pod("api-1", None)), Route::Key("prod/payments/api".into()));
+        let exec = Observation::PodAccess(PodAccess {
+            time: Timestamp(0),
+            audit_id: String::new(),
+            kind: PodAccessKind::Exec,
+            principal: String::new(),
+            source_ips: Vec::new(),
             namespace: "payments".into(),
             pod_name: "api-1".into(),
-            ..Default::default()
-        }));
-        assert_eq!(d.route(&exec), Route::Key("prod/payments/api".into()));
+            code: None,
+        });
+        assert_eq!(d.route("prod", &exec), Route::Key("prod/payments/api".into()));
     }
 
     #[test]
     fn nodes_and_auth_failures_are_broadcast() {
         let mut d = Directory::new(10);
-        assert!(matches!(d.route(&obs(Kind::Node(pb::NodeFact::default()))), Route::Broadcast(_)));
-        assert!(matches!(d.route(&obs(Kind::AuthFailure(pb::AuthFailure::default()))), Route::Broadcast(_)));
+        assert!(matches!(d.route("prod", &Observation::Node(NodeFact::default())), Route::Broadcast(_)));
+        let failure = Observation::AuthFailure(AuthFailure {
+            time: Timestamp(0),
+            audit_id: String::new(),
+            source_ips: Vec::new(),
+            user_agent: None,
+            request: Default::default(),
+        });
+        assert!(matches!(d.route("prod", &failure), Route::Broadcast(_)));
     }
 
     #[test]
     fn secret_get_goes_to_the_secrets_account_list_is_broadcast() {
         let mut d = Directory::new(10);
-        let secret = obs(Kind::TokenSecret(pb::TokenSecretFact {
+        let secret = Observation::TokenSecret(TokenSecretFact {
             namespace: "payments".into(),
             name: "api-token".into(),
             serviceaccount: Some("api".into()),
             ..Default::default()
-        }));
-        assert_eq!(d.route(&secret), Route::Key("prod/payments/api".into()));
-        let get = obs(Kind::SecretRead(pb::SecretRead {
-            namespace: Some("payments".into()),
-            name: Some("api-token".into()),
-            ..Default::default()
-        }));
-        assert_eq!(d.route(&get), Route::Key("prod/payments/api".into()));
-        let list = obs(Kind::SecretRead(pb::SecretRead { namespace: Some("payments".into()), ..Default::default() }));
-        assert!(matches!(d.route(&list), Route::Broadcast(_)));
+        });
+        assert_eq!(d.route("prod", &secret), Route::Key("prod/payments/api".into()));
+        let get = secret_read("payments", Some("api-token"));
+        assert_eq!(d.route("prod", &get), Route::Key("prod/payments/api".into()));
+        let list = secret_read("payments", None);
+        assert!(matches!(d.route("prod", &list), Route::Broadcast(_)));
     }
 
     #[test]
     fn full_directory_starts_over() {
         let mut d = Directory::new(2);
-        d.route(&pod("a", Some("sa")));
-        d.route(&pod("b", Some("sa")));
-        d.route(&pod("c", Some("sa")));
+        d.route("prod", &pod("a", Some("sa")));
+        d.route("prod", &pod("b", Some("sa")));
+        d.route("prod", &pod("c", Some("sa")));
         assert_eq!(d.pods(), 1);
     }
 

@@ -1,6 +1,9 @@
 //! The Kafka producer (driver): observations to the observations topic, routed by
 //! [`crate::route`], and undecodable raw records to the dead-letter topic.
 //!
+//! Observations arrive as domain values and are encoded to `tokentrail.observation.v1` here,
+//! and only here: the servers, the router and `tokentrail standalone`'s queue never see protobuf.
+//!
 //! Writes are two steps so callers can batch: `enqueue_*` hands records to librdkafka and
 //! collects their delivery futures in a [`Pending`]; [`Pending::wait`] resolves when the broker
 //! has acknowledged every one of them (or says which failed). The audit pipeline commits its
@@ -16,13 +19,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::{to_proto, BROADCAST_HEADER, HOME_HEADER};
+use tokentrail_proto::Observation;
 
 use crate::attest::PodNodes;
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
 use crate::health::{Health, ProducerHealth, STATISTICS_INTERVAL_MS};
-use crate::route::{home_partition, Directory, Route, BROADCAST_HEADER, HOME_HEADER};
+use crate::route::{home_partition, Directory, Route};
 
 /// Headers of a dead-letter record.
 pub mod dead_letter_headers {
@@ -69,9 +73,15 @@ pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<u64, AggregatorError>
 /// [`KafkaSink`] in the aggregator, an in-process queue in `tokentrail standalone`. It also knows
 /// where the audit log placed pods ([`PodNodes`]), for the attestation node check.
 pub trait Sink: PodNodes + Send + Sync {
-    /// Delivers `observations` and, for a request with problems, its `dead_letter`; resolves
-    /// once they may be acknowledged to the sender (for Kafka: once the broker has them).
-    fn deliver<'a>(&'a self, observations: &'a [pb::Observation], dead_letter: Option<DeadLetter<'a>>) -> Delivery<'a>;
+    /// Delivers `observations` about `cluster` and, for a request with problems, its
+    /// `dead_letter`; resolves once they may be acknowledged to the sender (for Kafka: once the
+    /// broker has them).
+    fn deliver<'a>(
+        &'a self,
+        cluster: &'a str,
+        observations: Vec<Observation>,
+        dead_letter: Option<DeadLetter<'a>>,
+    ) -> Delivery<'a>;
 }
 
 /// Delivery futures of enqueued records.
@@ -193,15 +203,16 @@ impl KafkaSink {
         self.partitions
     }
 
-    /// Enqueues one observation (once, or on every partition for a broadcast); returns how
-    /// many records that was.
+    /// Enqueues one observation about `cluster` (once, or on every partition for a broadcast);
+    /// returns how many records that was.
     pub async fn enqueue_observation(
         &self,
-        o: &pb::Observation,
+        cluster: &str,
+        o: &Observation,
         pending: &mut Pending,
     ) -> Result<u64, AggregatorError> {
-        let route = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(o);
-        let payload = o.encode_to_vec();
+        let route = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(cluster, o);
+        let payload = to_proto(cluster, o).encode_to_vec();
         match &route {
             Route::Key(key) => {
                 let record = FutureRecord::to(&self.topic).key(key.as_str()).payload(&payload);
@@ -287,12 +298,17 @@ impl PodNodes for KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn deliver<'a>(&'a self, observations: &'a [pb::Observation], dead_letter: Option<DeadLetter<'a>>) -> Delivery<'a> {
+    fn deliver<'a>(
+        &'a self,
+        cluster: &'a str,
+        observations: Vec<Observation>,
+        dead_letter: Option<DeadLetter<'a>>,
+    ) -> Delivery<'a> {
         Box::pin(async move {
             let mut pending = Pending::default();
             let mut out = 0;
-            for o in observations {
-                out += self.enqueue_observation(o, &mut pending).await?;
+            for o in &observations {
+                out += self.enqueue_observation(cluster, o, &mut pending).await?;
             }
             if let Some(dead) = &dead_letter {
                 self.enqueue_dead_letter(dead, &mut pending).await?;

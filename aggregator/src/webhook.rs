@@ -38,10 +38,10 @@ use tower::ServiceBuilder;
 use crate::config::WebhookConfig;
 use crate::error::AggregatorError;
 use crate::listen::{self, Guarded, Listener, Throttle};
+use crate::peer;
 use crate::sink::{DeadLetter, Sink};
 use crate::source;
 use crate::telemetry::Metrics;
-use crate::{peer, wire};
 
 /// The `tokentrail-source-topic` header of a dead letter that came through the webhook.
 pub const WEBHOOK_SOURCE: &str = "webhook";
@@ -300,7 +300,6 @@ async fn receive(State(w): State<Arc<Shared>>, body: Result<Bytes, BytesRejectio
     let stats = &decoded.sink.stats;
     Metrics::add(&w.metrics.events_decoded_total, stats.events);
     Metrics::add(&w.metrics.decode_errors_total, stats.errors.max(u64::from(decoded.error.is_some())));
-    let observations: Vec<_> = decoded.sink.observations.iter().map(|o| wire::to_proto(&w.cluster, o)).collect();
     let dead = decoded.error.as_deref().map(|error| {
         tracing::warn!(%error, "webhook batch with problems: dead letter");
         Metrics::inc(&w.metrics.dead_letters_total);
@@ -315,7 +314,7 @@ async fn receive(State(w): State<Arc<Shared>>, body: Result<Bytes, BytesRejectio
             cluster: Some(&w.cluster),
         }
     });
-    match w.sink.deliver(&observations, dead).await {
+    match w.sink.deliver(&w.cluster, decoded.sink.observations, dead).await {
         Ok(out) => {
             Metrics::add(&w.metrics.observations_out_total, out);
             w.metrics.cluster(&w.cluster, 1, out);

@@ -3,6 +3,7 @@
 mod analyze;
 mod collect;
 mod progress;
+mod standalone;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,7 @@ enum Command {
     Correlator(tokentrail_correlator::stream::cli::Args),
     /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
     /// in, findings to stdout, a file or a Kafka topic.
-    Standalone(tokentrail_correlator::standalone::cli::Args),
+    Standalone(standalone::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +47,6 @@ fn main() -> ExitCode {
         Command::Agent(args) => tokentrail_agent::cli::main(args),
         Command::Aggregator(args) => tokentrail_aggregator::cli::main(args),
         Command::Correlator(args) => tokentrail_correlator::stream::cli::main(&args),
-        Command::Standalone(args) => tokentrail_correlator::standalone::cli::main(&args),
+        Command::Standalone(args) => standalone::cli::main(&args),
     }
 }

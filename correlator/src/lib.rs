@@ -5,10 +5,11 @@
 //! * [`output`]: the report as text, finding JSON lines, OCSF, and an output directory.
 //!
 //! * [`stream`]: the streaming correlator, the observations topic in, findings out, exactly once.
-//! * [`standalone`]: the aggregator's servers and the engine in one process, no Kafka between.
+//!   Its [`PartitionState`](stream::PartitionState) (engines and emitter) and finding records
+//!   ([`stream::findings`]) are also what `tokentrail standalone` (in the cli crate, above both
+//!   aggregator and correlator) folds into and writes.
 
 pub mod evidence;
 pub mod forensic;
 pub mod output;
-pub mod standalone;
 pub mod stream;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aggregator_support::*;
 use tokentrail_aggregator::Metrics;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::observation::v1 as pb;
 
 const USE: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"9a2e0c4d-1111-4a6b-8c9d-0e1f2a3b4c5d","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/configmaps/app","verb":"get","user":{"username":"system:serviceaccount:shop:api","extra":{"authentication.kubernetes.io/credential-id":["JTI=3f0c2b1e-0000-4000-8000-00000000000a"],"authentication.kubernetes.io/pod-name":["api-7d9f8-xk2lq"],"authentication.kubernetes.io/pod-uid":["0dd440a6-0000-4000-8000-000000000002"]}},"sourceIPs":["10.0.1.57"],"objectRef":{"resource":"configmaps","namespace":"shop","name":"app","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-03-01T10:05:00.000000Z"}"#;
 

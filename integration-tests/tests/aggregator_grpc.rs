@@ -14,9 +14,9 @@ use std::time::Duration;
 use aggregator_support::*;
 use tokentrail_aggregator::config::{GrpcConfig, TlsConfig};
 use tokentrail_aggregator::Metrics;
-use tokentrail_proto::agent::v1 as agent;
-use tokentrail_proto::agent::v1::attestation_client::AttestationClient;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::agent::v1 as agent;
+use tokentrail_proto::wire::agent::v1::attestation_client::AttestationClient;
+use tokentrail_proto::wire::observation::v1 as pb;
 use tonic::transport::Channel;
 
 async fn start_aggregator(t: &Topics, max_message_bytes: usize) -> Running {

@@ -24,9 +24,9 @@ use base64::Engine as _;
 use ring::signature::{RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
 use tokentrail_aggregator::config::{AgentTokenConfig, GrpcConfig, TlsConfig};
 use tokentrail_aggregator::Metrics;
-use tokentrail_proto::agent::v1 as agent;
-use tokentrail_proto::agent::v1::attestation_client::AttestationClient;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::agent::v1 as agent;
+use tokentrail_proto::wire::agent::v1::attestation_client::AttestationClient;
+use tokentrail_proto::wire::observation::v1 as pb;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::rustls;
 

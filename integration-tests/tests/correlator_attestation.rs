@@ -84,6 +84,7 @@ fn held(jti: &str, minutes: f64) -> Observation {
         pod_uid: "uid-api".into(),
         serviceaccount: sa(),
         credential: bound(jti),
+        details: Default::default(),
     })
 }
 
@@ -112,7 +113,7 @@ fn used(jti: &str, from: &str, minutes: f64) -> Observation {
 async fn produce(topic: &str, observations: &[Observation]) {
     let producer: FutureProducer = kafka().client_config().create().unwrap();
     for o in observations {
-        let value = tokentrail_aggregator::wire::to_proto("prod", o).encode_to_vec();
+        let value = tokentrail_proto::wire::to_proto("prod", o).encode_to_vec();
         let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key("prod/payments/api").payload(&value);
         producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
     }
@@ -184,6 +185,7 @@ async fn a_far_future_attestation_in_saved_state_leaves_every_later_finding_inta
                 pod_uid: "uid-evil".into(),
                 node: Some("worker-2".into()),
             },
+            details: Default::default(),
         }),
         Observation::Node(NodeFact {
             time: end,

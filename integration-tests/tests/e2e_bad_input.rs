@@ -20,7 +20,7 @@ use e2e_support::drill::{assert_exactly, Cluster};
 use e2e_support::process::Memory;
 use e2e_support::{Layout, Pipeline, MAX_RECORD_BYTES};
 use otlp_support::{Collector, Export};
-use tokentrail_proto::agent::v1 as agent;
+use tokentrail_proto::wire::agent::v1 as agent;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use aggregator_support::WAIT;
 use correlator_support::{binary, stop};
-use tokentrail_proto::agent::v1 as agent;
-use tokentrail_proto::agent::v1::attestation_client::AttestationClient;
+use tokentrail_proto::wire::agent::v1 as agent;
+use tokentrail_proto::wire::agent::v1::attestation_client::AttestationClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;

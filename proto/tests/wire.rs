@@ -1,7 +1,7 @@
 //! The generated types encode and decode, and the service has the path the aggregator serves.
 
 use prost::Message;
-use tokentrail_proto::agent::v1::{
+use tokentrail_proto::wire::agent::v1::{
     agent_message, AgentMessage, Credential, CredentialLocation, NodeSnapshot, VolumeKind,
 };
 
@@ -34,6 +34,6 @@ fn agent_message_round_trips() {
 
 #[test]
 fn attestation_service_is_named_in_its_package() {
-    use tokentrail_proto::agent::v1::attestation_server::AttestationServer;
+    use tokentrail_proto::wire::agent::v1::attestation_server::AttestationServer;
     assert_eq!(<AttestationServer<()> as tonic::server::NamedService>::NAME, "tokentrail.agent.v1.Attestation");
 }

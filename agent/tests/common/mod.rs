@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokentrail_agent::pods::PodUpdate;
 use tokentrail_agent::{Config, Metrics};
-use tokentrail_proto::agent::v1::agent_message::Body;
-use tokentrail_proto::agent::v1::attestation_server::{Attestation, AttestationServer};
-use tokentrail_proto::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
+use tokentrail_proto::wire::agent::v1::agent_message::Body;
+use tokentrail_proto::wire::agent::v1::attestation_server::{Attestation, AttestationServer};
+use tokentrail_proto::wire::agent::v1::{aggregator_message, Ack, AgentMessage, AggregatorMessage};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
@@ -343,7 +343,7 @@ impl TestServer {
 
 /// A one-line summary of a message for assertion failures.
 pub fn summary(m: &AgentMessage) -> String {
-    use tokentrail_proto::agent::v1::agent_message::Body;
+    use tokentrail_proto::wire::agent::v1::agent_message::Body;
     match &m.body {
         Some(Body::Snapshot(s)) => format!(
             "#{} snapshot creds={:?}",

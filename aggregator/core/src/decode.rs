@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use tokentrail_correlator_core::Timestamp;
+use tokentrail_proto::Timestamp;
 
 use crate::audit_event::Event;
 use crate::json::{describe, Raw};

@@ -5,10 +5,10 @@
 //! from its start. Secret `data` is never read (see [`crate::objects::Secret`]).
 
 use serde::Deserialize;
-use tokentrail_correlator_core::observation::{
+use tokentrail_proto::observation::{
     FactSource, NodeFact, Observation, PodEvent, PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact,
 };
-use tokentrail_correlator_core::Timestamp;
+use tokentrail_proto::Timestamp;
 
 use crate::audit_event::Event;
 use crate::json::{self, raw_str, Raw};

@@ -15,13 +15,13 @@
 
 use std::net::IpAddr;
 
-use tokentrail_correlator_core::net::parse_source_ip;
-use tokentrail_correlator_core::observation::{
+use tokentrail_proto::net::parse_source_ip;
+use tokentrail_proto::observation::{
     AuthFailure, BoundPod, Credential, FactSource, NodeFact, Observation, PodAccess, PodAccessKind, PodEvent, PodFact,
     Request, SecretRead, ServiceAccountRef, Stage, TokenMint, TokenSecretFact, UseView,
 };
-use tokentrail_correlator_core::time::AUDIT_ERA;
-use tokentrail_correlator_core::Timestamp;
+use tokentrail_proto::time::AUDIT_ERA;
+use tokentrail_proto::Timestamp;
 
 use crate::audit_event::{Event, LegacyEventMeta, ObjectRef};
 use crate::json::{self, elide_quoted, is_object, Raw, Str};

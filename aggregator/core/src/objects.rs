@@ -7,7 +7,7 @@
 //! audit level RequestResponse) are deliberately absent.
 
 use serde::Deserialize;
-use tokentrail_correlator_core::IpNet;
+use tokentrail_proto::IpNet;
 
 use crate::json::{pick_keys, Str};
 

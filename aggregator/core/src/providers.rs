@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use tokentrail_correlator_core::Timestamp;
+use tokentrail_proto::Timestamp;
 
 use crate::audit_event::{AuditAnnotations, Event, ObjectRef, ResponseStatus, UserInfo};
 use crate::decode::{embedded, Ctx};

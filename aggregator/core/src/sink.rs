@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use tokentrail_correlator_core::observation::UseView;
-use tokentrail_correlator_core::Observation;
+use tokentrail_proto::observation::UseView;
+use tokentrail_proto::Observation;
 
 /// Where decoded facts and problems go.
 #[derive(Debug, Default)]

@@ -216,7 +216,7 @@ timestamp: '2026-03-10T10:27:01.991000Z'
             .observations
             .iter()
             .filter_map(|o| match o {
-                tokentrail_correlator_core::Observation::TokenUse(u) => u.user_agent.clone(),
+                tokentrail_proto::Observation::TokenUse(u) => u.user_agent.clone(),
                 _ => None,
             })
             .collect();

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use tokentrail_aggregator_core::Format;
-use tokentrail_correlator_core::observation::*;
-use tokentrail_correlator_core::Timestamp;
+use tokentrail_proto::observation::*;
+use tokentrail_proto::Timestamp;
 
 /// A v1.30+ event with pod-bound extras (docs/kubernetes.md §5), with `user` and `extra` spliced in.
 fn event(verb: &str, object_ref: &str, user: &str, code: u16, rest: &str) -> String {

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use common::*;
 use tokentrail_aggregator_core::{detect_compression, Compression, Format};
-use tokentrail_correlator_core::observation::Credential;
+use tokentrail_proto::observation::Credential;
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use tokentrail_aggregator_core::Format;
-use tokentrail_correlator_core::observation::*;
-use tokentrail_correlator_core::{IpNet, Timestamp};
+use tokentrail_proto::observation::*;
+use tokentrail_proto::{IpNet, Timestamp};
 
 const PODS: &str = r#"{
     "apiVersion": "v1",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use tokentrail_aggregator_core::{Format, Sink};
-use tokentrail_correlator_core::observation::*;
+use tokentrail_proto::observation::*;
 
 fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/public-audit-samples")

@@ -13,7 +13,7 @@ use tokentrail_aggregator::attest::PodNodes;
 use tokentrail_aggregator::config::{GrpcConfig, TlsConfig, WebhookConfig};
 use tokentrail_aggregator::sink::{DeadLetter, Delivery, Sink};
 use tokentrail_aggregator::{Metrics, Servers};
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::Observation;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
@@ -58,7 +58,12 @@ impl PodNodes for MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn deliver<'a>(&'a self, observations: &'a [pb::Observation], dead_letter: Option<DeadLetter<'a>>) -> Delivery<'a> {
+    fn deliver<'a>(
+        &'a self,
+        _cluster: &'a str,
+        observations: Vec<Observation>,
+        dead_letter: Option<DeadLetter<'a>>,
+    ) -> Delivery<'a> {
         Box::pin(async move {
             let _permit = self.gate.acquire().await.unwrap();
             self.observations.fetch_add(observations.len() as u64, Ordering::Relaxed);

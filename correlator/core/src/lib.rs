@@ -5,7 +5,9 @@
 //! and asks for a [`Report`]; the same engine runs inside `tokentrail analyze` and the correlator.
 //!
 //! Layout, in the order data flows:
-//! * [`observation`]: the engine's input language, produced by the decoders.
+//! * [`observation`]: the engine's input language, produced by the decoders. It and [`time`]
+//!   and [`net`] are defined in `tokentrail-proto`, the contract the decoders share without
+//!   depending on the engine, and re-exported here so the engine's API reads in its own terms.
 //! * [`engine`]: folds observations into the [`model`] (pods, nodes, addresses over time) and
 //!   into aggregates ([`usage`] for token uses, [`activity`] for mints, failures, exec, Secret
 //!   reads), deduplicating the stages of a request ([`dedup`]).
@@ -13,8 +15,8 @@
 //! * `rules`: the catalogue of docs/design.md §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
-//! * [`time`], [`net`], [`sample`], [`tally`], [`principals`], [`client`] (what a user agent
-//!   says about its program and OS): small shared pieces.
+//! * [`sample`], [`tally`], [`principals`], [`client`] (what a user agent says about its program
+//!   and OS): small shared pieces.
 
 pub mod activity;
 pub mod attestation;
@@ -27,8 +29,6 @@ pub mod expiry;
 pub mod finding;
 pub mod hash;
 pub mod model;
-pub mod net;
-pub mod observation;
 pub mod ocsf;
 mod pairs;
 pub mod principals;
@@ -37,9 +37,10 @@ pub mod report;
 mod rules;
 pub mod sample;
 pub mod tally;
-pub mod time;
 pub mod usage;
 pub mod verdict;
+
+pub use tokentrail_proto::{net, observation, time};
 
 pub use config::EngineConfig;
 pub use engine::Engine;

@@ -37,6 +37,7 @@ fn hostile_node() -> Vec<Observation> {
                 pod_uid: evil.uid.clone(),
                 node: Some(evil.node.clone()),
             },
+            details: Default::default(),
         }),
         Observation::Node(NodeFact {
             time: at,

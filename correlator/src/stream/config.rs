@@ -174,7 +174,7 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
-pub(crate) fn micros(d: Duration) -> Micros {
+pub fn micros(d: Duration) -> Micros {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 

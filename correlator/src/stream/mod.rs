@@ -33,11 +33,10 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedHeaders, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tokentrail_aggregator::route::{BROADCAST_HEADER, HOME_HEADER};
-use tokentrail_aggregator::wire::from_proto;
 use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::Observation;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::observation::v1 as pb;
+use tokentrail_proto::wire::{from_proto, BROADCAST_HEADER, HOME_HEADER};
 
 pub use config::{CorrelatorConfig, FindingFormat};
 pub use state::PartitionState;

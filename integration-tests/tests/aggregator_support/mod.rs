@@ -17,8 +17,8 @@ use rdkafka::Message;
 use tokentrail_aggregator::config::{AuditTopic, Config, KafkaConfig};
 use tokentrail_aggregator::{AggregatorError, Metrics};
 use tokentrail_integration_tests::{kafka, unique_name};
-use tokentrail_proto::agent::v1 as agent;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::agent::v1 as agent;
+use tokentrail_proto::wire::observation::v1 as pb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -197,7 +197,7 @@ pub fn expected(values: &[Vec<u8>], cluster: &str) -> Vec<Vec<u8>> {
     for v in values {
         let mut sink = tokentrail_aggregator_core::Sink::new();
         tokentrail_aggregator_core::decode_value(v, &mut sink);
-        all.extend(sink.observations.iter().map(|o| tokentrail_aggregator::wire::to_proto(cluster, o).encode_to_vec()));
+        all.extend(sink.observations.iter().map(|o| tokentrail_proto::wire::to_proto(cluster, o).encode_to_vec()));
     }
     all.sort();
     all

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokentrail_integration_tests::unique_name;
-use tokentrail_proto::observation::v1 as pb;
+use tokentrail_proto::wire::observation::v1 as pb;
 
 use super::{client, Pipeline, WAIT};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use tokentrail_aggregator_core::{
     decode_value, decompress, detect_compression, detect_layout, strip_bom, Layout, Sink,
 };
-use tokentrail_correlator_core::observation::*;
+use tokentrail_proto::observation::*;
 
 /// Decodes one value.
 pub fn decode(text: &str) -> Sink {

@@ -377,5 +377,6 @@ pub fn attested(p: &PodSpec, jti: &str, minutes: f64) -> Observation {
             pod_uid: p.uid.clone(),
             node: Some(p.node.clone()),
         },
+        details: Default::default(),
     })
 }

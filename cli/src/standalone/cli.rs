@@ -6,15 +6,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokentrail_aggregator::config::{GrpcConfig, TlsConfig, WebhookConfig};
-
-use super::output::Destination;
-use super::{StandaloneConfig, StandaloneMetrics};
+use tokentrail_correlator::stream::cli::{parse_net, stop_signal};
+use tokentrail_correlator::stream::config::{micros, parse_interval};
+use tokentrail_correlator::stream::FindingFormat;
 use tokentrail_correlator_core::expiry::Retention;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 
-use crate::stream::cli::{parse_net, stop_signal};
-use crate::stream::config::{micros, parse_interval};
-use crate::stream::FindingFormat;
+use super::output::Destination;
+use super::{StandaloneConfig, StandaloneMetrics};
 
 /// Flags of `tokentrail standalone`.
 #[derive(clap::Args, Debug)]

@@ -7,11 +7,14 @@
 //! agents ────attestations (gRPC)─────┘                                  └──▶ a Kafka topic
 //! ```
 //!
+//! It lives in the cli crate because it composes both halves, above the aggregator and the
+//! correlator, neither of which depends on the other.
+//!
 //! The servers are the aggregator's own ([`tokentrail_aggregator::Servers`]: same decoding, same
-//! node check, same limits), delivering into a [`queue::QueueSink`] instead of Kafka. The engine
-//! loop folds what arrives into the correlator's [`PartitionState`] (one engine per cluster and
-//! the emitter that decides what is new or a material update) and every `emit_interval` writes
-//! the findings now due ([`output`]).
+//! node check, same limits), delivering domain observations into a [`queue::QueueSink`] instead
+//! of Kafka (nothing is encoded on the way). The engine loop folds what arrives into the
+//! correlator's [`PartitionState`] (one engine per cluster and the emitter that decides what is
+//! new or a material update) and every `emit_interval` writes the findings now due ([`output`]).
 //!
 //! Shutdown (SIGTERM): the servers stop accepting and close their streams, the queue is closed
 //! and drained into the engine, the last findings are written and flushed, then `run` returns.
@@ -32,12 +35,12 @@ use std::time::Duration;
 
 use tokentrail_aggregator::config::{GrpcConfig, WebhookConfig};
 use tokentrail_aggregator::{AggregatorError, Bound, Servers};
+use tokentrail_correlator::stream::config::credential_retention_problem;
+use tokentrail_correlator::stream::{FindingFormat, Metrics, PartitionState};
 use tokentrail_correlator_core::EngineConfig;
 use tokentrail_proto::config_file::{self, Problem};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::stream::config::credential_retention_problem;
-use crate::stream::{FindingFormat, Metrics, PartitionState};
 use output::{Destination, Output};
 use queue::{QueueSink, Queued};
 

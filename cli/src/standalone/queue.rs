@@ -6,16 +6,16 @@
 //! A delivery is acknowledged once queued: the queue, like the engine's state, lives in memory
 //! only, so a crash loses what it held (docs/design.md §1: standalone mode is for small clusters and
 //! trials; the distributed pipeline is the durable one).
+//!
+//! Observations stay domain values from the servers to the engine: nothing is encoded.
 
 use std::sync::Mutex;
 
 use tokentrail_aggregator::attest::PodNodes;
 use tokentrail_aggregator::route::Directory;
 use tokentrail_aggregator::sink::{DeadLetter, Delivery, Sink};
-use tokentrail_aggregator::wire::from_proto;
 use tokentrail_aggregator::AggregatorError;
 use tokentrail_correlator_core::Observation;
-use tokentrail_proto::observation::v1 as pb;
 use tokio::sync::mpsc;
 
 /// One queued observation and the cluster it is about.
@@ -45,7 +45,12 @@ impl PodNodes for QueueSink {
 }
 
 impl Sink for QueueSink {
-    fn deliver<'a>(&'a self, observations: &'a [pb::Observation], dead_letter: Option<DeadLetter<'a>>) -> Delivery<'a> {
+    fn deliver<'a>(
+        &'a self,
+        cluster: &'a str,
+        observations: Vec<Observation>,
+        dead_letter: Option<DeadLetter<'a>>,
+    ) -> Delivery<'a> {
         Box::pin(async move {
             if let Some(d) = dead_letter {
                 // No dead-letter topic here: the problem is logged (never the body, which may
@@ -56,10 +61,11 @@ impl Sink for QueueSink {
             let mut queued = 0;
             for o in observations {
                 // Only to learn pod placements: there is one engine per cluster, no partitions.
-                let _ = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(o);
-                // The same conversion the correlator decodes the topic with.
-                let Some(item) = from_proto(o) else { continue };
-                self.tx.send(item).await.map_err(|_| AggregatorError::Closed("the correlator's queue"))?;
+                let _ = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(cluster, &o);
+                self.tx
+                    .send((cluster.to_string(), o))
+                    .await
+                    .map_err(|_| AggregatorError::Closed("the correlator's queue"))?;
                 queued += 1;
             }
             Ok(queued)

@@ -16,7 +16,7 @@ use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::Finding;
 
 use super::StandaloneError;
-use crate::stream::{findings, FindingFormat};
+use tokentrail_correlator::stream::{findings, FindingFormat};
 
 /// Where findings go.
 #[derive(Clone, Debug, PartialEq, Eq)]

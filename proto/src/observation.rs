@@ -1,7 +1,8 @@
 //! What the engine is told: compact, normalised facts distilled from evidence.
 //!
-//! Decoders (`tokentrail-aggregator-core`) turn audit events, inventory dumps and (later) agent
-//! attestations into these values; the engine never sees raw JSON. Every observation carries the
+//! Decoders (`tokentrail-aggregator-core`) turn audit events and inventory dumps into these
+//! values, the aggregator turns agent attestations into [`CredentialFact`]s and agent-sourced
+//! pod and node facts; the engine never sees raw JSON. Every observation carries the
 //! event time it is about, so the engine can be fed in any order. Nothing here may hold token
 //! material: a credential is named by its JTI or by its Secret's name, never by its value.
 
@@ -566,4 +567,27 @@ pub struct CredentialFact {
     pub serviceaccount: ServiceAccountRef,
     /// The credential (pod-bound with its JTI, or legacy with its Secret).
     pub credential: Credential,
+    /// What else the agent said: carried to the correlator, not read by the engine.
+    #[serde(default)]
+    pub details: AttestationDetails,
+}
+
+/// What an agent says of a credential beyond what the engine verifies: the pod's names and the
+/// token's claims.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttestationDetails {
+    /// The pod's namespace, when the agent knew the pod (the pod's key is its UID).
+    pub pod_namespace: Option<String>,
+    /// The pod's name, likewise.
+    pub pod_name: Option<String>,
+    /// The token's `aud` claim.
+    pub audiences: Vec<String>,
+    /// The token's `iat` claim.
+    pub issued_at: Option<Timestamp>,
+    /// The token's `nbf` claim.
+    pub not_before: Option<Timestamp>,
+    /// The token's `exp` claim.
+    pub expires_at: Option<Timestamp>,
+    /// `kubernetes.io.warnafter`: set on tokens whose expiry the apiserver extended.
+    pub warn_after: Option<Timestamp>,
 }
