@@ -6,7 +6,9 @@
 //!
 //! * [`stream`]: the streaming correlator, the observations topic in, findings out, exactly once.
 //! * [`standalone`]: the aggregator's servers and the engine in one process, no Kafka between.
+//! * [`engine_args`]: the engine's flags, shared by the three subcommands that run it.
 
+pub mod engine_args;
 pub mod evidence;
 pub mod forensic;
 pub mod output;

@@ -12,11 +12,6 @@
 //! in, so no build needs `protoc`. After editing a `.proto` file run
 //! `cargo run -p tokentrail-proto --example regen --features regen` (`-- --check` verifies).
 //! Conversions to domain types belong to the crates that own those types, not here.
-//!
-//! * `otlp` (feature `otlp`): the components' metrics exported over OTLP/gRPC to an
-//!   OpenTelemetry collector.
-//! * `config_file` (feature `config-file`): reading a component's configuration file with every
-//!   problem reported at once, with its key path (`--check-config`).
 
 /// `tokentrail.agent.v1`.
 pub mod agent {
@@ -35,9 +30,3 @@ pub mod observation {
         include!("gen/tokentrail.observation.v1.rs");
     }
 }
-
-#[cfg(feature = "config-file")]
-pub mod config_file;
-
-#[cfg(feature = "otlp")]
-pub mod otlp;

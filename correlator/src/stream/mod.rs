@@ -12,11 +12,11 @@
 //! was never committed, so their next owner redoes it from the same snapshot and offsets.
 //!
 //! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
-//! (restoring a partition's snapshot), [`findings`] (a finding as a record), [`telemetry`] (OTLP export of [`Metrics`]), this file
-//! (the loop).
+//! (restoring a partition's snapshot), [`findings`] (a finding as a record), [`telemetry`]
+//! ([`Metrics`] as OpenTelemetry instruments), this file (the loop). Flags, signals and the
+//! worker thread: `tokentrail correlator` (`cli/src/component/correlator.rs`).
 
 pub mod changelog;
-pub mod cli;
 pub mod config;
 pub mod findings;
 pub mod state;
