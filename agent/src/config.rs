@@ -15,6 +15,14 @@ use tokentrail_config::Problem;
 use crate::pipeline::Config;
 use crate::sender::TlsFiles;
 
+/// Why a [`FileConfig`] that passed its checks still makes no [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither the file nor the environment names this node.
+    #[error("node (or --node, or $NODE_NAME) is required")]
+    NoNode,
+}
+
 /// Everything `tokentrail agent` can be told in its configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,8 +154,8 @@ impl FileConfig {
     }
 
     /// The pipeline's configuration; `node_from_env` is `$NODE_NAME`, used when `node` is absent.
-    pub fn into_config(self, node_from_env: Option<String>) -> Result<Config, String> {
-        let node = self.node.or(node_from_env).ok_or("node (or --node, or $NODE_NAME) is required")?;
+    pub fn into_config(self, node_from_env: Option<String>) -> Result<Config, ConfigError> {
+        let node = self.node.or(node_from_env).ok_or(ConfigError::NoNode)?;
         let mut c = Config::new(self.kubelet_dir, node, self.aggregator);
         c.rescan_interval = self.rescan_interval;
         c.queue_capacity = self.queue_capacity;

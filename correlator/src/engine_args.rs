@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokentrail_correlator_core::time::Micros;
+use tokentrail_correlator_core::net::BadNetwork;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 
 /// The engine settings every subcommand running the engine takes.
@@ -88,8 +89,8 @@ pub fn micros(d: Duration) -> Micros {
 }
 
 /// Parses a CIDR or a single address.
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>().map_err(|e| e.to_string())
+pub fn parse_net(s: &str) -> Result<IpNet, BadNetwork> {
+    s.parse::<IpNet>()
 }
 
 fn nets<S: serde::Serializer>(nets: &[IpNet], s: S) -> Result<S::Ok, S::Error> {

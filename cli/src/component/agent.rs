@@ -11,7 +11,7 @@ use tokentrail_agent::config::FileConfig;
 use tokentrail_agent::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
-use crate::startup::config_file::{self, FileArgs};
+use crate::startup::config_file::FileArgs;
 use crate::startup::{Component, ProcessArgs, Threads};
 
 const AGENT: Component = Component { name: "agent", service: "tokentrail-agent", threads: Threads::One };
@@ -95,13 +95,9 @@ fn off_if_given<S: serde::Serializer>(given: &bool, s: S) -> Result<S::Ok, S::Er
 
 /// Runs `tokentrail agent` until SIGTERM or ctrl-c.
 pub fn main(args: Args) -> ExitCode {
-    if let Some(path) = &args.files.check_config {
-        return config_file::check_command(path, FileConfig::problems);
-    }
-    AGENT.init_logging(args.process.verbose);
-    let file = match config_file::load(args.files.config.as_deref(), &args.settings, FileConfig::problems) {
+    let file = match AGENT.configure(&args.files, &args.settings, &args.process, FileConfig::problems) {
         Ok(f) => f,
-        Err(e) => return AGENT.bad_config(e),
+        Err(exit) => return exit,
     };
     let kube = file.kube;
     // $NODE_NAME is already in `node` (the flag's environment variable).
@@ -133,6 +129,7 @@ pub fn main(args: Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::startup::config_file;
     use clap::Parser;
 
     #[derive(Parser)]

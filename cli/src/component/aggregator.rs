@@ -13,7 +13,7 @@ use tokentrail_aggregator::config::Config;
 use tokentrail_aggregator::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
-use crate::startup::config_file::{self, FileArgs};
+use crate::startup::config_file::FileArgs;
 use crate::startup::{Component, ProcessArgs, Threads};
 
 const AGGREGATOR: Component =
@@ -100,13 +100,9 @@ fn parse_audit_topic(s: &str) -> Result<AuditTopic, std::convert::Infallible> {
 
 /// Runs `tokentrail aggregator` until SIGTERM or ctrl-c.
 pub fn main(args: Args) -> ExitCode {
-    if let Some(path) = &args.files.check_config {
-        return config_file::check_command(path, Config::problems);
-    }
-    AGGREGATOR.init_logging(args.process.verbose);
-    let config = match config_file::load(args.files.config.as_deref(), &args.settings, Config::problems) {
+    let config = match AGGREGATOR.configure(&args.files, &args.settings, &args.process, Config::problems) {
         Ok(c) => c,
-        Err(e) => return AGGREGATOR.bad_config(e),
+        Err(exit) => return exit,
     };
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
@@ -120,6 +116,7 @@ pub fn main(args: Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::startup::config_file;
     use clap::Parser;
 
     #[derive(Parser)]

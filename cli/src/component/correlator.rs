@@ -13,7 +13,7 @@ use tokentrail_correlator::engine_args::{EngineArgs, StreamEngineArgs};
 use tokentrail_correlator::stream::config::FileConfig;
 use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
 
-use crate::startup::config_file::{self, FileArgs};
+use crate::startup::config_file::FileArgs;
 use crate::startup::{Component, ProcessArgs, Shutdown, Threads};
 
 const CORRELATOR: Component =
@@ -77,13 +77,9 @@ struct Settings {
 /// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
 /// correlator cannot run (Kafka unreachable, state unreadable): a restart loses nothing.
 pub fn main(args: Args) -> ExitCode {
-    if let Some(path) = &args.files.check_config {
-        return config_file::check_command(path, FileConfig::problems);
-    }
-    CORRELATOR.init_logging(args.process.verbose);
-    let file = match config_file::load(args.files.config.as_deref(), &args.settings, FileConfig::problems) {
+    let file = match CORRELATOR.configure(&args.files, &args.settings, &args.process, FileConfig::problems) {
         Ok(f) => f,
-        Err(e) => return CORRELATOR.bad_config(e),
+        Err(exit) => return exit,
     };
     // $POD_NAME is already in `instance` (the flag's environment variable).
     let config = match file.into_config(None) {
@@ -119,6 +115,7 @@ async fn run(config: CorrelatorConfig, metrics: Arc<Metrics>, shutdown: Shutdown
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::startup::config_file;
     use clap::Parser;
     use tokentrail_correlator_core::time::{MINUTE, SECOND};
 
@@ -137,7 +134,7 @@ mod tests {
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         let file = config_file::load(cli.args.files.config.as_deref(), &cli.args.settings, FileConfig::problems)
             .map_err(|e| e.to_string())?;
-        file.into_config(None)
+        file.into_config(None).map_err(|e| e.to_string())
     }
 
     #[test]

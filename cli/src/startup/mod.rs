@@ -100,6 +100,23 @@ impl Component {
         let _ = subscriber.try_init();
     }
 
+    /// The start of every component with a configuration file: `--check-config` (which ends
+    /// the process: `Err` with its exit status), logging, then the file with the environment and
+    /// flags laid over it ([`config_file::load`]; `Err(2)` when unusable).
+    pub fn configure<T: serde::de::DeserializeOwned>(
+        &self,
+        files: &config_file::FileArgs,
+        settings: &impl serde::Serialize,
+        process: &ProcessArgs,
+        validate: impl Fn(&T) -> Vec<tokentrail_config::Problem>,
+    ) -> Result<T, ExitCode> {
+        if let Some(path) = &files.check_config {
+            return Err(config_file::check_command(path, validate));
+        }
+        self.init_logging(process.verbose);
+        config_file::load(files.config.as_deref(), settings, validate).map_err(|e| self.bad_config(e))
+    }
+
     /// Reports an unusable configuration; exit 2.
     pub fn bad_config(&self, error: impl fmt::Display) -> ExitCode {
         eprintln!("tokentrail {}: {error}", self.name);

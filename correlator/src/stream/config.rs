@@ -63,6 +63,14 @@ impl CorrelatorConfig {
     }
 }
 
+/// Why a [`FileConfig`] that passed its checks still makes no [`CorrelatorConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither the file nor the environment names this replica.
+    #[error("instance (or --instance, or $POD_NAME) is required")]
+    NoInstance,
+}
+
 /// The correlator's configuration file: the settings of its flags as JSON (JSON is YAML, so a
 /// ConfigMap holds it as written); the environment and flags override it (`tokentrail
 /// correlator`). Durations are strings like `500ms`, `1s`, `5m` ([`tokentrail_config::duration`]).
@@ -229,9 +237,8 @@ impl FileConfig {
 
     /// The correlator's settings; `instance_from_env` is `$POD_NAME`, used when `instance` is
     /// absent.
-    pub fn into_config(self, instance_from_env: Option<String>) -> Result<CorrelatorConfig, String> {
-        let instance =
-            self.instance.or(instance_from_env).ok_or("instance (or --instance, or $POD_NAME) is required")?;
+    pub fn into_config(self, instance_from_env: Option<String>) -> Result<CorrelatorConfig, ConfigError> {
+        let instance = self.instance.or(instance_from_env).ok_or(ConfigError::NoInstance)?;
         let mut c = CorrelatorConfig::new(self.bootstrap_servers, self.group_id, instance);
         c.observations_topic = self.observations_topic;
         c.findings_topic = self.findings_topic;
