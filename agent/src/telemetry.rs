@@ -43,10 +43,18 @@ pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
         let read = move || Metrics::get(field(&m));
         match kind {
             Kind::Counter => {
-                meter.u64_observable_counter(name).with_description(description).with_callback(move |o| o.observe(read(), &[])).build();
+                meter
+                    .u64_observable_counter(name)
+                    .with_description(description)
+                    .with_callback(move |o| o.observe(read(), &[]))
+                    .build();
             }
             Kind::Gauge => {
-                meter.u64_observable_gauge(name).with_description(description).with_callback(move |o| o.observe(read(), &[])).build();
+                meter
+                    .u64_observable_gauge(name)
+                    .with_description(description)
+                    .with_callback(move |o| o.observe(read(), &[]))
+                    .build();
             }
         }
     }

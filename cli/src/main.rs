@@ -56,3 +56,15 @@ fn main() -> ExitCode {
         Command::Standalone(args) => component::standalone::main(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_s_flags_are_consistent() {
+        // clap's own checks (unique ids and groups, `requires` naming real flags), which otherwise
+        // only run when a subcommand is used.
+        super::Cli::command().debug_assert();
+    }
+}

@@ -47,7 +47,8 @@ fn analyze_takes_the_duration_grammar_every_engine_flag_takes() {
 #[test]
 fn the_streaming_components_refuse_what_analyze_refuses() {
     let correlator = ["correlator", "--bootstrap", "127.0.0.1:1", "--instance", "c-0"];
-    let standalone = ["standalone", "--cluster", "c", "--webhook-listen", "127.0.0.1:0", "--webhook-insecure-plaintext"];
+    let standalone =
+        ["standalone", "--cluster", "c", "--webhook-listen", "127.0.0.1:0", "--webhook-insecure-plaintext"];
     for flag in ["--rotation-grace", "--attestation-grace", "--credential-retention", "--pod-retention"] {
         for base in [&correlator[..], &standalone[..]] {
             let out = tokentrail(&[base, &[flag, "300"]].concat());
@@ -59,16 +60,26 @@ fn the_streaming_components_refuse_what_analyze_refuses() {
 
 #[test]
 fn settings_a_component_cannot_run_with_exit_2_before_it_starts() {
-    let out = tokentrail(&["correlator", "--bootstrap", "127.0.0.1:1", "--instance", "c-0", "--credential-retention", "6h"]);
+    let out =
+        tokentrail(&["correlator", "--bootstrap", "127.0.0.1:1", "--instance", "c-0", "--credential-retention", "6h"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("tokentrail correlator: credential_retention: must be at least 24h"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tokentrail correlator: credential_retention: must be at least 24h"),
+        "{}",
+        stderr(&out)
+    );
     let out = tokentrail(&["standalone", "--cluster", "c", "--credential-retention", "6h"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nothing to listen on"), "{}", stderr(&out));
     let out = tokentrail(&["agent", "--aggregator", "agg:7443", "--node", "n", "--no-kube"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("tokentrail agent: aggregator: must be an http:// or https:// URL"), "{}", stderr(&out));
-    let out = tokentrail(&["aggregator", "--bootstrap-servers", "k:9092", "--audit-topic", "a", "--observations-topic", "a"]);
+    assert!(
+        stderr(&out).contains("tokentrail agent: aggregator: must be an http:// or https:// URL"),
+        "{}",
+        stderr(&out)
+    );
+    let out =
+        tokentrail(&["aggregator", "--bootstrap-servers", "k:9092", "--audit-topic", "a", "--observations-topic", "a"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("kafka.observations_topic: \"a\" is also an audit topic"), "{}", stderr(&out));
 }
@@ -77,7 +88,8 @@ fn settings_a_component_cannot_run_with_exit_2_before_it_starts() {
 fn flags_override_the_file_and_a_problem_of_the_file_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("correlator.json");
-    std::fs::write(&file, r#"{"bootstrap_servers": "k:9092", "instance": "c-0", "credential_retention": "6h"}"#).unwrap();
+    std::fs::write(&file, r#"{"bootstrap_servers": "k:9092", "instance": "c-0", "credential_retention": "6h"}"#)
+        .unwrap();
     let file = file.display().to_string();
     let out = tokentrail(&["correlator", "--config", &file]);
     assert_eq!(out.status.code(), Some(2));

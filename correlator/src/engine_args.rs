@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::net::BadNetwork;
+use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 
 /// The engine settings every subcommand running the engine takes.

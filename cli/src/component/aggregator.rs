@@ -140,7 +140,8 @@ mod tests {
     fn flags_over_the_file_nested_keys_and_topics_added() {
         let file = r#"{"kafka": {"bootstrap_servers": "file:9092", "audit_topics": [{"topic": "a", "cluster": "prod"}]},
                        "grpc": {"cluster": "prod", "trust_agent_node_name": true}}"#;
-        let c = load(file, &["--bootstrap-servers", "flag:9092", "--audit-topic", "b", "--max-clock-skew", "30s"]).unwrap();
+        let c =
+            load(file, &["--bootstrap-servers", "flag:9092", "--audit-topic", "b", "--max-clock-skew", "30s"]).unwrap();
         assert_eq!(c.kafka.bootstrap_servers, "flag:9092");
         let topics: Vec<_> = c.kafka.audit_topics.iter().map(|t| (t.topic.as_str(), t.cluster.as_deref())).collect();
         assert_eq!(topics, [("a", Some("prod")), ("b", None)]);
@@ -151,10 +152,10 @@ mod tests {
 
     #[test]
     fn a_flag_that_makes_the_settings_wrong_is_reported_with_its_key() {
-        let err = load(r#"{"kafka": {"bootstrap_servers": "k:9092", "audit_topics": [{"topic": "a"}]}}"#, &[
-            "--observations-topic",
-            "a",
-        ])
+        let err = load(
+            r#"{"kafka": {"bootstrap_servers": "k:9092", "audit_topics": [{"topic": "a"}]}}"#,
+            &["--observations-topic", "a"],
+        )
         .unwrap_err();
         assert_eq!(err, "kafka.observations_topic: \"a\" is also an audit topic");
     }

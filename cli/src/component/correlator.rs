@@ -16,8 +16,7 @@ use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
 use crate::startup::config_file::FileArgs;
 use crate::startup::{Component, ProcessArgs, Shutdown, Threads};
 
-const CORRELATOR: Component =
-    Component { name: "correlator", service: "tokentrail-correlator", threads: Threads::One };
+const CORRELATOR: Component = Component { name: "correlator", service: "tokentrail-correlator", threads: Threads::One };
 
 /// Run a correlator replica: the observations topic in, findings out, exactly once.
 #[derive(clap::Args, Debug)]
@@ -88,7 +87,11 @@ pub fn main(args: Args) -> ExitCode {
     };
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
-    CORRELATOR.serve(&args.process, move |meter| telemetry::register(&exported, meter), |shutdown| run(config, metrics, shutdown))
+    CORRELATOR.serve(
+        &args.process,
+        move |meter| telemetry::register(&exported, meter),
+        |shutdown| run(config, metrics, shutdown),
+    )
 }
 
 /// The correlator's loop on a blocking thread, told to stop when `shutdown` resolves.
@@ -141,8 +144,9 @@ mod tests {
     fn engine_flags_over_the_file_networks_added_durations_replaced() {
         let file = r#"{"bootstrap_servers": "k:9092", "cluster_networks": ["10.0.0.0/8"], "rotation_grace": "1m",
                        "attestation_grace": "15s", "commit_interval": "2s"}"#;
-        let c = load(file, &["--cluster-network", "192.168.0.0/16", "--rotation-grace", "500ms", "--pod-retention", "10m"])
-            .unwrap();
+        let c =
+            load(file, &["--cluster-network", "192.168.0.0/16", "--rotation-grace", "500ms", "--pod-retention", "10m"])
+                .unwrap();
         assert_eq!(c.engine.cluster_networks.len(), 2);
         assert_eq!(c.engine.rotation_grace, 500_000);
         assert_eq!(c.engine.attestation_grace, 15 * SECOND);

@@ -15,6 +15,8 @@ const STANDALONE: Component =
 /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
 /// in, findings to stdout, a file or a Kafka topic.
 #[derive(clap::Args, Debug)]
+// No argument group of its own: the flags' struct is also named `Args`, and group names are ids.
+#[group(skip)]
 pub struct Args {
     #[command(flatten)]
     settings: cli::Args,

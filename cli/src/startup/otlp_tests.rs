@@ -27,13 +27,11 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
     metrics.findings.store(3, Ordering::Relaxed);
     metrics.findings_by_rule.lock().unwrap().extend([("token-used-off-cluster", 2), ("legacy-token-use", 1)]);
     metrics.watermark_lag_seconds.store(12, Ordering::Relaxed);
-    let exporter = otlp::start(
-        &collector.endpoint(),
-        "tokentrail-correlator",
-        Some(Duration::from_millis(200)),
-        |meter| telemetry::register(&metrics, meter),
-    )
-    .unwrap();
+    let exporter =
+        otlp::start(&collector.endpoint(), "tokentrail-correlator", Some(Duration::from_millis(200)), |meter| {
+            telemetry::register(&metrics, meter)
+        })
+        .unwrap();
 
     // Periodic export: every instrument, counters monotonic, current values, the service named.
     let first = collector.wait_for("observations = 42", started, Duration::from_secs(20), |e| {
@@ -77,10 +75,12 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
 fn nothing_starts_without_an_endpoint() {
     // With no flag, export follows only $OTEL_EXPORTER_OTLP_ENDPOINT, which tests do not set.
     if std::env::var_os(otlp::ENDPOINT_ENV).is_none() {
-        let started = otlp::start_if_configured(None, "tokentrail-correlator", |_| panic!("instruments registered")).unwrap();
+        let started =
+            otlp::start_if_configured(None, "tokentrail-correlator", |_| panic!("instruments registered")).unwrap();
         assert!(started.is_none());
     }
     // A blank flag (an empty value in a manifest) means off, not the variable.
-    let blank = otlp::start_if_configured(Some(" "), "tokentrail-correlator", |_| panic!("instruments registered")).unwrap();
+    let blank =
+        otlp::start_if_configured(Some(" "), "tokentrail-correlator", |_| panic!("instruments registered")).unwrap();
     assert!(blank.is_none());
 }

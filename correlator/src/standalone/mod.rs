@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use tokentrail_aggregator::config::{GrpcConfig, WebhookConfig};
 use tokentrail_aggregator::{AggregatorError, Bound, Servers};
-use tokentrail_correlator_core::EngineConfig;
 use tokentrail_config::Problem;
+use tokentrail_correlator_core::EngineConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::stream::config::credential_retention_problem;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokentrail_correlator_core::expiry::Retention;
 use tokentrail_config::{duration, Problem};
+use tokentrail_correlator_core::expiry::Retention;
 use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 

@@ -26,7 +26,9 @@ const EXPORTED: &[(&str, &str, Field)] = &[
 pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
     for &(name, description, field) in EXPORTED {
         let m = Arc::clone(metrics);
-        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| o.observe(field(&m).load(Ordering::Relaxed), &[]);
+        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+            o.observe(field(&m).load(Ordering::Relaxed), &[])
+        };
         meter.u64_observable_counter(name).with_description(description).with_callback(read).build();
     }
     let m = Arc::clone(metrics);
@@ -46,7 +48,9 @@ pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
     ];
     for (name, description, field) in gauges {
         let m = Arc::clone(metrics);
-        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| o.observe(field(&m).load(Ordering::Relaxed), &[]);
+        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+            o.observe(field(&m).load(Ordering::Relaxed), &[])
+        };
         meter.u64_observable_gauge(name).with_description(description).with_callback(read).build();
     }
 }
