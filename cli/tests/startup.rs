@@ -113,3 +113,22 @@ fn help_shows_no_rustdoc_links_and_every_component_exports_metrics() {
         }
     }
 }
+
+#[test]
+fn the_environment_overrides_the_file_and_a_flag_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("correlator.json");
+    std::fs::write(&file, r#"{"bootstrap_servers": "k:9092", "instance": "c-0"}"#).unwrap();
+    let run = |env: &str, flags: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tokentrail"));
+        command.args(["correlator", "--config"]).arg(&file).args(flags);
+        command.env("TOKENTRAIL_KAFKA_BOOTSTRAP", env).env_remove("POD_NAME").output().unwrap()
+    };
+    // A blank value is refused: whichever source it comes from is the one that won.
+    let out = run(" ", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bootstrap_servers: is empty"), "{}", stderr(&out));
+    let out = run("k:9092", &["--bootstrap", " "]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bootstrap_servers: is empty"), "{}", stderr(&out));
+}

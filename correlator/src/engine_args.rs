@@ -18,16 +18,16 @@ use tokentrail_correlator_core::{EngineConfig, IpNet};
 #[derive(clap::Args, Clone, Debug, Default, Serialize)]
 pub struct EngineArgs {
     /// A network of the cluster(s) (pods, nodes) beyond what node objects say. Repeatable; adds
-    /// to the configuration file's.
+    /// to a configuration file's.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     #[serde(rename = "cluster_networks", serialize_with = "nets")]
     pub cluster_network: Vec<IpNet>,
     /// A trusted proxy in front of the apiservers: its forwarded-for entries are believed.
-    /// Repeatable; adds to the configuration file's.
+    /// Repeatable; adds to a configuration file's.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     #[serde(rename = "trusted_proxies", serialize_with = "nets")]
     pub trusted_proxy: Vec<IpNet>,
-    /// A NAT address pod traffic to the apiserver may come from. Repeatable; adds to the
+    /// A NAT address pod traffic to the apiserver may come from. Repeatable; adds to a
     /// configuration file's.
     #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
     #[serde(rename = "egress_ips", serialize_with = "nets")]
