@@ -11,25 +11,17 @@ use tokentrail_agent::config::FileConfig;
 use tokentrail_agent::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
-use crate::startup::config_file::FileArgs;
-use crate::startup::{Component, ProcessArgs, Threads};
+use crate::startup::config_file::WithFile;
+use crate::startup::{Component, Threads};
 
 const AGENT: Component = Component { name: "agent", service: "tokentrail-agent", threads: Threads::One };
 
 /// Run the node agent: attest the service-account tokens on this node to the aggregator.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    files: FileArgs,
-    #[command(flatten)]
-    settings: Settings,
-    #[command(flatten)]
-    process: ProcessArgs,
-}
+pub type Args = WithFile<Settings>;
 
 /// The flags that are settings of the configuration file, named as its keys.
 #[derive(clap::Args, Debug, Serialize)]
-struct Settings {
+pub struct Settings {
     /// The kubelet pods directory (mounted read-only into the agent's pod) [default:
     /// /var/lib/kubelet/pods].
     #[arg(long, value_name = "DIR")]
@@ -95,7 +87,7 @@ fn off_if_given<S: serde::Serializer>(given: &bool, s: S) -> Result<S::Ok, S::Er
 
 /// Runs `tokentrail agent` until SIGTERM or ctrl-c.
 pub fn main(args: Args) -> ExitCode {
-    let file = match AGENT.configure(&args.files, &args.settings, &args.process, FileConfig::problems) {
+    let file = match AGENT.configure(&args, FileConfig::problems) {
         Ok(f) => f,
         Err(exit) => return exit,
     };
@@ -129,28 +121,10 @@ pub fn main(args: Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::startup::config_file;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::startup::config_file::load_for_test;
 
     fn load(file: Option<&str>, flags: &[&str]) -> Result<FileConfig, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().join("agent.json");
-        let mut argv = vec!["agent"];
-        let path_text = path.to_string_lossy().to_string();
-        if let Some(text) = file {
-            std::fs::write(&path, text).map_err(|e| e.to_string())?;
-            argv.extend(["--config", &path_text]);
-        }
-        argv.extend(flags);
-        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        config_file::load(cli.args.files.config.as_deref(), &cli.args.settings, FileConfig::problems)
-            .map_err(|e| e.to_string())
+        load_for_test::<Settings, _>(file, flags, FileConfig::problems)
     }
 
     #[test]
@@ -176,7 +150,7 @@ mod tests {
     #[test]
     fn problems_of_the_file_name_it_and_problems_the_flags_make_are_reported_with_their_keys() {
         let err = load(Some(r#"{"aggregator": "agg"}"#), &[]).unwrap_err();
-        assert!(err.ends_with("agent.json: aggregator: must be an http:// or https:// URL"), "{err}");
+        assert!(err.ends_with("component.json: aggregator: must be an http:// or https:// URL"), "{err}");
         let err = load(Some(r#"{"aggregator": "http://agg"}"#), &["--rescan-interval", "10ms"]).unwrap_err();
         assert_eq!(err, "rescan_interval: must be at least 1s");
         let err = load(None, &["--aggregator", "http://agg", "--rescan-interval", "10"]).unwrap_err();

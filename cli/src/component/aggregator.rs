@@ -13,27 +13,19 @@ use tokentrail_aggregator::config::Config;
 use tokentrail_aggregator::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
-use crate::startup::config_file::FileArgs;
-use crate::startup::{Component, ProcessArgs, Threads};
+use crate::startup::config_file::WithFile;
+use crate::startup::{Component, Threads};
 
 const AGGREGATOR: Component =
     Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::PerCore };
 
 /// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into the
 /// observations topic.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    files: FileArgs,
-    #[command(flatten)]
-    settings: Settings,
-    #[command(flatten)]
-    process: ProcessArgs,
-}
+pub type Args = WithFile<Settings>;
 
 /// The flags that are settings of the configuration file, named as its keys.
 #[derive(clap::Args, Debug, Serialize)]
-struct Settings {
+pub struct Settings {
     /// Kafka `bootstrap.servers`.
     #[arg(long, value_name = "HOST:PORT,...", required_unless_present_any = ["config", "check_config"])]
     #[serde(rename = "kafka.bootstrap_servers")]
@@ -100,7 +92,7 @@ fn parse_audit_topic(s: &str) -> Result<AuditTopic, std::convert::Infallible> {
 
 /// Runs `tokentrail aggregator` until SIGTERM or ctrl-c.
 pub fn main(args: Args) -> ExitCode {
-    let config = match AGGREGATOR.configure(&args.files, &args.settings, &args.process, Config::problems) {
+    let config = match AGGREGATOR.configure(&args, Config::problems) {
         Ok(c) => c,
         Err(exit) => return exit,
     };
@@ -116,24 +108,10 @@ pub fn main(args: Args) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::startup::config_file;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::startup::config_file::load_for_test;
 
     fn load(file: &str, flags: &[&str]) -> Result<Config, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().join("aggregator.json");
-        std::fs::write(&path, file).map_err(|e| e.to_string())?;
-        let path = path.to_string_lossy().to_string();
-        let argv = ["aggregator", "--config", &path].into_iter().chain(flags.iter().copied());
-        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        config_file::load(cli.args.files.config.as_deref(), &cli.args.settings, Config::problems)
-            .map_err(|e| e.to_string())
+        load_for_test::<Settings, _>(Some(file), flags, Config::problems)
     }
 
     #[test]

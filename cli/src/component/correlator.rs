@@ -13,25 +13,17 @@ use tokentrail_correlator::engine_args::{EngineArgs, StreamEngineArgs};
 use tokentrail_correlator::stream::config::FileConfig;
 use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
 
-use crate::startup::config_file::FileArgs;
-use crate::startup::{Component, ProcessArgs, Shutdown, Threads};
+use crate::startup::config_file::WithFile;
+use crate::startup::{Component, Shutdown, Threads};
 
 const CORRELATOR: Component = Component { name: "correlator", service: "tokentrail-correlator", threads: Threads::One };
 
 /// Run a correlator replica: the observations topic in, findings out, exactly once.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    files: FileArgs,
-    #[command(flatten)]
-    settings: Settings,
-    #[command(flatten)]
-    process: ProcessArgs,
-}
+pub type Args = WithFile<Settings>;
 
 /// The flags that are settings of the configuration file, named as its keys.
 #[derive(clap::Args, Debug, Serialize)]
-struct Settings {
+pub struct Settings {
     /// Kafka bootstrap servers.
     #[arg(
         long,
@@ -76,7 +68,7 @@ struct Settings {
 /// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
 /// correlator cannot run (Kafka unreachable, state unreadable): a restart loses nothing.
 pub fn main(args: Args) -> ExitCode {
-    let file = match CORRELATOR.configure(&args.files, &args.settings, &args.process, FileConfig::problems) {
+    let file = match CORRELATOR.configure(&args, FileConfig::problems) {
         Ok(f) => f,
         Err(exit) => return exit,
     };
@@ -118,25 +110,12 @@ async fn run(config: CorrelatorConfig, metrics: Arc<Metrics>, shutdown: Shutdown
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::startup::config_file;
-    use clap::Parser;
+    use crate::startup::config_file::load_for_test;
     use tokentrail_correlator_core::time::{MINUTE, SECOND};
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
     fn load(file: &str, flags: &[&str]) -> Result<CorrelatorConfig, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().join("correlator.json");
-        std::fs::write(&path, file).map_err(|e| e.to_string())?;
-        let path = path.to_string_lossy().to_string();
-        let argv = ["correlator", "--config", &path, "--instance", "c-0"].into_iter().chain(flags.iter().copied());
-        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let file = config_file::load(cli.args.files.config.as_deref(), &cli.args.settings, FileConfig::problems)
-            .map_err(|e| e.to_string())?;
+        let flags = [&["--instance", "c-0"], flags].concat();
+        let file = load_for_test::<Settings, FileConfig>(Some(file), &flags, FileConfig::problems)?;
         file.into_config(None).map_err(|e| e.to_string())
     }
 

@@ -31,6 +31,21 @@ pub struct FileArgs {
     pub check_config: Option<PathBuf>,
 }
 
+/// The flags of a component with a configuration file: `--config` and `--check-config`, its
+/// settings `S` (serialized as the file's keys), and the process flags.
+#[derive(clap::Args, Debug)]
+pub struct WithFile<S: clap::Args> {
+    /// `--config`, `--check-config`.
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// The component's settings.
+    #[command(flatten)]
+    pub settings: S,
+    /// Logging and metrics export.
+    #[command(flatten)]
+    pub process: super::ProcessArgs,
+}
+
 /// Why the settings are unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -128,6 +143,38 @@ pub fn layer(under: &mut Value, over: Value) {
         },
         scalar => *under = scalar,
     }
+}
+
+/// Tests of the components' flags: `flags` (and `file`, as `--config`) parsed as a component's
+/// [`WithFile`] and loaded as the component would.
+#[cfg(test)]
+pub fn load_for_test<S, T>(
+    file: Option<&str>,
+    flags: &[&str],
+    validate: impl Fn(&T) -> Vec<Problem>,
+) -> Result<T, String>
+where
+    S: clap::Args + Serialize,
+    T: DeserializeOwned,
+{
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli<S: clap::Args> {
+        #[command(flatten)]
+        args: WithFile<S>,
+    }
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("component.json").to_string_lossy().to_string();
+    let mut argv = vec!["component"];
+    if let Some(text) = file {
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        argv.extend(["--config", &path]);
+    }
+    argv.extend(flags);
+    let cli = Cli::<S>::try_parse_from(argv).map_err(|e| e.to_string())?;
+    load(cli.args.files.config.as_deref(), &cli.args.settings, validate).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -103,18 +103,20 @@ impl Component {
     /// The start of every component with a configuration file: `--check-config` (which ends
     /// the process: `Err` with its exit status), logging, then the file with the environment and
     /// flags laid over it ([`config_file::load`]; `Err(2)` when unusable).
-    pub fn configure<T: serde::de::DeserializeOwned>(
+    pub fn configure<S, T>(
         &self,
-        files: &config_file::FileArgs,
-        settings: &impl serde::Serialize,
-        process: &ProcessArgs,
+        args: &config_file::WithFile<S>,
         validate: impl Fn(&T) -> Vec<tokentrail_config::Problem>,
-    ) -> Result<T, ExitCode> {
-        if let Some(path) = &files.check_config {
+    ) -> Result<T, ExitCode>
+    where
+        S: clap::Args + serde::Serialize,
+        T: serde::de::DeserializeOwned,
+    {
+        if let Some(path) = &args.files.check_config {
             return Err(config_file::check_command(path, validate));
         }
-        self.init_logging(process.verbose);
-        config_file::load(files.config.as_deref(), settings, validate).map_err(|e| self.bad_config(e))
+        self.init_logging(args.process.verbose);
+        config_file::load(args.files.config.as_deref(), &args.settings, validate).map_err(|e| self.bad_config(e))
     }
 
     /// Reports an unusable configuration; exit 2.
