@@ -1,18 +1,27 @@
 //! The agent's configuration file: the same settings as its flags, as JSON (JSON is YAML, so a
-//! ConfigMap holds it as written); flags override it (see [`crate::cli`]). [`FileConfig::into_config`]
-//! turns it into the [`Config`] the pipeline runs with.
+//! ConfigMap holds it as written); the environment and flags override it (`tokentrail agent`).
+//! [`FileConfig::into_config`] turns it into the [`Config`] the pipeline runs with.
 //!
-//! Durations are strings like `500ms`, `30s`, `5m`, as in the flags.
+//! Durations are strings like `500ms`, `30s`, `5m` ([`tokentrail_config::duration`]), as in the
+//! flags.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokentrail_proto::config_file::Problem;
+use tokentrail_config::duration;
+use tokentrail_config::Problem;
 
-use crate::cli::parse_duration;
 use crate::pipeline::Config;
 use crate::sender::TlsFiles;
+
+/// Why a [`FileConfig`] that passed its checks still makes no [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither the file nor the environment names this node.
+    #[error("node (or --node, or $NODE_NAME) is required")]
+    NoNode,
+}
 
 /// Everything `tokentrail agent` can be told in its configuration file.
 #[derive(Clone, Debug, Deserialize)]
@@ -34,7 +43,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub tls: Option<TlsFile>,
     /// Full rescan period, the safety net behind inotify.
-    #[serde(default = "default_rescan_interval", deserialize_with = "duration")]
+    #[serde(default = "default_rescan_interval", deserialize_with = "duration::deserialize")]
     pub rescan_interval: Duration,
     /// Unacknowledged attestations kept for resending; the oldest are dropped beyond it.
     #[serde(default = "default_queue_capacity")]
@@ -43,7 +52,7 @@ pub struct FileConfig {
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: u64,
     /// Longest reconnect delay.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    #[serde(default = "default_max_backoff", deserialize_with = "duration::deserialize")]
     pub max_backoff: Duration,
     /// Ask the Kubernetes API for this node's pods and Node (false: attest token files only).
     #[serde(default = "yes")]
@@ -87,11 +96,6 @@ fn default_max_backoff() -> Duration {
 }
 fn yes() -> bool {
     true
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 impl FileConfig {
@@ -150,8 +154,8 @@ impl FileConfig {
     }
 
     /// The pipeline's configuration; `node_from_env` is `$NODE_NAME`, used when `node` is absent.
-    pub fn into_config(self, node_from_env: Option<String>) -> Result<Config, String> {
-        let node = self.node.or(node_from_env).ok_or("node (or --node, or $NODE_NAME) is required")?;
+    pub fn into_config(self, node_from_env: Option<String>) -> Result<Config, ConfigError> {
+        let node = self.node.or(node_from_env).ok_or(ConfigError::NoNode)?;
         let mut c = Config::new(self.kubelet_dir, node, self.aggregator);
         c.rescan_interval = self.rescan_interval;
         c.queue_capacity = self.queue_capacity;
@@ -167,10 +171,8 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokentrail_proto::config_file;
-
     fn check(text: &str) -> Result<FileConfig, Vec<String>> {
-        config_file::check(text, FileConfig::problems).map_err(|p| p.iter().map(ToString::to_string).collect())
+        tokentrail_config::check(text, FileConfig::problems).map_err(|p| p.iter().map(ToString::to_string).collect())
     }
 
     #[test]

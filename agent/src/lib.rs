@@ -22,13 +22,14 @@
 //! * [`sender`]: the gRPC client (driver).
 //! * [`pipeline`]: [`run`], the loop that ties them together (driver).
 //! * [`config`]: the configuration file (the flags' settings as JSON) and its checks.
-//! * [`cli`]: `tokentrail agent` flags and process setup.
 //!
-//! Not built yet (issue 4): metrics export (the counters are in [`telemetry`]).
+//! Flags, logging, the runtime, signals and metrics export are the `tokentrail` binary's
+//! (`cli/src/component/agent.rs`).
+//!
+//! [`telemetry`] holds the counters and registers them on an OpenTelemetry meter.
 
 pub mod backoff;
 pub mod claims;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod kube_source;

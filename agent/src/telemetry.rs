@@ -1,13 +1,21 @@
 //! The agent's counters and gauges.
 //!
 //! A [`Metrics`] is created by the caller and passed into [`crate::run`], so tests read the same
-//! numbers an exporter would. Names follow `tokentrail_agent_*`; [`instruments`] describes them
-//! for OTLP export (`tokentrail_proto::otlp`, started by `--otlp-endpoint`).
+//! numbers an exporter would. Names follow `tokentrail_agent_*`; [`register`] makes them
+//! OpenTelemetry instruments on the meter start-up hands in (exported over OTLP with
+//! `--otlp-endpoint`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokentrail_proto::otlp::{Instrument, Kind};
+use opentelemetry::metrics::Meter;
+
+/// Whether an instrument only grows (`_total`) or goes up and down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
 
 /// Exported name, kind, description and field of every counter and gauge.
 type Field = fn(&Metrics) -> &AtomicU64;
@@ -27,15 +35,29 @@ const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_agent_queue_depth", Kind::Gauge, "Unacknowledged messages.", |m| &m.queue_depth),
 ];
 
-/// The agent's metrics as OTLP instruments reading `metrics`.
-pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
-    EXPORTED
-        .iter()
-        .map(|&(name, kind, description, field)| {
-            let m = Arc::clone(metrics);
-            Instrument::new(kind, name, description, move || Metrics::get(field(&m)))
-        })
-        .collect()
+/// Registers the agent's metrics on `meter` as observable instruments reading `metrics` when
+/// the exporter collects (the meter keeps them for its provider's lifetime).
+pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
+    for &(name, kind, description, field) in EXPORTED {
+        let m = Arc::clone(metrics);
+        let read = move || Metrics::get(field(&m));
+        match kind {
+            Kind::Counter => {
+                meter
+                    .u64_observable_counter(name)
+                    .with_description(description)
+                    .with_callback(move |o| o.observe(read(), &[]))
+                    .build();
+            }
+            Kind::Gauge => {
+                meter
+                    .u64_observable_gauge(name)
+                    .with_description(description)
+                    .with_callback(move |o| o.observe(read(), &[]))
+                    .build();
+            }
+        }
+    }
 }
 
 /// Counters (`_total`) and gauges of one agent.

@@ -172,7 +172,10 @@ fn still_valid(id: AgentIdentity, now: i64, leeway: i64) -> Result<AgentIdentity
 fn read_jwks(path: &PathBuf) -> Result<KeySet, AggregatorError> {
     let bytes = std::fs::read(path)
         .map_err(|source| AggregatorError::Io { context: format!("reading {}", path.display()), source })?;
-    KeySet::from_jwks(&bytes).map_err(|e| crate::error::ConfigError(vec![format!("{}: {e}", path.display())]).into())
+    KeySet::from_jwks(&bytes).map_err(|e| {
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+        crate::error::ConfigError(vec![format!("{}: {e}{cause}", path.display())]).into()
+    })
 }
 
 async fn review_client(config: &TokenReviewConfig) -> Result<kube::Client, AggregatorError> {

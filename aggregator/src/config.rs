@@ -1,7 +1,8 @@
 //! The aggregator's configuration: one [`Config`], read from a JSON file (JSON is YAML, so a
-//! ConfigMap can hold it as written), then overridden by flags (see [`crate::cli`]).
+//! ConfigMap can hold it as written), then overridden by flags (`tokentrail aggregator`).
 //!
-//! Durations are strings like `500ms`, `30s`, `5m` everywhere, as in the agent's flags.
+//! Durations are strings like `500ms`, `30s`, `5m` everywhere ([`tokentrail_config::duration`]),
+//! as in the flags.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use tokentrail_proto::config_file::{self, Problem};
+use tokentrail_config::{duration, Problem};
 
 use crate::error::ConfigError;
 
@@ -57,7 +58,7 @@ pub struct KafkaConfig {
     #[serde(default = "default_batch_records")]
     pub batch_records: usize,
     /// Longest wait for a batch to fill before it is processed anyway.
-    #[serde(default = "default_batch_linger", deserialize_with = "duration")]
+    #[serde(default = "default_batch_linger", deserialize_with = "duration::deserialize")]
     pub batch_linger: Duration,
     /// Largest raw record (after decompression of a gzip or zstd value) that is decoded; larger
     /// ones go to the dead-letter topic.
@@ -103,18 +104,18 @@ pub struct GrpcConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency_limit: usize,
     /// Time allowed to answer a request's headers (tower timeout; open streams are not cut).
-    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_request_timeout", deserialize_with = "duration::deserialize")]
     pub request_timeout: Duration,
     /// Connections open at once (each holds a file descriptor); at the limit no more are
     /// accepted until one closes. One per node's agent, plus probes and reconnections.
     #[serde(default = "default_grpc_max_connections")]
     pub max_connections: usize,
     /// Time a client has to complete the TLS handshake.
-    #[serde(default = "default_handshake_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_handshake_timeout", deserialize_with = "duration::deserialize")]
     pub handshake_timeout: Duration,
     /// A connection from which nothing was read for this long is closed. Agents' quiet streams
     /// stay open: the server pings every half of it (HTTP/2 keepalive) and their answers count.
-    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration::deserialize")]
     pub idle_timeout: Duration,
     /// Agents authenticate with their projected service-account token too, and their node
     /// is the token's node claim (docs/design.md §5). Absent: the node comes from the client
@@ -127,7 +128,7 @@ pub struct GrpcConfig {
     pub trust_agent_node_name: bool,
     /// How far ahead of this aggregator's clock an agent's times may be: a message stamped
     /// later (a skewed or hostile node's clock) is refused and counted, never delivered.
-    #[serde(default = "default_max_clock_skew", deserialize_with = "duration")]
+    #[serde(default = "default_max_clock_skew", deserialize_with = "duration::deserialize")]
     pub max_clock_skew: Duration,
 }
 
@@ -154,7 +155,7 @@ pub struct AgentTokenConfig {
     #[serde(default)]
     pub token_review: Option<TokenReviewConfig>,
     /// Clock skew tolerated on `exp` and `nbf`.
-    #[serde(default = "default_leeway", deserialize_with = "duration")]
+    #[serde(default = "default_leeway", deserialize_with = "duration::deserialize")]
     pub leeway: Duration,
 }
 
@@ -167,7 +168,7 @@ pub struct TokenReviewConfig {
     pub kubeconfig: Option<PathBuf>,
     /// How long an answer is reused for the same token (keyed by the token's SHA-256, never
     /// the token), so reconnecting agents do not each cost an apiserver request.
-    #[serde(default = "default_review_cache_ttl", deserialize_with = "duration")]
+    #[serde(default = "default_review_cache_ttl", deserialize_with = "duration::deserialize")]
     pub cache_ttl: Duration,
 }
 
@@ -210,20 +211,20 @@ pub struct WebhookConfig {
     pub max_concurrent_requests: usize,
     /// Time allowed for a request, from its headers to the answer (reading the body included);
     /// beyond it the answer is 503 and the apiserver retries.
-    #[serde(default = "default_webhook_request_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_webhook_request_timeout", deserialize_with = "duration::deserialize")]
     pub request_timeout: Duration,
     /// Connections open at once; at the limit no more are accepted until one closes.
     #[serde(default = "default_webhook_max_connections")]
     pub max_connections: usize,
     /// Time a client has to complete the TLS handshake.
-    #[serde(default = "default_handshake_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_handshake_timeout", deserialize_with = "duration::deserialize")]
     pub handshake_timeout: Duration,
     /// Time a client has to send a request's headers (HTTP/1.1), counted from their first byte.
-    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration::deserialize")]
     pub header_read_timeout: Duration,
     /// A connection with no request under way from which nothing was read for this long is
     /// closed (checked again after a request ends: closed within twice this).
-    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration::deserialize")]
     pub idle_timeout: Duration,
     /// Client certificate names allowed to post (the subject CN or a DNS name of the
     /// certificate, e.g. the apiserver's audit client certificate's CN); others are refused with
@@ -468,7 +469,7 @@ impl Config {
 
     /// Parses a JSON configuration file's text, reporting every problem at once.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        config_file::check(text, Config::problems).map_err(ConfigError::from)
+        tokentrail_config::check(text, Config::problems).map_err(ConfigError::from)
     }
 
     /// Checks what serde cannot, reporting every problem at once.
@@ -629,37 +630,6 @@ fn limits_check(listener: &str, max_connections: usize, timeouts: &[(&str, Durat
     }
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-/// Parses `500ms`, `30s`, `5m`, `2h`, `1d` or combinations (`1m30s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m, 1h)");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u32 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let (unit, len) = match rest.as_bytes() {
-            [b'm', b's', ..] => (Duration::from_millis(1), 2),
-            [b's', ..] => (Duration::from_secs(1), 1),
-            [b'm', ..] => (Duration::from_secs(60), 1),
-            [b'h', ..] => (Duration::from_secs(3600), 1),
-            [b'd', ..] => (Duration::from_secs(86_400), 1),
-            _ => return Err(bad()),
-        };
-        total = total.checked_add(unit.checked_mul(n).ok_or_else(bad)?).ok_or_else(bad)?;
-        rest = &rest[len..];
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,14 +770,5 @@ mod tests {
             err.0,
             ["webhook.allowed_client_names: needs webhook.tls.client_ca", "webhook.allowed_client_names[0]: is empty"]
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "10", "5x", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -7,8 +7,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 #[error("invalid configuration: {}", .0.join("; "))]
 pub struct ConfigError(pub Vec<String>);
 
-impl From<Vec<tokentrail_proto::config_file::Problem>> for ConfigError {
-    fn from(problems: Vec<tokentrail_proto::config_file::Problem>) -> ConfigError {
+impl From<Vec<tokentrail_config::Problem>> for ConfigError {
+    fn from(problems: Vec<tokentrail_config::Problem>) -> ConfigError {
         ConfigError(problems.iter().map(ToString::to_string).collect())
     }
 }

@@ -26,12 +26,12 @@
 //! * [`health`]: `/healthz` and `/readyz`, consumer lag, from the Kafka clients' statistics.
 //! * [`token`], [`authn`]: agents' projected tokens (pure checks; JWKS file or TokenReview).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
-//! * [`cli`]: `tokentrail aggregator`.
+//! * Flags, logging, the runtime, signals and metrics export: the `tokentrail` binary
+//!   (`cli/src/component/aggregator.rs`).
 
 pub mod agents;
 pub mod attest;
 pub mod authn;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -174,7 +174,7 @@ impl Batch {
             Err(error) => {
                 tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), %error, "dead letter");
                 Metrics::inc(&metrics.dead_letters_total);
-                return sink.enqueue_dead_letter(&dead(m, &error, 0, None), &mut self.pending).await;
+                return sink.enqueue_dead_letter(&dead(m, &error.to_string(), 0, None), &mut self.pending).await;
             }
         };
         let decoded = source::decode_record(value, max_bytes);

@@ -50,19 +50,30 @@ pub fn consumer(
     Ok(consumer)
 }
 
+/// Why a record's cluster is unknown (the record goes to the dead-letter topic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// The `cluster` header is not a cluster name.
+    #[error("the cluster header is not a cluster name (1-253 characters, no '/')")]
+    BadHeader,
+    /// The topic is not mapped to a cluster and the record has no `cluster` header.
+    #[error("no cluster: map the topic to a cluster in the configuration or set a `cluster` header")]
+    Unknown,
+}
+
 /// The cluster of a record: the topic's configured cluster, else its `cluster` header.
 pub fn cluster_of<'a>(
     mapping: &'a HashMap<String, Option<String>>,
     topic: &str,
     header: Option<&'a [u8]>,
-) -> Result<&'a str, String> {
+) -> Result<&'a str, ClusterError> {
     if let Some(Some(cluster)) = mapping.get(topic) {
         return Ok(cluster);
     }
     match header.map(std::str::from_utf8) {
         Some(Ok(c)) if valid_cluster(c) => Ok(c),
-        Some(_) => Err("the cluster header is not a cluster name (1-253 characters, no '/')".into()),
-        None => Err("no cluster: map the topic to a cluster in the configuration or set a `cluster` header".into()),
+        Some(_) => Err(ClusterError::BadHeader),
+        None => Err(ClusterError::Unknown),
     }
 }
 
@@ -177,8 +188,8 @@ mod tests {
         let mapping = HashMap::from([("a".to_string(), Some("prod".to_string())), ("b".to_string(), None)]);
         assert_eq!(cluster_of(&mapping, "a", Some(b"evil")), Ok("prod"));
         assert_eq!(cluster_of(&mapping, "b", Some(b"dev")), Ok("dev"));
-        assert!(cluster_of(&mapping, "b", None).is_err());
-        assert!(cluster_of(&mapping, "b", Some(b"a/b")).is_err());
+        assert_eq!(cluster_of(&mapping, "b", None), Err(ClusterError::Unknown));
+        assert_eq!(cluster_of(&mapping, "b", Some(b"a/b")), Err(ClusterError::BadHeader));
     }
 
     #[test]

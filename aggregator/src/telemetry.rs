@@ -2,14 +2,48 @@
 //!
 //! A [`Metrics`] is created by the caller and passed into [`crate::run`], so tests read the same
 //! numbers an exporter would. Names follow `tokentrail_aggregator_*` (the field name is the
-//! metric's suffix). [`instruments`] describes them for OTLP export (`tokentrail_proto::otlp`,
-//! started by `--otlp-endpoint`); `tracing` carries the same events as structured logs.
+//! metric's suffix). [`register`] makes them OpenTelemetry instruments on the meter start-up
+//! hands in (exported over OTLP with `--otlp-endpoint`); `tracing` carries the same events as
+//! structured logs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokentrail_proto::otlp::{Instrument, Kind};
+use opentelemetry::metrics::Meter;
+use opentelemetry::KeyValue;
+
+/// Whether an instrument only grows (`_total`) or goes up and down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One instrument's points when collected: `(value, attributes)`.
+type Points = Vec<(u64, Vec<KeyValue>)>;
+
+/// Registers an observable counter or gauge on `meter`, read by `read` when the exporter
+/// collects (the meter keeps it for its provider's lifetime).
+fn observe(
+    meter: &Meter,
+    kind: Kind,
+    name: &'static str,
+    description: &'static str,
+    read: impl Fn() -> Points + Send + Sync + 'static,
+) {
+    let callback = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+        read().iter().for_each(|(v, attributes)| o.observe(*v, attributes));
+    };
+    match kind {
+        Kind::Counter => {
+            meter.u64_observable_counter(name).with_description(description).with_callback(callback).build();
+        }
+        Kind::Gauge => {
+            meter.u64_observable_gauge(name).with_description(description).with_callback(callback).build();
+        }
+    }
+}
 
 /// Exported name, kind, description and field of every counter and gauge.
 type Field = fn(&Metrics) -> &AtomicU64;
@@ -42,68 +76,75 @@ const CONNECTIONS: &[(&str, Kind, &str, ConnectionField)] = &[
     ("tokentrail_aggregator_connections_idle_closed_total", Kind::Counter, "Connections closed after idle_timeout, per listener.", |c| &c.idle_closed_total),
 ];
 
-/// The aggregator's metrics as OTLP instruments reading `metrics`; the per-cluster counts carry
+/// Registers the aggregator's metrics on `meter`, reading `metrics`; the per-cluster counts carry
 /// a `cluster` attribute (at most [`MAX_CLUSTERS`] values and `other`).
-pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
-    let mut all: Vec<Instrument> = EXPORTED
-        .iter()
-        .map(|&(name, kind, description, field)| {
-            let m = Arc::clone(metrics);
-            Instrument::new(kind, name, description, move || Metrics::get(field(&m)))
-        })
-        .collect();
+pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
+    for &(name, kind, description, field) in EXPORTED {
+        let m = Arc::clone(metrics);
+        observe(meter, kind, name, description, move || vec![(Metrics::get(field(&m)), Vec::new())]);
+    }
+    let by = |key: &'static str, points: Vec<(String, u64)>| -> Points {
+        points.into_iter().map(|(v, n)| (n, vec![KeyValue::new(key, v)])).collect()
+    };
     let m = Arc::clone(metrics);
-    all.push(Instrument::counter_by(
+    observe(
+        meter,
+        Kind::Counter,
         "tokentrail_aggregator_cluster_records_in_total",
         "Raw audit records consumed, per cluster.",
-        "cluster",
-        move || m.clusters().into_iter().map(|(c, n)| (c, n.records_in)).collect(),
-    ));
+        move || by("cluster", m.clusters().into_iter().map(|(c, n)| (c, n.records_in)).collect()),
+    );
     let m = Arc::clone(metrics);
-    all.push(Instrument::counter_by(
+    observe(
+        meter,
+        Kind::Counter,
         "tokentrail_aggregator_cluster_observations_out_total",
         "Observation records produced, per cluster.",
-        "cluster",
-        move || m.clusters().into_iter().map(|(c, n)| (c, n.observations_out)).collect(),
-    ));
+        move || by("cluster", m.clusters().into_iter().map(|(c, n)| (c, n.observations_out)).collect()),
+    );
     let m = Arc::clone(metrics);
-    all.push(Instrument::counter_by(
+    observe(
+        meter,
+        Kind::Counter,
         "tokentrail_aggregator_agent_tokens_refused_total",
         "Attestation streams refused for the agent's token, per reason.",
-        "reason",
-        move || m.agent_tokens_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
-    ));
+        move || by("reason", m.agent_tokens_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect()),
+    );
     let m = Arc::clone(metrics);
-    all.push(Instrument::counter_by(
+    observe(
+        meter,
+        Kind::Counter,
         "tokentrail_aggregator_webhook_requests_refused_total",
         "Audit webhook requests refused, per reason (overloaded, timeout, body_too_large, decoded_too_large, client_not_allowed).",
-        "reason",
-        move || m.webhook_requests_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
-    ));
+        move || by("reason", m.webhook_requests_refused().into_iter().map(|(r, n)| (r.to_string(), n)).collect()),
+    );
     for &(name, kind, description, field) in CONNECTIONS {
         let m = Arc::clone(metrics);
-        all.push(Instrument::with_attributes(kind, name, description, move || {
+        observe(meter, kind, name, description, move || {
             let per = |listener: &'static str, c: &ConnectionCounts| {
-                (Metrics::get(field(c)), vec![("listener", listener.to_string())])
+                (Metrics::get(field(c)), vec![KeyValue::new("listener", listener)])
             };
             vec![
                 per("grpc", &m.grpc_connections),
                 per("webhook", &m.webhook_connections),
                 per("health", &m.health_connections),
             ]
-        }));
+        });
     }
     let m = Arc::clone(metrics);
-    all.push(Instrument::with_attributes(
+    observe(
+        meter,
         Kind::Gauge,
         "tokentrail_aggregator_consumer_lag",
         "Raw audit records not yet committed, per assigned topic and partition (high watermark minus committed offset).",
         move || {
             let lag = m.consumer_lag().into_iter();
-            lag.map(|((topic, partition), n)| (n, vec![("topic", topic), ("partition", partition.to_string())])).collect()
+            lag.map(|((topic, partition), n)| {
+                (n, vec![KeyValue::new("topic", topic), KeyValue::new("partition", partition.to_string())])
+            })
+            .collect()
         },
-    ));
-    all
+    );
 }
 
 /// Distinct `cluster` label values; more are counted as `other`.

@@ -190,18 +190,53 @@ struct JwkDoc {
     y: Option<String>,
 }
 
+/// Why a JWKS document gives no usable key set; a key is named by its index.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// Not JSON, or not `{"keys": [...]}`.
+    #[error("not a JWKS document")]
+    NotJwks(#[source] serde_json::Error),
+    /// A key lacks a field its type needs.
+    #[error("key {key}: no {field:?}")]
+    Missing {
+        /// The key's index.
+        key: usize,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field is not base64url.
+    #[error("key {key}: {field:?} is not base64url")]
+    NotBase64 {
+        /// The key's index.
+        key: usize,
+        /// The field.
+        field: &'static str,
+    },
+    /// An EC key's coordinates do not fit its curve.
+    #[error("key {key}: coordinates are not {len} bytes")]
+    Coordinates {
+        /// The key's index.
+        key: usize,
+        /// The curve's coordinate length.
+        len: usize,
+    },
+    /// No RSA, P-256 or P-384 signing key at all.
+    #[error("no RSA, P-256 or P-384 signing key")]
+    NoSigningKey,
+}
+
 impl KeySet {
     /// Parses a JWKS document; an error names the key (by index) that is unusable.
-    pub fn from_jwks(json: &[u8]) -> Result<KeySet, String> {
-        let doc: JwksDoc = serde_json::from_slice(json).map_err(|e| format!("not a JWKS document: {e}"))?;
+    pub fn from_jwks(json: &[u8]) -> Result<KeySet, JwksError> {
+        let doc: JwksDoc = serde_json::from_slice(json).map_err(JwksError::NotJwks)?;
         let mut keys = Vec::new();
         for (i, k) in doc.keys.into_iter().enumerate() {
             if k.use_.as_deref().is_some_and(|u| u != "sig") {
                 continue;
             }
-            let field = |v: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
-                let v = v.as_deref().ok_or_else(|| format!("key {i}: no {name:?}"))?;
-                URL_SAFE_NO_PAD.decode(v).map_err(|_| format!("key {i}: {name:?} is not base64url"))
+            let field = |v: &Option<String>, name: &'static str| -> Result<Vec<u8>, JwksError> {
+                let v = v.as_deref().ok_or(JwksError::Missing { key: i, field: name })?;
+                URL_SAFE_NO_PAD.decode(v).map_err(|_| JwksError::NotBase64 { key: i, field: name })
             };
             let material = match (k.kty.as_str(), k.crv.as_deref()) {
                 ("RSA", _) => Material::Rsa { n: field(&k.n, "n")?, e: field(&k.e, "e")? },
@@ -209,7 +244,7 @@ impl KeySet {
                     let (curve, len) = if crv == "P-256" { (Curve::P256, 32) } else { (Curve::P384, 48) };
                     let (x, y) = (field(&k.x, "x")?, field(&k.y, "y")?);
                     if x.len() != len || y.len() != len {
-                        return Err(format!("key {i}: coordinates are not {len} bytes"));
+                        return Err(JwksError::Coordinates { key: i, len });
                     }
                     Material::Ec { curve, point: [&[4][..], &x, &y].concat() }
                 }
@@ -218,7 +253,7 @@ impl KeySet {
             keys.push(Key { kid: k.kid, material });
         }
         if keys.is_empty() {
-            return Err("no RSA, P-256 or P-384 signing key".into());
+            return Err(JwksError::NoSigningKey);
         }
         Ok(KeySet { keys })
     }
@@ -547,6 +582,6 @@ mod tests {
     fn bad_key_sets_say_which_key() {
         assert!(KeySet::from_jwks(br#"{"keys": []}"#).is_err());
         let err = KeySet::from_jwks(br#"{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}"#).unwrap_err();
-        assert!(err.starts_with("key 0"), "{err}");
+        assert!(err.to_string().starts_with("key 0"), "{err}");
     }
 }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
+use tokentrail_correlator::engine_args::EngineArgs;
 use tokentrail_correlator::forensic::{self, AnalyzeOptions, LocatedProblem};
 use tokentrail_correlator::output;
-use tokentrail_correlator_core::time::parse_duration;
-use tokentrail_correlator_core::{EngineConfig, IpNet, Severity, Timestamp};
+use tokentrail_correlator_core::{EngineConfig, Severity, Timestamp};
 
 use crate::progress::Bar;
 
@@ -48,18 +48,9 @@ pub struct Args {
     /// Cluster name put on findings.
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
-    /// A network of the cluster (pods, nodes) beyond what nodes.json says. Repeatable.
-    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    cluster_network: Vec<IpNet>,
-    /// A proxy in front of the apiserver whose forwarded-for entries are trusted. Repeatable.
-    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    trusted_proxy: Vec<IpNet>,
-    /// A NAT address pod traffic to the apiserver may come from. Repeatable.
-    #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
-    egress_ip: Vec<IpNet>,
-    /// How long a pod's old token may still be used after its newer one is.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_grace)]
-    rotation_grace: i64,
+    /// The engine's settings.
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Ignore requests before this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     since: Option<Timestamp>,
@@ -69,14 +60,6 @@ pub struct Args {
     /// Exit with status 3 when a finding at or above this severity exists.
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     fail_on: Option<Severity>,
-}
-
-fn parse_net(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>().map_err(|e| e.to_string())
-}
-
-fn parse_grace(s: &str) -> Result<i64, String> {
-    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: write e.g. 90s, 5m, 1h"))
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -89,15 +72,10 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 
 /// Runs the analysis and prints the report; returns the exit status.
 pub fn run(args: Args) -> ExitCode {
+    let mut engine = EngineConfig { cluster: args.cluster.clone(), ..EngineConfig::default() };
+    args.engine.apply(&mut engine);
     let options = AnalyzeOptions {
-        engine: EngineConfig {
-            cluster: args.cluster.clone(),
-            cluster_networks: args.cluster_network.clone(),
-            trusted_proxies: args.trusted_proxy.clone(),
-            egress: args.egress_ip.clone(),
-            rotation_grace: args.rotation_grace,
-            ..EngineConfig::default()
-        },
+        engine,
         since: args.since,
         until: args.until,
         problems_per_file: PROBLEMS_SHOWN_PER_FILE,

@@ -1,9 +1,16 @@
 //! `tokentrail`: the one binary. Each subcommand is a thin layer over a library's `run`.
+//!
+//! * [`startup`]: logging, metrics export, the runtime, signals and exit statuses, once for every
+//!   component; configuration files and the flags laid over them.
+//! * [`component`]: `agent`, `aggregator`, `correlator`, `standalone`: flags to configuration.
+//! * [`analyze`], [`collect`]: the forensic subcommands.
 
 mod analyze;
 mod collect;
+mod component;
 mod progress;
 mod standalone;
+mod startup;
 
 use std::process::ExitCode;
 
@@ -28,15 +35,15 @@ enum Command {
     Collect(collect::Args),
     /// Run the node agent (a DaemonSet): attest the service-account tokens on this node to the
     /// aggregator.
-    Agent(tokentrail_agent::cli::Args),
+    Agent(component::agent::Args),
     /// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into
     /// the observations topic.
-    Aggregator(tokentrail_aggregator::cli::Args),
+    Aggregator(component::aggregator::Args),
     /// Run a correlator replica: the observations topic in, findings out, exactly once.
-    Correlator(tokentrail_correlator::stream::cli::Args),
+    Correlator(component::correlator::Args),
     /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
     /// in, findings to stdout, a file or a Kafka topic.
-    Standalone(standalone::cli::Args),
+    Standalone(component::standalone::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,9 +51,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Collect(args) => collect::run(args),
-        Command::Agent(args) => tokentrail_agent::cli::main(args),
-        Command::Aggregator(args) => tokentrail_aggregator::cli::main(args),
-        Command::Correlator(args) => tokentrail_correlator::stream::cli::main(&args),
-        Command::Standalone(args) => standalone::cli::main(&args),
+        Command::Agent(args) => component::agent::main(args),
+        Command::Aggregator(args) => component::aggregator::main(args),
+        Command::Correlator(args) => component::correlator::main(args),
+        Command::Standalone(args) => component::standalone::main(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_s_flags_are_consistent() {
+        // clap's own checks (unique ids and groups, `requires` naming real flags), which otherwise
+        // only run when a subcommand is used.
+        super::Cli::command().debug_assert();
     }
 }

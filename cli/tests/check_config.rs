@@ -55,7 +55,7 @@ fn aggregator_files_are_checked_whole() {
     ));
     let out = check(
         "aggregator",
-        r#"{"kafka": {"bootstrap_servers": " ", "batch_linger": "1 minute"},
+        r#"{"kafka": {"bootstrap_servers": " ", "batch_linger": "in a minute"},
             "grpc": {"cluster": "prod", "max_streams": "lots"}, "webhook": {"listen": "0.0.0.0:8443"}}"#,
     );
     assert_problems(

@@ -6,7 +6,8 @@
 //! cli, integration-tests       anything below; nothing depends on them
 //! agent, aggregator, correlator   the drivers: their core and the contract
 //! aggregator-core, correlator-core   the pure cores: the contract only, not each other
-//! proto                        the contract: no workspace crate
+//! proto, config                the contract, and the configuration grammar (problems,
+//!                              durations): no workspace crate
 //! ```
 //!
 //! A new workspace crate fails this test until it is given its place in [`LAYERS`]. Tried by
@@ -20,6 +21,7 @@ use std::process::Command;
 use serde_json::Value;
 
 const PROTO: &str = "tokentrail-proto";
+const CONFIG: &str = "tokentrail-config";
 const AGGREGATOR_CORE: &str = "tokentrail-aggregator-core";
 const CORRELATOR_CORE: &str = "tokentrail-correlator-core";
 const AGENT: &str = "tokentrail-agent";
@@ -32,13 +34,16 @@ const INTEGRATION_TESTS: &str = "tokentrail-integration-tests";
 /// dependencies). `None`: anything except the crates nothing may depend on ([`TOPS`]).
 const LAYERS: &[(&str, Option<&[&str]>)] = &[
     (PROTO, Some(&[])),
+    // The drivers' configuration files report problems and read durations the one way; the
+    // crate lives in cli/config because start-up owns configuration, but it sits at the bottom.
+    (CONFIG, Some(&[])),
     (AGGREGATOR_CORE, Some(&[PROTO])),
     (CORRELATOR_CORE, Some(&[PROTO])),
-    (AGENT, Some(&[PROTO])),
-    (AGGREGATOR, Some(&[AGGREGATOR_CORE, PROTO])),
+    (AGENT, Some(&[PROTO, CONFIG])),
+    (AGGREGATOR, Some(&[AGGREGATOR_CORE, PROTO, CONFIG])),
     // `analyze` decodes evidence with the aggregator's decoders (the same ones the aggregator
     // runs), so analyze and the stream cannot disagree about what an audit event means.
-    (CORRELATOR, Some(&[CORRELATOR_CORE, AGGREGATOR_CORE, PROTO])),
+    (CORRELATOR, Some(&[CORRELATOR_CORE, AGGREGATOR_CORE, PROTO, CONFIG])),
     (CLI, None),
     (INTEGRATION_TESTS, None),
 ];

@@ -11,7 +11,7 @@
 //! chunks in flight.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read};
+use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -358,8 +358,9 @@ pub fn analyze(
             }
             Err(e) => {
                 let path = files[index].path.clone();
-                on_problem(&LocatedProblem { path, line: None, message: e.clone() });
-                summaries[index].error = Some(e);
+                let message = e.to_string();
+                on_problem(&LocatedProblem { path, line: None, message: message.clone() });
+                summaries[index].error = Some(message);
                 folded.problems += 1;
             }
         }
@@ -480,8 +481,56 @@ enum FileRead {
     Skipped,
 }
 
-/// Reads one file into jobs. Returns a message when the file cannot be read at all, or stops
-/// part-way (the jobs already sent still count).
+/// Why a file could not be read at all, or stopped part-way (the jobs already sent still
+/// count). The message goes into the report as written: each names its cause.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// Not a regular file, unreadable, or a compression bomb.
+    #[error("cannot open: {0}")]
+    Open(#[source] io::Error),
+    /// Reading failed before the first line was whole.
+    #[error("read failed: {0}")]
+    Read(#[source] io::Error),
+    /// Reading failed part-way.
+    #[error("read failed after line {line}: {source}")]
+    ReadAfter {
+        /// The last line read.
+        line: u64,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Named on the command line, and neither JSON nor YAML.
+    #[error("not JSON or YAML evidence: expected audit events, a provider's export or `kubectl get -o json` output")]
+    NotEvidence,
+    /// One JSON document over `max_document`.
+    #[error("a single JSON document larger than {mib} MiB; split it, or export one event per line")]
+    JsonDocumentTooLarge {
+        /// The limit, in MiB.
+        mib: u64,
+    },
+    /// One YAML document over `max_document`.
+    #[error("a YAML document larger than {mib} MiB at line {line}: the rest of the file is skipped")]
+    YamlDocumentTooLarge {
+        /// The limit, in MiB.
+        mib: u64,
+        /// Where the file was cut.
+        line: u64,
+    },
+    /// One YAML line over `max_line`.
+    #[error("line {line} is longer than {mib} MiB: the rest of the file is skipped")]
+    LineTooLong {
+        /// The line.
+        line: u64,
+        /// The limit, in MiB.
+        mib: usize,
+    },
+    /// The decoder threads are gone (one panicked).
+    #[error("decoders stopped")]
+    DecodersStopped,
+}
+
+/// Reads one file into jobs.
 fn read_file(
     index: usize,
     file: &EvidenceFile,
@@ -490,9 +539,8 @@ fn read_file(
     jobs: &SyncSender<Job>,
     pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
-) -> Result<FileRead, String> {
-    let opened =
-        evidence::open(&file.path, Arc::clone(read), options.decompression).map_err(|e| format!("cannot open: {e}"))?;
+) -> Result<FileRead, ReadError> {
+    let opened = evidence::open(&file.path, Arc::clone(read), options.decompression).map_err(ReadError::Open)?;
     let compression = match opened.compression {
         Compression::None => "none",
         Compression::Gzip => "gzip",
@@ -501,15 +549,13 @@ fn read_file(
     let mut reader = opened.reader;
     if !opened.looks_like_json {
         // The reader holds at least the file's first line (up to its first 64 KiB) in its buffer.
-        let head = reader.fill_buf().map_err(|e| format!("read failed: {e}"))?;
+        let head = reader.fill_buf().map_err(ReadError::Read)?;
         if looks_like_yaml(head) {
             return read_yaml(index, &mut reader, options, read, jobs, progress)
                 .map(|()| FileRead::Done { layout: "yaml", compression });
         }
         if file.explicit {
-            return Err(String::from(
-                "not JSON or YAML evidence: expected audit events, a provider's export or `kubectl get -o json` output",
-            ));
+            return Err(ReadError::NotEvidence);
         }
         return Ok(FileRead::Skipped);
     }
@@ -517,15 +563,12 @@ fn read_file(
         Layout::Document => {
             let mut bytes = Vec::new();
             let limit = options.max_document;
-            (&mut reader).take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("read failed: {e}"))?;
+            (&mut reader).take(limit + 1).read_to_end(&mut bytes).map_err(ReadError::Read)?;
             if bytes.len() as u64 > limit {
-                return Err(format!(
-                    "a single JSON document larger than {} MiB; split it, or export one event per line",
-                    limit >> 20
-                ));
+                return Err(ReadError::JsonDocumentTooLarge { mib: limit >> 20 });
             }
             progress.update(read.load(Ordering::Relaxed));
-            jobs.send(Job::Document { file: index, bytes }).map_err(|_| String::from("decoders stopped"))?;
+            jobs.send(Job::Document { file: index, bytes }).map_err(|_| ReadError::DecodersStopped)?;
             Ok(FileRead::Done { layout: "document", compression })
         }
         Layout::Lines => {
@@ -558,11 +601,11 @@ fn read_lines(
     jobs: &SyncSender<Job>,
     pool: &Receiver<Vec<u8>>,
     progress: &dyn Progress,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let Source { index, mut offset, reader } = source;
-    let stopped = || String::from("decoders stopped");
+    let stopped = || ReadError::DecodersStopped;
     let report = |line: u64, message: String| {
-        jobs.send(Job::Problem { file: index, line, message }).map_err(|_| String::from("decoders stopped"))
+        jobs.send(Job::Problem { file: index, line, message }).map_err(|_| ReadError::DecodersStopped)
     };
     let mut line = 1u64;
     // The unfinished last line of the previous read; `offset` is where it starts.
@@ -579,7 +622,7 @@ fn read_lines(
         let n = (&mut *reader)
             .take(CHUNK as u64)
             .read_to_end(&mut buf)
-            .map_err(|e| format!("read failed after line {line}: {e}"))?;
+            .map_err(|source| ReadError::ReadAfter { line, source })?;
         let eof = n == 0;
         progress.update(read.load(Ordering::Relaxed));
         if skipping {
@@ -671,9 +714,9 @@ fn read_yaml(
     read: &Arc<AtomicU64>,
     jobs: &SyncSender<Job>,
     progress: &dyn Progress,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let send = |first_line: u64, bytes: Vec<u8>| {
-        jobs.send(Job::Yaml { file: index, first_line, bytes }).map_err(|_| String::from("decoders stopped"))
+        jobs.send(Job::Yaml { file: index, first_line, bytes }).map_err(|_| ReadError::DecodersStopped)
     };
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK * 2);
     let mut first_line = 1u64;
@@ -686,15 +729,12 @@ fn read_yaml(
         let n = (&mut *reader)
             .take(options.max_line as u64 + 1)
             .read_until(b'\n', &mut text)
-            .map_err(|e| format!("read failed after line {line}: {e}"))?;
+            .map_err(|source| ReadError::ReadAfter { line, source })?;
         if n == 0 {
             break;
         }
         if n > options.max_line {
-            return Err(format!(
-                "line {line} is longer than {} MiB: the rest of the file is skipped",
-                options.max_line >> 20
-            ));
+            return Err(ReadError::LineTooLong { line, mib: options.max_line >> 20 });
         }
         let l = text.trim_ascii_end();
         let marker = l == b"---" || l.starts_with(b"--- ") || l == b"...";
@@ -708,10 +748,7 @@ fn read_yaml(
         }
         document += n;
         if document as u64 > options.max_document {
-            return Err(format!(
-                "a YAML document larger than {} MiB at line {line}: the rest of the file is skipped",
-                options.max_document >> 20
-            ));
+            return Err(ReadError::YamlDocumentTooLarge { mib: options.max_document >> 20, line });
         }
         chunk.extend_from_slice(&text);
         line += 1;

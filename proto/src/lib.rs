@@ -26,11 +26,6 @@
 //! The `.proto` files are in `proto/proto/`; the Rust code in `src/gen/` is generated and checked
 //! in, so no build needs `protoc`. After editing a `.proto` file run
 //! `cargo run -p tokentrail-proto --example regen --features regen` (`-- --check` verifies).
-//!
-//! * `otlp` (feature `otlp`): the components' metrics exported over OTLP/gRPC to an
-//!   OpenTelemetry collector.
-//! * `config_file` (feature `config-file`): reading a component's configuration file with every
-//!   problem reported at once, with its key path (`--check-config`).
 
 pub mod net;
 pub mod observation;
@@ -42,9 +37,3 @@ pub mod wire;
 pub use net::IpNet;
 pub use observation::Observation;
 pub use time::Timestamp;
-
-#[cfg(feature = "config-file")]
-pub mod config_file;
-
-#[cfg(feature = "otlp")]
-pub mod otlp;

@@ -191,34 +191,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Parses a duration written as `90s`, `5m`, `2h`, `1d` or a combination (`1h30m`).
-pub fn parse_duration(s: &str) -> Option<Micros> {
-    let mut total: Micros = 0;
-    let mut digits = String::new();
-    let mut seen_unit = false;
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits.parse().ok()?;
-        digits.clear();
-        let unit = match c {
-            's' => SECOND,
-            'm' => MINUTE,
-            'h' => 60 * MINUTE,
-            'd' => 24 * 60 * MINUTE,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        seen_unit = true;
-    }
-    if !digits.is_empty() || !seen_unit {
-        return None;
-    }
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,14 +230,5 @@ mod tests {
     fn the_audit_era_starts_in_2014_and_ends_before_2100() {
         assert_eq!(AUDIT_ERA.start.to_string(), "2014-01-01T00:00:00Z");
         assert_eq!(AUDIT_ERA.end.to_string(), "2100-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m"), Some(5 * MINUTE));
-        assert_eq!(parse_duration("1h30m"), Some(90 * MINUTE));
-        assert_eq!(parse_duration("90s"), Some(90 * SECOND));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("5x"), None);
     }
 }

@@ -1,19 +1,19 @@
-//! `tokentrail standalone`: flags, logging and signal handling around [`super::run`].
+//! `tokentrail standalone`'s flags and the [`StandaloneConfig`] they make. Logging, the runtime,
+//! signals, metrics export and exit codes are the `tokentrail` binary's start-up
+//! (`cli/src/startup`), as for every component.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use tokentrail_aggregator::config::{GrpcConfig, TlsConfig, WebhookConfig};
-use tokentrail_correlator::stream::cli::{parse_net, stop_signal};
-use tokentrail_correlator::stream::config::{micros, parse_interval};
-use tokentrail_correlator::stream::FindingFormat;
-use tokentrail_correlator_core::expiry::Retention;
-use tokentrail_correlator_core::{EngineConfig, IpNet};
+use tokentrail_config::duration;
+use tokentrail_correlator_core::EngineConfig;
 
 use super::output::Destination;
-use super::{StandaloneConfig, StandaloneMetrics};
+use super::StandaloneConfig;
+use tokentrail_correlator::engine_args::{EngineArgs, StreamEngineArgs};
+use tokentrail_correlator::stream::FindingFormat;
 
 /// Flags of `tokentrail standalone`.
 #[derive(clap::Args, Debug)]
@@ -56,7 +56,7 @@ pub struct Args {
     trust_agent_node_name: bool,
     /// How far ahead of this host's clock an agent's times may be; later ones are refused and
     /// counted (a node's clock must not move event time).
-    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration::parse)]
     max_clock_skew: Duration,
     /// Where findings go: `-` (stdout), a file (appended to), or `kafka:TOPIC` (needs
     /// --bootstrap).
@@ -69,53 +69,29 @@ pub struct Args {
     #[arg(long, default_value = "json", value_parser = ["json", "ocsf"])]
     format: String,
     /// How often the findings now due are written.
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = duration::parse)]
     emit_interval: Duration,
     /// Observations queued between the servers and the engine before the servers wait.
     #[arg(long, default_value_t = 10_000)]
     queue_capacity: usize,
-    /// A network of the cluster beyond node pod CIDRs. Repeatable.
-    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    cluster_network: Vec<IpNet>,
-    /// A trusted proxy in front of the apiservers. Repeatable.
-    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    trusted_proxy: Vec<IpNet>,
-    /// A NAT address pod traffic to the apiserver may come from. Repeatable.
-    #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
-    egress_ip: Vec<IpNet>,
-    /// How long a pod's old token may be used after its newer one.
-    #[arg(long, default_value = "5m", value_parser = parse_interval)]
-    rotation_grace: Duration,
-    /// How long a node's agent has to attest a pod-bound credential after its first use (by the
-    /// node's watermark) before it counts as minted behind the kubelet's back.
-    #[arg(long, default_value = "2m", value_parser = parse_interval)]
-    attestation_grace: Duration,
-    /// How long a credential neither used nor attested is kept, by event time; at least 24h.
-    #[arg(long, default_value = "25h", value_parser = parse_interval)]
-    credential_retention: Duration,
-    /// How long a deleted pod is kept, by event time.
-    #[arg(long, default_value = "1h", value_parser = parse_interval)]
-    pod_retention: Duration,
+    /// The engine's settings.
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// The streaming engine's deadlines and retention.
+    #[command(flatten)]
+    stream: StreamEngineArgs,
 }
 
 impl Args {
     fn engine(&self) -> EngineConfig {
-        EngineConfig {
-            cluster_networks: self.cluster_network.clone(),
-            trusted_proxies: self.trusted_proxy.clone(),
-            egress: self.egress_ip.clone(),
-            rotation_grace: micros(self.rotation_grace),
-            attestation_grace: micros(self.attestation_grace),
-            retention: Retention {
-                credentials: micros(self.credential_retention),
-                pods: micros(self.pod_retention),
-                ..Retention::default()
-            },
-            ..EngineConfig::default()
-        }
+        let mut engine = EngineConfig::default();
+        self.engine.apply(&mut engine);
+        self.stream.apply(&mut engine);
+        engine
     }
 
-    fn config(&self) -> StandaloneConfig {
+    /// The settings the flags make; [`StandaloneConfig::validate`] says what is wrong with them.
+    pub fn config(&self) -> StandaloneConfig {
         let tls = |client_ca: &Option<PathBuf>| match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(TlsConfig { client_ca: client_ca.clone(), ..TlsConfig::new(cert.clone(), key.clone()) })
@@ -153,37 +129,11 @@ impl Args {
     }
 }
 
-/// Runs until SIGTERM or ctrl-c, then writes the last findings and exits 0; 2 for a bad
-/// configuration, 1 when it cannot run.
-pub fn main(args: &Args) -> ExitCode {
-    let _ = tracing_subscriber::fmt().with_ansi(false).with_writer(std::io::stderr).try_init();
-    let config = args.config();
-    if let Err(e) = config.validate() {
-        eprintln!("tokentrail standalone: {e}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tokentrail standalone: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let metrics = StandaloneMetrics::default();
-    match runtime.block_on(super::run(config, &metrics, None, stop_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "standalone stopped");
-            eprintln!("tokentrail standalone: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use tokentrail_correlator_core::expiry::Retention;
     use tokentrail_correlator_core::time::MINUTE;
 
     #[derive(Parser)]

@@ -35,10 +35,10 @@ use std::time::Duration;
 
 use tokentrail_aggregator::config::{GrpcConfig, WebhookConfig};
 use tokentrail_aggregator::{AggregatorError, Bound, Servers};
+use tokentrail_config::Problem;
 use tokentrail_correlator::stream::config::credential_retention_problem;
 use tokentrail_correlator::stream::{FindingFormat, Metrics, PartitionState};
 use tokentrail_correlator_core::EngineConfig;
-use tokentrail_proto::config_file::{self, Problem};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use output::{Destination, Output};
@@ -95,7 +95,7 @@ impl StandaloneConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
     /// The configuration is unusable.
-    #[error("invalid configuration: {}", config_file::one_line(.0))]
+    #[error("invalid configuration: {}", tokentrail_config::one_line(.0))]
     Config(Vec<Problem>),
     /// A server could not start or failed.
     #[error(transparent)]

@@ -1,13 +1,16 @@
 //! Settings of the streaming correlator: [`CorrelatorConfig`], what the loop runs with, and
-//! [`FileConfig`], the configuration file it is read from (flags on top, see [`super::cli`]).
+//! [`FileConfig`], the configuration file it is read from (the environment and flags on top:
+//! `tokentrail correlator`).
 
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokentrail_config::{duration, Problem};
 use tokentrail_correlator_core::expiry::Retention;
-use tokentrail_correlator_core::time::{parse_duration, Micros};
+use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
-use tokentrail_proto::config_file::Problem;
+
+use crate::engine_args::micros;
 
 /// What the findings topic carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +63,17 @@ impl CorrelatorConfig {
     }
 }
 
+/// Why a [`FileConfig`] that passed its checks still makes no [`CorrelatorConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither the file nor the environment names this replica.
+    #[error("instance (or --instance, or $POD_NAME) is required")]
+    NoInstance,
+}
+
 /// The correlator's configuration file: the settings of its flags as JSON (JSON is YAML, so a
-/// ConfigMap holds it as written); flags override it (see [`super::cli`]). Durations are strings
-/// like `500ms`, `1s`, `5m`.
+/// ConfigMap holds it as written); the environment and flags override it (`tokentrail
+/// correlator`). Durations are strings like `500ms`, `1s`, `5m` ([`tokentrail_config::duration`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -88,7 +99,7 @@ pub struct FileConfig {
     #[serde(default = "default_format")]
     pub format: FileFormat,
     /// How often findings, state and offsets are committed together.
-    #[serde(default = "default_commit_interval", deserialize_with = "interval")]
+    #[serde(default = "default_commit_interval", deserialize_with = "duration::deserialize")]
     pub commit_interval: Duration,
     /// Networks of the cluster(s) beyond node pod CIDRs.
     #[serde(default, deserialize_with = "networks")]
@@ -100,17 +111,17 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "networks")]
     pub egress_ips: Vec<IpNet>,
     /// How long a pod's old token may be used after its newer one.
-    #[serde(default = "default_rotation_grace", deserialize_with = "interval")]
+    #[serde(default = "default_rotation_grace", deserialize_with = "duration::deserialize")]
     pub rotation_grace: Duration,
     /// How long (by the node's watermark) a node's agent has to attest a pod-bound credential
     /// after its first use before it counts as minted behind the kubelet's back.
-    #[serde(default = "default_attestation_grace", deserialize_with = "interval")]
+    #[serde(default = "default_attestation_grace", deserialize_with = "duration::deserialize")]
     pub attestation_grace: Duration,
     /// How long a credential neither used nor attested is kept (by event time).
-    #[serde(default = "default_credential_retention", deserialize_with = "interval")]
+    #[serde(default = "default_credential_retention", deserialize_with = "duration::deserialize")]
     pub credential_retention: Duration,
     /// How long a deleted pod is kept (by event time).
-    #[serde(default = "default_pod_retention", deserialize_with = "interval")]
+    #[serde(default = "default_pod_retention", deserialize_with = "duration::deserialize")]
     pub pod_retention: Duration,
 }
 
@@ -162,24 +173,6 @@ fn micros_to_duration(micros: i64) -> Duration {
 pub fn credential_retention_problem(key: &str, retention: Micros) -> Option<Problem> {
     (retention < Retention::MIN_CREDENTIALS)
         .then(|| Problem::new(key, "must be at least 24h: the kubelet keeps a token in its pod for up to a day"))
-}
-
-/// Parses `500ms`, `1s`, `5m`, `1h30m`.
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
-        return Ok(Duration::from_millis(ms));
-    }
-    let micros = parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: write e.g. 500ms, 1s, 5m"))?;
-    Ok(Duration::from_micros(u64::try_from(micros).map_err(|_| format!("{s:?} is negative"))?))
-}
-
-/// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
-pub fn micros(d: Duration) -> Micros {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    parse_interval(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -244,9 +237,8 @@ impl FileConfig {
 
     /// The correlator's settings; `instance_from_env` is `$POD_NAME`, used when `instance` is
     /// absent.
-    pub fn into_config(self, instance_from_env: Option<String>) -> Result<CorrelatorConfig, String> {
-        let instance =
-            self.instance.or(instance_from_env).ok_or("instance (or --instance, or $POD_NAME) is required")?;
+    pub fn into_config(self, instance_from_env: Option<String>) -> Result<CorrelatorConfig, ConfigError> {
+        let instance = self.instance.or(instance_from_env).ok_or(ConfigError::NoInstance)?;
         let mut c = CorrelatorConfig::new(self.bootstrap_servers, self.group_id, instance);
         c.observations_topic = self.observations_topic;
         c.findings_topic = self.findings_topic;
@@ -277,10 +269,8 @@ impl FileConfig {
 mod tests {
     use super::*;
     use tokentrail_correlator_core::time::{MINUTE, SECOND};
-    use tokentrail_proto::config_file;
-
     fn check(text: &str) -> Result<FileConfig, Vec<String>> {
-        config_file::check(text, FileConfig::problems).map_err(|p| p.iter().map(ToString::to_string).collect())
+        tokentrail_config::check(text, FileConfig::problems).map_err(|p| p.iter().map(ToString::to_string).collect())
     }
 
     #[test]

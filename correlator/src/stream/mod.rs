@@ -12,11 +12,11 @@
 //! was never committed, so their next owner redoes it from the same snapshot and offsets.
 //!
 //! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
-//! (restoring a partition's snapshot), [`findings`] (a finding as a record), [`telemetry`] (OTLP export of [`Metrics`]), this file
-//! (the loop).
+//! (restoring a partition's snapshot), [`findings`] (a finding as a record), [`telemetry`]
+//! ([`Metrics`] as OpenTelemetry instruments), this file (the loop). Flags, signals and the
+//! worker thread: `tokentrail correlator` (`cli/src/component/correlator.rs`).
 
 pub mod changelog;
-pub mod cli;
 pub mod config;
 pub mod findings;
 pub mod state;
@@ -44,11 +44,22 @@ pub use state::PartitionState;
 /// How long a Kafka control call (transactions, restore) may take before the run gives up.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why an input record was not folded in.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a `tokentrail.observation.v1.Observation`.
+    #[error("not an observation")]
+    NotAnObservation(#[source] prost::DecodeError),
+    /// An observation, of a kind added after this correlator was built.
+    #[error("an observation of a kind this correlator does not know")]
+    UnknownKind,
+}
+
 /// Decodes an input record's value: the cluster and observation it carries, through the same
 /// conversion the aggregator encodes with.
-pub fn decode(bytes: &[u8]) -> Result<(String, Observation), String> {
-    let message = pb::Observation::decode(bytes).map_err(|e| format!("not an observation: {e}"))?;
-    from_proto(&message).ok_or_else(|| String::from("an observation of a kind this correlator does not know"))
+pub fn decode(bytes: &[u8]) -> Result<(String, Observation), DecodeError> {
+    let message = pb::Observation::decode(bytes).map_err(DecodeError::NotAnObservation)?;
+    from_proto(&message).ok_or(DecodeError::UnknownKind)
 }
 
 /// Whether an observation may raise findings of its own in this partition. The aggregator

@@ -1,10 +1,11 @@
-//! The correlator's [`Metrics`] as OTLP instruments (`tokentrail_proto::otlp`), exported when
-//! `--otlp-endpoint` or `$OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! The correlator's [`Metrics`] as OpenTelemetry instruments on the meter start-up hands in,
+//! exported over OTLP when `--otlp-endpoint` or `$OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokentrail_proto::otlp::{Instrument, Kind};
+use opentelemetry::metrics::Meter;
+use opentelemetry::KeyValue;
 
 use super::Metrics;
 
@@ -20,38 +21,36 @@ const EXPORTED: &[(&str, &str, Field)] = &[
     ("tokentrail_correlator_restores_total", "Partitions restored from the changelog.", |m| &m.restores),
 ];
 
-/// The correlator's counters as OTLP instruments reading `metrics`.
-pub fn instruments(metrics: &Arc<Metrics>) -> Vec<Instrument> {
-    let mut all: Vec<Instrument> = EXPORTED
-        .iter()
-        .map(|&(name, description, field)| {
-            let m = Arc::clone(metrics);
-            Instrument::new(Kind::Counter, name, description, move || field(&m).load(Ordering::Relaxed))
+/// Registers the correlator's metrics on `meter` as observable instruments reading `metrics`
+/// when the exporter collects (the meter keeps them for its provider's lifetime).
+pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
+    for &(name, description, field) in EXPORTED {
+        let m = Arc::clone(metrics);
+        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+            o.observe(field(&m).load(Ordering::Relaxed), &[])
+        };
+        meter.u64_observable_counter(name).with_description(description).with_callback(read).build();
+    }
+    let m = Arc::clone(metrics);
+    meter
+        .u64_observable_counter("tokentrail_correlator_findings_by_rule_total")
+        .with_description("Findings produced (new and updates), by rule.")
+        .with_callback(move |o| {
+            if let Ok(by_rule) = m.findings_by_rule.lock() {
+                by_rule.iter().for_each(|(rule, n)| o.observe(*n, &[KeyValue::new("rule", *rule)]));
+            }
         })
-        .collect();
-    let m = Arc::clone(metrics);
-    all.push(Instrument::with_attributes(
-        Kind::Counter,
-        "tokentrail_correlator_findings_by_rule_total",
-        "Findings produced (new and updates), by rule.",
-        move || match m.findings_by_rule.lock() {
-            Ok(by_rule) => by_rule.iter().map(|(rule, n)| (*n, vec![("rule", (*rule).to_string())])).collect(),
-            Err(_) => Vec::new(),
-        },
-    ));
-    let m = Arc::clone(metrics);
-    all.push(Instrument::new(
-        Kind::Gauge,
-        "tokentrail_correlator_watermark_lag_seconds",
-        "How far the slowest node's agent trails the latest event (attestation-dependent verdicts wait this long plus the grace).",
-        move || m.watermark_lag_seconds.load(Ordering::Relaxed),
-    ));
-    let m = Arc::clone(metrics);
-    all.push(Instrument::new(
-        Kind::Gauge,
-        "tokentrail_correlator_state_entries",
-        "Entries the engines hold: use groups, attested credentials, pods.",
-        move || m.state_entries.load(Ordering::Relaxed),
-    ));
-    all
+        .build();
+    #[rustfmt::skip]
+    let gauges: [(&'static str, &'static str, Field); 2] = [
+        ("tokentrail_correlator_watermark_lag_seconds", "How far the slowest node's agent trails the latest event (attestation-dependent verdicts wait this long plus the grace).", |m| &m.watermark_lag_seconds),
+        ("tokentrail_correlator_state_entries", "Entries the engines hold: use groups, attested credentials, pods.", |m| &m.state_entries),
+    ];
+    for (name, description, field) in gauges {
+        let m = Arc::clone(metrics);
+        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+            o.observe(field(&m).load(Ordering::Relaxed), &[])
+        };
+        meter.u64_observable_gauge(name).with_description(description).with_callback(read).build();
+    }
 }

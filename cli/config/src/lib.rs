@@ -1,6 +1,10 @@
-//! Reading a component's configuration file and reporting every problem in it at once, each with
-//! the key path it is about (`kafka.audit_topics[1].cluster: ...`), for `--check-config` and
-//! for start-up.
+//! What the components' configurations share, below every component crate: a [`Problem`] (what
+//! is wrong, at which key path), the reader that reports every problem of a document at once
+//! ([`check`]), and the one [`duration`] grammar of every flag and configuration file.
+//!
+//! Reading files, `--check-config` and laying flags over a file are the `tokentrail` binary's
+//! start-up (`cli/src/startup/config_file.rs`); the components validate their own settings into
+//! [`Problem`]s.
 //!
 //! serde stops at the first error. To go on, [`parse`] records the error with its path
 //! (`serde_path_to_error`), removes the offending key from the document and deserializes again,
@@ -9,6 +13,8 @@
 //! consequential "missing" reports about removed objects are not repeated. Checks serde cannot
 //! express (an empty topic name, two settings that exclude each other) then run on what is left,
 //! through [`check`], and problems under a removed key are dropped as already reported.
+
+pub mod duration;
 
 use std::fmt;
 
@@ -51,13 +57,22 @@ const MAX_PROBLEMS: usize = 100;
 /// the offending keys (`None` when nothing usable remained), the problems, and the removed
 /// paths.
 pub fn parse<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<Problem>, Vec<String>) {
-    let mut document: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let at = format!("line {} column {}", e.line(), e.column());
-            return (None, vec![Problem::new("", format!("{at}: not valid JSON: {e}"))], Vec::new());
-        }
-    };
+    match document(text) {
+        Ok(document) => parse_value(document),
+        Err(problem) => (None, vec![problem], Vec::new()),
+    }
+}
+
+/// The JSON document in `text`, or the syntax error as a problem naming its line and column.
+pub fn document(text: &str) -> Result<Value, Problem> {
+    serde_json::from_str(text).map_err(|e| {
+        let at = format!("line {} column {}", e.line(), e.column());
+        Problem::new("", format!("{at}: not valid JSON: {e}"))
+    })
+}
+
+/// [`parse`] of a document already read.
+pub fn parse_value<T: DeserializeOwned>(mut document: Value) -> (Option<T>, Vec<Problem>, Vec<String>) {
     let mut problems = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     while problems.len() < MAX_PROBLEMS {
@@ -95,7 +110,15 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<Problem>, Vec<S
 /// [`parse`], then `validate` on what was read; problems under removed keys are left out, as
 /// their cause is already reported. `Ok` only when there is no problem at all.
 pub fn check<T: DeserializeOwned>(text: &str, validate: impl FnOnce(&T) -> Vec<Problem>) -> Result<T, Vec<Problem>> {
-    let (value, mut problems, removed) = parse::<T>(text);
+    check_value(document(text).map_err(|p| vec![p])?, validate)
+}
+
+/// [`check`] of a document already read.
+pub fn check_value<T: DeserializeOwned>(
+    document: Value,
+    validate: impl FnOnce(&T) -> Vec<Problem>,
+) -> Result<T, Vec<Problem>> {
+    let (value, mut problems, removed) = parse_value::<T>(document);
     let Some(value) = value else { return Err(problems) };
     let under_removed = |p: &Problem| {
         removed
@@ -107,37 +130,6 @@ pub fn check<T: DeserializeOwned>(text: &str, validate: impl FnOnce(&T) -> Vec<P
         Ok(value)
     } else {
         Err(problems)
-    }
-}
-
-/// Reads and checks a configuration file, naming the file in an unreadable-file problem.
-pub fn check_file<T: DeserializeOwned>(
-    path: &std::path::Path,
-    validate: impl FnOnce(&T) -> Vec<Problem>,
-) -> Result<T, Vec<Problem>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => check(&text, validate),
-        Err(e) => Err(vec![Problem::new("", format!("cannot read {}: {e}", path.display()))]),
-    }
-}
-
-/// `--check-config FILE` of every component: `FILE: valid` on stdout and exit 0, or one
-/// `FILE: PATH: MESSAGE` line per problem on stderr and exit 2.
-pub fn check_config_command<T: DeserializeOwned>(
-    path: &std::path::Path,
-    validate: impl FnOnce(&T) -> Vec<Problem>,
-) -> std::process::ExitCode {
-    match check_file(path, validate) {
-        Ok(_) => {
-            println!("{}: valid", path.display());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for p in problems {
-                eprintln!("{}: {p}", path.display());
-            }
-            std::process::ExitCode::from(2)
-        }
     }
 }
 

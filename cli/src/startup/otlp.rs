@@ -1,14 +1,10 @@
-//! OTLP metrics export (feature `otlp`), shared by agent, aggregator and correlator.
+//! OTLP metrics export of the long-running components.
 //!
 //! Each component keeps its counters as atomics in its own `Metrics` (read by its tests) and
-//! describes them here as [`Instrument`]s: a name, a description and a closure reading the
-//! current value. [`start`] registers them as OpenTelemetry observable counters and gauges and
-//! exports them over OTLP/gRPC every `OTEL_METRIC_EXPORT_INTERVAL` (60 s by default);
-//! [`Exporter::shutdown`] exports the last values once more and stops.
-//!
-//! It lives in this crate because it is the one all three components depend on, and OTLP is a
-//! gRPC wire contract like theirs; the pure cores stay free of it, and builds without the
-//! feature never compile the OpenTelemetry stack.
+//! registers them as OpenTelemetry observable counters and gauges on the [`Meter`] handed to its
+//! `telemetry::register` (the `opentelemetry` API only: the components never see the SDK or the
+//! exporter). [`start`] exports them over OTLP/gRPC every `OTEL_METRIC_EXPORT_INTERVAL` (60 s by
+//! default); [`Exporter::shutdown`] exports the last values once more and stops.
 //!
 //! Nothing here runs unless a component was given an endpoint ([`endpoint`]): no thread, no
 //! connection. With one, the SDK's periodic reader runs on its own thread and the tonic channel
@@ -17,11 +13,9 @@
 //! thread (correlator), and a slow collector never stalls the component's own runtime.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_otlp::{MetricExporter, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
@@ -36,14 +30,14 @@ pub fn endpoint(flag: Option<&str>) -> Option<String> {
     flag.map(str::to_string).or_else(from_env).map(|e| e.trim().to_string()).filter(|e| !e.is_empty())
 }
 
-/// [`start`]s export when [`endpoint`] finds one (`instruments` is only called then); `None`
+/// [`start`]s export when [`endpoint`] finds one (`register` is only called then); `None`
 /// otherwise, with nothing started.
 pub fn start_if_configured(
     flag: Option<&str>,
     service: &'static str,
-    instruments: impl FnOnce() -> Vec<Instrument>,
+    register: impl FnOnce(&Meter),
 ) -> Result<Option<Exporter>, OtlpError> {
-    endpoint(flag).map(|e| start(&e, service, None, instruments())).transpose()
+    endpoint(flag).map(|e| start(&e, service, None, register)).transpose()
 }
 
 /// Shuts `exporter` down if there is one, logging (not failing on) an unreachable collector:
@@ -51,76 +45,6 @@ pub fn start_if_configured(
 pub fn shutdown(exporter: Option<Exporter>) {
     if let Some(Err(e)) = exporter.map(Exporter::shutdown) {
         tracing::warn!(error = %e, "last metrics not exported");
-    }
-}
-
-/// Whether an instrument only grows (`_total`) or goes up and down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Monotonic: exported as a cumulative sum.
-    Counter,
-    /// Current value.
-    Gauge,
-}
-
-/// Reads an instrument's points: `(value, attributes)`; most have a single point and none.
-type Read = Box<dyn Fn() -> Vec<(u64, Vec<KeyValue>)> + Send + Sync>;
-
-/// One counter or gauge of a component, read when the SDK collects.
-pub struct Instrument {
-    name: &'static str,
-    description: &'static str,
-    kind: Kind,
-    read: Read,
-}
-
-impl fmt::Debug for Instrument {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Instrument").field("name", &self.name).field("kind", &self.kind).finish_non_exhaustive()
-    }
-}
-
-impl Instrument {
-    /// A counter or gauge without attributes.
-    pub fn new(
-        kind: Kind,
-        name: &'static str,
-        description: &'static str,
-        read: impl Fn() -> u64 + Send + Sync + 'static,
-    ) -> Self {
-        Self { name, description, kind, read: Box::new(move || vec![(read(), Vec::new())]) }
-    }
-
-    /// A counter with one point per value of the attribute `key`. The caller bounds the
-    /// number of values (low cardinality only).
-    pub fn counter_by(
-        name: &'static str,
-        description: &'static str,
-        key: &'static str,
-        read: impl Fn() -> Vec<(String, u64)> + Send + Sync + 'static,
-    ) -> Self {
-        let read = move || read().into_iter().map(|(v, n)| (n, vec![KeyValue::new(key, v)])).collect();
-        Self { name, description, kind: Kind::Counter, read: Box::new(read) }
-    }
-
-    /// A counter or gauge with one point per set of attribute values, e.g. a gauge per topic
-    /// and partition. The caller bounds the number of points (low cardinality only).
-    pub fn with_attributes(
-        kind: Kind,
-        name: &'static str,
-        description: &'static str,
-        read: impl Fn() -> Vec<(u64, Vec<(&'static str, String)>)> + Send + Sync + 'static,
-    ) -> Self {
-        let read = move || {
-            let points = read().into_iter();
-            points.map(|(n, attrs)| (n, attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect())).collect()
-        };
-        Self { name, description, kind, read: Box::new(read) }
-    }
-
-    /// The metric's name.
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 }
 
@@ -150,7 +74,7 @@ impl fmt::Debug for Exporter {
     }
 }
 
-/// Starts exporting `instruments` to `endpoint` (e.g. `http://otel-collector:4317`) as
+/// Starts exporting the instruments `register` puts on its meter to `endpoint` (e.g. `http://otel-collector:4317`) as
 /// `service` (the `service.name` resource attribute; `OTEL_RESOURCE_ATTRIBUTES` adds more).
 /// `interval` overrides `OTEL_METRIC_EXPORT_INTERVAL`. Other `OTEL_EXPORTER_OTLP_*` variables
 /// (headers, timeout, compression) apply as usual.
@@ -158,7 +82,7 @@ pub fn start(
     endpoint: &str,
     service: &'static str,
     interval: Option<Duration>,
-    instruments: Vec<Instrument>,
+    register: impl FnOnce(&Meter),
 ) -> Result<Exporter, OtlpError> {
     // tonic's channel spawns its connection tasks on the runtime current at build time; this
     // one outlives every export and is independent of the component's.
@@ -180,28 +104,8 @@ pub fn start(
         .with_resource(Resource::builder().with_service_name(service).build())
         .with_reader(reader.build())
         .build();
-    let meter = provider.meter("tokentrail");
-    for Instrument { name, description, kind, read } in instruments {
-        let read = Arc::new(read);
-        // The SDK keeps the callbacks registered for the provider's lifetime; the handles
-        // returned by `build` need not be kept.
-        match kind {
-            Kind::Counter => {
-                meter
-                    .u64_observable_counter(name)
-                    .with_description(description)
-                    .with_callback(move |o| read().iter().for_each(|(v, attrs)| o.observe(*v, attrs)))
-                    .build();
-            }
-            Kind::Gauge => {
-                meter
-                    .u64_observable_gauge(name)
-                    .with_description(description)
-                    .with_callback(move |o| read().iter().for_each(|(v, attrs)| o.observe(*v, attrs)))
-                    .build();
-            }
-        }
-    }
+    // The SDK keeps the instruments' callbacks registered for the provider's lifetime.
+    register(&provider.meter("tokentrail"));
     tracing::info!(endpoint, service, "exporting metrics over OTLP");
     Ok(Exporter { provider: Some(provider), runtime: Some(runtime) })
 }
@@ -234,3 +138,7 @@ impl Drop for Exporter {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "otlp_tests.rs"]
+mod tests;

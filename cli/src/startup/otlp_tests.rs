@@ -3,7 +3,9 @@
 //! `MetricsService` over tonic on 127.0.0.1:0, shared with the integration tests) periodically
 //! and once more on shutdown.
 
-#[path = "../../integration-tests/tests/otlp_support/mod.rs"]
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../integration-tests/tests/otlp_support/mod.rs"]
 mod otlp_support;
 
 use std::sync::atomic::Ordering;
@@ -12,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use otlp_support::Collector;
 use tokentrail_correlator::stream::{telemetry, Metrics};
-use tokentrail_proto::otlp;
+
+use crate::startup::otlp;
 
 #[test]
 fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
@@ -24,13 +27,11 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
     metrics.findings.store(3, Ordering::Relaxed);
     metrics.findings_by_rule.lock().unwrap().extend([("token-used-off-cluster", 2), ("legacy-token-use", 1)]);
     metrics.watermark_lag_seconds.store(12, Ordering::Relaxed);
-    let exporter = otlp::start(
-        &collector.endpoint(),
-        "tokentrail-correlator",
-        Some(Duration::from_millis(200)),
-        telemetry::instruments(&metrics),
-    )
-    .unwrap();
+    let exporter =
+        otlp::start(&collector.endpoint(), "tokentrail-correlator", Some(Duration::from_millis(200)), |meter| {
+            telemetry::register(&metrics, meter)
+        })
+        .unwrap();
 
     // Periodic export: every instrument, counters monotonic, current values, the service named.
     let first = collector.wait_for("observations = 42", started, Duration::from_secs(20), |e| {
@@ -74,10 +75,12 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
 fn nothing_starts_without_an_endpoint() {
     // With no flag, export follows only $OTEL_EXPORTER_OTLP_ENDPOINT, which tests do not set.
     if std::env::var_os(otlp::ENDPOINT_ENV).is_none() {
-        let started = otlp::start_if_configured(None, "tokentrail-correlator", || panic!("instruments built")).unwrap();
+        let started =
+            otlp::start_if_configured(None, "tokentrail-correlator", |_| panic!("instruments registered")).unwrap();
         assert!(started.is_none());
     }
     // A blank flag (an empty value in a manifest) means off, not the variable.
-    let blank = otlp::start_if_configured(Some(" "), "tokentrail-correlator", || panic!("instruments built")).unwrap();
+    let blank =
+        otlp::start_if_configured(Some(" "), "tokentrail-correlator", |_| panic!("instruments registered")).unwrap();
     assert!(blank.is_none());
 }

@@ -1,0 +1,140 @@
+//! `tokentrail aggregator`: its flags, laid over its configuration file ([`Config`]), around
+//! [`tokentrail_aggregator::run`]. Exit 75 (`EX_TEMPFAIL`) when it stopped for a reason a restart
+//! may clear ([`tokentrail_aggregator::AggregatorError::is_retryable`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokentrail_aggregator::config::Config;
+use tokentrail_aggregator::telemetry::{self, Metrics};
+use tokentrail_config::duration;
+
+use crate::startup::config_file::WithFile;
+use crate::startup::{Component, Threads};
+
+const AGGREGATOR: Component =
+    Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::PerCore };
+
+/// Run the aggregator: attestations over gRPC and raw audit events from Kafka, merged into the
+/// observations topic.
+pub type Args = WithFile<Settings>;
+
+/// The flags that are settings of the configuration file, named as its keys.
+#[derive(clap::Args, Debug, Serialize)]
+pub struct Settings {
+    /// Kafka `bootstrap.servers`.
+    #[arg(long, value_name = "HOST:PORT,...", required_unless_present_any = ["config", "check_config"])]
+    #[serde(rename = "kafka.bootstrap_servers")]
+    bootstrap_servers: Option<String>,
+    /// A raw audit topic, as `TOPIC=CLUSTER`, or `TOPIC` for records with a `cluster` header.
+    /// Repeatable; adds to the configuration file's.
+    #[arg(long, value_name = "TOPIC[=CLUSTER]", value_parser = parse_audit_topic)]
+    #[serde(rename = "kafka.audit_topics")]
+    audit_topic: Vec<AuditTopic>,
+    /// The observations topic.
+    #[arg(long, value_name = "TOPIC")]
+    #[serde(rename = "kafka.observations_topic")]
+    observations_topic: Option<String>,
+    /// The dead-letter topic.
+    #[arg(long, value_name = "TOPIC")]
+    #[serde(rename = "kafka.dead_letter_topic")]
+    dead_letter_topic: Option<String>,
+    /// Serve attestations on this address (e.g. `0.0.0.0:7443`); needs --cluster.
+    #[arg(long, value_name = "ADDR", requires = "cluster")]
+    #[serde(rename = "grpc.listen")]
+    grpc_listen: Option<SocketAddr>,
+    /// The cluster the agents run in.
+    #[arg(long, value_name = "NAME")]
+    #[serde(rename = "grpc.cluster")]
+    cluster: Option<String>,
+    /// Server certificate chain (PEM) of the attestation server; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[serde(rename = "grpc.tls.cert")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM); needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[serde(rename = "grpc.tls.key")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) of the agents' client certificates: mTLS, node identity from the certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[serde(rename = "grpc.tls.client_ca")]
+    client_ca: Option<PathBuf>,
+    /// How far ahead of this aggregator's clock an agent's times may be (e.g. `5m`); later
+    /// ones are refused and counted. Overrides `grpc.max_clock_skew`.
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(rename = "grpc.max_clock_skew", serialize_with = "duration::serialize_given")]
+    max_clock_skew: Option<Duration>,
+    /// Serve the probes `/healthz` and `/readyz` over plain HTTP on this address (e.g.
+    /// `0.0.0.0:8080`).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(rename = "health.listen")]
+    health_listen: Option<SocketAddr>,
+}
+
+/// `--audit-topic`, as the file writes it.
+#[derive(Clone, Debug, Serialize)]
+struct AuditTopic {
+    topic: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+}
+
+fn parse_audit_topic(s: &str) -> Result<AuditTopic, std::convert::Infallible> {
+    Ok(match s.split_once('=') {
+        Some((topic, cluster)) => AuditTopic { topic: topic.to_string(), cluster: Some(cluster.to_string()) },
+        None => AuditTopic { topic: s.to_string(), cluster: None },
+    })
+}
+
+/// Runs `tokentrail aggregator` until SIGTERM or ctrl-c.
+pub fn main(args: Args) -> ExitCode {
+    let config = match AGGREGATOR.configure(&args, Config::problems) {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let exported = Arc::clone(&metrics);
+    AGGREGATOR.serve(
+        &args.process,
+        move |meter| telemetry::register(&exported, meter),
+        |shutdown| tokentrail_aggregator::run(config, metrics, None, shutdown),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::startup::config_file::load_for_test;
+
+    fn load(file: &str, flags: &[&str]) -> Result<Config, String> {
+        load_for_test::<Settings, _>(Some(file), flags, Config::problems)
+    }
+
+    #[test]
+    fn flags_over_the_file_nested_keys_and_topics_added() {
+        let file = r#"{"kafka": {"bootstrap_servers": "file:9092", "audit_topics": [{"topic": "a", "cluster": "prod"}]},
+                       "grpc": {"cluster": "prod", "trust_agent_node_name": true}}"#;
+        let c =
+            load(file, &["--bootstrap-servers", "flag:9092", "--audit-topic", "b", "--max-clock-skew", "30s"]).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "flag:9092");
+        let topics: Vec<_> = c.kafka.audit_topics.iter().map(|t| (t.topic.as_str(), t.cluster.as_deref())).collect();
+        assert_eq!(topics, [("a", Some("prod")), ("b", None)]);
+        let grpc = c.grpc.unwrap();
+        assert_eq!((grpc.cluster.as_str(), grpc.max_clock_skew), ("prod", Duration::from_secs(30)));
+        assert!(grpc.trust_agent_node_name);
+    }
+
+    #[test]
+    fn a_flag_that_makes_the_settings_wrong_is_reported_with_its_key() {
+        let err = load(
+            r#"{"kafka": {"bootstrap_servers": "k:9092", "audit_topics": [{"topic": "a"}]}}"#,
+            &["--observations-topic", "a"],
+        )
+        .unwrap_err();
+        assert_eq!(err, "kafka.observations_topic: \"a\" is also an audit topic");
+    }
+}

@@ -1,0 +1,142 @@
+//! `tokentrail correlator`: its flags, laid over its configuration file ([`FileConfig`]), around
+//! [`tokentrail_correlator::stream::run`], whose loop is a blocking thread: on SIGTERM or ctrl-c
+//! it commits the open batch and returns; a restart loses nothing, so every failure exits 1.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokentrail_config::duration;
+use tokentrail_correlator::engine_args::{EngineArgs, StreamEngineArgs};
+use tokentrail_correlator::stream::config::FileConfig;
+use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
+
+use crate::startup::config_file::WithFile;
+use crate::startup::{Component, Shutdown, Threads};
+
+const CORRELATOR: Component = Component { name: "correlator", service: "tokentrail-correlator", threads: Threads::One };
+
+/// Run a correlator replica: the observations topic in, findings out, exactly once.
+pub type Args = WithFile<Settings>;
+
+/// The flags that are settings of the configuration file, named as its keys.
+#[derive(clap::Args, Debug, Serialize)]
+pub struct Settings {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "TOKENTRAIL_KAFKA_BOOTSTRAP",
+        value_name = "HOST:PORT[,...]",
+        required_unless_present_any = ["config", "check_config"]
+    )]
+    #[serde(rename = "bootstrap_servers")]
+    bootstrap: Option<String>,
+    /// Consumer group of all correlator replicas [default: tokentrail-correlator].
+    #[arg(long)]
+    #[serde(rename = "group_id")]
+    group: Option<String>,
+    /// This replica's stable name (its transactional id), e.g. the StatefulSet pod name.
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+    /// Input topic of observations [default: tokentrail.observations].
+    #[arg(long)]
+    observations_topic: Option<String>,
+    /// Output topic of findings [default: tokentrail.findings].
+    #[arg(long)]
+    findings_topic: Option<String>,
+    /// Compacted topic of per-partition state, partitioned like the input [default:
+    /// tokentrail.correlator-state].
+    #[arg(long)]
+    changelog_topic: Option<String>,
+    /// Findings as `json` (tokentrail.finding/v1) or `ocsf` [default: json].
+    #[arg(long, value_parser = ["json", "ocsf"])]
+    format: Option<String>,
+    /// How often findings, state and offsets are committed together [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(serialize_with = "duration::serialize_given")]
+    commit_interval: Option<Duration>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    stream: StreamEngineArgs,
+}
+
+/// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
+/// correlator cannot run (Kafka unreachable, state unreadable): a restart loses nothing.
+pub fn main(args: Args) -> ExitCode {
+    let file = match CORRELATOR.configure(&args, FileConfig::problems) {
+        Ok(f) => f,
+        Err(exit) => return exit,
+    };
+    // $POD_NAME is already in `instance` (the flag's environment variable).
+    let config = match file.into_config(None) {
+        Ok(c) => c,
+        Err(e) => return CORRELATOR.bad_config(e),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let exported = Arc::clone(&metrics);
+    CORRELATOR.serve(
+        &args.process,
+        move |meter| telemetry::register(&exported, meter),
+        |shutdown| run(config, metrics, shutdown),
+    )
+}
+
+/// The correlator's loop on a blocking thread, told to stop when `shutdown` resolves.
+async fn run(config: CorrelatorConfig, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let stop = stream::shutdown_flag();
+    let mut worker = tokio::task::spawn_blocking({
+        let stop = Arc::clone(&stop);
+        move || stream::run(&config, &metrics, &stop)
+    });
+    let finished = tokio::select! {
+        // The worker stopped by itself (an error): the process exits with it.
+        finished = &mut worker => finished,
+        () = shutdown => {
+            stop.store(true, Ordering::Relaxed);
+            worker.await
+        }
+    };
+    match finished {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(anyhow::anyhow!("the correlator's loop panicked")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::startup::config_file::load_for_test;
+    use tokentrail_correlator_core::time::{MINUTE, SECOND};
+
+    fn load(file: &str, flags: &[&str]) -> Result<CorrelatorConfig, String> {
+        let flags = [&["--instance", "c-0"], flags].concat();
+        let file = load_for_test::<Settings, FileConfig>(Some(file), &flags, FileConfig::problems)?;
+        file.into_config(None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn engine_flags_over_the_file_networks_added_durations_replaced() {
+        let file = r#"{"bootstrap_servers": "k:9092", "cluster_networks": ["10.0.0.0/8"], "rotation_grace": "1m",
+                       "attestation_grace": "15s", "commit_interval": "2s"}"#;
+        let c =
+            load(file, &["--cluster-network", "192.168.0.0/16", "--rotation-grace", "500ms", "--pod-retention", "10m"])
+                .unwrap();
+        assert_eq!(c.engine.cluster_networks.len(), 2);
+        assert_eq!(c.engine.rotation_grace, 500_000);
+        assert_eq!(c.engine.attestation_grace, 15 * SECOND);
+        assert_eq!(c.engine.retention.pods, 10 * MINUTE);
+        assert_eq!(c.commit_interval, Duration::from_secs(2));
+        assert_eq!(c.instance, "c-0");
+    }
+
+    #[test]
+    fn a_credential_retention_flag_under_a_day_is_refused_like_the_file_s() {
+        let err = load(r#"{"bootstrap_servers": "k:9092"}"#, &["--credential-retention", "6h"]).unwrap_err();
+        assert!(err.starts_with("credential_retention: must be at least 24h"), "{err}");
+    }
+}

@@ -1,0 +1,237 @@
+//! Process start-up, written once for every subcommand that runs a component (agent,
+//! aggregator, correlator, standalone): logging, metrics export, the runtime, SIGTERM and ctrl-c
+//! as a shutdown future, and the exit status. The components are libraries whose `run` takes a
+//! configuration and that future; `cli/src/component/*.rs` turn flags (and a configuration file)
+//! into that configuration.
+//!
+//! * [`config_file`]: `--config` and `--check-config`; the environment and flags laid over the
+//!   file by one rule.
+//! * [`otlp`]: OTLP metrics export of the instruments the components register.
+//!
+//! Exit statuses: 0 after a clean shutdown; [`exit::BAD_CONFIG`] (2) for unusable flags or
+//! configuration (clap's own status for bad flags, too); [`exit::FAILED`] (1) when the component
+//! cannot run; [`exit::TEMPFAIL`] (75, `EX_TEMPFAIL`) when it stopped for a reason a restart may
+//! clear ([`Failure::is_retryable`]).
+
+pub mod config_file;
+pub mod otlp;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+
+use opentelemetry::metrics::Meter;
+
+/// Exit statuses of the component subcommands.
+pub mod exit {
+    /// The component could not run, or stopped on an error a restart does not clear.
+    pub const FAILED: u8 = 1;
+    /// The flags or the configuration are unusable.
+    pub const BAD_CONFIG: u8 = 2;
+    /// The component stopped on an error a restart (with back-off) may clear (`EX_TEMPFAIL`).
+    pub const TEMPFAIL: u8 = 75;
+}
+
+/// The flags of every long-running component: logging and metrics export.
+#[derive(clap::Args, Debug)]
+pub struct ProcessArgs {
+    /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
+    /// no export without it.
+    #[arg(long, env = otlp::ENDPOINT_ENV, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Log debug messages too.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Why a component stopped, as far as its exit status is concerned.
+pub trait Failure: fmt::Display {
+    /// Whether running again (a restart, with back-off) can succeed without operator action.
+    fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+impl Failure for tokentrail_agent::AgentError {}
+
+impl Failure for tokentrail_aggregator::AggregatorError {
+    fn is_retryable(&self) -> bool {
+        tokentrail_aggregator::AggregatorError::is_retryable(self)
+    }
+}
+
+impl Failure for tokentrail_correlator::stream::CorrelatorError {}
+
+impl Failure for crate::standalone::StandaloneError {}
+
+impl Failure for anyhow::Error {}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c; what a component's `run` takes.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The runtime a component needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// One thread: the agent (a few hundred files and one stream on every node, where its CPU
+    /// and memory footprint matter) and the correlator (whose loop is a blocking thread).
+    One,
+    /// A worker per core: servers and pipelines side by side.
+    PerCore,
+}
+
+/// A long-running component as start-up sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Component {
+    /// The subcommand, in messages: `tokentrail agent: ...`.
+    pub name: &'static str,
+    /// The OpenTelemetry `service.name`.
+    pub service: &'static str,
+    /// Its runtime.
+    pub threads: Threads,
+}
+
+impl Component {
+    /// Logs to stderr, without colours (the logs go to a collector); debug with `verbose`.
+    pub fn init_logging(&self, verbose: bool) {
+        let level = if verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
+        let subscriber = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(std::io::stderr);
+        // Already set (a test running several components in one process): keep the first.
+        let _ = subscriber.try_init();
+    }
+
+    /// The start of every component with a configuration file: `--check-config` (which ends
+    /// the process: `Err` with its exit status), logging, then the file with the environment and
+    /// flags laid over it ([`config_file::load`]; `Err(2)` when unusable).
+    pub fn configure<S, T>(
+        &self,
+        args: &config_file::WithFile<S>,
+        validate: impl Fn(&T) -> Vec<tokentrail_config::Problem>,
+    ) -> Result<T, ExitCode>
+    where
+        S: clap::Args + serde::Serialize,
+        T: serde::de::DeserializeOwned,
+    {
+        if let Some(path) = &args.files.check_config {
+            return Err(config_file::check_command(path, validate));
+        }
+        self.init_logging(args.process.verbose);
+        config_file::load(args.files.config.as_deref(), &args.settings, validate).map_err(|e| self.bad_config(e))
+    }
+
+    /// Reports an unusable configuration; exit 2.
+    pub fn bad_config(&self, error: impl fmt::Display) -> ExitCode {
+        eprintln!("tokentrail {}: {error}", self.name);
+        ExitCode::from(exit::BAD_CONFIG)
+    }
+
+    /// Starts metrics export (when an endpoint is configured; `register` adds the component's
+    /// instruments), builds the runtime, runs `run` until it returns (it is handed the shutdown
+    /// future), exports the last metrics and maps the result to the exit status.
+    pub fn serve<F, E>(
+        &self,
+        process: &ProcessArgs,
+        register: impl FnOnce(&Meter),
+        run: impl FnOnce(Shutdown) -> F,
+    ) -> ExitCode
+    where
+        F: Future<Output = Result<(), E>>,
+        E: Failure,
+    {
+        let exporter = match otlp::start_if_configured(process.otlp_endpoint.as_deref(), self.service, register) {
+            Ok(e) => e,
+            Err(e) => return self.bad_config(e),
+        };
+        let runtime = match self.threads {
+            Threads::One => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            Threads::PerCore => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        };
+        let runtime = match runtime {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("tokentrail {}: cannot start the runtime: {e}", self.name);
+                return ExitCode::from(exit::FAILED);
+            }
+        };
+        let result = runtime.block_on(run(Box::pin(shutdown_signal())));
+        drop(runtime);
+        // After the run, outside its runtime: the final values are exported before exit.
+        otlp::shutdown(exporter);
+        self.exit(result)
+    }
+
+    /// The exit status of a run's result, the error logged and printed.
+    pub fn exit<E: Failure>(&self, result: Result<(), E>) -> ExitCode {
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let retryable = e.is_retryable();
+                tracing::error!(error = %e, retryable, "{} stopped", self.name);
+                eprintln!("tokentrail {}: {e}", self.name);
+                ExitCode::from(if retryable { exit::TEMPFAIL } else { exit::FAILED })
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // No SIGTERM handler (never on Linux): ctrl-c still works.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Stopped(bool);
+
+    impl fmt::Display for Stopped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("stopped")
+        }
+    }
+
+    impl Failure for Stopped {
+        fn is_retryable(&self) -> bool {
+            self.0
+        }
+    }
+
+    const TEST: Component = Component { name: "test", service: "tokentrail-test", threads: Threads::One };
+
+    #[test]
+    fn exit_statuses_say_clean_fatal_retryable_or_misconfigured() {
+        let status = |code: u8| format!("{:?}", ExitCode::from(code));
+        assert_eq!(format!("{:?}", TEST.exit::<Stopped>(Ok(()))), format!("{:?}", ExitCode::SUCCESS));
+        assert_eq!(format!("{:?}", TEST.exit(Err(Stopped(false)))), status(1));
+        assert_eq!(format!("{:?}", TEST.exit(Err(Stopped(true)))), status(75));
+        assert_eq!(format!("{:?}", TEST.bad_config("no")), status(2));
+    }
+
+    #[test]
+    fn the_aggregator_keeps_its_retryable_distinction() {
+        use tokentrail_aggregator::error::ConfigError;
+        use tokentrail_aggregator::AggregatorError;
+        let config = AggregatorError::Config(ConfigError(vec!["kafka.bootstrap_servers: is empty".into()]));
+        assert!(!Failure::is_retryable(&config));
+        assert!(Failure::is_retryable(&AggregatorError::Closed("the queue")));
+        let process = ProcessArgs { otlp_endpoint: Some(String::new()), verbose: false };
+        let aggregator = Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::One };
+        let status = aggregator.serve(&process, |_| {}, |_| async { Err(AggregatorError::Closed("the queue")) });
+        assert_eq!(format!("{status:?}"), format!("{:?}", ExitCode::from(75)));
+    }
+}
