@@ -392,3 +392,66 @@ fn checks_only_the_structure_of_what_it_skips() {
     assert!(serde(text).is_none());
     assert_eq!(event(text).unwrap().request_object.unwrap().get(), r#"{"replicas":01}"#);
 }
+
+/// The names serde reads a struct's fields by (`#[derive(Deserialize)]` hands them to
+/// `deserialize_struct`), caught by a deserializer that only records them.
+fn serde_field_names<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    struct Names(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Caught;
+    impl std::fmt::Display for Caught {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names caught")
+        }
+    }
+    impl std::error::Error for Caught {}
+    impl serde::de::Error for Caught {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Caught
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = Caught;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Caught> {
+            Err(Caught)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Caught> {
+            self.0 = Some(fields);
+            Err(Caught)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut names = Names(None);
+    let _ = T::deserialize(&mut names);
+    names.0.expect("a struct asks for its fields")
+}
+
+/// The scanner's keys are a hand copy of `Event`'s fields: a field added to `Event` and not to
+/// the scanner would be read by serde_json and silently skipped by the scanner. Every field
+/// must make the scanner either read something or give up (a value of the wrong type).
+#[test]
+fn the_scanner_knows_every_field_of_event() {
+    let names = serde_field_names::<Event<'_>>();
+    assert!(names.len() > 15, "{names:?}");
+    let nothing = format!("{:?}", Event::default());
+    let mut skipped = Vec::new();
+    for name in names {
+        for value in ["1", r#""s""#, "{}", "[]"] {
+            let text = format!(r#"{{"{name}":{value}}}"#);
+            if event(&text).is_some_and(|ev| format!("{ev:?}") == nothing)
+                && serde(&text).is_some_and(|ev| format!("{ev:?}") != nothing)
+            {
+                skipped.push(text);
+            }
+        }
+    }
+    assert!(skipped.is_empty(), "serde reads these and the scanner skips them: {skipped:?}");
+}
