@@ -27,6 +27,8 @@
 //! in, so no build needs `protoc`. After editing a `.proto` file run
 //! `cargo run -p tokentrail-proto --example regen --features regen` (`-- --check` verifies).
 
+#![deny(missing_docs)]
+
 pub mod net;
 pub mod observation;
 pub mod time;

@@ -32,6 +32,8 @@
 //! Nothing here copies token material: Secret `data`/`stringData` and TokenRequest `status`
 //! are never deserialized, and problem messages elide long quoted strings.
 
+#![deny(missing_docs)]
+
 pub mod compression;
 pub mod decode;
 pub mod layout;

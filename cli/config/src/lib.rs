@@ -14,6 +14,8 @@
 //! express (an empty topic name, two settings that exclude each other) then run on what is left,
 //! through [`check`], and problems under a removed key are dropped as already reported.
 
+#![deny(missing_docs)]
+
 pub mod duration;
 
 use std::fmt;

@@ -15,8 +15,16 @@
 //! * `rules`: the catalogue of docs/design.md §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
+//! * [`attestation`]: what node agents attested (credentials seen in pod volumes, how far each
+//!   agent has reported), for `token-forged-mint`.
+//! * [`expiry`]: what the streaming engine forgets, and when, so its state stays bounded.
+//! * [`emit`]: which findings to send downstream, and when to send one again (a changed one).
+//! * [`ocsf`]: findings as OCSF Detection Findings, for SIEMs.
+//! * [`config`]: the engine's settings ([`EngineConfig`]).
 //! * [`sample`], [`tally`], [`principals`], [`client`] (what a user agent says about its program
-//!   and OS): small shared pieces.
+//!   and OS), [`hash`] (the maps keyed by evidence): small shared pieces.
+
+#![deny(missing_docs)]
 
 pub mod activity;
 pub mod attestation;
