@@ -12,7 +12,7 @@
 //!   attestation has been seen for [`Retention::credentials`]. The audit log does not carry a
 //!   token's `exp`, and the kubelet rewrites every projected token within 24 hours, so the
 //!   default (25 h) outlives every token still in its pod.
-//! * **Attestations** leave a 16-byte trace ([`Attestations`]' retired digests, kept for
+//! * **Attestations** leave a 16-byte trace ([`Attestations`](crate::attestation::Attestations)' retired digests, kept for
 //!   [`Retention::retired`]): a late use of a token its agent once attested must not read as
 //!   minted behind the kubelet's back.
 //! * **Pods**: dropped [`Retention::pods`] after their deletion (never before the engine's own
