@@ -216,10 +216,11 @@ pub(crate) fn build(engine: &Engine) -> Report {
         .collect();
     groups.sort_unstable_by_key(|(key, _)| *key);
     let judged: Vec<_> = groups.into_iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
-    let ctx = Context { engine, judge: &judge, judged };
+    let mut ctx = Context { engine, judge: &judge, judged, legacy: Vec::new() };
+    ctx.legacy = legacy_inventory(&ctx);
     let findings = rules::run(&ctx);
     let usage = usage_table(&ctx);
-    let legacy_tokens = legacy_inventory(&ctx);
+    let legacy_tokens = std::mem::take(&mut ctx.legacy);
     let mut coverage = Coverage {
         pods: engine.model.pods.len() as u64,
         nodes: engine.model.nodes.len() as u64,

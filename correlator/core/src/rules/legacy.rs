@@ -83,7 +83,7 @@ fn key_secret(key: &CredentialKey) -> Option<&str> {
 
 /// `legacy-token-present`: every token Secret in the evidence.
 fn present(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    for row in crate::report::legacy_inventory(ctx) {
+    for row in &ctx.legacy {
         if !row.exists {
             continue;
         }

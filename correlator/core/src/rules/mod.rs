@@ -20,6 +20,7 @@ use crate::finding::{
     finding_id, Finding, FindingCredential, FindingPod, FindingServiceAccount, Rule, Severity, SCHEMA,
 };
 use crate::observation::ServiceAccountRef;
+use crate::report::LegacyTokenRow;
 use crate::tally::Tally;
 use crate::usage::{CredentialKey, UseGroup, UseKey};
 use crate::verdict::{Judge, Judgement, Verdict};
@@ -33,6 +34,9 @@ pub(crate) struct Context<'a> {
     pub judge: &'a Judge<'a>,
     /// Every use group with its judgement, in key order.
     pub judged: Vec<Judged<'a>>,
+    /// The legacy token inventory, made once: the report shows it and `legacy-token-present`
+    /// reads it.
+    pub legacy: Vec<LegacyTokenRow>,
 }
 
 impl<'a> Context<'a> {
