@@ -4,8 +4,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::engine_args::EngineArgs;
 use clap::ValueEnum;
-use tokentrail_correlator::engine_args::EngineArgs;
 use tokentrail_correlator::forensic::{self, AnalyzeOptions, LocatedProblem};
 use tokentrail_correlator::output;
 use tokentrail_correlator_core::{EngineConfig, Severity, Timestamp};

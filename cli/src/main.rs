@@ -8,6 +8,7 @@
 mod analyze;
 mod collect;
 mod component;
+mod engine_args;
 mod progress;
 mod standalone;
 mod startup;

@@ -8,9 +8,7 @@
 //!   Its [`PartitionState`](stream::PartitionState) (engines and emitter) and finding records
 //!   ([`stream::findings`]) are also what `tokentrail standalone` (in the cli crate, above both
 //!   aggregator and correlator) folds into and writes.
-//! * [`engine_args`]: the engine's flags, shared by the three subcommands that run it.
 
-pub mod engine_args;
 pub mod evidence;
 pub mod forensic;
 pub mod output;

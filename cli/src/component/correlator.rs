@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine_args::{EngineArgs, StreamEngineArgs};
 use serde::Serialize;
 use tokentrail_config::duration;
-use tokentrail_correlator::engine_args::{EngineArgs, StreamEngineArgs};
 use tokentrail_correlator::stream::config::FileConfig;
 use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
 

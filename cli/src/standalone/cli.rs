@@ -12,7 +12,7 @@ use tokentrail_correlator_core::EngineConfig;
 
 use super::output::Destination;
 use super::StandaloneConfig;
-use tokentrail_correlator::engine_args::{EngineArgs, StreamEngineArgs};
+use crate::engine_args::{EngineArgs, StreamEngineArgs};
 use tokentrail_correlator::stream::FindingFormat;
 
 /// Flags of `tokentrail standalone`.

@@ -10,8 +10,6 @@ use tokentrail_correlator_core::expiry::Retention;
 use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
 
-use crate::engine_args::micros;
-
 /// What the findings topic carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FindingFormat {
@@ -167,6 +165,11 @@ fn default_pod_retention() -> Duration {
 }
 fn micros_to_duration(micros: i64) -> Duration {
     Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+/// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
+pub fn micros(d: Duration) -> Micros {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The problem with a credential retention shorter than [`Retention::MIN_CREDENTIALS`], if any.

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use tokentrail_correlator::stream::config::micros;
 use tokentrail_correlator_core::net::BadNetwork;
 use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{EngineConfig, IpNet};
@@ -81,11 +82,6 @@ fn set(setting: &mut Micros, flag: Option<Duration>) {
     if let Some(d) = flag {
         *setting = micros(d);
     }
-}
-
-/// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
-pub fn micros(d: Duration) -> Micros {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Parses a CIDR or a single address.
