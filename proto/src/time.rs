@@ -168,7 +168,9 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 }
 
 // Howard Hinnant's algorithms (http://howardhinnant.github.io/date_algorithms.html).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of a proleptic Gregorian date (also the agent's, for kubelet volume
+/// timestamps).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
