@@ -16,7 +16,7 @@ use crate::attestation::Attestations;
 use crate::config::EngineConfig;
 use crate::dedup::{Rank, RecentIds, Sighting};
 use crate::hash::{FastMap, LookupMap};
-use crate::model::Model;
+use crate::model::{Model, PodQuestions, PodSighting};
 use crate::net::client_address;
 use crate::observation::{
     AuthFailure, Credential, FactSource, Observation, PodAccess, SecretRead, ServiceAccountFact, ServiceAccountRef,
@@ -77,6 +77,19 @@ pub struct Engine {
     /// The latest audit or inventory event time seen: the report's "now" and the watermark
     /// expiry works by (the core has no clock). Agents' times never move it (see `observe`).
     pub(crate) latest: Timestamp,
+}
+
+/// The bound pod a use group shows, when its credential is pod-bound.
+pub(crate) fn sighting<'a>(key: &'a UseKey, group: &'a UseGroup) -> Option<PodSighting<'a>> {
+    let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { return None };
+    Some(PodSighting {
+        uid: pod_uid,
+        namespace: &key.serviceaccount.namespace,
+        name: group.pod_name.as_deref().unwrap_or_default(),
+        node: group.node.as_deref(),
+        first: group.first(),
+        last: group.last(),
+    })
 }
 
 /// What becomes of a copy of a request.
@@ -247,19 +260,11 @@ impl Engine {
         }
         let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
         let group = self.uses.entry_ref(&key).or_default();
-        if let Credential::PodBound { pod_name, pod_uid, node, .. } = u.credential {
-            // A successful use proves the pod existed then (its token is validated against it).
-            // A use inside the span of its group's earlier uses, which were noted already,
-            // would change nothing: skip the pod lookup, which is most of a repeated use's cost.
-            let noted = group.uses.count > 0
-                && (group.first()..=group.last()).contains(&u.time)
-                && (node.is_none() || group.node.is_some());
-            if !noted {
-                self.model.pods.note_bound(pod_uid, u.serviceaccount.namespace, pod_name, node, u.time);
-            }
-            group.add(&u, Some(pod_name), node, &forged);
-        } else {
-            group.add(&u, None, None, &forged);
+        // The bound pod is noted from its group when a question needs it (`place_sighted_pods`),
+        // not here for every use.
+        match u.credential {
+            Credential::PodBound { pod_name, node, .. } => group.add(&u, Some(pod_name), node, &forged),
+            _ => group.add(&u, None, None, &forged),
         }
     }
 
@@ -382,7 +387,7 @@ impl Engine {
                 std::mem::swap(&mut self.uses, &mut largest.uses);
             }
         }
-        for Engine { uses, model, stats, latest, hops, .. } in others {
+        for Engine { uses, stats, latest, hops, .. } in others {
             self.hops.merge(hops);
             for (key, group) in uses {
                 match self.uses.entry(key) {
@@ -392,12 +397,36 @@ impl Engine {
                     }
                 }
             }
-            self.model.pods.absorb_sightings(model.pods);
             self.stats.observations += stats.observations;
             self.stats.token_uses += stats.token_uses;
             self.stats.duplicate_stages += stats.duplicate_stages;
             self.latest = self.latest.max(latest);
         }
+    }
+
+    /// Makes pods of the bound pods that token uses show, where the evidence asks about them
+    /// (see [`crate::model::Pods::note_sightings`]): before a report, and before expiry places
+    /// deletions by name.
+    pub(crate) fn place_sighted_pods(&mut self) {
+        let mut asked = PodQuestions::default();
+        for (namespace, name) in self.model.pods.unresolved_names() {
+            asked.name(namespace, name);
+        }
+        // `exec-then-token-use` finds the pod an exec names by name and time.
+        for a in &self.accesses {
+            asked.name(&a.access.namespace, &a.access.pod_name);
+        }
+        // `token-forged-mint` finds the node of the pod a TokenRequest names.
+        for mint in self.mints.iter() {
+            if let Some(pod) = &mint.bound_pod {
+                asked.name(&mint.serviceaccount.namespace, &pod.name);
+                if let Some(uid) = &pod.uid {
+                    asked.uid(uid);
+                }
+            }
+        }
+        let sightings = self.uses.iter().filter_map(|(key, group)| sighting(key, group));
+        self.model.pods.note_sightings(sightings, &asked);
     }
 
     /// Every use group, by its key.
@@ -443,6 +472,7 @@ impl Engine {
     /// Evaluates every rule over the evidence folded so far.
     pub fn report(&mut self) -> Report {
         self.settle();
+        self.place_sighted_pods();
         self.model.pods.resolve();
         report::build(self)
     }

@@ -85,6 +85,9 @@ impl Engine {
         let retention = self.config.retention;
         let watermark = self.latest;
         let cutoff = |t: Timestamp, keep: Micros| t.0.saturating_add(keep) < watermark.0;
+        // Pods that only the groups about to go show, and that a deletion by name asks about,
+        // become pods first.
+        self.place_sighted_pods();
         // A credential's last sighting: its latest use under any client address, or its attestation.
         let mut last_seen: std::collections::HashMap<&CredentialKey, Timestamp> = std::collections::HashMap::new();
         for (key, group) in &self.uses {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::engine::{Engine, EngineStats};
 use crate::finding::Finding;
-use crate::model::Place;
+use crate::model::{Place, Pods};
 use crate::observation::ServiceAccountRef;
 use crate::proxies;
 use crate::rules::{self, Context};
@@ -222,7 +222,7 @@ pub(crate) fn build(engine: &Engine) -> Report {
     let usage = usage_table(&ctx);
     let legacy_tokens = std::mem::take(&mut ctx.legacy);
     let mut coverage = Coverage {
-        pods: engine.model.pods.len() as u64,
+        pods: (engine.model.pods.len() + sighted_only(&ctx)) as u64,
         nodes: engine.model.nodes.len() as u64,
         cluster_networks: networks.iter().map(|n| n.to_string()).collect(),
         mints: mints.len() as u64,
@@ -246,6 +246,22 @@ pub(crate) fn build(engine: &Engine) -> Report {
     coverage.learned = learned(engine, &networks, &fronts);
     let timelines = timelines(&ctx, &findings);
     Report { findings, usage, legacy_tokens, coverage, timelines }
+}
+
+/// How many pods only their tokens' uses show (they stay in their use groups: see
+/// [`crate::model::Pods::note_sightings`]).
+fn sighted_only(ctx: &Context<'_>) -> usize {
+    let pods = &ctx.engine.model.pods;
+    let mut uids: Vec<&str> = ctx
+        .judged
+        .iter()
+        .filter_map(|(key, group, _)| crate::engine::sighting(key, group))
+        .map(|s| s.uid)
+        .filter(|uid| !pods.contains(uid))
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids.len()
 }
 
 /// What the evidence itself taught about the cluster, in sentences for the coverage section.
@@ -295,6 +311,8 @@ fn timelines(ctx: &Context<'_>, findings: &[Finding]) -> Vec<Timeline> {
 
 fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
     let pods = &ctx.engine.model.pods;
+    // Pods only their tokens' uses show, as noting each use would have made them.
+    let mut sighted = Pods::default();
     let mut credentials: BTreeMap<&CredentialKey, TimelineCredential> = BTreeMap::new();
     let mut pod_uids: BTreeSet<&str> = BTreeSet::new();
     for (key, group, judgement) in ctx.of_serviceaccount(sa) {
@@ -323,6 +341,10 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
         match &key.credential {
             CredentialKey::PodBound { pod_uid, .. } => {
                 pod_uids.insert(pod_uid);
+                if let Some(s) = crate::engine::sighting(key, group).filter(|_| !pods.contains(pod_uid)) {
+                    sighted.note_bound(s.uid, s.namespace, s.name, s.node, s.first);
+                    sighted.note_bound(s.uid, s.namespace, s.name, s.node, s.last);
+                }
             }
             CredentialKey::Legacy { secret } => {
                 pod_uids.extend(ctx.judge.mounting_pods(sa, secret.as_deref()).into_iter().map(|p| p.uid.as_str()));
@@ -353,7 +375,7 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
     credentials.sort_by(|a, b| (first_use(a), &a.name).cmp(&(first_use(b), &b.name)));
     let mut pods: Vec<TimelinePod> = pod_uids
         .into_iter()
-        .filter_map(|uid| pods.get(uid))
+        .filter_map(|uid| pods.get(uid).or_else(|| sighted.get(uid)))
         .map(|p| TimelinePod {
             name: format!("{}/{}", p.namespace, p.name),
             uid: p.uid.clone(),

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub use nodes::{Node, Nodes};
-pub use pods::{Pod, Pods};
+pub use pods::{Pod, PodQuestions, PodSighting, Pods};
 
 use crate::config::EngineConfig;
 use crate::net::IpNet;

@@ -5,7 +5,7 @@
 //! request, an exec, some deletes) are kept aside and resolved by name and time once the evidence
 //! is in, so the order facts arrive in does not matter.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::hash::FastMap;
@@ -91,6 +91,49 @@ fn remove_uid(uids: &mut Uids, uid: &str) {
     }
 }
 
+/// A pod as its bound token's uses show it: from a use group, not a pod fact.
+#[derive(Clone, Copy, Debug)]
+pub struct PodSighting<'a> {
+    /// UID of the bound pod.
+    pub uid: &'a str,
+    /// Namespace (the service account's).
+    pub namespace: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Node at mint time.
+    pub node: Option<&'a str>,
+    /// First use.
+    pub first: Timestamp,
+    /// Last use.
+    pub last: Timestamp,
+}
+
+/// The pods the evidence asks about by name or UID (facts without a UID, exec and attach
+/// records, TokenRequests for a pod): the sighted pods that must become pods so the questions
+/// find them ([`Pods::note_sightings`]).
+#[derive(Debug, Default)]
+pub struct PodQuestions {
+    /// Names asked about, by namespace.
+    names: HashMap<String, HashSet<String>>,
+    uids: HashSet<String>,
+}
+
+impl PodQuestions {
+    /// Asks about the pod named `namespace/name`.
+    pub fn name(&mut self, namespace: &str, name: &str) {
+        self.names.entry(namespace.to_string()).or_default().insert(name.to_string());
+    }
+
+    /// Asks about the pod with this UID.
+    pub fn uid(&mut self, uid: &str) {
+        self.uids.insert(uid.to_string());
+    }
+
+    fn about(&self, s: &PodSighting<'_>) -> bool {
+        self.uids.contains(s.uid) || self.names.get(s.namespace).is_some_and(|names| names.contains(s.name))
+    }
+}
+
 /// All pods, with indexes by name and address.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pods {
@@ -115,7 +158,7 @@ impl Pods {
 
     /// Records that a pod existed at `t`, as a bound token's claims show.
     pub fn note_bound(&mut self, uid: &str, namespace: &str, name: &str, node: Option<&str>, t: Timestamp) {
-        // Called for every pod-bound use: a known pod only has its lifetime stretched.
+        // A known pod only has its lifetime stretched.
         if let Some(pod) = self.by_uid.get_mut(uid) {
             pod.first_seen = pod.first_seen.min(t);
             pod.last_seen = pod.last_seen.max(t);
@@ -135,27 +178,26 @@ impl Pods {
         self.apply_to(uid, &fact);
     }
 
-    /// Takes over the pods another set learned only from bound tokens' uses
-    /// ([`Pods::note_bound`]), as if those uses had been noted here.
-    pub fn absorb_sightings(&mut self, other: Pods) {
-        if self.by_uid.is_empty() && self.unresolved.is_empty() {
-            *self = other;
-            return;
-        }
-        for (uid, pod) in other.by_uid {
-            if self.by_uid.contains_key(&uid) {
-                let node = pod.node.as_deref();
-                self.note_bound(&uid, &pod.namespace, &pod.name, node, pod.first_seen);
-                self.note_bound(&uid, &pod.namespace, &pod.name, node, pod.last_seen);
-            } else {
-                // Moved, not copied: the strings are not made twice while both sets live.
-                add_uid(self.uids_by_name.entry((pod.namespace.clone(), pod.name.clone())).or_default(), &uid);
-                for &ip in pod.addresses.keys() {
-                    add_uid(self.uids_by_ip.entry(ip).or_default(), &uid);
-                }
-                self.by_uid.insert(uid, pod);
+    /// Notes the pods that bound tokens' uses show, where a question needs them.
+    ///
+    /// A pod-bound use proves its pod existed then. But a million credentials used once are a
+    /// million pods, which kept as pods would cost more than the uses themselves (an attacker's
+    /// flood, or a big cluster's churn). So such pods stay in their use groups, and become pods
+    /// here only when the evidence asks about them: pods known already (their lifetimes stretched
+    /// over their uses), and pods that [`PodQuestions`] names. Noting the same sightings twice
+    /// changes nothing.
+    pub fn note_sightings<'a>(&mut self, sightings: impl IntoIterator<Item = PodSighting<'a>>, asked: &PodQuestions) {
+        for s in sightings {
+            if self.contains(s.uid) || asked.about(&s) {
+                self.note_bound(s.uid, s.namespace, s.name, s.node, s.first);
+                self.note_bound(s.uid, s.namespace, s.name, s.node, s.last);
             }
         }
+    }
+
+    /// The names facts without a UID gave, waiting for [`Pods::resolve`].
+    pub fn unresolved_names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.unresolved.iter().map(|f| (f.namespace.as_str(), f.name.as_str()))
     }
 
     fn apply_to(&mut self, uid: &str, fact: &PodFact) {
@@ -260,6 +302,11 @@ impl Pods {
             }
         }
         dropped.len()
+    }
+
+    /// Whether a pod with this UID is known.
+    pub fn contains(&self, uid: &str) -> bool {
+        self.by_uid.contains_key(uid)
     }
 
     /// The pod with this UID.
