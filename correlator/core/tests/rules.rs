@@ -361,6 +361,63 @@ fn failures_from_the_pods_own_address_or_before_deletion_are_silent() {
     assert!(report.findings.is_empty(), "{:?}", fired(&report));
 }
 
+// --- pods only their tokens' uses show ----------------------------------------------------------
+
+// Such pods stay in their use groups (a flood of credentials must not cost a pod each); the
+// questions that name a pod by name or UID must still find them.
+
+#[test]
+fn an_exec_into_a_pod_known_only_from_its_token_uses_is_tied_to_them() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        exec_into(&p, "alice", "198.51.100.23", 10.0),
+        use_of("payments/api").bound_to(&p, "j1").from("198.51.100.23").at(14.0).obs(),
+    ]));
+    assert!(fired(&report).contains(&"exec-then-token-use@198.51.100.23".to_string()), "{:?}", fired(&report));
+}
+
+#[test]
+fn a_deletion_by_name_finds_a_pod_known_only_from_its_token_uses() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.9").at(10.0).obs(),
+        p.deleted_at(20.0),
+        auth_failure("203.0.113.9", 25.0),
+    ]));
+    assert!(fired(&report).contains(&"token-after-pod-deletion@203.0.113.9".to_string()), "{:?}", fired(&report));
+    assert_eq!(report.coverage.pods, 1, "the sighted pod, placed by its deletion, counts once");
+}
+
+#[test]
+fn a_mint_for_a_pod_known_only_from_its_earlier_token_is_judged_by_that_pods_node() {
+    let p = api();
+    let earlier = use_of("payments/api").bound_to(&p, "j0").from("10.244.1.12").at(1.0).obs();
+    let by_uid = run(with_cluster(vec![
+        earlier.clone(),
+        bound(mint("j1", "payments/api", "system:node:worker-2", "10.0.1.12", 5.0), &p),
+    ]));
+    assert_eq!(fired(&by_uid), ["token-forged-mint@10.0.1.12"]);
+    let mut named = mint("j1", "payments/api", "system:node:worker-2", "10.0.1.12", 5.0);
+    named.bound_pod = Some(tokentrail_correlator_core::observation::BoundPod { name: p.name.clone(), uid: None });
+    named.bound_kind = Some("Pod".into());
+    let by_name = run(with_cluster(vec![earlier, tokentrail_correlator_core::Observation::TokenMint(named)]));
+    assert_eq!(fired(&by_name), ["token-forged-mint@10.0.1.12"]);
+}
+
+#[test]
+fn pods_only_their_tokens_show_are_counted_and_timed_as_before() {
+    let p = api();
+    let report = run(vec![
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.9").at(10.0).obs(),
+        use_of("payments/api").bound_to(&p, "j2").from("203.0.113.9").at(30.0).obs(),
+    ]);
+    assert_eq!(report.coverage.pods, 1);
+    let pods = &report.timelines[0].pods;
+    assert_eq!(pods.len(), 1);
+    assert_eq!((pods[0].first_seen, pods[0].last_seen), (t(10.0), t(30.0)));
+    assert_eq!(pods[0].node.as_deref(), Some("worker-1"));
+}
+
 // --- xff-spoofed-source -----------------------------------------------------------------------
 
 #[test]
