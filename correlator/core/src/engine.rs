@@ -8,14 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hashbrown::hash_map::Entry;
 use std::net::IpAddr;
 
 use crate::activity::{Access, Mints, SecretReads};
 use crate::attestation::Attestations;
 use crate::config::EngineConfig;
 use crate::dedup::{Rank, RecentIds, Sighting};
-use crate::hash::{FastMap, LookupMap};
+use crate::hash::FastMap;
 use crate::model::{Model, PodQuestions, PodSighting};
 use crate::net::client_address;
 use crate::observation::{
@@ -24,9 +23,10 @@ use crate::observation::{
 };
 use crate::proxies::ProxyHops;
 use crate::report::{self, Report};
+use crate::shared::Shared;
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp};
-use crate::usage::{CredentialKey, UseGroup, UseKey};
+use crate::usage::{CredentialKey, UseGroup, UseGroups, UseKey};
 
 /// How many exec/attach records are kept; beyond it they are counted and dropped, so a flood of
 /// execs cannot exhaust memory.
@@ -58,7 +58,7 @@ pub struct Engine {
     held: FastMap<u64, Observation>,
     pub(crate) model: Model,
     #[serde(with = "crate::pairs")]
-    pub(crate) uses: LookupMap<UseKey, Box<UseGroup>>,
+    pub(crate) uses: UseGroups,
     #[serde(with = "crate::pairs")]
     pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
     pub(crate) accesses: Vec<Access>,
@@ -74,6 +74,9 @@ pub struct Engine {
     #[serde(default)]
     pub(crate) hops: ProxyHops,
     pub(crate) stats: EngineStats,
+    /// The values many samples hold alike, kept once.
+    #[serde(skip)]
+    pub(crate) shared: Shared,
     /// The latest audit or inventory event time seen: the report's "now" and the watermark
     /// expiry works by (the core has no clock). Agents' times never move it (see `observe`).
     pub(crate) latest: Timestamp,
@@ -131,7 +134,7 @@ impl Engine {
             held: FastMap::default(),
             config,
             model: Model::default(),
-            uses: LookupMap::default(),
+            uses: UseGroups::default(),
             failures: HashMap::new(),
             accesses: Vec::new(),
             secret_reads: HashMap::new(),
@@ -141,6 +144,7 @@ impl Engine {
             attestations: Attestations::default(),
             hops: ProxyHops::default(),
             stats: EngineStats::default(),
+            shared: Shared::default(),
             latest: Timestamp::MIN,
         }
     }
@@ -259,22 +263,25 @@ impl Engine {
             }
         }
         let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
-        let group = self.uses.entry_ref(&key).or_default();
+        let group = self.uses.entry(&key);
         // The bound pod is noted from its group when a question needs it (`place_sighted_pods`),
         // not here for every use.
         match u.credential {
-            Credential::PodBound { pod_name, node, .. } => group.add(&u, Some(pod_name), node, &forged),
-            _ => group.add(&u, None, None, &forged),
+            Credential::PodBound { pod_name, node, .. } => {
+                group.add(&u, Some(pod_name), node, &forged, &mut self.shared)
+            }
+            _ => group.add(&u, None, None, &forged, &mut self.shared),
         }
     }
 
     fn fold_failure(&mut self, f: &AuthFailure) {
         let client = self.client(&f.source_ips);
-        self.failures.entry(client).or_default().add(
+        self.failures.entry(client).or_default().add_sharing(
             f.time,
             &f.audit_id,
             f.user_agent.as_deref(),
             Some(&f.request.view()),
+            &mut self.shared,
         );
     }
 
@@ -371,32 +378,11 @@ impl Engine {
     /// thread, and gathers them here before the report; the result is what folding those uses
     /// here would have made. The other engines must have been given token uses and nothing else.
     pub fn absorb_uses(&mut self, others: impl IntoIterator<Item = Engine>) {
-        let mut others: Vec<Engine> = others
-            .into_iter()
-            .map(|mut e| {
-                e.settle();
-                e
-            })
-            .collect();
-        // The largest map is taken over whole when this engine folded no use itself (analyze's
-        // case), so the groups are never held twice: a map of a million groups is hundreds of
-        // megabytes.
-        others.sort_by_key(|e| std::cmp::Reverse(e.uses.len()));
-        if self.uses.is_empty() {
-            if let Some(largest) = others.first_mut() {
-                std::mem::swap(&mut self.uses, &mut largest.uses);
-            }
-        }
-        for Engine { uses, stats, latest, hops, .. } in others {
+        for mut other in others {
+            other.settle();
+            let Engine { uses, stats, latest, hops, .. } = other;
             self.hops.merge(hops);
-            for (key, group) in uses {
-                match self.uses.entry(key) {
-                    Entry::Occupied(mut mine) => mine.get_mut().merge(*group),
-                    Entry::Vacant(slot) => {
-                        slot.insert(group);
-                    }
-                }
-            }
+            self.uses.absorb(uses);
             self.stats.observations += stats.observations;
             self.stats.token_uses += stats.token_uses;
             self.stats.duplicate_stages += stats.duplicate_stages;
@@ -431,7 +417,7 @@ impl Engine {
 
     /// Every use group, by its key.
     pub(crate) fn use_groups(&self) -> impl Iterator<Item = (&UseKey, &UseGroup)> + Clone {
-        self.uses.iter().map(|(key, group)| (key, &**group))
+        self.uses.iter()
     }
 
     /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a

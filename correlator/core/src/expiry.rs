@@ -104,8 +104,9 @@ impl Engine {
         let before = self.uses.len();
         self.uses.retain(|key, _| !stale.contains(&key.credential));
         let use_groups = before - self.uses.len();
+        self.shared.prune();
         // Attestations of credentials still in use stay; the others go once old enough.
-        let in_use: BTreeSet<&str> = self.uses.keys().filter_map(|k| jti_of(&k.credential)).collect();
+        let in_use: BTreeSet<&str> = self.uses.iter().filter_map(|(k, _)| jti_of(&k.credential)).collect();
         let attestations =
             self.attestations.retire(|jti, a| !in_use.contains(jti) && cutoff(a.since, retention.credentials));
         self.attestations.forget_retired(|t| cutoff(t, retention.retired));

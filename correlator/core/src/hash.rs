@@ -11,10 +11,6 @@ use std::hash::{BuildHasher, Hash};
 /// A hash map keyed by values from the evidence.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A [`FastMap`] that can also be searched by a borrowed form of its keys (any type that is
-/// `hashbrown::Equivalent` to them), so a lookup need not build an owned key.
-pub type LookupMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
-
 /// A hash set of values from the evidence.
 pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 

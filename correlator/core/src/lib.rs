@@ -21,7 +21,7 @@
 //! * [`emit`]: which findings to send downstream, and when to send one again (a changed one).
 //! * [`ocsf`]: findings as OCSF Detection Findings, for SIEMs.
 //! * [`config`]: the engine's settings ([`EngineConfig`]).
-//! * [`sample`], [`tally`], [`principals`], [`client`] (what a user agent says about its program
+//! * [`sample`], [`tally`], [`shared`] (values many samples hold alike, kept once), [`principals`], [`client`] (what a user agent says about its program
 //!   and OS), [`hash`] (the maps keyed by evidence): small shared pieces.
 
 #![deny(missing_docs)]
@@ -44,6 +44,7 @@ pub mod proxies;
 pub mod report;
 mod rules;
 pub mod sample;
+pub mod shared;
 pub mod tally;
 pub mod usage;
 pub mod verdict;

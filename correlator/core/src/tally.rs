@@ -1,8 +1,11 @@
 //! A tally of requests: how many, when, and a bounded, order-independent sample of which.
 
+use std::sync::Arc;
+
 use crate::finding::FindingRequest;
 use crate::observation::Request;
 use crate::sample::Smallest;
+use crate::shared::Shared;
 use crate::time::Timestamp;
 
 const AUDIT_ID_SAMPLE: usize = 5;
@@ -20,10 +23,11 @@ pub struct Tally {
     pub last: Timestamp,
     /// The earliest few audit IDs (by time, then ID).
     pub audit_ids: Smallest<(Timestamp, String)>,
-    /// A few user agents.
-    pub user_agents: Smallest<String>,
-    /// A few distinct requests (kept as observed; converted for findings on the way out).
-    pub requests: Smallest<Request>,
+    /// A few user agents (copies shared with other tallies: see [`crate::shared`]).
+    pub user_agents: Smallest<Arc<str>>,
+    /// A few distinct requests (kept as observed, shared like the user agents; converted for
+    /// findings on the way out).
+    pub requests: Smallest<Arc<Request>>,
 }
 
 impl Default for Tally {
@@ -42,6 +46,19 @@ impl Default for Tally {
 impl Tally {
     /// Adds one request.
     pub fn add(&mut self, t: Timestamp, audit_id: &str, user_agent: Option<&str>, request: Option<&Request<&str>>) {
+        self.add_sharing(t, audit_id, user_agent, request, &mut Shared::default());
+    }
+
+    /// Adds one request, its sampled user agent and request shared through `shared`: what the
+    /// engine does for the tallies it keeps by the million.
+    pub fn add_sharing(
+        &mut self,
+        t: Timestamp,
+        audit_id: &str,
+        user_agent: Option<&str>,
+        request: Option<&Request<&str>>,
+        shared: &mut Shared,
+    ) {
         self.count += 1;
         self.first = self.first.min(t);
         self.last = self.last.max(t);
@@ -50,10 +67,10 @@ impl Tally {
             self.audit_ids.offer((t, audit_id.to_string()));
         }
         if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
-            self.user_agents.offer_with(ua, || ua.to_string());
+            self.user_agents.offer_with(ua, || shared.user_agent(ua));
         }
         if let Some(r) = request {
-            self.requests.offer_by(|kept| r.cmp(&kept.view()), || r.into_owned());
+            self.requests.offer_by(|kept| r.cmp(&kept.view()), || shared.request(r));
         }
     }
 
@@ -79,11 +96,11 @@ impl Tally {
 
     /// The sampled user agents.
     pub fn user_agent_list(&self) -> Vec<String> {
-        self.user_agents.iter().cloned().collect()
+        self.user_agents.iter().map(|ua| ua.to_string()).collect()
     }
 
     /// The sampled requests.
     pub fn request_list(&self) -> Vec<FindingRequest> {
-        self.requests.iter().map(FindingRequest::from).collect()
+        self.requests.iter().map(|r| FindingRequest::from(&**r)).collect()
     }
 }

@@ -7,10 +7,13 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use hashbrown::HashTable;
 use serde::Serialize;
+use std::hash::BuildHasher;
 
 use crate::client::{fingerprint, Clients};
 use crate::observation::{Credential, ServiceAccountRef, UseView};
+use crate::shared::Shared;
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp, SECOND};
 
@@ -127,14 +130,6 @@ impl UseKey {
     }
 }
 
-/// A borrowed key finds its group in the engine's map: `&str` and `String` hash alike, so the
-/// derived hashes agree, and an owned key is made only for a group's first use.
-impl hashbrown::Equivalent<UseKey> for UseKey<&str> {
-    fn equivalent(&self, key: &UseKey) -> bool {
-        *self == key.view()
-    }
-}
-
 impl From<&UseKey<&str>> for UseKey {
     fn from(key: &UseKey<&str>) -> UseKey {
         UseKey {
@@ -142,6 +137,90 @@ impl From<&UseKey<&str>> for UseKey {
             credential: key.credential.into_owned(),
             client: key.client,
         }
+    }
+}
+
+/// Every use group, by its key.
+///
+/// One table of pointers to boxed `(key, group)` entries. Hash tables size themselves in powers
+/// of two, so up to half their slots are spare room: holding a pointer each, that room costs 8
+/// bytes a slot rather than a key and a pointer (136), which at a million credentials is the
+/// difference between 16 MB and 280 MB.
+#[derive(Debug, Default)]
+pub struct UseGroups {
+    table: HashTable<Box<(UseKey, UseGroup)>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl UseGroups {
+    /// The group of `key`, made empty on its first use. A borrowed key hashes like its owned
+    /// form (`&str` and `String` hash alike), so the owned key is built only for a new group.
+    pub fn entry(&mut self, key: &UseKey<&str>) -> &mut UseGroup {
+        let hasher = &self.hasher;
+        let entry = self
+            .table
+            .entry(hasher.hash_one(key), |kept| kept.0.view() == *key, |kept| hasher.hash_one(&kept.0))
+            .or_insert_with(|| Box::new((UseKey::from(key), UseGroup::default())));
+        &mut entry.into_mut().1
+    }
+
+    /// Folds in another engine's groups: groups of the same key merge, as folding both groups'
+    /// uses here would have made them.
+    pub fn absorb(&mut self, other: UseGroups) {
+        // The larger table is kept and the smaller poured into it, so no group is moved twice.
+        let (mut into, from) =
+            if other.len() > self.len() { (other, std::mem::take(self)) } else { (std::mem::take(self), other) };
+        for entry in from.table {
+            let (key, group) = *entry;
+            let hasher = &into.hasher;
+            match into.table.entry(hasher.hash_one(&key), |kept| kept.0 == key, |kept| hasher.hash_one(&kept.0)) {
+                hashbrown::hash_table::Entry::Occupied(mut mine) => mine.get_mut().1.merge(group),
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(Box::new((key, group)));
+                }
+            }
+        }
+        *self = into;
+    }
+
+    /// Keeps the groups `keep` selects.
+    pub fn retain(&mut self, mut keep: impl FnMut(&UseKey, &UseGroup) -> bool) {
+        self.table.retain(|entry| keep(&entry.0, &entry.1));
+    }
+
+    /// Every group with its key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&UseKey, &UseGroup)> + Clone {
+        self.table.iter().map(|entry| (&entry.0, &entry.1))
+    }
+
+    /// How many groups.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a UseGroups {
+    type Item = (&'a UseKey, &'a UseGroup);
+    type IntoIter = Box<dyn Iterator<Item = (&'a UseKey, &'a UseGroup)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl FromIterator<(UseKey, UseGroup)> for UseGroups {
+    fn from_iter<I: IntoIterator<Item = (UseKey, UseGroup)>>(pairs: I) -> Self {
+        let mut groups = UseGroups::default();
+        for (key, group) in pairs {
+            let mine = groups.entry(&key.view());
+            mine.merge(group);
+        }
+        groups
     }
 }
 
@@ -216,10 +295,18 @@ fn no_clients() -> Clients {
 
 impl UseGroup {
     /// Adds one use of a credential bound to `pod_name` on `node` (when pod-bound); `forged`
-    /// lists the client-supplied addresses that differ from the peer.
-    pub fn add(&mut self, u: &UseView<'_>, pod_name: Option<&str>, node: Option<&str>, forged: &[IpAddr]) {
+    /// lists the client-supplied addresses that differ from the peer; samples share their values
+    /// through `shared`.
+    pub fn add(
+        &mut self,
+        u: &UseView<'_>,
+        pod_name: Option<&str>,
+        node: Option<&str>,
+        forged: &[IpAddr],
+        shared: &mut Shared,
+    ) {
         let ua = u.user_agent;
-        self.uses.add(u.time, u.audit_id, ua, Some(&u.request));
+        self.uses.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
         if let Some(client) = ua.and_then(fingerprint) {
             self.clients.add(client, u.time);
         }
@@ -234,11 +321,11 @@ impl UseGroup {
         }
         if !forged.is_empty() {
             let irregular = self.irregular_mut();
-            irregular.forwarded.add(u.time, u.audit_id, ua, Some(&u.request));
+            irregular.forwarded.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
             irregular.note_forwarded(forged.iter().copied());
         }
         if u.stale_token {
-            self.irregular_mut().stale.add(u.time, u.audit_id, ua, Some(&u.request));
+            self.irregular_mut().stale.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
         }
         self.over_time.add(u.time);
     }
@@ -420,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    fn a_borrowed_key_finds_the_group_of_its_owned_key() {
+    fn a_borrowed_key_finds_the_group_of_its_owned_key_and_absorbed_groups_merge() {
         let sa = ServiceAccountRef { namespace: String::from("shop"), name: String::from("api") };
         let keys = [
             CredentialKey::PodBound { pod_uid: String::from("0b2e"), jti: Some(String::from("7f1c")) },
@@ -430,21 +517,32 @@ mod tests {
             CredentialKey::Legacy { secret: None },
             CredentialKey::Unknown,
         ];
-        let mut map: crate::hash::LookupMap<UseKey, usize> = Default::default();
+        let key = |credential: &CredentialKey, client| UseKey {
+            serviceaccount: sa.clone(),
+            credential: credential.clone(),
+            client,
+        };
+        let count =
+            |groups: &UseGroups, k: &UseKey| groups.iter().find(|(kept, _)| *kept == k).map(|(_, g)| g.uses.count);
+        let (mut mine, mut theirs) = (UseGroups::default(), UseGroups::default());
         for (i, credential) in keys.iter().enumerate() {
             for client in [None, Some(IpAddr::from([10, 0, 0, 7]))] {
-                let key = UseKey { serviceaccount: sa.clone(), credential: credential.clone(), client };
-                map.insert(key, i);
+                mine.entry(&key(credential, client).view()).uses.count = i as u64 + 1;
             }
+            theirs.entry(&key(credential, None).view()).uses.count = 100;
+            theirs.entry(&key(credential, Some(IpAddr::from([192, 0, 2, 1]))).view()).uses.count = 1000;
         }
-        assert_eq!(map.len(), keys.len() * 2, "every key is distinct");
+        assert_eq!(mine.len(), keys.len() * 2, "every key is distinct");
         for (i, credential) in keys.iter().enumerate() {
-            let view = UseKey { serviceaccount: sa.view(), credential: credential.view(), client: None };
-            assert_eq!(map.get(&view), Some(&i), "{credential:?}");
-            // A new key through the borrowed entry is stored owned and found again.
-            let other = UseKey { client: Some(IpAddr::from([192, 0, 2, 1])), ..view.clone() };
-            *map.entry_ref(&other).or_default() += 100;
-            assert_eq!(map.get(&UseKey::from(&other)), Some(&100));
+            // Found again through a borrowed key, not made anew.
+            assert_eq!(mine.entry(&key(credential, None).view()).uses.count, i as u64 + 1, "{credential:?}");
+        }
+        mine.absorb(theirs);
+        assert_eq!(mine.len(), keys.len() * 3);
+        for (i, credential) in keys.iter().enumerate() {
+            assert_eq!(count(&mine, &key(credential, None)), Some(i as u64 + 101), "merged: {credential:?}");
+            assert_eq!(count(&mine, &key(credential, Some(IpAddr::from([10, 0, 0, 7])))), Some(i as u64 + 1));
+            assert_eq!(count(&mine, &key(credential, Some(IpAddr::from([192, 0, 2, 1])))), Some(1000));
         }
     }
 
