@@ -6,26 +6,33 @@
 
 use std::cmp::Ordering;
 
-/// The `cap` smallest distinct values seen, kept sorted.
+/// The `CAP` smallest distinct values seen, kept sorted.
 ///
 /// A sorted vector rather than a set: samples hold a handful of values, and there is one per use
 /// group (millions when an attacker floods credentials); a set's first node alone takes room for
 /// eleven values, the vector grows one value at a time.
+///
+/// The bound is part of the type, not a field: a million samples need not each say it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Smallest<T: Ord> {
+pub struct Smallest<T: Ord, const CAP: usize> {
     values: Vec<T>,
-    cap: usize,
 }
 
-impl<T: Ord> Smallest<T> {
-    /// An empty sample keeping at most `cap` values.
-    pub fn new(cap: usize) -> Self {
-        Smallest { values: Vec::new(), cap }
+impl<T: Ord, const CAP: usize> Default for Smallest<T, CAP> {
+    fn default() -> Self {
+        Smallest { values: Vec::new() }
+    }
+}
+
+impl<T: Ord, const CAP: usize> Smallest<T, CAP> {
+    /// An empty sample keeping at most `CAP` values.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Offers a value; it is kept if it is among the `cap` smallest so far.
     pub fn offer(&mut self, value: T) {
-        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| value >= *largest) {
+        if self.values.len() >= CAP && self.values.last().is_some_and(|largest| value >= *largest) {
             return;
         }
         let Err(at) = self.values.binary_search(&value) else { return };
@@ -46,7 +53,7 @@ impl<T: Ord> Smallest<T> {
     /// values whose borrowed form is not a reference (a request of `&str`s).
     pub fn offer_by(&mut self, compare: impl Fn(&T) -> Ordering, make: impl FnOnce() -> T) {
         // Once the sample is full most values fall beyond its largest: one comparison.
-        if self.values.len() >= self.cap && self.values.last().is_some_and(|largest| compare(largest).is_ge()) {
+        if self.values.len() >= CAP && self.values.last().is_some_and(|largest| compare(largest).is_ge()) {
             return;
         }
         // `compare` orders the candidate against a kept value; the search wants the reverse.
@@ -55,19 +62,19 @@ impl<T: Ord> Smallest<T> {
     }
 
     fn insert(&mut self, at: usize, value: T) {
-        if self.values.len() == self.values.capacity() && self.values.len() < self.cap {
+        if self.values.len() == self.values.capacity() && self.values.len() < CAP {
             // Grow by one: most samples never fill, and doubling would leave room unused.
             self.values.reserve_exact(1);
         }
         self.values.insert(at, value);
-        if self.values.len() > self.cap {
+        if self.values.len() > CAP {
             self.values.pop();
         }
     }
 
     /// Whether a value ordered at `key` could still enter the sample (cheap pre-check).
     pub fn admits<K: Ord>(&self, key: impl FnOnce(&T) -> K, candidate: K) -> bool {
-        self.values.len() < self.cap || self.values.last().is_some_and(|largest| candidate <= key(largest))
+        self.values.len() < CAP || self.values.last().is_some_and(|largest| candidate <= key(largest))
     }
 
     /// Offers every value of another sample.
@@ -97,8 +104,8 @@ mod tests {
 
     #[test]
     fn keeps_the_smallest_whatever_the_order() {
-        let mut a = Smallest::new(3);
-        let mut b = Smallest::new(3);
+        let mut a = Smallest::<_, 3>::new();
+        let mut b = Smallest::<_, 3>::new();
         for v in [5, 1, 9, 3, 3, 7] {
             a.offer(v);
         }
@@ -111,7 +118,7 @@ mod tests {
 
     #[test]
     fn offer_with_builds_only_what_it_keeps() {
-        let mut s: Smallest<String> = Smallest::new(2);
+        let mut s: Smallest<String, 2> = Smallest::new();
         let mut built = 0;
         for v in ["b", "a", "c", "a", "d"] {
             s.offer_with(v, || {
@@ -126,8 +133,8 @@ mod tests {
     #[test]
     fn offer_by_keeps_what_offer_keeps_and_builds_only_what_it_keeps() {
         let values = [40, 7, 19, 7, 3, 40, 25, 1, 19, 12];
-        let mut by_value = Smallest::new(4);
-        let mut by_compare = Smallest::new(4);
+        let mut by_value = Smallest::<_, 4>::new();
+        let mut by_compare = Smallest::<_, 4>::new();
         let mut built = 0;
         for v in values {
             by_value.offer(v);

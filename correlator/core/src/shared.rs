@@ -1,4 +1,5 @@
-//! Values that many use groups hold alike, kept once: the requests and user agents of samples.
+//! Values that many use groups hold alike, kept once: the requests and user agents of samples,
+//! the nodes of bound pods.
 //!
 //! A flood of credentials used once each is a million use groups whose samples hold the same few
 //! requests (`list configmaps in shop`) and user agents. Each sample holds a pointer to one shared
@@ -16,7 +17,7 @@ use crate::observation::Request;
 #[derive(Debug, Default)]
 pub struct Shared {
     requests: HashTable<Arc<Request>>,
-    user_agents: HashTable<Arc<str>>,
+    texts: HashTable<Arc<str>>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -32,12 +33,12 @@ impl Shared {
             .clone()
     }
 
-    /// The shared copy of a user agent.
-    pub fn user_agent(&mut self, ua: &str) -> Arc<str> {
+    /// The shared copy of a text many groups hold: a user agent, a node name.
+    pub fn text(&mut self, text: &str) -> Arc<str> {
         let hasher = &self.hasher;
-        self.user_agents
-            .entry(hasher.hash_one(ua), |kept| **kept == *ua, |kept| hasher.hash_one(&**kept))
-            .or_insert_with(|| Arc::from(ua))
+        self.texts
+            .entry(hasher.hash_one(text), |kept| **kept == *text, |kept| hasher.hash_one(&**kept))
+            .or_insert_with(|| Arc::from(text))
             .get()
             .clone()
     }
@@ -45,12 +46,12 @@ impl Shared {
     /// Forgets the copies no sample holds any more (after expiry dropped their groups).
     pub fn prune(&mut self) {
         self.requests.retain(|r| Arc::strong_count(r) > 1);
-        self.user_agents.retain(|ua| Arc::strong_count(ua) > 1);
+        self.texts.retain(|text| Arc::strong_count(text) > 1);
     }
 
     /// How many distinct values are kept.
     pub fn len(&self) -> usize {
-        self.requests.len() + self.user_agents.len()
+        self.requests.len() + self.texts.len()
     }
 
     /// Whether none is.
@@ -75,8 +76,8 @@ mod tests {
         let c = shared.request(&list("billing"));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
-        let ua = shared.user_agent("kubectl/v1.31.0 (linux/amd64) kubernetes/abc");
-        assert!(Arc::ptr_eq(&ua, &shared.user_agent("kubectl/v1.31.0 (linux/amd64) kubernetes/abc")));
+        let ua = shared.text("kubectl/v1.31.0 (linux/amd64) kubernetes/abc");
+        assert!(Arc::ptr_eq(&ua, &shared.text("kubectl/v1.31.0 (linux/amd64) kubernetes/abc")));
         assert_eq!(shared.len(), 3);
         drop((a, b, ua));
         shared.prune();

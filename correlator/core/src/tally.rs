@@ -22,12 +22,12 @@ pub struct Tally {
     /// Latest event time.
     pub last: Timestamp,
     /// The earliest few audit IDs (by time, then ID).
-    pub audit_ids: Smallest<(Timestamp, String)>,
+    pub audit_ids: Smallest<(Timestamp, String), AUDIT_ID_SAMPLE>,
     /// A few user agents (copies shared with other tallies: see [`crate::shared`]).
-    pub user_agents: Smallest<Arc<str>>,
+    pub user_agents: Smallest<Arc<str>, USER_AGENT_SAMPLE>,
     /// A few distinct requests (kept as observed, shared like the user agents; converted for
     /// findings on the way out).
-    pub requests: Smallest<Arc<Request>>,
+    pub requests: Smallest<Arc<Request>, REQUEST_SAMPLE>,
 }
 
 impl Default for Tally {
@@ -36,9 +36,9 @@ impl Default for Tally {
             count: 0,
             first: Timestamp::MAX,
             last: Timestamp::MIN,
-            audit_ids: Smallest::new(AUDIT_ID_SAMPLE),
-            user_agents: Smallest::new(USER_AGENT_SAMPLE),
-            requests: Smallest::new(REQUEST_SAMPLE),
+            audit_ids: Smallest::new(),
+            user_agents: Smallest::new(),
+            requests: Smallest::new(),
         }
     }
 }
@@ -67,7 +67,7 @@ impl Tally {
             self.audit_ids.offer((t, audit_id.to_string()));
         }
         if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
-            self.user_agents.offer_with(ua, || shared.user_agent(ua));
+            self.user_agents.offer_with(ua, || shared.text(ua));
         }
         if let Some(r) = request {
             self.requests.offer_by(|kept| r.cmp(&kept.view()), || shared.request(r));

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use serde::Serialize;
@@ -234,11 +235,11 @@ pub struct UseGroup {
     /// Every use.
     pub uses: Tally,
     /// ServiceAccount UID (`user.uid`).
-    pub serviceaccount_uid: Option<String>,
+    pub serviceaccount_uid: Option<Box<str>>,
     /// Bound pod's name.
-    pub pod_name: Option<String>,
-    /// Bound pod's node at mint time.
-    pub node: Option<String>,
+    pub pod_name: Option<Box<str>>,
+    /// Bound pod's node at mint time (shared: a node has many pods).
+    pub node: Option<Arc<str>>,
     /// Forwarded-for claims and stale uses, for the few groups that have any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     irregular: Option<Box<Irregular>>,
@@ -311,13 +312,13 @@ impl UseGroup {
             self.clients.add(client, u.time);
         }
         if self.serviceaccount_uid.is_none() {
-            self.serviceaccount_uid = u.serviceaccount_uid.map(str::to_owned);
+            self.serviceaccount_uid = u.serviceaccount_uid.map(Box::from);
         }
         if self.pod_name.is_none() {
-            self.pod_name = pod_name.map(str::to_owned);
+            self.pod_name = pod_name.map(Box::from);
         }
         if self.node.is_none() {
-            self.node = node.map(str::to_owned);
+            self.node = node.map(|n| shared.text(n));
         }
         if !forged.is_empty() {
             let irregular = self.irregular_mut();

@@ -69,9 +69,9 @@ impl<'a> Context<'a> {
         let pod = self.engine.model.pods.get(pod_uid);
         Some(FindingPod {
             namespace: key.serviceaccount.namespace.clone(),
-            name: group.pod_name.clone().or_else(|| pod.map(|p| p.name.clone())).unwrap_or_default(),
+            name: group.pod_name.as_deref().or_else(|| pod.map(|p| p.name.as_str())).unwrap_or_default().to_string(),
             uid: Some(pod_uid.clone()),
-            node: group.node.clone().or_else(|| pod.and_then(|p| p.node.clone())),
+            node: group.node.as_deref().or_else(|| pod.and_then(|p| p.node.as_deref())).map(str::to_string),
         })
     }
 
@@ -112,7 +112,10 @@ impl Draft {
             explanation: String::new(),
             subject: key.credential.stable_name(&key.serviceaccount),
             client: key.client.map(|ip| ip.to_string()).unwrap_or_default(),
-            serviceaccount: Some(serviceaccount(&key.serviceaccount, group.serviceaccount_uid.clone())),
+            serviceaccount: Some(serviceaccount(
+                &key.serviceaccount,
+                group.serviceaccount_uid.as_deref().map(str::to_string),
+            )),
             credential: Some(credential(&key.credential)),
             pod: ctx.bound_pod(key, group),
             source_ip: key.client,
