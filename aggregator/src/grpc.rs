@@ -82,6 +82,7 @@ impl Server {
             agents: Arc::new(Mutex::new(Agents::new(MAX_AGENTS))),
             max_clock_skew: i64::try_from(config.max_clock_skew.as_micros()).unwrap_or(i64::MAX),
             streams: Arc::new(Semaphore::new(config.max_streams)),
+            peers: listener.peers(),
             stop,
         };
         Ok(Server { listener, config: config.clone(), tls, service })
@@ -102,8 +103,8 @@ impl Server {
         tracing::info!(%addr, tls = self.tls.is_some(), "attestation server listening");
         let attestation = AttestationServer::new(self.service).max_decoding_message_size(self.config.max_message_bytes);
         let router = tonic::transport::Server::builder()
-            // Quiet streams stay open: agents answer these pings, and what is read from a
-            // connection keeps it from being closed as idle.
+            // Quiet streams stay open (a stream marks its connection busy), and these pings find
+            // the agents that are gone.
             .http2_keepalive_interval(Some(self.config.idle_timeout / 2))
             // Streams live for hours; the limit and the timeout bound how many requests are
             // being set up at once and how long that may take (a slow-loris agent), not how
@@ -180,6 +181,8 @@ pub struct Service {
     /// How far ahead of this host's clock an agent's times may be, in microseconds.
     max_clock_skew: i64,
     streams: Arc<Semaphore>,
+    /// The listener's connections, so a stream marks its own as busy while open.
+    peers: listen::Peers,
     /// Turns true on shutdown: open streams end, or the server's graceful shutdown would wait
     /// for every agent to hang up.
     stop: watch::Receiver<bool>,
@@ -268,11 +271,14 @@ impl Attestation for Service {
             Status::resource_exhausted("too many attestation streams")
         })?;
         let certs = request.peer_certs();
+        // The connection is busy while the stream is open, however quiet: only connections
+        // without one are closed as idle.
+        let busy = request.remote_addr().and_then(|peer| self.peers.in_flight(peer)).map(|f| f.enter());
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let service = self.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _busy) = (permit, busy);
             Metrics::inc(&service.metrics.streams_open);
             if let Err(status) = service.stream(inbound, &certs, identity, &tx).await {
                 let _ = tx.send(Err(status)).await;

@@ -6,15 +6,20 @@
 //!   retrying at once; its warnings, and those of the limit, are logged at most once per
 //!   [`WARN_INTERVAL`] with the count of those suppressed;
 //! * the TLS handshake must finish within `handshake_timeout`;
-//! * a connection is closed once nothing was read from it for `idle_timeout` while no request
-//!   on it is under way ([`Guarded`]).
+//! * a connection is closed once no request on it has been under way for `idle_timeout`
+//!   ([`Guarded`]), whatever else it sends: an HTTP/2 client answering the server's pings, or
+//!   sending pings of its own, holds its place only while it has a request open.
+//!
+//! The servers mark their requests: the webhook each request, the attestation server each
+//! stream for as long as it is open (it finds its connection by peer address in [`Peers`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -43,8 +48,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct Limits {
     /// Connections open at once.
     pub max_connections: usize,
-    /// A connection from which nothing was read for this long, with no request under way, is
-    /// closed.
+    /// A connection on which no request has been under way for this long is closed.
     pub idle_timeout: Duration,
 }
 
@@ -62,6 +66,7 @@ pub struct Listener {
     backoff: Backoff,
     accept_warnings: Throttle,
     limit_warnings: Throttle,
+    peers: Peers,
 }
 
 impl Listener {
@@ -86,7 +91,14 @@ impl Listener {
             backoff: Backoff::default(),
             accept_warnings: Throttle::new(WARN_INTERVAL),
             limit_warnings: Throttle::new(WARN_INTERVAL),
+            peers: Peers::default(),
         })
+    }
+
+    /// The open connections by peer address, for a server that marks its requests by the
+    /// request's remote address (tonic gives a handler the address, not the connection).
+    pub fn peers(&self) -> Peers {
+        self.peers.clone()
     }
 
     /// The address it listens on.
@@ -121,7 +133,9 @@ impl Listener {
                     self.backoff.reset();
                     Metrics::inc(&self.counts().accepted_total);
                     Metrics::inc(&self.counts().open);
-                    return Guarded::new(tcp, peer, permit, self.limits.idle_timeout, &self.metrics, self.counts);
+                    let guarded = Guarded::new(tcp, peer, permit, self.limits.idle_timeout, &self.metrics, self.counts);
+                    self.peers.insert(peer, &guarded.in_flight);
+                    return guarded;
                 }
                 // The peer gave up before it was accepted: nothing wrong here.
                 Err(e) if peer_gone(&e) => {}
@@ -207,35 +221,75 @@ pub fn acceptor(t: &TlsConfig, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Requests under way on one connection; while there are any, the connection is not idle.
-#[derive(Clone, Debug, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+/// Requests under way on one connection, and when the last one ended: a connection is idle
+/// from then, or from when it was accepted.
+#[derive(Clone, Debug)]
+pub struct InFlight(Arc<Requests>);
+
+#[derive(Debug)]
+struct Requests {
+    open: AtomicUsize,
+    last_ended: Mutex<Instant>,
+}
+
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight(Arc::new(Requests { open: AtomicUsize::new(0), last_ended: Mutex::new(Instant::now()) }))
+    }
+}
 
 impl InFlight {
     /// Marks a request under way until the returned guard is dropped.
     pub fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.open.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(self.0.clone())
     }
 
     fn busy(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
+        self.0.open.load(Ordering::Relaxed) > 0
+    }
+
+    fn last_ended(&self) -> Instant {
+        *self.0.last_ended.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// A request under way (see [`InFlight::enter`]).
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<AtomicUsize>);
+pub struct InFlightGuard(Arc<Requests>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        *self.0.last_ended.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The open connections of a listener by peer address (a TCP peer address names one
+/// connection while it is open). Holds them weakly: a closed connection's entry is dead and is
+/// swept as the table grows.
+#[derive(Clone, Debug, Default)]
+pub struct Peers(Arc<Mutex<HashMap<SocketAddr, Weak<Requests>>>>);
+
+impl Peers {
+    fn insert(&self, peer: SocketAddr, in_flight: &InFlight) {
+        let mut peers = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if peers.len() >= 64 && peers.len().is_power_of_two() {
+            peers.retain(|_, requests| requests.strong_count() > 0);
+        }
+        peers.insert(peer, Arc::downgrade(&in_flight.0));
+    }
+
+    /// The requests of the open connection from `peer`.
+    pub fn in_flight(&self, peer: SocketAddr) -> Option<InFlight> {
+        let peers = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        peers.get(&peer).and_then(Weak::upgrade).map(InFlight)
     }
 }
 
 /// An accepted connection: holds its place under `max_connections` until dropped, and fails
-/// its reads and writes with `TimedOut` once nothing was read for `idle_timeout` while no
-/// request was under way ([`InFlight`]).
+/// its reads and writes with `TimedOut` once no request has been under way for `idle_timeout`
+/// ([`InFlight`]). Bytes read do not count: HTTP/2 pings are bytes too.
 pub struct Guarded<IO> {
     io: IO,
     peer: SocketAddr,
@@ -285,16 +339,14 @@ impl<IO> Guarded<IO> {
         self.in_flight.clone()
     }
 
-    fn touch(&mut self) {
-        self.timer.as_mut().reset(Instant::now() + self.idle_timeout);
-    }
-
     /// Ready with an error once the connection has been idle too long.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             ready!(self.timer.as_mut().poll(cx));
-            if self.in_flight.busy() {
-                self.touch();
+            let now = Instant::now();
+            let idle_until = if self.in_flight.busy() { now } else { self.in_flight.last_ended() } + self.idle_timeout;
+            if idle_until > now {
+                self.timer.as_mut().reset(idle_until);
                 continue;
             }
             if !self.timed_out {
@@ -315,16 +367,9 @@ impl<IO> Drop for Guarded<IO> {
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
         match Pin::new(&mut self.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    self.touch();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => self.poll_idle(cx).map(Err),
+            ready => ready,
         }
     }
 }

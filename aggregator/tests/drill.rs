@@ -160,3 +160,32 @@ async fn a_flood_of_idle_and_stalled_connections_is_closed_and_real_clients_stil
     }
     assert!(running.sink.observations() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_without_a_stream_is_closed_however_busily_it_pings() {
+    let running = start(Some(grpc_config()), None).await;
+    let grpc = running.servers.bound.grpc.unwrap();
+    let started = std::time::Instant::now();
+    let tcp = TcpStream::connect(grpc).await.unwrap();
+    let tls = connector(Some("node"), &[b"h2"]).connect(server_name(), tcp).await.unwrap();
+    // A real HTTP/2 client: it answers the server's pings, and sends its own every 100 ms, but
+    // opens no stream. Before, every byte read kept a connection from being idle.
+    let (_requests, mut connection) = h2::client::handshake(tls).await.unwrap();
+    let mut pings = connection.ping_pong().unwrap();
+    let mut connection = tokio::spawn(connection);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                ended = &mut connection => return ended.unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    let _ = pings.ping(h2::Ping::opaque()).await;
+                }
+            }
+        }
+    })
+    .await;
+    let m = &running.metrics;
+    assert!(closed.is_ok(), "still open after 10 s of pings: {}", counts(&m.grpc_connections));
+    assert!(started.elapsed() >= Duration::from_secs(1), "closed before its idle timeout: {closed:?}");
+    assert_eq!(Metrics::get(&m.grpc_connections.idle_closed_total), 1);
+}
