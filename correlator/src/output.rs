@@ -205,7 +205,7 @@ fn usage(s: &mut String, rows: &[UsageRow]) {
             [
                 r.serviceaccount.clone(),
                 r.source_ip.map_or_else(|| String::from("-"), |ip| ip.to_string()),
-                r.place.clone(),
+                r.place.to_string(),
                 r.count.to_string(),
                 r.first_seen.to_string(),
                 r.last_seen.to_string(),

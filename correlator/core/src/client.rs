@@ -12,6 +12,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::shared::Shared;
 use crate::time::Timestamp;
 
 /// The operating system a user agent names.
@@ -110,10 +113,11 @@ impl Seen {
 /// The clients of a group of requests, each with when it was seen: the `cap` smallest clients
 /// only, sorted. A client in the final set was never dropped (dropping it takes `cap` smaller
 /// ones, which stay), so its figures are whole, and the set does not depend on the order of
-/// requests. A vector, not a map: nearly every group has one client.
+/// requests. A vector, not a map: nearly every group has one client. Program names are shared
+/// copies ([`crate::shared`]): a flood of groups names the same few programs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clients {
-    seen: Vec<(Client, Seen)>,
+    seen: Vec<(Client<Arc<str>>, Seen)>,
     cap: usize,
 }
 
@@ -123,13 +127,14 @@ impl Clients {
         Clients { seen: Vec::new(), cap }
     }
 
-    /// Counts a request by `client` at `t`.
-    pub fn add(&mut self, client: Client<&str>, t: Timestamp) {
-        self.add_seen(client, Seen { first: t, last: t, count: 1 });
+    /// Counts a request by `client` at `t`, its program name shared through `shared`.
+    pub fn add(&mut self, client: Client<&str>, t: Timestamp, shared: &mut Shared) {
+        let program = client.program;
+        self.add_seen(client, Seen { first: t, last: t, count: 1 }, || shared.text(program));
     }
 
-    fn add_seen(&mut self, client: Client<&str>, seen: Seen) {
-        let at = match self.seen.binary_search_by(|(k, _)| k.view().cmp(&client)) {
+    fn add_seen(&mut self, client: Client<&str>, seen: Seen, program: impl FnOnce() -> Arc<str>) {
+        let at = match self.seen.binary_search_by(|(k, _)| Client { program: &*k.program, os: k.os }.cmp(&client)) {
             Ok(found) => return self.seen[found].1.add(seen),
             Err(at) => at,
         };
@@ -139,20 +144,20 @@ impl Clients {
         if self.seen.len() == self.seen.capacity() && self.seen.len() < self.cap {
             self.seen.reserve_exact(1);
         }
-        self.seen.insert(at, (client.into_owned(), seen));
+        self.seen.insert(at, (Client { program: program(), os: client.os }, seen));
         self.seen.truncate(self.cap);
     }
 
     /// Takes in another group's clients.
     pub fn merge(&mut self, other: &Clients) {
         for (client, seen) in &other.seen {
-            self.add_seen(client.view(), *seen);
+            self.add_seen(Client { program: &*client.program, os: client.os }, *seen, || client.program.clone());
         }
     }
 
     /// The clients, in order, with when they were seen.
-    pub fn iter(&self) -> impl Iterator<Item = (&Client, &Seen)> {
-        self.seen.iter().map(|(c, s)| (c, s))
+    pub fn iter(&self) -> impl Iterator<Item = (Client<&str>, &Seen)> {
+        self.seen.iter().map(|(c, s)| (Client { program: &*c.program, os: c.os }, s))
     }
 }
 
@@ -246,17 +251,17 @@ mod tests {
     fn clients_keep_the_smallest_whole_whatever_the_order() {
         let uses = [("kubectl", 5), ("app", 1), ("zz", 9), ("app", 3), ("curl", 2), ("kubectl", 1), ("b", 4)];
         let fold = |order: &mut dyn Iterator<Item = &(&str, i64)>| {
-            let mut c = Clients::new(3);
+            let (mut c, mut shared) = (Clients::new(3), Shared::default());
             for &(program, t) in order {
-                c.add(Client { program, os: None }, Timestamp(t));
+                c.add(Client { program, os: None }, Timestamp(t), &mut shared);
             }
-            c.iter().map(|(c, s)| (c.program.clone(), s.first.0, s.last.0, s.count)).collect::<Vec<_>>()
+            c.iter().map(|(c, s)| (c.program.to_string(), s.first.0, s.last.0, s.count)).collect::<Vec<_>>()
         };
         let forward = fold(&mut uses.iter());
         assert_eq!(fold(&mut uses.iter().rev()), forward);
         assert_eq!(
             forward,
-            [("app".into(), 1, 3, 2), ("b".into(), 4, 4, 1), ("curl".into(), 2, 2, 1)],
+            [("app".to_string(), 1, 3, 2), ("b".to_string(), 4, 4, 1), ("curl".to_string(), 2, 2, 1)],
             "the three smallest programs, each counted whole"
         );
     }

@@ -2,6 +2,7 @@
 //! inventory, coverage (how much of the evidence could be verified, and why not the rest), and
 //! the timelines of the service accounts that findings name.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -114,9 +115,9 @@ pub struct UsageRow {
     /// The client address.
     pub source_ip: Option<IpAddr>,
     /// Who held the address (`pod shop/web-1`, `node worker-2`, `off-cluster`, ...).
-    pub place: String,
+    pub place: Cow<'static, str>,
     /// Kinds of credential used from it.
-    pub credentials: Vec<&'static str>,
+    pub credentials: CredentialKinds,
     /// Requests.
     pub count: u64,
     /// First request.
@@ -218,11 +219,13 @@ pub(crate) fn build(engine: &Engine) -> Report {
     let judged: Vec<_> = groups.into_iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
     let mut ctx = Context { engine, judge: &judge, judged, legacy: Vec::new() };
     ctx.legacy = legacy_inventory(&ctx);
+    // Counted before the findings and the table are made: its list is as long as the groups.
+    let sighted_only = sighted_only(&ctx);
     let findings = rules::run(&ctx);
     let usage = usage_table(&ctx);
     let legacy_tokens = std::mem::take(&mut ctx.legacy);
     let mut coverage = Coverage {
-        pods: (engine.model.pods.len() + sighted_only(&ctx)) as u64,
+        pods: (engine.model.pods.len() + sighted_only) as u64,
         nodes: engine.model.nodes.len() as u64,
         cluster_networks: networks.iter().map(|n| n.to_string()).collect(),
         mints: mints.len() as u64,
@@ -331,7 +334,7 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
         });
         c.uses.push(TimelineUses {
             source_ip: key.client,
-            place: describe(judgement.place.as_ref()),
+            place: describe(judgement.place.as_ref()).into_owned(),
             verdict: judgement.verdict,
             count: group.uses.count,
             first_seen: group.first(),
@@ -404,18 +407,16 @@ fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {
         let mut by_client: BTreeMap<(Option<IpAddr>, Verdict), UsageRow> = BTreeMap::new();
         for (key, group, judgement) in groups {
             let row = by_client.entry((key.client, judgement.verdict)).or_insert_with(|| UsageRow {
-                serviceaccount: format!("{}/{}", key.serviceaccount.namespace, key.serviceaccount.name),
+                serviceaccount: [key.serviceaccount.namespace.as_str(), "/", &key.serviceaccount.name].concat(),
                 source_ip: key.client,
                 place: describe(judgement.place.as_ref()),
-                credentials: Vec::new(),
+                credentials: CredentialKinds::default(),
                 count: 0,
                 first_seen: Timestamp::MAX,
                 last_seen: Timestamp::MIN,
                 verdict: judgement.verdict,
             });
-            if !row.credentials.contains(&key.credential.kind()) {
-                row.credentials.push(key.credential.kind());
-            }
+            row.credentials.insert(key.credential.kind());
             row.count += group.uses.count;
             row.first_seen = row.first_seen.min(group.first());
             row.last_seen = row.last_seen.max(group.last());
@@ -425,16 +426,44 @@ fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {
     rows
 }
 
-/// Who held an address, in a few words.
-fn describe(place: Option<&Place>) -> String {
+/// Who held an address, in a few words (a row per client address: most need no copy).
+fn describe(place: Option<&Place>) -> Cow<'static, str> {
     match place {
-        Some(Place::Pod { name, .. }) => format!("pod {name}"),
-        Some(Place::Node(n)) => format!("node {n}"),
-        Some(Place::Egress) => String::from("egress"),
-        Some(Place::InCluster) => String::from("in-cluster"),
-        Some(Place::Loopback) => String::from("apiserver host (loopback)"),
-        Some(Place::OffCluster) => String::from("off-cluster"),
-        Some(Place::Unknown) | None => String::from("unknown"),
+        Some(Place::Pod { name, .. }) => Cow::Owned(format!("pod {name}")),
+        Some(Place::Node(n)) => Cow::Owned(format!("node {n}")),
+        Some(Place::Egress) => Cow::Borrowed("egress"),
+        Some(Place::InCluster) => Cow::Borrowed("in-cluster"),
+        Some(Place::Loopback) => Cow::Borrowed("apiserver host (loopback)"),
+        Some(Place::OffCluster) => Cow::Borrowed("off-cluster"),
+        Some(Place::Unknown) | None => Cow::Borrowed("unknown"),
+    }
+}
+
+/// The kinds of credential used from an address (`pod-bound`, `unbound`, `legacy-secret`,
+/// `unknown`, as [`CredentialKey::kind`] names them): a set of four, one byte, listed in that
+/// order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredentialKinds(u8);
+
+impl CredentialKinds {
+    const NAMES: [&'static str; 4] = ["pod-bound", "unbound", "legacy-secret", "unknown"];
+
+    /// Adds a kind (a name [`CredentialKey::kind`] gives).
+    pub fn insert(&mut self, kind: &str) {
+        if let Some(i) = Self::NAMES.iter().position(|k| *k == kind) {
+            self.0 |= 1 << i;
+        }
+    }
+
+    /// The kinds, in the order above.
+    pub fn iter(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES.into_iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, k)| k)
+    }
+}
+
+impl Serialize for CredentialKinds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
     }
 }
 

@@ -22,7 +22,7 @@ pub struct Tally {
     /// Latest event time.
     pub last: Timestamp,
     /// The earliest few audit IDs (by time, then ID).
-    pub audit_ids: Smallest<(Timestamp, String), AUDIT_ID_SAMPLE>,
+    pub audit_ids: Smallest<(Timestamp, Box<str>), AUDIT_ID_SAMPLE>,
     /// A few user agents (copies shared with other tallies: see [`crate::shared`]).
     pub user_agents: Smallest<Arc<str>, USER_AGENT_SAMPLE>,
     /// A few distinct requests (kept as observed, shared like the user agents; converted for
@@ -64,7 +64,7 @@ impl Tally {
         self.last = self.last.max(t);
         // Each sample is checked by reference first; an owned copy is made only when kept.
         if !audit_id.is_empty() && self.audit_ids.admits(|(at, _)| *at, t) {
-            self.audit_ids.offer((t, audit_id.to_string()));
+            self.audit_ids.offer((t, Box::from(audit_id)));
         }
         if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
             self.user_agents.offer_with(ua, || shared.text(ua));
@@ -91,7 +91,7 @@ impl Tally {
 
     /// The sampled audit IDs, earliest first.
     pub fn audit_id_list(&self) -> Vec<String> {
-        self.audit_ids.iter().map(|(_, id)| id.clone()).collect()
+        self.audit_ids.iter().map(|(_, id)| id.to_string()).collect()
     }
 
     /// The sampled user agents.

@@ -309,7 +309,7 @@ impl UseGroup {
         let ua = u.user_agent;
         self.uses.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
         if let Some(client) = ua.and_then(fingerprint) {
-            self.clients.add(client, u.time);
+            self.clients.add(client, u.time, shared);
         }
         if self.serviceaccount_uid.is_none() {
             self.serviceaccount_uid = u.serviceaccount_uid.map(Box::from);

@@ -140,7 +140,7 @@ fn changed_client(
             (_, Some(Place::Pod { uid, name })) if uid != pod_uid => format!("the address of pod {name}"),
             _ => continue,
         };
-        let Some((client, seen)) = group.clients.iter().find(|(c, _)| !own.contains(c.program.as_str())) else {
+        let Some((client, seen)) = group.clients.iter().find(|(c, _)| !own.contains(c.program)) else {
             continue;
         };
         let program = &client.program;
