@@ -339,7 +339,7 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
             count: group.uses.count,
             first_seen: group.first(),
             last_seen: group.last(),
-            over_time: group.over_time.clone(),
+            over_time: group.over_time().into_owned(),
         });
         match &key.credential {
             CredentialKey::PodBound { pod_uid, .. } => {

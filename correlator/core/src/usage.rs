@@ -4,6 +4,7 @@
 //! times from one address is one [`UseGroup`], not ten thousand records. Everything a rule needs
 //! about the uses (times, counts, samples, forged-header and stale-token sightings) is kept here.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -243,8 +244,9 @@ pub struct UseGroup {
     /// Forwarded-for claims and stale uses, for the few groups that have any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     irregular: Option<Box<Irregular>>,
-    /// When the uses happened, in a bounded number of buckets (the report's timeline).
-    pub over_time: TimeBuckets,
+    /// When the uses happened, in a bounded number of buckets (the report's timeline); empty
+    /// while there is one use, whose time the tally holds (most groups of a flood have one).
+    over_time: TimeBuckets,
     /// The client programs (and their OS) the uses came from, as their user agents say; a few
     /// at most.
     #[serde(default = "no_clients")]
@@ -307,6 +309,7 @@ impl UseGroup {
         shared: &mut Shared,
     ) {
         let ua = u.user_agent;
+        self.fill_buckets();
         self.uses.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
         if let Some(client) = ua.and_then(fingerprint) {
             self.clients.add(client, u.time, shared);
@@ -328,12 +331,16 @@ impl UseGroup {
         if u.stale_token {
             self.irregular_mut().stale.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
         }
-        self.over_time.add(u.time);
+        if self.uses.count > 1 {
+            self.over_time.add(u.time);
+        }
     }
 
     /// Folds in another group of the same key (uses folded on another thread): the result is
     /// the group that folding both groups' uses one by one would have made.
     pub fn merge(&mut self, other: UseGroup) {
+        let their_buckets = other.over_time().into_owned();
+        self.fill_buckets();
         self.uses.merge(&other.uses);
         self.serviceaccount_uid = self.serviceaccount_uid.take().or(other.serviceaccount_uid);
         self.pod_name = self.pod_name.take().or(other.pod_name);
@@ -344,8 +351,26 @@ impl UseGroup {
             mine.note_forwarded(theirs.forwarded_ips);
             mine.stale.merge(&theirs.stale);
         }
-        self.over_time.merge(&other.over_time);
+        self.over_time.merge(&their_buckets);
         self.clients.merge(&other.clients);
+    }
+
+    /// Puts a group's one use, held by its tally alone, into its buckets: before a second use.
+    fn fill_buckets(&mut self) {
+        if self.uses.count == 1 && self.over_time.counts.is_empty() {
+            self.over_time.add(self.uses.first);
+        }
+    }
+
+    /// When the uses happened, in a bounded number of buckets.
+    pub fn over_time(&self) -> Cow<'_, TimeBuckets> {
+        if self.uses.count == 1 && self.over_time.counts.is_empty() {
+            let mut single = TimeBuckets::default();
+            single.add(self.uses.first);
+            Cow::Owned(single)
+        } else {
+            Cow::Borrowed(&self.over_time)
+        }
     }
 
     /// First use.
@@ -544,6 +569,43 @@ mod tests {
             assert_eq!(count(&mine, &key(credential, None)), Some(i as u64 + 101), "merged: {credential:?}");
             assert_eq!(count(&mine, &key(credential, Some(IpAddr::from([10, 0, 0, 7])))), Some(i as u64 + 1));
             assert_eq!(count(&mine, &key(credential, Some(IpAddr::from([192, 0, 2, 1])))), Some(1000));
+        }
+    }
+
+    fn group_of(times: &[i64]) -> UseGroup {
+        let mut group = UseGroup::default();
+        let mut shared = Shared::default();
+        for (i, &t) in times.iter().enumerate() {
+            let id = format!("id-{i}");
+            let u = UseView {
+                time: Timestamp(t),
+                audit_id: &id,
+                stage: crate::observation::Stage::ResponseComplete,
+                serviceaccount: ServiceAccountRef { namespace: "shop", name: "api" },
+                serviceaccount_uid: None,
+                credential: Credential::Unknown,
+                source_ips: &[],
+                user_agent: None,
+                request: crate::observation::Request::default(),
+                stale_token: false,
+            };
+            group.add(&u, None, None, &[], &mut shared);
+        }
+        group
+    }
+
+    #[test]
+    fn a_groups_buckets_are_those_of_its_uses_however_they_were_folded() {
+        let times: Vec<i64> = (0..7).map(|i| 1_773_000_000 * SECOND + (i * i * 7919 % 600) * SECOND).collect();
+        for n in 0..=times.len() {
+            let whole = group_of(&times[..n]);
+            assert_eq!(*whole.over_time(), buckets(&times[..n]), "{n} uses folded one by one");
+            for split in 0..=n {
+                let (a, b) = times[..n].split_at(split);
+                let mut merged = group_of(a);
+                merged.merge(group_of(b));
+                assert_eq!(*merged.over_time(), buckets(&times[..n]), "{n} uses split at {split}");
+            }
         }
     }
 
