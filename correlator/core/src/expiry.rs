@@ -82,8 +82,20 @@ impl Engine {
     /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the
     /// engine's watermark (the latest audit or inventory event time folded in).
     pub fn expire(&mut self) -> Expired {
+        self.expire_by(self.latest)
+    }
+
+    /// [`Engine::expire`] for an engine that may never see an audit event (a partition only
+    /// agents write to): until one comes, `clock` (the caller's own, never an agent's) stands for
+    /// the watermark, so agents' facts still leave after their retention. Once audit or
+    /// inventory events have come, their time rules, whatever the clock says: a backlog replayed
+    /// days late is judged by its own time.
+    pub fn expire_at(&mut self, clock: Timestamp) -> Expired {
+        self.expire_by(if self.latest == Timestamp::MIN { clock } else { self.latest })
+    }
+
+    fn expire_by(&mut self, watermark: Timestamp) -> Expired {
         let retention = self.config.retention;
-        let watermark = self.latest;
         let cutoff = |t: Timestamp, keep: Micros| t.0.saturating_add(keep) < watermark.0;
         // Pods that only the groups about to go show, and that a deletion by name asks about,
         // become pods first.

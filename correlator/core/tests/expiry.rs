@@ -100,3 +100,19 @@ fn expiry_is_deterministic_and_survives_a_snapshot() {
     assert_eq!(a.state_size(), b.state_size());
     assert_eq!(a.state_size().use_groups, 1);
 }
+
+#[test]
+fn a_partition_only_agents_write_to_expires_by_the_callers_clock() {
+    let p = api();
+    let mut agents_only = Engine::new(EngineConfig::default());
+    agents_only.observe(attested(&p, "j-old", 0.0));
+    assert_eq!(agents_only.expire().attestations, 0, "no audit event: no event time to expire by");
+    assert_eq!(agents_only.expire_at(t(HOUR)).attestations, 0, "not yet past its retention");
+    assert_eq!(agents_only.expire_at(t(26.0 * HOUR)).attestations, 1, "a day later by the caller's clock");
+    assert_eq!(agents_only.state_size().attestations, 0);
+
+    // Once audit events came, their time rules: a backlog replayed late keeps its evidence.
+    let mut replayed = engine([attested(&p, "j-old", 0.0)]);
+    replayed.observe(use_of("payments/api").bound_to(&p, "j-old").from("10.244.1.12").at(1.0).obs());
+    assert_eq!(replayed.expire_at(t(1000.0 * HOUR)), Default::default());
+}

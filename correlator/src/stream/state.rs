@@ -9,7 +9,7 @@ use tokentrail_correlator_core::emit::Emitter;
 use tokentrail_correlator_core::expiry::Expired;
 use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::time::Micros;
-use tokentrail_correlator_core::{Engine, EngineConfig, Finding, Observation};
+use tokentrail_correlator_core::{Engine, EngineConfig, Finding, Observation, Timestamp};
 
 /// State of one input partition.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -63,8 +63,9 @@ impl PartitionState {
             self.emitter.forget_absent(&findings);
         }
         let due = self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
+        let clock = now();
         for engine in self.engines.values_mut() {
-            self.expired |= engine.expire() != Expired::default();
+            self.expired |= engine.expire_at(clock) != Expired::default();
         }
         due
     }
@@ -80,6 +81,12 @@ impl PartitionState {
     }
 }
 
+/// This host's clock, for engines that see no audit event to tell the time by.
+fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
+}
+
 fn for_cluster(config: &EngineConfig, cluster: &str) -> EngineConfig {
     let mut c = config.clone();
     if !cluster.is_empty() {
@@ -93,7 +100,6 @@ mod tests {
     use super::*;
     use tokentrail_correlator_core::observation::{Credential, Request, ServiceAccountRef, Stage, TokenUse};
     use tokentrail_correlator_core::time::MINUTE;
-    use tokentrail_correlator_core::Timestamp;
 
     fn use_at(audit_id: &str, minutes: i64, from: &str) -> Observation {
         Observation::TokenUse(TokenUse {
