@@ -247,7 +247,7 @@ impl Judge<'_> {
                 Judgement::unexpected_without(Missing::ClusterNetworks, Some(place), expected)
             }
             Place::OffCluster => Judgement::unexpected(Some(place), expected),
-            Place::Pod { uid, .. } if uid == pod_uid => Judgement::expected(Some(place), expected),
+            Place::Pod { uid, .. } if **uid == *pod_uid => Judgement::expected(Some(place), expected),
             // Another pod held the address then: that is evidence, not absence of it.
             Place::Pod { .. } => Judgement::unexpected(Some(place), expected),
             // Another node's address is damning only if we know which node the pod was on.

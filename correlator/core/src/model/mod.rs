@@ -23,12 +23,12 @@ pub enum Place {
     /// A pod held it (the first, by UID, when several could have).
     Pod {
         /// The pod's UID.
-        uid: String,
+        uid: Box<str>,
         /// `namespace/name`.
-        name: String,
+        name: Box<str>,
     },
     /// A node's address.
-    Node(String),
+    Node(Box<str>),
     /// A configured egress (NAT) address.
     Egress,
     /// Inside a cluster network, holder unknown.
@@ -73,11 +73,12 @@ impl Model {
         if let Some(pod) = self.pods.holders_at(ip, t).next() {
             // A hostNetwork pod's address is its node's; name the node, it is the better answer.
             if pod.host_network != Some(true) || self.nodes.by_ip(ip).is_none() {
-                return Place::Pod { uid: pod.uid.clone(), name: format!("{}/{}", pod.namespace, pod.name) };
+                let name = format!("{}/{}", pod.namespace, pod.name).into_boxed_str();
+                return Place::Pod { uid: Box::from(pod.uid.as_str()), name };
             }
         }
         if let Some(node) = self.nodes.by_ip(ip) {
-            return Place::Node(node.name.clone());
+            return Place::Node(Box::from(node.name.as_str()));
         }
         if config.is_egress(ip) {
             return Place::Egress;

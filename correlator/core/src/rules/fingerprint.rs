@@ -52,7 +52,7 @@ fn home_os(ctx: &Context<'_>, pod_uid: &str, entries: &[&Judged<'_>]) -> Option<
 
 /// Uses from the pod's own address (not its node's, which other processes share).
 fn from_own_pod((_, _, j): &&Judged<'_>, pod_uid: &str) -> bool {
-    matches!(&j.place, Some(Place::Pod { uid, .. }) if uid == pod_uid)
+    matches!(&j.place, Some(Place::Pod { uid, .. }) if **uid == *pod_uid)
 }
 
 /// `token-used-off-cluster` by fingerprint: a client on macOS, a phone, or an OS other than the
@@ -137,7 +137,7 @@ fn changed_client(
         let from = match (&judgement.verdict, &judgement.place) {
             (_, Some(Place::Node(n))) => format!("the address of node {n}"),
             (Verdict::Expected, Some(Place::Egress)) => String::from("an egress address"),
-            (_, Some(Place::Pod { uid, name })) if uid != pod_uid => format!("the address of pod {name}"),
+            (_, Some(Place::Pod { uid, name })) if **uid != *pod_uid => format!("the address of pod {name}"),
             _ => continue,
         };
         let Some((client, seen)) = group.clients.iter().find(|(c, _)| !own.contains(c.program)) else {
