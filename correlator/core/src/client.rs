@@ -110,21 +110,27 @@ impl Seen {
     }
 }
 
-/// The clients of a group of requests, each with when it was seen: the `cap` smallest clients
-/// only, sorted. A client in the final set was never dropped (dropping it takes `cap` smaller
+/// The clients of a group of requests, each with when it was seen: the `CAP` smallest clients
+/// only, sorted. A client in the final set was never dropped (dropping it takes `CAP` smaller
 /// ones, which stay), so its figures are whole, and the set does not depend on the order of
 /// requests. A vector, not a map: nearly every group has one client. Program names are shared
 /// copies ([`crate::shared`]): a flood of groups names the same few programs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Clients {
-    seen: Vec<(Client<Arc<str>>, Seen)>,
-    cap: usize,
+pub struct Clients<const CAP: usize> {
+    /// Exactly as long as it holds (see [`crate::sample::Smallest`]).
+    seen: Box<[(Client<Arc<str>>, Seen)]>,
 }
 
-impl Clients {
-    /// No clients yet, keeping at most `cap`.
-    pub fn new(cap: usize) -> Clients {
-        Clients { seen: Vec::new(), cap }
+impl<const CAP: usize> Default for Clients<CAP> {
+    fn default() -> Self {
+        Clients { seen: Box::default() }
+    }
+}
+
+impl<const CAP: usize> Clients<CAP> {
+    /// No clients yet, keeping at most `CAP`.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Counts a request by `client` at `t`, its program name shared through `shared`.
@@ -138,18 +144,18 @@ impl Clients {
             Ok(found) => return self.seen[found].1.add(seen),
             Err(at) => at,
         };
-        if at >= self.cap {
+        if at >= CAP {
             return;
         }
-        if self.seen.len() == self.seen.capacity() && self.seen.len() < self.cap {
-            self.seen.reserve_exact(1);
-        }
-        self.seen.insert(at, (Client { program: program(), os: client.os }, seen));
-        self.seen.truncate(self.cap);
+        let mut kept = std::mem::take(&mut self.seen).into_vec();
+        kept.reserve_exact(1);
+        kept.insert(at, (Client { program: program(), os: client.os }, seen));
+        kept.truncate(CAP);
+        self.seen = kept.into_boxed_slice();
     }
 
     /// Takes in another group's clients.
-    pub fn merge(&mut self, other: &Clients) {
+    pub fn merge(&mut self, other: &Clients<CAP>) {
         for (client, seen) in &other.seen {
             self.add_seen(Client { program: &*client.program, os: client.os }, *seen, || client.program.clone());
         }
@@ -251,7 +257,7 @@ mod tests {
     fn clients_keep_the_smallest_whole_whatever_the_order() {
         let uses = [("kubectl", 5), ("app", 1), ("zz", 9), ("app", 3), ("curl", 2), ("kubectl", 1), ("b", 4)];
         let fold = |order: &mut dyn Iterator<Item = &(&str, i64)>| {
-            let (mut c, mut shared) = (Clients::new(3), Shared::default());
+            let (mut c, mut shared) = (Clients::<3>::new(), Shared::default());
             for &(program, t) in order {
                 c.add(Client { program, os: None }, Timestamp(t), &mut shared);
             }

@@ -12,15 +12,16 @@ use std::cmp::Ordering;
 /// group (millions when an attacker floods credentials); a set's first node alone takes room for
 /// eleven values, the vector grows one value at a time.
 ///
-/// The bound is part of the type, not a field: a million samples need not each say it.
+/// The bound is part of the type, not a field, and the values sit in a boxed slice exactly as
+/// long as they are, with no capacity beside it: a million samples need not each say either.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Smallest<T: Ord, const CAP: usize> {
-    values: Vec<T>,
+    values: Box<[T]>,
 }
 
 impl<T: Ord, const CAP: usize> Default for Smallest<T, CAP> {
     fn default() -> Self {
-        Smallest { values: Vec::new() }
+        Smallest { values: Box::default() }
     }
 }
 
@@ -62,14 +63,12 @@ impl<T: Ord, const CAP: usize> Smallest<T, CAP> {
     }
 
     fn insert(&mut self, at: usize, value: T) {
-        if self.values.len() == self.values.capacity() && self.values.len() < CAP {
-            // Grow by one: most samples never fill, and doubling would leave room unused.
-            self.values.reserve_exact(1);
-        }
-        self.values.insert(at, value);
-        if self.values.len() > CAP {
-            self.values.pop();
-        }
+        // Grown by one, exactly: most samples never fill, and doubling would leave room unused.
+        let mut values = std::mem::take(&mut self.values).into_vec();
+        values.reserve_exact(1);
+        values.insert(at, value);
+        values.truncate(CAP);
+        self.values = values.into_boxed_slice();
     }
 
     /// Whether a value ordered at `key` could still enter the sample (cheap pre-check).

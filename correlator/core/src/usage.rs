@@ -249,8 +249,8 @@ pub struct UseGroup {
     over_time: TimeBuckets,
     /// The client programs (and their OS) the uses came from, as their user agents say; a few
     /// at most.
-    #[serde(default = "no_clients")]
-    pub clients: Clients,
+    #[serde(default)]
+    pub clients: Clients<CLIENTS_KEPT>,
 }
 
 /// The uses of a group that most groups never have.
@@ -283,7 +283,7 @@ impl Default for UseGroup {
             node: None,
             irregular: None,
             over_time: TimeBuckets::default(),
-            clients: no_clients(),
+            clients: Clients::new(),
         }
     }
 }
@@ -291,10 +291,6 @@ impl Default for UseGroup {
 const FORWARDED_IPS_KEPT: usize = 8;
 /// A workload runs one or a few programs; more than this many in one use group is already odd.
 const CLIENTS_KEPT: usize = 8;
-
-fn no_clients() -> Clients {
-    Clients::new(CLIENTS_KEPT)
-}
 
 impl UseGroup {
     /// Adds one use of a credential bound to `pod_name` on `node` (when pod-bound); `forged`
@@ -424,12 +420,13 @@ pub struct TimeBuckets {
     /// Width of every bucket, in microseconds: one second times a power of two.
     width: Micros,
     /// Events per bucket, from `start` on.
-    counts: Vec<u32>,
+    /// A boxed slice: no capacity field beside it in every group.
+    counts: Box<[u32]>,
 }
 
 impl Default for TimeBuckets {
     fn default() -> Self {
-        TimeBuckets { start: Timestamp(0), width: SECOND, counts: Vec::new() }
+        TimeBuckets { start: Timestamp(0), width: SECOND, counts: Box::default() }
     }
 }
 
@@ -448,7 +445,7 @@ impl TimeBuckets {
             let at = t.0.div_euclid(self.width);
             if self.counts.is_empty() {
                 self.start = Timestamp(at * self.width);
-                self.counts.push(n);
+                self.counts = Box::new([n]);
                 return;
             }
             let first = self.start.0.div_euclid(self.width);
@@ -457,11 +454,14 @@ impl TimeBuckets {
             if hi - lo < Self::MAX_BUCKETS as i64 {
                 if at < first {
                     // Earlier than every bucket so far: make room in front.
-                    let room = (first - at) as usize;
-                    self.counts.splice(0..0, std::iter::repeat_n(0, room));
+                    let mut counts = vec![0; (first - at) as usize];
+                    counts.extend_from_slice(&self.counts);
+                    self.counts = counts.into_boxed_slice();
                     self.start = Timestamp(at * self.width);
                 } else if at > last {
-                    self.counts.resize((at - first + 1) as usize, 0);
+                    let mut counts = std::mem::take(&mut self.counts).into_vec();
+                    counts.resize((at - first + 1) as usize, 0);
+                    self.counts = counts.into_boxed_slice();
                 }
                 let slot = &mut self.counts[(at - lo) as usize];
                 *slot = slot.saturating_add(n);
@@ -501,7 +501,7 @@ impl TimeBuckets {
         }
         self.width = width;
         self.start = Timestamp(new_first * width);
-        self.counts = merged;
+        self.counts = merged.into_boxed_slice();
     }
 
     /// Width of each bucket.
