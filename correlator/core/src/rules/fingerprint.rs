@@ -113,11 +113,11 @@ fn changed_client(
     let mut own: BTreeSet<&str> = BTreeSet::new();
     for e in entries {
         for (c, seen) in e.1.clients.iter() {
-            credentials.entry(&c.program).or_default().insert(&e.0.credential);
-            let last = last_use.entry(&c.program).or_insert(Timestamp::MIN);
+            credentials.entry(c.program).or_default().insert(&e.0.credential);
+            let last = last_use.entry(c.program).or_insert(Timestamp::MIN);
             *last = (*last).max(seen.last);
             if from_own_pod(e, pod_uid) {
-                own.insert(&c.program);
+                own.insert(c.program);
             }
         }
     }
