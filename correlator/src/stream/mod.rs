@@ -34,7 +34,7 @@ use rdkafka::message::{BorrowedHeaders, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_correlator_core::time::SECOND;
-use tokentrail_correlator_core::Observation;
+use tokentrail_correlator_core::{Observation, Timestamp};
 use tokentrail_proto::wire::observation::v1 as pb;
 use tokentrail_proto::wire::{from_proto, BROADCAST_HEADER, HOME_HEADER};
 
@@ -298,7 +298,7 @@ fn fill_and_commit(
     let mut offsets = TopicPartitionList::new();
     for &partition in dirty.iter() {
         let Some(state) = partitions.get_mut(&partition) else { continue };
-        for (finding, activity) in state.due() {
+        for (finding, activity) in state.due(now()) {
             let value = findings::value(&finding, activity, config.format)?;
             let headers = findings::headers(&finding, activity);
             send(producer, BaseRecord::to(&config.findings_topic).key(&finding.id).payload(&value).headers(headers))?;
@@ -358,4 +358,11 @@ fn send<'a>(producer: &BaseProducer, mut record: BaseRecord<'a, String, Vec<u8>>
 /// A shared flag a signal handler sets to stop [`run`].
 pub fn shutdown_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
+}
+
+/// This host's clock, for the engines that see no audit event to tell the time by.
+#[allow(clippy::disallowed_methods)] // a driver: the cores take time as an argument
+fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
 }

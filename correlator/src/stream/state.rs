@@ -54,7 +54,10 @@ impl PartitionState {
     /// arrives already older than the watermark minus its retention is reported once, then
     /// dropped. The sent findings whose evidence expired are forgotten at the next call, from
     /// its report (the state after expiry, plus what arrived since), sparing a second report.
-    pub fn due(&mut self) -> Vec<(Finding, Activity)> {
+    ///
+    /// `clock` is this host's time, by which an engine that never saw an audit event (a
+    /// partition only agents write to) expires ([`Engine::expire_at`]).
+    pub fn due(&mut self, clock: Timestamp) -> Vec<(Finding, Activity)> {
         let mut findings = Vec::new();
         for engine in self.engines.values_mut() {
             findings.extend(engine.report().findings);
@@ -63,7 +66,6 @@ impl PartitionState {
             self.emitter.forget_absent(&findings);
         }
         let due = self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
-        let clock = now();
         for engine in self.engines.values_mut() {
             self.expired |= engine.expire_at(clock) != Expired::default();
         }
@@ -79,12 +81,6 @@ impl PartitionState {
     pub fn size(&self) -> usize {
         self.engines.values().map(|e| e.state_size().total()).sum()
     }
-}
-
-/// This host's clock, for engines that see no audit event to tell the time by.
-fn now() -> Timestamp {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn for_cluster(config: &EngineConfig, cluster: &str) -> EngineConfig {
@@ -126,13 +122,13 @@ mod tests {
         let config = EngineConfig::default();
         let mut state = PartitionState::default();
         state.observe("prod", use_at("now", 30 * 60, "10.244.1.12"), &config);
-        state.due();
+        state.due(Timestamp::MIN);
         // A replay from 30 hours ago arrives late: past the 25-hour retention on arrival.
         state.observe("prod", use_at("late", 0, "203.0.113.50"), &config);
         let held = state.size();
-        let due = state.due();
+        let due = state.due(Timestamp::MIN);
         assert!(due.iter().any(|(f, _)| f.source_ip == Some("203.0.113.50".parse().unwrap())), "{due:?}");
         assert_eq!(state.size(), held - 1, "then its use group expired");
-        assert!(state.due().is_empty(), "and not reported again");
+        assert!(state.due(Timestamp::MIN).is_empty(), "and not reported again");
     }
 }
