@@ -19,17 +19,25 @@ use crate::verdict::Verdict;
 /// A program that uses the pod's token only in the pod's first minutes is an init container's.
 const INIT_WINDOW: i64 = 10 * MINUTE;
 
-pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    // Every use group of each pod, across the pod's rotated credentials.
-    let mut pods: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
-    for entry in &ctx.judged {
-        if let CredentialKey::PodBound { pod_uid, .. } = &entry.0.credential {
-            if entry.1.clients.iter().next().is_some() {
-                pods.entry(pod_uid.as_str()).or_default().push(entry);
-            }
-        }
+/// The pod a group's credential is bound to.
+fn pod_of<'a>(entry: &Judged<'a>) -> Option<&'a str> {
+    match &entry.0.credential {
+        CredentialKey::PodBound { pod_uid, .. } => Some(pod_uid.as_str()),
+        _ => None,
     }
-    for (pod_uid, entries) in pods {
+}
+
+pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
+    // Every use group of each pod, across the pod's rotated credentials. In key order a pod's
+    // groups sit side by side (pod-bound credentials sort by pod UID first): no map of every pod,
+    // which a flood of pods seen once would pay for a million times.
+    let same_pod = |a: &Judged<'_>, b: &Judged<'_>| a.0.serviceaccount == b.0.serviceaccount && pod_of(a) == pod_of(b);
+    for run in ctx.judged.chunk_by(same_pod) {
+        let Some(pod_uid) = pod_of(&run[0]) else { continue };
+        let entries: Vec<&Judged<'_>> = run.iter().filter(|e| e.1.clients.iter().next().is_some()).collect();
+        if entries.is_empty() {
+            continue;
+        }
         let off_cluster = foreign_os(ctx, pod_uid, &entries, out);
         changed_client(ctx, pod_uid, &entries, &off_cluster, out);
     }

@@ -29,13 +29,10 @@ fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>)
         return;
     }
     let grace = ctx.engine.config.attestation_grace;
-    let mut uses: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
-    for entry in &ctx.judged {
-        if let CredentialKey::PodBound { jti: Some(jti), .. } = &entry.0.credential {
-            uses.entry(jti.as_str()).or_default().push(entry);
-        }
-    }
-    for (jti, entries) in uses {
+    // A credential's groups sit side by side in key order: no map of every credential needed.
+    for entries in ctx.by_credential() {
+        let CredentialKey::PodBound { jti: Some(jti), .. } = &entries[0].0.credential else { continue };
+        let jti = jti.as_str();
         if already.contains(jti) {
             continue;
         }
@@ -51,10 +48,10 @@ fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>)
             continue;
         }
         let mut tally = Tally::default();
-        for e in &entries {
+        for e in entries {
             tally.merge(&e.1.uses);
         }
-        let (key, group, _) = *entries[0];
+        let (key, group, _) = &entries[0];
         let mut d = Draft::for_uses(Rule::TokenForgedMint, ctx, key, group, tally);
         d.client = String::new();
         d.source_ip = None;
@@ -168,12 +165,15 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// `token-forged-mint`: a pod-bound credential minted by anyone but the kubelet of the pod's
 /// node. Returns the JTIs it flagged.
 fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a str> {
-    // What the uses say about each pod-bound JTI: its pod and node, and its use groups (their
-    // tallies are merged only for the few mints that turn out forged).
+    // What the uses say about each minted pod-bound JTI: its pod and node, and its use groups
+    // (their tallies are merged only for the few mints that turn out forged). Only minted JTIs:
+    // a map of every credential used would cost more than the rest of the report.
     let mut uses: FastMap<&str, Vec<&Judged<'_>>> = FastMap::default();
     for entry in &ctx.judged {
         if let CredentialKey::PodBound { jti: Some(jti), .. } = &entry.0.credential {
-            uses.entry(jti.as_str()).or_default().push(entry);
+            if ctx.judge.mints.contains_key(jti.as_str()) {
+                uses.entry(jti.as_str()).or_default().push(entry);
+            }
         }
     }
     let mut flagged = BTreeSet::new();
