@@ -233,7 +233,7 @@ async fn correlate(
 }
 
 async fn emit(state: &mut PartitionState, output: &mut Output, metrics: &Metrics) -> Result<(), StandaloneError> {
-    let due = state.due();
+    let due = state.due(tokentrail_correlator::stream::now());
     if due.is_empty() {
         return Ok(());
     }

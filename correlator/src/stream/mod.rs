@@ -360,9 +360,10 @@ pub fn shutdown_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
 }
 
-/// This host's clock, for the engines that see no audit event to tell the time by.
+/// This host's clock, for the engines that see no audit event to tell the time by (drivers
+/// read it and hand it to [`PartitionState::due`]).
 #[allow(clippy::disallowed_methods)] // a driver: the cores take time as an argument
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Timestamp(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
 }
