@@ -6,93 +6,36 @@
 //! event time and aggregates are order-independent, feeding the same evidence in any order gives
 //! the same report.
 
-use std::collections::{BTreeMap, HashMap};
-
 use std::net::IpAddr;
 
-use crate::activity::{Access, Mints, SecretReads};
-use crate::attestation::Attestations;
 use crate::config::EngineConfig;
 use crate::dedup::{Rank, RecentIds, Sighting};
+use crate::expiry::{self, Expired, StateSize};
 use crate::hash::FastMap;
-use crate::model::{Model, PodQuestions, PodSighting};
 use crate::net::client_address;
-use crate::observation::{
-    AuthFailure, Credential, FactSource, Observation, PodAccess, SecretRead, ServiceAccountFact, ServiceAccountRef,
-    Stage, TokenSecretFact, UseView,
-};
-use crate::proxies::ProxyHops;
+use crate::observation::{AuthFailure, Observation, PodAccess, SecretRead, Stage, UseView};
 use crate::report::{self, Report};
-use crate::shared::Shared;
-use crate::tally::Tally;
+use crate::state::State;
 use crate::time::{Micros, Timestamp};
-use crate::usage::{CredentialKey, UseGroup, UseGroups, UseKey};
 
-/// How many exec/attach records are kept; beyond it they are counted and dropped, so a flood of
-/// execs cannot exhaust memory.
-const MAX_POD_ACCESSES: usize = 100_000;
+pub use crate::state::EngineStats;
 
-/// Counters about what the engine did with its input.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EngineStats {
-    /// Observations received.
-    pub observations: u64,
-    /// Token uses counted (after folding duplicate stages).
-    pub token_uses: u64,
-    /// Extra stages of a request already counted.
-    pub duplicate_stages: u64,
-    /// exec/attach records dropped beyond the cap.
-    pub pod_accesses_dropped: u64,
-}
-
-/// The engine's whole state.
+/// The engine: the folded evidence, the window that deduplicates the copies of a request, and
+/// the settings that say how to read a request's addresses.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Engine {
     /// Settings come from the caller, not from persisted state.
     #[serde(skip)]
-    pub(crate) config: EngineConfig,
+    config: EngineConfig,
     recent: RecentIds,
     /// Copies of requests that a better copy may still replace (see [`crate::dedup`]), by the
     /// window's key of their audit ID.
     #[serde(default, with = "crate::pairs")]
     held: FastMap<u64, Observation>,
-    pub(crate) model: Model,
-    #[serde(with = "crate::pairs")]
-    pub(crate) uses: UseGroups,
-    #[serde(with = "crate::pairs")]
-    pub(crate) failures: HashMap<Option<IpAddr>, Tally>,
-    pub(crate) accesses: Vec<Access>,
-    #[serde(with = "crate::pairs")]
-    pub(crate) secret_reads: HashMap<(String, Option<String>), SecretReads>,
-    pub(crate) mints: Mints,
-    #[serde(with = "crate::pairs")]
-    pub(crate) serviceaccounts: BTreeMap<ServiceAccountRef, ServiceAccountFact>,
-    #[serde(with = "crate::pairs")]
-    pub(crate) token_secrets: BTreeMap<(String, String), TokenSecretFact>,
-    pub(crate) attestations: Attestations,
-    /// Last hops of forwarded requests: the apiservers in front of aggregated apiservers.
-    #[serde(default)]
-    pub(crate) hops: ProxyHops,
-    pub(crate) stats: EngineStats,
-    /// The values many samples hold alike, kept once.
-    #[serde(skip)]
-    pub(crate) shared: Shared,
-    /// The latest audit or inventory event time seen: the report's "now" and the watermark
-    /// expiry works by (the core has no clock). Agents' times never move it (see `observe`).
-    pub(crate) latest: Timestamp,
-}
-
-/// The bound pod a use group shows, when its credential is pod-bound.
-pub(crate) fn sighting<'a>(key: &'a UseKey, group: &'a UseGroup) -> Option<PodSighting<'a>> {
-    let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { return None };
-    Some(PodSighting {
-        uid: pod_uid,
-        namespace: &key.serviceaccount.namespace,
-        name: group.pod_name.as_deref().unwrap_or_default(),
-        node: group.node.as_deref(),
-        first: group.first(),
-        last: group.last(),
-    })
+    /// Flattened: the snapshot lists the state's fields beside the window's, as it did when the
+    /// engine held them itself.
+    #[serde(flatten)]
+    state: State,
 }
 
 /// What becomes of a copy of a request.
@@ -133,19 +76,7 @@ impl Engine {
             recent: RecentIds::new(config.dedup_capacity),
             held: FastMap::default(),
             config,
-            model: Model::default(),
-            uses: UseGroups::default(),
-            failures: HashMap::new(),
-            accesses: Vec::new(),
-            secret_reads: HashMap::new(),
-            mints: Mints::default(),
-            serviceaccounts: BTreeMap::new(),
-            token_secrets: BTreeMap::new(),
-            attestations: Attestations::default(),
-            hops: ProxyHops::default(),
-            stats: EngineStats::default(),
-            shared: Shared::default(),
-            latest: Timestamp::MIN,
+            state: State::default(),
         }
     }
 
@@ -155,33 +86,31 @@ impl Engine {
     pub fn watermark_lag(&self) -> Option<Micros> {
         // Before any audit event there is no event time for an agent to trail (agents' own times
         // never move it): nothing waits yet.
-        if self.latest == Timestamp::MIN {
+        let latest = self.state.latest();
+        if latest == Timestamp::MIN {
             return None;
         }
-        self.attestations.reported_by_all().map(|t| self.latest.0.saturating_sub(t.0).max(0))
+        self.state.attestations().reported_by_all().map(|t| latest.0.saturating_sub(t.0).max(0))
     }
 
     /// What the engine has counted so far.
     pub fn stats(&self) -> &EngineStats {
-        &self.stats
+        self.state.stats()
     }
 
     /// Folds one observation in.
     pub fn observe(&mut self, obs: Observation) {
-        self.stats.observations += 1;
         // An agent's time is its node's clock: one node stamping 9999-12-31 would otherwise move
         // the watermark for every node and expire all evidence before it is reported. It moves
         // only its own node's watermark (`Attestations::reported`); event time follows the
         // apiserver's audit log (and inventories), which every node's evidence shares.
-        if !obs.from_agent() {
-            self.latest = self.latest.max(obs.time());
-        }
+        self.state.received((!obs.from_agent()).then(|| obs.time()));
         match obs {
             Observation::TokenUse(u) => self.observe_use(u.view()),
             Observation::TokenMint(m) => {
                 let client = self.client(&m.source_ips);
                 let hops = self.rank(&m.source_ips, true, false).hops();
-                self.mints.add(m, client, hops);
+                self.state.fold_mint(m, client, hops);
             }
             Observation::AuthFailure(f) => {
                 let rank = self.rank(&f.source_ips, true, false);
@@ -208,37 +137,18 @@ impl Engine {
                     Admit::Drop => {}
                 }
             }
-            Observation::Pod(p) => self.model.pods.apply(p),
-            Observation::Credential(c) => self.attestations.apply(&c),
-            Observation::Node(n) => {
-                // An agent's node report is its heartbeat: it moves the node's watermark on.
-                if n.source == Some(FactSource::Attestation) {
-                    self.attestations.reported(&n.name, n.time);
-                }
-                self.model.nodes.apply(&n);
-            }
-            Observation::ServiceAccount(sa) => {
-                if let Some(key) = sa.serviceaccount.clone() {
-                    self.serviceaccounts.insert(key, sa);
-                }
-            }
-            Observation::TokenSecret(s) => {
-                let key = (s.namespace.clone(), s.name.clone());
-                let entry = self.token_secrets.entry(key).or_insert_with(|| s.clone());
-                // An inventory dump knows labels an audit create event does not: keep the richer.
-                entry.serviceaccount = entry.serviceaccount.take().or(s.serviceaccount);
-                entry.last_used = entry.last_used.take().or(s.last_used);
-                entry.invalid_since = entry.invalid_since.take().or(s.invalid_since);
-                entry.time = entry.time.min(s.time);
-            }
+            Observation::Pod(p) => self.state.fold_pod(p),
+            Observation::Credential(c) => self.state.fold_attestation(&c),
+            Observation::Node(n) => self.state.fold_node(&n),
+            Observation::ServiceAccount(sa) => self.state.fold_serviceaccount(sa),
+            Observation::TokenSecret(s) => self.state.fold_token_secret(s),
         }
     }
 
     /// Folds a token use given as a view: what [`Engine::observe`] does with a
     /// [`Observation::TokenUse`], without the owned copy (the hot path of `analyze`).
     pub fn observe_use_view(&mut self, u: UseView<'_>) {
-        self.stats.observations += 1;
-        self.latest = self.latest.max(u.time);
+        self.state.received(Some(u.time));
         self.observe_use(u);
     }
 
@@ -248,60 +158,30 @@ impl Engine {
         match self.admit(Fold::Use, u.audit_id, rank, u.source_ips) {
             Admit::Now => self.fold_use(u),
             Admit::Hold(key) => self.hold(key, Observation::TokenUse(u.into_owned())),
-            Admit::Drop => self.stats.duplicate_stages += 1,
+            Admit::Drop => self.state.count_duplicate_stage(),
         }
     }
 
     /// Counts one request's token use (its best copy).
     fn fold_use(&mut self, u: UseView<'_>) {
-        self.stats.token_uses += 1;
         let client = self.client(u.source_ips);
         let forged = self.forged_addresses(u.source_ips);
-        if !forged.is_empty() {
-            if let Some(&peer) = u.source_ips.last() {
-                self.hops.note(peer, u.serviceaccount);
-            }
-        }
-        let key = UseKey { serviceaccount: u.serviceaccount, credential: CredentialKey::of(&u.credential), client };
-        let group = self.uses.entry(&key);
-        // The bound pod is noted from its group when a question needs it (`place_sighted_pods`),
-        // not here for every use.
-        match u.credential {
-            Credential::PodBound { pod_name, node, .. } => {
-                group.add(&u, Some(pod_name), node, &forged, &mut self.shared)
-            }
-            _ => group.add(&u, None, None, &forged, &mut self.shared),
-        }
+        self.state.fold_use(u, client, &forged);
     }
 
     fn fold_failure(&mut self, f: &AuthFailure) {
         let client = self.client(&f.source_ips);
-        self.failures.entry(client).or_default().add_sharing(
-            f.time,
-            &f.audit_id,
-            f.user_agent.as_deref(),
-            Some(&f.request.view()),
-            &mut self.shared,
-        );
+        self.state.fold_failure(f, client);
     }
 
     fn fold_access(&mut self, a: PodAccess) {
-        if self.accesses.len() >= MAX_POD_ACCESSES {
-            self.stats.pod_accesses_dropped += 1;
-        } else {
-            let client = self.client(&a.source_ips);
-            self.accesses.push(Access { access: a, client });
-        }
+        let client = self.client(&a.source_ips);
+        self.state.fold_access(a, client);
     }
 
     fn fold_secret_read(&mut self, r: &SecretRead) {
-        // A refused read disclosed nothing.
-        if r.code.is_some_and(|c| c >= 400) {
-            return;
-        }
         let client = self.client(&r.source_ips);
-        let key = (r.principal.clone(), r.namespace.clone());
-        self.secret_reads.entry(key).or_default().add(r, client);
+        self.state.fold_secret_read(r, client);
     }
 
     /// The rank of a copy of a request (see [`crate::dedup`]): its `sourceIPs` hops beyond
@@ -348,7 +228,7 @@ impl Engine {
 
     fn count_duplicate(&mut self, fold: Fold) {
         if matches!(fold, Fold::Use) {
-            self.stats.duplicate_stages += 1;
+            self.state.count_duplicate_stage();
         }
     }
 
@@ -380,44 +260,8 @@ impl Engine {
     pub fn absorb_uses(&mut self, others: impl IntoIterator<Item = Engine>) {
         for mut other in others {
             other.settle();
-            let Engine { uses, stats, latest, hops, .. } = other;
-            self.hops.merge(hops);
-            self.uses.absorb(uses);
-            self.stats.observations += stats.observations;
-            self.stats.token_uses += stats.token_uses;
-            self.stats.duplicate_stages += stats.duplicate_stages;
-            self.latest = self.latest.max(latest);
+            self.state.absorb_uses(other.state);
         }
-    }
-
-    /// Makes pods of the bound pods that token uses show, where the evidence asks about them
-    /// (see [`crate::model::Pods::note_sightings`]): before a report, and before expiry places
-    /// deletions by name.
-    pub(crate) fn place_sighted_pods(&mut self) {
-        let mut asked = PodQuestions::default();
-        for (namespace, name) in self.model.pods.unresolved_names() {
-            asked.name(namespace, name);
-        }
-        // `exec-then-token-use` finds the pod an exec names by name and time.
-        for a in &self.accesses {
-            asked.name(&a.access.namespace, &a.access.pod_name);
-        }
-        // `token-forged-mint` finds the node of the pod a TokenRequest names.
-        for mint in self.mints.iter() {
-            if let Some(pod) = &mint.bound_pod {
-                asked.name(&mint.serviceaccount.namespace, &pod.name);
-                if let Some(uid) = &pod.uid {
-                    asked.uid(uid);
-                }
-            }
-        }
-        let sightings = self.uses.iter().filter_map(|(key, group)| sighting(key, group));
-        self.model.pods.note_sightings(sightings, &asked);
-    }
-
-    /// Every use group, by its key.
-    pub(crate) fn use_groups(&self) -> impl Iterator<Item = (&UseKey, &UseGroup)> + Clone {
-        self.uses.iter()
     }
 
     /// Client-supplied `sourceIPs` entries that differ from the TCP peer, unless the peer is a
@@ -458,8 +302,33 @@ impl Engine {
     /// Evaluates every rule over the evidence folded so far.
     pub fn report(&mut self) -> Report {
         self.settle();
-        self.place_sighted_pods();
-        self.model.pods.resolve();
-        report::build(self)
+        self.state.place_sighted_pods();
+        self.state.resolve_pods();
+        report::build(&self.state, &self.config)
+    }
+
+    /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the
+    /// engine's watermark (the latest audit or inventory event time folded in).
+    pub fn expire(&mut self) -> Expired {
+        self.expire_by(self.state.latest())
+    }
+
+    /// [`Engine::expire`] for an engine that may never see an audit event (a partition only
+    /// agents write to): until one comes, `clock` (the caller's own, never an agent's) stands for
+    /// the watermark, so agents' facts still leave after their retention. Once audit or
+    /// inventory events have come, their time rules, whatever the clock says: a backlog replayed
+    /// days late is judged by its own time.
+    pub fn expire_at(&mut self, clock: Timestamp) -> Expired {
+        let latest = self.state.latest();
+        self.expire_by(if latest == Timestamp::MIN { clock } else { latest })
+    }
+
+    fn expire_by(&mut self, watermark: Timestamp) -> Expired {
+        expiry::expire(&mut self.state, watermark, self.config.retention, self.config.deletion_window)
+    }
+
+    /// How much the engine holds.
+    pub fn state_size(&self) -> StateSize {
+        expiry::size(&self.state)
     }
 }

@@ -1,7 +1,7 @@
 //! Bounded state for the stream: what can no longer change a verdict is dropped, by event time.
 //!
 //! A correlator runs for months; without this its engines would hold every credential and pod
-//! ever seen. [`Engine::expire`] is driven by the engine's own event time (the latest audit or
+//! ever seen. [`Engine::expire`](crate::Engine::expire) is driven by the engine's own event time (the latest audit or
 //! inventory event it folded, the watermark), never by a clock, so the same input and the same
 //! calls give the same state: snapshots restore it exactly, and a replayed partition expires
 //! what the original did. Agents' times do not move the watermark: a node's clock is the node's
@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::engine::Engine;
+use crate::state::State;
 use crate::time::{Micros, Timestamp, MINUTE};
 use crate::usage::CredentialKey;
 
@@ -49,7 +49,7 @@ impl Default for Retention {
     }
 }
 
-/// What one [`Engine::expire`] dropped.
+/// What one [`Engine::expire`](crate::Engine::expire) dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expired {
     /// Use groups (credential × client address).
@@ -78,60 +78,45 @@ impl StateSize {
     }
 }
 
-impl Engine {
-    /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the
-    /// engine's watermark (the latest audit or inventory event time folded in).
-    pub fn expire(&mut self) -> Expired {
-        self.expire_by(self.latest)
+/// Drops from `state` what has not been seen for its retention before `watermark`. Pods stay at
+/// least `deletion_window` after their deletion, the window 401s are matched against it in.
+pub(crate) fn expire(state: &mut State, watermark: Timestamp, retention: Retention, deletion_window: Micros) -> Expired {
+    let cutoff = |t: Timestamp, keep: Micros| t.0.saturating_add(keep) < watermark.0;
+    // Pods that only the groups about to go show, and that a deletion by name asks about,
+    // become pods first.
+    state.place_sighted_pods();
+    // A credential's last sighting: its latest use under any client address, or its attestation.
+    let mut last_seen: std::collections::HashMap<&CredentialKey, Timestamp> = std::collections::HashMap::new();
+    for (key, group) in state.use_groups() {
+        let seen = last_seen.entry(&key.credential).or_insert(Timestamp::MIN);
+        *seen = (*seen).max(group.last());
     }
-
-    /// [`Engine::expire`] for an engine that may never see an audit event (a partition only
-    /// agents write to): until one comes, `clock` (the caller's own, never an agent's) stands for
-    /// the watermark, so agents' facts still leave after their retention. Once audit or
-    /// inventory events have come, their time rules, whatever the clock says: a backlog replayed
-    /// days late is judged by its own time.
-    pub fn expire_at(&mut self, clock: Timestamp) -> Expired {
-        self.expire_by(if self.latest == Timestamp::MIN { clock } else { self.latest })
-    }
-
-    fn expire_by(&mut self, watermark: Timestamp) -> Expired {
-        let retention = self.config.retention;
-        let cutoff = |t: Timestamp, keep: Micros| t.0.saturating_add(keep) < watermark.0;
-        // Pods that only the groups about to go show, and that a deletion by name asks about,
-        // become pods first.
-        self.place_sighted_pods();
-        // A credential's last sighting: its latest use under any client address, or its attestation.
-        let mut last_seen: std::collections::HashMap<&CredentialKey, Timestamp> = std::collections::HashMap::new();
-        for (key, group) in &self.uses {
-            let seen = last_seen.entry(&key.credential).or_insert(Timestamp::MIN);
-            *seen = (*seen).max(group.last());
+    let mut stale: BTreeSet<CredentialKey> = BTreeSet::new();
+    for (credential, last) in last_seen {
+        let attested = jti_of(credential).and_then(|j| state.attestations().of(j)).map(|a| a.since);
+        if cutoff(attested.map_or(last, |a| a.max(last)), retention.credentials) {
+            stale.insert(credential.clone());
         }
-        let mut stale: BTreeSet<CredentialKey> = BTreeSet::new();
-        for (credential, last) in last_seen {
-            let attested = jti_of(credential).and_then(|j| self.attestations.of(j)).map(|a| a.since);
-            if cutoff(attested.map_or(last, |a| a.max(last)), retention.credentials) {
-                stale.insert(credential.clone());
-            }
-        }
-        let before = self.uses.len();
-        self.uses.retain(|key, _| !stale.contains(&key.credential));
-        let use_groups = before - self.uses.len();
-        self.shared.prune();
-        // Attestations of credentials still in use stay; the others go once old enough.
-        let in_use: BTreeSet<&str> = self.uses.iter().filter_map(|(k, _)| jti_of(&k.credential)).collect();
-        let attestations =
-            self.attestations.retire(|jti, a| !in_use.contains(jti) && cutoff(a.since, retention.credentials));
-        self.attestations.forget_retired(|t| cutoff(t, retention.retired));
-        // Deletions that named their pod without its UID are placed first.
-        self.model.pods.resolve();
-        let keep_pods = retention.pods.max(self.config.deletion_window);
-        let pods = self.model.pods.retain(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
-        Expired { use_groups, attestations, pods }
     }
+    let use_groups = state.forget_credentials(&stale);
+    // Attestations of credentials still in use stay; the others go once old enough.
+    let (uses, attestations) = state.uses_and_attestations_mut();
+    let in_use: BTreeSet<&str> = uses.iter().filter_map(|(k, _)| jti_of(&k.credential)).collect();
+    let attestations = attestations.retire(|jti, a| !in_use.contains(jti) && cutoff(a.since, retention.credentials));
+    state.attestations_mut().forget_retired(|t| cutoff(t, retention.retired));
+    // Deletions that named their pod without its UID are placed first.
+    state.resolve_pods();
+    let keep_pods = retention.pods.max(deletion_window);
+    let pods = state.retain_pods(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
+    Expired { use_groups, attestations, pods }
+}
 
-    /// How much the engine holds.
-    pub fn state_size(&self) -> StateSize {
-        StateSize { use_groups: self.uses.len(), attestations: self.attestations.len(), pods: self.model.pods.len() }
+/// How much `state` holds.
+pub(crate) fn size(state: &State) -> StateSize {
+    StateSize {
+        use_groups: state.use_group_count(),
+        attestations: state.attestations().len(),
+        pods: state.pods().len(),
     }
 }
 

@@ -8,12 +8,15 @@
 //! * [`observation`]: the engine's input language, produced by the decoders. It and [`time`]
 //!   and [`net`] are defined in `tokentrail-proto`, the contract the decoders share without
 //!   depending on the engine, and re-exported here so the engine's API reads in its own terms.
-//! * [`engine`]: folds observations into the [`model`] (pods, nodes, addresses over time) and
-//!   into aggregates ([`usage`] for token uses, [`activity`] for mints, failures, exec, Secret
-//!   reads), deduplicating the stages of a request ([`dedup`]).
+//! * [`engine`]: the entry point. Deduplicates the stages of a request ([`dedup`]), reads its
+//!   addresses under the settings, and folds it into the [`state`].
+//! * [`state`]: the folded evidence: the [`model`] (pods, nodes, addresses over time) and the
+//!   aggregates ([`usage`] for token uses, [`activity`] for mints, failures, exec, Secret reads),
+//!   read by the rules, the report and expiry through its methods, never through the engine.
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
 //! * `rules`: the catalogue of docs/design.md §3.4, producing [`finding`]s.
-//! * [`report`]: findings, client-address table, legacy-token inventory, coverage.
+//! * [`report`]: findings, client-address table, legacy-token inventory, coverage, built from a
+//!   state and the settings.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
 //! * [`attestation`]: what node agents attested (credentials seen in pod volumes, how far each
 //!   agent has reported), for `token-forged-mint`.
@@ -45,6 +48,7 @@ pub mod report;
 mod rules;
 pub mod sample;
 pub mod shared;
+pub mod state;
 pub mod tally;
 pub mod usage;
 pub mod verdict;

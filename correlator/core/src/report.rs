@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineStats};
+use crate::config::EngineConfig;
+use crate::state::{self, EngineStats, State};
 use crate::finding::Finding;
 use crate::model::{Place, Pods};
 use crate::observation::ServiceAccountRef;
@@ -194,30 +195,25 @@ impl Coverage {
     }
 }
 
-/// Evaluates everything the engine holds.
-pub(crate) fn build(engine: &Engine) -> Report {
-    let networks = engine.model.cluster_networks(&engine.config);
-    let mints = engine.mints.by_jti();
-    let judge = Judge {
-        model: &engine.model,
-        networks: &networks,
-        config: &engine.config,
-        token_secrets: &engine.token_secrets,
-        mints: &mints,
-    };
+/// Evaluates everything the state holds, under these settings.
+pub(crate) fn build(state: &State, config: &EngineConfig) -> Report {
+    let networks = state.model().cluster_networks(config);
+    let mints = state.mints().by_jti();
+    let judge =
+        Judge { model: state.model(), networks: &networks, config, token_secrets: state.token_secrets(), mints: &mints };
     // Groups are put in key order before they are judged: a key and a group reference sort
     // quicker than a judged group, and judging in key order meets each pod again while it is
     // still in cache. Keys are unique, so an unstable sort gives the one order.
-    let fronts = engine.hops.fronts(&engine.model);
-    let (moved, replaced) = proxies::through_fronts(engine.use_groups(), &fronts);
-    let mut groups: Vec<_> = engine
+    let fronts = state.hops().fronts(state.model());
+    let (moved, replaced) = proxies::through_fronts(state.use_groups(), &fronts);
+    let mut groups: Vec<_> = state
         .use_groups()
         .filter(|(key, _)| !replaced.contains(key))
         .chain(moved.iter().map(|(k, g)| (k, g)))
         .collect();
     groups.sort_unstable_by_key(|(key, _)| *key);
     let judged: Vec<_> = groups.into_iter().map(|(k, g)| (k, g, judge.judge(k, g))).collect();
-    let mut ctx = Context { engine, judge: &judge, judged, legacy: Vec::new() };
+    let mut ctx = Context { state, config, judge: &judge, judged, legacy: Vec::new() };
     ctx.legacy = legacy_inventory(&ctx);
     // Counted before the findings and the table are made: its list is as long as the groups.
     let sighted_only = sighted_only(&ctx);
@@ -225,11 +221,11 @@ pub(crate) fn build(engine: &Engine) -> Report {
     let usage = usage_table(&ctx);
     let legacy_tokens = std::mem::take(&mut ctx.legacy);
     let mut coverage = Coverage {
-        pods: (engine.model.pods.len() + sighted_only) as u64,
-        nodes: engine.model.nodes.len() as u64,
+        pods: (state.pods().len() + sighted_only) as u64,
+        nodes: state.nodes().len() as u64,
         cluster_networks: networks.iter().map(|n| n.to_string()).collect(),
         mints: mints.len() as u64,
-        engine: engine.stats.clone(),
+        engine: state.stats().clone(),
         ..Coverage::default()
     };
     for (key, group, judgement) in &ctx.judged {
@@ -246,7 +242,7 @@ pub(crate) fn build(engine: &Engine) -> Report {
         }
     }
     coverage.verified = coverage.expected + coverage.unexpected;
-    coverage.learned = learned(engine, &networks, &fronts);
+    coverage.learned = learned(state, &networks, &fronts);
     let timelines = timelines(&ctx, &findings);
     Report { findings, usage, legacy_tokens, coverage, timelines }
 }
@@ -254,11 +250,11 @@ pub(crate) fn build(engine: &Engine) -> Report {
 /// How many pods only their tokens' uses show (they stay in their use groups: see
 /// [`crate::model::Pods::note_sightings`]).
 fn sighted_only(ctx: &Context<'_>) -> usize {
-    let pods = &ctx.engine.model.pods;
+    let pods = ctx.state.pods();
     let mut uids: Vec<&str> = ctx
         .judged
         .iter()
-        .filter_map(|(key, group, _)| crate::engine::sighting(key, group))
+        .filter_map(|(key, group, _)| state::sighting(key, group))
         .map(|s| s.uid)
         .filter(|uid| !pods.contains(uid))
         .collect();
@@ -268,8 +264,8 @@ fn sighted_only(ctx: &Context<'_>) -> usize {
 }
 
 /// What the evidence itself taught about the cluster, in sentences for the coverage section.
-fn learned(engine: &Engine, networks: &[crate::net::IpNet], fronts: &BTreeSet<IpAddr>) -> Vec<String> {
-    let nodes = &engine.model.nodes;
+fn learned(state: &State, networks: &[crate::net::IpNet], fronts: &BTreeSet<IpAddr>) -> Vec<String> {
+    let nodes = state.nodes();
     let mut lines = Vec::new();
     let from_log = nodes.iter().filter(|n| n.learned).count();
     if from_log > 0 {
@@ -284,7 +280,7 @@ fn learned(engine: &Engine, networks: &[crate::net::IpNet], fronts: &BTreeSet<Ip
     }
     lines.push(String::from(if !networks.is_empty() {
         "cluster extent: declared networks and node pod CIDRs"
-    } else if engine.model.extent_known(networks) {
+    } else if state.model().extent_known(networks) {
         "cluster extent: every known node talks from a private address, so a routable client is outside the cluster"
     } else {
         "cluster extent unknown (no pod CIDRs; nodes unknown or talking from routable addresses): verdicts of \
@@ -313,7 +309,7 @@ fn timelines(ctx: &Context<'_>, findings: &[Finding]) -> Vec<Timeline> {
 }
 
 fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
-    let pods = &ctx.engine.model.pods;
+    let pods = ctx.state.pods();
     // Pods only their tokens' uses show, as noting each use would have made them.
     let mut sighted = Pods::default();
     let mut credentials: BTreeMap<&CredentialKey, TimelineCredential> = BTreeMap::new();
@@ -344,7 +340,7 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
         match &key.credential {
             CredentialKey::PodBound { pod_uid, .. } => {
                 pod_uids.insert(pod_uid);
-                if let Some(s) = crate::engine::sighting(key, group).filter(|_| !pods.contains(pod_uid)) {
+                if let Some(s) = state::sighting(key, group).filter(|_| !pods.contains(pod_uid)) {
                     sighted.note_bound(s.uid, s.namespace, s.name, s.node, s.first);
                     sighted.note_bound(s.uid, s.namespace, s.name, s.node, s.last);
                 }
@@ -391,7 +387,7 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
         .collect();
     pods.sort_by(|a, b| (&a.name, a.first_seen).cmp(&(&b.name, b.first_seen)));
     Timeline {
-        cluster: ctx.engine.config.cluster.clone(),
+        cluster: ctx.config.cluster.clone(),
         serviceaccount: format!("{}/{}", sa.namespace, sa.name),
         pods,
         credentials,
@@ -469,12 +465,12 @@ impl Serialize for CredentialKinds {
 
 /// Every Secret-based token: those in the evidence as Secrets, and those only seen in use.
 pub(crate) fn legacy_inventory(ctx: &Context<'_>) -> Vec<LegacyTokenRow> {
-    let engine = ctx.engine;
-    let latest = engine.latest;
+    let state = ctx.state;
+    let latest = state.latest();
     let mut rows: BTreeMap<(String, String), LegacyTokenRow> = BTreeMap::new();
-    for ((ns, name), s) in &engine.token_secrets {
+    for ((ns, name), s) in state.token_secrets() {
         let mut mounted_by: Vec<String> =
-            engine.model.pods.mounting(ns, name).iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+            state.pods().mounting(ns, name).iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
         mounted_by.dedup();
         rows.insert(
             (ns.clone(), name.clone()),
@@ -505,9 +501,8 @@ pub(crate) fn legacy_inventory(ctx: &Context<'_>) -> Vec<LegacyTokenRow> {
             age_days: None,
             last_used_label: None,
             invalid_since: None,
-            mounted_by: engine
-                .model
-                .pods
+            mounted_by: state
+                .pods()
                 .mounting(ns, secret)
                 .iter()
                 .map(|p| format!("{}/{}", p.namespace, p.name))

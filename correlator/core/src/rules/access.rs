@@ -20,14 +20,14 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// `exec-then-token-use`: exec/attach into pod P by X from A, then P's token used from A or from
 /// outside the cluster within the exec window.
 fn exec_then_use(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    let window = ctx.engine.config.exec_window;
-    let mut accesses: Vec<_> = ctx.engine.accesses.iter().filter(|a| a.access.code.is_none_or(|c| c < 400)).collect();
+    let window = ctx.config.exec_window;
+    let mut accesses: Vec<_> = ctx.state.accesses().iter().filter(|a| a.access.code.is_none_or(|c| c < 400)).collect();
     // Earliest exec first, so a token use that follows several is tied to the first.
     accesses.sort_by(|a, b| (a.access.time, &a.access.audit_id).cmp(&(b.access.time, &b.access.audit_id)));
     let mut reported = BTreeSet::new();
     for access in accesses {
         let a = &access.access;
-        let Some(uid) = ctx.engine.model.pods.uid_by_name(&a.namespace, &a.pod_name, a.time) else { continue };
+        let Some(uid) = ctx.state.pods().uid_by_name(&a.namespace, &a.pod_name, a.time) else { continue };
         let until = a.time.plus(window);
         for (key, group, judgement) in &ctx.judged {
             let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { continue };
@@ -74,14 +74,14 @@ fn exec_then_use(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// not being that pod or its node, soon after the pod was deleted: the token was revoked with the
 /// pod and someone kept trying it.
 fn after_deletion(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    let window = ctx.engine.config.deletion_window;
+    let window = ctx.config.deletion_window;
     for (key, group, judgement) in &ctx.judged {
         let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { continue };
         if judgement.verdict == Verdict::Expected {
             continue;
         }
-        let Some(deleted) = ctx.engine.model.pods.get(pod_uid).and_then(|p| p.deleted) else { continue };
-        let Some(failures) = ctx.engine.failures.get(&key.client) else { continue };
+        let Some(deleted) = ctx.state.pods().get(pod_uid).and_then(|p| p.deleted) else { continue };
+        let Some(failures) = ctx.state.failures_from(&key.client) else { continue };
         if !failures.overlaps(deleted, deleted.plus(window)) {
             continue;
         }
@@ -104,8 +104,8 @@ fn after_deletion(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// `sa-token-secret-read`: get/list/watch of Secrets holding service-account tokens by a
 /// principal that is not the control plane.
 fn secret_reads(ctx: &Context<'_>, out: &mut Vec<Draft>) {
-    let token_secrets = &ctx.engine.token_secrets;
-    let mut reads: Vec<_> = ctx.engine.secret_reads.iter().collect();
+    let token_secrets = ctx.state.token_secrets();
+    let mut reads: Vec<_> = ctx.state.secret_reads().iter().collect();
     reads.sort_by(|a, b| a.0.cmp(b.0));
     for ((principal, namespace), reads) in reads {
         if is_control_plane(principal) || kubelet_node(principal).is_some() {

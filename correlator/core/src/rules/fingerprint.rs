@@ -47,7 +47,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// name (when they agree).
 fn home_os(ctx: &Context<'_>, pod_uid: &str, entries: &[&Judged<'_>]) -> Option<Os> {
     let node = entries.iter().find_map(|e| ctx.bound_node(e.0, e.1));
-    if let Some(os) = node.and_then(|n| ctx.engine.model.nodes.get(n)).and_then(|n| n.os) {
+    if let Some(os) = node.and_then(|n| ctx.state.nodes().get(n)).and_then(|n| n.os) {
         return Some(os);
     }
     let own: BTreeSet<Os> = entries

@@ -24,11 +24,11 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
 /// attestation grace. A node without an agent, or uses from before the agent watched, prove
 /// nothing and stay silent; so does a credential whose attestation arrives inside the grace.
 fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>) {
-    let attestations = &ctx.engine.attestations;
+    let attestations = ctx.state.attestations();
     if !attestations.any() {
         return;
     }
-    let grace = ctx.engine.config.attestation_grace;
+    let grace = ctx.config.attestation_grace;
     // A credential's groups sit side by side in key order: no map of every credential needed.
     for entries in ctx.by_credential() {
         let CredentialKey::PodBound { jti: Some(jti), .. } = &entries[0].0.credential else { continue };
@@ -92,7 +92,7 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         })
         .collect();
     links.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let grace = ctx.engine.config.rotation_grace;
+    let grace = ctx.config.rotation_grace;
     for pod_links in links.chunk_by(|a, b| a.0 == b.0) {
         let mut jtis: BTreeMap<&str, Vec<&Judged<'_>>> = BTreeMap::new();
         for &(_, jti, entry) in pod_links {
@@ -193,7 +193,7 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
         let requested_uid = if first_use.is_none() { requested_pod_uid(ctx, mint) } else { None };
         let node = match first_use {
             Some(e) => ctx.bound_node(e.0, e.1),
-            None => requested_uid.as_deref().and_then(|u| ctx.engine.model.pods.get(u)).and_then(|p| p.node.as_deref()),
+            None => requested_uid.as_deref().and_then(|u| ctx.state.pods().get(u)).and_then(|p| p.node.as_deref()),
         };
         let legitimate = match (kubelet_node(&mint.minter), node) {
             (Some(minter_node), Some(pod_node)) => minter_node == pod_node,
@@ -251,7 +251,7 @@ fn forged_mints<'a>(ctx: &'a Context<'_>, out: &mut Vec<Draft>) -> BTreeSet<&'a 
 /// it, or the pod of that name at the time.
 fn requested_pod_uid(ctx: &Context<'_>, mint: &Mint) -> Option<String> {
     let b = mint.bound_pod.as_ref()?;
-    b.uid.clone().or_else(|| ctx.engine.model.pods.uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time))
+    b.uid.clone().or_else(|| ctx.state.pods().uid_by_name(&mint.serviceaccount.namespace, &b.name, mint.time))
 }
 
 /// `token-minted-by-user`: TokenRequests by principals that are neither kubelets nor the control
@@ -259,7 +259,7 @@ fn requested_pod_uid(ctx: &Context<'_>, mint: &Mint) -> Option<String> {
 fn minted_by_user(ctx: &Context<'_>, forged: &BTreeSet<&str>, out: &mut Vec<Draft>) {
     let mut by_minter: BTreeMap<(&str, &crate::observation::ServiceAccountRef), (Tally, BTreeSet<std::net::IpAddr>)> =
         BTreeMap::new();
-    for mint in ctx.engine.mints.iter() {
+    for mint in ctx.state.mints().iter() {
         if !mint.succeeded() || kubelet_node(&mint.minter).is_some() || is_control_plane(&mint.minter) {
             continue;
         }

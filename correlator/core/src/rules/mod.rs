@@ -15,12 +15,13 @@ pub(crate) mod origin;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::engine::Engine;
+use crate::config::EngineConfig;
 use crate::finding::{
     finding_id, Finding, FindingCredential, FindingPod, FindingServiceAccount, Rule, Severity, SCHEMA,
 };
 use crate::observation::ServiceAccountRef;
 use crate::report::LegacyTokenRow;
+use crate::state::State;
 use crate::tally::Tally;
 use crate::usage::{CredentialKey, UseGroup, UseKey};
 use crate::verdict::{Judge, Judgement, Verdict};
@@ -28,9 +29,11 @@ use crate::verdict::{Judge, Judgement, Verdict};
 /// A use group with its judgement.
 pub(crate) type Judged<'a> = (&'a UseKey, &'a UseGroup, Judgement);
 
-/// Everything the rules read: the engine's state and the judgement of every use group.
+/// Everything the rules read: the folded evidence, the settings and the judgement of every use
+/// group.
 pub(crate) struct Context<'a> {
-    pub engine: &'a Engine,
+    pub state: &'a State,
+    pub config: &'a EngineConfig,
     pub judge: &'a Judge<'a>,
     /// Every use group with its judgement, in key order.
     pub judged: Vec<Judged<'a>>,
@@ -66,7 +69,7 @@ impl<'a> Context<'a> {
     /// The finding's view of the pod a pod-bound credential belongs to.
     pub fn bound_pod(&self, key: &UseKey, group: &UseGroup) -> Option<FindingPod> {
         let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { return None };
-        let pod = self.engine.model.pods.get(pod_uid);
+        let pod = self.state.pods().get(pod_uid);
         Some(FindingPod {
             namespace: key.serviceaccount.namespace.clone(),
             name: group.pod_name.as_deref().or_else(|| pod.map(|p| p.name.as_str())).unwrap_or_default().to_string(),
@@ -79,7 +82,7 @@ impl<'a> Context<'a> {
     /// pod's facts do.
     pub fn bound_node<'k>(&'k self, key: &'k UseKey, group: &'k UseGroup) -> Option<&'k str> {
         let CredentialKey::PodBound { pod_uid, .. } = &key.credential else { return None };
-        group.node.as_deref().or_else(|| self.engine.model.pods.get(pod_uid)?.node.as_deref())
+        group.node.as_deref().or_else(|| self.state.pods().get(pod_uid)?.node.as_deref())
     }
 }
 
@@ -215,7 +218,7 @@ pub(crate) fn run(ctx: &Context<'_>) -> Vec<Finding> {
     lineage::run(ctx, &mut drafts);
     access::run(ctx, &mut drafts);
     legacy::run(ctx, &mut drafts);
-    let cluster = ctx.engine.config.cluster.as_deref();
+    let cluster = ctx.config.cluster.as_deref();
     // Two rule paths may reach the same (rule, credential, address): keep one, the surest (an
     // off-cluster verdict by address that rests on unknown networks, beside the same verdict by
     // the client's OS, which does not), then with the most evidence.

@@ -46,7 +46,7 @@ pub(crate) fn run(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 // Say what the verdict stands on when no network was declared.
                 d.explanation.push_str(&format!(
                     " The cluster's extent was learned from the log: its {} known nodes all talk from private addresses.",
-                    ctx.engine.model.nodes.len()
+                    ctx.state.nodes().len()
                 ));
             }
         } else {
@@ -86,7 +86,7 @@ fn multi_origin(ctx: &Context<'_>, explained: &BTreeSet<(&CredentialKey, IpAddr)
         // pod's: the pod's unseen address and its node's are one workload, not two.
         let home_unknown = match credential {
             CredentialKey::PodBound { pod_uid, .. } => {
-                ctx.engine.model.pods.get(pod_uid).is_none_or(|p| p.addresses.is_empty())
+                ctx.state.pods().get(pod_uid).is_none_or(|p| p.addresses.is_empty())
             }
             _ => true,
         };
