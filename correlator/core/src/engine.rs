@@ -8,6 +8,10 @@
 
 use std::net::IpAddr;
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
 use crate::config::EngineConfig;
 use crate::dedup::{Rank, RecentIds, Sighting};
 use crate::expiry::{self, Expired, StateSize};
@@ -22,7 +26,11 @@ pub use crate::state::EngineStats;
 
 /// The engine: the folded evidence, the window that deduplicates the copies of a request, and
 /// the settings that say how to read a request's addresses.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+///
+/// Its snapshot is one JSON object: the window's fields, then the state's, as when the engine
+/// held the state's fields itself. Written with `#[serde(flatten)]`; read by hand (see the
+/// `Deserialize` impl below).
+#[derive(Debug, serde::Serialize)]
 pub struct Engine {
     /// Settings come from the caller, not from persisted state.
     #[serde(skip)]
@@ -30,10 +38,8 @@ pub struct Engine {
     recent: RecentIds,
     /// Copies of requests that a better copy may still replace (see [`crate::dedup`]), by the
     /// window's key of their audit ID.
-    #[serde(default, with = "crate::pairs")]
+    #[serde(with = "crate::pairs")]
     held: FastMap<u64, Observation>,
-    /// Flattened: the snapshot lists the state's fields beside the window's, as it did when the
-    /// engine held them itself.
     #[serde(flatten)]
     state: State,
 }
@@ -330,5 +336,71 @@ impl Engine {
     /// How much the engine holds.
     pub fn state_size(&self) -> StateSize {
         expiry::size(&self.state)
+    }
+}
+
+// Not derived with `#[serde(flatten)]`: that buffers the whole state before reading it (a second
+// copy of a state of millions of credentials, at restore) and cannot read the maps it holds keyed
+// by numbers (JSON writes their keys as strings). The window's fields come first, as the engine
+// writes them; the state reads the rest of the object itself.
+impl<'de> Deserialize<'de> for Engine {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Engine, D::Error> {
+        deserializer.deserialize_map(EngineVisitor)
+    }
+}
+
+struct EngineVisitor;
+
+/// The held copies as the snapshot writes them (a list of pairs).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Held(#[serde(with = "crate::pairs")] FastMap<u64, Observation>);
+
+impl<'de> Visitor<'de> for EngineVisitor {
+    type Value = Engine;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an engine snapshot")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Engine, A::Error> {
+        let mut recent = None;
+        // Snapshots from before copies were held have none.
+        let mut held = FastMap::default();
+        let mut first_of_state = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "recent" => recent = Some(map.next_value()?),
+                "held" => held = map.next_value::<Held>()?.0,
+                _ => {
+                    first_of_state = Some(key);
+                    break;
+                }
+            }
+        }
+        let recent = recent.ok_or_else(|| de::Error::missing_field("recent"))?;
+        let state = State::deserialize(MapAccessDeserializer::new(Replay { key: first_of_state, rest: map }))?;
+        Ok(Engine { config: EngineConfig::default(), recent, held, state })
+    }
+}
+
+/// The rest of a map whose next key was already read: gives that key back first.
+struct Replay<A> {
+    key: Option<String>,
+    rest: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        match self.key.take() {
+            Some(key) => seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(key)).map(Some),
+            None => self.rest.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.rest.next_value_seed(seed)
     }
 }
