@@ -80,7 +80,12 @@ impl StateSize {
 
 /// Drops from `state` what has not been seen for its retention before `watermark`. Pods stay at
 /// least `deletion_window` after their deletion, the window 401s are matched against it in.
-pub(crate) fn expire(state: &mut State, watermark: Timestamp, retention: Retention, deletion_window: Micros) -> Expired {
+pub(crate) fn expire(
+    state: &mut State,
+    watermark: Timestamp,
+    retention: Retention,
+    deletion_window: Micros,
+) -> Expired {
     let cutoff = |t: Timestamp, keep: Micros| t.0.saturating_add(keep) < watermark.0;
     // Pods that only the groups about to go show, and that a deletion by name asks about,
     // become pods first.

@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::config::EngineConfig;
-use crate::state::{self, EngineStats, State};
 use crate::finding::Finding;
 use crate::model::{Place, Pods};
 use crate::observation::ServiceAccountRef;
 use crate::proxies;
 use crate::rules::{self, Context};
+use crate::state::{self, EngineStats, State};
 use crate::time::Timestamp;
 use crate::usage::{CredentialKey, TimeBuckets};
 use crate::verdict::{Judge, Verdict};
@@ -199,8 +199,13 @@ impl Coverage {
 pub(crate) fn build(state: &State, config: &EngineConfig) -> Report {
     let networks = state.model().cluster_networks(config);
     let mints = state.mints().by_jti();
-    let judge =
-        Judge { model: state.model(), networks: &networks, config, token_secrets: state.token_secrets(), mints: &mints };
+    let judge = Judge {
+        model: state.model(),
+        networks: &networks,
+        config,
+        token_secrets: state.token_secrets(),
+        mints: &mints,
+    };
     // Groups are put in key order before they are judged: a key and a group reference sort
     // quicker than a judged group, and judging in key order meets each pod again while it is
     // still in cache. Keys are unique, so an unstable sort gives the one order.
