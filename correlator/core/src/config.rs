@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 
-use crate::expiry::Retention;
 use crate::net::IpNet;
 use crate::time::{Micros, MINUTE};
 
@@ -53,5 +52,30 @@ impl EngineConfig {
     /// Whether `ip` is a configured egress (NAT) address.
     pub fn is_egress(&self, ip: IpAddr) -> bool {
         self.egress.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// How long what is no longer seen is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// After a credential's last use or attestation.
+    pub credentials: Micros,
+    /// After a pod's deletion.
+    pub pods: Micros,
+    /// After an attestation is dropped, how long its digest still vouches for its credential
+    /// (the longest a token can stay valid: a year, for the apiserver's extended tokens).
+    pub retired: Micros,
+}
+
+impl Retention {
+    /// The shortest credential retention that is safe: the kubelet rewrites a projected token
+    /// within 24 hours, so a credential unseen for less than a day may still be in its pod, and
+    /// forgetting it sooner would make its next use look like a new credential.
+    pub const MIN_CREDENTIALS: Micros = 24 * 60 * MINUTE;
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { credentials: 25 * 60 * MINUTE, pods: 60 * MINUTE, retired: 366 * 24 * 60 * MINUTE }
     }
 }

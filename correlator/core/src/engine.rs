@@ -341,8 +341,8 @@ impl Engine {
 
 // Not derived with `#[serde(flatten)]`: that buffers the whole state before reading it (a second
 // copy of a state of millions of credentials, at restore) and cannot read the maps it holds keyed
-// by numbers (JSON writes their keys as strings). The window's fields come first, as the engine
-// writes them; the state reads the rest of the object itself.
+// by numbers (JSON writes their keys as strings). The state reads the object itself, and the
+// window's fields are taken out of it as they come, in whatever order.
 impl<'de> Deserialize<'de> for Engine {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Engine, D::Error> {
         deserializer.deserialize_map(EngineVisitor)
@@ -351,11 +351,6 @@ impl<'de> Deserialize<'de> for Engine {
 
 struct EngineVisitor;
 
-/// The held copies as the snapshot writes them (a list of pairs).
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Held(#[serde(with = "crate::pairs")] FastMap<u64, Observation>);
-
 impl<'de> Visitor<'de> for EngineVisitor {
     type Value = Engine;
 
@@ -363,41 +358,41 @@ impl<'de> Visitor<'de> for EngineVisitor {
         f.write_str("an engine snapshot")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Engine, A::Error> {
-        let mut recent = None;
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Engine, A::Error> {
+        let mut fields = WindowFields { rest: map, recent: None, held: None };
+        let state = State::deserialize(MapAccessDeserializer::new(&mut fields))?;
+        let recent = fields.recent.ok_or_else(|| de::Error::missing_field("recent"))?;
         // Snapshots from before copies were held have none.
-        let mut held = FastMap::default();
-        let mut first_of_state = None;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "recent" => recent = Some(map.next_value()?),
-                "held" => held = map.next_value::<Held>()?.0,
-                _ => {
-                    first_of_state = Some(key);
-                    break;
-                }
-            }
-        }
-        let recent = recent.ok_or_else(|| de::Error::missing_field("recent"))?;
-        let state = State::deserialize(MapAccessDeserializer::new(Replay { key: first_of_state, rest: map }))?;
+        let held = fields.held.unwrap_or_default();
         Ok(Engine { config: EngineConfig::default(), recent, held, state })
     }
 }
 
-/// The rest of a map whose next key was already read: gives that key back first.
-struct Replay<A> {
-    key: Option<String>,
+/// The held copies as the snapshot writes them (a list of pairs).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Held(#[serde(with = "crate::pairs")] FastMap<u64, Observation>);
+
+/// A snapshot's object as the state sees it: the window's fields are read into `recent` and
+/// `held` on the way, and the state is shown only its own.
+struct WindowFields<A> {
     rest: A,
+    recent: Option<RecentIds>,
+    held: Option<FastMap<u64, Observation>>,
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for WindowFields<A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
-        match self.key.take() {
-            Some(key) => seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(key)).map(Some),
-            None => self.rest.next_key_seed(seed),
+        while let Some(key) = self.rest.next_key::<String>()? {
+            match key.as_str() {
+                "recent" => self.recent = Some(self.rest.next_value()?),
+                "held" => self.held = Some(self.rest.next_value::<Held>()?.0),
+                _ => return seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(key)).map(Some),
+            }
         }
+        Ok(None)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {

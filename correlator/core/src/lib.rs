@@ -15,8 +15,8 @@
 //!   read by the rules, the report and expiry through its methods, never through the engine.
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
 //! * `rules`: the catalogue of docs/design.md §3.4, producing [`finding`]s.
-//! * [`report`]: findings, client-address table, legacy-token inventory, coverage, built from a
-//!   state and the settings.
+//! * [`report`]: findings, client-address table, legacy-token inventory ([`legacy_tokens`]),
+//!   coverage, built from a state and the settings.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
 //! * [`attestation`]: what node agents attested (credentials seen in pod volumes, how far each
 //!   agent has reported), for `token-forged-mint`.
@@ -39,6 +39,7 @@ pub mod engine;
 pub mod expiry;
 pub mod finding;
 pub mod hash;
+pub mod legacy_tokens;
 pub mod model;
 pub mod ocsf;
 mod pairs;

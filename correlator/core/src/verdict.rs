@@ -15,6 +15,9 @@ use crate::net::IpNet;
 use crate::observation::{ServiceAccountRef, TokenSecretFact};
 use crate::usage::{CredentialKey, UseGroup, UseKey};
 
+/// A use group with its judgement.
+pub(crate) type Judged<'a> = (&'a UseKey, &'a UseGroup, Judgement);
+
 /// The verdict on the uses of one credential from one address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -19,15 +19,14 @@ use crate::config::EngineConfig;
 use crate::finding::{
     finding_id, Finding, FindingCredential, FindingPod, FindingServiceAccount, Rule, Severity, SCHEMA,
 };
+use crate::legacy_tokens::LegacyTokenRow;
 use crate::observation::ServiceAccountRef;
-use crate::report::LegacyTokenRow;
 use crate::state::State;
 use crate::tally::Tally;
 use crate::usage::{CredentialKey, UseGroup, UseKey};
 use crate::verdict::{Judge, Judgement, Verdict};
 
-/// A use group with its judgement.
-pub(crate) type Judged<'a> = (&'a UseKey, &'a UseGroup, Judgement);
+pub(crate) use crate::verdict::Judged;
 
 /// Everything the rules read: the folded evidence, the settings and the judgement of every use
 /// group.
