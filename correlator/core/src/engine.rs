@@ -1,7 +1,7 @@
 //! The engine: observations in, a [`Report`] out.
 //!
-//! [`Engine::observe`] folds each observation into the model and the aggregates (constant work per
-//! observation, memory bounded by pods, credentials and client addresses, never by events), and
+//! [`Engine::observe`] folds each observation into the [`State`] (constant work per observation,
+//! memory bounded by pods, credentials and client addresses, never by events), and
 //! [`Engine::report`] evaluates every rule over what was folded. Because every fact carries its
 //! event time and aggregates are order-independent, feeding the same evidence in any order gives
 //! the same report.
