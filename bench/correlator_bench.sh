@@ -57,7 +57,7 @@ echo "observations topic: $OBSERVATIONS records from $EVENTS events; $WANT repla
 
 # 2. The correlator's loop: consume, fold, emit, commit findings + state + offsets.
 START=$(date +%s.%N)
-"$TOKENTRAIL" correlator --bootstrap "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
+"$TOKENTRAIL" correlator --bootstrap-servers "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
     --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
     --commit-interval "$COMMIT_INTERVAL" 2>"$OUT/correlator.log" &
 CORR=$!

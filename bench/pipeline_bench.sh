@@ -54,7 +54,7 @@ trap cleanup EXIT
 START=$(date +%s.%N)
 "$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator.log" &
 PIDS+=($!)
-"$TOKENTRAIL" correlator --bootstrap "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
+"$TOKENTRAIL" correlator --bootstrap-servers "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
     --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
     --commit-interval "$COMMIT_INTERVAL" 2>"$OUT/correlator.log" &
 PIDS+=($!)

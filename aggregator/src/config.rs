@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use tokentrail_config::kafka::{reserved_property, KafkaSecurity};
 use tokentrail_config::{duration, Problem};
 
 use crate::error::ConfigError;
@@ -64,7 +65,11 @@ pub struct KafkaConfig {
     /// ones go to the dead-letter topic.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
-    /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`).
+    /// TLS and SASL of every client (the consumer and the producer); absent: plaintext.
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Extra librdkafka properties for every client (tuning such as `client.id` or
+    /// `socket.keepalive.enable`); security is `security`'s, never set here.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
 }
@@ -356,6 +361,7 @@ impl KafkaConfig {
             batch_records: default_batch_records(),
             batch_linger: default_batch_linger(),
             max_record_bytes: default_max_record_bytes(),
+            security: KafkaSecurity::default(),
             client: BTreeMap::new(),
         }
     }
@@ -516,8 +522,11 @@ impl Config {
                     format!("kafka.client.{key}"),
                     "is set by the aggregator and cannot be overridden",
                 ));
+            } else if let Some(why) = reserved_property(key) {
+                problems.push(Problem::new(format!("kafka.client.{key}"), format!("{why}: use kafka.security")));
             }
         }
+        problems.extend(k.security.problems("kafka.security"));
         if let Some(g) = &self.grpc {
             g.check(&mut problems);
         }

@@ -9,6 +9,7 @@ mod analyze;
 mod collect;
 mod component;
 mod engine_args;
+mod kafka_args;
 mod progress;
 mod standalone;
 mod startup;

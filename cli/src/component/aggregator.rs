@@ -13,6 +13,7 @@ use tokentrail_aggregator::config::Config;
 use tokentrail_aggregator::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
+use crate::kafka_args::KafkaSecurityArgs;
 use crate::startup::config_file::WithFile;
 use crate::startup::{Component, Threads};
 
@@ -27,9 +28,18 @@ pub type Args = WithFile<Settings>;
 #[derive(clap::Args, Debug, Serialize)]
 pub struct Settings {
     /// Kafka `bootstrap.servers`.
-    #[arg(long, value_name = "HOST:PORT,...", required_unless_present_any = ["config", "check_config"])]
+    #[arg(
+        long,
+        env = "TOKENTRAIL_KAFKA_BOOTSTRAP",
+        value_name = "HOST:PORT[,...]",
+        required_unless_present_any = ["config", "check_config"]
+    )]
     #[serde(rename = "kafka.bootstrap_servers")]
     bootstrap_servers: Option<String>,
+    /// TLS and SASL of the Kafka clients (`kafka.security`).
+    #[command(flatten)]
+    #[serde(rename = "kafka")]
+    kafka_security: KafkaSecurityArgs,
     /// A raw audit topic, as `TOPIC=CLUSTER`, or `TOPIC` for records with a `cluster` header.
     /// Repeatable; adds to the configuration file's.
     #[arg(long, value_name = "TOPIC[=CLUSTER]", value_parser = parse_audit_topic)]
@@ -96,6 +106,9 @@ pub fn main(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(exit) => return exit,
     };
+    if let Err(exit) = AGGREGATOR.check_kafka(&config.kafka.bootstrap_servers, &config.kafka.security) {
+        return exit;
+    }
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
     AGGREGATOR.serve(
