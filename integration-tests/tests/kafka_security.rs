@@ -208,7 +208,7 @@ fn run(command: &mut Command) -> Output {
 fn assert_refused(out: &Output, cause: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(KAFKA_REFUSED), "{stderr}");
-    assert!(stderr.contains("refused the connection") && stderr.contains(cause), "{stderr}");
+    assert!(stderr.contains("failed the TLS handshake or the login") && stderr.contains(cause), "{stderr}");
 }
 
 fn flags(pairs: &[(&str, &str)]) -> Vec<String> {

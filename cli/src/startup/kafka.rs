@@ -5,14 +5,16 @@
 //! connections for ever, and the component's first request fails much later with a timeout
 //! that names no cause.
 //!
-//! librdkafka reports why a connection failed only to the client's error callback: the
-//! [`Recorder`] context keeps those reports while a metadata request is retried.
+//! librdkafka reports why a connection failed only to the client's error and log callbacks
+//! (a refused login to both, a failed TLS handshake only to the log): the [`Recorder`] context
+//! keeps those reports while a metadata request is retried.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientConfig, ClientContext};
 use tokentrail_config::kafka::{KafkaSecurity, SecretError};
 
@@ -31,7 +33,7 @@ pub enum ConnectError {
     /// The brokers refused the connection's security: the TLS handshake (an untrusted CA, a
     /// certificate for another name, a client certificate they do not trust) or the SASL login
     /// (wrong user or password, a mechanism they do not offer).
-    #[error("kafka: the brokers at {bootstrap} refused the connection: {reason}")]
+    #[error("kafka: connecting to {bootstrap} failed the TLS handshake or the login: {reason}")]
     Refused {
         /// `bootstrap.servers`.
         bootstrap: String,
@@ -39,7 +41,11 @@ pub enum ConnectError {
         reason: String,
     },
     /// No broker answered in time (none listening, a network in between, a broker starting).
-    #[error("kafka: no broker at {bootstrap} answered within {}s: {reason}", timeout.as_secs())]
+    #[error(
+        "kafka: no broker at {bootstrap} answered within {}s (is it the address of a listener of \
+         this security protocol?): {reason}",
+        timeout.as_secs()
+    )]
     Unreachable {
         /// `bootstrap.servers`.
         bootstrap: String,
@@ -118,15 +124,36 @@ fn is_refusal(error: &KafkaError, reason: &str) -> bool {
     reason.contains("security.protocol")
 }
 
-impl ClientContext for Recorder {
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "kafka connection check");
-        let refused = is_refusal(&error, reason);
+impl Recorder {
+    fn record(&self, refused: bool, reason: &str) {
         if let Ok(mut reports) = self.reports.lock() {
             if refused && reports.0.is_none() {
                 reports.0 = Some(reason.to_string());
             }
-            reports.1 = Some(reason.to_string());
+            // "1/1 brokers are down" says less than the report of why, which came first.
+            if reports.1.is_none() || !reason.contains("brokers are down") {
+                reports.1 = Some(reason.to_string());
+            }
+        }
+    }
+}
+
+impl ClientContext for Recorder {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka connection check");
+        self.record(is_refusal(&error, reason), reason);
+    }
+
+    /// A failed TLS handshake reaches only the log (librdkafka's `FAIL` lines), not the error
+    /// callback.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(?level, fac, message, "kafka connection check: librdkafka");
+        use RDKafkaLogLevel as L;
+        if matches!(level, L::Emerg | L::Alert | L::Critical | L::Error | L::Warning) {
+            // Our handshake refused the broker's certificate, or the broker refused ours (an
+            // alert, seen when the first request is read).
+            let tls = ["SSL handshake failed", "SSL alert", "certificate verify failed"];
+            self.record(tls.iter().any(|t| message.contains(t)), message);
         }
     }
 }
