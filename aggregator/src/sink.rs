@@ -137,8 +137,8 @@ impl KafkaSink {
         // Broker states for readiness (`crate::health`).
         let mut c = crate::source::client_config(config)?;
         // Retries inside librdkafka neither duplicate nor reorder records of a partition:
-            // the broker drops a resent batch it already has. Implies acks=all.
-            c.set("enable.idempotence", "true")
+        // the broker drops a resent batch it already has. Implies acks=all.
+        c.set("enable.idempotence", "true")
             // Observations are small and repetitive protobuf: lz4 is built into librdkafka
             // here (no zlib/zstd features) and cuts network and disk several-fold.
             .set("compression.type", "lz4")

@@ -93,7 +93,8 @@ mod tests {
     }
 
     fn security(flags: &[&str]) -> Result<KafkaSecurity, Vec<String>> {
-        let cli = Cli::try_parse_from(std::iter::once("t").chain(flags.iter().copied())).map_err(|e| vec![e.to_string()])?;
+        let cli =
+            Cli::try_parse_from(std::iter::once("t").chain(flags.iter().copied())).map_err(|e| vec![e.to_string()])?;
         cli.kafka.security().map_err(|p| p.iter().map(ToString::to_string).collect())
     }
 

@@ -183,10 +183,8 @@ impl KafkaSecurity {
         }
         match (&self.sasl, protocol.sasl()) {
             (None, true) => problems.push(Problem::new(key("sasl"), format!("is required with protocol {protocol}"))),
-            (Some(_), false) => problems.push(Problem::new(
-                key("sasl"),
-                format!("needs protocol sasl_ssl or sasl_plaintext, not {protocol}"),
-            )),
+            (Some(_), false) => problems
+                .push(Problem::new(key("sasl"), format!("needs protocol sasl_ssl or sasl_plaintext, not {protocol}"))),
             (Some(sasl), true) => sasl.problems(&key("sasl"), protocol, &mut problems),
             (None, false) => {}
         }
@@ -504,10 +502,7 @@ mod tests {
                 "sasl": {"mechanism": "PLAIN", "username": "u", "password_file": "@password"}}"#,
         ))
         .unwrap_err();
-        assert_eq!(
-            err,
-            ["security.sasl.mechanism: PLAIN sends its secret in clear: use protocol sasl_ssl (or SCRAM)"]
-        );
+        assert_eq!(err, ["security.sasl.mechanism: PLAIN sends its secret in clear: use protocol sasl_ssl (or SCRAM)"]);
         assert!(check(&f.json(
             r#"{"protocol": "sasl_plaintext",
                 "sasl": {"mechanism": "SCRAM-SHA-256", "username": "u", "password_file": "@password"}}"#,
@@ -522,8 +517,9 @@ mod tests {
         let err = check(r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "GSSAPI", "username": "u"}}"#).unwrap_err();
         assert!(err[0].starts_with("security.sasl.mechanism: unknown variant `GSSAPI`"), "{err:?}");
         // A password can only come from a file.
-        let err = check(r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "PLAIN", "username": "u", "password": "p"}}"#)
-            .unwrap_err();
+        let err =
+            check(r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "PLAIN", "username": "u", "password": "p"}}"#)
+                .unwrap_err();
         assert!(err.iter().any(|e| e.starts_with("security.sasl.password: unknown field")), "{err:?}");
     }
 

@@ -12,8 +12,8 @@ use tokentrail_correlator_core::EngineConfig;
 
 use super::output::Destination;
 use super::{StandaloneConfig, StandaloneError};
-use crate::kafka_args::KafkaSecurityArgs;
 use crate::engine_args::{EngineArgs, StreamEngineArgs};
+use crate::kafka_args::KafkaSecurityArgs;
 use tokentrail_correlator::stream::FindingFormat;
 
 /// Flags of `tokentrail standalone`.
@@ -119,7 +119,7 @@ impl Args {
         let destination = match &self.findings {
             Destination::Kafka { topic, .. } => Destination::Kafka {
                 bootstrap: self.bootstrap_servers.clone().unwrap_or_default(),
-                security: self.kafka_security.security().map_err(StandaloneError::Config)?,
+                security: Box::new(self.kafka_security.security().map_err(StandaloneError::Config)?),
                 topic: topic.clone(),
             },
             other => other.clone(),

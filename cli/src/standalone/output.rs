@@ -30,8 +30,8 @@ pub enum Destination {
     Kafka {
         /// `bootstrap.servers`.
         bootstrap: String,
-        /// TLS and SASL of the producer.
-        security: KafkaSecurity,
+        /// TLS and SASL of the producer (boxed: the other destinations are a path at most).
+        security: Box<KafkaSecurity>,
         /// The topic (it must exist).
         topic: String,
     },
@@ -49,7 +49,7 @@ impl std::str::FromStr for Destination {
                 Some("") => Err("kafka: needs a topic, as kafka:TOPIC".into()),
                 Some(topic) => Ok(Destination::Kafka {
                     bootstrap: String::new(),
-                    security: KafkaSecurity::default(),
+                    security: Box::default(),
                     topic: topic.into(),
                 }),
                 None => Ok(Destination::File(PathBuf::from(s))),

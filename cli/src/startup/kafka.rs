@@ -12,9 +12,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientConfig, ClientContext};
 use tokentrail_config::kafka::{KafkaSecurity, SecretError};
 

@@ -65,7 +65,8 @@ pub struct Layout {
     pub bootstrap: Option<String>,
     /// An OTLP/gRPC collector the aggregators export their metrics to, every 500 ms, each as
     /// `service.instance.id` `aggregator-<i>`; `None`: no export.
-    pub aggregator_metrics: Option<String>,    /// How the aggregators and correlators reach the broker, when not as the test does (the
+    pub aggregator_metrics: Option<String>,
+    /// How the aggregators and correlators reach the broker, when not as the test does (the
     /// broker's PLAINTEXT listener): a secure listener and its settings.
     pub secure: Option<SecureKafka>,
 }
