@@ -677,6 +677,28 @@ mod tests {
     }
 
     #[test]
+    fn kafka_security_is_checked_under_its_key_and_security_properties_are_not_client_properties() {
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9093", "security": {"protocol": "sasl_ssl"},
+                "client": {"sasl.password": "inline", "security.protocol": "ssl", "client.id": "agg"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                "kafka.client.sasl.password: is set by the security section (secrets are read from files, never \
+                 written inline): use kafka.security",
+                "kafka.client.security.protocol: is set by the security section (secrets are read from files, \
+                 never written inline): use kafka.security",
+                "kafka.security.sasl: is required with protocol sasl_ssl",
+            ]
+        );
+        let c = Config::from_json(r#"{"kafka": {"bootstrap_servers": "k:9093", "security": {"protocol": "SSL"}}}"#)
+            .unwrap();
+        assert_eq!(c.kafka.security.protocol, tokentrail_config::kafka::Protocol::Ssl);
+    }
+
+    #[test]
     fn agent_token_needs_one_key_source_an_account_and_tls() {
         let err = Config::from_json(
             r#"{"kafka": {"bootstrap_servers": "k:9092"},

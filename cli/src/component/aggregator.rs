@@ -142,6 +142,29 @@ mod tests {
     }
 
     #[test]
+    fn kafka_security_flags_are_laid_over_the_file_s_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw").unwrap();
+        let file = format!(
+            r#"{{"kafka": {{"bootstrap_servers": "k:9093", "security": {{"protocol": "sasl_ssl",
+                "sasl": {{"mechanism": "PLAIN", "username": "file-user", "password_file": "{}"}}}}}}}}"#,
+            password.display()
+        );
+        let c =
+            load(&file, &["--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-username", "flag-user"]).unwrap();
+        let sasl = c.kafka.security.sasl.unwrap();
+        assert_eq!(sasl.mechanism, tokentrail_config::kafka::Mechanism::ScramSha512);
+        assert_eq!(
+            (sasl.username.as_deref(), sasl.password_file.as_deref()),
+            (Some("flag-user"), Some(password.as_path()))
+        );
+        let err = load(r#"{"kafka": {"bootstrap_servers": "k:9093"}}"#, &["--kafka-security-protocol", "sasl_ssl"])
+            .unwrap_err();
+        assert_eq!(err, "kafka.security.sasl: is required with protocol sasl_ssl");
+    }
+
+    #[test]
     fn a_flag_that_makes_the_settings_wrong_is_reported_with_its_key() {
         let err = load(
             r#"{"kafka": {"bootstrap_servers": "k:9092", "audit_topics": [{"topic": "a"}]}}"#,

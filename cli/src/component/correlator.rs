@@ -145,6 +145,20 @@ mod tests {
     }
 
     #[test]
+    fn the_kafka_flags_have_the_aggregator_s_names_and_the_old_bootstrap_flag_still_works() {
+        let c = load(r#"{"bootstrap_servers": "file:9092"}"#, &["--bootstrap-servers", "flag:9093"]).unwrap();
+        assert_eq!(c.bootstrap, "flag:9093");
+        let c = load(r#"{"bootstrap_servers": "file:9092"}"#, &["--bootstrap", "old:9093"]).unwrap();
+        assert_eq!(c.bootstrap, "old:9093");
+        let err = load(
+            r#"{"bootstrap_servers": "k:9093", "security": {"protocol": "ssl"}}"#,
+            &["--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", "u"],
+        )
+        .unwrap_err();
+        assert!(err.starts_with("security.sasl: needs protocol sasl_ssl or sasl_plaintext, not ssl"), "{err}");
+    }
+
+    #[test]
     fn a_credential_retention_flag_under_a_day_is_refused_like_the_file_s() {
         let err = load(r#"{"bootstrap_servers": "k:9092"}"#, &["--credential-retention", "6h"]).unwrap_err();
         assert!(err.starts_with("credential_retention: must be at least 24h"), "{err}");

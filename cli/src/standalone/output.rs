@@ -47,11 +47,9 @@ impl std::str::FromStr for Destination {
             "-" => Ok(Destination::Stdout),
             _ => match s.strip_prefix("kafka:") {
                 Some("") => Err("kafka: needs a topic, as kafka:TOPIC".into()),
-                Some(topic) => Ok(Destination::Kafka {
-                    bootstrap: String::new(),
-                    security: Box::default(),
-                    topic: topic.into(),
-                }),
+                Some(topic) => {
+                    Ok(Destination::Kafka { bootstrap: String::new(), security: Box::default(), topic: topic.into() })
+                }
                 None => Ok(Destination::File(PathBuf::from(s))),
             },
         }

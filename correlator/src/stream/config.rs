@@ -343,6 +343,19 @@ mod tests {
     }
 
     #[test]
+    fn the_security_section_is_read_checked_and_handed_to_the_clients() {
+        let err = check(r#"{"bootstrap_servers": "k:9093", "security": {"protocol": "ssl", "tls": {"ca_file": "/nonexistent/ca.crt"}}}"#)
+            .unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].starts_with("security.tls.ca_file: cannot read /nonexistent/ca.crt"), "{err:?}");
+        let c = check(r#"{"bootstrap_servers": "k:9093", "security": {"protocol": "ssl"}}"#)
+            .unwrap()
+            .into_config(Some("c-0".into()))
+            .unwrap();
+        assert_eq!(c.security.protocol, tokentrail_config::kafka::Protocol::Ssl);
+    }
+
+    #[test]
     fn without_instance_or_pod_name_there_is_no_config() {
         assert!(FileConfig::new("k:9092").into_config(None).is_err());
     }
