@@ -183,8 +183,12 @@ impl KafkaSecurity {
         }
         match (&self.sasl, protocol.sasl()) {
             (None, true) => problems.push(Problem::new(key("sasl"), format!("is required with protocol {protocol}"))),
-            (Some(_), false) => problems
-                .push(Problem::new(key("sasl"), format!("needs protocol sasl_ssl or sasl_plaintext, not {protocol}"))),
+            (Some(sasl), false) => {
+                let message = format!("needs protocol sasl_ssl or sasl_plaintext, not {protocol}");
+                problems.push(Problem::new(key("sasl"), message));
+                // Its own problems too: every problem at once.
+                sasl.problems(&key("sasl"), protocol, &mut problems);
+            }
             (Some(sasl), true) => sasl.problems(&key("sasl"), protocol, &mut problems),
             (None, false) => {}
         }
