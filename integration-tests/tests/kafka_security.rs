@@ -97,13 +97,7 @@ async fn the_pipeline_runs_through_the_sasl_ssl_scram_listener() {
     let listener = SecureKafka {
         bootstrap: s.sasl_ssl.clone(),
         aggregator_security: scram(&ca, &user, &password),
-        correlator_flags: flags(&[
-            ("--kafka-security-protocol", "sasl_ssl"),
-            ("--kafka-ca-file", &path(&ca)),
-            ("--kafka-sasl-mechanism", "SCRAM-SHA-512"),
-            ("--kafka-sasl-username", &user),
-            ("--kafka-sasl-password-file", &path(&password)),
-        ]),
+        correlator_flags: scram_flags(&ca, &user, &password),
     };
     one_replay_through("sasl-ssl", listener).await;
 }
@@ -117,14 +111,7 @@ fn a_wrong_password_ends_each_component_with_the_brokers_reason_and_exit_77() {
     let security = scram(&s.ca_file(), &s.scram_username(), &wrong);
     let aggregator = run_aggregator(dir.path(), &s.sasl_ssl, security);
     assert_refused(&aggregator, "SASL authentication error");
-    let correlator = run_correlator(&[
-        ("--bootstrap-servers", &s.sasl_ssl),
-        ("--kafka-security-protocol", "sasl_ssl"),
-        ("--kafka-ca-file", &path(&s.ca_file())),
-        ("--kafka-sasl-mechanism", "SCRAM-SHA-512"),
-        ("--kafka-sasl-username", &s.scram_username()),
-        ("--kafka-sasl-password-file", &path(&wrong)),
-    ]);
+    let correlator = run_correlator(&s.sasl_ssl, scram_flags(&s.ca_file(), &s.scram_username(), &wrong));
     assert_refused(&correlator, "SASL authentication error");
     // The password itself never appears.
     for out in [&aggregator, &correlator] {
@@ -140,14 +127,8 @@ fn an_untrusted_ca_ends_each_component_with_the_handshake_failure_and_exit_77() 
         "cert_file": s.client_cert_file(), "key_file": s.client_key_file()}});
     let aggregator = run_aggregator(dir.path(), &s.ssl, security);
     assert_refused(&aggregator, "certificate verify failed");
-    let correlator = run_correlator(&[
-        ("--bootstrap-servers", &s.sasl_ssl),
-        ("--kafka-security-protocol", "sasl_ssl"),
-        ("--kafka-ca-file", &path(&s.untrusted_ca_file())),
-        ("--kafka-sasl-mechanism", "SCRAM-SHA-512"),
-        ("--kafka-sasl-username", &s.scram_username()),
-        ("--kafka-sasl-password-file", &path(&s.scram_password_file())),
-    ]);
+    let flags = scram_flags(&s.untrusted_ca_file(), &s.scram_username(), &s.scram_password_file());
+    let correlator = run_correlator(&s.sasl_ssl, flags);
     assert_refused(&correlator, "certificate verify failed");
 }
 
@@ -175,6 +156,17 @@ fn scram(ca: &Path, user: &str, password_file: &Path) -> Value {
            "sasl": {"mechanism": "SCRAM-SHA-512", "username": user, "password_file": password_file}})
 }
 
+/// The same settings as the correlator's `--kafka-*` flags.
+fn scram_flags(ca: &Path, user: &str, password_file: &Path) -> Vec<String> {
+    flags(&[
+        ("--kafka-security-protocol", "sasl_ssl"),
+        ("--kafka-ca-file", &path(ca)),
+        ("--kafka-sasl-mechanism", "SCRAM-SHA-512"),
+        ("--kafka-sasl-username", user),
+        ("--kafka-sasl-password-file", &path(password_file)),
+    ])
+}
+
 fn run_aggregator(dir: &Path, bootstrap: &str, security: Value) -> Output {
     let config = dir.join("aggregator.json");
     let file = json!({"kafka": {"bootstrap_servers": bootstrap, "security": security,
@@ -183,8 +175,10 @@ fn run_aggregator(dir: &Path, bootstrap: &str, security: Value) -> Output {
     run(Command::new(binary()).args(["aggregator", "--config", &path(&config)]))
 }
 
-fn run_correlator(flags: &[(&str, &str)]) -> Output {
-    run(Command::new(binary()).args(["correlator", "--instance", "never-started"]).args(self::flags(flags)))
+fn run_correlator(bootstrap: &str, security_flags: Vec<String>) -> Output {
+    let mut command = Command::new(binary());
+    command.args(["correlator", "--instance", "never-started", "--bootstrap-servers", bootstrap]);
+    run(command.args(security_flags))
 }
 
 /// Runs a component that is expected to stop by itself, well before the connection check's
