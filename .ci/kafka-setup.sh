@@ -2,7 +2,9 @@
 # Installs what the Kafka test harness (integration-tests/) needs on a fresh Debian bookworm
 # machine, as root, so `cargo test --workspace --locked` finds a broker to start:
 #   * a Java 17+ runtime for the broker and Maven to resolve its jars (Debian packages);
-#   * cc and make, for the librdkafka that rdkafka-sys builds from source;
+#   * cc and make, for the librdkafka that rdkafka-sys builds from source, and OpenSSL's headers
+#     and pkg-config for its TLS and SASL (rdkafka's `ssl` feature links the system's OpenSSL);
+#   * openssl, which makes the test broker's certificates (broker.sh);
 #   * the broker's jars, resolved by integration-tests/kafka/pom.xml into
 #     integration-tests/kafka/.build/jars (Maven keeps its own copy in ~/.m2).
 # Idempotent: installs only what is missing and skips Maven when the jars match the pom, so a
@@ -21,8 +23,13 @@ declare -A needed=(
     [flock]=util-linux
     [setsid]=util-linux
     [timeout]=coreutils
+    [pkg-config]=pkg-config
+    [openssl]=openssl
 )
+
 missing=()
+# Headers have no command to look for: dpkg says whether they are installed.
+dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'install ok installed' || missing+=(libssl-dev)
 for cmd in "${!needed[@]}"; do
     command -v "$cmd" >/dev/null || missing+=("${needed[$cmd]}")
 done

@@ -17,7 +17,8 @@
 #
 # Environment: TOKENTRAIL_KAFKA_BOOTSTRAP (default: integration-tests/kafka/broker.sh start),
 # TOKENTRAIL (default target/release/tokentrail), EVENTS=100000 SERVICE_ACCOUNTS=200
-# REPLAY_EVERY=100 PARTITIONS=4 COMMIT_INTERVAL=1s BENCH_OUT=bench-out
+# REPLAY_EVERY=100 PARTITIONS=4 COMMIT_INTERVAL=1s BENCH_OUT=bench-out, KAFKA_SECURITY=ssl|sasl_ssl
+# (the tokentrail processes through that secure listener of a broker.sh broker)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ kcat -P -b "$BOOT" -t "$RAW" -z lz4 -X linger.ms=20 -l "$OUT/backlog.jsonl"
 
 # 1. Observations, not timed.
 cat >"$OUT/aggregator.json" <<JSON
-{"kafka": {"bootstrap_servers": "$BOOT", "group_id": "$RUN-agg",
+{"kafka": {"bootstrap_servers": "$PROC_BOOT", "security": $PROC_SECURITY, "group_id": "$RUN-agg",
   "audit_topics": [{"topic": "$RAW", "cluster": "bench"}],
   "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"}}
 JSON
@@ -57,7 +58,7 @@ echo "observations topic: $OBSERVATIONS records from $EVENTS events; $WANT repla
 
 # 2. The correlator's loop: consume, fold, emit, commit findings + state + offsets.
 START=$(date +%s.%N)
-"$TOKENTRAIL" correlator --bootstrap "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
+"$TOKENTRAIL" correlator --bootstrap-servers "$PROC_BOOT" "${PROC_FLAGS[@]}" --group "$RUN-corr" --instance "$RUN-corr-0" \
     --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
     --commit-interval "$COMMIT_INTERVAL" 2>"$OUT/correlator.log" &
 CORR=$!

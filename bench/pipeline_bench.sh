@@ -18,6 +18,8 @@
 #
 # Environment:
 #   TOKENTRAIL_KAFKA_BOOTSTRAP  a running broker (default: integration-tests/kafka/broker.sh start)
+#   KAFKA_SECURITY=ssl|sasl_ssl the tokentrail processes through that listener of a broker.sh
+#                               broker (bench/stream_common.sh)
 #   TOKENTRAIL=...              binary (default target/release/tokentrail, built here if missing)
 #   EVENTS=100000 SERVICE_ACCOUNTS=200 REPLAY_EVERY=100 RATE=2000 LATENCY_SECS=20
 #   PARTITIONS=4 COMMIT_INTERVAL=1s BENCH_OUT=bench-out
@@ -44,7 +46,7 @@ echo "backlog: $EVENTS events, $WANT replays, $(du -h "$OUT/backlog.jsonl" | cut
 kcat -P -b "$BOOT" -t "$RAW" -z lz4 -X linger.ms=20 -l "$OUT/backlog.jsonl"
 
 cat >"$OUT/aggregator.json" <<JSON
-{"kafka": {"bootstrap_servers": "$BOOT", "group_id": "$RUN-agg",
+{"kafka": {"bootstrap_servers": "$PROC_BOOT", "security": $PROC_SECURITY, "group_id": "$RUN-agg",
   "audit_topics": [{"topic": "$RAW", "cluster": "bench"}],
   "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"}}
 JSON
@@ -54,7 +56,7 @@ trap cleanup EXIT
 START=$(date +%s.%N)
 "$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator.log" &
 PIDS+=($!)
-"$TOKENTRAIL" correlator --bootstrap "$BOOT" --group "$RUN-corr" --instance "$RUN-corr-0" \
+"$TOKENTRAIL" correlator --bootstrap-servers "$PROC_BOOT" "${PROC_FLAGS[@]}" --group "$RUN-corr" --instance "$RUN-corr-0" \
     --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
     --commit-interval "$COMMIT_INTERVAL" 2>"$OUT/correlator.log" &
 PIDS+=($!)

@@ -2,8 +2,9 @@
 # fresh set of topics for the run, and the generator of their audit events.
 #
 # Expects OUT, TOKENTRAIL, SERVICE_ACCOUNTS, REPLAY_EVERY and PARTITIONS; sets BOOT (the
-# broker), JARS, RUN and the topic names RAW OBS DLQ FINDINGS STATE; defines gen, replays and
-# findings_count.
+# broker), PROC_BOOT, PROC_SECURITY and PROC_FLAGS (how the tokentrail processes reach it, see
+# KAFKA_SECURITY below), JARS, RUN and the topic names RAW OBS DLQ FINDINGS STATE; defines gen,
+# replays and findings_count.
 
 # Each replay gets an address of its own from 198.18.0.0/15 (i mod 62,500), and a finding is a
 # (credential, address) pair: beyond 125,000 events two replays of one account would share an
@@ -14,6 +15,33 @@ if [[ ! -x "$TOKENTRAIL" ]]; then cargo build --release -p tokentrail; fi
 BOOT=${TOKENTRAIL_KAFKA_BOOTSTRAP:-$(integration-tests/kafka/broker.sh start)}
 JARS=integration-tests/kafka/.build/jars
 compgen -G "$JARS/kafka_2.13-*.jar" >/dev/null || integration-tests/kafka/broker.sh jars
+
+# KAFKA_SECURITY=ssl|sasl_ssl: the tokentrail processes reach the broker through that secure
+# listener of a broker.sh broker (mutual TLS, or SCRAM-SHA-512 over TLS: the cost of TLS on the
+# pipeline), with the same settings as any deployment: PROC_BOOT, PROC_SECURITY (the JSON of a
+# `security` section) and PROC_FLAGS (the same as --kafka-* flags). Topics, kcat and the
+# counting stay on PLAINTEXT ($BOOT).
+PROC_BOOT=$BOOT PROC_SECURITY='{"protocol": "plaintext"}' PROC_FLAGS=()
+if [[ -n "${KAFKA_SECURITY:-}" ]]; then
+    listeners=$(integration-tests/kafka/broker.sh listeners) ||
+        { echo "KAFKA_SECURITY needs a broker started by broker.sh (its secure listeners)" >&2; exit 2; }
+    field() { awk -v k="$1" '$1 == k {print $2}' <<<"$listeners"; }
+    TLS=$(field tls) CA="$(field tls)/ca.crt"
+    case $KAFKA_SECURITY in
+        ssl)
+            PROC_BOOT=$(field ssl)
+            PROC_SECURITY="{\"protocol\": \"ssl\", \"tls\": {\"ca_file\": \"$CA\", \"cert_file\": \"$TLS/client.crt\", \"key_file\": \"$TLS/client.key\"}}"
+            PROC_FLAGS=(--kafka-security-protocol ssl --kafka-ca-file "$CA" --kafka-cert-file "$TLS/client.crt" --kafka-key-file "$TLS/client.key")
+            ;;
+        sasl_ssl)
+            PROC_BOOT=$(field sasl_ssl)
+            PROC_SECURITY="{\"protocol\": \"sasl_ssl\", \"tls\": {\"ca_file\": \"$CA\"}, \"sasl\": {\"mechanism\": \"SCRAM-SHA-512\", \"username\": \"$(cat "$TLS/scram-username")\", \"password_file\": \"$TLS/scram-password\"}}"
+            PROC_FLAGS=(--kafka-security-protocol sasl_ssl --kafka-ca-file "$CA" --kafka-sasl-mechanism SCRAM-SHA-512
+                --kafka-sasl-username "$(cat "$TLS/scram-username")" --kafka-sasl-password-file "$TLS/scram-password")
+            ;;
+        *) echo "KAFKA_SECURITY=$KAFKA_SECURITY: ssl or sasl_ssl" >&2; exit 2 ;;
+    esac
+fi
 
 RUN=bench-$(date +%s)-$$
 RAW=$RUN-raw OBS=$RUN-obs DLQ=$RUN-dlq FINDINGS=$RUN-findings STATE=$RUN-state

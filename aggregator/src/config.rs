@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use tokentrail_config::kafka::{reserved_property, KafkaSecurity};
 use tokentrail_config::{duration, Problem};
 
 use crate::error::ConfigError;
@@ -64,7 +65,11 @@ pub struct KafkaConfig {
     /// ones go to the dead-letter topic.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
-    /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`).
+    /// TLS and SASL of every client (the consumer and the producer); absent: plaintext.
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Extra librdkafka properties for every client (tuning such as `client.id` or
+    /// `socket.keepalive.enable`); security is `security`'s, never set here.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
 }
@@ -356,6 +361,7 @@ impl KafkaConfig {
             batch_records: default_batch_records(),
             batch_linger: default_batch_linger(),
             max_record_bytes: default_max_record_bytes(),
+            security: KafkaSecurity::default(),
             client: BTreeMap::new(),
         }
     }
@@ -516,8 +522,11 @@ impl Config {
                     format!("kafka.client.{key}"),
                     "is set by the aggregator and cannot be overridden",
                 ));
+            } else if let Some(why) = reserved_property(key) {
+                problems.push(Problem::new(format!("kafka.client.{key}"), format!("{why}: use kafka.security")));
             }
         }
+        problems.extend(k.security.problems("kafka.security"));
         if let Some(g) = &self.grpc {
             g.check(&mut problems);
         }
@@ -665,6 +674,28 @@ mod tests {
                  certificate or their projected token) unless grpc.trust_agent_node_name is true (tests and trials only)",
             ]
         );
+    }
+
+    #[test]
+    fn kafka_security_is_checked_under_its_key_and_security_properties_are_not_client_properties() {
+        let err = Config::from_json(
+            r#"{"kafka": {"bootstrap_servers": "k:9093", "security": {"protocol": "sasl_ssl"},
+                "client": {"sasl.password": "inline", "security.protocol": "ssl", "client.id": "agg"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                "kafka.client.sasl.password: is set by the security section (secrets are read from files, never \
+                 written inline): use kafka.security",
+                "kafka.client.security.protocol: is set by the security section (secrets are read from files, \
+                 never written inline): use kafka.security",
+                "kafka.security.sasl: is required with protocol sasl_ssl",
+            ]
+        );
+        let c = Config::from_json(r#"{"kafka": {"bootstrap_servers": "k:9093", "security": {"protocol": "SSL"}}}"#)
+            .unwrap();
+        assert_eq!(c.kafka.security.protocol, tokentrail_config::kafka::Protocol::Ssl);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum AggregatorError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A Kafka client could not be created or a Kafka request failed.
-    #[error("kafka: {context}")]
+    #[error("kafka: {context}: {source}")]
     Kafka {
         /// What was being done.
         context: String,
@@ -30,7 +30,7 @@ pub enum AggregatorError {
     },
     /// A produced record was not acknowledged: nothing after the last commit is committed, so a
     /// restart reads it again.
-    #[error("delivery to {topic} failed")]
+    #[error("delivery to {topic} failed: {source}")]
     Delivery {
         /// The topic written to.
         topic: String,
@@ -38,6 +38,9 @@ pub enum AggregatorError {
         #[source]
         source: KafkaError,
     },
+    /// A secret file of `kafka.security` could not be read when a client was made.
+    #[error("kafka.security: {0}")]
+    Secret(#[from] tokentrail_config::kafka::SecretError),
     /// The gRPC server could not listen or failed.
     #[error("grpc server")]
     Grpc(#[source] tonic::transport::Error),
@@ -60,7 +63,7 @@ impl AggregatorError {
     /// Whether running again (a restart, with back-off) can succeed without operator action.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AggregatorError::Config(_) => false,
+            AggregatorError::Config(_) | AggregatorError::Secret(_) => false,
             // Brokers come back, leaders move, sockets free up: a restart resumes from the last
             // committed offsets, which is exactly the at-least-once promise.
             AggregatorError::Kafka { source, .. } => {

@@ -94,6 +94,12 @@ impl ClientContext for ConsumerHealth {
         }
         self.metrics.set_consumer_lag(lag);
     }
+
+    /// librdkafka's reports (a broker unreachable, a failed TLS handshake or login): the
+    /// client retries by itself, the log says why it has to.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "consumer");
+    }
 }
 
 impl ConsumerContext for ConsumerHealth {

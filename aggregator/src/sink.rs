@@ -18,14 +18,13 @@ use prost::Message as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 use tokentrail_proto::wire::{to_proto, BROADCAST_HEADER, HOME_HEADER};
 use tokentrail_proto::Observation;
 
 use crate::attest::PodNodes;
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
-use crate::health::{Health, ProducerHealth, STATISTICS_INTERVAL_MS};
+use crate::health::{Health, ProducerHealth};
 use crate::route::{home_partition, Directory, Route};
 
 /// Headers of a dead-letter record.
@@ -135,16 +134,11 @@ impl KafkaSink {
         directory_capacity: usize,
         health: Arc<Health>,
     ) -> Result<KafkaSink, AggregatorError> {
-        let mut c = ClientConfig::new();
-        // Broker states for readiness (`crate::health`); `kafka.client` may change the period.
-        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-        for (k, v) in &config.client {
-            c.set(k, v);
-        }
-        c.set("bootstrap.servers", &config.bootstrap_servers)
-            // Retries inside librdkafka neither duplicate nor reorder records of a partition:
-            // the broker drops a resent batch it already has. Implies acks=all.
-            .set("enable.idempotence", "true")
+        // Broker states for readiness (`crate::health`).
+        let mut c = crate::source::client_config(config)?;
+        // Retries inside librdkafka neither duplicate nor reorder records of a partition:
+        // the broker drops a resent batch it already has. Implies acks=all.
+        c.set("enable.idempotence", "true")
             // Observations are small and repetitive protobuf: lz4 is built into librdkafka
             // here (no zlib/zstd features) and cuts network and disk several-fold.
             .set("compression.type", "lz4")

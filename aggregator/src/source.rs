@@ -23,14 +23,8 @@ pub fn consumer(
     config: &KafkaConfig,
     context: ConsumerHealth,
 ) -> Result<StreamConsumer<ConsumerHealth>, AggregatorError> {
-    let mut c = ClientConfig::new();
-    // Partition lag and assignments (`crate::health`); `kafka.client` may change the period.
-    c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    for (k, v) in &config.client {
-        c.set(k, v);
-    }
-    c.set("bootstrap.servers", &config.bootstrap_servers)
-        .set("group.id", &config.group_id)
+    let mut c = client_config(config)?;
+    c.set("group.id", &config.group_id)
         // Offsets are committed by the pipeline, after the observations and dead letters of
         // a batch are acknowledged by the broker: at-least-once, never "committed but lost".
         .set("enable.auto.commit", "false")
@@ -48,6 +42,22 @@ pub fn consumer(
     let topics: Vec<&str> = config.audit_topics.iter().map(|t| t.topic.as_str()).collect();
     consumer.subscribe(&topics).map_err(AggregatorError::kafka("subscribing to the audit topics"))?;
     Ok(consumer)
+}
+
+/// What every client of the aggregator is configured with: statistics for readiness
+/// (`crate::health`; `kafka.client` may change the period), the extra properties of
+/// `kafka.client`, the brokers, and `kafka.security` (its secrets read from their files now).
+pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, AggregatorError> {
+    let mut c = ClientConfig::new();
+    c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    for (k, v) in &config.client {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &config.bootstrap_servers);
+    for (k, v) in config.security.client_properties()?.iter() {
+        c.set(k, v);
+    }
+    Ok(c)
 }
 
 /// Why a record's cluster is unknown (the record goes to the dead-letter topic).

@@ -9,6 +9,7 @@ mod analyze;
 mod collect;
 mod component;
 mod engine_args;
+mod kafka_args;
 mod progress;
 mod standalone;
 mod startup;
@@ -44,7 +45,8 @@ enum Command {
     Correlator(component::correlator::Args),
     /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
     /// in, findings to stdout, a file or a Kafka topic.
-    Standalone(component::standalone::Args),
+    // Boxed: its flags are many times the size of the other subcommands'.
+    Standalone(Box<component::standalone::Args>),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => component::agent::main(args),
         Command::Aggregator(args) => component::aggregator::main(args),
         Command::Correlator(args) => component::correlator::main(args),
-        Command::Standalone(args) => component::standalone::main(args),
+        Command::Standalone(args) => component::standalone::main(*args),
     }
 }
 

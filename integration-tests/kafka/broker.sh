@@ -2,7 +2,8 @@
 # broker.sh: a real Apache Kafka broker for tokentrail's tests, on this machine, without Docker.
 #
 # One single-node KRaft cluster (one JVM that is both broker and controller, no ZooKeeper) bound
-# to 127.0.0.1 on two free ports, run from the jars that pom.xml resolves through Maven.
+# to 127.0.0.1 on four free ports (PLAINTEXT, the controller, SSL with client certificates,
+# SASL_SSL with SCRAM-SHA-512), run from the jars that pom.xml resolves through Maven.
 #
 #   broker.sh start [--owner PID]  start a broker, or reuse the one already running; wait until it
 #                                  answers Kafka requests; print its bootstrap address on stdout
@@ -14,6 +15,9 @@
 #                                  until it answers; print its bootstrap address
 #   broker.sh status               describe the broker; exit 0 if one is running, 3 if not
 #   broker.sh bootstrap            print the running broker's bootstrap address; exit 3 if none
+#   broker.sh listeners            print the secure listeners ("ssl HOST:PORT", "sasl_ssl HOST:PORT")
+#                                  and the directory of their certificates and SCRAM user
+#                                  ("tls DIR"); exit 3 if no broker runs
 #   broker.sh jars                 resolve the broker's jars (Maven); nothing else
 #
 # Lifetime. A broker started by a person (no --owner) runs until `broker.sh stop`. A broker
@@ -203,19 +207,57 @@ answers() {
 
 # --- start and stop ---------------------------------------------------------------------------
 
-write_config() { # broker_port controller_port
+# The secure listeners' files, made for each new broker in $RUN/tls: a CA (ca.crt) that signs
+# the broker's certificate (for 127.0.0.1 and localhost) and a client certificate
+# (client.crt, client.key) for mutual TLS; a second CA (other-ca.crt) that signs nothing the
+# broker uses, for tests of an untrusted broker; and the SCRAM user's name and a random password
+# (scram-username, scram-password), which `format` adds to the cluster's metadata. EC keys: a
+# fraction of the time RSA keys take to make.
+make_tls() {
+    local d="$RUN/tls" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes) days=7
+    command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+    mkdir -p "$d"
+    chmod 700 "$d"
+    (
+        cd "$d"
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.crt -days $days -subj "/CN=tokentrail test CA"
+        openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.crt -days $days -subj "/CN=untrusted CA"
+        openssl req "${ec[@]}" -keyout broker.key -out broker.csr -subj "/CN=localhost"
+        openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out broker.crt -days $days \
+            -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+        openssl req "${ec[@]}" -keyout client.key -out client.crt.csr -subj "/CN=tokentrail-client"
+        openssl x509 -req -in client.crt.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days $days
+        # The broker's PEM key store: its private key (PKCS#8, unencrypted) and certificate.
+        cat broker.key broker.crt >broker.pem
+        echo tokentrail >scram-username
+        head -c 18 /dev/urandom | base64 | tr '+/' '-_' >scram-password
+        chmod 600 ./*.key scram-password
+    ) >>"$LOG" 2>&1 9>&- || die "making the test certificates failed (log: $LOG)"
+}
+
+write_config() { # broker_port controller_port ssl_port sasl_ssl_port
     cat >"$RUN/server.properties" <<EOF
 # Written by broker.sh for one test broker; removed with it.
 # One JVM is the whole cluster: broker and KRaft controller, node 1, the only voter.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$2
-listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2
-advertised.listeners=PLAINTEXT://127.0.0.1:$1
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+# Clients' listeners: PLAINTEXT for most tests, SSL (mutual TLS: a client certificate is
+# required) and SASL_SSL (SCRAM-SHA-512 over TLS) for the security tests; certificates and the
+# SCRAM user in $RUN/tls (make_tls).
+listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2,SSL://127.0.0.1:$3,SASL_SSL://127.0.0.1:$4
+advertised.listeners=PLAINTEXT://127.0.0.1:$1,SSL://127.0.0.1:$3,SASL_SSL://127.0.0.1:$4
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$RUN/data
+ssl.keystore.type=PEM
+ssl.keystore.location=$RUN/tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$RUN/tls/ca.crt
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 
 # One broker: every internal topic has one replica, or it could never be created.
 offsets.topic.replication.factor=1
@@ -295,7 +337,7 @@ stop_locked() {
 # Formats fresh KRaft storage and starts a broker; prints nothing. Dies with the log's tail if
 # the broker does not answer within START_TIMEOUT_SECS.
 start_new() { # owner-pid or ""
-    local java bport cport cluster_id _attempt
+    local java bport cport sslport saslport cluster_id _attempt
     java=$(java_bin)
     ensure_jars
     [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.1"
@@ -303,8 +345,9 @@ start_new() { # owner-pid or ""
         rm -rf "$RUN"
         mkdir -p "$RUN/data"
         if [[ -n "$1" ]]; then add_owner "$1"; else touch "$RUN/pinned"; fi
-        read -r bport cport <<<"$(free_ports 2)"
-        write_config "$bport" "$cport"
+        read -r bport cport sslport saslport <<<"$(free_ports 4)"
+        write_config "$bport" "$cport" "$sslport" "$saslport"
+        make_tls
         # A cluster id is 16 random bytes in URL-safe base64 without padding; made here rather
         # than by `kafka-storage random-uuid`, which would cost another JVM start.
         # One that starts with '-' would read as an option to kafka-storage (and fail the
@@ -317,6 +360,7 @@ start_new() { # owner-pid or ""
             -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
             -cp "$(printf '%s:' "$JARS"/*.jar)" kafka.tools.StorageTool \
             format --cluster-id "$cluster_id" --config "$RUN/server.properties" \
+            --add-scram "SCRAM-SHA-512=[name=$(cat "$RUN/tls/scram-username"),password=$(cat "$RUN/tls/scram-password")]" \
             </dev/null >>"$LOG" 2>&1 9>&- || {
             tail -n 30 "$LOG" >&2
             die "formatting KRaft storage failed (log: $LOG)"
@@ -324,6 +368,7 @@ start_new() { # owner-pid or ""
         launch_broker "$java"
         [[ -f "$RUN/pinned" ]] || launch_watchdog
         echo "127.0.0.1:$bport" >"$RUN/bootstrap"
+        printf 'ssl 127.0.0.1:%s\nsasl_ssl 127.0.0.1:%s\ntls %s\n' "$sslport" "$saslport" "$RUN/tls" >"$RUN/listeners"
         await_answer && return 0
         if broker_alive; then
             stop_locked
@@ -430,6 +475,14 @@ cmd_resume() {
     cat "$RUN/bootstrap"
 }
 
+cmd_listeners() {
+    if ! broker_alive || [[ ! -s "$RUN/listeners" ]]; then
+        say "no broker is running"
+        return 3
+    fi
+    cat "$RUN/listeners"
+}
+
 cmd_status() {
     if broker_alive && [[ -s "$RUN/bootstrap" ]]; then
         local owners="" f who
@@ -498,6 +551,7 @@ case "${1:-}" in
     resume) cmd_resume ;;
     status) cmd_status ;;
     bootstrap) cmd_bootstrap ;;
+    listeners) cmd_listeners ;;
     jars) lock; ensure_jars ;;
     __watchdog) cmd_watchdog "${2:?}" ;;
     *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SELF" >&2; exit 2 ;;

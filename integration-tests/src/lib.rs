@@ -40,6 +40,53 @@ pub const BOOTSTRAP_ENV: &str = "TOKENTRAIL_KAFKA_BOOTSTRAP";
 pub struct Broker {
     bootstrap: String,
     origin: Origin,
+    secure: Option<SecureListeners>,
+}
+
+/// The secure listeners of a broker `kafka/broker.sh` started, beside its PLAINTEXT one: SSL
+/// requiring a client certificate (mutual TLS), and SASL_SSL with a SCRAM-SHA-512 user. Their
+/// certificates and the user were made when the broker started, in [`SecureListeners::dir`].
+#[derive(Debug, Clone)]
+pub struct SecureListeners {
+    /// `bootstrap.servers` of the SSL listener.
+    pub ssl: String,
+    /// `bootstrap.servers` of the SASL_SSL listener.
+    pub sasl_ssl: String,
+    /// The directory of the certificates and the SCRAM user's files.
+    pub dir: PathBuf,
+}
+
+impl SecureListeners {
+    /// The CA that signed the broker's and the client's certificates (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A CA that signed nothing the broker uses: a client trusting only it must refuse the
+    /// broker.
+    pub fn untrusted_ca_file(&self) -> PathBuf {
+        self.dir.join("other-ca.crt")
+    }
+
+    /// A client certificate the SSL listener accepts, and its key.
+    pub fn client_cert_file(&self) -> PathBuf {
+        self.dir.join("client.crt")
+    }
+
+    /// The key of [`SecureListeners::client_cert_file`].
+    pub fn client_key_file(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+
+    /// The SCRAM-SHA-512 user's name.
+    pub fn scram_username(&self) -> String {
+        std::fs::read_to_string(self.dir.join("scram-username")).unwrap_or_default().trim().to_string()
+    }
+
+    /// A file holding the SCRAM user's password (random, made at the broker's start).
+    pub fn scram_password_file(&self) -> PathBuf {
+        self.dir.join("scram-password")
+    }
 }
 
 /// Where a [`Broker`] came from.
@@ -61,6 +108,12 @@ impl Broker {
     /// Where this broker came from.
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// The broker's SSL and SASL_SSL listeners; `None` for a broker named by
+    /// [`BOOTSTRAP_ENV`] (the harness does not know its security).
+    pub fn secure(&self) -> Option<&SecureListeners> {
+        self.secure.as_ref()
     }
 
     /// A client configuration that reaches this broker, to which a test adds its own settings.
@@ -126,13 +179,22 @@ pub fn try_kafka() -> Result<&'static Broker, &'static HarnessError> {
 
 fn find_or_start() -> Result<Broker, HarnessError> {
     if let Some(bootstrap) = std::env::var(BOOTSTRAP_ENV).ok().filter(|b| !b.trim().is_empty()) {
-        return Ok(Broker { bootstrap: bootstrap.trim().to_owned(), origin: Origin::Environment });
+        return Ok(Broker { bootstrap: bootstrap.trim().to_owned(), origin: Origin::Environment, secure: None });
     }
     // This process is the owner: broker.sh's watchdog keeps the broker while this process (or
     // a later test binary that registers in turn) is alive, and stops it some seconds after the
     // last one has exited, so a broker started by `cargo test` does not outlive the run.
     let stdout = broker_sh(None, &["start", "--owner", &std::process::id().to_string()])?;
-    Ok(Broker { bootstrap: bootstrap_in(&stdout)?, origin: Origin::Script })
+    Ok(Broker { bootstrap: bootstrap_in(&stdout)?, origin: Origin::Script, secure: secure_listeners(None) })
+}
+
+/// What `broker.sh listeners` says about the broker's secure listeners.
+fn secure_listeners(build_dir: Option<&std::path::Path>) -> Option<SecureListeners> {
+    let stdout = broker_sh(build_dir, &["listeners"]).ok()?;
+    let field = |name: &str| {
+        stdout.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(str::to_string))
+    };
+    Some(SecureListeners { ssl: field("ssl")?, sasl_ssl: field("sasl_ssl")?, dir: PathBuf::from(field("tls")?) })
 }
 
 /// A broker of one test's own, for drills that stop it: `kafka/broker.sh` run with
@@ -161,7 +223,8 @@ impl OwnBroker {
         let pid = std::process::id().to_string();
         let stdout = broker_sh(Some(&build_dir), &["start", "--owner", &pid])?;
         let bootstrap = bootstrap_in(&stdout)?;
-        Ok(OwnBroker { broker: Broker { bootstrap, origin: Origin::Script }, build_dir })
+        let secure = secure_listeners(Some(&build_dir));
+        Ok(OwnBroker { broker: Broker { bootstrap, origin: Origin::Script, secure }, build_dir })
     }
 
     /// The broker, to reach it like the shared one.

@@ -1,6 +1,7 @@
 //! What the components' configurations share, below every component crate: a [`Problem`] (what
 //! is wrong, at which key path), the reader that reports every problem of a document at once
-//! ([`check`]), and the one [`duration`] grammar of every flag and configuration file.
+//! ([`check`]), the one [`duration`] grammar of every flag and configuration file, and the one
+//! [`kafka`] security section of every Kafka client.
 //!
 //! Reading files, `--check-config` and laying flags over a file are the `tokentrail` binary's
 //! start-up (`cli/src/startup/config_file.rs`); the components validate their own settings into
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod duration;
+pub mod kafka;
 
 use std::fmt;
 

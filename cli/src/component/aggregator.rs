@@ -13,6 +13,7 @@ use tokentrail_aggregator::config::Config;
 use tokentrail_aggregator::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
+use crate::kafka_args::KafkaSecurityArgs;
 use crate::startup::config_file::WithFile;
 use crate::startup::{Component, Threads};
 
@@ -27,9 +28,18 @@ pub type Args = WithFile<Settings>;
 #[derive(clap::Args, Debug, Serialize)]
 pub struct Settings {
     /// Kafka `bootstrap.servers`.
-    #[arg(long, value_name = "HOST:PORT,...", required_unless_present_any = ["config", "check_config"])]
+    #[arg(
+        long,
+        env = "TOKENTRAIL_KAFKA_BOOTSTRAP",
+        value_name = "HOST:PORT[,...]",
+        required_unless_present_any = ["config", "check_config"]
+    )]
     #[serde(rename = "kafka.bootstrap_servers")]
     bootstrap_servers: Option<String>,
+    /// TLS and SASL of the Kafka clients (`kafka.security`).
+    #[command(flatten)]
+    #[serde(rename = "kafka")]
+    kafka_security: KafkaSecurityArgs,
     /// A raw audit topic, as `TOPIC=CLUSTER`, or `TOPIC` for records with a `cluster` header.
     /// Repeatable; adds to the configuration file's.
     #[arg(long, value_name = "TOPIC[=CLUSTER]", value_parser = parse_audit_topic)]
@@ -96,6 +106,9 @@ pub fn main(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(exit) => return exit,
     };
+    if let Err(exit) = AGGREGATOR.check_kafka(&config.kafka.bootstrap_servers, &config.kafka.security) {
+        return exit;
+    }
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
     AGGREGATOR.serve(
@@ -126,6 +139,29 @@ mod tests {
         let grpc = c.grpc.unwrap();
         assert_eq!((grpc.cluster.as_str(), grpc.max_clock_skew), ("prod", Duration::from_secs(30)));
         assert!(grpc.trust_agent_node_name);
+    }
+
+    #[test]
+    fn kafka_security_flags_are_laid_over_the_file_s_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw").unwrap();
+        let file = format!(
+            r#"{{"kafka": {{"bootstrap_servers": "k:9093", "security": {{"protocol": "sasl_ssl",
+                "sasl": {{"mechanism": "PLAIN", "username": "file-user", "password_file": "{}"}}}}}}}}"#,
+            password.display()
+        );
+        let c =
+            load(&file, &["--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-username", "flag-user"]).unwrap();
+        let sasl = c.kafka.security.sasl.unwrap();
+        assert_eq!(sasl.mechanism, tokentrail_config::kafka::Mechanism::ScramSha512);
+        assert_eq!(
+            (sasl.username.as_deref(), sasl.password_file.as_deref()),
+            (Some("flag-user"), Some(password.as_path()))
+        );
+        let err = load(r#"{"kafka": {"bootstrap_servers": "k:9093"}}"#, &["--kafka-security-protocol", "sasl_ssl"])
+            .unwrap_err();
+        assert_eq!(err, "kafka.security.sasl: is required with protocol sasl_ssl");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine_args::{EngineArgs, StreamEngineArgs};
+use crate::kafka_args::KafkaSecurityArgs;
 use serde::Serialize;
 use tokentrail_config::duration;
 use tokentrail_correlator::stream::config::FileConfig;
@@ -24,15 +25,20 @@ pub type Args = WithFile<Settings>;
 /// The flags that are settings of the configuration file, named as its keys.
 #[derive(clap::Args, Debug, Serialize)]
 pub struct Settings {
-    /// Kafka bootstrap servers.
+    /// Kafka `bootstrap.servers`.
     #[arg(
         long,
+        // The name of 0.1's flag, kept working.
+        alias = "bootstrap",
         env = "TOKENTRAIL_KAFKA_BOOTSTRAP",
         value_name = "HOST:PORT[,...]",
         required_unless_present_any = ["config", "check_config"]
     )]
-    #[serde(rename = "bootstrap_servers")]
-    bootstrap: Option<String>,
+    bootstrap_servers: Option<String>,
+    /// TLS and SASL of the Kafka clients (`security`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    kafka_security: KafkaSecurityArgs,
     /// Consumer group of all correlator replicas [default: tokentrail-correlator].
     #[arg(long)]
     #[serde(rename = "group_id")]
@@ -66,7 +72,8 @@ pub struct Settings {
 }
 
 /// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
-/// correlator cannot run (Kafka unreachable, state unreadable): a restart loses nothing.
+/// correlator cannot run (state unreadable, Kafka lost): a restart loses nothing. At start-up,
+/// brokers refusing the TLS handshake or the login exit 77, brokers not answering 75.
 pub fn main(args: Args) -> ExitCode {
     let file = match CORRELATOR.configure(&args, FileConfig::problems) {
         Ok(f) => f,
@@ -77,6 +84,9 @@ pub fn main(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return CORRELATOR.bad_config(e),
     };
+    if let Err(exit) = CORRELATOR.check_kafka(&config.bootstrap, &config.security) {
+        return exit;
+    }
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
     CORRELATOR.serve(
@@ -132,6 +142,20 @@ mod tests {
         assert_eq!(c.engine.retention.pods, 10 * MINUTE);
         assert_eq!(c.commit_interval, Duration::from_secs(2));
         assert_eq!(c.instance, "c-0");
+    }
+
+    #[test]
+    fn the_kafka_flags_have_the_aggregator_s_names_and_the_old_bootstrap_flag_still_works() {
+        let c = load(r#"{"bootstrap_servers": "file:9092"}"#, &["--bootstrap-servers", "flag:9093"]).unwrap();
+        assert_eq!(c.bootstrap, "flag:9093");
+        let c = load(r#"{"bootstrap_servers": "file:9092"}"#, &["--bootstrap", "old:9093"]).unwrap();
+        assert_eq!(c.bootstrap, "old:9093");
+        let err = load(
+            r#"{"bootstrap_servers": "k:9093", "security": {"protocol": "ssl"}}"#,
+            &["--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", "u"],
+        )
+        .unwrap_err();
+        assert!(err.starts_with("security.sasl: needs protocol sasl_ssl or sasl_plaintext, not ssl"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::standalone::output::Destination;
 use crate::standalone::{self, cli, StandaloneMetrics};
 
 use crate::startup::{Component, ProcessArgs, Threads};
@@ -27,9 +28,17 @@ pub struct Args {
 /// Runs until SIGTERM or ctrl-c, then writes the last findings and exits 0.
 pub fn main(args: Args) -> ExitCode {
     STANDALONE.init_logging(args.process.verbose);
-    let config = args.settings.config();
+    let config = match args.settings.config() {
+        Ok(c) => c,
+        Err(e) => return STANDALONE.bad_config(e),
+    };
     if let Err(e) = config.validate() {
         return STANDALONE.bad_config(e);
+    }
+    if let Destination::Kafka { bootstrap, security, .. } = &config.destination {
+        if let Err(exit) = STANDALONE.check_kafka(bootstrap, security) {
+            return exit;
+        }
     }
     let metrics = StandaloneMetrics::default();
     let (servers, engine) = (Arc::clone(&metrics.servers), Arc::clone(&metrics.engine));

@@ -11,8 +11,9 @@ use tokentrail_config::duration;
 use tokentrail_correlator_core::EngineConfig;
 
 use super::output::Destination;
-use super::StandaloneConfig;
+use super::{StandaloneConfig, StandaloneError};
 use crate::engine_args::{EngineArgs, StreamEngineArgs};
+use crate::kafka_args::KafkaSecurityArgs;
 use tokentrail_correlator::stream::FindingFormat;
 
 /// Flags of `tokentrail standalone`.
@@ -59,12 +60,16 @@ pub struct Args {
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration::parse)]
     max_clock_skew: Duration,
     /// Where findings go: `-` (stdout), a file (appended to), or `kafka:TOPIC` (needs
-    /// --bootstrap).
+    /// --bootstrap-servers).
     #[arg(long, default_value = "-", value_name = "-|FILE|kafka:TOPIC")]
     findings: Destination,
-    /// Kafka bootstrap servers, for `--findings kafka:TOPIC`.
-    #[arg(long, env = "TOKENTRAIL_KAFKA_BOOTSTRAP", value_name = "HOST:PORT[,...]")]
-    bootstrap: Option<String>,
+    /// Kafka `bootstrap.servers`, for `--findings kafka:TOPIC`.
+    // `alias`: the name of 0.1's flag, kept working.
+    #[arg(long, alias = "bootstrap", env = "TOKENTRAIL_KAFKA_BOOTSTRAP", value_name = "HOST:PORT[,...]")]
+    bootstrap_servers: Option<String>,
+    /// TLS and SASL of the findings producer.
+    #[command(flatten)]
+    kafka_security: KafkaSecurityArgs,
     /// Findings as `json` (tokentrail.finding/v1) or `ocsf`.
     #[arg(long, default_value = "json", value_parser = ["json", "ocsf"])]
     format: String,
@@ -90,8 +95,9 @@ impl Args {
         engine
     }
 
-    /// The settings the flags make; [`StandaloneConfig::validate`] says what is wrong with them.
-    pub fn config(&self) -> StandaloneConfig {
+    /// The settings the flags make; [`StandaloneConfig::validate`] says what is wrong with them
+    /// (`Err`: the Kafka security flags do not make a section).
+    pub fn config(&self) -> Result<StandaloneConfig, StandaloneError> {
         let tls = |client_ca: &Option<PathBuf>| match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(TlsConfig { client_ca: client_ca.clone(), ..TlsConfig::new(cert.clone(), key.clone()) })
@@ -111,12 +117,14 @@ impl Args {
             ..WebhookConfig::new(listen, self.cluster.clone())
         });
         let destination = match &self.findings {
-            Destination::Kafka { topic, .. } => {
-                Destination::Kafka { bootstrap: self.bootstrap.clone().unwrap_or_default(), topic: topic.clone() }
-            }
+            Destination::Kafka { topic, .. } => Destination::Kafka {
+                bootstrap: self.bootstrap_servers.clone().unwrap_or_default(),
+                security: Box::new(self.kafka_security.security().map_err(StandaloneError::Config)?),
+                topic: topic.clone(),
+            },
             other => other.clone(),
         };
-        StandaloneConfig {
+        Ok(StandaloneConfig {
             grpc,
             webhook,
             engine: self.engine(),
@@ -125,7 +133,7 @@ impl Args {
             queue_capacity: self.queue_capacity,
             emit_interval: self.emit_interval,
             directory_capacity: 1_000_000,
-        }
+        })
     }
 }
 
@@ -144,7 +152,7 @@ mod tests {
 
     fn config(extra: &[&str]) -> StandaloneConfig {
         let base = ["standalone", "--cluster", "c", "--webhook-listen", "127.0.0.1:0", "--webhook-insecure-plaintext"];
-        Cli::try_parse_from(base.iter().chain(extra)).unwrap().args.config()
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().args.config().unwrap()
     }
 
     #[test]
@@ -170,7 +178,7 @@ mod tests {
                 ["standalone", "--cluster", "c", "--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"];
             let tls =
                 ["--tls-cert", "s.pem", "--tls-key", "s.key", "--webhook-client-ca", "ca.pem", "--agent-client-ca"];
-            Cli::try_parse_from(base.iter().chain(&tls).chain(extra)).unwrap().args.config()
+            Cli::try_parse_from(base.iter().chain(&tls).chain(extra)).unwrap().args.config().unwrap()
         };
         let err = cli(&["ca.pem"]).validate().unwrap_err().to_string();
         assert!(err.contains("webhook.allowed_client_names: is required when webhook.tls.client_ca"), "{err}");

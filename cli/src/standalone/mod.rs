@@ -80,8 +80,11 @@ impl StandaloneConfig {
             w.check_against(self.grpc.as_ref(), &mut problems);
         }
         problems.extend(credential_retention_problem("credential_retention", self.engine.retention.credentials));
-        if matches!(&self.destination, Destination::Kafka { bootstrap, .. } if bootstrap.trim().is_empty()) {
-            problems.push(Problem::new("findings", "findings to Kafka need the bootstrap servers"));
+        if let Destination::Kafka { bootstrap, security, .. } = &self.destination {
+            if bootstrap.trim().is_empty() {
+                problems.push(Problem::new("findings", "findings to Kafka need the bootstrap servers"));
+            }
+            problems.extend(security.problems("security"));
         }
         if problems.is_empty() {
             Ok(())
@@ -100,6 +103,9 @@ pub enum StandaloneError {
     /// A server could not start or failed.
     #[error(transparent)]
     Server(#[from] AggregatorError),
+    /// A secret file of the Kafka security flags gave no secret.
+    #[error("kafka security: {0}")]
+    Secret(#[from] tokentrail_config::kafka::SecretError),
     /// Findings could not be written.
     #[error("writing findings to {path}: {source}", path = path.display())]
     Output {

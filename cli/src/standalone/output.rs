@@ -12,6 +12,7 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::Finding;
 
@@ -29,6 +30,8 @@ pub enum Destination {
     Kafka {
         /// `bootstrap.servers`.
         bootstrap: String,
+        /// TLS and SASL of the producer (boxed: the other destinations are a path at most).
+        security: Box<KafkaSecurity>,
         /// The topic (it must exist).
         topic: String,
     },
@@ -44,7 +47,9 @@ impl std::str::FromStr for Destination {
             "-" => Ok(Destination::Stdout),
             _ => match s.strip_prefix("kafka:") {
                 Some("") => Err("kafka: needs a topic, as kafka:TOPIC".into()),
-                Some(topic) => Ok(Destination::Kafka { bootstrap: String::new(), topic: topic.into() }),
+                Some(topic) => {
+                    Ok(Destination::Kafka { bootstrap: String::new(), security: Box::default(), topic: topic.into() })
+                }
                 None => Ok(Destination::File(PathBuf::from(s))),
             },
         }
@@ -77,9 +82,13 @@ impl Output {
                     .map_err(|source| StandaloneError::Output { path: path.clone(), source })?;
                 Output::File { path: path.clone(), writer: BufWriter::new(file), format }
             }
-            Destination::Kafka { bootstrap, topic } => {
-                let producer = ClientConfig::new()
-                    .set("bootstrap.servers", bootstrap)
+            Destination::Kafka { bootstrap, security, topic } => {
+                let mut config = ClientConfig::new();
+                config.set("bootstrap.servers", bootstrap);
+                for (k, v) in security.client_properties()?.iter() {
+                    config.set(k, v);
+                }
+                let producer = config
                     // Retries neither duplicate nor reorder findings; implies acks=all.
                     .set("enable.idempotence", "true")
                     .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())

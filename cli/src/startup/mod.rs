@@ -7,13 +7,18 @@
 //! * [`config_file`]: `--config` and `--check-config`; the environment and flags laid over the
 //!   file by one rule.
 //! * [`otlp`]: OTLP metrics export of the instruments the components register.
+//! * [`kafka`]: one connection to the Kafka brokers with the component's security settings
+//!   before its own clients start ([`Component::check_kafka`]).
 //!
 //! Exit statuses: 0 after a clean shutdown; [`exit::BAD_CONFIG`] (2) for unusable flags or
 //! configuration (clap's own status for bad flags, too); [`exit::FAILED`] (1) when the component
 //! cannot run; [`exit::TEMPFAIL`] (75, `EX_TEMPFAIL`) when it stopped for a reason a restart may
-//! clear ([`Failure::is_retryable`]).
+//! clear ([`Failure::is_retryable`]), or no Kafka broker answered at start-up;
+//! [`exit::KAFKA_REFUSED`] (77, `EX_NOPERM`) when the Kafka brokers refused the connection's TLS
+//! handshake or SASL login at start-up.
 
 pub mod config_file;
+pub mod kafka;
 pub mod otlp;
 
 use std::fmt;
@@ -22,6 +27,7 @@ use std::pin::Pin;
 use std::process::ExitCode;
 
 use opentelemetry::metrics::Meter;
+use tokentrail_config::kafka::KafkaSecurity;
 
 /// Exit statuses of the component subcommands.
 pub mod exit {
@@ -29,8 +35,14 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// The flags or the configuration are unusable.
     pub const BAD_CONFIG: u8 = 2;
-    /// The component stopped on an error a restart (with back-off) may clear (`EX_TEMPFAIL`).
+    /// The component stopped on an error a restart (with back-off) may clear (`EX_TEMPFAIL`),
+    /// or no Kafka broker answered at start-up.
     pub const TEMPFAIL: u8 = 75;
+    /// The Kafka brokers refused the connection at start-up: the TLS handshake (a CA that does
+    /// not sign the brokers' certificates, a client certificate they do not trust) or the SASL
+    /// login (wrong user or password, a mechanism they do not offer). The certificates or the
+    /// credentials must change; a restart alone does not help (`EX_NOPERM`).
+    pub const KAFKA_REFUSED: u8 = 77;
 }
 
 /// The flags of every long-running component: logging and metrics export.
@@ -117,6 +129,24 @@ impl Component {
         }
         self.init_logging(args.process.verbose);
         config_file::load(args.files.config.as_deref(), &args.settings, validate).map_err(|e| self.bad_config(e))
+    }
+
+    /// Before the component's own Kafka clients: one connection to `bootstrap` with `security`
+    /// ([`kafka::check_connection`]). `Err` with the exit status, the cause printed: 2 when a
+    /// secret file gives no secret or librdkafka refuses the settings,
+    /// [`exit::KAFKA_REFUSED`] when the brokers refuse the TLS handshake or the login,
+    /// [`exit::TEMPFAIL`] when none answered.
+    pub fn check_kafka(&self, bootstrap: &str, security: &KafkaSecurity) -> Result<(), ExitCode> {
+        use kafka::ConnectError as E;
+        let Err(e) = kafka::check_connection(bootstrap, security, kafka::CONNECT_TIMEOUT) else { return Ok(()) };
+        let status = match &e {
+            E::Secret(_) | E::Client(_) => exit::BAD_CONFIG,
+            E::Refused { .. } => exit::KAFKA_REFUSED,
+            E::Unreachable { .. } => exit::TEMPFAIL,
+        };
+        tracing::error!(error = %e, "{} cannot use Kafka", self.name);
+        eprintln!("tokentrail {}: {e}", self.name);
+        Err(ExitCode::from(status))
     }
 
     /// Reports an unusable configuration; exit 2.

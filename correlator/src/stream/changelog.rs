@@ -4,14 +4,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{kafka, CorrelatorConfig, CorrelatorError, PartitionState, CONTROL_TIMEOUT};
 
 /// The committed state of input partition `partition`, or a fresh one when none was written.
 pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionState, CorrelatorError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap)
+    let consumer: BaseConsumer = super::client_config(config)?
         // Not a group member: it reads one partition it assigns itself, and commits nothing.
         .set("group.id", format!("{}-restore", config.group))
         .set("enable.auto.commit", "false")

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_config::{duration, Problem};
 use tokentrail_correlator_core::expiry::Retention;
 use tokentrail_correlator_core::time::Micros;
@@ -24,6 +25,8 @@ pub enum FindingFormat {
 pub struct CorrelatorConfig {
     /// Kafka `bootstrap.servers`.
     pub bootstrap: String,
+    /// TLS and SASL of every client (consumers and the producer).
+    pub security: KafkaSecurity,
     /// Consumer group shared by all correlator replicas.
     pub group: String,
     /// This replica's stable name. It is the transactional id, so a restarted replica fences its
@@ -49,6 +52,7 @@ impl CorrelatorConfig {
     pub fn new(bootstrap: impl Into<String>, group: impl Into<String>, instance: impl Into<String>) -> Self {
         CorrelatorConfig {
             bootstrap: bootstrap.into(),
+            security: KafkaSecurity::default(),
             group: group.into(),
             instance: instance.into(),
             observations_topic: String::from("tokentrail.observations"),
@@ -77,6 +81,9 @@ pub enum ConfigError {
 pub struct FileConfig {
     /// Kafka `bootstrap.servers`.
     pub bootstrap_servers: String,
+    /// TLS and SASL of every Kafka client; absent: plaintext.
+    #[serde(default)]
+    pub security: KafkaSecurity,
     /// Consumer group of all correlator replicas.
     #[serde(default = "default_group")]
     pub group_id: String,
@@ -190,6 +197,7 @@ impl FileConfig {
     pub fn new(bootstrap_servers: impl Into<String>) -> FileConfig {
         FileConfig {
             bootstrap_servers: bootstrap_servers.into(),
+            security: KafkaSecurity::default(),
             group_id: default_group(),
             instance: None,
             observations_topic: default_observations_topic(),
@@ -235,6 +243,7 @@ impl FileConfig {
             problems.push(Problem::new("commit_interval", "must be at least 10ms"));
         }
         problems.extend(credential_retention_problem("credential_retention", micros(self.credential_retention)));
+        problems.extend(self.security.problems("security"));
         problems
     }
 
@@ -243,6 +252,7 @@ impl FileConfig {
     pub fn into_config(self, instance_from_env: Option<String>) -> Result<CorrelatorConfig, ConfigError> {
         let instance = self.instance.or(instance_from_env).ok_or(ConfigError::NoInstance)?;
         let mut c = CorrelatorConfig::new(self.bootstrap_servers, self.group_id, instance);
+        c.security = self.security;
         c.observations_topic = self.observations_topic;
         c.findings_topic = self.findings_topic;
         c.changelog_topic = self.changelog_topic;
@@ -330,6 +340,19 @@ mod tests {
         let err = check(r#"{"bootstrap_servers": "k:9092", "credential_retention": "6h"}"#).unwrap_err();
         assert_eq!(err.len(), 1, "{err:?}");
         assert!(err[0].starts_with("credential_retention: must be at least 24h"), "{err:?}");
+    }
+
+    #[test]
+    fn the_security_section_is_read_checked_and_handed_to_the_clients() {
+        let err = check(r#"{"bootstrap_servers": "k:9093", "security": {"protocol": "ssl", "tls": {"ca_file": "/nonexistent/ca.crt"}}}"#)
+            .unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].starts_with("security.tls.ca_file: cannot read /nonexistent/ca.crt"), "{err:?}");
+        let c = check(r#"{"bootstrap_servers": "k:9093", "security": {"protocol": "ssl"}}"#)
+            .unwrap()
+            .into_config(Some("c-0".into()))
+            .unwrap();
+        assert_eq!(c.security.protocol, tokentrail_config::kafka::Protocol::Ssl);
     }
 
     #[test]

@@ -100,9 +100,23 @@ pub enum CorrelatorError {
     /// The consumer has no group membership to commit offsets under (it left the group).
     #[error("the consumer is not a member of its group; restart the process")]
     NotInGroup,
+    /// A secret file of the `security` section could not be read when a client was made.
+    #[error("security: {0}")]
+    Secret(#[from] tokentrail_config::kafka::SecretError),
     /// State could not be serialised.
     #[error("state snapshot: {0}")]
     Snapshot(#[from] serde_json::Error),
+}
+
+/// What every Kafka client of the correlator is configured with: the brokers and the
+/// `security` section (its secrets read from their files now).
+fn client_config(config: &CorrelatorConfig) -> Result<ClientConfig, CorrelatorError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap);
+    for (k, v) in config.security.client_properties()?.iter() {
+        c.set(k, v);
+    }
+    Ok(c)
 }
 
 fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
@@ -141,7 +155,13 @@ struct Rebalances {
     events: Mutex<Vec<(bool, Vec<i32>)>>,
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    /// librdkafka's reports (a broker unreachable, a failed TLS handshake or login): the
+    /// client retries by itself, the log says why it has to.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "consumer");
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -159,8 +179,7 @@ impl ConsumerContext for Rebalances {
 
 /// Runs until `shutdown` is set, then commits what it holds and returns.
 pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) -> Result<(), CorrelatorError> {
-    let consumer: BaseConsumer<Rebalances> = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap)
+    let consumer: BaseConsumer<Rebalances> = client_config(config)?
         .set("group.id", &config.group)
         // Offsets are committed only inside the transaction that carries their effects.
         .set("enable.auto.commit", "false")
@@ -171,8 +190,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         .create_with_context(Rebalances::default())
         .map_err(kafka("creating the consumer"))?;
     consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap)
+    let producer: BaseProducer = client_config(config)?
         // Stable per replica: a restart fences the old one and aborts its open transaction.
         .set("transactional.id", &config.instance)
         // State snapshots can be large; the changelog topic is created to accept them.

@@ -66,6 +66,21 @@ pub struct Layout {
     /// An OTLP/gRPC collector the aggregators export their metrics to, every 500 ms, each as
     /// `service.instance.id` `aggregator-<i>`; `None`: no export.
     pub aggregator_metrics: Option<String>,
+    /// How the aggregators and correlators reach the broker, when not as the test does (the
+    /// broker's PLAINTEXT listener): a secure listener and its settings.
+    pub secure: Option<SecureKafka>,
+}
+
+/// A secure listener of the broker, for the pipeline's processes (the test's own clients stay
+/// on the PLAINTEXT listener).
+#[derive(Clone, Debug)]
+pub struct SecureKafka {
+    /// The listener's `bootstrap.servers`.
+    pub bootstrap: String,
+    /// The aggregators' `kafka.security` section.
+    pub aggregator_security: Value,
+    /// The correlators' security flags (`--kafka-security-protocol ...`).
+    pub correlator_flags: Vec<String>,
 }
 
 impl Default for Layout {
@@ -81,6 +96,7 @@ impl Default for Layout {
             commit_interval: "300ms",
             bootstrap: None,
             aggregator_metrics: None,
+            secure: None,
         }
     }
 }
@@ -147,7 +163,12 @@ impl Pipeline {
             let port = free_port();
             let config = dir.path().join(format!("aggregator-{i}.json"));
             let webhook = layout.audit_webhook_port.filter(|_| i == 0);
-            std::fs::write(&config, aggregator_config(&bootstrap, &topics, port, webhook).to_string()).unwrap();
+            let mut json = aggregator_config(&bootstrap, &topics, port, webhook);
+            if let Some(secure) = &layout.secure {
+                json["kafka"]["bootstrap_servers"] = Value::from(secure.bootstrap.clone());
+                json["kafka"]["security"] = secure.aggregator_security.clone();
+            }
+            std::fs::write(&config, json.to_string()).unwrap();
             let name = format!("aggregator-{i}");
             let mut args = vec!["aggregator".into(), "--config".into(), config.display().to_string()];
             let mut env = vec![];
@@ -179,7 +200,11 @@ impl Pipeline {
         let mut correlator_args = Vec::new();
         for i in 0..layout.correlators {
             let instance = unique_name(&format!("{prefix}-corr-{i}"));
-            let args = correlator_args_for(&bootstrap, &topics, &instance, &layout);
+            let mut args = match &layout.secure {
+                Some(secure) => correlator_args_for(&secure.bootstrap, &topics, &instance, &layout),
+                None => correlator_args_for(&bootstrap, &topics, &instance, &layout),
+            };
+            args.extend(layout.secure.iter().flat_map(|s| s.correlator_flags.clone()));
             correlators.push(Process::start(dir.path(), &format!("correlator-{i}"), args.clone(), vec![]));
             correlator_args.push(args);
         }
@@ -403,7 +428,7 @@ fn agent_args(node: &Node, kubelet: &Kubelet, cable: &Cable) -> Vec<String> {
 fn correlator_args_for(bootstrap: &str, t: &Topics, instance: &str, layout: &Layout) -> Vec<String> {
     [
         "correlator",
-        "--bootstrap",
+        "--bootstrap-servers",
         bootstrap,
         "--group",
         &t.correlator_group,

@@ -1,0 +1,131 @@
+//! The Kafka security flags, declared once and flattened into `tokentrail aggregator`,
+//! `tokentrail correlator` and `tokentrail standalone`: one name per setting everywhere
+//! (`--kafka-security-protocol`, `--kafka-ca-file`, ...), each a key of the one
+//! [`KafkaSecurity`] section (`security.protocol`, `security.tls.ca_file`, ...). Serialized, a
+//! flag not given is null, and start-up lays them over the configuration file's section
+//! (`kafka.security` in the aggregator's file, `security` in the correlator's).
+//!
+//! Files only: a password, a key's password or a client secret is never a flag's value (it
+//! would show in `ps` and in the pod spec); the flags name the files that hold them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokentrail_config::kafka::{KafkaSecurity, Mechanism};
+use tokentrail_config::Problem;
+
+use crate::startup::config_file::layer;
+
+/// The Kafka security settings every component with Kafka clients takes.
+#[derive(clap::Args, Clone, Debug, Default, Serialize)]
+pub struct KafkaSecurityArgs {
+    /// Kafka `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl [default:
+    /// plaintext].
+    #[arg(long = "kafka-security-protocol", value_name = "PROTOCOL",
+          value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    #[serde(rename = "security.protocol")]
+    pub protocol: Option<String>,
+    /// CA certificate(s) (PEM) the brokers' certificates must chain to; absent: the system's.
+    #[arg(long = "kafka-ca-file", value_name = "FILE")]
+    #[serde(rename = "security.tls.ca_file")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --kafka-key-file.
+    #[arg(long = "kafka-cert-file", value_name = "FILE")]
+    #[serde(rename = "security.tls.cert_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long = "kafka-key-file", value_name = "FILE")]
+    #[serde(rename = "security.tls.key_file")]
+    pub key_file: Option<PathBuf>,
+    /// A file holding the password of an encrypted --kafka-key-file.
+    #[arg(long = "kafka-key-password-file", value_name = "FILE")]
+    #[serde(rename = "security.tls.key_password_file")]
+    pub key_password_file: Option<PathBuf>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (OAUTHBEARER is refused: this
+    /// build has no OIDC token fetching).
+    #[arg(long = "kafka-sasl-mechanism", value_name = "MECHANISM", value_parser = Mechanism::ALL)]
+    #[serde(rename = "security.sasl.mechanism")]
+    pub mechanism: Option<String>,
+    /// SASL user name (not a secret); or --kafka-sasl-username-file.
+    #[arg(long = "kafka-sasl-username", value_name = "NAME")]
+    #[serde(rename = "security.sasl.username")]
+    pub username: Option<String>,
+    /// A file holding the SASL user name.
+    #[arg(long = "kafka-sasl-username-file", value_name = "FILE")]
+    #[serde(rename = "security.sasl.username_file")]
+    pub username_file: Option<PathBuf>,
+    /// A file holding the SASL password (a mounted Secret's key).
+    #[arg(long = "kafka-sasl-password-file", value_name = "FILE")]
+    #[serde(rename = "security.sasl.password_file")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The section alone, as a document to read it from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    #[serde(default)]
+    security: KafkaSecurity,
+}
+
+impl KafkaSecurityArgs {
+    /// The settings the flags alone make (a component without a configuration file), or every
+    /// problem with them, with its key path (`security.sasl.password_file`).
+    pub fn security(&self) -> Result<KafkaSecurity, Vec<Problem>> {
+        let mut document = Value::Object(Map::new());
+        let flags = serde_json::to_value(self).map_err(|e| vec![Problem::new("security", e.to_string())])?;
+        layer(&mut document, flags);
+        tokentrail_config::check_value(document, |s: &Section| s.security.problems("security")).map(|s| s.security)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use tokentrail_config::kafka::Protocol;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaSecurityArgs,
+    }
+
+    fn security(flags: &[&str]) -> Result<KafkaSecurity, Vec<String>> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("t").chain(flags.iter().copied())).map_err(|e| vec![e.to_string()])?;
+        cli.kafka.security().map_err(|p| p.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn no_flag_is_plaintext_and_flags_make_the_section() {
+        assert_eq!(security(&[]).unwrap(), KafkaSecurity::default());
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw").unwrap();
+        let s = security(&[
+            "--kafka-security-protocol",
+            "sasl_ssl",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "tokentrail",
+            "--kafka-sasl-password-file",
+            password.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(s.protocol, Protocol::SaslSsl);
+        assert_eq!(s.sasl.unwrap().password_file.as_deref(), Some(password.as_path()));
+    }
+
+    #[test]
+    fn problems_name_the_section_keys_and_unknown_values_are_refused_by_clap() {
+        let err = security(&["--kafka-security-protocol", "sasl_ssl"]).unwrap_err();
+        assert_eq!(err, ["security.sasl: is required with protocol sasl_ssl"]);
+        let err = security(&["--kafka-sasl-mechanism", "GSSAPI"]).unwrap_err();
+        assert!(err[0].contains("invalid value 'GSSAPI'"), "{err:?}");
+        // There is no flag for a password itself.
+        assert!(security(&["--kafka-sasl-password", "x"]).is_err());
+    }
+}
