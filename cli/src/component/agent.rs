@@ -101,6 +101,7 @@ pub fn main(args: Args) -> ExitCode {
     let exported = Arc::clone(&metrics);
     AGENT.serve(
         &args.process,
+        None,
         move |meter| telemetry::register(&exported, meter),
         |shutdown| async move {
             let pods = if kube {

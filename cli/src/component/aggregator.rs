@@ -15,7 +15,7 @@ use tokentrail_config::duration;
 
 use crate::kafka_args::KafkaSecurityArgs;
 use crate::startup::config_file::WithFile;
-use crate::startup::{Component, Threads};
+use crate::startup::{Component, KafkaBrokers, Threads};
 
 const AGGREGATOR: Component =
     Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::PerCore };
@@ -106,13 +106,13 @@ pub fn main(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(exit) => return exit,
     };
-    if let Err(exit) = AGGREGATOR.check_kafka(&config.kafka.bootstrap_servers, &config.kafka.security) {
-        return exit;
-    }
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
+    let brokers =
+        KafkaBrokers { bootstrap: config.kafka.bootstrap_servers.clone(), security: config.kafka.security.clone() };
     AGGREGATOR.serve(
         &args.process,
+        Some(brokers),
         move |meter| telemetry::register(&exported, meter),
         |shutdown| tokentrail_aggregator::run(config, metrics, None, shutdown),
     )

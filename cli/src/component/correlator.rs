@@ -15,7 +15,7 @@ use tokentrail_correlator::stream::config::FileConfig;
 use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
 
 use crate::startup::config_file::WithFile;
-use crate::startup::{Component, Shutdown, Threads};
+use crate::startup::{Component, KafkaBrokers, Shutdown, Threads};
 
 const CORRELATOR: Component = Component { name: "correlator", service: "tokentrail-correlator", threads: Threads::One };
 
@@ -73,7 +73,7 @@ pub struct Settings {
 
 /// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
 /// correlator cannot run (state unreadable, Kafka lost): a restart loses nothing. At start-up,
-/// brokers refusing the TLS handshake or the login exit 77, brokers not answering 75.
+/// brokers refusing the TLS handshake or the login exit 77 (brokers not answering are waited for).
 pub fn main(args: Args) -> ExitCode {
     let file = match CORRELATOR.configure(&args, FileConfig::problems) {
         Ok(f) => f,
@@ -84,13 +84,12 @@ pub fn main(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return CORRELATOR.bad_config(e),
     };
-    if let Err(exit) = CORRELATOR.check_kafka(&config.bootstrap, &config.security) {
-        return exit;
-    }
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
+    let brokers = KafkaBrokers { bootstrap: config.bootstrap.clone(), security: config.security.clone() };
     CORRELATOR.serve(
         &args.process,
+        Some(brokers),
         move |meter| telemetry::register(&exported, meter),
         |shutdown| run(config, metrics, shutdown),
     )

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::standalone::output::Destination;
 use crate::standalone::{self, cli, StandaloneMetrics};
 
-use crate::startup::{Component, ProcessArgs, Threads};
+use crate::startup::{Component, KafkaBrokers, ProcessArgs, Threads};
 
 const STANDALONE: Component =
     Component { name: "standalone", service: "tokentrail-standalone", threads: Threads::PerCore };
@@ -35,18 +35,19 @@ pub fn main(args: Args) -> ExitCode {
     if let Err(e) = config.validate() {
         return STANDALONE.bad_config(e);
     }
-    if let Destination::Kafka { bootstrap, security, .. } = &config.destination {
-        if let Err(exit) = STANDALONE.check_kafka(bootstrap, security) {
-            return exit;
+    let brokers = match &config.destination {
+        Destination::Kafka { bootstrap, security, .. } => {
+            Some(KafkaBrokers { bootstrap: bootstrap.clone(), security: (**security).clone() })
         }
-    }
+        _ => None,
+    };
     let metrics = StandaloneMetrics::default();
     let (servers, engine) = (Arc::clone(&metrics.servers), Arc::clone(&metrics.engine));
     let register = move |meter: &_| {
         tokentrail_aggregator::telemetry::register(&servers, meter);
         tokentrail_correlator::stream::telemetry::register(&engine, meter);
     };
-    STANDALONE.serve(&args.process, register, |shutdown| async move {
+    STANDALONE.serve(&args.process, brokers, register, |shutdown| async move {
         standalone::run(config, &metrics, None, shutdown).await
     })
 }

@@ -7,15 +7,14 @@
 //! * [`config_file`]: `--config` and `--check-config`; the environment and flags laid over the
 //!   file by one rule.
 //! * [`otlp`]: OTLP metrics export of the instruments the components register.
-//! * [`kafka`]: one connection to the Kafka brokers with the component's security settings
-//!   before its own clients start ([`Component::check_kafka`]).
+//! * [`kafka`]: one connection to the Kafka brokers with the component's security settings,
+//!   made beside the component as it starts ([`Component::serve`] with [`KafkaBrokers`]).
 //!
 //! Exit statuses: 0 after a clean shutdown; [`exit::BAD_CONFIG`] (2) for unusable flags or
 //! configuration (clap's own status for bad flags, too); [`exit::FAILED`] (1) when the component
 //! cannot run; [`exit::TEMPFAIL`] (75, `EX_TEMPFAIL`) when it stopped for a reason a restart may
-//! clear ([`Failure::is_retryable`]), or no Kafka broker answered at start-up;
-//! [`exit::KAFKA_REFUSED`] (77, `EX_NOPERM`) when the Kafka brokers refused the connection's TLS
-//! handshake or SASL login at start-up.
+//! clear ([`Failure::is_retryable`]); [`exit::KAFKA_REFUSED`] (77, `EX_NOPERM`) when the Kafka
+//! brokers refused the connection's TLS handshake or SASL login at start-up.
 
 pub mod config_file;
 pub mod kafka;
@@ -35,8 +34,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// The flags or the configuration are unusable.
     pub const BAD_CONFIG: u8 = 2;
-    /// The component stopped on an error a restart (with back-off) may clear (`EX_TEMPFAIL`),
-    /// or no Kafka broker answered at start-up.
+    /// The component stopped on an error a restart (with back-off) may clear (`EX_TEMPFAIL`).
     pub const TEMPFAIL: u8 = 75;
     /// The Kafka brokers refused the connection at start-up: the TLS handshake (a CA that does
     /// not sign the brokers' certificates, a client certificate they do not trust) or the SASL
@@ -78,6 +76,15 @@ impl Failure for tokentrail_correlator::stream::CorrelatorError {}
 impl Failure for crate::standalone::StandaloneError {}
 
 impl Failure for anyhow::Error {}
+
+/// The Kafka brokers a component's clients use, as [`Component::serve`] checks them.
+#[derive(Clone, Debug)]
+pub struct KafkaBrokers {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// The component's security section.
+    pub security: KafkaSecurity,
+}
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c; what a component's `run` takes.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -131,24 +138,6 @@ impl Component {
         config_file::load(args.files.config.as_deref(), &args.settings, validate).map_err(|e| self.bad_config(e))
     }
 
-    /// Before the component's own Kafka clients: one connection to `bootstrap` with `security`
-    /// ([`kafka::check_connection`]). `Err` with the exit status, the cause printed: 2 when a
-    /// secret file gives no secret or librdkafka refuses the settings,
-    /// [`exit::KAFKA_REFUSED`] when the brokers refuse the TLS handshake or the login,
-    /// [`exit::TEMPFAIL`] when none answered.
-    pub fn check_kafka(&self, bootstrap: &str, security: &KafkaSecurity) -> Result<(), ExitCode> {
-        use kafka::ConnectError as E;
-        let Err(e) = kafka::check_connection(bootstrap, security, kafka::CONNECT_TIMEOUT) else { return Ok(()) };
-        let status = match &e {
-            E::Secret(_) | E::Client(_) => exit::BAD_CONFIG,
-            E::Refused { .. } => exit::KAFKA_REFUSED,
-            E::Unreachable { .. } => exit::TEMPFAIL,
-        };
-        tracing::error!(error = %e, "{} cannot use Kafka", self.name);
-        eprintln!("tokentrail {}: {e}", self.name);
-        Err(ExitCode::from(status))
-    }
-
     /// Reports an unusable configuration; exit 2.
     pub fn bad_config(&self, error: impl fmt::Display) -> ExitCode {
         eprintln!("tokentrail {}: {error}", self.name);
@@ -158,9 +147,18 @@ impl Component {
     /// Starts metrics export (when an endpoint is configured; `register` adds the component's
     /// instruments), builds the runtime, runs `run` until it returns (it is handed the shutdown
     /// future), exports the last metrics and maps the result to the exit status.
+    ///
+    /// With `kafka`, one connection checks the brokers on a thread of its own while the
+    /// component starts ([`kafka::check_connection`]). Beside it rather than before it, so that
+    /// the probes answer at once: a pod whose brokers are slow to answer is alive and not
+    /// ready, not restarted. Brokers that refuse the TLS handshake or the login stop the
+    /// component with their reason and [`exit::KAFKA_REFUSED`], as an unusable secret file
+    /// stops it with 2; brokers that do not answer are only reported, and the component's own
+    /// clients keep trying.
     pub fn serve<F, E>(
         &self,
         process: &ProcessArgs,
+        kafka: Option<KafkaBrokers>,
         register: impl FnOnce(&Meter),
         run: impl FnOnce(Shutdown) -> F,
     ) -> ExitCode
@@ -183,11 +181,60 @@ impl Component {
                 return ExitCode::from(exit::FAILED);
             }
         };
-        let result = runtime.block_on(run(Box::pin(shutdown_signal())));
-        drop(runtime);
+        let checked = kafka.map(|brokers| self.check_kafka(brokers));
+        let outcome = runtime.block_on(async {
+            let run = run(Box::pin(shutdown_signal()));
+            let Some(checked) = checked else { return Ok(run.await) };
+            tokio::pin!(run);
+            tokio::select! {
+                result = &mut run => Ok(result),
+                refused = checked => match refused {
+                    Ok(status) => Err(status),
+                    // Checked and usable, or only unanswered: the component goes on.
+                    Err(_) => Ok(run.await),
+                },
+            }
+        });
+        match outcome {
+            Ok(_) => drop(runtime),
+            // The component's clients may be blocked in a request to the same brokers for as
+            // long again: not waited for.
+            Err(_) => runtime.shutdown_background(),
+        }
         // After the run, outside its runtime: the final values are exported before exit.
         otlp::shutdown(exporter);
-        self.exit(result)
+        match outcome {
+            Ok(result) => self.exit(result),
+            Err(status) => ExitCode::from(status),
+        }
+    }
+
+    /// Starts [`kafka::check_connection`] on a thread (it blocks for up to
+    /// [`kafka::CONNECT_TIMEOUT`]); resolves to the exit status when the settings or the
+    /// brokers refuse the connection. A thread rather than the runtime's blocking pool, which
+    /// would hold the shutdown of a component that stops sooner.
+    fn check_kafka(&self, brokers: KafkaBrokers) -> tokio::sync::oneshot::Receiver<u8> {
+        use kafka::ConnectError as E;
+        let (refused, verdict) = tokio::sync::oneshot::channel();
+        let name = self.name;
+        std::thread::spawn(move || {
+            let Err(e) = kafka::check_connection(&brokers.bootstrap, &brokers.security, kafka::CONNECT_TIMEOUT) else {
+                tracing::info!(bootstrap = %brokers.bootstrap, "kafka: connected");
+                return;
+            };
+            let status = match &e {
+                E::Secret(_) | E::Client(_) => exit::BAD_CONFIG,
+                E::Refused { .. } => exit::KAFKA_REFUSED,
+                E::Unreachable { .. } => {
+                    tracing::warn!(error = %e, "{name} keeps trying to reach Kafka");
+                    return;
+                }
+            };
+            tracing::error!(error = %e, "{name} cannot use Kafka");
+            eprintln!("tokentrail {name}: {e}");
+            let _ = refused.send(status);
+        });
+        verdict
     }
 
     /// The exit status of a run's result, the error logged and printed.
@@ -261,7 +308,7 @@ mod tests {
         assert!(Failure::is_retryable(&AggregatorError::Closed("the queue")));
         let process = ProcessArgs { otlp_endpoint: Some(String::new()), verbose: false };
         let aggregator = Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::One };
-        let status = aggregator.serve(&process, |_| {}, |_| async { Err(AggregatorError::Closed("the queue")) });
+        let status = aggregator.serve(&process, None, |_| {}, |_| async { Err(AggregatorError::Closed("the queue")) });
         assert_eq!(format!("{status:?}"), format!("{:?}", ExitCode::from(75)));
     }
 }
