@@ -38,9 +38,9 @@ fn main() {
     println!(
         "{kind}: body {} MiB, {} events, {} problems, {} observations; peak RSS {} MiB before decoding, {} MiB after ({:.1} bytes per body byte)",
         body.len() >> 20,
-        decoded.sink.stats.events,
-        decoded.sink.problems.len(),
-        decoded.sink.observations.len(),
+        decoded.content.stats.events,
+        decoded.content.problems.len(),
+        decoded.content.observations.len(),
         before >> 10,
         after >> 10,
         (after - before) as f64 * 1024.0 / body.len() as f64

@@ -177,19 +177,19 @@ impl Batch {
                 return sink.enqueue_dead_letter(&dead(m, &error.to_string(), 0, None), &mut self.pending).await;
             }
         };
-        let decoded = source::decode_record(value, max_bytes);
-        let stats = &decoded.sink.stats;
+        let record = source::decode_record(value, max_bytes);
+        let stats = &record.content.stats;
         Metrics::add(&metrics.events_decoded_total, stats.events);
-        Metrics::add(&metrics.decode_errors_total, stats.errors.max(u64::from(decoded.error.is_some())));
+        Metrics::add(&metrics.decode_errors_total, stats.errors.max(u64::from(record.error.is_some())));
         let mut out = 0;
-        for o in &decoded.sink.observations {
+        for o in &record.content.observations {
             out += sink.enqueue_observation(&cluster, o, &mut self.pending).await?;
         }
         self.done.observations += out;
         let c = self.done.per_cluster.entry(cluster.clone()).or_default();
         c.0 += 1;
         c.1 += out;
-        if let Some(error) = &decoded.error {
+        if let Some(error) = &record.error {
             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), %error, "dead letter");
             Metrics::inc(&metrics.dead_letters_total);
             sink.enqueue_dead_letter(&dead(m, error, stats.events, Some(&cluster)), &mut self.pending).await?;

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::ClientConfig;
-use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, Compression, Sink};
+use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, Compression, Decoded};
 
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
@@ -93,9 +93,9 @@ fn valid_cluster(c: &str) -> bool {
 
 /// What one raw record decoded into.
 #[derive(Debug)]
-pub struct Decoded {
+pub struct DecodedRecord {
     /// Observations, problems and counts.
-    pub sink: Sink,
+    pub content: Decoded,
     /// Why the record (or part of it) could not be used; `None` when all of it was.
     pub error: Option<String>,
 }
@@ -152,10 +152,10 @@ pub fn inflate(value: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, InflateE
 
 /// Decodes one raw record value: optionally gzip or zstd, then one event, an `EventList`, a
 /// provider envelope, or JSON lines of any of them. Bounded by `max_bytes` after decompression.
-pub fn decode_record(value: &[u8], max_bytes: usize) -> Decoded {
+pub fn decode_record(value: &[u8], max_bytes: usize) -> DecodedRecord {
     match inflate(value, max_bytes) {
         Ok(bytes) => decode_inflated(&bytes),
-        Err(e) => Decoded::failed(e.to_string()),
+        Err(e) => DecodedRecord::failed(e.to_string()),
     }
 }
 
@@ -163,29 +163,29 @@ pub fn decode_record(value: &[u8], max_bytes: usize) -> Decoded {
 const PROBLEMS_KEPT: usize = 3;
 
 /// Decodes an [`inflate`]d value.
-pub fn decode_inflated(bytes: &[u8]) -> Decoded {
+pub fn decode_inflated(bytes: &[u8]) -> DecodedRecord {
     // A few problems say enough, and a body of nothing but bad records must not cost a message
     // each (46 bytes of memory per byte of body): the rest are only counted.
-    let mut sink = Sink { problem_limit: Some(PROBLEMS_KEPT), ..Sink::new() };
-    decode_value(bytes, &mut sink);
-    let error = if sink.stats.errors == 0 {
+    let mut content = Decoded { problem_limit: Some(PROBLEMS_KEPT), ..Decoded::new() };
+    decode_value(bytes, &mut content);
+    let error = if content.stats.errors == 0 {
         None
     } else {
         // Their messages never quote long input strings.
-        let mut text: String = sink.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        let more = sink.stats.errors.saturating_sub(sink.problems.len() as u64);
+        let mut text: String = content.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let more = content.stats.errors.saturating_sub(content.problems.len() as u64);
         if more > 0 {
             text.push_str(&format!("; and {more} more"));
         }
         Some(text)
     };
-    Decoded { sink, error }
+    DecodedRecord { content, error }
 }
 
-impl Decoded {
+impl DecodedRecord {
     /// Nothing decoded, for `error`.
-    pub fn failed(error: String) -> Decoded {
-        Decoded { sink: Sink::new(), error: Some(error) }
+    pub fn failed(error: String) -> DecodedRecord {
+        DecodedRecord { content: Decoded::new(), error: Some(error) }
     }
 }
 
@@ -206,14 +206,14 @@ mod tests {
     fn a_body_of_bad_records_keeps_a_few_messages_and_counts_every_one() {
         let body = "{}\n".repeat(10_000);
         let d = decode_inflated(body.as_bytes());
-        assert_eq!((d.sink.problems.len(), d.sink.stats.errors), (PROBLEMS_KEPT, 10_000));
+        assert_eq!((d.content.problems.len(), d.content.stats.errors), (PROBLEMS_KEPT, 10_000));
         assert!(d.error.as_deref().unwrap().ends_with("; and 9997 more"), "{:?}", d.error);
     }
 
     #[test]
     fn garbage_is_an_error_and_gzip_is_read() {
         let d = decode_record(b"{not json", 1024);
-        assert!(d.error.is_some() && d.sink.observations.is_empty());
+        assert!(d.error.is_some() && d.content.observations.is_empty());
         let d = decode_record(&[0x1f, 0x8b, 0, 1, 2], 1024);
         assert!(d.error.as_deref().unwrap().contains("gzip"), "{:?}", d.error);
         assert!(decode_record(&[b' '; 10], 5).error.unwrap().contains("exceeds"));

@@ -294,10 +294,10 @@ async fn receive(State(w): State<Arc<Shared>>, body: Result<Bytes, BytesRejectio
             };
             return w.refuse("decoded_too_large", StatusCode::PAYLOAD_TOO_LARGE, message);
         }
-        Err(e) => source::Decoded::failed(e.to_string()),
+        Err(e) => source::DecodedRecord::failed(e.to_string()),
     };
     Metrics::inc(&w.metrics.records_in_total);
-    let stats = &decoded.sink.stats;
+    let stats = &decoded.content.stats;
     Metrics::add(&w.metrics.events_decoded_total, stats.events);
     Metrics::add(&w.metrics.decode_errors_total, stats.errors.max(u64::from(decoded.error.is_some())));
     let dead = decoded.error.as_deref().map(|error| {
@@ -314,7 +314,7 @@ async fn receive(State(w): State<Arc<Shared>>, body: Result<Bytes, BytesRejectio
             cluster: Some(&w.cluster),
         }
     });
-    match w.sink.deliver(&w.cluster, decoded.sink.observations, dead).await {
+    match w.sink.deliver(&w.cluster, decoded.content.observations, dead).await {
         Ok(out) => {
             Metrics::add(&w.metrics.observations_out_total, out);
             w.metrics.cluster(&w.cluster, 1, out);

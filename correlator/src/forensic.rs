@@ -18,8 +18,8 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use tokentrail_aggregator_core::{
-    decode_line, decode_value, decode_yaml, is_whole_line, looks_like_yaml, Compression, DecodeStats, Format, Layout,
-    Limits, Sink, UseFolder,
+    decode_line, decode_value, decode_yaml, is_whole_line, looks_like_yaml, Compression, DecodeStats, Decoded, Format,
+    Layout, Limits, UseFolder,
 };
 use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::UseView;
@@ -217,10 +217,10 @@ enum Job {
     },
 }
 
-struct Decoded {
+struct DecodedChunk {
     file: usize,
     /// The observations other than token uses (which the decoder folded itself), and the counts.
-    sink: Sink,
+    content: Decoded,
     problems: Vec<(Option<u64>, String)>,
 }
 
@@ -313,7 +313,7 @@ pub fn analyze(
 
     let outcomes = std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job>(options.decoders * 2);
-        let (out_tx, out_rx) = sync_channel::<Decoded>(options.decoders * 2);
+        let (out_tx, out_rx) = sync_channel::<DecodedChunk>(options.decoders * 2);
         let (pool_tx, pool_rx) = channel::<Vec<u8>>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..options.decoders.max(1) {
@@ -410,7 +410,7 @@ struct Folded {
 impl Folded {
     fn fold(
         &mut self,
-        d: Decoded,
+        d: DecodedChunk,
         files: &[EvidenceFile],
         options: &AnalyzeOptions,
         on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
@@ -423,15 +423,15 @@ impl Folded {
             }
         }
         // Every problem is counted, kept in detail or not.
-        self.problems += d.sink.stats.errors;
+        self.problems += d.content.stats.errors;
         let file = &mut self.per_file[d.file];
-        file.events += d.sink.stats.events;
-        file.problems += d.sink.stats.errors;
-        for (format, n) in &d.sink.stats.by_format {
+        file.events += d.content.stats.events;
+        file.problems += d.content.stats.errors;
+        for (format, n) in &d.content.stats.by_format {
             *file.formats.entry(*format).or_default() += n;
         }
-        self.decode.merge(&d.sink.stats);
-        for obs in d.sink.observations {
+        self.decode.merge(&d.content.stats);
+        for obs in d.content.observations {
             if in_window(&obs, options.since, options.until) {
                 self.engine.observe(obs);
             } else {
@@ -770,7 +770,7 @@ fn is_cut(line: &[u8]) -> bool {
 /// in detail; the rest are counted.
 fn decoder(
     jobs: &Arc<Mutex<Receiver<Job>>>,
-    out: &SyncSender<Decoded>,
+    out: &SyncSender<DecodedChunk>,
     pool: &Sender<Vec<u8>>,
     folder: &UseFolder,
     problem_limit: usize,
@@ -784,51 +784,52 @@ fn decoder(
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let sink = Sink {
+        let content = Decoded {
             observations: std::mem::take(&mut kept),
             fold_uses: Some(folder.clone()),
             problem_limit: Some(problem_limit),
-            ..Sink::new()
+            ..Decoded::new()
         };
         let mut decoded = match job {
             Job::Lines { file, first_line, bytes } => {
-                let decoded = decode_lines(file, first_line, &bytes, sink);
+                let decoded = decode_lines(file, first_line, &bytes, content);
                 // The reader may have finished; then the buffer is simply dropped.
                 let _ = pool.send(bytes);
                 decoded
             }
             Job::Problem { file, line, message } => {
-                let mut sink = sink;
-                sink.stats.errors += 1;
-                Decoded { file, sink, problems: vec![(Some(line), message)] }
+                let mut content = content;
+                content.stats.errors += 1;
+                DecodedChunk { file, content, problems: vec![(Some(line), message)] }
             }
             Job::Yaml { file, first_line, bytes } => {
-                let mut sink = sink;
-                decode_yaml(&bytes, &mut sink);
-                let problems = placed_problems(&mut sink, first_line);
-                Decoded { file, sink, problems }
+                let mut content = content;
+                decode_yaml(&bytes, &mut content);
+                let problems = placed_problems(&mut content, first_line);
+                DecodedChunk { file, content, problems }
             }
             Job::Document { file, bytes } => {
-                let mut sink = sink;
-                decode_value(&bytes, &mut sink);
-                let problems = placed_problems(&mut sink, 1);
-                Decoded { file, sink, problems }
+                let mut content = content;
+                decode_value(&bytes, &mut content);
+                let problems = placed_problems(&mut content, 1);
+                DecodedChunk { file, content, problems }
             }
         };
         // What is left (pods, mints, ...) goes to the engine thread in a vector of its size; the
         // large one stays here for the next chunk.
-        let rest: Vec<Observation> = decoded.sink.observations.drain(..).collect();
-        kept = std::mem::replace(&mut decoded.sink.observations, rest);
-        decoded.sink.fold_uses = None;
+        let rest: Vec<Observation> = decoded.content.observations.drain(..).collect();
+        kept = std::mem::replace(&mut decoded.content.observations, rest);
+        decoded.content.fold_uses = None;
         if out.send(decoded).is_err() {
             return;
         }
     }
 }
 
-/// The sink's problems, placed in the file: lines inside the decoded text start at `first_line`.
-fn placed_problems(sink: &mut Sink, first_line: u64) -> Vec<(Option<u64>, String)> {
-    sink.problems
+/// The decoded problems, placed in the file: lines inside the decoded text start at `first_line`.
+fn placed_problems(content: &mut Decoded, first_line: u64) -> Vec<(Option<u64>, String)> {
+    content
+        .problems
         .drain(..)
         .map(|p| (p.line_in_value.map(|l| first_line + l as u64 - 1), located_message(p.record_index, p.message)))
         .collect()
@@ -842,7 +843,7 @@ fn located_message(record: Option<usize>, message: String) -> String {
     }
 }
 
-fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> Decoded {
+fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut content: Decoded) -> DecodedChunk {
     let mut problems = Vec::new();
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
@@ -853,15 +854,15 @@ fn decode_lines(file: usize, first_line: u64, bytes: &[u8], mut sink: Sink) -> D
             continue;
         }
         let line = first_line + offset as u64;
-        let before = sink.problems.len();
-        decode_line(text, &mut sink);
-        for p in sink.problems.drain(before..) {
-            // The sink counted it; past the limit, its message is not kept.
-            if problems.len() >= sink.problem_limit.unwrap_or(usize::MAX) {
+        let before = content.problems.len();
+        decode_line(text, &mut content);
+        for p in content.problems.drain(before..) {
+            // It is counted already; past the limit, its message is not kept.
+            if problems.len() >= content.problem_limit.unwrap_or(usize::MAX) {
                 continue;
             }
             problems.push((Some(line), located_message(p.record_index, p.message)));
         }
     }
-    Decoded { file, sink, problems }
+    DecodedChunk { file, content, problems }
 }

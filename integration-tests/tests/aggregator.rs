@@ -94,9 +94,9 @@ async fn every_format_in_the_decoders_observations_out_keyed_and_ordered_per_ser
     // Order: per key, the audit IDs of token uses come out in the order they went in.
     let mut input_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in incident_lines()[0..120].iter() {
-        let mut sink = tokentrail_aggregator_core::Sink::new();
-        tokentrail_aggregator_core::decode_value(line.as_bytes(), &mut sink);
-        for o in &sink.observations {
+        let mut decoded = tokentrail_aggregator_core::Decoded::new();
+        tokentrail_aggregator_core::decode_value(line.as_bytes(), &mut decoded);
+        for o in &decoded.observations {
             if let tokentrail_correlator_core::Observation::TokenUse(u) = o {
                 let key = format!("prod/{}/{}", u.serviceaccount.namespace, u.serviceaccount.name);
                 input_order.entry(key).or_default().push(u.audit_id.clone());

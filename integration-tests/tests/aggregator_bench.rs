@@ -74,7 +74,7 @@ async fn audit_path_throughput_against_the_raw_consume_rate() {
     let mut encoded = 0usize;
     for i in 0..n {
         let decoded = tokentrail_aggregator::source::decode_record(lines[i % lines.len()].as_bytes(), 1 << 24);
-        for o in &decoded.sink.observations {
+        for o in &decoded.content.observations {
             let route = directory.route("prod", o);
             let p = tokentrail_proto::wire::to_proto("prod", o);
             encoded += prost::Message::encode_to_vec(&p).len() + route.key().len();

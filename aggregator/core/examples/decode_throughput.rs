@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::time::Instant;
 
 use tokentrail_aggregator_core::{
-    decode_line, decode_value, decompress, detect_compression, detect_layout, strip_bom, Layout, Sink,
+    decode_line, decode_value, decompress, detect_compression, detect_layout, strip_bom, Decoded, Layout,
 };
 
 fn main() -> std::io::Result<()> {
@@ -32,8 +32,8 @@ fn main() -> std::io::Result<()> {
     let n = File::open(&path)?.read(&mut prefix)?;
     let reader = decompress(detect_compression(&prefix[..n]), File::open(&path)?)?;
     let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut total = Sink::new();
-    let mut sink = Sink::new();
+    let mut total = Decoded::new();
+    let mut out = Decoded::new();
     let mut line = Vec::with_capacity(1 << 16);
     let (mut bytes, mut lines, mut observations) = (0u64, 0u64, 0u64);
     let mut layout = None;
@@ -49,22 +49,22 @@ fn main() -> std::io::Result<()> {
             let mut doc = text.to_vec();
             reader.read_to_end(&mut doc)?;
             bytes += (doc.len() - text.len()) as u64;
-            decode_value(&doc, &mut sink);
+            decode_value(&doc, &mut out);
             break;
         }
-        decode_line(text, &mut sink);
+        decode_line(text, &mut out);
         lines += 1;
         if lines % 4096 == 0 {
-            observations += sink.observations.len() as u64;
-            sink.observations.clear();
-            total.stats.merge(&sink.stats);
-            total.problems.append(&mut sink.problems);
-            sink.stats = Default::default();
+            observations += out.observations.len() as u64;
+            out.observations.clear();
+            total.stats.merge(&out.stats);
+            total.problems.append(&mut out.problems);
+            out.stats = Default::default();
         }
     }
-    observations += sink.observations.len() as u64;
-    total.stats.merge(&sink.stats);
-    total.problems.append(&mut sink.problems);
+    observations += out.observations.len() as u64;
+    total.stats.merge(&out.stats);
+    total.problems.append(&mut out.problems);
     let secs = started.elapsed().as_secs_f64();
     let mb = bytes as f64 / 1e6;
     println!(

@@ -20,10 +20,10 @@ use serde_json::value::RawValue;
 use tokentrail_proto::Timestamp;
 
 use crate::audit_event::Event;
+use crate::decoded::{Decoded, Format, Place};
 use crate::json::{describe, Raw};
 use crate::layout::strip_bom;
 use crate::normalize::{self, Origin};
-use crate::sink::{Format, Place, Sink};
 use crate::{inventory, providers, scan};
 
 /// How many arrays, lists and embedded JSON strings deep a value is followed.
@@ -36,24 +36,24 @@ pub const MAX_DEPTH: u8 = 8;
 /// caller's + serde_json's recursion limit). A leading byte-order mark is skipped. Several
 /// values separated by whitespace (a JSON-lines text handed over whole) are all decoded; an
 /// empty or all-whitespace value yields nothing.
-pub fn decode_value(bytes: &[u8], sink: &mut Sink) {
+pub fn decode_value(bytes: &[u8], out: &mut Decoded) {
     let bytes = strip_bom(bytes);
     let lines = LineIndex::new(bytes);
     let ctx = Ctx { lines: Some(&lines), ..Ctx::default() };
-    decode_bytes(bytes, &ctx, sink);
+    decode_bytes(bytes, &ctx, out);
 }
 
 /// Decodes one line of a JSON-lines text, as [`decode_value`] does, for a caller that has
 /// already split the text at line breaks: the value cannot span lines, so no problem is placed
 /// at a line inside it, and the line is not searched for line breaks again.
-pub fn decode_line(bytes: &[u8], sink: &mut Sink) {
-    decode_bytes(strip_bom(bytes), &Ctx::default(), sink);
+pub fn decode_line(bytes: &[u8], out: &mut Decoded) {
+    decode_bytes(strip_bom(bytes), &Ctx::default(), out);
 }
 
 /// Decodes a JSON value converted from another notation (a YAML document): it has no lines of
 /// its own, so every problem is placed at `place`, the document's line.
-pub(crate) fn decode_converted(bytes: &[u8], place: Place, sink: &mut Sink) {
-    decode_bytes(bytes, &Ctx { fixed: place, ..Ctx::default() }, sink);
+pub(crate) fn decode_converted(bytes: &[u8], place: Place, out: &mut Decoded) {
+    decode_bytes(bytes, &Ctx { fixed: place, ..Ctx::default() }, out);
 }
 
 /// Where we are while decoding: how deep, inside which envelope or list, and how to place
@@ -113,7 +113,7 @@ pub(crate) fn embedded(
     place: Place,
     envelope: Format,
     fallback_time: Option<Timestamp>,
-    sink: &mut Sink,
+    out: &mut Decoded,
 ) {
     let inner = Ctx {
         depth: ctx.depth.saturating_add(1),
@@ -124,12 +124,12 @@ pub(crate) fn embedded(
         fixed: place,
         record: None,
     };
-    decode_bytes(text.as_bytes(), &inner, sink);
+    decode_bytes(text.as_bytes(), &inner, out);
 }
 
-fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
+fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, out: &mut Decoded) {
     if ctx.depth > MAX_DEPTH {
-        sink.problem(
+        out.problem(
             ctx.place_of(bytes),
             format!("value nested more than {MAX_DEPTH} levels deep (arrays, lists, embedded json): skipped"),
         );
@@ -139,16 +139,17 @@ fn decode_bytes(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
     let Some(start) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else { return };
     let bytes = &bytes[start..];
     match bytes[0] {
-        b'[' => decode_array(bytes, ctx, sink),
-        b'{' => decode_objects(bytes, ctx, sink),
-        _ => sink
-            .problem(ctx.place_of(bytes), "not json: expected an object or an array (one per line, or one document)"),
+        b'[' => decode_array(bytes, ctx, out),
+        b'{' => decode_objects(bytes, ctx, out),
+        _ => {
+            out.problem(ctx.place_of(bytes), "not json: expected an object or an array (one per line, or one document)")
+        }
     }
 }
 
 /// One or more objects separated by whitespace: one object, the usual case, by the fast
 /// [`scan`] reader when it can; otherwise by serde_json.
-fn decode_objects(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
+fn decode_objects(bytes: &[u8], ctx: &Ctx<'_>, out: &mut Decoded) {
     // Checking the UTF-8 of the whole record at once is much cheaper than serde_json checking
     // each string in it on its own, which it must when reading bytes; invalid UTF-8 is rare
     // and still read (and reported) the slow way.
@@ -156,11 +157,11 @@ fn decode_objects(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
         Ok(text) => {
             let mut ev = Event::default();
             match scan::read_event(text, &mut ev) {
-                Some(()) => dispatch(&ev, ctx, ctx.place_of(bytes), sink),
-                None => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, sink),
+                Some(()) => dispatch(&ev, ctx, ctx.place_of(bytes), out),
+                None => decode_stream(serde_json::Deserializer::from_str(text).into_iter(), bytes, ctx, out),
             }
         }
-        Err(_) => decode_stream(serde_json::Deserializer::from_slice(bytes).into_iter(), bytes, ctx, sink),
+        Err(_) => decode_stream(serde_json::Deserializer::from_slice(bytes).into_iter(), bytes, ctx, out),
     }
 }
 
@@ -168,7 +169,7 @@ fn decode_stream<'de, R: serde_json::de::Read<'de>>(
     mut stream: serde_json::StreamDeserializer<'de, R, Event<'de>>,
     bytes: &'de [u8],
     ctx: &Ctx<'_>,
-    sink: &mut Sink,
+    out: &mut Decoded,
 ) {
     loop {
         let offset = stream.byte_offset();
@@ -178,10 +179,10 @@ fn decode_stream<'de, R: serde_json::de::Read<'de>>(
                 let rest = bytes.get(offset..).unwrap_or_default();
                 let skip = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
                 let place = ctx.place_of(&rest[skip..]);
-                dispatch(&ev, ctx, place, sink);
+                dispatch(&ev, ctx, place, out);
             }
             Some(Err(e)) => {
-                sink.problem(ctx.error_place(bytes, &e), format!("unreadable json record: {}", describe(&e)));
+                out.problem(ctx.error_place(bytes, &e), format!("unreadable json record: {}", describe(&e)));
                 // The stream cannot resynchronise inside a broken value.
                 break;
             }
@@ -190,10 +191,10 @@ fn decode_stream<'de, R: serde_json::de::Read<'de>>(
 }
 
 /// A JSON array: every element is decoded on its own, as it is parsed.
-pub(crate) fn decode_array(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
+pub(crate) fn decode_array(bytes: &[u8], ctx: &Ctx<'_>, out: &mut Decoded) {
     struct Elements<'v, 'c, 's> {
         ctx: &'v Ctx<'c>,
-        sink: &'s mut Sink,
+        out: &'s mut Decoded,
     }
     impl<'de> Visitor<'de> for Elements<'_, '_, '_> {
         type Value = ();
@@ -204,16 +205,16 @@ pub(crate) fn decode_array(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
             let mut index = 0usize;
             while let Some(raw) = seq.next_element::<&'de RawValue>()? {
                 let element = Ctx { record: Some(index), ..self.ctx.deeper() };
-                decode_bytes(raw.get().as_bytes(), &element, self.sink);
+                decode_bytes(raw.get().as_bytes(), &element, self.out);
                 index += 1;
             }
             Ok(())
         }
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result = de.deserialize_seq(Elements { ctx, sink: &mut *sink }).and_then(|()| de.end());
+    let result = de.deserialize_seq(Elements { ctx, out: &mut *out }).and_then(|()| de.end());
     if let Err(e) = result {
-        sink.problem(
+        out.problem(
             ctx.error_place(bytes, &e),
             format!("unreadable json array (records before this point were read): {}", describe(&e)),
         );
@@ -221,45 +222,45 @@ pub(crate) fn decode_array(bytes: &[u8], ctx: &Ctx<'_>, sink: &mut Sink) {
 }
 
 /// Decodes an array held in a field (`items`, `records`, `events`).
-fn field_array(raw: Raw<'_>, field: &str, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+fn field_array(raw: Raw<'_>, field: &str, ctx: &Ctx<'_>, place: Place, out: &mut Decoded) {
     let bytes = raw.get().as_bytes();
     if bytes.first() == Some(&b'[') {
-        decode_array(bytes, ctx, sink);
+        decode_array(bytes, ctx, out);
     } else {
-        sink.problem(place, format!("`{field}` is not an array: record skipped"));
+        out.problem(place, format!("`{field}` is not an array: record skipped"));
     }
 }
 
 /// Decides what one object is and hands it to the decoder for that shape.
-fn dispatch(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+fn dispatch(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, out: &mut Decoded) {
     let within = Ctx { fixed: place, ..*ctx };
     // Provider envelopes never have a `kind`; a core/v1 Event does, and has a `message` too.
     let envelope = ev.kind.is_none();
     if let Some(payload) = ev.proto_payload.filter(|_| envelope) {
-        providers::gke_entry(ev, payload, place, sink);
+        providers::gke_entry(ev, payload, place, out);
     } else if let Some(records) = ev.records.filter(|_| envelope) {
         let inner = Ctx { envelope: Some(Format::AksDiagnostic), ..within.deeper() };
-        field_array(records, "records", &inner, place, sink);
+        field_array(records, "records", &inner, place, out);
     } else if envelope && (ev.log_s.is_some() || ev.properties.is_some()) {
-        providers::aks_record(ev, &within, place, sink);
+        providers::aks_record(ev, &within, place, out);
     } else if let Some(events) = ev.events.filter(|_| envelope) {
         let inner = Ctx { envelope: Some(Format::EksCloudWatch), ..within.deeper() };
-        field_array(events, "events", &inner, place, sink);
+        field_array(events, "events", &inner, place, out);
     } else if let Some(message) = ev.message.filter(|_| envelope) {
-        providers::cloudwatch_event(ev, message, &within, place, sink);
+        providers::cloudwatch_event(ev, message, &within, place, out);
     } else if let Some(items) = ev.items {
-        list(ev, items, &within, place, sink);
+        list(ev, items, &within, place, out);
     } else if ev.is_audit_event() || (ev.kind.is_none() && ctx.envelope == Some(Format::EventList)) {
         let origin =
             Origin { format: ctx.envelope.unwrap_or(Format::AuditEvent), fallback_time: ctx.fallback_time, place };
-        normalize::audit_event(ev, &origin, sink);
+        normalize::audit_event(ev, &origin, out);
     } else if let Some(kind) =
         ev.kind.as_deref().or(ctx.list.flatten()).filter(|_| ev.api_version.is_some() || ctx.list.is_some())
     {
         let format = if ctx.list.is_some() { Format::KubectlList } else { Format::KubernetesObject };
-        inventory::object(ev, kind, format, place, sink);
+        inventory::object(ev, kind, format, place, out);
     } else {
-        sink.problem(
+        out.problem(
             place,
             "unrecognised record: expected an audit event, an event list, an eks, aks or gke export, or a kubernetes object",
         );
@@ -267,7 +268,7 @@ fn dispatch(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
 }
 
 /// A webhook `EventList` (items are audit events) or a kubectl List (`List`, `PodList`, ...).
-fn list(ev: &Event<'_>, items: Raw<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+fn list(ev: &Event<'_>, items: Raw<'_>, ctx: &Ctx<'_>, place: Place, out: &mut Decoded) {
     let kind = ev.kind.as_deref().unwrap_or("");
     let audit_api = ev.api_version.as_deref().is_none_or(|v| v.starts_with("audit.k8s.io/"));
     let inner = if kind == "EventList" && audit_api {
@@ -277,7 +278,7 @@ fn list(ev: &Event<'_>, items: Raw<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut 
         let hint = kind.strip_suffix("List").filter(|k| !k.is_empty());
         Ctx { list: Some(hint), ..ctx.deeper() }
     };
-    field_array(items, "items", &inner, place, sink);
+    field_array(items, "items", &inner, place, out);
 }
 
 /// Line numbers of positions inside the top-level value, counted incrementally (records are
@@ -331,13 +332,13 @@ mod tests {
 
     #[test]
     fn list_kinds_choose_the_item_decoder() {
-        let mut sink = Sink::new();
+        let mut out = Decoded::new();
         let event_list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"a","requestReceivedTimestamp":"2026-03-01T10:00:00Z","user":{"username":"u"}}]}"#;
-        decode_value(event_list.as_bytes(), &mut sink);
-        assert_eq!(sink.stats.by_format.get(&Format::EventList), Some(&1));
+        decode_value(event_list.as_bytes(), &mut out);
+        assert_eq!(out.stats.by_format.get(&Format::EventList), Some(&1));
         let node_list = r#"{"kind":"NodeList","apiVersion":"v1","items":[{"metadata":{"name":"n","creationTimestamp":"2026-03-01T10:00:00Z"}}]}"#;
-        decode_value(node_list.as_bytes(), &mut sink);
-        assert_eq!(sink.stats.by_format.get(&Format::KubectlList), Some(&1));
-        assert!(sink.problems.is_empty(), "{:?}", sink.problems);
+        decode_value(node_list.as_bytes(), &mut out);
+        assert_eq!(out.stats.by_format.get(&Format::KubectlList), Some(&1));
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
     }
 }

@@ -11,37 +11,37 @@ use tokentrail_proto::observation::{
 use tokentrail_proto::Timestamp;
 
 use crate::audit_event::Event;
+use crate::decoded::{Decoded, Format, Place};
 use crate::json::{self, raw_str, Raw};
 use crate::normalize::quoted;
 use crate::objects::{NodeSpec, NodeStatus, ObjectMeta, PodSpec, PodStatus, SecretRefs, SERVICE_ACCOUNT_TOKEN_TYPE};
-use crate::sink::{Format, Place, Sink};
 
 /// Appends the facts of one object of `kind` (its own, or its list's when it has none).
-pub(crate) fn object(ev: &Event<'_>, kind: &str, format: Format, place: Place, sink: &mut Sink) {
+pub(crate) fn object(ev: &Event<'_>, kind: &str, format: Format, place: Place, out: &mut Decoded) {
     // Core kinds only: a CRD that happens to be called `Pod` in another group is not one.
     if ev.api_version.as_deref().is_some_and(|v| v != "v1") {
-        sink.stats.ignored += 1;
+        out.stats.ignored += 1;
         return;
     }
-    let mut reader = Reader { sink, place, format };
+    let mut reader = Reader { out, place, format };
     match kind {
         "Pod" => reader.pod(ev),
         "Node" => reader.node(ev),
         "ServiceAccount" => reader.serviceaccount(ev),
         "Secret" => reader.secret(ev),
-        _ => reader.sink.stats.ignored += 1,
+        _ => reader.out.stats.ignored += 1,
     }
 }
 
 struct Reader<'s> {
-    sink: &'s mut Sink,
+    out: &'s mut Decoded,
     place: Place,
     format: Format,
 }
 
 impl Reader<'_> {
     fn problem(&mut self, message: String) {
-        self.sink.problem(self.place, message);
+        self.out.problem(self.place, message);
     }
 
     /// Reads an optional raw part of the object; a part of the wrong shape is a problem.
@@ -83,7 +83,7 @@ impl Reader<'_> {
     }
 
     fn push(&mut self, o: Observation) {
-        self.sink.observations.push(o);
+        self.out.observations.push(o);
     }
 
     fn pod(&mut self, ev: &Event<'_>) {
@@ -138,7 +138,7 @@ impl Reader<'_> {
             pod_cidrs: Vec::new(),
             os: None,
         });
-        self.sink.stats.event(self.format);
+        self.out.stats.event(self.format);
         self.push(Observation::Pod(fact));
         if let Some(node) = node_fact {
             self.push(Observation::Node(node));
@@ -167,7 +167,7 @@ impl Reader<'_> {
             pod_cidrs,
             os,
         };
-        self.sink.stats.event(self.format);
+        self.out.stats.event(self.format);
         self.push(Observation::Node(fact));
     }
 
@@ -184,7 +184,7 @@ impl Reader<'_> {
             uid: owned(meta.uid.as_deref()),
             secrets: secrets.iter().filter_map(|s| owned(s.name.as_deref())).collect(),
         };
-        self.sink.stats.event(self.format);
+        self.out.stats.event(self.format);
         self.push(Observation::ServiceAccount(fact));
     }
 
@@ -192,7 +192,7 @@ impl Reader<'_> {
     fn secret(&mut self, ev: &Event<'_>) {
         let type_ = ev.type_.and_then(raw_str);
         if type_.as_deref() != Some(SERVICE_ACCOUNT_TOKEN_TYPE) {
-            self.sink.stats.ignored += 1;
+            self.out.stats.ignored += 1;
             return;
         }
         let Some(meta) = self.meta(ev, "Secret", true) else { return };
@@ -205,7 +205,7 @@ impl Reader<'_> {
             last_used: owned(meta.labels.as_ref().and_then(|l| l.legacy_token_last_used.as_deref())),
             invalid_since: owned(meta.labels.as_ref().and_then(|l| l.legacy_token_invalid_since.as_deref())),
         };
-        self.sink.stats.event(self.format);
+        self.out.stats.event(self.format);
         self.push(Observation::TokenSecret(fact));
     }
 }

@@ -10,7 +10,7 @@
 //! 2. [`strip_bom`], then [`detect_layout_in`] on the first lines (or [`detect_layout`] on the
 //!    first line of a text known to start at a line's start);
 //! 3. [`decode_line`] on every line ([`Layout::Lines`]) or [`decode_value`] on the whole text
-//!    ([`Layout::Document`]), into one [`Sink`] per unit of work, then [`DecodeStats::merge`].
+//!    ([`Layout::Document`]), into one [`Decoded`] per unit of work, then [`DecodeStats::merge`].
 //!
 //! Layout:
 //! * [`compression`], [`layout`]: what the bytes are before any JSON is read.
@@ -26,7 +26,7 @@
 //!   facts an inventory dump yields.
 //! * [`yaml`]: YAML evidence (`gcloud logging read`, audit events kept as YAML), converted
 //!   document by document to the JSON the decoders take.
-//! * [`sink`]: what decoding appends to: observations, problems, [`DecodeStats`].
+//! * [`decoded`]: what decoding appends to: observations, problems, [`DecodeStats`].
 //! * `json`: borrowing JSON helpers.
 //!
 //! Nothing here copies token material: Secret `data`/`stringData` and TokenRequest `status`
@@ -36,8 +36,8 @@
 
 pub mod compression;
 pub mod decode;
+pub mod decoded;
 pub mod layout;
-pub mod sink;
 pub mod yaml;
 
 mod audit_event;
@@ -50,6 +50,6 @@ mod scan;
 
 pub use compression::{decompress, decompress_bounded, detect_compression, Compression, Limits};
 pub use decode::{decode_line, decode_value};
+pub use decoded::{DecodeStats, Decoded, Format, Problem, UseFolder};
 pub use layout::{detect_layout, detect_layout_in, is_whole_line, strip_bom, Layout};
-pub use sink::{DecodeStats, Format, Problem, Sink, UseFolder};
 pub use yaml::{decode_yaml, looks_like_yaml};

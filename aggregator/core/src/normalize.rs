@@ -24,9 +24,9 @@ use tokentrail_proto::time::AUDIT_ERA;
 use tokentrail_proto::Timestamp;
 
 use crate::audit_event::{Event, LegacyEventMeta, ObjectRef};
+use crate::decoded::{Decoded, Format, Place};
 use crate::json::{self, elide_quoted, is_object, Raw, Str};
 use crate::objects::{Binding, DeleteOptions, Node, ObjectMeta, Pod, Secret, TokenRequest, SERVICE_ACCOUNT_TOKEN_TYPE};
-use crate::sink::{Format, Place, Sink};
 
 /// Where an audit event came from: its format, a time to fall back on from its envelope, and
 /// where it was in the input.
@@ -38,14 +38,14 @@ pub(crate) struct Origin {
 }
 
 /// Appends what one audit event tells the engine.
-pub(crate) fn audit_event(ev: &Event<'_>, origin: &Origin, sink: &mut Sink) {
-    sink.stats.event(origin.format);
+pub(crate) fn audit_event(ev: &Event<'_>, origin: &Origin, out: &mut Decoded) {
+    out.stats.event(origin.format);
     if ev.impersonated_user.is_some() {
-        sink.stats.impersonated += 1;
+        out.stats.impersonated += 1;
     }
     let audit_id = ev.audit_id.as_deref().unwrap_or("");
     let Some(time) = event_time(ev).or(origin.fallback_time) else {
-        sink.problem(
+        out.problem(
             origin.place,
             format!(
                 "audit event {} has no readable time (requestReceivedTimestamp, stageTimestamp or timestamp): skipped",
@@ -55,7 +55,7 @@ pub(crate) fn audit_event(ev: &Event<'_>, origin: &Origin, sink: &mut Sink) {
         return;
     };
     if !AUDIT_ERA.contains(&time) {
-        sink.problem(
+        out.problem(
             origin.place,
             format!(
                 "audit event {} has an impossible time {time} (before {} or from {} on): skipped",
@@ -66,7 +66,7 @@ pub(crate) fn audit_event(ev: &Event<'_>, origin: &Origin, sink: &mut Sink) {
         );
         return;
     }
-    let mut n = Normalizer { ev, origin, sink, time, audit_id, source_ips: Vec::new() };
+    let mut n = Normalizer { ev, origin, out, time, audit_id, source_ips: Vec::new() };
     n.source_ips = n.source_ips();
     n.run();
 }
@@ -74,7 +74,7 @@ pub(crate) fn audit_event(ev: &Event<'_>, origin: &Origin, sink: &mut Sink) {
 struct Normalizer<'e, 'a, 's> {
     ev: &'e Event<'a>,
     origin: &'e Origin,
-    sink: &'s mut Sink,
+    out: &'s mut Decoded,
     time: Timestamp,
     audit_id: &'e str,
     source_ips: Vec<IpAddr>,
@@ -127,11 +127,11 @@ impl<'e> Normalizer<'e, '_, '_> {
     }
 
     fn push(&mut self, o: Observation) {
-        self.sink.observations.push(o);
+        self.out.observations.push(o);
     }
 
     fn problem(&mut self, message: String) {
-        self.sink.problem(self.origin.place, message);
+        self.out.problem(self.origin.place, message);
     }
 
     fn code(&self) -> Option<u16> {
@@ -204,8 +204,8 @@ impl<'e> Normalizer<'e, '_, '_> {
             request: self.request_view(),
             stale_token: ev.annotations.as_ref().is_some_and(|a| a.stale_token.is_some()),
         };
-        *self.sink.stats.token_uses_by_format.entry(self.origin.format).or_default() += 1;
-        self.sink.token_use(use_);
+        *self.out.stats.token_uses_by_format.entry(self.origin.format).or_default() += 1;
+        self.out.token_use(use_);
         self.source_ips = source_ips;
     }
 

@@ -14,36 +14,36 @@ use tokentrail_proto::Timestamp;
 
 use crate::audit_event::{AuditAnnotations, Event, ObjectRef, ResponseStatus, UserInfo};
 use crate::decode::{embedded, Ctx};
+use crate::decoded::{Decoded, Format, Place};
 use crate::json::{self, raw_str, HttpCode, Raw, Str};
 use crate::normalize::{self, Origin};
-use crate::sink::{Format, Place, Sink};
 
 /// CloudWatch cuts log events at 256 KB and appends this marker; such an event is lost.
 const CLOUDWATCH_TRUNCATED: &str = "[Truncated...]";
 
 /// One CloudWatch log event (`{"timestamp":..,"message":"..",...}`), alone on a line or inside
 /// `aws logs filter-log-events` output.
-pub(crate) fn cloudwatch_event(ev: &Event<'_>, message: Raw<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+pub(crate) fn cloudwatch_event(ev: &Event<'_>, message: Raw<'_>, ctx: &Ctx<'_>, place: Place, out: &mut Decoded) {
     if let Some(stream) = ev.log_stream_name.and_then(raw_str) {
         // The same log group holds authenticator, scheduler and controller-manager streams.
         if !stream.starts_with("kube-apiserver-audit") {
-            sink.stats.ignored += 1;
+            out.stats.ignored += 1;
             return;
         }
     }
     let Some(text) = raw_str(message) else {
-        sink.problem(place, "cloudwatch `message` is not a string: skipped");
+        out.problem(place, "cloudwatch `message` is not a string: skipped");
         return;
     };
     let text = text.trim();
     if text.ends_with(CLOUDWATCH_TRUNCATED) {
-        sink.stats.truncated += 1;
-        sink.problem(place, "cloudwatch cut this audit event at its 256 kb limit: it cannot be read, skipped");
+        out.stats.truncated += 1;
+        out.problem(place, "cloudwatch cut this audit event at its 256 kb limit: it cannot be read, skipped");
         return;
     }
     if !text.starts_with('{') {
         // A plain-text control-plane log line, not an audit event.
-        sink.stats.ignored += 1;
+        out.stats.ignored += 1;
         return;
     }
     let fallback = ev.timestamp.and_then(|t| match json::parse::<f64>(t) {
@@ -52,7 +52,7 @@ pub(crate) fn cloudwatch_event(ev: &Event<'_>, message: Raw<'_>, ctx: &Ctx<'_>, 
         Ok(ms) if ms.is_finite() && ms.abs() < 1e17 => Some(Timestamp::from_millis(ms as i64)),
         _ => raw_str(t).and_then(|s| Timestamp::parse(&s)),
     });
-    embedded(text, ctx, place, Format::EksCloudWatch, fallback, sink);
+    embedded(text, ctx, place, Format::EksCloudWatch, fallback, out);
 }
 
 /// The `properties` of an AKS diagnostic record.
@@ -64,11 +64,11 @@ struct AksProperties<'a> {
 
 /// One AKS diagnostic record (`properties.log`), or a Log Analytics AzureDiagnostics row
 /// (`log_s`).
-pub(crate) fn aks_record(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut Sink) {
+pub(crate) fn aks_record(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, out: &mut Decoded) {
     if let Some(category) = ev.category.and_then(raw_str) {
         // `kube-audit` and `kube-audit-admin`; other categories are control-plane logs.
         if !category.starts_with("kube-audit") {
-            sink.stats.ignored += 1;
+            out.stats.ignored += 1;
             return;
         }
     }
@@ -77,23 +77,23 @@ pub(crate) fn aks_record(ev: &Event<'_>, ctx: &Ctx<'_>, place: Place, sink: &mut
         (None, Some(props)) => match json::parse::<AksProperties<'_>>(props) {
             Ok(p) => p.log,
             Err(e) => {
-                sink.problem(place, format!("aks record `properties` is unreadable ({}): skipped", json::describe(&e)));
+                out.problem(place, format!("aks record `properties` is unreadable ({}): skipped", json::describe(&e)));
                 return;
             }
         },
         (None, None) => None,
     };
     let Some(text) = log.and_then(raw_str) else {
-        sink.problem(place, "aks record without a `properties.log` (or `log_s`) string: skipped");
+        out.problem(place, "aks record without a `properties.log` (or `log_s`) string: skipped");
         return;
     };
     let text = text.trim();
     if !text.starts_with('{') {
-        sink.stats.ignored += 1;
+        out.stats.ignored += 1;
         return;
     }
     let fallback = ev.time.and_then(raw_str).and_then(|s| Timestamp::parse(&s));
-    embedded(text, ctx, place, Format::AksDiagnostic, fallback, sink);
+    embedded(text, ctx, place, Format::AksDiagnostic, fallback, out);
 }
 
 /// `protoPayload` of a GKE Kubernetes audit `LogEntry`.
@@ -147,22 +147,22 @@ struct Operation<'a> {
 }
 
 /// One GKE `LogEntry`, mapped onto an upstream audit event (docs/kubernetes.md §7.2).
-pub(crate) fn gke_entry(ev: &Event<'_>, payload: Raw<'_>, place: Place, sink: &mut Sink) {
+pub(crate) fn gke_entry(ev: &Event<'_>, payload: Raw<'_>, place: Place, out: &mut Decoded) {
     let log: AuditLog<'_> = match json::parse(payload) {
         Ok(log) => log,
         Err(e) => {
-            sink.problem(place, format!("gke `protoPayload` is unreadable ({}): skipped", json::describe(&e)));
+            out.problem(place, format!("gke `protoPayload` is unreadable ({}): skipped", json::describe(&e)));
             return;
         }
     };
     if log.service_name.as_deref().is_some_and(|s| s != "k8s.io") {
         // Cluster-management audit logs (container.googleapis.com) and other services.
-        sink.stats.ignored += 1;
+        out.stats.ignored += 1;
         return;
     }
     let method = log.method_name.as_deref().unwrap_or("");
     let Some(parsed) = parse_method(method) else {
-        sink.stats.ignored += 1;
+        out.stats.ignored += 1;
         return;
     };
     let target = log.resource_name.as_deref().and_then(parse_resource_name);
@@ -212,7 +212,7 @@ pub(crate) fn gke_entry(ev: &Event<'_>, payload: Raw<'_>, place: Place, sink: &m
         ..Event::default()
     };
     let origin = Origin { format: Format::GkeLogEntry, fallback_time: None, place };
-    normalize::audit_event(&upstream, &origin, sink);
+    normalize::audit_event(&upstream, &origin, out);
 }
 
 fn owned(s: Option<&str>) -> Option<Str<'static>> {

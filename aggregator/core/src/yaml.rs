@@ -9,7 +9,7 @@
 //! messages quote the input, which may hold a token.
 
 use crate::decode::decode_converted;
-use crate::sink::{Place, Sink};
+use crate::decoded::{Decoded, Place};
 
 /// Whether a text (its first few kilobytes, after any byte-order mark) is YAML evidence: a
 /// document marker, or a first mapping key of an audit event, a log entry or a Kubernetes
@@ -42,11 +42,11 @@ pub fn looks_like_yaml(head: &[u8]) -> bool {
     line == b"---" || line.starts_with(b"--- ") || KEYS.iter().any(|k| first_key.starts_with(k))
 }
 
-/// Decodes YAML text (one or more documents) into `sink`. Problems are placed at lines of
+/// Decodes YAML text (one or more documents) into `out`. Problems are placed at lines of
 /// `text` (1-based); a record inside a document is placed at the document's first line.
-pub fn decode_yaml(text: &[u8], sink: &mut Sink) {
+pub fn decode_yaml(text: &[u8], out: &mut Decoded) {
     for (start_line, document) in documents(text) {
-        decode_document(document, start_line, sink);
+        decode_document(document, start_line, out);
     }
 }
 
@@ -88,10 +88,10 @@ fn is_content(l: &[u8]) -> bool {
     !l.is_empty() && !l.starts_with(b"#") && l != b"---" && l != b"..."
 }
 
-fn decode_document(document: &[u8], start_line: usize, sink: &mut Sink) {
+fn decode_document(document: &[u8], start_line: usize, out: &mut Decoded) {
     let place = Place { line: Some(start_line), record: None };
     let Ok(text) = std::str::from_utf8(document) else {
-        sink.problem(place, "unreadable yaml document: not UTF-8");
+        out.problem(place, "unreadable yaml document: not UTF-8");
         return;
     };
     let mut options = serde_saphyr::options::Options::default();
@@ -102,8 +102,8 @@ fn decode_document(document: &[u8], start_line: usize, sink: &mut Sink) {
     match serde_saphyr::from_str_with_options::<serde_json::Value>(text, options) {
         Ok(serde_json::Value::Null) => {}
         Ok(value) => match serde_json::to_vec(&value) {
-            Ok(json) => decode_converted(&json, place, sink),
-            Err(_) => sink.problem(place, "yaml document cannot be represented as json: skipped"),
+            Ok(json) => decode_converted(&json, place, out),
+            Err(_) => out.problem(place, "yaml document cannot be represented as json: skipped"),
         },
         Err(e) => {
             let (line, where_) = match e.location() {
@@ -111,7 +111,7 @@ fn decode_document(document: &[u8], start_line: usize, sink: &mut Sink) {
                 None => (start_line, String::new()),
             };
             let place = Place { line: Some(line), record: None };
-            sink.problem(place, format!("unreadable yaml document{where_}: skipped"));
+            out.problem(place, format!("unreadable yaml document{where_}: skipped"));
         }
     }
 }
@@ -208,11 +208,11 @@ severity: NOTICE
 timestamp: '2026-03-10T10:27:01.991000Z'
 ";
         assert!(looks_like_yaml(yaml));
-        let mut sink = Sink::new();
-        decode_yaml(yaml, &mut sink);
-        assert!(sink.problems.is_empty(), "{:?}", sink.problems);
-        assert_eq!(sink.stats.by_format.get(&crate::Format::GkeLogEntry), Some(&2));
-        let agents: Vec<String> = sink
+        let mut out = Decoded::new();
+        decode_yaml(yaml, &mut out);
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!(out.stats.by_format.get(&crate::Format::GkeLogEntry), Some(&2));
+        let agents: Vec<String> = out
             .observations
             .iter()
             .filter_map(|o| match o {
@@ -230,11 +230,11 @@ timestamp: '2026-03-10T10:27:01.991000Z'
     #[test]
     fn a_broken_document_is_reported_at_its_line_and_the_rest_are_read() {
         let text = b"---\napiVersion: v1\nkind: ConfigMap\n---\nkind: [unclosed\n---\napiVersion: audit.k8s.io/v1\nkind: Event\nauditID: a1\nstage: ResponseComplete\nverb: get\nuser:\n  username: alice\nsourceIPs:\n- 198.51.100.23\nrequestReceivedTimestamp: '2026-03-01T10:00:00Z'\n";
-        let mut sink = Sink::new();
-        decode_yaml(text, &mut sink);
-        let lines: Vec<Option<usize>> = sink.problems.iter().map(|p| p.line_in_value).collect();
-        assert_eq!(lines, [Some(5)], "{:?}", sink.problems);
-        assert_eq!(sink.stats.by_format.get(&crate::Format::AuditEvent), Some(&1), "the event after it is read");
-        assert!(sink.problems.iter().all(|p| !p.message.contains("unclosed")), "input is never quoted");
+        let mut out = Decoded::new();
+        decode_yaml(text, &mut out);
+        let lines: Vec<Option<usize>> = out.problems.iter().map(|p| p.line_in_value).collect();
+        assert_eq!(lines, [Some(5)], "{:?}", out.problems);
+        assert_eq!(out.stats.by_format.get(&crate::Format::AuditEvent), Some(&1), "the event after it is read");
+        assert!(out.problems.iter().all(|p| !p.message.contains("unclosed")), "input is never quoted");
     }
 }

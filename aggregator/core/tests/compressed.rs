@@ -17,11 +17,11 @@ fn fixture(name: &str) -> Vec<u8> {
 fn zstd_file_from_the_reference_cli_with_two_frames() {
     let raw = fixture("compressed/audit-two-frames.jsonl.zst");
     assert_eq!(detect_compression(&raw), Compression::Zstd);
-    let sink = decode_bytes_as_file(&raw);
-    assert!(sink.problems.is_empty(), "{:?}", sink.problems);
-    assert_eq!(token_uses(&sink).len(), 1, "first frame");
-    assert!(matches!(token_uses(&sink)[0].credential, Credential::PodBound { .. }));
-    assert_eq!(failures(&sink).len(), 1, "second frame");
+    let out = decode_bytes_as_file(&raw);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    assert_eq!(token_uses(&out).len(), 1, "first frame");
+    assert!(matches!(token_uses(&out)[0].credential, Credential::PodBound { .. }));
+    assert_eq!(failures(&out).len(), 1, "second frame");
 }
 
 #[test]
@@ -43,6 +43,6 @@ fn gzip_of_a_bom_document() {
     let original = fixture("public-audit-samples/sysdig-aks-audit-log/sample_EventHubs_event.json");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&original).unwrap();
-    let sink = decode_bytes_as_file(&gz.finish().unwrap());
-    assert_eq!(sink.stats.by_format[&Format::AksDiagnostic], 1);
+    let out = decode_bytes_as_file(&gz.finish().unwrap());
+    assert_eq!(out.stats.by_format[&Format::AksDiagnostic], 1);
 }

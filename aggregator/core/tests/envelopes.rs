@@ -49,11 +49,11 @@ fn webhook_event_list_pretty_printed_with_a_bad_item() {
   ]
 }"#;
     assert_eq!(detect_layout(doc.lines().next().unwrap().as_bytes()), Layout::Document);
-    let sink = decode(doc);
-    assert_eq!(token_uses(&sink).len(), 2);
-    assert_eq!(sink.stats.by_format[&Format::EventList], 2);
-    assert_eq!(sink.problems.len(), 1, "{:?}", sink.problems);
-    let p = &sink.problems[0];
+    let out = decode(doc);
+    assert_eq!(token_uses(&out).len(), 2);
+    assert_eq!(out.stats.by_format[&Format::EventList], 2);
+    assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+    let p = &out.problems[0];
     assert_eq!(p.record_index, Some(1));
     assert_eq!(p.line_in_value, Some(20), "{p:?}");
     assert!(p.message.contains("invalid type"), "{}", p.message);
@@ -64,15 +64,15 @@ fn json_array_and_several_values_in_one_text() {
     let array = format!("[{USE},\n{USE}]");
     assert_eq!(token_uses(&decode(&array)).len(), 2);
     let lines = format!("{USE}\n\n{USE}\n");
-    let sink = decode(&lines);
-    assert_eq!(token_uses(&sink).len(), 2);
-    assert_eq!(sink.stats.by_format[&Format::AuditEvent], 2);
+    let out = decode(&lines);
+    assert_eq!(token_uses(&out).len(), 2);
+    assert_eq!(out.stats.by_format[&Format::AuditEvent], 2);
     // A truncated array keeps what came before the break.
     let broken = format!("[{USE},\n{USE},\n{{\"kind\":");
-    let sink = decode(&broken);
-    assert_eq!(token_uses(&sink).len(), 2);
-    assert_eq!(sink.problems.len(), 1);
-    assert_eq!(sink.problems[0].line_in_value, Some(3));
+    let out = decode(&broken);
+    assert_eq!(token_uses(&out).len(), 2);
+    assert_eq!(out.problems.len(), 1);
+    assert_eq!(out.problems[0].line_in_value, Some(3));
 }
 
 #[test]
@@ -81,10 +81,10 @@ fn eks_cloudwatch_message_per_line_and_filter_log_events_output() {
         r#"{{"timestamp":1772359500004,"logStreamName":"kube-apiserver-audit-1234567890abcdef01234567890abcde","message":{}}}"#,
         escaped(USE)
     );
-    let sink = decode(&line);
-    assert_eq!(token_uses(&sink).len(), 1);
-    assert_eq!(sink.stats.by_format[&Format::EksCloudWatch], 1);
-    assert_eq!(sink.stats.token_uses_by_format[&Format::EksCloudWatch], 1);
+    let out = decode(&line);
+    assert_eq!(token_uses(&out).len(), 1);
+    assert_eq!(out.stats.by_format[&Format::EksCloudWatch], 1);
+    assert_eq!(out.stats.token_uses_by_format[&Format::EksCloudWatch], 1);
 
     let no_time = USE.replace(r#","requestReceivedTimestamp":"2026-03-01T10:05:00.000000Z""#, "");
     let output = format!(
@@ -98,14 +98,14 @@ fn eks_cloudwatch_message_per_line_and_filter_log_events_output() {
 }}"#,
         escaped(&no_time)
     );
-    let sink = decode(&output);
-    let uses = token_uses(&sink);
+    let out = decode(&output);
+    let uses = token_uses(&out);
     assert_eq!(uses.len(), 1);
     // The event had no time of its own: CloudWatch's (milliseconds) is used.
     assert_eq!(uses[0].time, Timestamp::from_millis(1772359500004));
-    assert_eq!((sink.stats.ignored, sink.stats.truncated), (1, 1));
-    assert_eq!(sink.problems.len(), 1);
-    assert_eq!((sink.problems[0].record_index, sink.problems[0].line_in_value), (Some(2), Some(5)));
+    assert_eq!((out.stats.ignored, out.stats.truncated), (1, 1));
+    assert_eq!(out.problems.len(), 1);
+    assert_eq!((out.problems[0].record_index, out.problems[0].line_in_value), (Some(2), Some(5)));
 }
 
 #[test]
@@ -114,17 +114,17 @@ fn aks_records_with_bom_log_analytics_rows_and_other_categories() {
         "\u{feff}{{\"records\": [\n{{\"operationName\":\"Microsoft.ContainerService/managedClusters/diagnosticLogs/Read\",\"category\":\"kube-audit\",\"time\":\"2026-03-01T10:05:00.0040000Z\",\"properties\":{{\"log\":{},\"stream\":\"stdout\",\"pod\":\"kube-apiserver-6d4f\"}}}},\n{{\"category\":\"kube-apiserver\",\"properties\":{{\"log\":\"I0301 10:05:00 plain text\"}}}},\n{{\"category\":\"kube-audit\",\"properties\":{{\"stream\":\"stdout\"}}}}\n]}}",
         escaped(&format!("{USE}\n"))
     );
-    let sink = decode(&doc);
-    assert_eq!(token_uses(&sink).len(), 1);
-    assert_eq!(sink.stats.by_format[&Format::AksDiagnostic], 1);
-    assert_eq!(sink.stats.ignored, 1);
-    assert_eq!(sink.problems.len(), 1);
-    assert_eq!((sink.problems[0].record_index, sink.problems[0].line_in_value), (Some(2), Some(4)));
+    let out = decode(&doc);
+    assert_eq!(token_uses(&out).len(), 1);
+    assert_eq!(out.stats.by_format[&Format::AksDiagnostic], 1);
+    assert_eq!(out.stats.ignored, 1);
+    assert_eq!(out.problems.len(), 1);
+    assert_eq!((out.problems[0].record_index, out.problems[0].line_in_value), (Some(2), Some(4)));
 
     let row = format!(r#"{{"TimeGenerated":"2026-03-01T10:05:01Z","Category":"kube-audit","log_s":{}}}"#, escaped(USE));
-    let sink = decode(&row);
-    assert_eq!(token_uses(&sink).len(), 1);
-    assert_eq!(sink.stats.by_format[&Format::AksDiagnostic], 1);
+    let out = decode(&row);
+    assert_eq!(token_uses(&out).len(), 1);
+    assert_eq!(out.stats.by_format[&Format::AksDiagnostic], 1);
 }
 
 fn gke(method: &str, resource: &str, principal: &str, extra: &str) -> String {
@@ -135,13 +135,13 @@ fn gke(method: &str, resource: &str, principal: &str, extra: &str) -> String {
 
 #[test]
 fn gke_service_account_use_has_no_pod_binding() {
-    let sink = decode(&gke(
+    let out = decode(&gke(
         "io.k8s.core.v1.configmaps.get",
         "core/v1/namespaces/shop/configmaps/app",
         "system:serviceaccount:shop:api",
         "",
     ));
-    let u = token_uses(&sink);
+    let u = token_uses(&out);
     assert_eq!(u.len(), 1);
     assert_eq!(u[0].credential, Credential::Unknown);
     assert_eq!(u[0].audit_id, "op-1");
@@ -158,7 +158,7 @@ fn gke_service_account_use_has_no_pod_binding() {
         ),
         ("get", Some("configmaps"), Some("shop"), Some("app"), Some(200))
     );
-    assert_eq!(sink.stats.token_uses_by_format[&Format::GkeLogEntry], 1);
+    assert_eq!(out.stats.token_uses_by_format[&Format::GkeLogEntry], 1);
 
     let legacy = gke("io.k8s.core.v1.pods.list", "core/v1/namespaces/shop/pods", "system:serviceaccount:ci:old", "")
         .replace(r#""labels":{"#, r#""labels":{"authentication.k8s.io/legacy-token":"system:serviceaccount:ci:old","#);
@@ -167,23 +167,23 @@ fn gke_service_account_use_has_no_pod_binding() {
 
 #[test]
 fn gke_exec_mint_denied_and_other_services() {
-    let sink = decode(&gke(
+    let out = decode(&gke(
         "io.k8s.core.v1.pods.exec.create",
         "core/v1/namespaces/shop/pods/api-1/exec",
         "alice@example.com",
         "",
     ));
-    let a = accesses(&sink);
+    let a = accesses(&out);
     assert_eq!((a.len(), a[0].kind, a[0].pod_name.as_str()), (1, PodAccessKind::Exec, "api-1"));
 
     let request = r#","request":{"@type":"authentication.k8s.io/v1.TokenRequest","spec":{"boundObjectRef":{"kind":"Pod","name":"api-1","uid":"u-1"}}}"#;
-    let sink = decode(&gke(
+    let out = decode(&gke(
         "io.k8s.core.v1.serviceaccounts.token.create",
         "core/v1/namespaces/shop/serviceaccounts/api/token",
         "alice@example.com",
         request,
     ));
-    let m = mints(&sink);
+    let m = mints(&out);
     assert_eq!(
         (m[0].serviceaccount.name.as_str(), m[0].bound_pod.as_ref().map(|b| b.name.as_str())),
         ("api", Some("api-1"))
@@ -192,14 +192,14 @@ fn gke_exec_mint_denied_and_other_services() {
     let denied =
         gke("io.k8s.core.v1.secrets.list", "core/v1/namespaces/shop/secrets", "system:serviceaccount:shop:api", "")
             .replace(r#""status":{"code":0}"#, r#""status":{"code":7,"message":"forbidden"}"#);
-    let sink = decode(&denied);
-    assert_eq!(secret_reads(&sink)[0].code, Some(403));
-    assert_eq!(token_uses(&sink).len(), 1);
+    let out = decode(&denied);
+    assert_eq!(secret_reads(&out)[0].code, Some(403));
+    assert_eq!(token_uses(&out).len(), 1);
 
     let cluster_op = r#"{"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"container.googleapis.com","methodName":"google.container.v1.ClusterManager.CreateCluster"},"timestamp":"2024-05-12T05:13:08Z"}"#;
-    let sink = decode(cluster_op);
-    assert!(sink.observations.is_empty() && sink.problems.is_empty());
-    assert_eq!(sink.stats.ignored, 1);
+    let out = decode(cluster_op);
+    assert!(out.observations.is_empty() && out.problems.is_empty());
+    assert_eq!(out.stats.ignored, 1);
 
     // `gcloud logging read --format=json` prints an array.
     let array = format!(
@@ -207,8 +207,8 @@ fn gke_exec_mint_denied_and_other_services() {
         gke("io.k8s.core.v1.pods.list", "core/v1/namespaces/shop/pods", "system:serviceaccount:shop:api", ""),
         cluster_op
     );
-    let sink = decode(&array);
-    assert_eq!((token_uses(&sink).len(), sink.stats.ignored), (1, 1));
+    let out = decode(&array);
+    assert_eq!((token_uses(&out).len(), out.stats.ignored), (1, 1));
 }
 
 #[test]
@@ -217,22 +217,22 @@ fn events_nested_past_the_depth_limit_are_refused() {
     for _ in 0..12 {
         value = format!(r#"{{"message":{}}}"#, escaped(&value));
     }
-    let sink = decode(&value);
-    assert!(sink.observations.is_empty());
-    assert_eq!(sink.problems.len(), 1);
-    assert!(sink.problems[0].message.contains("nested"), "{}", sink.problems[0].message);
+    let out = decode(&value);
+    assert!(out.observations.is_empty());
+    assert_eq!(out.problems.len(), 1);
+    assert!(out.problems[0].message.contains("nested"), "{}", out.problems[0].message);
 }
 
 #[test]
 fn unknown_shapes_and_non_json_are_problems() {
     for bad in ["{\"hello\":\"world\"}", "hello", "42", "[1, 2]", "{\"kind\": 0}"] {
-        let sink = decode(bad);
-        assert!(sink.observations.is_empty(), "{bad}");
-        assert!(!sink.problems.is_empty(), "{bad}");
-        assert_eq!(sink.stats.errors, sink.problems.len() as u64);
+        let out = decode(bad);
+        assert!(out.observations.is_empty(), "{bad}");
+        assert!(!out.problems.is_empty(), "{bad}");
+        assert_eq!(out.stats.errors, out.problems.len() as u64);
     }
     for empty in ["", "   ", "\u{feff}", "\n\n"] {
-        let sink = decode(empty);
-        assert!(sink.problems.is_empty() && sink.observations.is_empty());
+        let out = decode(empty);
+        assert!(out.problems.is_empty() && out.observations.is_empty());
     }
 }

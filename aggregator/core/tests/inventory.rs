@@ -45,9 +45,9 @@ const PODS: &str = r#"{
 
 #[test]
 fn pod_list() {
-    let sink = decode(PODS);
-    assert!(sink.problems.is_empty(), "{:?}", sink.problems);
-    let p = pods(&sink);
+    let out = decode(PODS);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let p = pods(&out);
     assert_eq!(p.len(), 4, "three pods, one of them also deleted");
     let api = p[0];
     assert_eq!(api.event, Some(PodEvent::Observed));
@@ -74,17 +74,17 @@ fn pod_list() {
     assert_eq!(done.name, "job-done");
     assert!(done.ips.is_empty(), "a finished pod holds no address");
 
-    assert_eq!(sink.stats.by_format[&Format::KubectlList], 3);
-    assert_eq!(sink.stats.ignored, 1);
+    assert_eq!(out.stats.by_format[&Format::KubectlList], 3);
+    assert_eq!(out.stats.ignored, 1);
 }
 
 #[test]
 fn typed_list_items_without_kind() {
     let list = r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[{"metadata":{"name":"p","namespace":"n","uid":"u","creationTimestamp":"2026-03-01T09:00:00Z"},"spec":{},"status":{"podIP":"10.244.0.5"}}]}"#;
-    let sink = decode(list);
-    assert_eq!(pods(&sink).len(), 1);
+    let out = decode(list);
+    assert_eq!(pods(&out).len(), 1);
     assert_eq!(
-        pods(&sink)[0].time,
+        pods(&out)[0].time,
         Timestamp::parse("2026-03-01T09:00:00Z").unwrap(),
         "creationTimestamp when never started"
     );
@@ -95,14 +95,14 @@ fn nodes_with_addresses_and_pod_cidrs() {
     let node = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"worker-1","uid":"n1","creationTimestamp":"2026-02-01T00:00:00Z"},
         "spec":{"podCIDR":"10.244.1.0/24","podCIDRs":["10.244.1.0/24","fd00:10:244:1::/64"]},
         "status":{"addresses":[{"type":"InternalIP","address":"10.0.1.11"},{"type":"ExternalIP","address":"198.51.100.11"},{"type":"Hostname","address":"worker-1"},{"type":"InternalDNS","address":"ip-10-0-1-11.ec2.internal"},{"type":"ExternalIP","address":"not-an-ip.example"}]}}"#;
-    let sink = decode(node);
-    assert!(sink.problems.is_empty(), "{:?}", sink.problems);
-    let n = nodes(&sink);
+    let out = decode(node);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let n = nodes(&out);
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].addresses, vec![ip("10.0.1.11"), ip("198.51.100.11")]);
     assert_eq!(n[0].pod_cidrs, vec!["10.244.1.0/24".parse::<IpNet>().unwrap(), "fd00:10:244:1::/64".parse().unwrap()]);
     assert_eq!(n[0].source, Some(FactSource::Inventory));
-    assert_eq!(sink.stats.by_format[&Format::KubernetesObject], 1);
+    assert_eq!(out.stats.by_format[&Format::KubernetesObject], 1);
 }
 
 #[test]
@@ -116,43 +116,43 @@ fn service_accounts_and_token_secrets() {
          "data":{"ca.crt":"Y2E=","namespace":"Y2k=","token":"ZXlKaGJHY2lPaUpTVXpJMU5pSjkuZXlKemRXSWlPaUp6ZVhOMFpXMDZjMlZ5ZG1salpXRmpZMjkxYm5RNlkyazZiMnhrSW4w"}},
         {"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db","namespace":"ci","creationTimestamp":"2020-01-01T00:00:00Z"},"data":{"password":"aHVudGVyMg=="}}
     ]}"#;
-    let sink = decode(dump);
-    assert!(sink.problems.is_empty(), "{:?}", sink.problems);
-    let sa = serviceaccounts(&sink);
+    let out = decode(dump);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let sa = serviceaccounts(&out);
     assert_eq!(sa.len(), 1);
     assert_eq!(sa[0].serviceaccount, Some(ServiceAccountRef { namespace: "ci".into(), name: "old".into() }));
     assert_eq!((sa[0].uid.as_deref(), sa[0].secrets.clone()), (Some("sa-1"), vec!["old-token-x1".to_string()]));
-    let s = token_secrets(&sink);
+    let s = token_secrets(&out);
     assert_eq!(s.len(), 1);
     assert_eq!(
         (s[0].name.as_str(), s[0].serviceaccount.as_deref(), s[0].last_used.as_deref(), s[0].invalid_since.as_deref()),
         ("old-token-x1", Some("old"), Some("2026-02-27"), Some("2026-03-01"))
     );
     assert_eq!(s[0].time, Timestamp::parse("2020-01-01T00:00:01Z").unwrap());
-    assert_eq!(sink.stats.ignored, 1, "the Opaque secret");
+    assert_eq!(out.stats.ignored, 1, "the Opaque secret");
 }
 
 #[test]
 fn core_events_crds_and_broken_objects() {
     // `kubectl get events -o json` holds core/v1 Events, not audit events.
     let events = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Event","metadata":{"name":"x.1","namespace":"shop"},"reason":"Pulled","message":"{\"looks\":\"like json\"}"}]}"#;
-    let sink = decode(events);
-    assert!(sink.observations.is_empty() && sink.problems.is_empty());
-    assert_eq!(sink.stats.ignored, 1);
+    let out = decode(events);
+    assert!(out.observations.is_empty() && out.problems.is_empty());
+    assert_eq!(out.stats.ignored, 1);
 
     let crd = r#"{"apiVersion":"example.com/v1","kind":"Pod","metadata":{"name":"x","namespace":"y"}}"#;
     assert_eq!(decode(crd).stats.ignored, 1);
 
     let no_name =
         r#"{"apiVersion":"v1","kind":"Pod","metadata":{"namespace":"y","creationTimestamp":"2026-03-01T09:00:00Z"}}"#;
-    let sink = decode(no_name);
-    assert!(sink.observations.is_empty());
-    assert!(sink.problems[0].message.contains("without metadata.name"), "{}", sink.problems[0].message);
+    let out = decode(no_name);
+    assert!(out.observations.is_empty());
+    assert!(out.problems[0].message.contains("without metadata.name"), "{}", out.problems[0].message);
 
     let bad_spec = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x","namespace":"y","creationTimestamp":"2026-03-01T09:00:00Z"},"spec":{"hostNetwork":"yes"}}"#;
-    let sink = decode(bad_spec);
-    assert!(sink.observations.is_empty());
-    assert_eq!(sink.problems.len(), 1);
+    let out = decode(bad_spec);
+    assert!(out.observations.is_empty());
+    assert_eq!(out.problems.len(), 1);
 
     let no_time = r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"x","namespace":"y"}}"#;
     assert!(decode(no_time).problems[0].message.contains("creationTimestamp"));

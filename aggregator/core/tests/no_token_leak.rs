@@ -6,19 +6,19 @@
 mod common;
 
 use common::*;
-use tokentrail_aggregator_core::Sink;
+use tokentrail_aggregator_core::Decoded;
 
 /// A realistic service-account JWT (header.claims.signature), and its base64 form as a Secret
 /// stores it.
 const JWT: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkxlZ2FjeUtleUlkIn0.eyJpc3MiOiJrdWJlcm5ldGVzL3NlcnZpY2VhY2NvdW50Iiwic3ViIjoic3lzdGVtOnNlcnZpY2VhY2NvdW50OmNpOm9sZCJ9.c2lnbmF0dXJlLWJ5dGVzLW9mLXRoZS10b2tlbi1zaG91bGQtbmV2ZXItbGVhaw";
 const JWT_B64: &str = "ZXlKaGJHY2lPaUpTVXpJMU5pSXNJbXRwWkNJNklreGxaMkZqZVV0bGVVbGtJbjAuZXlKcGMzTWlPaUpyZFdKbGNtNWxkR1Z6TDNObGNuWnBZMlZoWTJOdmRXNTBJaXdpYzNWaUlqb2ljM2x6ZEdWdE9uTmxjblpwWTJWaFkyTnZkVzUwT21OcE9tOXNaQ0o5";
 
-fn assert_no_token(sink: &Sink) {
+fn assert_no_token(out: &Decoded) {
     let text = format!(
         "{:?}\n{:?}\n{}",
-        sink.observations,
-        sink.problems,
-        sink.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        out.observations,
+        out.problems,
+        out.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
     );
     // Any 24-character window of the token would be a leak, not only the whole of it.
     for secret in [JWT, JWT_B64] {
@@ -42,10 +42,10 @@ fn secret_dump_yields_facts_but_no_token() {
   {{"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{{"name":"copy","namespace":"ci","creationTimestamp":"2020-01-01T00:00:00Z"}},"data":{{"token":"{JWT_B64}"}}}}
 ]}}"#
     );
-    let sink = decode(&dump);
-    assert_eq!(token_secrets(&sink).len(), 1);
-    assert!(sink.problems.is_empty(), "{:?}", sink.problems);
-    assert_no_token(&sink);
+    let out = decode(&dump);
+    assert_eq!(token_secrets(&out).len(), 1);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    assert_no_token(&out);
 }
 
 #[test]
@@ -53,9 +53,9 @@ fn token_request_at_request_response_level_leaks_nothing() {
     let event = format!(
         r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"6c1d0000-0000-4000-8000-000000000000","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ci/serviceaccounts/old/token","verb":"create","user":{{"username":"system:serviceaccount:ci:deployer"}},"sourceIPs":["10.0.1.23"],"objectRef":{{"resource":"serviceaccounts","namespace":"ci","name":"old","apiVersion":"v1","subresource":"token"}},"responseStatus":{{"metadata":{{}},"code":201}},"requestObject":{{"kind":"TokenRequest","spec":{{"audiences":null}},"status":{{"token":""}}}},"responseObject":{{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","spec":{{"audiences":["https://kubernetes.default.svc"]}},"status":{{"token":"{JWT}","expirationTimestamp":"2026-03-01T11:00:00Z"}}}},"requestReceivedTimestamp":"2026-03-01T10:00:00.100000Z"}}"#
     );
-    let sink = decode(&event);
-    assert_eq!((mints(&sink).len(), token_uses(&sink).len()), (1, 1));
-    assert_no_token(&sink);
+    let out = decode(&event);
+    assert_eq!((mints(&out).len(), token_uses(&out).len()), (1, 1));
+    assert_no_token(&out);
 }
 
 #[test]
@@ -82,8 +82,8 @@ fn tokens_in_wrong_places_are_not_echoed_in_problems() {
         JWT.to_string(),
     ];
     for case in cases {
-        let sink = decode(&case);
-        assert!(!sink.problems.is_empty(), "{case}");
-        assert_no_token(&sink);
+        let out = decode(&case);
+        assert!(!out.problems.is_empty(), "{case}");
+        assert_no_token(&out);
     }
 }

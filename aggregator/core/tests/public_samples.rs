@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use tokentrail_aggregator_core::{Format, Sink};
+use tokentrail_aggregator_core::{Decoded, Format};
 use tokentrail_proto::observation::*;
 
 fn samples() -> PathBuf {
@@ -27,14 +27,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Decodes every sample file, keyed by its path under the samples folder.
-fn decode_all() -> BTreeMap<String, Sink> {
+fn decode_all() -> BTreeMap<String, Decoded> {
     let mut files = Vec::new();
     walk(&samples(), &mut files);
     files.sort();
     files.iter().map(|f| (f.strip_prefix(samples()).unwrap().display().to_string(), decode_file(f))).collect()
 }
 
-fn count<T>(sinks: &BTreeMap<String, Sink>, prefix: &str, f: impl Fn(&Sink) -> T) -> u64
+fn count<T>(sinks: &BTreeMap<String, Decoded>, prefix: &str, f: impl Fn(&Decoded) -> T) -> u64
 where
     T: Into<u64>,
 {

@@ -8,7 +8,7 @@ use std::io::Read;
 
 use common::*;
 use tokentrail_aggregator_core::{
-    decode_value, decode_yaml, decompress, detect_compression, detect_layout, looks_like_yaml, Compression, Sink,
+    decode_value, decode_yaml, decompress, detect_compression, detect_layout, looks_like_yaml, Compression, Decoded,
 };
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
@@ -37,8 +37,8 @@ fn random_bytes() {
             let raw: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             let json_ish: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]).collect();
             for bytes in [&raw, &json_ish] {
-                let mut sink = Sink::new();
-                decode_value(bytes, &mut sink);
+                let mut out = Decoded::new();
+                decode_value(bytes, &mut out);
                 let _ = detect_layout(bytes);
                 let _ = decode_bytes_as_file_lossy(bytes);
             }
@@ -56,36 +56,36 @@ fn yaml_garbage_never_panics() {
         for _ in 0..200 {
             let bytes: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]).collect();
             let _ = looks_like_yaml(&bytes);
-            decode_yaml(&bytes, &mut Sink::new());
+            decode_yaml(&bytes, &mut Decoded::new());
         }
     }
     let entry = b"---\ninsertId: a\nprotoPayload:\n  '@type': type.googleapis.com/google.cloud.audit.AuditLog\n  authenticationInfo:\n    principalEmail: system:serviceaccount:a:b\n  methodName: io.k8s.core.v1.pods.list\n  requestMetadata:\n    callerIp: 10.0.0.1\ntimestamp: '2026-03-10T10:26:40Z'\n";
     for end in 0..=entry.len() {
-        decode_yaml(&entry[..end], &mut Sink::new());
+        decode_yaml(&entry[..end], &mut Decoded::new());
     }
     for _ in 0..500 {
         let mut m = entry.to_vec();
         let at = (rng.next() % m.len() as u64) as usize;
         m[at] = alphabet[(rng.next() % alphabet.len() as u64) as usize];
-        decode_yaml(&m, &mut Sink::new());
+        decode_yaml(&m, &mut Decoded::new());
     }
     let deep = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
-    decode_yaml(deep.as_bytes(), &mut Sink::new());
+    decode_yaml(deep.as_bytes(), &mut Decoded::new());
     let laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
-    let mut sink = Sink::new();
-    decode_yaml(laughs.as_bytes(), &mut sink);
+    let mut out = Decoded::new();
+    decode_yaml(laughs.as_bytes(), &mut out);
     // Refused by the parser's budget, not expanded into millions of values.
-    assert_eq!(sink.problems.len(), 1, "{:?}", sink.problems);
-    assert!(sink.problems[0].message.starts_with("unreadable yaml document"), "{:?}", sink.problems);
+    assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+    assert!(out.problems[0].message.starts_with("unreadable yaml document"), "{:?}", out.problems);
 }
 
 /// Like the test driver, but tolerating decompression errors (random bytes can look gzipped).
-fn decode_bytes_as_file_lossy(raw: &[u8]) -> Sink {
+fn decode_bytes_as_file_lossy(raw: &[u8]) -> Decoded {
     let mut bytes = Vec::new();
     let _ = decompress(detect_compression(raw), raw).and_then(|mut r| r.read_to_end(&mut bytes));
-    let mut sink = Sink::new();
-    decode_value(&bytes, &mut sink);
-    sink
+    let mut out = Decoded::new();
+    decode_value(&bytes, &mut out);
+    out
 }
 
 #[test]
@@ -99,15 +99,15 @@ fn every_prefix_and_single_byte_mutation_of_real_events() {
         let bytes = sample(name);
         let bytes = &bytes[..bytes.len().min(4000)];
         for end in 0..bytes.len() {
-            let mut sink = Sink::new();
-            decode_value(&bytes[..end], &mut sink);
+            let mut out = Decoded::new();
+            decode_value(&bytes[..end], &mut out);
         }
         for _ in 0..2000 {
             let mut mutated = bytes.to_vec();
             let at = (rng.next() % mutated.len() as u64) as usize;
             mutated[at] = rng.next() as u8;
-            let mut sink = Sink::new();
-            decode_value(&mutated, &mut sink);
+            let mut out = Decoded::new();
+            decode_value(&mutated, &mut out);
         }
     }
 }
@@ -117,9 +117,9 @@ fn deep_nesting_is_refused_not_overflowed() {
     for depth in [100usize, 1_000, 100_000] {
         for (open, close) in [("[", "]"), ("{\"a\":", "}"), ("{\"items\":[", "]}"), ("{\"records\":[", "]}")] {
             let text = format!("{}{}", open.repeat(depth), close.repeat(depth));
-            let sink = decode(&text);
-            assert!(sink.observations.is_empty());
-            assert!(!sink.problems.is_empty(), "depth {depth} {open}");
+            let out = decode(&text);
+            assert!(out.observations.is_empty());
+            assert!(!out.problems.is_empty(), "depth {depth} {open}");
         }
     }
     // Embedded strings inside embedded strings (escaping doubles the size at each level, so
@@ -130,9 +130,9 @@ fn deep_nesting_is_refused_not_overflowed() {
     for _ in 0..14 {
         text = format!(r#"{{"properties":{{"log":{}}}}}"#, serde_json::to_string(&text).unwrap());
     }
-    let sink = decode(&text);
-    assert!(sink.observations.is_empty());
-    assert_eq!(sink.problems.len(), 1);
+    let out = decode(&text);
+    assert!(out.observations.is_empty());
+    assert_eq!(out.problems.len(), 1);
 }
 
 #[test]
@@ -144,8 +144,8 @@ fn huge_and_odd_numbers() {
         let _ = decode(&text);
     }
     let cloudwatch = r#"{"timestamp":1e308,"message":"{\"kind\":\"Event\",\"auditID\":\"x\",\"user\":{\"username\":\"system:serviceaccount:a:b\"}}"}"#;
-    let sink = decode(cloudwatch);
-    assert_eq!(sink.problems.len(), 1, "no time anywhere: {:?}", sink.problems);
+    let out = decode(cloudwatch);
+    assert_eq!(out.problems.len(), 1, "no time anywhere: {:?}", out.problems);
     let times =
         ["9999-12-31T23:59:59.999999Z", "0000-01-01T00:00:00Z", "2026-02-31T00:00:00Z", "2026-03-01T10:00:00+99:99"];
     for t in times {
@@ -160,12 +160,12 @@ fn invalid_utf8_and_bom_in_odd_places() {
     let mut bytes =
         br#"{"kind":"Event","auditID":"x","verb":"get","user":{"username":"system:serviceaccount:a:b"}}"#.to_vec();
     bytes.insert(30, 0xFF);
-    let mut sink = Sink::new();
-    decode_value(&bytes, &mut sink);
-    assert_eq!(sink.problems.len(), 1);
-    let mut sink = Sink::new();
-    decode_value(b"\xEF\xBB\xBF\xEF\xBB\xBF{}", &mut sink);
-    assert_eq!(sink.problems.len(), 1, "only one BOM is skipped");
+    let mut out = Decoded::new();
+    decode_value(&bytes, &mut out);
+    assert_eq!(out.problems.len(), 1);
+    let mut out = Decoded::new();
+    decode_value(b"\xEF\xBB\xBF\xEF\xBB\xBF{}", &mut out);
+    assert_eq!(out.problems.len(), 1, "only one BOM is skipped");
 }
 
 #[test]

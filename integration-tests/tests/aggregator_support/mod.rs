@@ -195,9 +195,9 @@ pub async fn read_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(
 pub fn expected(values: &[Vec<u8>], cluster: &str) -> Vec<Vec<u8>> {
     let mut all = Vec::new();
     for v in values {
-        let mut sink = tokentrail_aggregator_core::Sink::new();
-        tokentrail_aggregator_core::decode_value(v, &mut sink);
-        all.extend(sink.observations.iter().map(|o| tokentrail_proto::wire::to_proto(cluster, o).encode_to_vec()));
+        let mut decoded = tokentrail_aggregator_core::Decoded::new();
+        tokentrail_aggregator_core::decode_value(v, &mut decoded);
+        all.extend(decoded.observations.iter().map(|o| tokentrail_proto::wire::to_proto(cluster, o).encode_to_vec()));
     }
     all.sort();
     all

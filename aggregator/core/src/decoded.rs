@@ -1,6 +1,6 @@
 //! What decoding appends to: observations for the engine, problems for the report, and counts.
 //!
-//! A driver keeps one [`Sink`] per unit of work (a file, a Kafka batch), drains its
+//! A driver keeps one [`Decoded`] per unit of work (a file, a Kafka batch), drains its
 //! observations into the engine, prefixes each [`Problem`] with its file and line, and merges
 //! the [`DecodeStats`] into its totals.
 
@@ -13,7 +13,7 @@ use tokentrail_proto::Observation;
 
 /// Where decoded facts and problems go.
 #[derive(Debug, Default)]
-pub struct Sink {
+pub struct Decoded {
     /// Observations for the engine, in input order.
     pub observations: Vec<Observation>,
     /// Bad records and dropped fields, with where they were.
@@ -28,10 +28,10 @@ pub struct Sink {
     pub problem_limit: Option<usize>,
 }
 
-impl Sink {
-    /// An empty sink.
-    pub fn new() -> Sink {
-        Sink::default()
+impl Decoded {
+    /// Nothing decoded yet.
+    pub fn new() -> Decoded {
+        Decoded::default()
     }
 
     /// Hands a token use to the folder, or keeps an owned copy.
@@ -42,7 +42,7 @@ impl Sink {
         }
     }
 
-    /// Records a problem (unless [`Sink::problem_limit`] are kept already) and counts it in
+    /// Records a problem (unless [`Decoded::problem_limit`] are kept already) and counts it in
     /// [`DecodeStats::errors`].
     pub(crate) fn problem(&mut self, place: Place, message: impl Into<String>) {
         self.stats.errors += 1;
@@ -212,12 +212,12 @@ mod tests {
 
     #[test]
     fn problems_past_the_limit_are_counted_not_kept() {
-        let mut sink = Sink { problem_limit: Some(2), ..Sink::new() };
+        let mut out = Decoded { problem_limit: Some(2), ..Decoded::new() };
         for _ in 0..5 {
-            sink.problem(Place::default(), "bad");
+            out.problem(Place::default(), "bad");
         }
-        assert_eq!((sink.problems.len(), sink.stats.errors), (2, 5));
-        let mut unbounded = Sink::new();
+        assert_eq!((out.problems.len(), out.stats.errors), (2, 5));
+        let mut unbounded = Decoded::new();
         for _ in 0..5 {
             unbounded.problem(Place::default(), "bad");
         }
