@@ -3,9 +3,11 @@
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::engine_args::EngineArgs;
 use clap::ValueEnum;
+use tokentrail_config::duration;
 use tokentrail_correlator::forensic::{self, AnalyzeOptions, LocatedProblem};
 use tokentrail_correlator::output;
 use tokentrail_correlator_core::{EngineConfig, Severity, Timestamp};
@@ -35,25 +37,32 @@ pub enum Format {
 /// Options of `tokentrail analyze`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Evidence files or directories (formats are detected from content).
+    /// Evidence files or directories (formats are detected from content); `-` reads standard
+    /// input (e.g. `kubectl logs ... | tokentrail analyze -`).
     #[arg(required = true, value_name = "EVIDENCE")]
     evidence: Vec<PathBuf>,
     /// What to print on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    // `format`: the name of 0.1's flag, kept working.
+    #[arg(short, long, alias = "format", value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
+    output: Format,
     /// Also write every output (findings.jsonl, findings.ocsf.jsonl, report.txt, report.html,
     /// usage.json, legacy-tokens.json, coverage.json) into this directory.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    // `out`: the name of 0.1's flag, kept working.
+    #[arg(long, alias = "out", value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     /// Cluster name put on findings.
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
     /// The engine's settings.
     #[command(flatten)]
     engine: EngineArgs,
-    /// Ignore requests before this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    since: Option<Timestamp>,
+    /// Ignore requests older than this: a duration before now (`1h`, `90m`, `7d`) or a time
+    /// (RFC 3339).
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    since: Option<Since>,
+    /// Ignore requests before this time (RFC 3339), as kubectl's `--since-time`.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "since")]
+    since_time: Option<Timestamp>,
     /// Ignore requests after this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     until: Option<Timestamp>,
@@ -62,28 +71,84 @@ pub struct Args {
     fail_on: Option<Severity>,
 }
 
-fn parse_time(s: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(s).ok_or_else(|| format!("{s:?} is not a time: write RFC 3339, e.g. 2026-03-01T10:00:00Z"))
+/// `--since`: a time, or how long before now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Since {
+    At(Timestamp),
+    Ago(Duration),
 }
 
-fn parse_severity(s: &str) -> Result<Severity, String> {
-    Severity::parse(s).ok_or_else(|| format!("{s:?} is not a severity: use low, medium, high or critical"))
+impl Since {
+    fn at(self, now: Timestamp) -> Timestamp {
+        match self {
+            Since::At(t) => t,
+            Since::Ago(d) => {
+                let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+                Timestamp(now.0.saturating_sub(micros))
+            }
+        }
+    }
+}
+
+/// Why a flag's value is not usable; clap prints it after the flag's name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadValue(String);
+
+fn parse_since(s: &str) -> Result<Since, BadValue> {
+    if let Some(t) = Timestamp::parse(s) {
+        return Ok(Since::At(t));
+    }
+    duration::parse(s).map(Since::Ago).map_err(|_| {
+        BadValue(format!("{s:?} is neither a duration nor a time: write e.g. 1h, 90m, 7d or 2026-03-01T10:00:00Z"))
+    })
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, BadValue> {
+    Timestamp::parse(s)
+        .ok_or_else(|| BadValue(format!("{s:?} is not a time: write RFC 3339, e.g. 2026-03-01T10:00:00Z")))
+}
+
+fn parse_severity(s: &str) -> Result<Severity, BadValue> {
+    Severity::parse(s).ok_or_else(|| BadValue(format!("{s:?} is not a severity: use low, medium, high or critical")))
+}
+
+/// This host's clock, for `--since DURATION`.
+#[allow(clippy::disallowed_methods)] // a driver: "an hour ago" means the responder's hour
+fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Runs the analysis and prints the report; returns the exit status.
 pub fn run(args: Args) -> ExitCode {
     let mut engine = EngineConfig { cluster: args.cluster.clone(), ..EngineConfig::default() };
     args.engine.apply(&mut engine);
+    let since = args.since.map(|s| s.at(now())).or(args.since_time);
     let options = AnalyzeOptions {
         engine,
-        since: args.since,
+        since,
         until: args.until,
         problems_per_file: PROBLEMS_SHOWN_PER_FILE,
         ..AnalyzeOptions::default()
     };
+    let stdin = match Stdin::spool_if_named(&args.evidence) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "tokentrail: cannot read standard input into a temporary file: {e} (set $TMPDIR to a larger place)"
+            );
+            return ExitCode::from(EXIT_NO_EVIDENCE);
+        }
+    };
+    let evidence: Vec<PathBuf> = args.evidence.iter().map(|p| stdin.path_for(p)).collect();
     let bar = Bar::for_stderr();
-    let mut report_problem = |p: &LocatedProblem| eprintln!("tokentrail: {p}");
-    let analysis = forensic::analyze(&args.evidence, &options, &bar, &mut report_problem);
+    let mut report_problem =
+        |p: &LocatedProblem| eprintln!("tokentrail: {}", LocatedProblem { path: stdin.shown(&p.path), ..p.clone() });
+    let mut analysis = forensic::analyze(&evidence, &options, &bar, &mut report_problem);
+    for file in &mut analysis.files {
+        file.path = stdin.shown(&file.path);
+    }
     for file in &analysis.files {
         let not_shown = file.problems.saturating_sub(file.problems_shown);
         if not_shown > 0 {
@@ -113,7 +178,7 @@ pub fn run(args: Args) -> ExitCode {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let findings = &analysis.report.findings;
-    let printed = match args.format {
+    let printed = match args.output {
         Format::Text => out.write_all(output::text(&analysis).as_bytes()),
         Format::Json => output::write_json(findings, &mut out),
         Format::Ocsf => output::write_ocsf(findings, &mut out),
@@ -126,7 +191,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let Some(dir) = &args.out {
+    if let Some(dir) = &args.out_dir {
         if let Err(e) = output::write_dir(&analysis, dir) {
             eprintln!("tokentrail: cannot write into {}: {e}", dir.display());
             return ExitCode::FAILURE;
@@ -135,5 +200,42 @@ pub fn run(args: Args) -> ExitCode {
     match args.fail_on {
         Some(threshold) if findings.iter().any(|f| f.severity >= threshold) => ExitCode::from(EXIT_FINDINGS),
         _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Standard input, when an evidence path is `-`: copied into a temporary file first, because
+/// the decoders read a file in ranges, in parallel, and more than once (its format is told
+/// from its start). Reports name it `<stdin>`.
+struct Stdin {
+    spooled: Option<tempfile::NamedTempFile>,
+}
+
+impl Stdin {
+    const NAME: &'static str = "<stdin>";
+
+    fn spool_if_named(evidence: &[PathBuf]) -> io::Result<Stdin> {
+        if !evidence.iter().any(|p| p.as_os_str() == "-") {
+            return Ok(Stdin { spooled: None });
+        }
+        let mut file = tempfile::NamedTempFile::new()?;
+        io::copy(&mut io::stdin().lock(), &mut file)?;
+        file.flush()?;
+        Ok(Stdin { spooled: Some(file) })
+    }
+
+    /// The path to read for an evidence path.
+    fn path_for(&self, path: &std::path::Path) -> PathBuf {
+        match &self.spooled {
+            Some(file) if path.as_os_str() == "-" => file.path().to_path_buf(),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// The path to show for a path that was read.
+    fn shown(&self, path: &std::path::Path) -> PathBuf {
+        match &self.spooled {
+            Some(file) if file.path() == path => PathBuf::from(Self::NAME),
+            _ => path.to_path_buf(),
+        }
     }
 }

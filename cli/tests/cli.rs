@@ -1,4 +1,4 @@
-//! The `tokentrail` binary as a user runs it: exit statuses, formats, `--out`, and the promise
+//! The `tokentrail` binary as a user runs it: exit statuses, formats, `--out-dir`, and the promise
 //! that no token from the evidence reaches any output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
@@ -67,11 +67,17 @@ fn no_token_reaches_any_output() {
     let secrets = secrets_in(&example().join("sa_secrets.json"));
     let out_dir = tempdir("no-token");
     let mut outputs = Vec::new();
-    for format in ["text", "json", "ocsf", "html"] {
-        let o = run_on_example(&["--format", format, "--out", out_dir.to_str().unwrap()]);
+    // The last two under 0.1's names for the flags, which keep working.
+    for (format, output, out) in [
+        ("text", "-o", "--out-dir"),
+        ("json", "--output", "--out-dir"),
+        ("ocsf", "--format", "--out"),
+        ("html", "--format", "--out"),
+    ] {
+        let o = run_on_example(&[output, format, out, out_dir.to_str().unwrap()]);
         assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
-        outputs.push((format!("stdout of --format {format}"), String::from_utf8_lossy(&o.stdout).into_owned()));
-        outputs.push((format!("stderr of --format {format}"), String::from_utf8_lossy(&o.stderr).into_owned()));
+        outputs.push((format!("stdout of -o {format}"), String::from_utf8_lossy(&o.stdout).into_owned()));
+        outputs.push((format!("stderr of -o {format}"), String::from_utf8_lossy(&o.stderr).into_owned()));
     }
     let mut files = 0;
     for entry in std::fs::read_dir(&out_dir).unwrap() {
@@ -79,7 +85,7 @@ fn no_token_reaches_any_output() {
         outputs.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
         files += 1;
     }
-    assert_eq!(files, 7, "--out writes every output");
+    assert_eq!(files, 7, "--out-dir writes every output");
     for (name, text) in &outputs {
         for secret in &secrets {
             assert!(!text.contains(secret.as_str()), "{name} contains token material");
@@ -91,7 +97,7 @@ fn no_token_reaches_any_output() {
 
 #[test]
 fn json_format_prints_finding_records_only() {
-    let o = run_on_example(&["--format", "json"]);
+    let o = run_on_example(&["-o", "json"]);
     assert!(o.status.success());
     let stdout = String::from_utf8(o.stdout).unwrap();
     let mut rules = Vec::new();
@@ -105,7 +111,7 @@ fn json_format_prints_finding_records_only() {
 
 #[test]
 fn ocsf_format_prints_detection_findings() {
-    let o = run_on_example(&["--format", "ocsf"]);
+    let o = run_on_example(&["-o", "ocsf"]);
     assert!(o.status.success());
     let first: serde_json::Value =
         serde_json::from_str(String::from_utf8(o.stdout).unwrap().lines().next().unwrap()).unwrap();
@@ -116,7 +122,7 @@ fn ocsf_format_prints_detection_findings() {
 
 #[test]
 fn fail_on_sets_exit_status_three_only_when_a_finding_reaches_it() {
-    assert_eq!(run_on_example(&["--fail-on", "critical", "--format", "json"]).status.code(), Some(3));
+    assert_eq!(run_on_example(&["--fail-on", "critical", "-o", "json"]).status.code(), Some(3));
     // One of the example's ordinary requests: a pod using its own token from its own address.
     let dir = tempdir("quiet");
     let audit = std::fs::read_to_string(example().join("audit.log")).unwrap();
@@ -162,7 +168,7 @@ fn bad_records_are_reported_with_file_and_line_and_the_rest_is_analysed() {
     lines.insert(3, "{\"kind\":\"Event\", this is not json");
     lines.insert(7, "\u{1}\u{2} garbage");
     std::fs::write(&log, lines.join("\n")).unwrap();
-    let o = tokentrail(&["analyze", "--format", "json", log.to_str().unwrap()]);
+    let o = tokentrail(&["analyze", "-o", "json", log.to_str().unwrap()]);
     assert!(o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("audit.log:4:"), "{stderr}");
@@ -185,7 +191,7 @@ fn audit_events_with_impossible_times_are_bad_records_and_the_rest_is_analysed()
     lines.insert(3, future);
     lines.insert(7, past);
     std::fs::write(&log, lines.join("\n")).unwrap();
-    let o = tokentrail(&["analyze", "--format", "json", log.to_str().unwrap()]);
+    let o = tokentrail(&["analyze", "-o", "json", log.to_str().unwrap()]);
     assert!(o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
     for place in ["audit.log:4: ", "audit.log:8: "] {
@@ -205,7 +211,7 @@ fn tempdir(name: &str) -> PathBuf {
 #[test]
 fn time_window_and_network_options_change_the_verdicts() {
     let rules = |extra: &[&str]| -> Vec<String> {
-        let o = run_on_example(&[&["--format", "json"], extra].concat());
+        let o = run_on_example(&[&["-o", "json"], extra].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let stdout = String::from_utf8(o.stdout).unwrap();
         stdout
@@ -221,6 +227,62 @@ fn time_window_and_network_options_change_the_verdicts() {
     // Declaring the replayer's address an egress NAT address makes its uses expected.
     let egress = rules(&["--egress-ip", "203.0.113.50"]);
     assert!(!egress.iter().any(|r| r == "token-used-off-cluster"), "{egress:?}");
+}
+
+#[test]
+fn since_takes_a_duration_before_now_or_a_time() {
+    let findings = |extra: &[&str]| -> String {
+        let o = run_on_example(&[&["-o", "json"], extra].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let all = findings(&[]);
+    assert!(all.contains("token-used-off-cluster"));
+    // The example's requests are of March 2026: an hour before now holds none of them (what is
+    // left are the legacy token Secrets of the inventory), ten years before now holds them all.
+    let recent = findings(&["--since", "1h"]);
+    assert!(!recent.contains("token-used-off-cluster") && recent.contains("legacy-token-present"), "{recent}");
+    assert_eq!(findings(&["--since", "3650d"]), all);
+    // A time, under either name, is that time.
+    let from_ten = findings(&["--since", "2026-03-10T10:00:00Z"]);
+    assert!(from_ten.contains("token-used-off-cluster"));
+    assert_eq!(from_ten, findings(&["--since-time", "2026-03-10T10:00:00Z"]));
+    assert_eq!(findings(&["--since-time", "2026-03-11T00:00:00Z"]), recent);
+    let o = run_on_example(&["--since", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither a duration nor a time"));
+}
+
+#[test]
+fn a_dash_reads_the_audit_log_from_standard_input() {
+    use std::io::Write as _;
+    let dumps: Vec<String> = example_files().into_iter().filter(|f| !f.ends_with("audit.log")).collect();
+    let mut log = std::fs::read_to_string(example().join("audit.log")).unwrap();
+    log.insert_str(0, "{\"kind\":\"Event\", cut\n");
+    let run = |evidence: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+            .args(["analyze", "-o", "json"])
+            .args(evidence)
+            .args(&dumps)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let file = tempdir("stdin").join("audit.log");
+    std::fs::write(&file, &log).unwrap();
+    let from_file = run(&[file.to_str().unwrap()], "");
+    let from_stdin = run(&["-"], &log);
+    assert!(from_stdin.status.success(), "{}", String::from_utf8_lossy(&from_stdin.stderr));
+    assert!(String::from_utf8_lossy(&from_stdin.stdout).contains("token-used-off-cluster"));
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+    // Its bad records are placed in it by the name a reader knows, not a temporary file's.
+    let stderr = String::from_utf8_lossy(&from_stdin.stderr);
+    assert!(stderr.contains("tokentrail: <stdin>:1: "), "{stderr}");
+    assert!(!stderr.contains(std::env::temp_dir().to_str().unwrap()), "{stderr}");
 }
 
 #[test]
@@ -255,7 +317,7 @@ fn gcloud_logging_read_yaml_is_evidence() {
     let yaml = golden.join("gke-yaml/evidence");
     let json = golden.join("gke-no-pod-binding/evidence");
     let run = |dir: &Path| {
-        let o = tokentrail(&["analyze", "--format", "json", dir.to_str().unwrap()]);
+        let o = tokentrail(&["analyze", "-o", "json", dir.to_str().unwrap()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
@@ -297,7 +359,7 @@ fn control_characters_from_the_evidence_never_reach_the_terminal() {
     assert!(stdout.contains("user agents: \\u{1b}[2K\\u{d}\\u{1b}[1Aall clear\\u{7}\\u{9b}31m\\u{202e}"), "{stdout}");
     assert!(stderr.contains("audit\\u{1b}[2J.log:3:"), "{stderr}");
     // JSON output keeps the value exact (escaped by JSON itself).
-    let o = tokentrail(&["analyze", "--format", "json", dir.to_str().unwrap()]);
+    let o = tokentrail(&["analyze", "-o", "json", dir.to_str().unwrap()]);
     assert!(String::from_utf8(o.stdout).unwrap().contains("\\u001b[2K\\r\\u001b[1Aall clear"));
 }
 
@@ -346,8 +408,8 @@ fn a_flood_of_findings_folds_in_the_reports_and_stays_whole_in_json() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert_eq!(text.matches("token-used-off-cluster  Token of pod").count(), 100, "{text}");
     assert!(text.contains("… 150 more token-used-off-cluster findings not shown"), "{text}");
-    let html = tokentrail(&["analyze", "--format", "html", log]);
+    let html = tokentrail(&["analyze", "-o", "html", log]);
     assert!(String::from_utf8_lossy(&html.stdout).contains("150 more <code>token-used-off-cluster</code> findings"));
-    let json = tokentrail(&["analyze", "--format", "json", log]);
+    let json = tokentrail(&["analyze", "-o", "json", log]);
     assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 250, "every finding stays in the JSON lines");
 }
