@@ -12,10 +12,15 @@
 //! holds their value.
 //!
 //! Records: `tokentrail analyze` over the bundled example (examples/incident) and every golden
-//! scenario, and a finding of every rule with every optional field filled, as `Create` and
-//! `Update`. The last test shows the validator rejects misplaced or mistyped fields.
+//! scenario; the engine's findings in correlator-core's rule scenarios for the rules those do not
+//! reach; and a finding of every rule with every optional field filled, as `Create` and `Update`. The last test shows the validator rejects misplaced or mistyped fields.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
+
+// The engine tests' scenario builders, so the rules real evidence does not reach are checked on
+// findings the engine itself made.
+#[path = "../core/tests/common/mod.rs"]
+mod common;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -328,6 +333,70 @@ fn the_example_and_golden_scenarios_follow_the_ocsf_schema() {
     // Real evidence reaches most rules; the next test covers every rule whatever the evidence.
     assert!(rules.len() >= 8, "only {rules:?} were validated from real evidence");
     eprintln!("validated OCSF records of {} rules from real evidence: {rules:?}", rules.len());
+}
+
+#[test]
+fn the_engine_findings_of_the_rules_real_evidence_misses_follow_the_ocsf_schema() {
+    use common::*;
+    let schema = schema();
+    let p = pod("payments/api-7d9f8-xk2lq", "uid-api").on_node("worker-1").with_ip("10.244.1.12").running_as("api");
+    let other = pod("shop/web-1", "uid-web").on_node("worker-2").with_ip("10.244.2.7");
+    let with_cluster = |mut extra: Vec<tokentrail_correlator_core::Observation>| {
+        let mut all = cluster();
+        all.append(&mut extra);
+        all
+    };
+    let mint_only = |jti| {
+        tokentrail_correlator_core::Observation::TokenMint(mint(jti, "ci/deployer", "alice", "198.51.100.23", 0.0))
+    };
+    // The scenarios of correlator/core/tests/rules.rs, one per rule.
+    let scenarios = [
+        with_cluster(vec![
+            p.observed(),
+            other.observed(),
+            use_of("payments/api").bound_to(&p, "j1").from("10.244.2.7").at(3.0).obs(),
+        ]),
+        vec![
+            use_of("payments/api").bound_to(&p, "j1").from("10.1.1.1").at(1.0).obs(),
+            use_of("payments/api").bound_to(&p, "j1").from("10.2.2.2").at(2.0).obs(),
+        ],
+        with_cluster(vec![
+            p.observed(),
+            bound(mint("j-forged", "payments/api", "alice", "198.51.100.23", 1.0), &p),
+            use_of("payments/api").bound_to(&p, "j-forged").from("10.244.1.12").at(2.0).obs(),
+        ]),
+        vec![mint_only("j1"), mint_only("j2")],
+        with_cluster(vec![
+            p.observed(),
+            use_of("payments/api").bound_to(&p, "j1").from("203.0.113.9").at(10.0).obs(),
+            p.deleted_at(20.0),
+            auth_failure("203.0.113.9", 25.0),
+        ]),
+    ];
+    let mut rules = BTreeSet::new();
+    for observations in scenarios {
+        let report =
+            run_with(EngineConfig { cluster: Some("prod-eu-1".into()), ..EngineConfig::default() }, observations);
+        for f in &report.findings {
+            for activity in [Activity::Create, Activity::Update] {
+                assert_valid(
+                    &schema,
+                    &detection_finding(f, activity, "0.1.0"),
+                    &format!("engine scenario, {}", f.rule),
+                );
+            }
+            rules.insert(f.rule.id());
+        }
+    }
+    for rule in [
+        "token-used-from-other-workload",
+        "token-multi-origin",
+        "token-forged-mint",
+        "token-minted-by-user",
+        "token-after-pod-deletion",
+    ] {
+        assert!(rules.contains(rule), "the scenarios no longer produce {rule}: {rules:?}");
+    }
 }
 
 /// A finding of `rule` with every optional field filled.
