@@ -505,6 +505,7 @@ fn the_validator_rejects_misplaced_and_mistyped_fields() {
         ("datetime_t", Box::new(|r| r["time_dt"] = json!("yesterday"))),
         ("ip_t", Box::new(|r| r["evidences"][0]["src_endpoint"]["ip"] = json!("not-an-address"))),
         ("string_t", Box::new(|r| r["finding_info"]["title"] = json!(7))),
+        ("integer_t", Box::new(|r| r["count"] = json!(5_000_000_000_i64))),
         ("metadata.profiles", Box::new(|r| r["metadata"]["profiles"] = json!(["kubernetes"]))),
         ("observables[0]", Box::new(|r| r["observables"][0]["value"] = json!("198.51.100.1"))),
         ("at least one of", Box::new(|r| r["evidences"] = json!([{}]))),

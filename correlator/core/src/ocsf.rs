@@ -113,7 +113,9 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         "start_time_dt": f.first_seen.to_string(),
         "end_time": millis(f.last_seen),
         "end_time_dt": f.last_seen.to_string(),
-        "count": f.count,
+        // OCSF's `count` is a 32-bit integer_t; a credential replayed more often than that keeps
+        // its exact count in `unmapped.count`.
+        "count": i32::try_from(f.count).unwrap_or(i32::MAX),
         "message": f.title,
         "metadata": {
             "version": OCSF_VERSION,
@@ -189,6 +191,9 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
     }
     let mut unmapped = Map::new();
     unmapped.insert("schema".into(), json!(f.schema));
+    if i32::try_from(f.count).is_err() {
+        unmapped.insert("count".into(), json!(f.count));
+    }
     if let Some(c) = &f.credential {
         unmapped.insert("credential".into(), serde_json::to_value(c).unwrap_or(Value::Null));
     }
@@ -294,6 +299,17 @@ mod tests {
             assert_eq!(r["metadata"]["profiles"], json!(["datetime"]));
             assert_eq!(r["time_dt"], "2026-03-01T11:30:00Z");
         }
+    }
+
+    #[test]
+    fn a_count_beyond_ocsfs_32_bits_is_capped_and_kept_exact_in_unmapped() {
+        let mut f = finding(Rule::TokenUsedOffCluster, Severity::Critical);
+        f.count = 5_000_000_000;
+        let r = detection_finding(&f, Activity::Update, "0");
+        assert_eq!(r["count"], i32::MAX);
+        assert_eq!(r["unmapped"]["count"], 5_000_000_000_u64);
+        f.count = 7;
+        assert!(detection_finding(&f, Activity::Update, "0")["unmapped"].get("count").is_none());
     }
 
     #[test]
