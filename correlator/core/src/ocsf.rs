@@ -73,15 +73,21 @@ fn millis(t: crate::Timestamp) -> i64 {
     t.0.div_euclid(1000)
 }
 
-/// An ATT&CK entry: a sub-technique (`T1550.001`) under its parent technique's id.
+/// An ATT&CK entry: a sub-technique (`T1550.001`, named `Parent: Sub-technique` as ATT&CK writes
+/// it) under its parent technique.
 fn attack(t: &crate::finding::Technique) -> Value {
-    match t.id.split_once('.') {
-        Some((parent, _)) => json!({
+    match (t.id.split_once('.'), t.name.split_once(": ")) {
+        (Some((parent, _)), Some((parent_name, name))) => json!({
+            "technique": {"uid": parent, "name": parent_name},
+            "sub_technique": {"uid": t.id, "name": name},
+            "version": "v15",
+        }),
+        (Some((parent, _)), None) => json!({
             "technique": {"uid": parent},
             "sub_technique": {"uid": t.id, "name": t.name},
             "version": "v15",
         }),
-        None => json!({"technique": {"uid": t.id, "name": t.name}, "version": "v15"}),
+        (None, _) => json!({"technique": {"uid": t.id, "name": t.name}, "version": "v15"}),
     }
 }
 
@@ -316,7 +322,10 @@ mod tests {
     fn sub_techniques_sit_under_their_parent() {
         let r = detection_finding(&finding(Rule::TokenUsedOffCluster, Severity::Critical), Activity::Create, "0");
         let first = &r["finding_info"]["attacks"][0];
-        assert_eq!(first["technique"]["uid"], "T1550");
-        assert_eq!(first["sub_technique"]["uid"], "T1550.001");
+        assert_eq!(first["technique"], json!({"uid": "T1550", "name": "Use Alternate Authentication Material"}));
+        assert_eq!(first["sub_technique"], json!({"uid": "T1550.001", "name": "Application Access Token"}));
+        let plain = &r["finding_info"]["attacks"][1];
+        assert_eq!(plain["technique"], json!({"uid": "T1528", "name": "Steal Application Access Token"}));
+        assert!(plain.get("sub_technique").is_none());
     }
 }
