@@ -187,6 +187,68 @@ impl Rule {
         }
     }
 
+    /// What a responder does about a finding of this rule, in a sentence or two for a ticket.
+    pub fn remediation(self) -> &'static str {
+        match self {
+            Rule::TokenUsedOffCluster => {
+                "Treat the token as stolen: delete the pod (its bound tokens die with it), find how the token left \
+                 the pod, and review what the client address did with the service account's permissions."
+            }
+            Rule::TokenUsedFromOtherWorkload => {
+                "Treat the token as stolen by the workload that held the client address: delete the token's pod \
+                 (its bound tokens die with it), inspect that other pod or node, and review its requests."
+            }
+            Rule::TokenMultiOrigin => {
+                "Find which addresses are not the workload's own, delete the pod (its bound tokens die with it), and \
+                 review the requests made from the others."
+            }
+            Rule::TokenForgedMint => {
+                "Remove the minter's create permission on serviceaccounts/token, find how it got it, and delete the \
+                 pod the minted token is bound to so that the token stops working."
+            }
+            Rule::TokenSupersededUse => {
+                "Someone kept a copy of a rotated-out token: delete the pod (all its bound tokens die with it) and \
+                 investigate the client address that still used the old one."
+            }
+            Rule::TokenMintedByUser => {
+                "Check that this principal should mint tokens for the service account; if not, remove its create \
+                 permission on serviceaccounts/token, and recreate the service account to void what it minted."
+            }
+            Rule::ExecThenTokenUse => {
+                "Someone reached into the pod and then used its token: delete the pod, review who may create \
+                 pods/exec, pods/attach or pods/portforward on it, and investigate the exec's principal and address."
+            }
+            Rule::TokenAfterPodDeletion => {
+                "The client kept a copy of a deleted pod's token (now invalid): investigate that client address and \
+                 what it did with the token while the pod lived."
+            }
+            Rule::XffSpoofedSource => {
+                "Find who adds X-Forwarded-For: a proxy in front of the apiserver belongs in --trusted-proxy; \
+                 otherwise treat the requests as an attempt to hide their origin."
+            }
+            Rule::LegacyTokenForeignIp => {
+                "Delete the Secret to revoke the long-lived token, move its pods to projected (bound) tokens, and \
+                 investigate the client address."
+            }
+            Rule::LegacyTokenUse => {
+                "Move the users of this Secret-based token to projected (bound) tokens, then delete the Secret: it \
+                 never expires."
+            }
+            Rule::LegacyTokenPresent => {
+                "Delete the Secret if nothing uses it (no legacy-token-use finding): a Secret-based token never \
+                 expires."
+            }
+            Rule::SaTokenSecretRead => {
+                "Check that the principal needs to read these Secrets; otherwise remove get, list and watch on \
+                 Secrets from its roles, and revoke the tokens it read by deleting their Secrets."
+            }
+            Rule::TokenClientChanged => {
+                "Find which program used the token from this address; if it is not one of the pod's own, treat the \
+                 token as stolen and delete the pod (its bound tokens die with it)."
+            }
+        }
+    }
+
     /// Parses a rule id.
     pub fn parse(id: &str) -> Option<Rule> {
         Rule::ALL.into_iter().find(|r| r.id() == id)

@@ -1,16 +1,35 @@
-//! Findings as OCSF 1.3 Detection Findings (class_uid 2004), for SIEMs that speak OCSF.
+//! Findings as OCSF 1.3.0 Detection Findings (class_uid 2004), for SIEMs that speak OCSF.
 //!
-//! Mapping: the finding id is `finding_info.uid`, the rule is the analytic, the client address is
-//! `src_endpoint`, the service account is the actor, the pod is a resource, ATT&CK techniques are
-//! `finding_info.attacks`; what OCSF has no place for (credential id, expected addresses, audit
-//! IDs, requests) goes to `unmapped`.
+//! Mapping (docs/siem.md has the whole table): the finding id is `finding_info.uid`, the rule is
+//! the analytic, ATT&CK techniques are `finding_info.attacks`. What was seen goes where Detection
+//! Finding 1.3 puts evidence artifacts, `evidences[]`: the client address as `src_endpoint`, the
+//! service account that made the requests as `actor.user`. The cluster, the pod and the service
+//! account are the affected `resources[]`. Confidence says whether the verdict stood on the
+//! evidence or on what it lacks; `remediation` says what to do. What OCSF has no place for
+//! (credential, expected addresses, user agents, requests, audit IDs) goes to `unmapped`.
+//! The only profile used is `datetime` (the `*_dt` twins of the timestamps). The records are
+//! validated against the official compiled 1.3.0 schema by correlator/tests/ocsf_schema.rs.
 
 use serde_json::{json, Map, Value};
 
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, Rule, Severity};
 
 /// OCSF schema version the records follow.
 pub const OCSF_VERSION: &str = "1.3.0";
+
+/// The OCSF profiles the records apply (`metadata.profiles`): `datetime` adds `time_dt` and the
+/// other RFC 3339 twins of the millisecond timestamps, which SIEMs show without conversion.
+pub const PROFILES: &[&str] = &["datetime"];
+
+/// `resources[].type` of the cluster the finding was made in.
+///
+/// The cluster label is the operator's name for one Kubernetes cluster. OCSF 1.3 has no cluster
+/// attribute: `cloud_partition` means an AWS partition (aws, aws-cn, aws-us-gov), `cloud` needs a
+/// provider the evidence does not name and brings the `cloud` profile's required attributes,
+/// and `metadata.tenant_uid` is a tenant of the product, not where the finding happened. The
+/// cluster is where the affected pod and service account live, so it is an affected resource of
+/// its own, named by its label.
+pub const CLUSTER_RESOURCE_TYPE: &str = "Kubernetes Cluster";
 
 /// `activity_id`: a finding seen for the first time, or an update to one already sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +49,46 @@ fn severity_id(s: Severity) -> u8 {
     }
 }
 
+/// `confidence_id` and its caption. A finding held below its rule's severity rests on what the
+/// evidence lacks (docs/rules.md, "Knowledge before severity"): low. A client program named by a
+/// user agent is the client's own word: medium. Every other verdict stands on the evidence: high.
+fn confidence(f: &Finding) -> (u8, &'static str) {
+    if f.severity < f.rule.severity() {
+        (1, "Low")
+    } else if f.rule == Rule::TokenClientChanged {
+        (2, "Medium")
+    } else {
+        (3, "High")
+    }
+}
+
+/// Whether the finding's service account is the one that acted (its token made the requests),
+/// rather than only the one acted upon (`token-minted-by-user`: someone minted its tokens;
+/// `legacy-token-present`: a Secret holds its token).
+fn serviceaccount_acted(rule: Rule) -> bool {
+    !matches!(rule, Rule::TokenMintedByUser | Rule::LegacyTokenPresent)
+}
+
 fn millis(t: crate::Timestamp) -> i64 {
     t.0.div_euclid(1000)
+}
+
+/// An ATT&CK entry: a sub-technique (`T1550.001`, named `Parent: Sub-technique` as ATT&CK writes
+/// it) under its parent technique.
+fn attack(t: &crate::finding::Technique) -> Value {
+    match (t.id.split_once('.'), t.name.split_once(": ")) {
+        (Some((parent, _)), Some((parent_name, name))) => json!({
+            "technique": {"uid": parent, "name": parent_name},
+            "sub_technique": {"uid": t.id, "name": name},
+            "version": "v15",
+        }),
+        (Some((parent, _)), None) => json!({
+            "technique": {"uid": parent},
+            "sub_technique": {"uid": t.id, "name": t.name},
+            "version": "v15",
+        }),
+        (None, _) => json!({"technique": {"uid": t.id, "name": t.name}, "version": "v15"}),
+    }
 }
 
 /// The OCSF record of a finding.
@@ -40,8 +97,7 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         Activity::Create => (1, "Create"),
         Activity::Update => (2, "Update"),
     };
-    let attacks: Vec<Value> =
-        f.attack.iter().map(|t| json!({"technique": {"uid": t.id, "name": t.name}, "version": "v15"})).collect();
+    let (confidence_id, confidence) = confidence(f);
     let mut record = json!({
         "class_uid": 2004,
         "class_name": "Detection Finding",
@@ -55,13 +111,22 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         "severity": capitalise(f.severity.as_str()),
         "status_id": 1,
         "status": "New",
+        "confidence_id": confidence_id,
+        "confidence": confidence,
         "time": millis(f.last_seen),
-        "count": f.count,
+        "time_dt": f.last_seen.to_string(),
+        "start_time": millis(f.first_seen),
+        "start_time_dt": f.first_seen.to_string(),
+        "end_time": millis(f.last_seen),
+        "end_time_dt": f.last_seen.to_string(),
+        // OCSF's `count` is a 32-bit integer_t; a credential replayed more often than that keeps
+        // its exact count in `unmapped.count`.
+        "count": i32::try_from(f.count).unwrap_or(i32::MAX),
         "message": f.title,
         "metadata": {
             "version": OCSF_VERSION,
+            "profiles": PROFILES,
             "product": {"name": "tokentrail", "vendor_name": "tokentrail", "version": product_version},
-            "uid": f.id,
         },
         "finding_info": {
             "uid": f.id,
@@ -69,22 +134,27 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
             "desc": f.explanation,
             "types": [f.rule.id()],
             "first_seen_time": millis(f.first_seen),
+            "first_seen_time_dt": f.first_seen.to_string(),
             "last_seen_time": millis(f.last_seen),
+            "last_seen_time_dt": f.last_seen.to_string(),
             "analytic": {"uid": f.rule.id(), "name": f.rule.id(), "type_id": 1, "type": "Rule"},
-            "attacks": attacks,
+            "attacks": f.attack.iter().map(attack).collect::<Vec<_>>(),
         },
+        "remediation": {"desc": f.rule.remediation()},
     });
     let obj = record.as_object_mut().expect("json! built an object");
+    let mut evidence = Map::new();
+    let mut observables = Vec::new();
     if let Some(ip) = f.source_ip {
-        obj.insert("src_endpoint".into(), json!({"ip": ip.to_string()}));
-        obj.insert(
-            "observables".into(),
-            json!([{"name": "src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": ip.to_string()}]),
-        );
+        evidence.insert("src_endpoint".into(), json!({"ip": ip.to_string()}));
+        observables.push(json!({
+            "name": "evidences.src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": ip.to_string(),
+        }));
     }
-    if let Some(sa) = &f.serviceaccount {
+    if let Some(sa) = f.serviceaccount.as_ref().filter(|_| serviceaccount_acted(f.rule)) {
+        let name = format!("system:serviceaccount:{}:{}", sa.namespace, sa.name);
         let mut user = Map::new();
-        user.insert("name".into(), json!(format!("system:serviceaccount:{}:{}", sa.namespace, sa.name)));
+        user.insert("name".into(), json!(name));
         user.insert("type_id".into(), json!(3));
         user.insert("type".into(), json!("System"));
         if let Some(uid) = &sa.uid {
@@ -93,22 +163,42 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         if let Some(c) = f.credential.as_ref().and_then(|c| c.id.as_ref()) {
             user.insert("credential_uid".into(), json!(c));
         }
-        obj.insert("actor".into(), json!({"user": Value::Object(user)}));
+        evidence.insert("actor".into(), json!({"user": Value::Object(user)}));
+        observables.push(json!({
+            "name": "evidences.actor.user.name", "type_id": 4, "type": "User Name", "value": name,
+        }));
+    }
+    if !evidence.is_empty() {
+        obj.insert("evidences".into(), json!([Value::Object(evidence)]));
+    }
+    if !observables.is_empty() {
+        obj.insert("observables".into(), Value::Array(observables));
+    }
+    let mut resources = Vec::new();
+    if let Some(cluster) = &f.cluster {
+        resources.push(json!({"type": CLUSTER_RESOURCE_TYPE, "name": cluster}));
     }
     if let Some(pod) = &f.pod {
         let mut r = json!({"type": "Pod", "name": pod.name, "namespace": pod.namespace});
         if let Some(uid) = &pod.uid {
             r["uid"] = json!(uid);
         }
-        if let Some(cluster) = &f.cluster {
-            r["cloud_partition"] = json!(cluster);
+        resources.push(r);
+    }
+    if let Some(sa) = &f.serviceaccount {
+        let mut r = json!({"type": "ServiceAccount", "name": sa.name, "namespace": sa.namespace});
+        if let Some(uid) = &sa.uid {
+            r["uid"] = json!(uid);
         }
-        obj.insert("resources".into(), json!([r]));
+        resources.push(r);
+    }
+    if !resources.is_empty() {
+        obj.insert("resources".into(), Value::Array(resources));
     }
     let mut unmapped = Map::new();
     unmapped.insert("schema".into(), json!(f.schema));
-    if let Some(c) = &f.cluster {
-        unmapped.insert("cluster".into(), json!(c));
+    if i32::try_from(f.count).is_err() {
+        unmapped.insert("count".into(), json!(f.count));
     }
     if let Some(c) = &f.credential {
         unmapped.insert("credential".into(), serde_json::to_value(c).unwrap_or(Value::Null));
@@ -138,4 +228,104 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{FindingPod, FindingServiceAccount, SCHEMA};
+    use crate::Timestamp;
+
+    fn finding(rule: Rule, severity: Severity) -> Finding {
+        Finding {
+            schema: SCHEMA,
+            id: "f".into(),
+            rule,
+            severity,
+            title: "t".into(),
+            cluster: Some("prod-eu-1".into()),
+            serviceaccount: Some(FindingServiceAccount { namespace: "shop".into(), name: "web".into(), uid: None }),
+            credential: None,
+            pod: Some(FindingPod { namespace: "shop".into(), name: "web-1".into(), uid: None, node: None }),
+            source_ip: "203.0.113.50".parse().ok(),
+            source_ips: Vec::new(),
+            expected_ips: Vec::new(),
+            first_seen: Timestamp::from_secs(1_772_359_200),
+            last_seen: Timestamp::from_secs(1_772_364_600),
+            count: 3,
+            user_agents: Vec::new(),
+            requests: Vec::new(),
+            audit_ids: Vec::new(),
+            attack: rule.attack(),
+            explanation: "e".into(),
+        }
+    }
+
+    #[test]
+    fn the_cluster_is_an_affected_resource_not_a_cloud_partition() {
+        let r = detection_finding(&finding(Rule::TokenUsedOffCluster, Severity::Critical), Activity::Create, "0");
+        assert_eq!(r["resources"][0], json!({"type": "Kubernetes Cluster", "name": "prod-eu-1"}));
+        assert!(!r.to_string().contains("cloud_partition"));
+        assert!(r["unmapped"].get("cluster").is_none(), "mapped, so not unmapped");
+    }
+
+    #[test]
+    fn the_client_and_the_account_are_evidence_not_top_level() {
+        let r = detection_finding(&finding(Rule::TokenUsedOffCluster, Severity::Critical), Activity::Update, "0");
+        assert_eq!(r["evidences"][0]["src_endpoint"]["ip"], "203.0.113.50");
+        assert_eq!(r["evidences"][0]["actor"]["user"]["name"], "system:serviceaccount:shop:web");
+        assert!(r.get("src_endpoint").is_none() && r.get("actor").is_none());
+        assert_eq!(r["type_uid"], 200402);
+    }
+
+    #[test]
+    fn an_account_whose_tokens_were_minted_is_a_resource_not_the_actor() {
+        let r = detection_finding(&finding(Rule::TokenMintedByUser, Severity::Medium), Activity::Create, "0");
+        assert!(r["evidences"][0].get("actor").is_none());
+        assert_eq!(r["resources"][2]["type"], "ServiceAccount");
+    }
+
+    #[test]
+    fn confidence_is_low_when_the_verdict_rests_on_missing_evidence() {
+        let confidence = |rule, severity| {
+            detection_finding(&finding(rule, severity), Activity::Create, "0")["confidence_id"].as_u64().unwrap()
+        };
+        assert_eq!(confidence(Rule::TokenUsedOffCluster, Severity::Critical), 3);
+        assert_eq!(confidence(Rule::TokenUsedOffCluster, Severity::Medium), 1);
+        assert_eq!(confidence(Rule::TokenClientChanged, Severity::Medium), 2);
+        // Raised above the catalogue (a legacy token used off-cluster) is still high.
+        assert_eq!(confidence(Rule::LegacyTokenForeignIp, Severity::Critical), 3);
+    }
+
+    #[test]
+    fn every_rule_says_what_to_do_and_names_its_profiles() {
+        for rule in Rule::ALL {
+            let r = detection_finding(&finding(rule, rule.severity()), Activity::Create, "0");
+            assert!(r["remediation"]["desc"].as_str().is_some_and(|d| d.len() > 40), "{rule}");
+            assert_eq!(r["metadata"]["profiles"], json!(["datetime"]));
+            assert_eq!(r["time_dt"], "2026-03-01T11:30:00Z");
+        }
+    }
+
+    #[test]
+    fn a_count_beyond_ocsfs_32_bits_is_capped_and_kept_exact_in_unmapped() {
+        let mut f = finding(Rule::TokenUsedOffCluster, Severity::Critical);
+        f.count = 5_000_000_000;
+        let r = detection_finding(&f, Activity::Update, "0");
+        assert_eq!(r["count"], i32::MAX);
+        assert_eq!(r["unmapped"]["count"], 5_000_000_000_u64);
+        f.count = 7;
+        assert!(detection_finding(&f, Activity::Update, "0")["unmapped"].get("count").is_none());
+    }
+
+    #[test]
+    fn sub_techniques_sit_under_their_parent() {
+        let r = detection_finding(&finding(Rule::TokenUsedOffCluster, Severity::Critical), Activity::Create, "0");
+        let first = &r["finding_info"]["attacks"][0];
+        assert_eq!(first["technique"], json!({"uid": "T1550", "name": "Use Alternate Authentication Material"}));
+        assert_eq!(first["sub_technique"], json!({"uid": "T1550.001", "name": "Application Access Token"}));
+        let plain = &r["finding_info"]["attacks"][1];
+        assert_eq!(plain["technique"], json!({"uid": "T1528", "name": "Steal Application Access Token"}));
+        assert!(plain.get("sub_technique").is_none());
+    }
 }
