@@ -41,11 +41,19 @@ const PAGE: u32 = 500;
 pub struct Args {
     /// The evidence directory to write (made if missing; files of an earlier collection in it
     /// are replaced).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    // `out`: the name of 0.1's flag, kept working.
+    #[arg(long, alias = "out", value_name = "DIR")]
+    out_dir: PathBuf,
     /// The kubeconfig to use instead of $KUBECONFIG or ~/.kube/config.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current one.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Collect service accounts, token Secrets and pods of this namespace only (nodes are
+    /// cluster-wide; all of them are collected). Default: all namespaces.
+    #[arg(short, long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
     /// The cluster's name in the manifest (default: the kubeconfig context's cluster).
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
@@ -59,7 +67,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     match runtime.block_on(collect(&args)) {
         Ok(files) => {
-            eprintln!("tokentrail collect: wrote {} files and {MANIFEST} to {}", files, args.out.display());
+            eprintln!("tokentrail collect: wrote {} files and {MANIFEST} to {}", files, args.out_dir.display());
             ExitCode::SUCCESS
         }
         Err(message) => fail(&message),
@@ -83,9 +91,13 @@ async fn connect(args: &Args) -> Result<Target, String> {
         Some(path) => Some(Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => Kubeconfig::read().ok(),
     };
+    let options = KubeConfigOptions { context: args.context.clone(), ..KubeConfigOptions::default() };
     let config = match &kubeconfig {
-        Some(kc) if args.kubeconfig.is_some() => {
-            Config::from_custom_kubeconfig(kc.clone(), &KubeConfigOptions::default()).await.map_err(|e| e.to_string())
+        Some(kc) if args.kubeconfig.is_some() || args.context.is_some() => {
+            Config::from_custom_kubeconfig(kc.clone(), &options).await.map_err(|e| e.to_string())
+        }
+        None if args.context.is_some() => {
+            Err(String::from("--context needs a kubeconfig: none at $KUBECONFIG or ~/.kube/config; give --kubeconfig"))
         }
         _ => Config::infer().await.map_err(|e| e.to_string()),
     };
@@ -93,43 +105,56 @@ async fn connect(args: &Args) -> Result<Target, String> {
     let cluster = args
         .cluster
         .clone()
-        .or_else(|| kubeconfig.as_ref().and_then(context_cluster))
+        .or_else(|| kubeconfig.as_ref().and_then(|kc| context_cluster(kc, args.context.as_deref())))
         .unwrap_or_else(|| String::from("in-cluster"));
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))?;
     Ok(Target { client, server, cluster })
 }
 
-/// The cluster name of the kubeconfig's current context.
-fn context_cluster(kubeconfig: &Kubeconfig) -> Option<String> {
-    let current = kubeconfig.current_context.as_deref()?;
-    let named = kubeconfig.contexts.iter().find(|c| c.name == current)?;
+/// The cluster name of the kubeconfig's context `name`, else of its current context.
+fn context_cluster(kubeconfig: &Kubeconfig, name: Option<&str>) -> Option<String> {
+    let wanted = name.or(kubeconfig.current_context.as_deref())?;
+    let named = kubeconfig.contexts.iter().find(|c| c.name == wanted)?;
     Some(named.context.as_ref()?.cluster.clone())
 }
 
 async fn collect(args: &Args) -> Result<usize, String> {
     let target = connect(args).await?;
     let collected_at = Timestamp::now();
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| format!("{}: {e}", args.out_dir.display()))?;
     let client = &target.client;
     let token_secrets = ListParams::default().fields("type=kubernetes.io/service-account-token");
     let files = [
         (
             "serviceaccounts.json",
-            list_json(Api::<ServiceAccount>::all(client.clone()), ListParams::default(), |a| a).await?,
+            list_json(scoped::<ServiceAccount>(client, args), ListParams::default(), |a| a).await?,
         ),
-        ("secrets.json", list_json(Api::<Secret>::all(client.clone()), token_secrets, redact).await?),
-        ("pods.json", list_json(Api::<Pod>::all(client.clone()), ListParams::default(), |p| p).await?),
+        ("secrets.json", list_json(scoped::<Secret>(client, args), token_secrets, redact).await?),
+        ("pods.json", list_json(scoped::<Pod>(client, args), ListParams::default(), |p| p).await?),
         ("nodes.json", list_json(Api::<Node>::all(client.clone()), ListParams::default(), |n| n).await?),
     ];
     let mut hashes = Vec::new();
     for (name, bytes) in &files {
-        write(&args.out.join(name), bytes)?;
+        write(&args.out_dir.join(name), bytes)?;
         hashes.push((*name, hex(&Sha256::digest(bytes))));
     }
-    let manifest = manifest(&collected_at.to_string(), &target.cluster, &target.server, &hashes);
-    write(&args.out.join(MANIFEST), manifest.as_bytes())?;
+    let manifest =
+        manifest(&collected_at.to_string(), &target.cluster, &target.server, args.namespace.as_deref(), &hashes);
+    write(&args.out_dir.join(MANIFEST), manifest.as_bytes())?;
     Ok(files.len())
+}
+
+/// The objects of a namespaced kind in `--namespace`, or in all namespaces.
+fn scoped<K>(client: &Client, args: &Args) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -176,12 +201,22 @@ fn redact(mut secret: Secret) -> Secret {
 }
 
 /// The manifest: header lines, then `<sha256>  <file>` per file (`sha256sum` format).
-fn manifest(collected_at: &str, cluster: &str, server: &str, files: &[(&str, String)]) -> String {
+/// `namespace`: what `--namespace` restricted the collection to.
+fn manifest(
+    collected_at: &str,
+    cluster: &str,
+    server: &str,
+    namespace: Option<&str>,
+    files: &[(&str, String)],
+) -> String {
     let mut text =
         String::from("# tokentrail collect: evidence inventory; check with `sha256sum -c MANIFEST.sha256`\n");
     let _ = writeln!(text, "# collected-at: {collected_at}");
     let _ = writeln!(text, "# cluster: {cluster}");
     let _ = writeln!(text, "# server: {server}");
+    // A responder must know a namespace's evidence from a whole cluster's: absent pods are not
+    // deleted pods.
+    let _ = writeln!(text, "# namespaces: {}", namespace.unwrap_or("all"));
     let _ = writeln!(text, "# tokentrail: {}", env!("CARGO_PKG_VERSION"));
     for (name, sha) in files {
         let _ = writeln!(text, "{sha}  {name}");
@@ -220,7 +255,8 @@ mod tests {
 
     #[test]
     fn the_manifest_is_sha256sum_format_under_comment_lines() {
-        let text = manifest("2026-03-01T10:00:00Z", "prod", "https://10.0.0.1/", &[("pods.json", "ab".repeat(32))]);
+        let text =
+            manifest("2026-03-01T10:00:00Z", "prod", "https://10.0.0.1/", None, &[("pods.json", "ab".repeat(32))]);
         assert!(text.starts_with('#'), "analyze skips it because it is not JSON");
         assert!(text.contains("# cluster: prod\n") && text.contains("# collected-at: 2026-03-01T10:00:00Z\n"));
         assert!(text.ends_with(&format!("{}  pods.json\n", "ab".repeat(32))));

@@ -172,6 +172,7 @@ async fn real_apiserver_audit_log_yields_exactly_the_expected_findings() {
 
     let evidence = dir.path().join("evidence");
     collect(&cluster, &evidence, &made);
+    collect_one_namespace_through_a_named_context(&cluster, &dir.path().join("evidence-shop"));
     phase("collected");
     let expected = expected_findings(&thieves);
     let findings = analyze(&[cluster.audit_log().as_path(), evidence.as_path()]);
@@ -543,7 +544,7 @@ fn tokentrail(args: &[&str], kubeconfig: Option<&Path>) -> std::process::Output 
 
 /// `tokentrail collect` as the admin: the inventory, a manifest whose hashes match, no token.
 fn collect(cluster: &Cluster, out: &Path, made: &Made) {
-    let output = tokentrail(&["collect", "--out", out.to_str().unwrap()], Some(&cluster.kubeconfig("admin")));
+    let output = tokentrail(&["collect", "--out-dir", out.to_str().unwrap()], Some(&cluster.kubeconfig("admin")));
     assert!(output.status.success(), "tokentrail collect: {}", String::from_utf8_lossy(&output.stderr));
     let check =
         Command::new("sha256sum").args(["--check", "--strict", "MANIFEST.sha256"]).current_dir(out).output().unwrap();
@@ -573,9 +574,49 @@ fn collect(cluster: &Cluster, out: &Path, made: &Made) {
     assert_eq!(names, BTreeSet::from(["api-0", "api-1", "legacy-0"]), "the pods alive at collection");
 }
 
+/// `tokentrail collect --context --namespace`: a kubeconfig whose current context names a
+/// cluster that is not there, the admin's context asked for by name, and one namespace's
+/// service accounts (every namespace has its `default`) with every node.
+fn collect_one_namespace_through_a_named_context(cluster: &Cluster, out: &Path) {
+    let pki = cluster.kubeconfig("admin").parent().unwrap().join("pki");
+    let pki = pki.display();
+    let kubeconfig = out.with_extension("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\nclusters:\n\
+             - name: nowhere\n  cluster:\n    server: https://127.0.0.1:9\n\
+             - name: test\n  cluster:\n    server: {}\n    certificate-authority: {pki}/ca.crt\n\
+             users:\n- name: admin\n  user:\n    client-certificate: {pki}/admin.crt\n    client-key: {pki}/admin.key\n\
+             contexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: admin\n\
+             - name: the-test\n  context:\n    cluster: test\n    user: admin\n",
+            cluster.server()
+        ),
+    )
+    .unwrap();
+    let (kubeconfig, out_dir) = (kubeconfig.to_str().unwrap(), out.to_str().unwrap());
+    let unscoped = tokentrail(&["collect", "--out-dir", out_dir, "--kubeconfig", kubeconfig], None);
+    assert!(!unscoped.status.success(), "the current context's cluster is not there");
+    let args = ["collect", "--out-dir", out_dir, "--kubeconfig", kubeconfig, "--context", "the-test", "-n", NS];
+    let output = tokentrail(&args, None);
+    assert!(output.status.success(), "tokentrail collect --context: {}", String::from_utf8_lossy(&output.stderr));
+    let manifest = std::fs::read_to_string(out.join("MANIFEST.sha256")).unwrap();
+    assert!(manifest.contains("# cluster: test\n") && manifest.contains(&format!("# namespaces: {NS}\n")), "{manifest}");
+    let items = |file: &str| -> Vec<Value> {
+        let list: Value = serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap();
+        list["items"].as_array().unwrap().clone()
+    };
+    let accounts = items("serviceaccounts.json");
+    assert!(accounts.iter().any(|a| a["metadata"]["name"] == "default"), "{accounts:?}");
+    for object in accounts.iter().chain(&items("pods.json")).chain(&items("secrets.json")) {
+        assert_eq!(object["metadata"]["namespace"], NS, "only {NS}'s objects: {object}");
+    }
+    assert_eq!(items("nodes.json").len(), 2, "nodes are cluster-wide");
+}
+
 /// The findings of `tokentrail analyze --format json`, as (rule, pod or secret, client address).
 fn analyze(evidence: &[&Path]) -> BTreeSet<(String, String, String)> {
-    let mut args = vec!["analyze", "--format", "json"];
+    let mut args = vec!["analyze", "-o", "json"];
     args.extend(evidence.iter().map(|p| p.to_str().unwrap()));
     let output = tokentrail(&args, None);
     assert!(output.status.success(), "tokentrail analyze: {}", String::from_utf8_lossy(&output.stderr));
