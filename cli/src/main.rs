@@ -4,10 +4,12 @@
 //!   component; configuration files and the flags laid over them.
 //! * [`component`]: `agent`, `aggregator`, `correlator`, `standalone`: flags to configuration.
 //! * [`analyze`], [`collect`]: the forensic subcommands.
+//! * [`docs`]: shell completions and man pages.
 
 mod analyze;
 mod collect;
 mod component;
+mod docs;
 mod engine_args;
 mod kafka_args;
 mod progress;
@@ -22,7 +24,7 @@ use clap::{Parser, Subcommand};
 /// and replay.
 #[derive(Parser)]
 #[command(name = "tokentrail", version, about, long_about = None, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +49,10 @@ enum Command {
     /// in, findings to stdout, a file or a Kafka topic.
     // Boxed: its flags are many times the size of the other subcommands'.
     Standalone(Box<component::standalone::Args>),
+    /// Print shell completions, e.g. `source <(tokentrail completions bash)`.
+    Completions(docs::CompletionsArgs),
+    /// Write man pages (tokentrail.1, tokentrail-analyze.1, ...) into a directory.
+    Man(docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         Command::Aggregator(args) => component::aggregator::main(args),
         Command::Correlator(args) => component::correlator::main(args),
         Command::Standalone(args) => component::standalone::main(*args),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     }
 }
 

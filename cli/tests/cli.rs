@@ -413,3 +413,16 @@ fn a_flood_of_findings_folds_in_the_reports_and_stays_whole_in_json() {
     let json = tokentrail(&["analyze", "-o", "json", log]);
     assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 250, "every finding stays in the JSON lines");
 }
+
+#[test]
+fn completions_know_every_subcommand_and_flag() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = tokentrail(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", String::from_utf8_lossy(&o.stderr));
+        let script = String::from_utf8(o.stdout).unwrap();
+        for word in ["analyze", "collect", "correlator", "since-time", "bootstrap-servers"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    assert_eq!(tokentrail(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
+}

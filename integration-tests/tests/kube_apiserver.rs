@@ -601,7 +601,10 @@ fn collect_one_namespace_through_a_named_context(cluster: &Cluster, out: &Path) 
     let output = tokentrail(&args, None);
     assert!(output.status.success(), "tokentrail collect --context: {}", String::from_utf8_lossy(&output.stderr));
     let manifest = std::fs::read_to_string(out.join("MANIFEST.sha256")).unwrap();
-    assert!(manifest.contains("# cluster: test\n") && manifest.contains(&format!("# namespaces: {NS}\n")), "{manifest}");
+    assert!(
+        manifest.contains("# cluster: test\n") && manifest.contains(&format!("# namespaces: {NS}\n")),
+        "{manifest}"
+    );
     let items = |file: &str| -> Vec<Value> {
         let list: Value = serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap();
         list["items"].as_array().unwrap().clone()
