@@ -217,7 +217,7 @@ fn manifest(
     // A responder must know a namespace's evidence from a whole cluster's: absent pods are not
     // deleted pods.
     let _ = writeln!(text, "# namespaces: {}", namespace.unwrap_or("all"));
-    let _ = writeln!(text, "# tokentrail: {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(text, "# tokentrail: {}", env!("TOKENTRAIL_VERSION"));
     for (name, sha) in files {
         let _ = writeln!(text, "{sha}  {name}");
     }

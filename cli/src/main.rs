@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 /// Match every Kubernetes service-account token use to the pod it was issued to; report theft
 /// and replay.
 #[derive(Parser)]
-#[command(name = "tokentrail", version, about, long_about = None, propagate_version = true)]
+#[command(name = "tokentrail", version = env!("TOKENTRAIL_VERSION"), about, long_about = None, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,

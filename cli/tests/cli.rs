@@ -426,3 +426,15 @@ fn completions_know_every_subcommand_and_flag() {
     }
     assert_eq!(tokentrail(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let o = tokentrail(&["--version"]);
+    let version = String::from_utf8(o.stdout).unwrap();
+    let commit = version.trim().strip_prefix(concat!("tokentrail ", env!("CARGO_PKG_VERSION"), " (")).unwrap_or("");
+    let commit = commit.strip_suffix(')').unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        commit == "unknown commit" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{version}"
+    );
+}
