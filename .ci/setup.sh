@@ -2,7 +2,7 @@
 # Installs what the test suite needs beyond Rust, each step idempotent and cached (a second run
 # takes seconds and needs no network): the Apache Kafka broker's jars (Maven), kube-apiserver,
 # kube-controller-manager and etcd (Go module proxy), Chromium (Debian) for the HTML report's
-# rendering test, and kustomize, kubeconform and the schemas for the deploy/ test.
+# rendering test, and helm, kubeconform and the schemas for the deploy/ test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
