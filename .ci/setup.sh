@@ -2,7 +2,7 @@
 # Installs what the test suite needs beyond Rust, each step idempotent and cached (a second run
 # takes seconds and needs no network): the Apache Kafka broker's jars (Maven), kube-apiserver,
 # kube-controller-manager and etcd (Go module proxy), Chromium (Debian) for the HTML report's
-# rendering test, kustomize, kubeconform and the schemas for the deploy/ test, and the OCSF schema
+# rendering test, helm, kubeconform and the schemas for the deploy/ test, and the OCSF schema
 # the OCSF findings are validated against (PyPI).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
