@@ -28,7 +28,8 @@ pub struct Config {
     /// The HTTPS endpoint for the apiserver's audit webhook backend; absent: none.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
-    /// The plain-HTTP probe listener (`/healthz`, `/readyz`) for Kubernetes; absent: none.
+    /// The plain-HTTP probe listener (`/healthz`, `/readyz`, `/metrics`) for Kubernetes and
+    /// Prometheus; absent: none.
     #[serde(default)]
     pub health: Option<HealthConfig>,
     /// Pods and token Secrets remembered to place observations that do not name their service
@@ -177,8 +178,9 @@ pub struct TokenReviewConfig {
     pub cache_ttl: Duration,
 }
 
-/// The probe listener: plain HTTP (a kubelet's probe presents no client certificate), serving
-/// only `GET /healthz` (liveness) and `GET /readyz` (readiness, see [`crate::health`]).
+/// The probe listener: plain HTTP (a kubelet's probe presents no client certificate, Prometheus
+/// scrapes without one), serving only `GET /healthz` (liveness), `GET /readyz` (readiness, see
+/// [`crate::health`]) and `GET /metrics` ([`crate::probes`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {

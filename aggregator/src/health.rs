@@ -1,42 +1,27 @@
-//! Liveness, readiness and consumer lag (driver): what the Kafka clients report through their
-//! contexts, and the plain-HTTP probe listener serving `/healthz` and `/readyz`.
+//! Readiness and consumer lag (driver): what the Kafka clients report through their contexts.
+//! The probe listener that answers `/readyz` with it is [`crate::probes`].
 //!
 //! Readiness means "can do its work": the producer has a broker connection, and (with audit
 //! topics) the consumer has joined its group and received its assignment. An empty assignment
 //! is ready: more aggregators than partitions is not a fault, and such a replica still serves
-//! attestations and the webhook. Liveness is the runtime answering at all.
+//! attestations and the webhook.
 //!
 //! Both clients report librdkafka statistics every `statistics.interval.ms` (5 s here): the
 //! consumer's carry each assigned partition's lag (high watermark minus committed offset),
 //! exported as `tokentrail_aggregator_consumer_lag`; the producer's say whether a broker
 //! connection is up.
-//!
-//! The probe listener takes at most 64 connections and closes one idle for 10 s ([`Listener`]).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use std::time::Duration;
 
-use tokio::sync::watch;
-
-use crate::config::HealthConfig;
-use crate::error::AggregatorError;
-use crate::listen::{Limits, Listener};
 use crate::telemetry::Metrics;
-
-/// The probe listener's connections: a kubelet opens one per probe and closes it.
-const PROBE_LIMITS: Limits = Limits { max_connections: 64, idle_timeout: Duration::from_secs(10) };
 
 /// How often librdkafka reports statistics (lag, broker states), unless `kafka.client` sets
 /// `statistics.interval.ms`.
@@ -71,6 +56,12 @@ impl Health {
     /// The producer reached a broker (at start: the observations topic's metadata was read).
     pub(crate) fn set_producer_up(&self, up: bool) {
         self.producer_up.store(up, Ordering::Relaxed);
+    }
+}
+
+impl crate::probes::Readiness for Health {
+    fn ready(&self) -> Result<(), &'static str> {
+        Health::ready(self)
     }
 }
 
@@ -126,55 +117,5 @@ impl ClientContext for ProducerHealth {
             self.health.set_producer_up(false);
         }
         tracing::warn!(%error, reason, "producer");
-    }
-}
-
-/// The bound, not yet serving, probe listener.
-pub struct Server {
-    listener: Listener,
-    health: Arc<Health>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Server {
-    /// Binds the probe listener.
-    pub async fn bind(
-        config: &HealthConfig,
-        health: Arc<Health>,
-        metrics: Arc<Metrics>,
-        stop: watch::Receiver<bool>,
-    ) -> Result<Server, AggregatorError> {
-        let listener =
-            Listener::bind(config.listen, "health", PROBE_LIMITS, metrics, |m| &m.health_connections).await?;
-        Ok(Server { listener, health, stop })
-    }
-
-    /// The address it listens on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves `GET /healthz` and `GET /readyz` until stopped.
-    pub async fn serve(self) -> Result<(), AggregatorError> {
-        let Server { mut listener, health, mut stop } = self;
-        tracing::info!(addr = ?listener.local_addr(), "probes listening (/healthz, /readyz)");
-        let router = axum::Router::new()
-            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
-            .route("/readyz", get(readyz))
-            .with_state(health);
-        loop {
-            let tcp = tokio::select! {
-                tcp = listener.accept() => tcp,
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-            };
-            tokio::spawn(crate::webhook::serve_connection(tcp, router.clone(), PROBE_LIMITS.idle_timeout));
-        }
-    }
-}
-
-async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
-    match health.ready() {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
 }

@@ -23,7 +23,9 @@
 //!   413 beyond the body and decompression limits, 503 beyond the concurrent requests).
 //! * [`listen`]: accepting connections for both servers: a cap, timeouts, back-off on errors.
 //! * [`peer`]: the names a client certificate goes by, against an allow-list (pure).
-//! * [`health`]: `/healthz` and `/readyz`, consumer lag, from the Kafka clients' statistics.
+//! * [`health`]: readiness and consumer lag, from the Kafka clients' statistics.
+//! * [`probes`]: the plain-HTTP listener of `/healthz`, `/readyz` and `/metrics` (every
+//!   component's: the `tokentrail` binary binds it for the others).
 //! * [`token`], [`authn`]: agents' projected tokens (pure checks; JWKS file or TokenReview).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
 //! * Flags, logging, the runtime, signals and metrics export: the `tokentrail` binary
@@ -39,6 +41,7 @@ pub mod health;
 pub mod listen;
 pub mod peer;
 pub mod pipeline;
+pub mod probes;
 pub mod route;
 pub mod sink;
 pub mod source;
@@ -64,17 +67,18 @@ pub struct Bound {
     pub grpc: Option<SocketAddr>,
     /// The audit webhook, when configured.
     pub webhook: Option<SocketAddr>,
-    /// The probe listener (`/healthz`, `/readyz`), when configured.
+    /// The probe listener (`/healthz`, `/readyz`, `/metrics`), when configured.
     pub health: Option<SocketAddr>,
 }
 
 /// Runs the aggregator until `shutdown` resolves: the audit path and, when configured, the
-/// gRPC server and the audit webhook. `bound`, if given, receives their addresses once they
-/// listen. On shutdown the audit batch under way is committed and attestation
+/// gRPC server, the audit webhook and the probe listener (which serves `/metrics` with
+/// `scrape`). `bound`, if given, receives their addresses once they listen. On shutdown the audit batch under way is committed and attestation
 /// streams are closed; agents resend what was not acknowledged.
 pub async fn run(
     config: Config,
     metrics: Arc<Metrics>,
+    scrape: Option<probes::Scrape>,
     bound: Option<oneshot::Sender<Bound>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregatorError> {
@@ -83,10 +87,13 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     // First, so that a probe can tell "starting" from "dead" while Kafka is being reached.
     let probes = match &config.health {
-        Some(h) => Some(health::Server::bind(h, health.clone(), metrics.clone(), stop_rx.clone()).await?),
+        Some(h) => {
+            let answers = probes::Answers { readiness: health.clone(), scrape };
+            Some(probes::Server::bind(h.listen, answers, metrics.clone(), stop_rx.clone()).await?)
+        }
         None => None,
     };
-    let probes_addr = probes.as_ref().and_then(health::Server::local_addr);
+    let probes_addr = probes.as_ref().and_then(probes::Server::local_addr);
     let probes = probes.map(|p| tokio::spawn(p.serve()));
     let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity, health.clone()).await?);
     let mut servers =

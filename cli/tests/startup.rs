@@ -17,6 +17,7 @@ fn tokentrail(args: &[&str]) -> Output {
         .env_remove("POD_NAME")
         .env_remove("NODE_NAME")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("TOKENTRAIL_METRICS_LISTEN")
         .output()
         .expect("run tokentrail")
 }
@@ -102,7 +103,7 @@ fn flags_override_the_file_and_a_problem_of_the_file_names_it() {
 }
 
 #[test]
-fn help_shows_no_rustdoc_links_and_every_component_exports_metrics() {
+fn help_shows_no_rustdoc_links_and_every_component_exports_metrics_and_serves_probes() {
     for subcommand in ["analyze", "collect", "agent", "aggregator", "correlator", "standalone"] {
         let out = tokentrail(&[subcommand, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
@@ -110,6 +111,10 @@ fn help_shows_no_rustdoc_links_and_every_component_exports_metrics() {
         assert!(!help.contains("[`"), "{subcommand} --help shows a rustdoc link:\n{help}");
         if !["analyze", "collect"].contains(&subcommand) {
             assert!(help.contains("--otlp-endpoint") && help.contains("--verbose"), "{subcommand}:\n{help}");
+            assert!(
+                help.contains("--metrics-listen <ADDR>") && help.contains("TOKENTRAIL_METRICS_LISTEN"),
+                "{subcommand}:\n{help}"
+            );
         }
     }
 }

@@ -2,64 +2,43 @@
 //! * the real `tokentrail aggregator` process answers `/healthz` at once and `/readyz` with 503
 //!   while it has no broker, 200 once its producer is up and its consumer has joined the group;
 //!   it exits 0 on SIGTERM;
+//! * the same listener serves `/metrics`: every unlabelled instrument typed, and the records
+//!   counter moving once raw records are consumed; `--metrics-listen` names that listener, and
+//!   a second address is refused with exit 2;
 //! * the lag gauge shows a batch's records as lag while they are uncommitted, and 0 once the
 //!   batch is committed, per topic and partition.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod aggregator_support;
 mod correlator_support;
+mod probe_support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aggregator_support::*;
+use probe_support::{free_port, get, registered, wait_for, Scrape};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokentrail_aggregator::Metrics;
 use tokentrail_integration_tests::kafka;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET path`: the status code and body, or the connection error.
-async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: probe\r\nconnection: close\r\n\r\n").as_bytes()).await?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await?;
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Polls `path` until it answers `status`; the body.
-async fn wait_for(addr: SocketAddr, path: &str, status: u16) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let answer = get(addr, path).await;
-        if let Ok((s, body)) = &answer {
-            if *s == status {
-                return body.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "{path} never answered {status}: last {answer:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A free port on 127.0.0.1 for a process to listen on.
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
 
 fn aggregator_process(bootstrap: &str, t: &Topics, health: SocketAddr) -> std::process::Child {
-    Command::new(correlator_support::binary())
-        .args(["aggregator", "--bootstrap-servers", bootstrap, "--audit-topic", &format!("{}=prod", t.raw)])
-        .args(["--observations-topic", &t.observations, "--dead-letter-topic", &t.dead])
+    aggregator_command(bootstrap, t)
         .args(["--health-listen", &health.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("start tokentrail aggregator")
+}
+
+fn aggregator_command(bootstrap: &str, t: &Topics) -> Command {
+    let mut command = Command::new(correlator_support::binary());
+    command
+        .args(["aggregator", "--bootstrap-servers", bootstrap, "--audit-topic", &format!("{}=prod", t.raw)])
+        .args(["--observations-topic", &t.observations, "--dead-letter-topic", &t.dead])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +59,59 @@ async fn the_real_process_is_live_at_once_and_ready_once_kafka_is_reached() {
     wait_for(probe, "/healthz", 200).await;
     assert_eq!(wait_for(probe, "/readyz", 200).await, "ready\n");
     correlator_support::stop(aggregator);
+}
+
+/// Instruments with attributes, which have no point until something happened.
+const ONLY_ONCE_OBSERVED: &[&str] = &[
+    "tokentrail_aggregator_cluster_records_in_total",
+    "tokentrail_aggregator_cluster_observations_out_total",
+    "tokentrail_aggregator_agent_tokens_refused_total",
+    "tokentrail_aggregator_webhook_requests_refused_total",
+    "tokentrail_aggregator_consumer_lag",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_listener_serves_metrics_which_move_as_records_are_consumed() {
+    let t = Topics::create("agg-metrics").await;
+    let probe = free_port();
+    // --metrics-listen names the probe listener: given alone, it enables it.
+    let aggregator = aggregator_command(kafka().bootstrap(), &t)
+        .args(["--metrics-listen", &probe.to_string()])
+        .spawn()
+        .expect("start tokentrail aggregator");
+    wait_for(probe, "/readyz", 200).await;
+    let before = Scrape::of(probe).await;
+    before.assert_exposes(&registered("aggregator/src/telemetry.rs", "tokentrail_aggregator_", ONLY_ONCE_OBSERVED));
+    assert_eq!(before.value("tokentrail_aggregator_records_in_total"), Some(0.0));
+    assert!(before.text.contains(r#"tokentrail_aggregator_connections_accepted_total{listener="health"}"#));
+    assert!(before.text.contains(r#"service_name="tokentrail-aggregator""#), "target_info: {}", before.text);
+
+    let lines: Vec<Vec<u8>> = incident_lines().into_iter().take(3).map(String::into_bytes).collect();
+    produce_raw(&t.raw, &lines, None).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = Scrape::of(probe).await;
+        if now.value("tokentrail_aggregator_records_in_total") == Some(3.0) {
+            assert!(now.value("tokentrail_aggregator_cluster_records_in_total").is_some(), "{}", now.text);
+            break;
+        }
+        assert!(Instant::now() < deadline, "records_in_total never reached 3:\n{}", now.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    correlator_support::stop(aggregator);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listen_and_health_listen_on_two_addresses_are_refused() {
+    let t = Topics::create("agg-two-listeners").await;
+    let output = aggregator_command(kafka().bootstrap(), &t)
+        .args(["--health-listen", &free_port().to_string(), "--metrics-listen", &free_port().to_string()])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tokentrail aggregator");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("are two addresses for one listener"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

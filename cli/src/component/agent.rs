@@ -12,7 +12,7 @@ use tokentrail_agent::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
 use crate::startup::config_file::WithFile;
-use crate::startup::{Component, Threads};
+use crate::startup::{Component, Probes, Threads};
 
 const AGENT: Component = Component { name: "agent", service: "tokentrail-agent", threads: Threads::One };
 
@@ -98,12 +98,18 @@ pub fn main(args: Args) -> ExitCode {
         Err(e) => return AGENT.bad_config(e),
     };
     let metrics = Arc::new(Metrics::default());
-    let exported = Arc::clone(&metrics);
+    let (exported, ready) = (Arc::clone(&metrics), Arc::clone(&metrics));
     AGENT.serve(
         &args.process,
         None,
         move |meter| telemetry::register(&exported, meter),
-        |shutdown| async move {
+        // Once the aggregator has accepted a stream: from then on the agent has what it needs
+        // (its queue keeps what a later outage holds back), and a reconnect is its own business.
+        Probes::ready_when(move || match Metrics::get(&ready.connections_total) {
+            0 => Err("no attestation stream to the aggregator yet"),
+            _ => Ok(()),
+        }),
+        |shutdown, _| async move {
             let pods = if kube {
                 // In-cluster service account (or $KUBECONFIG when run by hand).
                 let client =

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokentrail_aggregator::config::Config;
+use tokentrail_aggregator::config::{Config, HealthConfig};
 use tokentrail_aggregator::telemetry::{self, Metrics};
 use tokentrail_config::duration;
 
 use crate::kafka_args::KafkaSecurityArgs;
 use crate::startup::config_file::WithFile;
-use crate::startup::{Component, KafkaBrokers, Threads};
+use crate::startup::{Component, KafkaBrokers, Probes, Threads};
 
 const AGGREGATOR: Component =
     Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::PerCore };
@@ -78,8 +78,8 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(rename = "grpc.max_clock_skew", serialize_with = "duration::serialize_given")]
     max_clock_skew: Option<Duration>,
-    /// Serve the probes `/healthz` and `/readyz` over plain HTTP on this address (e.g.
-    /// `0.0.0.0:8080`).
+    /// Serve the probes `/healthz` and `/readyz`, and `/metrics` (Prometheus), over plain HTTP
+    /// on this address (e.g. `0.0.0.0:8080`); `--metrics-listen` names the same listener.
     #[arg(long, value_name = "ADDR")]
     #[serde(rename = "health.listen")]
     health_listen: Option<SocketAddr>,
@@ -102,20 +102,49 @@ fn parse_audit_topic(s: &str) -> Result<AuditTopic, std::convert::Infallible> {
 
 /// Runs `tokentrail aggregator` until SIGTERM or ctrl-c.
 pub fn main(args: Args) -> ExitCode {
-    let config = match AGGREGATOR.configure(&args, Config::problems) {
+    let mut config: Config = match AGGREGATOR.configure(&args, Config::problems) {
         Ok(c) => c,
         Err(exit) => return exit,
     };
+    if let Err(e) = metrics_on_the_probe_listener(&mut config, args.process.metrics_listen) {
+        return AGGREGATOR.bad_config(e);
+    }
     let metrics = Arc::new(Metrics::default());
     let exported = Arc::clone(&metrics);
     let brokers =
         KafkaBrokers { bootstrap: config.kafka.bootstrap_servers.clone(), security: config.kafka.security.clone() };
+    let exposes = config.health.is_some();
     AGGREGATOR.serve(
         &args.process,
         Some(brokers),
         move |meter| telemetry::register(&exported, meter),
-        |shutdown| tokentrail_aggregator::run(config, metrics, None, shutdown),
+        Probes::Own { exposes },
+        |shutdown, scrape| tokentrail_aggregator::run(config, metrics, scrape, None, shutdown),
     )
+}
+
+/// `--metrics-listen` and `health.listen` (`--health-listen`) name different addresses.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--metrics-listen {metrics} and health.listen {health} are two addresses for one listener: the aggregator \
+     serves /metrics beside its probes; give one of them, or the same address"
+)]
+struct TwoListeners {
+    metrics: SocketAddr,
+    health: SocketAddr,
+}
+
+/// `--metrics-listen` on the aggregator is its probe listener, which serves `/metrics` too:
+/// it enables the listener when the configuration has none.
+fn metrics_on_the_probe_listener(config: &mut Config, metrics: Option<SocketAddr>) -> Result<(), TwoListeners> {
+    match (&config.health, metrics) {
+        (Some(h), Some(metrics)) if h.listen != metrics => Err(TwoListeners { metrics, health: h.listen }),
+        (None, Some(listen)) => {
+            config.health = Some(HealthConfig { listen });
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +191,29 @@ mod tests {
         let err = load(r#"{"kafka": {"bootstrap_servers": "k:9093"}}"#, &["--kafka-security-protocol", "sasl_ssl"])
             .unwrap_err();
         assert_eq!(err, "kafka.security.sasl: is required with protocol sasl_ssl");
+    }
+
+    #[test]
+    fn metrics_listen_enables_the_probe_listener_and_refuses_a_second_address() {
+        let file = r#"{"kafka": {"bootstrap_servers": "k:9092"}}"#;
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut c = load(file, &[]).unwrap();
+        metrics_on_the_probe_listener(&mut c, Some(addr("127.0.0.1:9090"))).unwrap();
+        assert_eq!(c.health.map(|h| h.listen), Some(addr("127.0.0.1:9090")));
+
+        let mut c = load(file, &["--health-listen", "0.0.0.0:8080"]).unwrap();
+        metrics_on_the_probe_listener(&mut c, Some(addr("0.0.0.0:8080"))).unwrap();
+        metrics_on_the_probe_listener(&mut c, None).unwrap();
+        assert_eq!(c.health.as_ref().map(|h| h.listen), Some(addr("0.0.0.0:8080")));
+        let err = metrics_on_the_probe_listener(&mut c, Some(addr("0.0.0.0:9090"))).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--metrics-listen 0.0.0.0:9090 and health.listen 0.0.0.0:8080 are two addresses"),
+            "{err}"
+        );
+
+        let mut c = load(file, &[]).unwrap();
+        metrics_on_the_probe_listener(&mut c, None).unwrap();
+        assert!(c.health.is_none());
     }
 
     #[test]

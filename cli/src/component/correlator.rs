@@ -15,7 +15,7 @@ use tokentrail_correlator::stream::config::FileConfig;
 use tokentrail_correlator::stream::{self, telemetry, CorrelatorConfig, Metrics};
 
 use crate::startup::config_file::WithFile;
-use crate::startup::{Component, KafkaBrokers, Shutdown, Threads};
+use crate::startup::{Component, KafkaBrokers, Probes, Shutdown, Threads};
 
 const CORRELATOR: Component = Component { name: "correlator", service: "tokentrail-correlator", threads: Threads::One };
 
@@ -85,13 +85,20 @@ pub fn main(args: Args) -> ExitCode {
         Err(e) => return CORRELATOR.bad_config(e),
     };
     let metrics = Arc::new(Metrics::default());
-    let exported = Arc::clone(&metrics);
+    let (exported, ready) = (Arc::clone(&metrics), Arc::clone(&metrics));
     let brokers = KafkaBrokers { bootstrap: config.bootstrap.clone(), security: config.security.clone() };
     CORRELATOR.serve(
         &args.process,
         Some(brokers),
         move |meter| telemetry::register(&exported, meter),
-        |shutdown| run(config, metrics, shutdown),
+        Probes::ready_when(move || {
+            if ready.assignment_restored.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("not yet joined the group and restored its partitions' state")
+            }
+        }),
+        |shutdown, _| run(config, metrics, shutdown),
     )
 }
 

@@ -3,12 +3,13 @@
 //! the aggregator's listeners and the engine's, all flags.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::standalone::output::Destination;
 use crate::standalone::{self, cli, StandaloneMetrics};
 
-use crate::startup::{Component, KafkaBrokers, ProcessArgs, Threads};
+use crate::startup::{Component, KafkaBrokers, Probes, ProcessArgs, Threads};
 
 const STANDALONE: Component =
     Component { name: "standalone", service: "tokentrail-standalone", threads: Threads::PerCore };
@@ -47,7 +48,23 @@ pub fn main(args: Args) -> ExitCode {
         tokentrail_aggregator::telemetry::register(&servers, meter);
         tokentrail_correlator::stream::telemetry::register(&engine, meter);
     };
-    STANDALONE.serve(&args.process, brokers, register, |shutdown| async move {
-        standalone::run(config, &metrics, None, shutdown).await
+    // Ready once the servers listen: what it does from then on needs nothing outside it.
+    let bound = Arc::new(AtomicBool::new(false));
+    let ready = Arc::clone(&bound);
+    let probes = Probes::Listen {
+        readiness: Arc::new(move || match ready.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => Err("the servers are not listening yet"),
+        }),
+        connections: Arc::clone(&metrics.servers),
+    };
+    STANDALONE.serve(&args.process, brokers, register, probes, |shutdown, _| async move {
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if bound_rx.await.is_ok() {
+                bound.store(true, Ordering::Relaxed);
+            }
+        });
+        standalone::run(config, &metrics, Some(bound_tx), shutdown).await
     })
 }

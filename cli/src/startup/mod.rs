@@ -1,12 +1,13 @@
 //! Process start-up, written once for every subcommand that runs a component (agent,
-//! aggregator, correlator, standalone): logging, metrics export, the runtime, SIGTERM and ctrl-c
-//! as a shutdown future, and the exit status. The components are libraries whose `run` takes a
+//! aggregator, correlator, standalone): logging, metrics export, the probe listener
+//! (`/healthz`, `/readyz`, `/metrics`), the runtime, SIGTERM and ctrl-c as a shutdown future,
+//! and the exit status. The components are libraries whose `run` takes a
 //! configuration and that future; `cli/src/component/*.rs` turn flags (and a configuration file)
 //! into that configuration.
 //!
 //! * [`config_file`]: `--config` and `--check-config`; the environment and flags laid over the
 //!   file by one rule.
-//! * [`otlp`]: OTLP metrics export of the instruments the components register.
+//! * [`telemetry`]: OTLP and Prometheus export of the instruments the components register.
 //! * [`kafka`]: one connection to the Kafka brokers with the component's security settings,
 //!   made beside the component as it starts ([`Component::serve`] with [`KafkaBrokers`]).
 //!
@@ -18,14 +19,17 @@
 
 pub mod config_file;
 pub mod kafka;
-pub mod otlp;
+pub mod telemetry;
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use opentelemetry::metrics::Meter;
+use tokentrail_aggregator::probes::{self, Readiness, Scrape};
 use tokentrail_config::kafka::KafkaSecurity;
 
 /// Exit statuses of the component subcommands.
@@ -43,13 +47,21 @@ pub mod exit {
     pub const KAFKA_REFUSED: u8 = 77;
 }
 
-/// The flags of every long-running component: logging and metrics export.
+/// The environment variable of `--metrics-listen`.
+pub const METRICS_LISTEN_ENV: &str = "TOKENTRAIL_METRICS_LISTEN";
+
+/// The flags of every long-running component: logging, metrics export and the probe listener.
 #[derive(clap::Args, Debug)]
 pub struct ProcessArgs {
     /// OpenTelemetry collector (OTLP/gRPC) to export metrics to, e.g. `http://localhost:4317`;
     /// no export without it.
-    #[arg(long, env = otlp::ENDPOINT_ENV, value_name = "URL")]
+    #[arg(long, env = telemetry::ENDPOINT_ENV, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Serve `GET /healthz` (liveness), `GET /readyz` (readiness) and `GET /metrics`
+    /// (Prometheus text format) over plain HTTP on this address, e.g. `0.0.0.0:9090`; none
+    /// without it. The aggregator's is its probe listener (`--health-listen`, `health.listen`).
+    #[arg(long, env = METRICS_LISTEN_ENV, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log debug messages too.
     #[arg(long, short)]
     pub verbose: bool,
@@ -76,6 +88,32 @@ impl Failure for tokentrail_correlator::stream::CorrelatorError {}
 impl Failure for crate::standalone::StandaloneError {}
 
 impl Failure for anyhow::Error {}
+
+/// Who serves a component's probes and `/metrics`.
+pub enum Probes {
+    /// [`Component::serve`], on `--metrics-listen` when given: `/readyz` asks `readiness`; the
+    /// listener's connections are counted in `connections` (the aggregator's instruments,
+    /// exported by standalone; a fresh, unexported set for the agent and the correlator).
+    Listen {
+        /// The component's readiness.
+        readiness: Arc<dyn Readiness>,
+        /// Where the listener's connections are counted.
+        connections: Arc<tokentrail_aggregator::Metrics>,
+    },
+    /// The component itself (the aggregator, on its `health.listen`); `exposes`: it has a
+    /// listener, so `run` is handed the `/metrics` renderer.
+    Own {
+        /// Whether the component serves `/metrics`.
+        exposes: bool,
+    },
+}
+
+impl Probes {
+    /// Served on `--metrics-listen`, ready when `ready` says so.
+    pub fn ready_when(ready: impl Fn() -> Result<(), &'static str> + Send + Sync + 'static) -> Probes {
+        Probes::Listen { readiness: Arc::new(ready), connections: Arc::default() }
+    }
+}
 
 /// The Kafka brokers a component's clients use, as [`Component::serve`] checks them.
 #[derive(Clone, Debug)]
@@ -144,9 +182,11 @@ impl Component {
         ExitCode::from(exit::BAD_CONFIG)
     }
 
-    /// Starts metrics export (when an endpoint is configured; `register` adds the component's
-    /// instruments), builds the runtime, runs `run` until it returns (it is handed the shutdown
-    /// future), exports the last metrics and maps the result to the exit status.
+    /// Starts metrics export (OTLP when an endpoint is configured, Prometheus when a listener
+    /// serves `/metrics`; `register` adds the component's instruments), builds the runtime,
+    /// binds the probe listener (`probes`), runs `run` until it returns (it is handed the
+    /// shutdown future, and the `/metrics` renderer when the component serves its own
+    /// probes), exports the last metrics and maps the result to the exit status.
     ///
     /// With `kafka`, one connection checks the brokers on a thread of its own while the
     /// component starts ([`kafka::check_connection`]). Beside it rather than before it, so that
@@ -160,16 +200,27 @@ impl Component {
         process: &ProcessArgs,
         kafka: Option<KafkaBrokers>,
         register: impl FnOnce(&Meter),
-        run: impl FnOnce(Shutdown) -> F,
+        probes: Probes,
+        run: impl FnOnce(Shutdown, Option<Scrape>) -> F,
     ) -> ExitCode
     where
         F: Future<Output = Result<(), E>>,
         E: Failure,
     {
-        let exporter = match otlp::start_if_configured(process.otlp_endpoint.as_deref(), self.service, register) {
+        let listen = match &probes {
+            Probes::Listen { .. } => process.metrics_listen,
+            Probes::Own { .. } => None,
+        };
+        let exports = telemetry::Exports {
+            otlp: telemetry::endpoint(process.otlp_endpoint.as_deref()),
+            otlp_interval: None,
+            prometheus: listen.is_some() || matches!(probes, Probes::Own { exposes: true }),
+        };
+        let exporter = match telemetry::start(exports, self.service, register) {
             Ok(e) => e,
             Err(e) => return self.bad_config(e),
         };
+        let scrape = exporter.as_ref().and_then(telemetry::Telemetry::scrape);
         let runtime = match self.threads {
             Threads::One => tokio::runtime::Builder::new_current_thread().enable_all().build(),
             Threads::PerCore => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
@@ -182,8 +233,24 @@ impl Component {
             }
         };
         let checked = kafka.map(|brokers| self.check_kafka(brokers));
+        let (stop_probes, stopped) = tokio::sync::watch::channel(false);
         let outcome = runtime.block_on(async {
-            let run = run(Box::pin(shutdown_signal()));
+            let own_scrape = match (probes, listen) {
+                (Probes::Listen { readiness, connections }, Some(addr)) => {
+                    let answers = probes::Answers { readiness, scrape: scrape.clone() };
+                    match probes::Server::bind(addr, answers, connections, stopped).await {
+                        Ok(server) => drop(tokio::spawn(server.serve())),
+                        Err(e) => {
+                            eprintln!("tokentrail {}: probe listener: {e}", self.name);
+                            return Err(exit::FAILED);
+                        }
+                    }
+                    None
+                }
+                (Probes::Listen { .. }, None) => None,
+                (Probes::Own { .. }, _) => scrape,
+            };
+            let run = run(Box::pin(shutdown_signal()), own_scrape);
             let Some(checked) = checked else { return Ok(run.await) };
             tokio::pin!(run);
             tokio::select! {
@@ -195,6 +262,7 @@ impl Component {
                 },
             }
         });
+        let _ = stop_probes.send(true);
         match outcome {
             Ok(_) => drop(runtime),
             // The component's clients may be blocked in a request to the same brokers for as
@@ -202,7 +270,7 @@ impl Component {
             Err(_) => runtime.shutdown_background(),
         }
         // After the run, outside its runtime: the final values are exported before exit.
-        otlp::shutdown(exporter);
+        telemetry::shutdown(exporter);
         match outcome {
             Ok(result) => self.exit(result),
             Err(status) => ExitCode::from(status),
@@ -306,9 +374,11 @@ mod tests {
         let config = AggregatorError::Config(ConfigError(vec!["kafka.bootstrap_servers: is empty".into()]));
         assert!(!Failure::is_retryable(&config));
         assert!(Failure::is_retryable(&AggregatorError::Closed("the queue")));
-        let process = ProcessArgs { otlp_endpoint: Some(String::new()), verbose: false };
+        let process = ProcessArgs { otlp_endpoint: Some(String::new()), metrics_listen: None, verbose: false };
         let aggregator = Component { name: "aggregator", service: "tokentrail-aggregator", threads: Threads::One };
-        let status = aggregator.serve(&process, None, |_| {}, |_| async { Err(AggregatorError::Closed("the queue")) });
+        let own = Probes::Own { exposes: false };
+        let status =
+            aggregator.serve(&process, None, |_| {}, own, |_, _| async { Err(AggregatorError::Closed("the queue")) });
         assert_eq!(format!("{status:?}"), format!("{:?}", ExitCode::from(75)));
     }
 }

@@ -147,6 +147,12 @@ pub struct Metrics {
     /// Entries the engines hold (use groups, attested credentials, pods): a gauge, set after
     /// each commit.
     pub state_entries: AtomicU64,
+    /// The replica has joined its group and restored the state of every partition of its first
+    /// assignment (an empty one included: more replicas than partitions is not a fault): its
+    /// readiness. It stays set through later rebalances, which every replica of the group goes
+    /// through at once: turning them all unready then would tell Kubernetes (and a
+    /// PodDisruptionBudget) nothing useful.
+    pub assignment_restored: AtomicBool,
 }
 
 /// Assignment changes seen inside `poll`, applied by the loop right after it returns.
@@ -271,6 +277,9 @@ fn apply_rebalances(
                 next_offsets.remove(&partition);
                 dirty.remove(&partition);
             }
+        }
+        if assigned {
+            metrics.assignment_restored.store(true, Ordering::Relaxed);
         }
     }
     Ok(())

@@ -89,7 +89,7 @@ pub async fn start(config: Config) -> Running {
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let (bound_tx, bound_rx) = oneshot::channel();
-    let task = tokio::spawn(tokentrail_aggregator::run(config, metrics.clone(), Some(bound_tx), async {
+    let task = tokio::spawn(tokentrail_aggregator::run(config, metrics.clone(), None, Some(bound_tx), async {
         let _ = stopped.await;
     }));
     let bound = tokio::time::timeout(WAIT, bound_rx).await.expect("servers bound").unwrap();

@@ -1,10 +1,10 @@
 //! A fake OTLP metrics collector for tests: the OTLP `MetricsService` over tonic on 127.0.0.1:0,
 //! on a runtime of its own (as a real collector would run in another process), keeping every
 //! export it receives. Components export to it through their real OTLP code (the `tokentrail`
-//! binary's `cli/src/startup/otlp.rs`), in-process or from a `tokentrail` process given its
+//! binary's `cli/src/startup/telemetry.rs`), in-process or from a `tokentrail` process given its
 //! [`Collector::endpoint`].
 //!
-//! Shared by `integration-tests/tests/*` (`mod otlp_support;`) and `cli/src/startup/otlp_tests.rs`
+//! Shared by `integration-tests/tests/*` (`mod otlp_support;`) and `cli/src/startup/telemetry_tests.rs`
 //! (by `#[path]`): both need the same receiver and the same reading of an export.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a failed step panics
 
@@ -92,7 +92,7 @@ impl Collector {
         Collector { addr, received, runtime: Some(runtime) }
     }
 
-    /// The OTLP/gRPC endpoint, for `--otlp-endpoint` or the binary's `otlp::start`.
+    /// The OTLP/gRPC endpoint, for `--otlp-endpoint` or the binary's `telemetry::start`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
