@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aggregator_support::{incident_lines, produce_raw, read_until, Topics};
-use correlator_support::{binary, outputs, stop};
+use correlator_support::{binary, outputs};
 use probe_support::{free_port, get, registered, wait_for, Scrape, WAIT};
 use tokentrail_integration_tests::unique_name;
 
@@ -36,41 +36,58 @@ async fn wait_for_value(addr: SocketAddr, name: &str, at_least: f64) -> Scrape {
     }
 }
 
-fn agent(kubelet: &std::path::Path, aggregator: SocketAddr, metrics: SocketAddr) -> Child {
-    Command::new(binary())
+/// A process of the test, killed when dropped: a failed assertion leaves nothing running.
+struct Process(Option<Child>);
+
+impl Process {
+    /// SIGTERM, then the exit status must be 0.
+    fn stop(mut self, what: &str) {
+        let mut child = self.0.take().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{what} exits 0 on SIGTERM: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what} did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(command: &mut Command, what: &str) -> Process {
+    Process(Some(
+        command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("start {what}: {e}")),
+    ))
+}
+
+fn agent(kubelet: &std::path::Path, aggregator: SocketAddr, metrics: SocketAddr) -> Process {
+    let mut command = Command::new(binary());
+    command
         .args(["agent", "--no-kube", "--no-inotify", "--node", "worker-1", "--max-backoff", "1s"])
         .args(["--aggregator", &format!("http://{aggregator}")])
         .arg("--kubelet-dir")
         .arg(kubelet)
-        .args(["--metrics-listen", &metrics.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tokentrail agent")
+        .args(["--metrics-listen", &metrics.to_string()]);
+    spawn(&mut command, "tokentrail agent")
 }
 
-fn standalone(grpc: SocketAddr, metrics: SocketAddr) -> Child {
-    Command::new(binary())
+fn standalone(grpc: SocketAddr, metrics: SocketAddr) -> Process {
+    let mut command = Command::new(binary());
+    command
         .args(["standalone", "--cluster", "onprem", "--grpc-listen", &grpc.to_string(), "--trust-agent-node-name"])
-        .env("TOKENTRAIL_METRICS_LISTEN", metrics.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tokentrail standalone")
-}
-
-/// SIGTERM, then the exit status must be 0.
-fn stop_gracefully(mut child: Child, what: &str) {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{what} exits 0 on SIGTERM: {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .env("TOKENTRAIL_METRICS_LISTEN", metrics.to_string());
+    spawn(&mut command, "tokentrail standalone")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,8 +127,8 @@ async fn the_agent_is_ready_once_its_stream_is_accepted_and_both_processes_expos
     accepted.assert_exposes(&registered("correlator/src/stream/telemetry.rs", "tokentrail_correlator_", &by_rule));
     assert_eq!(accepted.value("tokentrail_aggregator_streams_open"), Some(1.0), "{}", accepted.text);
 
-    stop_gracefully(agent, "the agent");
-    stop_gracefully(standalone, "standalone");
+    agent.stop("the agent");
+    standalone.stop("standalone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,16 +137,14 @@ async fn the_correlator_is_ready_once_its_partitions_are_restored_and_counts_wha
     let t = Topics::create("metrics-corr").await;
     let out = outputs("metrics-corr", 3).await;
     let probe = free_port();
-    let correlator = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(["correlator", "--bootstrap", tokentrail_integration_tests::kafka().bootstrap()])
         .args(["--group", &out.group, "--instance", &unique_name("metrics-corr")])
         .args(["--observations-topic", &t.observations, "--findings-topic", &out.findings])
         .args(["--changelog-topic", &out.changelog, "--commit-interval", "300ms"])
-        .args(["--metrics-listen", &probe.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tokentrail correlator");
+        .args(["--metrics-listen", &probe.to_string()]);
+    let correlator = spawn(&mut command, "tokentrail correlator");
     assert_eq!(wait_for(probe, "/healthz", 200).await, "ok\n");
     assert_eq!(wait_for(probe, "/readyz", 200).await, "ready\n");
     let ready = Scrape::of(probe).await;
@@ -151,26 +166,24 @@ async fn the_correlator_is_ready_once_its_partitions_are_restored_and_counts_wha
     aggregator.stop().await;
     let moved = wait_for_value(probe, "tokentrail_correlator_observations_total", 1.0).await;
     assert!(moved.value("tokentrail_correlator_transactions_total") >= Some(1.0), "{}", moved.text);
-    stop(correlator);
+    correlator.stop("the correlator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlator_without_brokers_is_alive_and_says_why_it_is_not_ready() {
     let probe = free_port();
     let nowhere = free_port();
-    let correlator = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(["correlator", "--bootstrap", &nowhere.to_string(), "--group", "g", "--instance", "c-0"])
         .args(["--observations-topic", "o", "--findings-topic", "f", "--changelog-topic", "c"])
-        .args(["--metrics-listen", &probe.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tokentrail correlator");
+        .args(["--metrics-listen", &probe.to_string()]);
+    // Killed when dropped, at the end.
+    let _correlator = spawn(&mut command, "tokentrail correlator");
     assert_eq!(wait_for(probe, "/healthz", 200).await, "ok\n");
     let (status, body) = get(probe, "/readyz").await.unwrap();
     assert_eq!(
         (status, body.as_str()),
         (503, "not ready: not yet joined the group and restored its partitions' state\n")
     );
-    correlator_support::kill9(correlator);
 }
