@@ -1,11 +1,13 @@
 //! The engine's flags, declared once and flattened into `tokentrail analyze`, `tokentrail
-//! correlator` and `tokentrail standalone`: one type per setting, one conversion to
-//! [`EngineConfig`] ([`EngineArgs::apply`]). Durations follow [`tokentrail_config::duration`].
+//! correlator` and `tokentrail standalone`: one type per setting. `analyze`, which has no
+//! configuration file, lays them over the engine's defaults ([`EngineArgs::apply`]); the
+//! streaming components lay them over their file's `engine` section. Durations follow
+//! [`tokentrail_config::duration`].
 //!
 //! Every flag is optional and its default is the engine's ([`EngineConfig::default`]), so a flag
-//! not given leaves what a configuration file said. Serialized, they are the correlator file's
-//! keys (`cluster_networks`, `rotation_grace`, ...; a flag not given is null), which start-up lays
-//! over the file.
+//! not given leaves what a configuration file said. Serialized, they are the keys of the
+//! configuration files' `engine` section (`engine.cluster_networks`, `engine.rotation_grace`, ...;
+//! a flag not given is null), which start-up lays over the file.
 
 use std::time::Duration;
 
@@ -21,21 +23,21 @@ pub struct EngineArgs {
     /// A network of the cluster(s) (pods, nodes) beyond what node objects say. Repeatable; adds
     /// to a configuration file's.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    #[serde(rename = "cluster_networks", serialize_with = "nets")]
+    #[serde(rename = "engine.cluster_networks", serialize_with = "nets")]
     pub cluster_network: Vec<IpNet>,
     /// A trusted proxy in front of the apiservers: its forwarded-for entries are believed.
     /// Repeatable; adds to a configuration file's.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    #[serde(rename = "trusted_proxies", serialize_with = "nets")]
+    #[serde(rename = "engine.trusted_proxies", serialize_with = "nets")]
     pub trusted_proxy: Vec<IpNet>,
     /// A NAT address pod traffic to the apiserver may come from. Repeatable; adds to a
     /// configuration file's.
     #[arg(long, value_name = "IP|CIDR", value_parser = parse_net)]
-    #[serde(rename = "egress_ips", serialize_with = "nets")]
+    #[serde(rename = "engine.egress_ips", serialize_with = "nets")]
     pub egress_ip: Vec<IpNet>,
     /// How long a pod's old token may still be used after its newer one is [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = tokentrail_config::duration::parse)]
-    #[serde(serialize_with = "tokentrail_config::duration::serialize_given")]
+    #[serde(rename = "engine.rotation_grace", serialize_with = "tokentrail_config::duration::serialize_given")]
     pub rotation_grace: Option<Duration>,
 }
 
@@ -46,16 +48,16 @@ pub struct StreamEngineArgs {
     /// How long (by the node's watermark) a node's agent has to attest a pod-bound credential
     /// after its first use before it counts as minted behind the kubelet's back [default: 2m].
     #[arg(long, value_name = "DURATION", value_parser = tokentrail_config::duration::parse)]
-    #[serde(serialize_with = "tokentrail_config::duration::serialize_given")]
+    #[serde(rename = "engine.attestation_grace", serialize_with = "tokentrail_config::duration::serialize_given")]
     pub attestation_grace: Option<Duration>,
     /// How long a credential neither used nor attested is kept, by event time; at least 24h
     /// [default: 25h].
     #[arg(long, value_name = "DURATION", value_parser = tokentrail_config::duration::parse)]
-    #[serde(serialize_with = "tokentrail_config::duration::serialize_given")]
+    #[serde(rename = "engine.credential_retention", serialize_with = "tokentrail_config::duration::serialize_given")]
     pub credential_retention: Option<Duration>,
     /// How long a deleted pod is kept, by event time [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = tokentrail_config::duration::parse)]
-    #[serde(serialize_with = "tokentrail_config::duration::serialize_given")]
+    #[serde(rename = "engine.pod_retention", serialize_with = "tokentrail_config::duration::serialize_given")]
     pub pod_retention: Option<Duration>,
 }
 
@@ -66,15 +68,6 @@ impl EngineArgs {
         engine.trusted_proxies.extend(self.trusted_proxy.iter().cloned());
         engine.egress.extend(self.egress_ip.iter().cloned());
         set(&mut engine.rotation_grace, self.rotation_grace);
-    }
-}
-
-impl StreamEngineArgs {
-    /// Lays the flags given over `engine`.
-    pub fn apply(&self, engine: &mut EngineConfig) {
-        set(&mut engine.attestation_grace, self.attestation_grace);
-        set(&mut engine.retention.credentials, self.credential_retention);
-        set(&mut engine.retention.pods, self.pod_retention);
     }
 }
 
@@ -98,6 +91,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use clap::Parser;
+    use tokentrail_correlator::stream::config::EngineSection;
     use tokentrail_correlator_core::expiry::Retention;
     use tokentrail_correlator_core::time::{MINUTE, SECOND};
 
@@ -109,40 +103,51 @@ mod tests {
         stream: StreamEngineArgs,
     }
 
-    fn engine(flags: &[&str]) -> Result<EngineConfig, clap::Error> {
-        let cli = Cli::try_parse_from(std::iter::once("t").chain(flags.iter().copied()))?;
-        let mut engine = EngineConfig::default();
-        cli.engine.apply(&mut engine);
-        cli.stream.apply(&mut engine);
-        Ok(engine)
+    /// The engine the streaming components get: the flags laid over the file's `engine` section.
+    fn engine(file: serde_json::Value, flags: &[&str]) -> Result<EngineConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("t").chain(flags.iter().copied())).map_err(|e| e.to_string())?;
+        let mut document = serde_json::json!({ "engine": file });
+        for keys in [serde_json::to_value(&cli.engine).unwrap(), serde_json::to_value(&cli.stream).unwrap()] {
+            crate::startup::config_file::layer(&mut document, keys);
+        }
+        let section: EngineSection = serde_json::from_value(document["engine"].take()).map_err(|e| e.to_string())?;
+        Ok(section.into_engine())
     }
 
     #[test]
     fn every_duration_flag_takes_the_one_grammar() {
         for flag in ["--rotation-grace", "--attestation-grace", "--credential-retention", "--pod-retention"] {
             for good in ["500ms", "90s", "5m", "1h", "1d", "5m30s", "1h 30m", "1.5h"] {
-                assert!(engine(&[flag, good]).is_ok(), "{flag} {good}");
+                assert!(engine(serde_json::json!({}), &[flag, good]).is_ok(), "{flag} {good}");
             }
             for bad in ["5", "300", "5x", "-1s", "soon", "1mo", ""] {
-                assert!(engine(&[flag, bad]).is_err(), "{flag} {bad}");
+                assert!(engine(serde_json::json!({}), &[flag, bad]).is_err(), "{flag} {bad}");
             }
         }
-        let e = engine(&["--rotation-grace", "500ms", "--attestation-grace", "1m30s"]).unwrap();
+        let e = engine(serde_json::json!({}), &["--rotation-grace", "500ms", "--attestation-grace", "1m30s"]).unwrap();
         assert_eq!((e.rotation_grace, e.attestation_grace), (500_000, 90 * SECOND));
     }
 
     #[test]
-    fn flags_not_given_leave_the_engine_defaults_and_networks_add_up() {
+    fn flags_not_given_leave_the_file_and_its_defaults_and_networks_add_up() {
         let defaults = EngineConfig::default();
-        let e = engine(&[]).unwrap();
+        let e = engine(serde_json::json!({}), &[]).unwrap();
         assert_eq!((e.rotation_grace, e.attestation_grace), (defaults.rotation_grace, defaults.attestation_grace));
         assert_eq!(e.retention, Retention::default());
-        let mut from_file = EngineConfig { cluster_networks: vec![parse_net("10.0.0.0/8").unwrap()], ..defaults };
-        let cli = Cli::try_parse_from(["t", "--cluster-network", "192.168.0.0/16", "--pod-retention", "10m"]).unwrap();
-        cli.engine.apply(&mut from_file);
-        cli.stream.apply(&mut from_file);
-        assert_eq!(from_file.cluster_networks.len(), 2);
-        assert_eq!(from_file.retention.pods, 10 * MINUTE);
+        let file =
+            serde_json::json!({"cluster_networks": ["10.0.0.0/8"], "pod_retention": "2h", "rotation_grace": "1m"});
+        let e = engine(file, &["--cluster-network", "192.168.0.0/16", "--pod-retention", "10m"]).unwrap();
+        assert_eq!(e.cluster_networks.len(), 2);
+        assert_eq!((e.retention.pods, e.rotation_grace), (10 * MINUTE, MINUTE));
+    }
+
+    #[test]
+    fn analyze_lays_the_flags_over_the_engine_s_defaults() {
+        let cli = Cli::try_parse_from(["t", "--egress-ip", "198.51.100.7", "--rotation-grace", "90s"]).unwrap();
+        let mut e =
+            EngineConfig { cluster_networks: vec![parse_net("10.0.0.0/8").unwrap()], ..EngineConfig::default() };
+        cli.engine.apply(&mut e);
+        assert_eq!((e.egress.len(), e.cluster_networks.len(), e.rotation_grace), (1, 1, 90 * SECOND));
     }
 
     #[test]
@@ -151,9 +156,9 @@ mod tests {
         let value = serde_json::to_value(&cli.engine).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"cluster_networks": [], "trusted_proxies": [], "egress_ips": ["198.51.100.7/32"],
-                               "rotation_grace": "1m 30s"})
+            serde_json::json!({"engine.cluster_networks": [], "engine.trusted_proxies": [],
+                               "engine.egress_ips": ["198.51.100.7/32"], "engine.rotation_grace": "1m 30s"})
         );
-        assert_eq!(serde_json::to_value(&cli.stream).unwrap()["pod_retention"], serde_json::Value::Null);
+        assert_eq!(serde_json::to_value(&cli.stream).unwrap()["engine.pod_retention"], serde_json::Value::Null);
     }
 }

@@ -1,21 +1,17 @@
 //! The Kafka security flags, declared once and flattened into `tokentrail aggregator`,
 //! `tokentrail correlator` and `tokentrail standalone`: one name per setting everywhere
 //! (`--kafka-security-protocol`, `--kafka-ca-file`, ...), each a key of the one
-//! [`KafkaSecurity`] section (`security.protocol`, `security.tls.ca_file`, ...). Serialized, a
+//! [`tokentrail_config::kafka::KafkaSecurity`] section (`security.protocol`, `security.tls.ca_file`, ...). Serialized, a
 //! flag not given is null, and start-up lays them over the configuration file's section
-//! (`kafka.security` in the aggregator's file, `security` in the correlator's).
+//! (`kafka.security` in the aggregator's and standalone's files, `security` in the correlator's).
 //!
 //! Files only: a password, a key's password or a client secret is never a flag's value (it
 //! would show in `ps` and in the pod spec); the flags name the files that hold them.
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use tokentrail_config::kafka::{KafkaSecurity, Mechanism};
-use tokentrail_config::Problem;
-
-use crate::startup::config_file::layer;
+use serde::Serialize;
+use tokentrail_config::kafka::Mechanism;
 
 /// The Kafka security settings every component with Kafka clients takes.
 #[derive(clap::Args, Clone, Debug, Default, Serialize)]
@@ -61,30 +57,12 @@ pub struct KafkaSecurityArgs {
     pub password_file: Option<PathBuf>,
 }
 
-/// The section alone, as a document to read it from.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Section {
-    #[serde(default)]
-    security: KafkaSecurity,
-}
-
-impl KafkaSecurityArgs {
-    /// The settings the flags alone make (a component without a configuration file), or every
-    /// problem with them, with its key path (`security.sasl.password_file`).
-    pub fn security(&self) -> Result<KafkaSecurity, Vec<Problem>> {
-        let mut document = Value::Object(Map::new());
-        let flags = serde_json::to_value(self).map_err(|e| vec![Problem::new("security", e.to_string())])?;
-        layer(&mut document, flags);
-        tokentrail_config::check_value(document, |s: &Section| s.security.problems("security")).map(|s| s.security)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::startup::config_file::layer;
     use clap::Parser;
-    use tokentrail_config::kafka::Protocol;
+    use tokentrail_config::kafka::{KafkaSecurity, Protocol};
 
     #[derive(Parser)]
     struct Cli {
@@ -92,40 +70,47 @@ mod tests {
         kafka: KafkaSecurityArgs,
     }
 
-    fn security(flags: &[&str]) -> Result<KafkaSecurity, Vec<String>> {
+    /// The section the flags make, laid over `file` (a component's `security` section).
+    fn security(file: serde_json::Value, flags: &[&str]) -> Result<KafkaSecurity, Vec<String>> {
         let cli =
             Cli::try_parse_from(std::iter::once("t").chain(flags.iter().copied())).map_err(|e| vec![e.to_string()])?;
-        cli.kafka.security().map_err(|p| p.iter().map(ToString::to_string).collect())
+        let mut document = serde_json::json!({ "security": file });
+        layer(&mut document, serde_json::to_value(&cli.kafka).unwrap());
+        let section =
+            serde_json::from_value::<KafkaSecurity>(document["security"].take()).map_err(|e| vec![e.to_string()])?;
+        let problems = section.problems("security");
+        if problems.is_empty() {
+            Ok(section)
+        } else {
+            Err(problems.iter().map(ToString::to_string).collect())
+        }
     }
 
     #[test]
-    fn no_flag_is_plaintext_and_flags_make_the_section() {
-        assert_eq!(security(&[]).unwrap(), KafkaSecurity::default());
+    fn no_flag_leaves_the_file_and_flags_make_or_change_the_section() {
+        assert_eq!(security(serde_json::json!({}), &[]).unwrap(), KafkaSecurity::default());
         let dir = tempfile::tempdir().unwrap();
         let password = dir.path().join("password");
         std::fs::write(&password, "pw").unwrap();
-        let s = security(&[
-            "--kafka-security-protocol",
-            "sasl_ssl",
-            "--kafka-sasl-mechanism",
-            "SCRAM-SHA-512",
-            "--kafka-sasl-username",
-            "tokentrail",
-            "--kafka-sasl-password-file",
-            password.to_str().unwrap(),
-        ])
+        let file = serde_json::json!({"protocol": "sasl_ssl", "sasl": {"mechanism": "PLAIN", "username": "file"}});
+        let s = security(
+            file,
+            &["--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-password-file", password.to_str().unwrap()],
+        )
         .unwrap();
         assert_eq!(s.protocol, Protocol::SaslSsl);
-        assert_eq!(s.sasl.unwrap().password_file.as_deref(), Some(password.as_path()));
+        let sasl = s.sasl.unwrap();
+        assert_eq!(sasl.username.as_deref(), Some("file"));
+        assert_eq!(sasl.password_file.as_deref(), Some(password.as_path()));
     }
 
     #[test]
     fn problems_name_the_section_keys_and_unknown_values_are_refused_by_clap() {
-        let err = security(&["--kafka-security-protocol", "sasl_ssl"]).unwrap_err();
+        let err = security(serde_json::json!({}), &["--kafka-security-protocol", "sasl_ssl"]).unwrap_err();
         assert_eq!(err, ["security.sasl: is required with protocol sasl_ssl"]);
-        let err = security(&["--kafka-sasl-mechanism", "GSSAPI"]).unwrap_err();
+        let err = security(serde_json::json!({}), &["--kafka-sasl-mechanism", "GSSAPI"]).unwrap_err();
         assert!(err[0].contains("invalid value 'GSSAPI'"), "{err:?}");
         // There is no flag for a password itself.
-        assert!(security(&["--kafka-sasl-password", "x"]).is_err());
+        assert!(security(serde_json::json!({}), &["--kafka-sasl-password", "x"]).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! `tokentrail agent|aggregator|correlator --check-config FILE` as an operator runs it: every
+//! `tokentrail agent|aggregator|correlator|standalone --check-config FILE` as an operator runs it: every
 //! problem of the file at once, each with its key path, exit 2; exit 0 for a valid file; nothing
 //! started either way (no broker, aggregator or kubelet directory exists for these runs).
 
@@ -67,8 +67,23 @@ fn aggregator_files_are_checked_whole() {
 #[test]
 fn correlator_files_are_checked_whole() {
     assert_valid(&check("correlator", r#"{"bootstrap_servers": "k:9092", "format": "ocsf"}"#));
-    let out = check("correlator", r#"{"group_id": "", "egress_ips": ["nat"], "format": "csv"}"#);
-    assert_problems(&out, &["egress_ips", "format", "bootstrap_servers"]);
+    let out = check("correlator", r#"{"group_id": "", "engine": {"egress_ips": ["nat"]}, "format": "csv"}"#);
+    assert_problems(&out, &["engine.egress_ips", "format", "bootstrap_servers"]);
+}
+
+#[test]
+fn standalone_files_are_checked_whole() {
+    assert_valid(&check(
+        "standalone",
+        r#"{"webhook": {"listen": "0.0.0.0:8443", "cluster": "prod", "insecure_plaintext": true},
+            "engine": {"egress_ips": ["198.51.100.7"]}, "format": "ocsf"}"#,
+    ));
+    let out = check(
+        "standalone",
+        r#"{"grpc": {"cluster": "prod", "trust_agent_node_name": true, "max_streams": "many"},
+            "findings": "kafka:tokentrail.findings", "engine": {"rotation_grace": "soon"}, "emit_interval": "1ms"}"#,
+    );
+    assert_problems(&out, &["engine.rotation_grace", "grpc.max_streams", "kafka", "emit_interval"]);
 }
 
 #[test]

@@ -65,7 +65,7 @@ fn settings_a_component_cannot_run_with_exit_2_before_it_starts() {
         tokentrail(&["correlator", "--bootstrap", "127.0.0.1:1", "--instance", "c-0", "--credential-retention", "6h"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("tokentrail correlator: credential_retention: must be at least 24h"),
+        stderr(&out).contains("tokentrail correlator: engine.credential_retention: must be at least 24h"),
         "{}",
         stderr(&out)
     );
@@ -89,12 +89,19 @@ fn settings_a_component_cannot_run_with_exit_2_before_it_starts() {
 fn flags_override_the_file_and_a_problem_of_the_file_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("correlator.json");
-    std::fs::write(&file, r#"{"bootstrap_servers": "k:9092", "instance": "c-0", "credential_retention": "6h"}"#)
-        .unwrap();
+    std::fs::write(
+        &file,
+        r#"{"bootstrap_servers": "k:9092", "instance": "c-0", "engine": {"credential_retention": "6h"}}"#,
+    )
+    .unwrap();
     let file = file.display().to_string();
     let out = tokentrail(&["correlator", "--config", &file]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains(&format!("{file}: credential_retention: must be at least 24h")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{file}: engine.credential_retention: must be at least 24h")),
+        "{}",
+        stderr(&out)
+    );
     // The file alone is fine; a flag makes it wrong, and the problem is the key's, not the file's.
     std::fs::write(&file, r#"{"bootstrap_servers": "k:9092", "instance": "c-0"}"#).unwrap();
     let out = tokentrail(&["correlator", "--config", &file, "--commit-interval", "1ms"]);

@@ -410,12 +410,8 @@ fn every_generated_configuration_passes_check_config_with_its_pods_flags() {
         for workload in workloads(&objects) {
             for container in list(&pod_spec(workload)["containers"]) {
                 let args: Vec<&str> = list(&container["args"]).iter().map(|a| a.as_str().unwrap()).collect();
-                let Some((key, text)) = mounted_config(&objects, workload, container) else {
-                    // `tokentrail standalone` has no configuration file and no --check-config: its
-                    // listener flags are checked against its probes below.
-                    assert_eq!(args[0], "standalone", "{which}: {} reads no configuration file", name(workload));
-                    continue;
-                };
+                let (key, text) = mounted_config(&objects, workload, container)
+                    .unwrap_or_else(|| panic!("{which}: {} reads no configuration file", name(workload)));
                 let component = args[0];
                 assert_eq!(key, format!("{component}.json"), "{which}: {component} mounts {key}");
                 let mut config: Value =
@@ -461,7 +457,8 @@ fn every_generated_configuration_passes_check_config_with_its_pods_flags() {
             }
         }
         checked.sort();
-        let expected: &[&str] = if which == "standalone" { &["agent"] } else { &["agent", "aggregator", "correlator"] };
+        let expected: &[&str] =
+            if which == "standalone" { &["agent", "standalone"] } else { &["agent", "aggregator", "correlator"] };
         assert_eq!(checked, expected, "{which}: one configuration per component");
     }
 }

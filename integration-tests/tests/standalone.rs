@@ -147,18 +147,29 @@ struct Standalone {
     log: mpsc::Receiver<String>,
 }
 
+/// `tokentrail standalone` with its settings as flags.
 fn start(findings: &str, emit_interval: &str, extra: &[&str]) -> Standalone {
     let path = |n: &str| tls(n).to_str().unwrap().to_string();
-    let mut child = Command::new(binary())
-        .args(["standalone", "--cluster", "onprem", "--cluster-network", "10.0.0.0/8"])
-        .args(["--webhook-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
-        .args(["--tls-cert", &path("server.pem"), "--tls-key", &path("server.key")])
-        .args(["--webhook-client-ca", &path("ca.pem"), "--agent-client-ca", &path("ca.pem")])
+    let mut args: Vec<String> = ["--cluster", "onprem", "--cluster-network", "10.0.0.0/8"]
+        .into_iter()
+        .map(String::from)
+        .chain(["--webhook-listen".into(), "127.0.0.1:0".into(), "--grpc-listen".into(), "127.0.0.1:0".into()])
+        .chain(["--tls-cert".into(), path("server.pem"), "--tls-key".into(), path("server.key")])
+        .chain(["--webhook-client-ca".into(), path("ca.pem"), "--agent-client-ca".into(), path("ca.pem")])
         // One CA and one client certificate here: its CN stands for the apiserver's.
-        .args(["--webhook-allowed-client", "client"])
-        .args(["--agent-node-dns-name", "agent.{node}.test"])
-        .args(["--findings", findings, "--emit-interval", emit_interval])
-        .args(extra)
+        .chain(["--webhook-allowed-client".into(), "client".into()])
+        .chain(["--agent-node-dns-name".into(), "agent.{node}.test".into()])
+        .chain(["--findings".into(), findings.into(), "--emit-interval".into(), emit_interval.into()])
+        .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    start_with(&args)
+}
+
+/// `tokentrail standalone ARGS`, once it reports its servers' addresses.
+fn start_with(args: &[String]) -> Standalone {
+    let mut child = Command::new(binary())
+        .arg("standalone")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -258,7 +269,7 @@ fn with_rule<'a>(all: &'a [serde_json::Value], rule: &str) -> Vec<&'a serde_json
 }
 
 /// What the scenario must and must not produce, whatever else the catalogue adds.
-fn check(all: &[serde_json::Value]) {
+fn check_findings(all: &[serde_json::Value]) {
     let off = with_rule(all, "token-used-off-cluster");
     assert_eq!(off.len(), 1, "one off-cluster finding: {all:#?}");
     assert_eq!(off[0]["source_ip"], REPLAY_FROM);
@@ -301,9 +312,39 @@ async fn webhook_and_agent_in_findings_flushed_to_a_file_on_sigterm() {
     let stdout = wait_exit_after_sigterm(s);
     assert!(stdout.is_empty(), "findings go to the file only: {stdout:?}");
     let all = findings(&std::fs::read_to_string(&file).unwrap());
-    check(&all);
+    check_findings(&all);
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains("BEGIN"), "no certificate or key material in findings");
+}
+
+/// The same settings as [`start`]'s flags, written as a configuration file (the aggregator's
+/// server sections, the correlator's engine section): the same findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_file_runs_it_as_the_flags_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("findings.jsonl");
+    let tls_section = |client_ca: &str| {
+        serde_json::json!({"cert": tls("server.pem"), "key": tls("server.key"), "client_ca": tls(client_ca),
+                           "node_dns_name": "agent.{node}.test"})
+    };
+    let config = serde_json::json!({
+        "webhook": {"listen": "127.0.0.1:0", "cluster": "onprem", "tls": tls_section("ca.pem"),
+                    "allowed_client_names": ["client"]},
+        "grpc": {"listen": "127.0.0.1:0", "cluster": "onprem", "tls": tls_section("ca.pem")},
+        "engine": {"cluster_networks": ["10.0.0.0/8"]},
+        "findings": file,
+        "emit_interval": "1h",
+    });
+    let config_file = dir.path().join("standalone.json");
+    std::fs::write(&config_file, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let check = Command::new(binary()).args(["standalone", "--check-config"]).arg(&config_file).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let s = start_with(&["--config".to_string(), config_file.to_str().unwrap().to_string()]);
+    assert_eq!(post(s.webhook, &event_list()).await, 200);
+    assert_eq!(attest(s.grpc).await, 1);
+    let stdout = wait_exit_after_sigterm(s);
+    assert!(stdout.is_empty(), "findings go to the file only: {stdout:?}");
+    check_findings(&findings(&std::fs::read_to_string(&file).unwrap()));
 }
 
 /// Lines of the child's stdout, as they come.
@@ -416,7 +457,7 @@ async fn findings_stream_to_stdout_while_running() {
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         lines.push(line);
     }
-    check(&findings(&lines.join("\n")));
+    check_findings(&findings(&lines.join("\n")));
 }
 
 /// What a compromised worker-1 sends: its snapshot, every time in it 9999-12-31.
@@ -466,6 +507,6 @@ async fn a_far_future_attestation_leaves_every_later_finding_intact() {
         assert_eq!(post(s.webhook, &event_list()).await, 200);
         let stdout = wait_exit_after_sigterm(s);
         assert!(stdout.is_empty(), "{stdout:?}");
-        check(&findings(&std::fs::read_to_string(&file).unwrap()));
+        check_findings(&findings(&std::fs::read_to_string(&file).unwrap()));
     }
 }

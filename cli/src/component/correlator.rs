@@ -137,8 +137,8 @@ mod tests {
 
     #[test]
     fn engine_flags_over_the_file_networks_added_durations_replaced() {
-        let file = r#"{"bootstrap_servers": "k:9092", "cluster_networks": ["10.0.0.0/8"], "rotation_grace": "1m",
-                       "attestation_grace": "15s", "commit_interval": "2s"}"#;
+        let file = r#"{"bootstrap_servers": "k:9092", "commit_interval": "2s",
+                       "engine": {"cluster_networks": ["10.0.0.0/8"], "rotation_grace": "1m", "attestation_grace": "15s"}}"#;
         let c =
             load(file, &["--cluster-network", "192.168.0.0/16", "--rotation-grace", "500ms", "--pod-retention", "10m"])
                 .unwrap();
@@ -167,6 +167,6 @@ mod tests {
     #[test]
     fn a_credential_retention_flag_under_a_day_is_refused_like_the_file_s() {
         let err = load(r#"{"bootstrap_servers": "k:9092"}"#, &["--credential-retention", "6h"]).unwrap_err();
-        assert!(err.starts_with("credential_retention: must be at least 24h"), "{err}");
+        assert!(err.starts_with("engine.credential_retention: must be at least 24h"), "{err}");
     }
 }

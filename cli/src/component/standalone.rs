@@ -1,41 +1,31 @@
-//! `tokentrail standalone`: its flags ([`crate::standalone::cli::Args`]) around
-//! [`crate::standalone::run`]. It has no configuration file: its settings are
-//! the aggregator's listeners and the engine's, all flags.
+//! `tokentrail standalone`: its flags ([`crate::standalone::cli::Settings`]), laid over its
+//! configuration file ([`FileConfig`]: the aggregator's server sections and the correlator's
+//! engine section), around [`crate::standalone::run`].
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::standalone::config::FileConfig;
 use crate::standalone::output::Destination;
 use crate::standalone::{self, cli, StandaloneMetrics};
 
-use crate::startup::{Component, KafkaBrokers, Probes, ProcessArgs, Threads};
+use crate::startup::config_file::WithFile;
+use crate::startup::{Component, KafkaBrokers, Probes, Threads};
 
 const STANDALONE: Component =
     Component { name: "standalone", service: "tokentrail-standalone", threads: Threads::PerCore };
 
 /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
 /// in, findings to stdout, a file or a Kafka topic.
-#[derive(clap::Args, Debug)]
-// No argument group of its own: the flags' struct is also named `Args`, and group names are ids.
-#[group(skip)]
-pub struct Args {
-    #[command(flatten)]
-    settings: cli::Args,
-    #[command(flatten)]
-    process: ProcessArgs,
-}
+pub type Args = WithFile<cli::Settings>;
 
 /// Runs until SIGTERM or ctrl-c, then writes the last findings and exits 0.
 pub fn main(args: Args) -> ExitCode {
-    STANDALONE.init_logging(args.process.verbose);
-    let config = match args.settings.config() {
-        Ok(c) => c,
-        Err(e) => return STANDALONE.bad_config(e),
+    let config = match STANDALONE.configure(&args, FileConfig::problems) {
+        Ok(file) => file.into_config(),
+        Err(exit) => return exit,
     };
-    if let Err(e) = config.validate() {
-        return STANDALONE.bad_config(e);
-    }
     let brokers = match &config.destination {
         Destination::Kafka { bootstrap, security, .. } => {
             Some(KafkaBrokers { bootstrap: bootstrap.clone(), security: (**security).clone() })

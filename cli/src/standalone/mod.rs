@@ -20,10 +20,11 @@
 //! and drained into the engine, the last findings are written and flushed, then `run` returns.
 //! State lives in memory only: a restarted process starts afresh.
 //!
-//! Layout: [`queue`] (the sink and its queue), [`output`] (destinations), [`cli`] (flags), this
-//! file (the loop).
+//! Layout: [`queue`] (the sink and its queue), [`output`] (destinations), [`config`] (the
+//! configuration file), [`cli`] (the flags over it), this file (the loop).
 
 pub mod cli;
+pub mod config;
 pub mod output;
 pub mod queue;
 
@@ -35,8 +36,6 @@ use std::time::Duration;
 
 use tokentrail_aggregator::config::{GrpcConfig, WebhookConfig};
 use tokentrail_aggregator::{AggregatorError, Bound, Servers};
-use tokentrail_config::Problem;
-use tokentrail_correlator::stream::config::credential_retention_problem;
 use tokentrail_correlator::stream::{FindingFormat, Metrics, PartitionState};
 use tokentrail_correlator_core::EngineConfig;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -65,41 +64,9 @@ pub struct StandaloneConfig {
     pub directory_capacity: usize,
 }
 
-impl StandaloneConfig {
-    /// Checks what the types cannot, reporting every problem at once.
-    pub fn validate(&self) -> Result<(), StandaloneError> {
-        let mut problems = Vec::new();
-        if self.grpc.is_none() && self.webhook.is_none() {
-            problems.push(Problem::new("", "nothing to listen on: configure the webhook, the gRPC server, or both"));
-        }
-        if let Some(g) = &self.grpc {
-            g.check(&mut problems);
-        }
-        if let Some(w) = &self.webhook {
-            w.check(&mut problems);
-            w.check_against(self.grpc.as_ref(), &mut problems);
-        }
-        problems.extend(credential_retention_problem("credential_retention", self.engine.retention.credentials));
-        if let Destination::Kafka { bootstrap, security, .. } = &self.destination {
-            if bootstrap.trim().is_empty() {
-                problems.push(Problem::new("findings", "findings to Kafka need the bootstrap servers"));
-            }
-            problems.extend(security.problems("security"));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(StandaloneError::Config(problems))
-        }
-    }
-}
-
 /// Why `tokentrail standalone` could not run or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
-    /// The configuration is unusable.
-    #[error("invalid configuration: {}", tokentrail_config::one_line(.0))]
-    Config(Vec<Problem>),
     /// A server could not start or failed.
     #[error(transparent)]
     Server(#[from] AggregatorError),
@@ -150,7 +117,6 @@ pub async fn run(
     bound: Option<oneshot::Sender<Bound>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StandaloneError> {
-    config.validate()?;
     let output = Output::open(&config.destination, config.format)?;
     let (sink, queue) = QueueSink::new(config.queue_capacity, config.directory_capacity);
     let (stop_tx, stop_rx) = watch::channel(false);

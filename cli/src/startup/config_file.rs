@@ -90,11 +90,25 @@ pub fn check_command<T: DeserializeOwned>(path: &Path, validate: impl FnOnce(&T)
     }
 }
 
+/// A component's settings flags as configuration keys, to be laid over the file ([`layer`]).
+pub trait Flags {
+    /// The keys the flags given set; `file` is the configuration file's document (an empty
+    /// object without one), for a flag whose keys depend on what the file has.
+    fn keys(&self, file: &Value) -> Result<Value, serde_json::Error>;
+}
+
+/// Most components' flags name one key each: their serialization, field name = key.
+impl<S: Serialize> Flags for S {
+    fn keys(&self, _file: &Value) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+}
+
 /// The settings: `file` (checked on its own first, so its problems are reported as its own),
 /// then `flags` laid over it ([`layer`]), then checked whole.
 pub fn load<T: DeserializeOwned>(
     file: Option<&Path>,
-    flags: &impl Serialize,
+    flags: &impl Flags,
     validate: impl Fn(&T) -> Vec<Problem>,
 ) -> Result<T, LoadError> {
     let mut document = match file {
@@ -107,25 +121,27 @@ pub fn load<T: DeserializeOwned>(
         }
         None => Value::Object(Map::new()),
     };
-    layer(&mut document, serde_json::to_value(flags).map_err(LoadError::Flags)?);
+    let keys = flags.keys(&document).map_err(LoadError::Flags)?;
+    layer(&mut document, keys);
     tokentrail_config::check_value(document, validate).map_err(LoadError::Settings)
 }
 
 /// The one precedence rule: what `over` says replaces what `under` says, key by key. Objects
 /// merge, lists add up (a repeatable flag adds to the file's list), any other value replaces,
-/// and null or an empty list (a flag not given) changes nothing. A key `a.b` is `b` in object
-/// `a`.
+/// and null or an empty list (a flag not given) changes nothing, nor does an object of such
+/// (no section is made by flags that were not given). A key `a.b` is `b` in object `a`.
 pub fn layer(under: &mut Value, over: Value) {
+    if says_nothing(&over) {
+        return;
+    }
     match over {
-        Value::Null => {}
-        Value::Array(items) if items.is_empty() => {}
         Value::Object(entries) => {
             if !under.is_object() {
                 *under = Value::Object(Map::new());
             }
             let Value::Object(target) = under else { return };
             for (key, value) in entries {
-                if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
+                if says_nothing(&value) {
                     continue;
                 }
                 match key.split_once('.') {
@@ -145,6 +161,16 @@ pub fn layer(under: &mut Value, over: Value) {
     }
 }
 
+/// Null, an empty list, or an object of nothing but those: flags that were not given.
+fn says_nothing(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.is_empty(),
+        Value::Object(entries) => entries.values().all(says_nothing),
+        _ => false,
+    }
+}
+
 /// Tests of the components' flags: `flags` (and `file`, as `--config`) parsed as a component's
 /// [`WithFile`] and loaded as the component would.
 #[cfg(test)]
@@ -154,7 +180,7 @@ pub fn load_for_test<S, T>(
     validate: impl Fn(&T) -> Vec<Problem>,
 ) -> Result<T, String>
 where
-    S: clap::Args + Serialize,
+    S: clap::Args + Flags,
     T: DeserializeOwned,
 {
     use clap::Parser;
@@ -189,7 +215,8 @@ mod tests {
         layer(
             &mut file,
             json!({"a": 2, "kafka.bootstrap_servers": "flag:9092", "grpc.tls.cert": "c.pem",
-                   "nets": ["192.168.0.0/16"], "kept": null, "empty": []}),
+                   "nets": ["192.168.0.0/16"], "kept": null, "empty": [],
+                   "webhook": {"tls.cert": null, "allowed": []}}),
         );
         assert_eq!(
             file,

@@ -166,7 +166,7 @@ impl Component {
         validate: impl Fn(&T) -> Vec<tokentrail_config::Problem>,
     ) -> Result<T, ExitCode>
     where
-        S: clap::Args + serde::Serialize,
+        S: clap::Args + config_file::Flags,
         T: serde::de::DeserializeOwned,
     {
         if let Some(path) = &args.files.check_config {

@@ -101,11 +101,21 @@ pub struct FileConfig {
     #[serde(default = "default_changelog_topic")]
     pub changelog_topic: String,
     /// Findings as `json` (tokentrail.finding/v1) or `ocsf`.
-    #[serde(default = "default_format")]
+    #[serde(default)]
     pub format: FileFormat,
     /// How often findings, state and offsets are committed together.
     #[serde(default = "default_commit_interval", deserialize_with = "duration::deserialize")]
     pub commit_interval: Duration,
+    /// The engine's settings.
+    #[serde(default)]
+    pub engine: EngineSection,
+}
+
+/// The engine's section of the correlator's and standalone's configuration files (`engine`):
+/// one declaration of the keys both read, with the engine's defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
     /// Networks of the cluster(s) beyond node pod CIDRs.
     #[serde(default, deserialize_with = "networks")]
     pub cluster_networks: Vec<IpNet>,
@@ -130,14 +140,64 @@ pub struct FileConfig {
     pub pod_retention: Duration,
 }
 
+impl Default for EngineSection {
+    fn default() -> EngineSection {
+        EngineSection {
+            cluster_networks: Vec::new(),
+            trusted_proxies: Vec::new(),
+            egress_ips: Vec::new(),
+            rotation_grace: default_rotation_grace(),
+            attestation_grace: default_attestation_grace(),
+            credential_retention: default_credential_retention(),
+            pod_retention: default_pod_retention(),
+        }
+    }
+}
+
+impl EngineSection {
+    /// Every problem serde cannot see, under `path` (the section's key).
+    pub fn problems(&self, path: &str) -> Vec<Problem> {
+        credential_retention_problem(&format!("{path}.credential_retention"), micros(self.credential_retention))
+            .into_iter()
+            .collect()
+    }
+
+    /// The engine's settings (the cluster label is set per cluster from the stream).
+    pub fn into_engine(self) -> EngineConfig {
+        EngineConfig {
+            cluster_networks: self.cluster_networks,
+            trusted_proxies: self.trusted_proxies,
+            egress: self.egress_ips,
+            rotation_grace: micros(self.rotation_grace),
+            attestation_grace: micros(self.attestation_grace),
+            retention: Retention {
+                credentials: micros(self.credential_retention),
+                pods: micros(self.pod_retention),
+                ..Retention::default()
+            },
+            ..EngineConfig::default()
+        }
+    }
+}
+
 /// [`FindingFormat`] as written in the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     /// `tokentrail.finding/v1` JSON.
+    #[default]
     Json,
     /// OCSF Detection Finding JSON.
     Ocsf,
+}
+
+impl From<FileFormat> for FindingFormat {
+    fn from(format: FileFormat) -> FindingFormat {
+        match format {
+            FileFormat::Json => FindingFormat::Json,
+            FileFormat::Ocsf => FindingFormat::Ocsf,
+        }
+    }
 }
 
 fn default_group() -> String {
@@ -151,9 +211,6 @@ fn default_findings_topic() -> String {
 }
 fn default_changelog_topic() -> String {
     String::from("tokentrail.correlator-state")
-}
-fn default_format() -> FileFormat {
-    FileFormat::Json
 }
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
@@ -203,15 +260,9 @@ impl FileConfig {
             observations_topic: default_observations_topic(),
             findings_topic: default_findings_topic(),
             changelog_topic: default_changelog_topic(),
-            format: default_format(),
+            format: FileFormat::default(),
             commit_interval: default_commit_interval(),
-            cluster_networks: Vec::new(),
-            trusted_proxies: Vec::new(),
-            egress_ips: Vec::new(),
-            rotation_grace: default_rotation_grace(),
-            attestation_grace: default_attestation_grace(),
-            credential_retention: default_credential_retention(),
-            pod_retention: default_pod_retention(),
+            engine: EngineSection::default(),
         }
     }
 
@@ -242,7 +293,7 @@ impl FileConfig {
         if self.commit_interval < Duration::from_millis(10) {
             problems.push(Problem::new("commit_interval", "must be at least 10ms"));
         }
-        problems.extend(credential_retention_problem("credential_retention", micros(self.credential_retention)));
+        problems.extend(self.engine.problems("engine"));
         problems.extend(self.security.problems("security"));
         problems
     }
@@ -256,24 +307,9 @@ impl FileConfig {
         c.observations_topic = self.observations_topic;
         c.findings_topic = self.findings_topic;
         c.changelog_topic = self.changelog_topic;
-        c.format = match self.format {
-            FileFormat::Json => FindingFormat::Json,
-            FileFormat::Ocsf => FindingFormat::Ocsf,
-        };
+        c.format = self.format.into();
         c.commit_interval = self.commit_interval;
-        c.engine = EngineConfig {
-            cluster_networks: self.cluster_networks,
-            trusted_proxies: self.trusted_proxies,
-            egress: self.egress_ips,
-            rotation_grace: micros(self.rotation_grace),
-            attestation_grace: micros(self.attestation_grace),
-            retention: Retention {
-                credentials: micros(self.credential_retention),
-                pods: micros(self.pod_retention),
-                ..Retention::default()
-            },
-            ..EngineConfig::default()
-        };
+        c.engine = self.engine.into_engine();
         Ok(c)
     }
 }
@@ -288,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_minimal_file_gets_the_flag_defaults() {
-        let c = check(r#"{"bootstrap_servers": "k:9092", "egress_ips": ["198.51.100.7"], "commit_interval": "250ms"}"#)
+        let c = check(r#"{"bootstrap_servers": "k:9092", "engine": {"egress_ips": ["198.51.100.7"]}, "commit_interval": "250ms"}"#)
             .unwrap()
             .into_config(Some("correlator-0".into()))
             .unwrap();
@@ -302,25 +338,32 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_key_path() {
         let err = check(
-            r#"{"bootstrap_servers": "", "format": "xml", "cluster_networks": ["10.0.0.0/8", "ten"],
-                "findings_topic": "tokentrail.observations", "rotation_grace": "a while", "colour": 1}"#,
+            r#"{"bootstrap_servers": "", "format": "xml", "engine": {"cluster_networks": ["10.0.0.0/8", "ten"],
+                "rotation_grace": "a while"}, "findings_topic": "tokentrail.observations", "colour": 1}"#,
         )
         .unwrap_err();
         let paths: Vec<&str> = err.iter().map(|e| e.split(": ").next().unwrap()).collect();
         assert_eq!(
             paths,
-            ["cluster_networks", "colour", "format", "rotation_grace", "bootstrap_servers", "findings_topic"],
+            [
+                "colour",
+                "engine.cluster_networks",
+                "engine.rotation_grace",
+                "format",
+                "bootstrap_servers",
+                "findings_topic"
+            ],
             "{err:?}"
         );
-        assert!(err[2].contains("unknown variant `xml`"), "{err:?}");
+        assert!(err[3].contains("unknown variant `xml`"), "{err:?}");
         assert!(err[5].ends_with("\"tokentrail.observations\" is also observations_topic"), "{err:?}");
     }
 
     #[test]
     fn graces_and_retention_reach_the_engine() {
         let c = check(
-            r#"{"bootstrap_servers": "k:9092", "attestation_grace": "15s", "credential_retention": "48h",
-                "pod_retention": "10m", "rotation_grace": "1m"}"#,
+            r#"{"bootstrap_servers": "k:9092", "engine": {"attestation_grace": "15s", "credential_retention": "48h",
+                "pod_retention": "10m", "rotation_grace": "1m"}}"#,
         )
         .unwrap()
         .into_config(Some("correlator-0".into()))
@@ -337,9 +380,9 @@ mod tests {
 
     #[test]
     fn a_credential_retention_under_a_day_is_refused() {
-        let err = check(r#"{"bootstrap_servers": "k:9092", "credential_retention": "6h"}"#).unwrap_err();
+        let err = check(r#"{"bootstrap_servers": "k:9092", "engine": {"credential_retention": "6h"}}"#).unwrap_err();
         assert_eq!(err.len(), 1, "{err:?}");
-        assert!(err[0].starts_with("credential_retention: must be at least 24h"), "{err:?}");
+        assert!(err[0].starts_with("engine.credential_retention: must be at least 24h"), "{err:?}");
     }
 
     #[test]

@@ -128,26 +128,6 @@ livenessProbe:
 {{- toJson $section -}}
 {{- end -}}
 
-{{/* The same settings as standalone's flags: (list $ "standalone"). */}}
-{{- define "tokentrail.kafkaSecurityArgs" -}}
-{{- $section := include "tokentrail.kafkaSecurity" . | fromJson -}}
-- --kafka-security-protocol={{ $section.protocol }}
-{{- with $section.tls }}
-{{- with .ca_file }}
-- --kafka-ca-file={{ . }}
-{{- end }}
-{{- with .cert_file }}
-- --kafka-cert-file={{ . }}
-- --kafka-key-file={{ $section.tls.key_file }}
-{{- end }}
-{{- end }}
-{{- with $section.sasl }}
-- --kafka-sasl-mechanism={{ .mechanism }}
-- --kafka-sasl-username={{ .username }}
-- --kafka-sasl-password-file={{ .password_file }}
-{{- end }}
-{{- end -}}
-
 {{/* Whether a component's Kafka user Secret is mounted (a client certificate or a password). */}}
 {{- define "tokentrail.kafkaUserMounted" -}}
 {{- $s := .Values.kafka.security -}}
