@@ -17,6 +17,9 @@ use e2e_support::drill::{assert_exactly, subject, Cluster};
 use e2e_support::{Layout, Pipeline};
 use tokentrail_integration_tests::{OwnBroker, Stop};
 
+/// Also: restarted under its name (a StatefulSet pod's restart), the replica takes its own
+/// partitions back without a rebalance (static membership): the other replica's partitions are
+/// never revoked, so its findings do not wait for the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlator_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
     let _serial = correlator_support::one_at_a_time().await;
@@ -24,17 +27,52 @@ async fn a_correlator_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     let mut p = Pipeline::start("drill-kill", Layout { commit_interval: "2s", ..Layout::default() }).await;
     let c = Cluster::schedule(&mut p).await;
     let mut expected = Vec::new();
+    let mut other_revoked = 0;
     for n in 1..=3 {
         let (events, findings) = c.wave(n, 100);
         p.audit(&events).await;
         expected.extend(findings);
         if n == 2 {
+            // Both replicas hold partitions: the group has settled.
+            wait_until_assigned(&p.correlators[1], 0).await;
+            other_revoked = p.correlators[1].log().matches("partitions revoked").count();
+            let killed = std::time::Instant::now();
             p.correlators[0].kill9();
+            let before_restart = p.correlators[0].log().len();
             p.restart_correlator(0);
+            wait_until_assigned(&p.correlators[0], before_restart).await;
+            eprintln!(
+                "drill: the restarted replica held partitions again {:.1} s after SIGKILL",
+                killed.elapsed().as_secs_f64()
+            );
         }
     }
     assert_exactly(&mut p, &expected).await;
+    let log = p.correlators[1].log();
+    assert_eq!(
+        log.matches("partitions revoked").count(),
+        other_revoked,
+        "the other replica was rebalanced by a restart under the same name:\n{log}"
+    );
     p.stop();
+}
+
+/// Waits until `correlator`'s last assignment change in its log (after byte `since`) gave it
+/// partitions.
+async fn wait_until_assigned(correlator: &e2e_support::process::Process, since: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let log = correlator.log();
+        let last = log[since.min(log.len())..]
+            .lines()
+            .rev()
+            .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
+        if last.is_some_and(|l| l.contains("partitions assigned") && !l.contains("partitions=[]")) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no partitions assigned within 90 s:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

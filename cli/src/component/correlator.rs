@@ -63,6 +63,16 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     commit_interval: Option<Duration>,
+    /// How long the group waits for a silent replica before its partitions go to the others;
+    /// a replica restarted sooner gets them back without a rebalance [default: 45s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(serialize_with = "duration::serialize_given")]
+    session_timeout: Option<Duration>,
+    /// How long a transaction may stay open before the broker aborts it: the longest a frozen
+    /// replica holds back readers of the findings [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(serialize_with = "duration::serialize_given")]
+    transaction_timeout: Option<Duration>,
     #[command(flatten)]
     #[serde(flatten)]
     engine: EngineArgs,

@@ -43,6 +43,14 @@ pub struct CorrelatorConfig {
     pub format: FindingFormat,
     /// How often work is committed: findings, state and input offsets in one transaction.
     pub commit_interval: Duration,
+    /// How long the group waits for a silent replica before its partitions go to the others.
+    /// The replica's `instance` is its static group membership (`group.instance.id`): a
+    /// replica restarted within this time gets its partitions back without a rebalance.
+    pub session_timeout: Duration,
+    /// How long the broker lets a transaction stay open before aborting it: the longest a
+    /// frozen replica's open transaction holds back read_committed readers of the findings
+    /// partitions it wrote to (other replicas' findings there included).
+    pub transaction_timeout: Duration,
     /// Engine settings (the cluster label is set per cluster from the stream).
     pub engine: EngineConfig,
 }
@@ -60,6 +68,8 @@ impl CorrelatorConfig {
             changelog_topic: String::from("tokentrail.correlator-state"),
             format: FindingFormat::Json,
             commit_interval: Duration::from_secs(1),
+            session_timeout: default_session_timeout(),
+            transaction_timeout: default_transaction_timeout(),
             engine: EngineConfig::default(),
         }
     }
@@ -106,6 +116,14 @@ pub struct FileConfig {
     /// How often findings, state and offsets are committed together.
     #[serde(default = "default_commit_interval", deserialize_with = "duration::deserialize")]
     pub commit_interval: Duration,
+    /// How long the group waits for a silent replica (static membership: a replica restarted
+    /// sooner gets its partitions back without a rebalance); 6s to 30m.
+    #[serde(default = "default_session_timeout", deserialize_with = "duration::deserialize")]
+    pub session_timeout: Duration,
+    /// How long a transaction may stay open before the broker aborts it; at least twice the
+    /// commit interval.
+    #[serde(default = "default_transaction_timeout", deserialize_with = "duration::deserialize")]
+    pub transaction_timeout: Duration,
     /// The engine's settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -215,6 +233,17 @@ fn default_changelog_topic() -> String {
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
 }
+/// librdkafka's and Kafka's default: long enough for a pod's restart, which static membership
+/// turns into no rebalance at all.
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(45)
+}
+/// Kafka Streams' under exactly-once: a commit takes a fraction of a second, and a frozen
+/// replica's transaction then blocks readers for at most this long (the broker's default of
+/// 60 s blocked them for a minute in the chaos runs).
+fn default_transaction_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_rotation_grace() -> Duration {
     Duration::from_secs(300)
 }
@@ -262,6 +291,8 @@ impl FileConfig {
             changelog_topic: default_changelog_topic(),
             format: FileFormat::default(),
             commit_interval: default_commit_interval(),
+            session_timeout: default_session_timeout(),
+            transaction_timeout: default_transaction_timeout(),
             engine: EngineSection::default(),
         }
     }
@@ -293,6 +324,17 @@ impl FileConfig {
         if self.commit_interval < Duration::from_millis(10) {
             problems.push(Problem::new("commit_interval", "must be at least 10ms"));
         }
+        // The brokers' own bounds (group.min.session.timeout.ms, group.max.session.timeout.ms
+        // by default): outside them joining fails with an error that names neither setting.
+        if !(Duration::from_secs(6)..=Duration::from_secs(1800)).contains(&self.session_timeout) {
+            problems.push(Problem::new("session_timeout", "must be between 6s and 30m (the brokers' default bounds)"));
+        }
+        if self.transaction_timeout < (self.commit_interval * 2).max(Duration::from_secs(1)) {
+            problems.push(Problem::new(
+                "transaction_timeout",
+                "must be at least 1s and twice commit_interval: a commit must fit in it with room to spare",
+            ));
+        }
         problems.extend(self.engine.problems("engine"));
         problems.extend(self.security.problems("security"));
         problems
@@ -309,6 +351,8 @@ impl FileConfig {
         c.changelog_topic = self.changelog_topic;
         c.format = self.format.into();
         c.commit_interval = self.commit_interval;
+        c.session_timeout = self.session_timeout;
+        c.transaction_timeout = self.transaction_timeout;
         c.engine = self.engine.into_engine();
         Ok(c)
     }
@@ -396,6 +440,20 @@ mod tests {
             .into_config(Some("c-0".into()))
             .unwrap();
         assert_eq!(c.security.protocol, tokentrail_config::kafka::Protocol::Ssl);
+    }
+
+    #[test]
+    fn group_and_transaction_timeouts_are_read_and_bounded() {
+        let c = check(r#"{"bootstrap_servers": "k:9092", "session_timeout": "20s", "transaction_timeout": "5s"}"#)
+            .unwrap()
+            .into_config(Some("c-0".into()))
+            .unwrap();
+        assert_eq!((c.session_timeout, c.transaction_timeout), (Duration::from_secs(20), Duration::from_secs(5)));
+        let err =
+            check(r#"{"bootstrap_servers": "k:9092", "session_timeout": "2s", "commit_interval": "6s"}"#).unwrap_err();
+        assert_eq!(err.len(), 2, "{err:?}");
+        assert!(err[0].starts_with("session_timeout: must be between 6s and 30m"), "{err:?}");
+        assert!(err[1].starts_with("transaction_timeout: must be at least 1s and twice commit_interval"), "{err:?}");
     }
 
     #[test]

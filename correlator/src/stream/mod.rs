@@ -119,6 +119,11 @@ fn client_config(config: &CorrelatorConfig) -> Result<ClientConfig, CorrelatorEr
     Ok(c)
 }
 
+/// A duration as librdkafka's milliseconds.
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
 fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
     move |source| CorrelatorError::Kafka { context, source }
 }
@@ -193,12 +198,18 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         .set("isolation.level", "read_committed")
         // A new group starts at the beginning of the stream: nothing before it is skipped.
         .set("auto.offset.reset", "earliest")
+        // Static membership: a replica restarted within the session timeout (a pod's restart)
+        // gets its partitions back at once, without a rebalance of the whole group.
+        .set("group.instance.id", &config.instance)
+        .set("session.timeout.ms", millis(config.session_timeout))
         .create_with_context(Rebalances::default())
         .map_err(kafka("creating the consumer"))?;
     consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
     let producer: BaseProducer = client_config(config)?
         // Stable per replica: a restart fences the old one and aborts its open transaction.
         .set("transactional.id", &config.instance)
+        // A frozen replica's open transaction holds back read_committed readers only this long.
+        .set("transaction.timeout.ms", millis(config.transaction_timeout))
         // State snapshots can be large; the changelog topic is created to accept them.
         .set("message.max.bytes", "67108864")
         .set("compression.type", "lz4")
@@ -266,6 +277,12 @@ fn apply_rebalances(
         Err(_) => return Ok(()),
     };
     for (assigned, list) in events {
+        // Each change in the log: rebalances are what delay findings after a replica's restart.
+        if assigned {
+            tracing::info!(partitions = ?list, "partitions assigned");
+        } else {
+            tracing::info!(partitions = ?list, "partitions revoked");
+        }
         for partition in list {
             if assigned {
                 let state = changelog::restore(config, partition)?;
