@@ -10,8 +10,12 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-use tokentrail_config::kafka::Mechanism;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokentrail_config::kafka::{KafkaSecurity, Mechanism};
+use tokentrail_config::Problem;
+
+use crate::startup::config_file::layer;
 
 /// The Kafka security settings every component with Kafka clients takes.
 #[derive(clap::Args, Clone, Debug, Default, Serialize)]
@@ -57,12 +61,30 @@ pub struct KafkaSecurityArgs {
     pub password_file: Option<PathBuf>,
 }
 
+/// The section alone, as a document to read it from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    #[serde(default)]
+    security: KafkaSecurity,
+}
+
+impl KafkaSecurityArgs {
+    /// The settings the flags alone make (`tokentrail replay`, which has no configuration
+    /// file), or every problem with them, with its key path (`security.sasl.password_file`).
+    pub fn security(&self) -> Result<KafkaSecurity, Vec<Problem>> {
+        let mut document = Value::Object(Map::new());
+        let flags = serde_json::to_value(self).map_err(|e| vec![Problem::new("security", e.to_string())])?;
+        layer(&mut document, flags);
+        tokentrail_config::check_value(document, |s: &Section| s.security.problems("security")).map(|s| s.security)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::startup::config_file::layer;
     use clap::Parser;
-    use tokentrail_config::kafka::{KafkaSecurity, Protocol};
+    use tokentrail_config::kafka::Protocol;
 
     #[derive(Parser)]
     struct Cli {
@@ -102,6 +124,15 @@ mod tests {
         let sasl = s.sasl.unwrap();
         assert_eq!(sasl.username.as_deref(), Some("file"));
         assert_eq!(sasl.password_file.as_deref(), Some(password.as_path()));
+    }
+
+    #[test]
+    fn the_flags_alone_make_the_section_or_say_what_is_missing() {
+        let cli = Cli::try_parse_from(["t", "--kafka-security-protocol", "ssl"]).unwrap();
+        assert_eq!(cli.kafka.security().unwrap().protocol, Protocol::Ssl);
+        let cli = Cli::try_parse_from(["t", "--kafka-security-protocol", "sasl_ssl"]).unwrap();
+        let problems = cli.kafka.security().unwrap_err();
+        assert_eq!(problems[0].to_string(), "security.sasl: is required with protocol sasl_ssl");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod docs;
 mod engine_args;
 mod kafka_args;
 mod progress;
+mod replay;
 mod standalone;
 mod startup;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Collect the inventory `analyze` needs (service accounts, token Secrets without their
     /// tokens, pods, nodes) through the Kubernetes API into an evidence directory.
     Collect(collect::Args),
+    /// Send evidence (audit logs, kubectl dumps) to an audit webhook or a raw audit topic, to
+    /// rerun an incident through the pipeline.
+    Replay(Box<replay::Args>),
     /// Run the node agent (a DaemonSet): attest the service-account tokens on this node to the
     /// aggregator.
     Agent(component::agent::Args),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Collect(args) => collect::run(args),
+        Command::Replay(args) => replay::run(*args),
         Command::Agent(args) => component::agent::main(args),
         Command::Aggregator(args) => component::aggregator::main(args),
         Command::Correlator(args) => component::correlator::main(args),
