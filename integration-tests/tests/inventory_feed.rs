@@ -244,6 +244,21 @@ async fn inventory_feed_streams_what_existed_before_and_what_changes_with_one_wa
     assert_eq!(reader.count(|o| matches!(o, Observation::TokenSecret(s) if s.name == "opaque")), 0);
     assert_eq!(lease_holder(&api).await.as_deref(), Some("replica-a"));
 
+    // The correlator, reading the topic, raises the legacy-token rule that needs the inventory
+    // alone: the Secret made before the pipeline is reported.
+    let outputs = correlator_support::outputs("inventory", 3).await;
+    let correlator = correlator_support::correlator(&topic, &outputs, "inventory-0", "500ms");
+    let findings = aggregator_support::read_until(&outputs.findings, "legacy-token-present", Duration::ZERO, |out| {
+        out.iter().any(|f| {
+            let text = String::from_utf8_lossy(&f.value);
+            text.contains("legacy-token-present") && text.contains("legacy-token\"")
+        })
+    })
+    .await;
+    correlator_support::stop(correlator);
+    phase("legacy-token-present found by the streaming correlator");
+    assert!(!findings.is_empty());
+
     // A pod created and deleted while the feed runs: it, then its deletion.
     let late_uid = run_pod(&api, "late-0", "legacy", "127.0.12.10", None).await;
     reader
