@@ -562,7 +562,14 @@ impl TlsConfig {
 impl Config {
     /// A configuration with only Kafka set.
     pub fn new(kafka: KafkaConfig) -> Config {
-        Config { kafka, grpc: None, webhook: None, health: None, inventory: None, directory_capacity: default_directory_capacity() }
+        Config {
+            kafka,
+            grpc: None,
+            webhook: None,
+            health: None,
+            inventory: None,
+            directory_capacity: default_directory_capacity(),
+        }
     }
 
     /// Parses a JSON configuration file's text, reporting every problem at once.

@@ -105,14 +105,9 @@ pub async fn run(
         None => None,
     };
     let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity, health.clone()).await?);
-    let mut servers = Servers::start(
-        config.grpc.as_ref(),
-        config.webhook.as_ref(),
-        sink.clone(),
-        metrics.clone(),
-        stop_rx.clone(),
-    )
-    .await?;
+    let mut servers =
+        Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx.clone())
+            .await?;
     if let Some(feed) = feed {
         servers.tasks.push(tokio::spawn(feed.run(sink.clone(), stop_rx)));
     }

@@ -127,7 +127,11 @@ async fn run_pod(api: &Api, name: &str, serviceaccount: &str, ip: &str, secret: 
         spec["volumes"] = json!([{"name": "legacy", "secret": {"secretName": secret}}]);
     }
     let pod = api
-        .admin("POST", &format!("/api/v1/namespaces/{NS}/pods"), Some(&json!({"metadata": {"name": name}, "spec": spec})))
+        .admin(
+            "POST",
+            &format!("/api/v1/namespaces/{NS}/pods"),
+            Some(&json!({"metadata": {"name": name}, "spec": spec})),
+        )
         .await;
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                          "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}});
@@ -152,9 +156,18 @@ fn aggregator(dir: &std::path::Path, cluster: &Cluster, topic: &str, dead: &str,
 }
 
 async fn lease_holder(api: &Api) -> Option<String> {
-    let reply =
-        api.call(HOST, Who::User("admin"), "GET", &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/tokentrail-inventory"), None).await;
-    (reply.status == 200).then(|| reply.body.pointer("/spec/holderIdentity").and_then(Value::as_str).map(str::to_owned)).flatten()
+    let reply = api
+        .call(
+            HOST,
+            Who::User("admin"),
+            "GET",
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/tokentrail-inventory"),
+            None,
+        )
+        .await;
+    (reply.status == 200)
+        .then(|| reply.body.pointer("/spec/holderIdentity").and_then(Value::as_str).map(str::to_owned))
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,8 +184,12 @@ async fn inventory_feed_streams_what_existed_before_and_what_changes_with_one_wa
     // Before the pipeline: a namespace, a ServiceAccount with a legacy token Secret, a node and
     // a running pod mounting the Secret.
     api.admin("POST", "/api/v1/namespaces", Some(&json!({"metadata": {"name": NS}}))).await;
-    api.admin("POST", &format!("/api/v1/namespaces/{NS}/serviceaccounts"), Some(&json!({"metadata": {"name": "legacy"}})))
-        .await;
+    api.admin(
+        "POST",
+        &format!("/api/v1/namespaces/{NS}/serviceaccounts"),
+        Some(&json!({"metadata": {"name": "legacy"}})),
+    )
+    .await;
     api.admin(
         "POST",
         &format!("/api/v1/namespaces/{NS}/secrets"),
@@ -187,15 +204,23 @@ async fn inventory_feed_streams_what_existed_before_and_what_changes_with_one_wa
         Some(&json!({"metadata": {"name": "opaque"}, "type": "Opaque", "data": {"k": "dmFsdWU="}})),
     )
     .await;
-    api.ok(HOST, Who::User("node-a"), "POST", "/api/v1/nodes", Some(&json!({"metadata": {"name": "node-a"}, "spec": {"podCIDR": "127.0.12.0/24"}})))
-        .await;
+    api.ok(
+        HOST,
+        Who::User("node-a"),
+        "POST",
+        "/api/v1/nodes",
+        Some(&json!({"metadata": {"name": "node-a"}, "spec": {"podCIDR": "127.0.12.0/24"}})),
+    )
+    .await;
     let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.10.1"}]}});
     api.ok(HOST, Who::User("node-a"), "PATCH", "/api/v1/nodes/node-a/status", Some(&status)).await;
     let early_uid = run_pod(&api, "early-0", "legacy", "127.0.12.9", Some("legacy-token")).await;
     let secret = api
-        .wait_for(&format!("/api/v1/namespaces/{NS}/secrets/legacy-token"), "the token controller fills the Secret", |s| {
-            s.pointer("/data/token").is_some()
-        })
+        .wait_for(
+            &format!("/api/v1/namespaces/{NS}/secrets/legacy-token"),
+            "the token controller fills the Secret",
+            |s| s.pointer("/data/token").is_some(),
+        )
         .await;
     let token = {
         use base64::Engine as _;
@@ -270,7 +295,8 @@ async fn inventory_feed_streams_what_existed_before_and_what_changes_with_one_wa
     reader
         .wait_for("the deletion of the pod deleted while running", |obs| {
             obs.iter().any(|(_, o)| {
-                pod_fact(o, "late-0").is_some_and(|p| p.event == Some(PodEvent::Deleted) && p.uid.as_deref() == Some(&*late_uid))
+                pod_fact(o, "late-0")
+                    .is_some_and(|p| p.event == Some(PodEvent::Deleted) && p.uid.as_deref() == Some(&*late_uid))
             })
         })
         .await;
@@ -304,7 +330,10 @@ async fn inventory_feed_streams_what_existed_before_and_what_changes_with_one_wa
         listed.as_secs_f64()
     );
     let bound = Duration::from_secs(LEASE_SECONDS + LEASE_SECONDS / 3 + 1);
-    assert!(holder <= bound, "takeover took {holder:?}, more than the Lease's duration and a renewal period ({bound:?})");
+    assert!(
+        holder <= bound,
+        "takeover took {holder:?}, more than the Lease's duration and a renewal period ({bound:?})"
+    );
 
     // Nothing of the token anywhere: values, keys, headers.
     reader.drain(Duration::from_secs(1)).await;
@@ -314,7 +343,10 @@ async fn inventory_feed_streams_what_existed_before_and_what_changes_with_one_wa
     }
     let signature = token.rsplit('.').next().unwrap().as_bytes();
     for record in &reader.raw {
-        assert!(!record.windows(signature.len()).any(|w| w == signature), "the token's signature was written to the topic");
+        assert!(
+            !record.windows(signature.len()).any(|w| w == signature),
+            "the token's signature was written to the topic"
+        );
     }
     b.stop();
     phase("done");

@@ -380,7 +380,10 @@ mod tests {
         assert!(t.apply(Kind::Pods, &p.metadata, obs).is_empty());
         let gone = t.relist_done(Kind::Pods, now);
         let [Observation::Pod(fact)] = &gone[..] else { panic!("{gone:?}") };
-        assert_eq!((fact.uid.as_deref(), fact.name.as_str(), fact.event), (Some("u-2"), "gone-0", Some(PodEvent::Deleted)));
+        assert_eq!(
+            (fact.uid.as_deref(), fact.name.as_str(), fact.event),
+            (Some("u-2"), "gone-0", Some(PodEvent::Deleted))
+        );
         assert_eq!(fact.time, now);
         // Other kinds are untouched by a pod re-list; a second InitDone without Init does nothing.
         assert_eq!(t.len(), 2);

@@ -280,7 +280,11 @@ mod tests {
     fn lease_times_round_trip_through_micro_time() {
         let t = Timestamp(1_700_000_000_123_456);
         let lease = Lease {
-            spec: Some(LeaseSpec { renew_time: micro_time(t), holder_identity: Some("a".into()), ..LeaseSpec::default() }),
+            spec: Some(LeaseSpec {
+                renew_time: micro_time(t),
+                holder_identity: Some("a".into()),
+                ..LeaseSpec::default()
+            }),
             ..Lease::default()
         };
         assert_eq!(holder_of(&lease).renewed, Some(t));

@@ -32,9 +32,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 use serde_json::Value;
 use tokentrail_proto::{Observation, Timestamp};
@@ -245,7 +245,12 @@ async fn watch_once(client: &Client, kinds: &[Kind], cluster: &str, sink: &dyn S
             }
             Event::InitDone => {
                 let gone = tracker.relist_done(kind, now());
-                tracing::info!(resource = kind.resource(), objects = tracker.len(), gone = gone.len(), "inventory listed");
+                tracing::info!(
+                    resource = kind.resource(),
+                    objects = tracker.len(),
+                    gone = gone.len(),
+                    "inventory listed"
+                );
                 gone
             }
         };

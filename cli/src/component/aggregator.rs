@@ -241,14 +241,20 @@ mod tests {
         assert_eq!(i.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
         let lease = i.lease.unwrap();
         assert_eq!((lease.name.as_str(), lease.duration), ("tokentrail-inventory", Duration::from_secs(30)));
-        let err = load(r#"{"kafka": {"bootstrap_servers": "k:9092"}, "inventory": {"cluster": "a", "kinds": [],
-                          "lease": {"namespace": "", "duration": "1s"}}}"#, &[])
+        let err = load(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"}, "inventory": {"cluster": "a", "kinds": [],
+                          "lease": {"namespace": "", "duration": "1s"}}}"#,
+            &[],
+        )
         .unwrap_err();
         for key in ["inventory.kinds", "inventory.lease.namespace", "inventory.lease.duration"] {
             assert!(err.contains(key), "{key} in {err}");
         }
-        let err = load(r#"{"kafka": {"bootstrap_servers": "k:9092"}, "inventory": {"cluster": "a", "kinds": ["configmaps"]}}"#, &[])
-            .unwrap_err();
+        let err = load(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"}, "inventory": {"cluster": "a", "kinds": ["configmaps"]}}"#,
+            &[],
+        )
+        .unwrap_err();
         assert!(err.contains("inventory.kinds"), "{err}");
     }
 
