@@ -168,7 +168,7 @@ where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug + Send + 'static,
 {
     let seen = move |o: K| Seen { json: convert::object_json(kind, &o), meta: o.meta().clone() };
-    Box::pin(watcher::watcher(api, config).default_backoff().map(move |r| r.map(|e| lift(e, &seen))))
+    Box::pin(watcher::watcher(api, config).default_backoff().map(move |r| r.map(|e| lift(e, seen))))
 }
 
 fn lift<K>(event: Event<K>, f: impl Fn(K) -> Seen) -> Event<Seen> {
