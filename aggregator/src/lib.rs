@@ -29,6 +29,7 @@
 //! * [`inventory`]: the cluster inventory feed (kube-rs watchers of Pods, Nodes,
 //!   ServiceAccounts and token Secrets, conversion by the dump decoder, leader election on a
 //!   Lease; the conversion, what to send and the election's decision are pure).
+//! * [`kube_client`]: the Kubernetes API client of both (kubeconfig or in-cluster).
 //! * [`token`], [`authn`]: agents' projected tokens (pure checks; JWKS file or TokenReview).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
 //! * Flags, logging, the runtime, signals and metrics export: the `tokentrail` binary
@@ -42,6 +43,7 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod inventory;
+pub mod kube_client;
 pub mod listen;
 pub mod peer;
 pub mod pipeline;

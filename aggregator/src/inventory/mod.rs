@@ -60,20 +60,9 @@ impl Feed {
     /// Reads the kubeconfig (or the in-cluster account): a configuration that cannot work
     /// stops the aggregator at start, not later.
     pub async fn connect(config: &InventoryConfig) -> Result<Feed, AggregatorError> {
-        let bad = |e: String| AggregatorError::from(ConfigError(vec![format!("inventory: {e}")]));
-        let kube_config = match &config.kubeconfig {
-            Some(path) => {
-                let file =
-                    kube::config::Kubeconfig::read_from(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| bad(format!("{}: {e}", path.display())))?
-            }
-            None => kube::Config::infer().await.map_err(|e| {
-                bad(format!("no Kubernetes credentials ({e}): run in a pod, or set inventory.kubeconfig"))
-            })?,
-        };
-        let client = Client::try_from(kube_config).map_err(|e| bad(e.to_string()))?;
+        let client = crate::kube_client::client(config.kubeconfig.as_deref())
+            .await
+            .map_err(|e| ConfigError(vec![format!("inventory: {e}")]))?;
         Ok(Feed { client, config: config.clone() })
     }
 
