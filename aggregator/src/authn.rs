@@ -179,18 +179,9 @@ fn read_jwks(path: &PathBuf) -> Result<KeySet, AggregatorError> {
 }
 
 async fn review_client(config: &TokenReviewConfig) -> Result<kube::Client, AggregatorError> {
-    let bad = |e: String| AggregatorError::from(crate::error::ConfigError(vec![format!("token_review: {e}")]));
-    let kube_config = match &config.kubeconfig {
-        Some(path) => {
-            let file =
-                kube::config::Kubeconfig::read_from(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| bad(format!("{}: {e}", path.display())))?
-        }
-        None => kube::Config::infer().await.map_err(|e| bad(e.to_string()))?,
-    };
-    kube::Client::try_from(kube_config).map_err(|e| bad(e.to_string()))
+    crate::kube_client::client(config.kubeconfig.as_deref())
+        .await
+        .map_err(|e| crate::error::ConfigError(vec![format!("token_review: {e}")]).into())
 }
 
 /// Seconds since the epoch, for [`crate::token`] (which takes the time as an argument).

@@ -15,6 +15,7 @@ use tokentrail_config::kafka::{reserved_property, KafkaSecurity};
 use tokentrail_config::{duration, Problem};
 
 use crate::error::ConfigError;
+pub use crate::inventory::convert::Kind;
 
 /// Everything the aggregator needs to run.
 #[derive(Clone, Debug, Deserialize)]
@@ -32,6 +33,10 @@ pub struct Config {
     /// Prometheus; absent: none.
     #[serde(default)]
     pub health: Option<HealthConfig>,
+    /// The cluster inventory feed: Pods, Nodes, ServiceAccounts and token Secrets watched on
+    /// the cluster's API ([`crate::inventory`]); absent: none.
+    #[serde(default)]
+    pub inventory: Option<InventoryConfig>,
     /// Pods and token Secrets remembered to place observations that do not name their service
     /// account (see [`crate::route`]).
     #[serde(default = "default_directory_capacity")]
@@ -244,6 +249,81 @@ pub struct WebhookConfig {
     pub insecure_plaintext: bool,
 }
 
+/// The cluster inventory feed ([`crate::inventory`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// The cluster watched: the cluster of its observations.
+    pub cluster: String,
+    /// A kubeconfig file; absent: the in-cluster service account (or `$KUBECONFIG`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// What is watched: `pods`, `nodes`, `serviceaccounts`, `secrets` (token Secrets, metadata
+    /// only). Leaving out `secrets` lets the aggregator's account go without any access to
+    /// Secrets, at the price of the legacy-token rules.
+    #[serde(default = "default_inventory_kinds")]
+    pub kinds: Vec<Kind>,
+    /// Leader election among replicas: only the Lease's holder watches. Absent: this replica
+    /// watches (one replica, or duplicates accepted).
+    #[serde(default)]
+    pub lease: Option<LeaseConfig>,
+}
+
+/// The `coordination.k8s.io/v1` Lease replicas compete for ([`crate::inventory::lease`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// Its namespace (the aggregator's own).
+    pub namespace: String,
+    /// Its name.
+    #[serde(default = "default_lease_name")]
+    pub name: String,
+    /// How long a holder's term lasts without renewal (renewed every third of it); after a
+    /// holder dies, another replica takes over within this.
+    #[serde(default = "default_lease_duration", deserialize_with = "duration::deserialize")]
+    pub duration: Duration,
+    /// Who this replica is in the Lease; absent: `$POD_NAME` (else the host name) and the
+    /// process id.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+impl InventoryConfig {
+    /// Every kind, for `cluster`, read with the in-cluster account (or `$KUBECONFIG`), no lease.
+    pub fn new(cluster: impl Into<String>) -> InventoryConfig {
+        InventoryConfig { cluster: cluster.into(), kubeconfig: None, kinds: default_inventory_kinds(), lease: None }
+    }
+
+    /// Adds what is wrong with it to `problems`.
+    pub fn check(&self, problems: &mut Vec<Problem>) {
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            problems.push(Problem::new("inventory.cluster", "is empty or contains '/'"));
+        }
+        if self.kinds.is_empty() {
+            problems.push(Problem::new(
+                "inventory.kinds",
+                "is empty: name some of pods, nodes, serviceaccounts, secrets, or remove the inventory section",
+            ));
+        }
+        if let Some(l) = &self.lease {
+            for (key, value) in [("namespace", &l.namespace), ("name", &l.name)] {
+                if value.is_empty() || value.contains('/') {
+                    problems.push(Problem::new(format!("inventory.lease.{key}"), "is empty or contains '/'"));
+                }
+            }
+            if l.duration < Duration::from_secs(3) {
+                problems.push(Problem::new(
+                    "inventory.lease.duration",
+                    "must be at least 3s (the Lease is renewed every third of it)",
+                ));
+            }
+            if l.identity.as_deref().is_some_and(str::is_empty) {
+                problems.push(Problem::new("inventory.lease.identity", "is empty"));
+            }
+        }
+    }
+}
+
 /// Server certificate and, for mTLS, the CA that signs agents' certificates.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,6 +353,16 @@ fn default_review_cache_ttl() -> Duration {
 }
 fn default_node_dns_name() -> String {
     "{node}.nodes.tokentrail".into()
+}
+
+fn default_inventory_kinds() -> Vec<Kind> {
+    Kind::ALL.to_vec()
+}
+fn default_lease_name() -> String {
+    "tokentrail-inventory".into()
+}
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_directory_capacity() -> usize {
@@ -472,7 +562,14 @@ impl TlsConfig {
 impl Config {
     /// A configuration with only Kafka set.
     pub fn new(kafka: KafkaConfig) -> Config {
-        Config { kafka, grpc: None, webhook: None, health: None, directory_capacity: default_directory_capacity() }
+        Config {
+            kafka,
+            grpc: None,
+            webhook: None,
+            health: None,
+            inventory: None,
+            directory_capacity: default_directory_capacity(),
+        }
     }
 
     /// Parses a JSON configuration file's text, reporting every problem at once.
@@ -535,6 +632,9 @@ impl Config {
         if let Some(w) = &self.webhook {
             w.check(&mut problems);
             w.check_against(self.grpc.as_ref(), &mut problems);
+        }
+        if let Some(i) = &self.inventory {
+            i.check(&mut problems);
         }
         problems
     }

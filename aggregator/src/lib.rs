@@ -26,6 +26,10 @@
 //! * [`health`]: readiness and consumer lag, from the Kafka clients' statistics.
 //! * [`probes`]: the plain-HTTP listener of `/healthz`, `/readyz` and `/metrics` (every
 //!   component's: the `tokentrail` binary binds it for the others).
+//! * [`inventory`]: the cluster inventory feed (kube-rs watchers of Pods, Nodes,
+//!   ServiceAccounts and token Secrets, conversion by the dump decoder, leader election on a
+//!   Lease; the conversion, what to send and the election's decision are pure).
+//! * [`kube_client`]: the Kubernetes API client of both (kubeconfig or in-cluster).
 //! * [`token`], [`authn`]: agents' projected tokens (pure checks; JWKS file or TokenReview).
 //! * [`telemetry`]: counters the tests read; [`error`]: errors with retry hints.
 //! * Flags, logging, the runtime, signals and metrics export: the `tokentrail` binary
@@ -38,6 +42,8 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod inventory;
+pub mod kube_client;
 pub mod listen;
 pub mod peer;
 pub mod pipeline;
@@ -95,9 +101,18 @@ pub async fn run(
     };
     let probes_addr = probes.as_ref().and_then(probes::Server::local_addr);
     let probes = probes.map(|p| tokio::spawn(p.serve()));
+    // Before Kafka: an unusable kubeconfig is a configuration error, reported at once.
+    let feed = match &config.inventory {
+        Some(i) => Some(inventory::Feed::connect(i).await?),
+        None => None,
+    };
     let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity, health.clone()).await?);
     let mut servers =
-        Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx).await?;
+        Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx.clone())
+            .await?;
+    if let Some(feed) = feed {
+        servers.tasks.push(tokio::spawn(feed.run(sink.clone(), stop_rx)));
+    }
     servers.bound.health = probes_addr;
     servers.tasks.extend(probes);
     if let Some(tx) = bound {

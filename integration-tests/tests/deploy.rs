@@ -605,3 +605,56 @@ fn network_policies_let_probes_scrapes_and_attestations_through() {
         );
     }
 }
+
+/// The aggregator's inventory feed: its configuration and its RBAC follow the chart's switches,
+/// and the Lease it is configured with is the one its Role lets it update.
+#[test]
+fn the_inventory_feed_s_configuration_and_rbac_follow_their_switches() {
+    let tools = tools();
+    let dir = tempfile::tempdir().unwrap();
+    let render = |name: &str, extra: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, extra).unwrap();
+        objects(&render_yaml(&tools, &[chart().join("values-self-managed.yaml"), file]))
+    };
+    let inventory_of = |objects: &[Value]| -> Value {
+        let config =
+            objects.iter().find_map(|o| o["data"]["aggregator.json"].as_str()).expect("an aggregator.json ConfigMap");
+        serde_json::from_str::<Value>(config).unwrap()["inventory"].clone()
+    };
+    let cluster_role = |objects: &[Value]| -> Option<Value> {
+        objects.iter().find(|o| kind(o) == "ClusterRole" && name(o).ends_with("-aggregator-inventory")).cloned()
+    };
+    let reads_secrets =
+        |role: &Value| list(&role["rules"]).iter().any(|r| list(&r["resources"]).iter().any(|x| x == "secrets"));
+
+    let on = render("on", "{}");
+    let inventory = inventory_of(&on);
+    let kinds: Vec<&str> = list(&inventory["kinds"]).iter().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(kinds, ["pods", "nodes", "serviceaccounts", "secrets"]);
+    assert_eq!(inventory["lease"]["namespace"], NAMESPACE);
+    let role = cluster_role(&on).expect("the inventory's ClusterRole");
+    assert!(reads_secrets(&role));
+    for rule in list(&role["rules"]) {
+        let verbs: Vec<&str> = list(&rule["verbs"]).iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(verbs, ["list", "watch"], "the feed reads, and only lists and watches: {rule}");
+    }
+    let lease_role =
+        on.iter().find(|o| kind(o) == "Role" && name(o).ends_with("-inventory-lease")).expect("the Lease's Role");
+    let named = list(&lease_role["rules"]).iter().find(|r| !r["resourceNames"].is_null()).unwrap();
+    assert_eq!(list(&named["resourceNames"])[0], inventory["lease"]["name"], "the Role names the configured Lease");
+    let bindings = on.iter().filter(|o| {
+        ["ClusterRoleBinding", "RoleBinding"].contains(&kind(o)) && name(o).contains("-aggregator-inventory")
+    });
+    assert_eq!(bindings.count(), 2, "the ClusterRole and the Role are bound to the aggregator");
+
+    let no_secrets = render("no-secrets", "aggregator: {inventory: {secrets: false}}");
+    let kinds: Vec<Value> = list(&inventory_of(&no_secrets)["kinds"]).to_vec();
+    assert!(!kinds.iter().any(|k| k == "secrets"), "{kinds:?}");
+    assert!(!reads_secrets(&cluster_role(&no_secrets).unwrap()), "secrets: false grants no access to Secrets");
+
+    let off = render("off", "aggregator: {inventory: {enabled: false}}");
+    assert!(inventory_of(&off).is_null());
+    assert!(cluster_role(&off).is_none());
+    assert!(!off.iter().any(|o| name(o).contains("-inventory")), "no inventory object without the feed");
+}

@@ -83,6 +83,16 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR")]
     #[serde(rename = "health.listen")]
     health_listen: Option<SocketAddr>,
+    /// Watch this cluster's Pods, Nodes, ServiceAccounts and token Secrets (the inventory feed,
+    /// `inventory.cluster`); the kubeconfig is --inventory-kubeconfig, else the in-cluster
+    /// account or $KUBECONFIG.
+    #[arg(long, value_name = "NAME")]
+    #[serde(rename = "inventory.cluster")]
+    inventory_cluster: Option<String>,
+    /// The kubeconfig of the inventory feed (`inventory.kubeconfig`).
+    #[arg(long, value_name = "FILE")]
+    #[serde(rename = "inventory.kubeconfig")]
+    inventory_kubeconfig: Option<PathBuf>,
 }
 
 /// `--audit-topic`, as the file writes it.
@@ -214,6 +224,38 @@ mod tests {
         let mut c = load(file, &[]).unwrap();
         metrics_on_the_probe_listener(&mut c, None).unwrap();
         assert!(c.health.is_none());
+    }
+
+    #[test]
+    fn inventory_flags_start_the_feed_over_the_file_s_section() {
+        use tokentrail_aggregator::config::Kind;
+        let c = load(r#"{"kafka": {"bootstrap_servers": "k:9092"}}"#, &["--inventory-cluster", "prod"]).unwrap();
+        let i = c.inventory.unwrap();
+        assert_eq!((i.cluster.as_str(), i.kinds.len(), i.lease.is_none()), ("prod", 4, true));
+        let file = r#"{"kafka": {"bootstrap_servers": "k:9092"},
+                       "inventory": {"cluster": "file", "kinds": ["pods", "serviceaccounts"],
+                                     "lease": {"namespace": "tokentrail", "duration": "30s"}}}"#;
+        let c = load(file, &["--inventory-kubeconfig", "/k"]).unwrap();
+        let i = c.inventory.unwrap();
+        assert_eq!(i.kinds, [Kind::Pods, Kind::Serviceaccounts]);
+        assert_eq!(i.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        let lease = i.lease.unwrap();
+        assert_eq!((lease.name.as_str(), lease.duration), ("tokentrail-inventory", Duration::from_secs(30)));
+        let err = load(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"}, "inventory": {"cluster": "a", "kinds": [],
+                          "lease": {"namespace": "", "duration": "1s"}}}"#,
+            &[],
+        )
+        .unwrap_err();
+        for key in ["inventory.kinds", "inventory.lease.namespace", "inventory.lease.duration"] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        let err = load(
+            r#"{"kafka": {"bootstrap_servers": "k:9092"}, "inventory": {"cluster": "a", "kinds": ["configmaps"]}}"#,
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("inventory.kinds"), "{err}");
     }
 
     #[test]
