@@ -22,8 +22,9 @@
 #
 # Needs buildah (and python3, cargo-cyclonedx; mmdebstrap for the local base): .ci/image-setup.sh
 # installs them. Storage driver and isolation default to vfs and chroot, which work as root in an
-# unprivileged container (set STORAGE_DRIVER and BUILDAH_ISOLATION to change them); set
-# TOKENTRAIL_IMAGE_STORAGE to keep the images in another container storage than buildah's own.
+# unprivileged container (TOKENTRAIL_IMAGE_STORAGE_DRIVER=overlay and BUILDAH_ISOLATION=oci
+# change them); TOKENTRAIL_IMAGE_STORAGE=DIR keeps the images in a container storage of their own
+# (DIR/root, DIR/run) rather than buildah's default one.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -53,10 +54,10 @@ if [ -z "$public" ] && [ ! -e "$base/rootfs.tar" ]; then
 fi
 [ -z "$base_only" ] || exit 0
 
-export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
-storage=()
+export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+storage=(--storage-driver "${TOKENTRAIL_IMAGE_STORAGE_DRIVER:-vfs}")
 if [ -n "${TOKENTRAIL_IMAGE_STORAGE:-}" ]; then
-    storage=(--root "$TOKENTRAIL_IMAGE_STORAGE/root" --runroot "$TOKENTRAIL_IMAGE_STORAGE/run")
+    storage+=(--root "$TOKENTRAIL_IMAGE_STORAGE/root" --runroot "$TOKENTRAIL_IMAGE_STORAGE/run")
 fi
 bah() { buildah "${storage[@]}" "$@"; }
 
@@ -144,6 +145,13 @@ bah config --label org.opencontainers.image.title=tokentrail \
 bah commit --quiet --rm "$ctr" "$tag" >/dev/null
 containers=()
 bah rmi localhost/tokentrail:unlabelled >/dev/null
+
+# It runs: the binary, as the image's user, with the image's libraries only.
+ctr=$(bah from "$tag")
+containers+=("$ctr")
+in_image=$(bah run "$ctr" -- /usr/local/bin/tokentrail --version)
+[ "$in_image" = "$version" ] || { echo "build.sh: the image says '$in_image', not '$version'" >&2; exit 1; }
+step "in the image: $in_image"
 
 rm -f "$out/$name.oci.tar"
 bah push --quiet "$tag" "oci-archive:$out/$name.oci.tar:$tag"
