@@ -128,10 +128,14 @@ tag=${tag:-localhost/tokentrail:$pkg_version-$commit_in_binary}
 name="tokentrail-$pkg_version-$commit_in_binary"
 
 step "SBOM: cargo-cyclonedx (crates of -p tokentrail) + sbom.py (librdkafka, the image's Debian packages)"
-# cargo-cyclonedx writes beside each package's Cargo.toml: the tokentrail package's file is moved out.
-(cd "$repo/cli" && cargo-cyclonedx cyclonedx --format json --spec-version 1.5 --no-build-deps \
-    --target x86_64-unknown-linux-gnu --override-filename "tokentrail.image-sbom" -q)
-mv "$repo/cli/tokentrail.image-sbom.json" "$work/crates.cdx.json"
+# cargo-cyclonedx writes one file beside each workspace package's Cargo.toml: the tokentrail
+# package's is kept, the others removed. Build dependencies (build scripts' crates) are left out:
+# they run at build time and are not linked.
+sbom_file="image-sbom-$$"
+cargo-cyclonedx cyclonedx --manifest-path "$repo/cli/Cargo.toml" --format json --spec-version 1.5 \
+    --no-build-deps --target x86_64-unknown-linux-gnu --override-filename "$sbom_file" -q
+mv "$repo/cli/$sbom_file.json" "$work/crates.cdx.json"
+find "$repo" -name "$sbom_file.json" -not -path "$repo/target/*" -delete
 ctr=$(bah from localhost/tokentrail:unlabelled)
 containers+=("$ctr")
 python3 "$repo/deploy/image/sbom.py" --crates "$work/crates.cdx.json" --rootfs "$(bah mount "$ctr")" \
