@@ -33,9 +33,9 @@ fn repo() -> PathBuf {
 }
 
 fn cache() -> PathBuf {
-    std::env::var_os("TOKENTRAIL_IMAGE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("$HOME")).join(".cache/tokentrail/image")
-    })
+    std::env::var_os("TOKENTRAIL_IMAGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("$HOME")).join(".cache/tokentrail/image"))
 }
 
 /// Why the image cannot be built here, if it cannot.
@@ -51,7 +51,10 @@ fn missing_prerequisite() -> Option<String> {
         }
     }
     if !cache().join("tools/bin/cargo-cyclonedx").exists() {
-        return Some(format!("no cargo-cyclonedx in {}: run `bash .ci/image-setup.sh`", cache().join("tools/bin").display()));
+        return Some(format!(
+            "no cargo-cyclonedx in {}: run `bash .ci/image-setup.sh`",
+            cache().join("tools/bin").display()
+        ));
     }
     None
 }
