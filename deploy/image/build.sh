@@ -95,11 +95,12 @@ if [ -z "$public" ]; then
     done
     step "the base has every library $binary links: $(ldd "$binary" | awk '$2 == "=>" { printf "%s ", $1 }')"
 
-    # The base as an image (one layer, distroless's user), rebuilt when its root filesystem changes.
-    base_image=localhost/tokentrail-base:$base_key
+    # The base as an image (one layer, distroless's user), imported again when its root
+    # filesystem changes.
+    base_image=localhost/tokentrail-base:$(sha256sum "$base/rootfs.tar" | cut -c1-16)
     if ! bah inspect --type image "$base_image" >/dev/null 2>&1; then
         step "importing $base_image"
-        ctr=$(bah from scratch)
+        ctr=$(bah from --quiet scratch)
         containers+=("$ctr")
         bah add "$ctr" "$base/rootfs.tar" / >/dev/null
         bah config --user 65532:65532 --workingdir /home/nonroot \
@@ -118,8 +119,11 @@ else
     step "buildah bud (public bases: docker.io/library/rust, gcr.io/distroless/cc-debian12)"
     bah bud --quiet --layers=false -f "$repo/deploy/Containerfile" --build-arg TOKENTRAIL_COMMIT="$commit" \
         -t localhost/tokentrail:unlabelled "$repo" >/dev/null
-    version=$(bah run "$(bah from localhost/tokentrail:unlabelled | tee "$work/ctr")" /usr/local/bin/tokentrail --version)
-    bah rm "$(cat "$work/ctr")" >/dev/null
+    ctr=$(bah from --quiet localhost/tokentrail:unlabelled)
+    containers+=("$ctr")
+    version=$(bah run "$ctr" -- /usr/local/bin/tokentrail --version)
+    bah rm "$ctr" >/dev/null
+    containers=()
 fi
 # `tokentrail 0.1.0 (abc123def456)`
 pkg_version=$(awk '{ print $2 }' <<<"$version")
@@ -136,9 +140,10 @@ cargo-cyclonedx cyclonedx --manifest-path "$repo/cli/Cargo.toml" --format json -
     --no-build-deps --target x86_64-unknown-linux-gnu --override-filename "$sbom_file" -q
 mv "$repo/cli/$sbom_file.json" "$work/crates.cdx.json"
 find "$repo" -name "$sbom_file.json" -not -path "$repo/target/*" -delete
-ctr=$(bah from localhost/tokentrail:unlabelled)
+ctr=$(bah from --quiet localhost/tokentrail:unlabelled)
 containers+=("$ctr")
-python3 "$repo/deploy/image/sbom.py" --crates "$work/crates.cdx.json" --rootfs "$(bah mount "$ctr")" \
+rootfs=$(bah mount "$ctr")
+python3 "$repo/deploy/image/sbom.py" --crates "$work/crates.cdx.json" --rootfs "$rootfs" \
     --version "$version" >"$out/$name.cdx.json"
 bah umount "$ctr" >/dev/null
 bah copy "$ctr" "$out/$name.cdx.json" /usr/share/doc/tokentrail/sbom.cdx.json
@@ -151,7 +156,7 @@ containers=()
 bah rmi localhost/tokentrail:unlabelled >/dev/null
 
 # It runs: the binary, as the image's user, with the image's libraries only.
-ctr=$(bah from "$tag")
+ctr=$(bah from --quiet "$tag")
 containers+=("$ctr")
 in_image=$(bah run "$ctr" -- /usr/local/bin/tokentrail --version)
 [ "$in_image" = "$version" ] || { echo "build.sh: the image says '$in_image', not '$version'" >&2; exit 1; }
