@@ -2,7 +2,8 @@
 # Tools of deploy/image/build.sh and integration-tests/tests/image.rs, which build the tokentrail
 # image here, run it and check its SBOM (docs/deploy.md, "The image"):
 #
-# * buildah and mmdebstrap, from Debian (apt-get, as root; skipped when already installed);
+# * buildah, mmdebstrap and binutils (readelf, objcopy), from Debian (apt-get, as root; skipped
+#   when already installed);
 # * cargo-cyclonedx (the SBOM's crates), built with `cargo install --debug --locked` from crates.io into
 #   $TOKENTRAIL_IMAGE_CACHE/tools (default ~/.cache/tokentrail/image/tools);
 # * the runtime base's root filesystem (deploy/image/base.sh, Debian bookworm's packages), into
@@ -17,7 +18,7 @@ cache=${TOKENTRAIL_IMAGE_CACHE:-$HOME/.cache/tokentrail/image}
 step() { echo "image-setup: [$SECONDS s] $*"; }
 
 missing=()
-for pkg in buildah mmdebstrap; do
+for pkg in buildah mmdebstrap binutils; do
     dpkg-query --show --showformat='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     step "apt-get install ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 tools="$cache/tools"
