@@ -146,7 +146,7 @@ rootfs=$(bah mount "$ctr")
 python3 "$repo/deploy/image/sbom.py" --crates "$work/crates.cdx.json" --rootfs "$rootfs" \
     --version "$version" >"$out/$name.cdx.json"
 bah umount "$ctr" >/dev/null
-bah copy "$ctr" "$out/$name.cdx.json" /usr/share/doc/tokentrail/sbom.cdx.json
+bah copy --quiet "$ctr" "$out/$name.cdx.json" /usr/share/doc/tokentrail/sbom.cdx.json
 bah config --label org.opencontainers.image.title=tokentrail \
     --label org.opencontainers.image.version="$pkg_version" \
     --label org.opencontainers.image.revision="$commit_in_binary" \
