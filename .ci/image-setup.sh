@@ -36,8 +36,9 @@ if [ "$("$tools/bin/cargo-cyclonedx" cyclonedx --version 2>/dev/null)" != "cargo
     step "cargo install cargo-cyclonedx $CARGO_CYCLONEDX_VERSION"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    # --debug: a third of the release build's CPU time (no thin LTO), and it reads one
-    # `cargo metadata` in well under a second either way.
+    # --debug: half the release build's CPU time (measured: 1m54s user against 3m53s, the
+    # release profile has thin LTO), and it turns one `cargo metadata` into a BOM in under a
+    # second either way.
     CARGO_TARGET_DIR="$work" cargo install --quiet --debug --locked --force --root "$tools" \
         "cargo-cyclonedx@$CARGO_CYCLONEDX_VERSION"
 fi
