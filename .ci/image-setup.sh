@@ -32,7 +32,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 tools="$cache/tools"
-if [ "$("$tools/bin/cargo-cyclonedx" cyclonedx --version 2>/dev/null)" != "cargo-cyclonedx $CARGO_CYCLONEDX_VERSION" ]; then
+# It says `cargo-cyclonedx-cyclonedx 0.5.9`.
+if [ "$("$tools/bin/cargo-cyclonedx" cyclonedx --version 2>/dev/null | awk '{ print $2 }')" != "$CARGO_CYCLONEDX_VERSION" ]; then
     step "cargo install cargo-cyclonedx $CARGO_CYCLONEDX_VERSION"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
