@@ -39,7 +39,7 @@ MIRRORS=(
 if [ "${1:-}" = --extract-hook ]; then
     root=$2
     archives="$root/var/cache/apt/archives"
-    (cd "$archives" && APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get download --quiet $DATA_PACKAGES)
+    (cd "$archives" && APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get download -qq $DATA_PACKAGES)
     for name in $DATA_PACKAGES; do
         dpkg-deb --extract "$archives/${name}"_*.deb "$root"
     done
