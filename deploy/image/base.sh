@@ -77,6 +77,9 @@ find "$root/dev" -mindepth 1 -delete
 # 8 MB of the 19) go too: nothing in tokentrail converts character sets.
 find "$root/usr/share/doc" -type f ! -name copyright -delete
 rm -rf "$root/usr/lib/x86_64-linux-gnu/gconv"
+# Shell scripts, which could not run without a shell: ca-certificates' update-ca-certificates
+# (its work is done below) and base-files' motd script; and their manual pages.
+rm -rf "$root/usr/sbin/update-ca-certificates" "$root/etc/update-motd.d" "$root/usr/share/man"
 
 # ca-certificates' postinst (update-ca-certificates) concatenates the certificates that
 # /etc/ca-certificates.conf enables, by default all of mozilla/, in sorted order.
