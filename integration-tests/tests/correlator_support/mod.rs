@@ -2,9 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a failed step panics
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
