@@ -32,6 +32,26 @@ use rdkafka::ClientConfig;
 
 pub mod kube;
 
+/// The workspace's `tokentrail` binary (the CLI package's, of the profile these tests are built
+/// with), built once per test binary: integration tests live in another package, so cargo does
+/// not build it for them.
+pub fn tokentrail_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "tokentrail"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status();
+        assert!(matches!(&status, Ok(s) if s.success()), "cargo build -p tokentrail failed: {status:?}");
+        // target/<profile>/deps/<test>-<hash> → target/<profile>/tokentrail
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("tokentrail")))
+            .expect("the test binary lives in target/<profile>/deps")
+    })
+}
+
 /// Names a running broker to use instead of starting one, as `host:port[,host:port...]`.
 pub const BOOTSTRAP_ENV: &str = "TOKENTRAIL_KAFKA_BOOTSTRAP";
 

@@ -16,9 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
+use tokentrail_integration_tests::tokentrail_binary as binary;
 
 /// Kubernetes releases validated against: the oldest whose audit events carry the credential
 /// and node extras by default (docs/kubernetes.md §2), and the newest the schemas cover.
@@ -64,21 +64,6 @@ fn tools() -> PathBuf {
         );
     }
     dir
-}
-
-/// The `tokentrail` binary, built once for this test run (integration tests live in another
-/// package, so cargo does not build it for them).
-fn binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
-        let status =
-            Command::new(cargo).args(["build", "--quiet", "-p", "tokentrail"]).current_dir(repo()).status().unwrap();
-        assert!(status.success(), "cargo build -p tokentrail failed");
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/deploy-<hash> → target/<profile>/tokentrail
-        exe.parent().and_then(|deps| deps.parent()).unwrap().join("tokentrail")
-    })
 }
 
 /// One way of installing the chart: a name and the values files given to helm, in order.

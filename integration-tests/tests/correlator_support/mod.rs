@@ -2,13 +2,12 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a failed step panics
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+pub use tokentrail_integration_tests::tokentrail_binary as binary;
 use tokentrail_integration_tests::{kafka, unique_name};
 
 use super::aggregator_support::{create_topics, Out};
@@ -19,24 +18,6 @@ use super::aggregator_support::{create_topics, Out};
 pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
-}
-
-/// The `tokentrail` binary, built once for this test run (integration tests live in another
-/// package, so cargo does not build it for them).
-pub fn binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "tokentrail"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p tokentrail failed");
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/correlator-<hash> → target/<profile>/tokentrail
-        exe.parent().and_then(|deps| deps.parent()).unwrap().join("tokentrail")
-    })
 }
 
 /// The topics one correlator run writes to.
