@@ -442,6 +442,7 @@ fn full_finding(rule: Rule, severity: Severity) -> Finding {
         audit_ids: vec!["a1b2c3d4-0000-4000-8000-000000000001".into()],
         attack: rule.attack(),
         explanation: "Why it fired.".into(),
+        status: tokentrail_correlator_core::finding::Status::Active,
     }
 }
 

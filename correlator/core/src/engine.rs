@@ -151,6 +151,25 @@ impl Engine {
         }
     }
 
+    /// Folds a copy of an observation broadcast to every partition whose home copy went to
+    /// another partition (the aggregator's routing, docs/streaming.md). Such a copy raises no
+    /// finding about itself, which its home partition raises, except where this partition knows
+    /// more: a Secret read is judged here against the token Secrets this partition holds (a
+    /// cluster-wide `list` reads Secrets of every account, and each account's token Secrets live
+    /// in its own partition). A token Secret that could not be placed is reported by its home
+    /// copy only. Everything else folds as [`Engine::observe`] does.
+    pub fn observe_elsewhere(&mut self, obs: Observation) {
+        match obs {
+            Observation::SecretRead(r) => {
+                self.state.received(Some(r.time));
+                let client = self.client(&r.source_ips);
+                self.state.fold_secret_read_elsewhere(&r, client);
+            }
+            Observation::TokenSecret(_) => {}
+            other => self.observe(other),
+        }
+    }
+
     /// Folds a token use given as a view: what [`Engine::observe`] does with a
     /// [`Observation::TokenUse`], without the owned copy (the hot path of `analyze`).
     pub fn observe_use_view(&mut self, u: UseView<'_>) {

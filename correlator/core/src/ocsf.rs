@@ -12,7 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::finding::{Finding, Rule, Severity};
+use crate::finding::{Finding, Rule, Severity, Status};
 
 /// OCSF schema version the records follow.
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -98,6 +98,12 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         Activity::Update => (2, "Update"),
     };
     let (confidence_id, confidence) = confidence(f);
+    // A withdrawn finding (sent before, explained by later evidence: crate::emit) is an update
+    // whose status is Suppressed, OCSF's "determined to be benign or a false positive".
+    let (status_id, status) = match f.status {
+        Status::Active => (1, "New"),
+        Status::Withdrawn => (3, "Suppressed"),
+    };
     let mut record = json!({
         "class_uid": 2004,
         "class_name": "Detection Finding",
@@ -109,8 +115,8 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         "type_name": format!("Detection Finding: {activity_name}"),
         "severity_id": severity_id(f.severity),
         "severity": capitalise(f.severity.as_str()),
-        "status_id": 1,
-        "status": "New",
+        "status_id": status_id,
+        "status": status,
         "confidence_id": confidence_id,
         "confidence": confidence,
         "time": millis(f.last_seen),
@@ -143,6 +149,9 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         "remediation": {"desc": f.rule.remediation()},
     });
     let obj = record.as_object_mut().expect("json! built an object");
+    if f.status == Status::Withdrawn {
+        obj.insert("status_detail".into(), json!("withdrawn: later evidence explains it"));
+    }
     let mut evidence = Map::new();
     let mut observables = Vec::new();
     if let Some(ip) = f.source_ip {
@@ -258,6 +267,7 @@ mod tests {
             audit_ids: Vec::new(),
             attack: rule.attack(),
             explanation: "e".into(),
+            status: crate::finding::Status::Active,
         }
     }
 

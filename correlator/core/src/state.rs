@@ -66,6 +66,12 @@ pub struct State {
     /// Last hops of forwarded requests: the apiservers in front of aggregated apiservers.
     #[serde(default)]
     hops: ProxyHops,
+    /// Secret reads broadcast to every partition whose home is another one (a `list`, a `get`
+    /// of a Secret the aggregator could not place): judged here only against the token Secrets
+    /// this partition knows, which the home partition may not (`Engine::observe_elsewhere`).
+    /// Written only when there are some, so other snapshots keep their bytes.
+    #[serde(default, with = "crate::pairs", skip_serializing_if = "HashMap::is_empty")]
+    secret_reads_elsewhere: SecretReadsBy,
     stats: EngineStats,
     /// The values many samples hold alike, kept once.
     #[serde(skip)]
@@ -89,6 +95,7 @@ impl Default for State {
             token_secrets: BTreeMap::new(),
             attestations: Attestations::default(),
             hops: ProxyHops::default(),
+            secret_reads_elsewhere: HashMap::new(),
             stats: EngineStats::default(),
             shared: Shared::default(),
             latest: Timestamp::MIN,
@@ -175,6 +182,17 @@ impl State {
         }
         let key = (r.principal.clone(), r.namespace.clone());
         self.secret_reads.entry(key).or_default().add(r, client);
+    }
+
+    /// A Secret read whose home is another partition: its response copy only (the engine's
+    /// window of audit IDs is for the reads it reports on its own; here one copy per request is
+    /// enough, and the response is the one that tells whether anything was disclosed).
+    pub(crate) fn fold_secret_read_elsewhere(&mut self, r: &SecretRead, client: Option<IpAddr>) {
+        if r.code.is_none_or(|c| c >= 400) {
+            return;
+        }
+        let key = (r.principal.clone(), r.namespace.clone());
+        self.secret_reads_elsewhere.entry(key).or_default().add(r, client);
     }
 
     pub(crate) fn fold_pod(&mut self, p: PodFact) {
@@ -292,6 +310,10 @@ impl State {
     /// Secret reads, by reader and namespace.
     pub(crate) fn secret_reads(&self) -> &SecretReadsBy {
         &self.secret_reads
+    }
+
+    pub(crate) fn secret_reads_elsewhere(&self) -> &SecretReadsBy {
+        &self.secret_reads_elsewhere
     }
 
     /// TokenRequests.

@@ -11,6 +11,15 @@ use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{Engine, EngineConfig, Finding, Observation, Timestamp};
 
+/// Which copy of an observation a partition was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The only copy (keyed by its service account), or a broadcast's home copy.
+    Own,
+    /// A broadcast's copy whose home is another partition ([`Engine::observe_elsewhere`]).
+    Elsewhere,
+}
+
 /// State of one input partition.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
@@ -18,9 +27,9 @@ pub struct PartitionState {
     engines: BTreeMap<String, Engine>,
     /// Findings already sent from this partition.
     emitter: Emitter,
-    /// The last [`PartitionState::due`] expired something: the next one forgets the sent
-    /// findings its evidence no longer supports.
-    #[serde(default)]
+    /// Written by versions before withdrawals: their last [`PartitionState::due`] expired
+    /// something, and the next one forgets the sent findings its evidence no longer supports.
+    #[serde(default, skip_serializing)]
     expired: bool,
 }
 
@@ -41,35 +50,54 @@ impl PartitionState {
 
     /// Folds one observation about `cluster` in.
     pub fn observe(&mut self, cluster: &str, observation: Observation, config: &EngineConfig) {
-        self.engines
-            .entry(cluster.to_string())
-            .or_insert_with(|| Engine::new(for_cluster(config, cluster)))
-            .observe(observation);
+        self.observe_copy(cluster, observation, Placement::Own, config);
     }
 
-    /// The findings due downstream now (new ones, and material updates); then what the engines
-    /// no longer need is expired (bounded state, by event time: `tokentrail_correlator_core::expiry`).
+    /// Folds one record of the observations topic in, as the copy it is (its headers say).
+    pub fn observe_copy(&mut self, cluster: &str, observation: Observation, copy: Placement, config: &EngineConfig) {
+        let engine =
+            self.engines.entry(cluster.to_string()).or_insert_with(|| Engine::new(for_cluster(config, cluster)));
+        match copy {
+            Placement::Own => engine.observe(observation),
+            Placement::Elsewhere => engine.observe_elsewhere(observation),
+        }
+    }
+
+    /// The findings due downstream now (new ones, material updates, and withdrawals of sent
+    /// findings that later evidence explains); then what the engines no longer need is expired
+    /// (bounded state, by event time: `tokentrail_correlator_core::expiry`).
     ///
     /// Reporting comes first so that nothing is expired before it was reported: evidence that
     /// arrives already older than the watermark minus its retention is reported once, then
-    /// dropped. The sent findings whose evidence expired are forgotten at the next call, from
-    /// its report (the state after expiry, plus what arrived since), sparing a second report.
+    /// dropped. When the expiry dropped something, the engines report once more and the emitter
+    /// forgets the sent findings that report lacks: their evidence expired, nothing explained
+    /// them, so they are not withdrawn; a finding missing from the next report can then only
+    /// have been explained by the evidence that came in between.
     ///
     /// `clock` is this host's time, by which an engine that never saw an audit event (a
     /// partition only agents write to) expires ([`Engine::expire_at`]).
     pub fn due(&mut self, clock: Timestamp) -> Vec<(Finding, Activity)> {
-        let mut findings = Vec::new();
-        for engine in self.engines.values_mut() {
-            findings.extend(engine.report().findings);
-        }
+        let findings = self.report();
+        // State saved before withdrawals: its last expiry's findings are forgotten here.
         if std::mem::take(&mut self.expired) {
             self.emitter.forget_absent(&findings);
         }
-        let due = self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
+        let mut due: Vec<(Finding, Activity)> =
+            self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
+        due.extend(self.emitter.withdraw(&findings).into_iter().map(|f| (f, Activity::Update)));
+        let mut expired = false;
         for engine in self.engines.values_mut() {
-            self.expired |= engine.expire_at(clock) != Expired::default();
+            expired |= engine.expire_at(clock) != Expired::default();
+        }
+        if expired {
+            let left = self.report();
+            self.emitter.forget_absent(&left);
         }
         due
+    }
+
+    fn report(&mut self) -> Vec<Finding> {
+        self.engines.values_mut().flat_map(|e| e.report().findings).collect()
     }
 
     /// How far the slowest node's agent trails the latest event, over every cluster's engine.

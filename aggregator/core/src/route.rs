@@ -1,4 +1,5 @@
-//! Which partition of the observations topic each observation goes to (pure).
+//! Which partition of the observations topic each observation goes to (pure: in the core so that
+//! the correlator's tests route evidence exactly as the aggregator does).
 //!
 //! The correlator runs one engine per partition (docs/design.md §1), so an observation must land where
 //! every rule that needs it runs. The record key is `cluster/namespace/serviceaccount`, and the
@@ -14,12 +15,12 @@
 //! * **Secret reads**: a `get` of a token Secret the directory knows goes to that Secret's
 //!   account, next to the Secret's fact.
 //! * **Broadcast** (one copy on every partition, key `cluster/~broadcast/<kind>`, header
-//!   [`BROADCAST_HEADER`]): what every partition's engine needs or what cannot be placed: node
+//!   `BROADCAST_HEADER`): what every partition's engine needs or what cannot be placed: node
 //!   facts (cluster networks and node addresses are part of every verdict), 401s (a revoked
 //!   token's replay is matched by address against any account's uses), and pod facts, exec
 //!   events, token Secrets and Secret reads whose account is not known (a cold directory after a
 //!   restart, a `list` of Secrets). Exactly one copy of each broadcast, on the partition the key
-//!   hashes to by [`home_partition`], carries [`HOME_HEADER`]: a correlator that raises findings
+//!   hashes to by [`home_partition`], carries `HOME_HEADER`: a correlator that raises findings
 //!   from broadcast copies raises them from the home copy only, so one event is one finding.
 //!   Both headers are part of the contract, in `tokentrail_proto::wire`.
 //!
@@ -29,8 +30,6 @@
 use std::collections::HashMap;
 
 use tokentrail_proto::observation::{FactSource, Observation, ServiceAccountRef};
-#[cfg(doc)]
-use tokentrail_proto::wire::{BROADCAST_HEADER, HOME_HEADER};
 
 /// Where one observation goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
