@@ -249,7 +249,10 @@ mod tests {
         let withdrawn = e.withdraw(&[]);
         assert_eq!(withdrawn.len(), 1);
         let w = &withdrawn[0];
-        assert_eq!((w.id.as_str(), w.rule, w.status, w.count, w.last_seen), (sent.id.as_str(), sent.rule, Status::Withdrawn, 3, sent.last_seen));
+        assert_eq!(
+            (w.id.as_str(), w.rule, w.status, w.count, w.last_seen),
+            (sent.id.as_str(), sent.rule, Status::Withdrawn, 3, sent.last_seen)
+        );
         let json = serde_json::to_value(w).unwrap();
         assert_eq!(json["status"], "withdrawn");
         assert!(serde_json::to_value(&sent).unwrap().get("status").is_none(), "an active finding's JSON is unchanged");

@@ -80,6 +80,13 @@ pub struct State {
     /// expiry works by (the core has no clock). Agents' times never move it (see
     /// `Engine::observe`).
     latest: Timestamp,
+    /// The latest event time of the audit log itself (requests, and pod and node facts it
+    /// logged): the watermark expiry works by. Inventories and objects are not the log's
+    /// progress: a `pods.json` sent before the log holds pods started minutes before it was
+    /// taken, and expiring by them would drop, as the log's first deletions arrive, the pods
+    /// the 401s right behind them need. Absent in state saved before it (then `latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    logged: Option<Timestamp>,
 }
 
 impl Default for State {
@@ -99,6 +106,7 @@ impl Default for State {
             stats: EngineStats::default(),
             shared: Shared::default(),
             latest: Timestamp::MIN,
+            logged: None,
         }
     }
 }
@@ -125,6 +133,11 @@ impl State {
         if let Some(t) = time {
             self.latest = self.latest.max(t);
         }
+    }
+
+    /// Moves the audit log's own watermark (see `logged`).
+    pub(crate) fn logged_at(&mut self, time: Timestamp) {
+        self.logged = Some(self.logged.map_or(time, |l| l.max(time)));
     }
 
     /// Counts one request's token use (its best copy), from `client`, with the `sourceIPs`
@@ -344,6 +357,12 @@ impl State {
     /// The latest audit or inventory event time folded: the watermark.
     pub(crate) fn latest(&self) -> Timestamp {
         self.latest
+    }
+
+    /// The watermark expiry works by: the audit log's latest event time, or, before any (and in
+    /// state saved before it was kept), the latest event time.
+    pub(crate) fn expiry_watermark(&self) -> Timestamp {
+        self.logged.unwrap_or(self.latest)
     }
 }
 

@@ -136,7 +136,9 @@ fn secret_reads(ctx: &Context<'_>, out: &mut Vec<Draft>) {
                 .map(|name| format!("{ns}/{name}"))
                 .collect();
             if reads.listed {
-                own.extend(token_secrets.keys().filter(|(ns, _)| in_scope(ns)).map(|(ns, name)| format!("{ns}/{name}")));
+                own.extend(
+                    token_secrets.keys().filter(|(ns, _)| in_scope(ns)).map(|(ns, name)| format!("{ns}/{name}")),
+                );
             }
             // Copies from elsewhere that disclosed nothing known here add nothing.
             if by_name || !own.is_empty() {
