@@ -205,7 +205,7 @@ fn matrix(name: &str, e: &Evidence) {
                 let extra: Vec<_> = got.difference(&expected).collect();
                 let found = expected.len() - missing.len();
                 let cell = format!("{name} {order:?} {delivery:?} {partitions:>2} partitions");
-                println!("  {cell}: {found}/{} missing {missing:?} extra {extra:?}", expected.len());
+                println!("  {cell}: {found}/{}, {} extra; missing {missing:?} extra {extra:?}", expected.len(), extra.len());
                 if !missing.is_empty() || !extra.is_empty() {
                     failures.push(cell);
                 }
