@@ -26,6 +26,7 @@ use tokentrail_aggregator_core::{decode_line, decode_value, Decoded};
 use tokentrail_correlator::forensic::{analyze, AnalyzeOptions, Quiet};
 use tokentrail_correlator::stream::{PartitionState, Placement};
 use tokentrail_correlator_core::finding::Status;
+use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::time::MINUTE;
 use tokentrail_correlator_core::{EngineConfig, Finding, Observation, Timestamp};
 
@@ -205,7 +206,11 @@ fn matrix(name: &str, e: &Evidence) {
                 let extra: Vec<_> = got.difference(&expected).collect();
                 let found = expected.len() - missing.len();
                 let cell = format!("{name} {order:?} {delivery:?} {partitions:>2} partitions");
-                println!("  {cell}: {found}/{}, {} extra; missing {missing:?} extra {extra:?}", expected.len(), extra.len());
+                println!(
+                    "  {cell}: {found}/{}, {} extra; missing {missing:?} extra {extra:?}",
+                    expected.len(),
+                    extra.len()
+                );
                 if !missing.is_empty() || !extra.is_empty() {
                     failures.push(cell);
                 }
@@ -213,6 +218,46 @@ fn matrix(name: &str, e: &Evidence) {
         }
     }
     assert!(failures.is_empty(), "cells that differ from analyze: {failures:?}");
+}
+
+/// The example's log alone, paced, makes findings its dumps explain (the legacy exporter's own
+/// pod, the first db-0's address): once the dumps come, each is sent again under its id as
+/// withdrawn, and nothing else is withdrawn.
+#[test]
+fn a_finding_the_dumps_explain_is_withdrawn_under_its_id() {
+    let e = example();
+    let config = config();
+    let mut state = PartitionState::default();
+    let mut sent: BTreeMap<String, Vec<(Activity, Status, Key)>> = BTreeMap::new();
+    let observations = arrange(e, Order::DumpsAfter);
+    for (n, o) in observations.into_iter().enumerate() {
+        state.observe(CLUSTER, o, &config);
+        if (n + 1) % PACE == 0 {
+            for (f, a) in state.due(Timestamp::MIN) {
+                sent.entry(f.id.clone()).or_default().push((a, f.status, key(&f)));
+            }
+        }
+    }
+    for (f, a) in state.due(Timestamp::MIN) {
+        sent.entry(f.id.clone()).or_default().push((a, f.status, key(&f)));
+    }
+    let expected = analyzed(e);
+    let withdrawn: Vec<&Key> = sent
+        .values()
+        .filter(|records| records.last().is_some_and(|r| r.1 == Status::Withdrawn))
+        .map(|records| &records[0].2)
+        .collect();
+    assert!(!withdrawn.is_empty(), "the log alone reports what the dumps explain");
+    for records in sent.values() {
+        let (first, last) = (&records[0], &records[records.len() - 1]);
+        assert_eq!(first.0, Activity::Create);
+        if last.1 == Status::Withdrawn {
+            assert_eq!((last.0, &last.2), (Activity::Update, &first.2), "withdrawn as an update of the same finding");
+            assert!(!expected.contains(&first.2), "{:?} is one of analyze's findings", first.2);
+        } else {
+            assert!(expected.contains(&last.2), "{:?} stands but analyze does not report it", last.2);
+        }
+    }
 }
 
 #[test]

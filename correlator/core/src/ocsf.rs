@@ -289,6 +289,19 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawal_is_a_suppressed_update_and_a_standing_finding_stays_new() {
+        let mut f = finding(Rule::TokenMultiOrigin, Severity::High);
+        let r = detection_finding(&f, Activity::Update, "0");
+        assert_eq!((r["status_id"].clone(), r["status"].clone()), (json!(1), json!("New")));
+        assert!(r.get("status_detail").is_none());
+        f.status = crate::finding::Status::Withdrawn;
+        let r = detection_finding(&f, Activity::Update, "0");
+        assert_eq!((r["status_id"].clone(), r["status"].clone()), (json!(3), json!("Suppressed")));
+        assert_eq!(r["status_detail"], "withdrawn: later evidence explains it");
+        assert_eq!((r["finding_info"]["uid"].clone(), r["type_uid"].clone()), (json!("f"), json!(200402)));
+    }
+
+    #[test]
     fn an_account_whose_tokens_were_minted_is_a_resource_not_the_actor() {
         let r = detection_finding(&finding(Rule::TokenMintedByUser, Severity::Medium), Activity::Create, "0");
         assert!(r["evidences"][0].get("actor").is_none());

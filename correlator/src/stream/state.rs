@@ -122,7 +122,11 @@ fn for_cluster(config: &EngineConfig, cluster: &str) -> EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokentrail_correlator_core::observation::{Credential, Request, ServiceAccountRef, Stage, TokenUse};
+    use tokentrail_correlator_core::finding::{Rule, Status};
+    use tokentrail_correlator_core::observation::{
+        AuthFailure, Credential, FactSource, PodEvent, PodFact, Request, SecretRead, ServiceAccountRef, Stage,
+        TokenSecretFact, TokenUse,
+    };
     use tokentrail_correlator_core::time::MINUTE;
 
     fn use_at(audit_id: &str, minutes: i64, from: &str) -> Observation {
@@ -143,6 +147,123 @@ mod tests {
             request: Request { verb: "get".into(), code: Some(200), ..Request::default() },
             stale_token: false,
         })
+    }
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp(1_772_359_200_000_000 + minutes * MINUTE)
+    }
+
+    fn api_pod(event: PodEvent, source: FactSource, minutes: i64) -> Observation {
+        Observation::Pod(PodFact {
+            time: at(minutes),
+            event: Some(event),
+            source: Some(source),
+            uid: Some("uid-api".into()),
+            namespace: "payments".into(),
+            name: "api-1".into(),
+            node: Some("worker-1".into()),
+            serviceaccount: Some("api".into()),
+            ips: vec!["10.244.1.12".parse().unwrap()],
+            ..PodFact::default()
+        })
+    }
+
+    fn rules(due: &[(Finding, Activity)]) -> Vec<Rule> {
+        due.iter().map(|(f, _)| f.rule).collect()
+    }
+
+    #[test]
+    fn a_dump_sent_before_the_log_expires_nothing_the_log_still_needs() {
+        // pods.json, taken at the end, holds a pod started four hours into the log: its time is
+        // not how far the log has come.
+        let config = EngineConfig::default();
+        let mut state = PartitionState::default();
+        let mut web = api_pod(PodEvent::Observed, FactSource::Inventory, 240);
+        if let Observation::Pod(p) = &mut web {
+            (p.uid, p.name, p.ips) = (Some("uid-web".into()), "web-2".into(), vec!["10.244.2.9".parse().unwrap()]);
+        }
+        state.observe("prod", web, &config);
+        state.observe("prod", use_at("copied", 0, "203.0.113.50"), &config);
+        state.due(Timestamp::MIN);
+        // The log goes on: the pod is deleted, and the batch ends there.
+        state.observe("prod", api_pod(PodEvent::Deleted, FactSource::AuditLog, 10), &config);
+        state.due(Timestamp::MIN);
+        // Two minutes later the copied token is refused from where it was used.
+        state.observe(
+            "prod",
+            Observation::AuthFailure(AuthFailure {
+                time: at(12),
+                audit_id: "401".into(),
+                source_ips: vec!["203.0.113.50".parse().unwrap()],
+                user_agent: None,
+                request: Request { verb: "list".into(), code: Some(401), ..Request::default() },
+            }),
+            &config,
+        );
+        let due = state.due(Timestamp::MIN);
+        assert!(rules(&due).contains(&Rule::TokenAfterPodDeletion), "{:?}", rules(&due));
+    }
+
+    #[test]
+    fn a_list_broadcast_from_elsewhere_is_judged_where_the_token_secrets_are() {
+        let config = EngineConfig::default();
+        let secret = Observation::TokenSecret(TokenSecretFact {
+            time: at(0),
+            namespace: "monitoring".into(),
+            name: "exporter-token".into(),
+            serviceaccount: Some("exporter".into()),
+            ..TokenSecretFact::default()
+        });
+        let list = Observation::SecretRead(SecretRead {
+            time: at(5),
+            audit_id: "list-1".into(),
+            principal: "oidc:mallory".into(),
+            source_ips: vec!["198.51.100.23".parse().unwrap()],
+            verb: "list".into(),
+            namespace: Some("monitoring".into()),
+            name: None,
+            code: Some(200),
+            user_agent: None,
+        });
+        // The list's home partition does not hold the Secret; the exporter's partition does.
+        let mut home = PartitionState::default();
+        home.observe_copy("prod", list.clone(), Placement::Own, &config);
+        assert!(home.due(Timestamp::MIN).is_empty(), "no token Secret known at home");
+        let mut exporter = PartitionState::default();
+        exporter.observe_copy("prod", secret, Placement::Own, &config);
+        exporter.observe_copy("prod", list, Placement::Elsewhere, &config);
+        let due = exporter.due(Timestamp::MIN);
+        assert!(rules(&due).contains(&Rule::SaTokenSecretRead), "{:?}", rules(&due));
+        // A `get` of an unknown Secret named like a token Secret is the home copy's to report.
+        let get = Observation::SecretRead(SecretRead {
+            time: at(6),
+            audit_id: "get-1".into(),
+            principal: "oidc:mallory".into(),
+            source_ips: vec!["198.51.100.23".parse().unwrap()],
+            verb: "get".into(),
+            namespace: Some("shop".into()),
+            name: Some("web-token-x7k2p".into()),
+            code: Some(200),
+            user_agent: None,
+        });
+        exporter.observe_copy("prod", get.clone(), Placement::Elsewhere, &config);
+        assert!(exporter.due(Timestamp::MIN).is_empty(), "judged by its name at home only");
+        home.observe_copy("prod", get, Placement::Own, &config);
+        assert_eq!(rules(&home.due(Timestamp::MIN)), [Rule::SaTokenSecretRead]);
+    }
+
+    #[test]
+    fn a_finding_that_only_expired_is_forgotten_not_withdrawn() {
+        let config = EngineConfig::default();
+        let mut state = PartitionState::default();
+        state.observe("prod", use_at("old", 0, "203.0.113.50"), &config);
+        assert_eq!(state.due(Timestamp::MIN).len(), 1);
+        // A day and more later: the credential leaves the state, its finding the report.
+        state.observe("prod", use_at("now", 30 * 60, "10.244.1.12"), &config);
+        let due = state.due(Timestamp::MIN);
+        assert!(due.iter().all(|(f, _)| f.status == Status::Active), "{due:?}");
+        let due = state.due(Timestamp::MIN);
+        assert!(due.iter().all(|(f, _)| f.status == Status::Active), "not withdrawn later either: {due:?}");
     }
 
     #[test]
