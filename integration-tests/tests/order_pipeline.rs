@@ -13,26 +13,24 @@
 
 mod aggregator_support;
 mod correlator_support;
+mod e2e_support;
+mod webhook_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aggregator_support::{create_topics, produce_raw, read_until, start, Out};
 use correlator_support::{binary, correlator, outputs, stop};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tokentrail_aggregator::config::{AuditTopic, Config, KafkaConfig};
 use tokentrail_correlator::forensic::{analyze, AnalyzeOptions, Quiet};
 use tokentrail_correlator_core::EngineConfig;
 use tokentrail_integration_tests::{kafka, unique_name};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls;
+use webhook_support::{post, tls};
 
 const CLUSTER: &str = "gen";
 const WAIT: Duration = Duration::from_secs(120);
@@ -96,41 +94,6 @@ fn compare(cell: &str, expected: &BTreeSet<Key>, got: &BTreeSet<Key>) -> Option<
 }
 
 // ---- standalone -------------------------------------------------------------------------
-
-fn tls(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/data/tls").join(name)
-}
-
-/// POSTs `body` to the webhook over HTTPS with the client certificate; the status code.
-async fn post(addr: SocketAddr, body: &[u8]) -> u16 {
-    use rustls_pki_types::pem::PemObject;
-    let read = |n: &str| std::fs::read(tls(n)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(&read("ca.pem")).unwrap()).unwrap();
-    let certs =
-        rustls_pki_types::CertificateDer::pem_slice_iter(&read("client.pem")).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&read("client.key")).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("aggregator.test").unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
-    let head = format!(
-        "POST /audit HTTP/1.1\r\nhost: tokentrail\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    stream.flush().await.unwrap();
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("an answer");
-    let text = String::from_utf8_lossy(&response);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
-}
 
 fn event_list(lines: &[String]) -> Vec<u8> {
     format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#, lines.join(",")).into_bytes()
@@ -217,36 +180,6 @@ async fn standalone_leaves_what_analyze_reports_paced_or_at_once_dumps_before_or
 
 // ---- the Kafka pipeline -------------------------------------------------------------------
 
-/// Waits until `group` has committed offsets at the end of every partition of `topic`.
-async fn caught_up(group: &str, topic: &str) {
-    let consumer: BaseConsumer = kafka().client_config().set("group.id", group).create().unwrap();
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    let ends: Vec<(i32, i64)> =
-        partitions.iter().map(|&p| (p, consumer.fetch_watermarks(topic, p, timeout).unwrap().1)).collect();
-    let start = Instant::now();
-    loop {
-        let mut wanted = TopicPartitionList::new();
-        for &p in &partitions {
-            wanted.add_partition(topic, p);
-        }
-        let committed = consumer.committed_offsets(wanted, timeout).unwrap();
-        let behind = ends.iter().any(|&(p, high)| {
-            let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => 0,
-            };
-            at < high
-        });
-        if !behind {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "the correlator did not catch up with {topic}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The generated incident through the aggregator into an observations topic of `partitions`,
 /// the dumps before or after the log, all of it in the topic before the correlator starts (a
 /// backlog, a replay, a new consumer group); what the findings topic holds once it caught up.
@@ -278,7 +211,7 @@ async fn through_kafka(dir: &Path, dumps_after: bool, partitions: i32) -> BTreeS
     aggregator.stop().await;
     let out = outputs(&prefix, partitions).await;
     let child = correlator(&observations, &out, &unique_name(&prefix), "300ms");
-    caught_up(&out.group, &observations).await;
+    e2e_support::findings::caught_up(kafka().bootstrap(), &out.group, &observations, "the correlator").await;
     let findings: Vec<Out> = read_until(&out.findings, "the findings", Duration::from_secs(1), |_| true).await;
     stop(child);
     held(findings.iter().map(|o| (o.key.clone(), o.value.as_slice())))
