@@ -63,7 +63,7 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Observation), DecodeError> {
 }
 
 /// Which copy of an observation this record is. The aggregator broadcasts what it cannot place
-/// (docs/design.md §4; `aggregator/src/route.rs`) to every partition and marks one copy as home:
+/// (docs/design.md §4; `aggregator/core/src/route.rs`) to every partition and marks one copy as home:
 /// Secret reads and token Secrets make findings about themselves (not about a credential of this
 /// partition), so only their home copy reports them, or every partition would report the same
 /// finding; the other copies still tell this partition what it alone can judge
