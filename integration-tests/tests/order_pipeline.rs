@@ -106,7 +106,9 @@ async fn through_standalone(dir: &Path, dumps_after: bool, batch: usize, pause: 
     let out = tempfile::tempdir().unwrap();
     let findings = out.path().join("findings.jsonl");
     let path = |n: &str| tls(n).to_str().unwrap().to_string();
-    let mut child = Command::new(binary())
+    // TOKENTRAIL_ORDER_STANDALONE: another build of tokentrail to measure (a before/after figure).
+    let program = std::env::var_os("TOKENTRAIL_ORDER_STANDALONE").map_or_else(|| binary().clone(), PathBuf::from);
+    let mut child = Command::new(program)
         .args(["standalone", "--cluster", CLUSTER, "--webhook-listen", "127.0.0.1:0"])
         .args(["--tls-cert", &path("server.pem"), "--tls-key", &path("server.key")])
         .args(["--webhook-client-ca", &path("ca.pem"), "--webhook-allowed-client", "client"])
