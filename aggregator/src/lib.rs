@@ -48,7 +48,7 @@ pub mod listen;
 pub mod peer;
 pub mod pipeline;
 pub mod probes;
-pub mod route;
+pub use tokentrail_aggregator_core::route;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -385,6 +385,13 @@ fn the_engine_findings_of_the_rules_real_evidence_misses_follow_the_ocsf_schema(
                     &format!("engine scenario, {}", f.rule),
                 );
             }
+            // The stream's correction of a finding it sent (`emit::Emitter::withdraw`).
+            let withdrawn = Finding { status: tokentrail_correlator_core::finding::Status::Withdrawn, ..f.clone() };
+            assert_valid(
+                &schema,
+                &detection_finding(&withdrawn, Activity::Update, "0.1.0"),
+                &format!("engine scenario, {} withdrawn", f.rule),
+            );
             rules.insert(f.rule.id());
         }
     }
@@ -442,6 +449,7 @@ fn full_finding(rule: Rule, severity: Severity) -> Finding {
         audit_ids: vec!["a1b2c3d4-0000-4000-8000-000000000001".into()],
         attack: rule.attack(),
         explanation: "Why it fired.".into(),
+        status: tokentrail_correlator_core::finding::Status::Active,
     }
 }
 

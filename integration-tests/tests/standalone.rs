@@ -11,10 +11,10 @@
 
 mod aggregator_support;
 mod correlator_support;
+mod webhook_support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -23,20 +23,12 @@ use aggregator_support::WAIT;
 use correlator_support::{binary, stop};
 use tokentrail_proto::wire::agent::v1 as agent;
 use tokentrail_proto::wire::agent::v1::attestation_client::AttestationClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use webhook_support::{post, tls};
 
 const T0: i64 = 1_773_136_800_000_000; // 2026-03-10T10:00:00Z
 const MINUTE: i64 = 60_000_000;
 const REPLAY_FROM: &str = "203.0.113.50";
-
-/// Test-only certificates: a CA, `aggregator.test`/127.0.0.1 for the server, and a client
-/// certificate for `agent.worker-1.test` (standing in for the apiserver's, too).
-fn tls(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/data/tls").join(name)
-}
 
 fn rfc3339(minutes: i64) -> String {
     // 2026-03-10T10:MM:00Z; the scenario stays inside one hour.
@@ -197,37 +189,6 @@ fn start_with(args: &[String]) -> Standalone {
         line[start..].split(')').next().unwrap().parse().unwrap()
     };
     Standalone { webhook: addr("webhook"), grpc: addr("grpc"), child, log: rx }
-}
-
-/// POSTs `body` over HTTPS with the client certificate; the status code.
-async fn post(addr: SocketAddr, body: &[u8]) -> u16 {
-    use rustls_pki_types::pem::PemObject;
-    let read = |n: &str| std::fs::read(tls(n)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(&read("ca.pem")).unwrap()).unwrap();
-    let certs =
-        rustls_pki_types::CertificateDer::pem_slice_iter(&read("client.pem")).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&read("client.key")).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("aggregator.test").unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
-    let head = format!(
-        "POST /audit HTTP/1.1\r\nhost: tokentrail\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    stream.flush().await.unwrap();
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("an answer");
-    let text = String::from_utf8_lossy(&response);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
 }
 
 /// Sends the agent's snapshot over mTLS; the acknowledged sequence.

@@ -38,6 +38,7 @@ pub mod compression;
 pub mod decode;
 pub mod decoded;
 pub mod layout;
+pub mod route;
 pub mod yaml;
 
 mod audit_event;

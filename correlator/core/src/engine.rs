@@ -65,6 +65,20 @@ fn held_source_ips(obs: &Observation) -> &[IpAddr] {
     }
 }
 
+/// Whether an observation's time is the audit log's own progress, the watermark expiry works by
+/// (`State::expiry_watermark`): requests, and the pod and node facts the log carries. Not an
+/// inventory's facts (a dump is taken at the end, whenever it is sent), nor objects' creation
+/// times, nor an agent's clock.
+fn logged(obs: &Observation) -> bool {
+    use crate::observation::FactSource;
+    match obs {
+        Observation::Pod(p) => !matches!(p.source, Some(FactSource::Inventory | FactSource::Attestation)),
+        Observation::Node(n) => !matches!(n.source, Some(FactSource::Inventory | FactSource::Attestation)),
+        Observation::ServiceAccount(_) | Observation::TokenSecret(_) | Observation::Credential(_) => false,
+        _ => true,
+    }
+}
+
 /// Kinds of request folded separately: one audit event can be both a token use and, say, a
 /// Secret read, and must count once as each.
 #[derive(Clone, Copy)]
@@ -111,6 +125,9 @@ impl Engine {
         // only its own node's watermark (`Attestations::reported`); event time follows the
         // apiserver's audit log (and inventories), which every node's evidence shares.
         self.state.received((!obs.from_agent()).then(|| obs.time()));
+        if logged(&obs) {
+            self.state.logged_at(obs.time());
+        }
         match obs {
             Observation::TokenUse(u) => self.observe_use(u.view()),
             Observation::TokenMint(m) => {
@@ -151,10 +168,30 @@ impl Engine {
         }
     }
 
+    /// Folds a copy of an observation broadcast to every partition whose home copy went to
+    /// another partition (the aggregator's routing, docs/streaming.md). Such a copy raises no
+    /// finding about itself, which its home partition raises, except where this partition knows
+    /// more: a Secret read is judged here against the token Secrets this partition holds (a
+    /// cluster-wide `list` reads Secrets of every account, and each account's token Secrets live
+    /// in its own partition). A token Secret that could not be placed is reported by its home
+    /// copy only. Everything else folds as [`Engine::observe`] does.
+    pub fn observe_elsewhere(&mut self, obs: Observation) {
+        match obs {
+            Observation::SecretRead(r) => {
+                self.state.received(Some(r.time));
+                let client = self.client(&r.source_ips);
+                self.state.fold_secret_read_elsewhere(&r, client);
+            }
+            Observation::TokenSecret(_) => {}
+            other => self.observe(other),
+        }
+    }
+
     /// Folds a token use given as a view: what [`Engine::observe`] does with a
     /// [`Observation::TokenUse`], without the owned copy (the hot path of `analyze`).
     pub fn observe_use_view(&mut self, u: UseView<'_>) {
         self.state.received(Some(u.time));
+        self.state.logged_at(u.time);
         self.observe_use(u);
     }
 
@@ -316,7 +353,7 @@ impl Engine {
     /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the
     /// engine's watermark (the latest audit or inventory event time folded in).
     pub fn expire(&mut self) -> Expired {
-        self.expire_by(self.state.latest())
+        self.expire_by(self.state.expiry_watermark())
     }
 
     /// [`Engine::expire`] for an engine that may never see an audit event (a partition only
@@ -325,8 +362,8 @@ impl Engine {
     /// inventory events have come, their time rules, whatever the clock says: a backlog replayed
     /// days late is judged by its own time.
     pub fn expire_at(&mut self, clock: Timestamp) -> Expired {
-        let latest = self.state.latest();
-        self.expire_by(if latest == Timestamp::MIN { clock } else { latest })
+        let watermark = if self.state.latest() == Timestamp::MIN { clock } else { self.state.expiry_watermark() };
+        self.expire_by(watermark)
     }
 
     fn expire_by(&mut self, watermark: Timestamp) -> Expired {

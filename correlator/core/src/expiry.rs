@@ -16,7 +16,9 @@
 //!   [`Retention::retired`]): a late use of a token its agent once attested must not read as
 //!   minted behind the kubelet's back.
 //! * **Pods**: dropped [`Retention::pods`] after their deletion (never before the engine's own
-//!   `deletion_window`, which matches 401s against recently deleted pods).
+//!   `deletion_window`, which matches 401s against recently deleted pods, plus
+//!   [`ALLOWED_LATENESS`]: a 401 from the window's last minute that arrives a little behind
+//!   later events must still find its pod).
 
 use std::collections::BTreeSet;
 
@@ -26,6 +28,11 @@ use crate::usage::CredentialKey;
 
 // A setting, so it lives with the settings; named here too, beside what it governs.
 pub use crate::config::Retention;
+
+/// How far behind the latest event evidence may arrive and still meet everything it needs:
+/// several apiservers' logs interleave, and a stream's batches are not sorted. Kept on top of
+/// the windows rules look back over, so nothing a late event needs has been expired yet.
+pub const ALLOWED_LATENESS: Micros = 5 * crate::time::MINUTE;
 
 /// What one [`Engine::expire`](crate::Engine::expire) dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,7 +96,7 @@ pub(crate) fn expire(
     state.attestations_mut().forget_retired(|t| cutoff(t, retention.retired));
     // Deletions that named their pod without its UID are placed first.
     state.resolve_pods();
-    let keep_pods = retention.pods.max(deletion_window);
+    let keep_pods = retention.pods.max(deletion_window.saturating_add(ALLOWED_LATENESS));
     let pods = state.retain_pods(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
     Expired { use_groups, attestations, pods }
 }

@@ -261,6 +261,13 @@ impl fmt::Display for Rule {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rule, D::Error> {
+        let id = String::deserialize(d)?;
+        Rule::parse(&id).ok_or_else(|| serde::de::Error::unknown_variant(&id, &[]))
+    }
+}
+
 impl Serialize for Rule {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.id())
@@ -268,7 +275,7 @@ impl Serialize for Rule {
 }
 
 /// A service account as a finding names it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FindingServiceAccount {
     /// Namespace.
     pub namespace: String,
@@ -282,7 +289,7 @@ pub struct FindingServiceAccount {
 /// The credential a finding is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FindingCredential {
-    /// `pod-bound`, `unbound`, `legacy-secret` or `unknown`.
+    /// `pod-bound`, `unbound`, `legacy-secret` or `unknown` ([`CREDENTIAL_KINDS`]).
     pub kind: &'static str,
     /// `JTI=<uuid>`, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,8 +299,32 @@ pub struct FindingCredential {
     pub secret: Option<String>,
 }
 
+/// Every [`FindingCredential::kind`].
+pub const CREDENTIAL_KINDS: [&str; 4] = ["pod-bound", "unbound", "legacy-secret", "unknown"];
+
+/// Whether a finding still stands. A stream reports as evidence arrives, and later evidence can
+/// explain what an earlier report called suspicious (a `kubectl` dump that names a pod's second
+/// address, sent after the log): the finding is then sent again, same id, as withdrawn.
+/// `tokentrail analyze` sees all the evidence at once and never withdraws anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The evidence supports it (not written: every finding of a report is active).
+    #[default]
+    Active,
+    /// Sent before, and later evidence explains it: no longer a finding.
+    Withdrawn,
+}
+
+impl Status {
+    /// Whether the finding stands.
+    pub fn is_active(&self) -> bool {
+        *self == Status::Active
+    }
+}
+
 /// The pod a finding is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FindingPod {
     /// Namespace.
     pub namespace: String,
@@ -395,6 +426,9 @@ pub struct Finding {
     pub attack: &'static [Technique],
     /// Why this fired, in a sentence for a ticket.
     pub explanation: String,
+    /// `withdrawn` on a stream's correction of a finding it sent; absent while it stands.
+    #[serde(skip_serializing_if = "Status::is_active")]
+    pub status: Status,
 }
 
 /// The stable finding id: a hash of rule, cluster, credential key and client address.

@@ -12,7 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::finding::{Finding, Rule, Severity};
+use crate::finding::{Finding, Rule, Severity, Status};
 
 /// OCSF schema version the records follow.
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -98,6 +98,12 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         Activity::Update => (2, "Update"),
     };
     let (confidence_id, confidence) = confidence(f);
+    // A withdrawn finding (sent before, explained by later evidence: crate::emit) is an update
+    // whose status is Suppressed, OCSF's "determined to be benign or a false positive".
+    let (status_id, status) = match f.status {
+        Status::Active => (1, "New"),
+        Status::Withdrawn => (3, "Suppressed"),
+    };
     let mut record = json!({
         "class_uid": 2004,
         "class_name": "Detection Finding",
@@ -109,8 +115,8 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         "type_name": format!("Detection Finding: {activity_name}"),
         "severity_id": severity_id(f.severity),
         "severity": capitalise(f.severity.as_str()),
-        "status_id": 1,
-        "status": "New",
+        "status_id": status_id,
+        "status": status,
         "confidence_id": confidence_id,
         "confidence": confidence,
         "time": millis(f.last_seen),
@@ -143,6 +149,9 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
         "remediation": {"desc": f.rule.remediation()},
     });
     let obj = record.as_object_mut().expect("json! built an object");
+    if f.status == Status::Withdrawn {
+        obj.insert("status_detail".into(), json!("withdrawn: later evidence explains it"));
+    }
     let mut evidence = Map::new();
     let mut observables = Vec::new();
     if let Some(ip) = f.source_ip {
@@ -258,6 +267,7 @@ mod tests {
             audit_ids: Vec::new(),
             attack: rule.attack(),
             explanation: "e".into(),
+            status: crate::finding::Status::Active,
         }
     }
 
@@ -276,6 +286,19 @@ mod tests {
         assert_eq!(r["evidences"][0]["actor"]["user"]["name"], "system:serviceaccount:shop:web");
         assert!(r.get("src_endpoint").is_none() && r.get("actor").is_none());
         assert_eq!(r["type_uid"], 200402);
+    }
+
+    #[test]
+    fn a_withdrawal_is_a_suppressed_update_and_a_standing_finding_stays_new() {
+        let mut f = finding(Rule::TokenMultiOrigin, Severity::High);
+        let r = detection_finding(&f, Activity::Update, "0");
+        assert_eq!((r["status_id"].clone(), r["status"].clone()), (json!(1), json!("New")));
+        assert!(r.get("status_detail").is_none());
+        f.status = crate::finding::Status::Withdrawn;
+        let r = detection_finding(&f, Activity::Update, "0");
+        assert_eq!((r["status_id"].clone(), r["status"].clone()), (json!(3), json!("Suppressed")));
+        assert_eq!(r["status_detail"], "withdrawn: later evidence explains it");
+        assert_eq!((r["finding_info"]["uid"].clone(), r["type_uid"].clone()), (json!("f"), json!(200402)));
     }
 
     #[test]

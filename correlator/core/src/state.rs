@@ -66,6 +66,12 @@ pub struct State {
     /// Last hops of forwarded requests: the apiservers in front of aggregated apiservers.
     #[serde(default)]
     hops: ProxyHops,
+    /// Secret reads broadcast to every partition whose home is another one (a `list`, a `get`
+    /// of a Secret the aggregator could not place): judged here only against the token Secrets
+    /// this partition knows, which the home partition may not (`Engine::observe_elsewhere`).
+    /// Written only when there are some, so other snapshots keep their bytes.
+    #[serde(default, with = "crate::pairs", skip_serializing_if = "HashMap::is_empty")]
+    secret_reads_elsewhere: SecretReadsBy,
     stats: EngineStats,
     /// The values many samples hold alike, kept once.
     #[serde(skip)]
@@ -74,6 +80,13 @@ pub struct State {
     /// expiry works by (the core has no clock). Agents' times never move it (see
     /// `Engine::observe`).
     latest: Timestamp,
+    /// The latest event time of the audit log itself (requests, and pod and node facts it
+    /// logged): the watermark expiry works by. Inventories and objects are not the log's
+    /// progress: a `pods.json` sent before the log holds pods started minutes before it was
+    /// taken, and expiring by them would drop, as the log's first deletions arrive, the pods
+    /// the 401s right behind them need. Absent in state saved before it (then `latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    logged: Option<Timestamp>,
 }
 
 impl Default for State {
@@ -89,9 +102,11 @@ impl Default for State {
             token_secrets: BTreeMap::new(),
             attestations: Attestations::default(),
             hops: ProxyHops::default(),
+            secret_reads_elsewhere: HashMap::new(),
             stats: EngineStats::default(),
             shared: Shared::default(),
             latest: Timestamp::MIN,
+            logged: None,
         }
     }
 }
@@ -118,6 +133,11 @@ impl State {
         if let Some(t) = time {
             self.latest = self.latest.max(t);
         }
+    }
+
+    /// Moves the audit log's own watermark (see `logged`).
+    pub(crate) fn logged_at(&mut self, time: Timestamp) {
+        self.logged = Some(self.logged.map_or(time, |l| l.max(time)));
     }
 
     /// Counts one request's token use (its best copy), from `client`, with the `sourceIPs`
@@ -175,6 +195,17 @@ impl State {
         }
         let key = (r.principal.clone(), r.namespace.clone());
         self.secret_reads.entry(key).or_default().add(r, client);
+    }
+
+    /// A Secret read whose home is another partition: its response copy only (the engine's
+    /// window of audit IDs is for the reads it reports on its own; here one copy per request is
+    /// enough, and the response is the one that tells whether anything was disclosed).
+    pub(crate) fn fold_secret_read_elsewhere(&mut self, r: &SecretRead, client: Option<IpAddr>) {
+        if r.code.is_none_or(|c| c >= 400) {
+            return;
+        }
+        let key = (r.principal.clone(), r.namespace.clone());
+        self.secret_reads_elsewhere.entry(key).or_default().add(r, client);
     }
 
     pub(crate) fn fold_pod(&mut self, p: PodFact) {
@@ -294,6 +325,10 @@ impl State {
         &self.secret_reads
     }
 
+    pub(crate) fn secret_reads_elsewhere(&self) -> &SecretReadsBy {
+        &self.secret_reads_elsewhere
+    }
+
     /// TokenRequests.
     pub(crate) fn mints(&self) -> &Mints {
         &self.mints
@@ -322,6 +357,12 @@ impl State {
     /// The latest audit or inventory event time folded: the watermark.
     pub(crate) fn latest(&self) -> Timestamp {
         self.latest
+    }
+
+    /// The watermark expiry works by: the audit log's latest event time, or, before any (and in
+    /// state saved before it was kept), the latest event time.
+    pub(crate) fn expiry_watermark(&self) -> Timestamp {
+        self.logged.unwrap_or(self.latest)
     }
 }
 

@@ -39,7 +39,7 @@ use tokentrail_proto::wire::observation::v1 as pb;
 use tokentrail_proto::wire::{from_proto, BROADCAST_HEADER, HOME_HEADER};
 
 pub use config::{CorrelatorConfig, FindingFormat};
-pub use state::PartitionState;
+pub use state::{PartitionState, Placement};
 
 /// How long a Kafka control call (transactions, restore) may take before the run gives up.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,16 +62,20 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Observation), DecodeError> {
     from_proto(&message).ok_or(DecodeError::UnknownKind)
 }
 
-/// Whether an observation may raise findings of its own in this partition. The aggregator
-/// broadcasts what it cannot place (docs/design.md §4; `aggregator/src/route.rs`) to every partition
-/// and marks one copy as home: Secret reads and token Secrets make findings about themselves
-/// (not about a credential of this partition), so only their home copy is folded in, or every
-/// partition would report the same finding.
-fn folds_here(observation: &Observation, headers: Option<&BorrowedHeaders>) -> bool {
+/// Which copy of an observation this record is. The aggregator broadcasts what it cannot place
+/// (docs/design.md §4; `aggregator/core/src/route.rs`) to every partition and marks one copy as home:
+/// Secret reads and token Secrets make findings about themselves (not about a credential of this
+/// partition), so only their home copy reports them, or every partition would report the same
+/// finding; the other copies still tell this partition what it alone can judge
+/// ([`PartitionState::observe_copy`]).
+fn placement(headers: Option<&BorrowedHeaders>) -> Placement {
     let flag =
         |name: &str| headers.is_some_and(|h| h.iter().any(|x| x.key == name && x.value == Some(b"1".as_slice())));
-    let self_reporting = matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
-    !self_reporting || !flag(BROADCAST_HEADER) || flag(HOME_HEADER)
+    if flag(BROADCAST_HEADER) && !flag(HOME_HEADER) {
+        Placement::Elsewhere
+    } else {
+        Placement::Own
+    }
 }
 
 /// Why the correlator stopped.
@@ -232,10 +236,15 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                 match decode(message.payload().unwrap_or_default()) {
                     Ok((cluster, observation)) => {
                         if let Some(state) = partitions.get_mut(&partition) {
-                            if folds_here(&observation, message.headers()) {
-                                state.observe(&cluster, observation, &config.engine);
+                            let placement = placement(message.headers());
+                            // Counted as before copies from elsewhere were judged: a Secret read
+                            // or token Secret counts on its home partition only.
+                            let self_reporting =
+                                matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
+                            if placement == Placement::Own || !self_reporting {
                                 metrics.observations.fetch_add(1, Ordering::Relaxed);
                             }
+                            state.observe_copy(&cluster, observation, placement, &config.engine);
                         }
                     }
                     Err(e) => {

@@ -11,6 +11,15 @@ use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::time::Micros;
 use tokentrail_correlator_core::{Engine, EngineConfig, Finding, Observation, Timestamp};
 
+/// Which copy of an observation a partition was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The only copy (keyed by its service account), or a broadcast's home copy.
+    Own,
+    /// A broadcast's copy whose home is another partition ([`Engine::observe_elsewhere`]).
+    Elsewhere,
+}
+
 /// State of one input partition.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
@@ -18,9 +27,9 @@ pub struct PartitionState {
     engines: BTreeMap<String, Engine>,
     /// Findings already sent from this partition.
     emitter: Emitter,
-    /// The last [`PartitionState::due`] expired something: the next one forgets the sent
-    /// findings its evidence no longer supports.
-    #[serde(default)]
+    /// Written by versions before withdrawals: their last [`PartitionState::due`] expired
+    /// something, and the next one forgets the sent findings its evidence no longer supports.
+    #[serde(default, skip_serializing)]
     expired: bool,
 }
 
@@ -41,35 +50,54 @@ impl PartitionState {
 
     /// Folds one observation about `cluster` in.
     pub fn observe(&mut self, cluster: &str, observation: Observation, config: &EngineConfig) {
-        self.engines
-            .entry(cluster.to_string())
-            .or_insert_with(|| Engine::new(for_cluster(config, cluster)))
-            .observe(observation);
+        self.observe_copy(cluster, observation, Placement::Own, config);
     }
 
-    /// The findings due downstream now (new ones, and material updates); then what the engines
-    /// no longer need is expired (bounded state, by event time: `tokentrail_correlator_core::expiry`).
+    /// Folds one record of the observations topic in, as the copy it is (its headers say).
+    pub fn observe_copy(&mut self, cluster: &str, observation: Observation, copy: Placement, config: &EngineConfig) {
+        let engine =
+            self.engines.entry(cluster.to_string()).or_insert_with(|| Engine::new(for_cluster(config, cluster)));
+        match copy {
+            Placement::Own => engine.observe(observation),
+            Placement::Elsewhere => engine.observe_elsewhere(observation),
+        }
+    }
+
+    /// The findings due downstream now (new ones, material updates, and withdrawals of sent
+    /// findings that later evidence explains); then what the engines no longer need is expired
+    /// (bounded state, by event time: `tokentrail_correlator_core::expiry`).
     ///
     /// Reporting comes first so that nothing is expired before it was reported: evidence that
     /// arrives already older than the watermark minus its retention is reported once, then
-    /// dropped. The sent findings whose evidence expired are forgotten at the next call, from
-    /// its report (the state after expiry, plus what arrived since), sparing a second report.
+    /// dropped. When the expiry dropped something, the engines report once more and the emitter
+    /// forgets the sent findings that report lacks: their evidence expired, nothing explained
+    /// them, so they are not withdrawn; a finding missing from the next report can then only
+    /// have been explained by the evidence that came in between.
     ///
     /// `clock` is this host's time, by which an engine that never saw an audit event (a
     /// partition only agents write to) expires ([`Engine::expire_at`]).
     pub fn due(&mut self, clock: Timestamp) -> Vec<(Finding, Activity)> {
-        let mut findings = Vec::new();
-        for engine in self.engines.values_mut() {
-            findings.extend(engine.report().findings);
-        }
+        let findings = self.report();
+        // State saved before withdrawals: its last expiry's findings are forgotten here.
         if std::mem::take(&mut self.expired) {
             self.emitter.forget_absent(&findings);
         }
-        let due = self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
+        let mut due: Vec<(Finding, Activity)> =
+            self.emitter.due(&findings).into_iter().map(|(f, a)| (f.clone(), a)).collect();
+        due.extend(self.emitter.withdraw(&findings).into_iter().map(|f| (f, Activity::Update)));
+        let mut expired = false;
         for engine in self.engines.values_mut() {
-            self.expired |= engine.expire_at(clock) != Expired::default();
+            expired |= engine.expire_at(clock) != Expired::default();
+        }
+        if expired {
+            let left = self.report();
+            self.emitter.forget_absent(&left);
         }
         due
+    }
+
+    fn report(&mut self) -> Vec<Finding> {
+        self.engines.values_mut().flat_map(|e| e.report().findings).collect()
     }
 
     /// How far the slowest node's agent trails the latest event, over every cluster's engine.
@@ -94,7 +122,11 @@ fn for_cluster(config: &EngineConfig, cluster: &str) -> EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokentrail_correlator_core::observation::{Credential, Request, ServiceAccountRef, Stage, TokenUse};
+    use tokentrail_correlator_core::finding::{Rule, Status};
+    use tokentrail_correlator_core::observation::{
+        AuthFailure, Credential, FactSource, PodEvent, PodFact, Request, SecretRead, ServiceAccountRef, Stage,
+        TokenSecretFact, TokenUse,
+    };
     use tokentrail_correlator_core::time::MINUTE;
 
     fn use_at(audit_id: &str, minutes: i64, from: &str) -> Observation {
@@ -115,6 +147,123 @@ mod tests {
             request: Request { verb: "get".into(), code: Some(200), ..Request::default() },
             stale_token: false,
         })
+    }
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp(1_772_359_200_000_000 + minutes * MINUTE)
+    }
+
+    fn api_pod(event: PodEvent, source: FactSource, minutes: i64) -> Observation {
+        Observation::Pod(PodFact {
+            time: at(minutes),
+            event: Some(event),
+            source: Some(source),
+            uid: Some("uid-api".into()),
+            namespace: "payments".into(),
+            name: "api-1".into(),
+            node: Some("worker-1".into()),
+            serviceaccount: Some("api".into()),
+            ips: vec!["10.244.1.12".parse().unwrap()],
+            ..PodFact::default()
+        })
+    }
+
+    fn rules(due: &[(Finding, Activity)]) -> Vec<Rule> {
+        due.iter().map(|(f, _)| f.rule).collect()
+    }
+
+    #[test]
+    fn a_dump_sent_before_the_log_expires_nothing_the_log_still_needs() {
+        // pods.json, taken at the end, holds a pod started four hours into the log: its time is
+        // not how far the log has come.
+        let config = EngineConfig::default();
+        let mut state = PartitionState::default();
+        let mut web = api_pod(PodEvent::Observed, FactSource::Inventory, 240);
+        if let Observation::Pod(p) = &mut web {
+            (p.uid, p.name, p.ips) = (Some("uid-web".into()), "web-2".into(), vec!["10.244.2.9".parse().unwrap()]);
+        }
+        state.observe("prod", web, &config);
+        state.observe("prod", use_at("copied", 0, "203.0.113.50"), &config);
+        state.due(Timestamp::MIN);
+        // The log goes on: the pod is deleted, and the batch ends there.
+        state.observe("prod", api_pod(PodEvent::Deleted, FactSource::AuditLog, 10), &config);
+        state.due(Timestamp::MIN);
+        // Two minutes later the copied token is refused from where it was used.
+        state.observe(
+            "prod",
+            Observation::AuthFailure(AuthFailure {
+                time: at(12),
+                audit_id: "401".into(),
+                source_ips: vec!["203.0.113.50".parse().unwrap()],
+                user_agent: None,
+                request: Request { verb: "list".into(), code: Some(401), ..Request::default() },
+            }),
+            &config,
+        );
+        let due = state.due(Timestamp::MIN);
+        assert!(rules(&due).contains(&Rule::TokenAfterPodDeletion), "{:?}", rules(&due));
+    }
+
+    #[test]
+    fn a_list_broadcast_from_elsewhere_is_judged_where_the_token_secrets_are() {
+        let config = EngineConfig::default();
+        let secret = Observation::TokenSecret(TokenSecretFact {
+            time: at(0),
+            namespace: "monitoring".into(),
+            name: "exporter-token".into(),
+            serviceaccount: Some("exporter".into()),
+            ..TokenSecretFact::default()
+        });
+        let list = Observation::SecretRead(SecretRead {
+            time: at(5),
+            audit_id: "list-1".into(),
+            principal: "oidc:mallory".into(),
+            source_ips: vec!["198.51.100.23".parse().unwrap()],
+            verb: "list".into(),
+            namespace: Some("monitoring".into()),
+            name: None,
+            code: Some(200),
+            user_agent: None,
+        });
+        // The list's home partition does not hold the Secret; the exporter's partition does.
+        let mut home = PartitionState::default();
+        home.observe_copy("prod", list.clone(), Placement::Own, &config);
+        assert!(home.due(Timestamp::MIN).is_empty(), "no token Secret known at home");
+        let mut exporter = PartitionState::default();
+        exporter.observe_copy("prod", secret, Placement::Own, &config);
+        exporter.observe_copy("prod", list, Placement::Elsewhere, &config);
+        let due = exporter.due(Timestamp::MIN);
+        assert!(rules(&due).contains(&Rule::SaTokenSecretRead), "{:?}", rules(&due));
+        // A `get` of an unknown Secret named like a token Secret is the home copy's to report.
+        let get = Observation::SecretRead(SecretRead {
+            time: at(6),
+            audit_id: "get-1".into(),
+            principal: "oidc:mallory".into(),
+            source_ips: vec!["198.51.100.23".parse().unwrap()],
+            verb: "get".into(),
+            namespace: Some("shop".into()),
+            name: Some("web-token-x7k2p".into()),
+            code: Some(200),
+            user_agent: None,
+        });
+        exporter.observe_copy("prod", get.clone(), Placement::Elsewhere, &config);
+        assert!(exporter.due(Timestamp::MIN).is_empty(), "judged by its name at home only");
+        home.observe_copy("prod", get, Placement::Own, &config);
+        assert_eq!(rules(&home.due(Timestamp::MIN)), [Rule::SaTokenSecretRead]);
+    }
+
+    #[test]
+    fn a_finding_that_only_expired_is_forgotten_not_withdrawn() {
+        let config = EngineConfig::default();
+        let mut state = PartitionState::default();
+        state.observe("prod", use_at("old", 0, "203.0.113.50"), &config);
+        assert_eq!(state.due(Timestamp::MIN).len(), 1);
+        // A day and more later: the credential leaves the state, its finding the report.
+        state.observe("prod", use_at("now", 30 * 60, "10.244.1.12"), &config);
+        let due = state.due(Timestamp::MIN);
+        assert!(due.iter().all(|(f, _)| f.status == Status::Active), "{due:?}");
+        let due = state.due(Timestamp::MIN);
+        assert!(due.iter().all(|(f, _)| f.status == Status::Active), "not withdrawn later either: {due:?}");
     }
 
     #[test]

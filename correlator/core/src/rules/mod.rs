@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use crate::config::EngineConfig;
 use crate::finding::{
-    finding_id, Finding, FindingCredential, FindingPod, FindingServiceAccount, Rule, Severity, SCHEMA,
+    finding_id, Finding, FindingCredential, FindingPod, FindingServiceAccount, Rule, Severity, Status, SCHEMA,
 };
 use crate::legacy_tokens::LegacyTokenRow;
 use crate::observation::ServiceAccountRef;
@@ -183,6 +183,7 @@ impl Draft {
             audit_ids: self.tally.audit_id_list(),
             attack: self.rule.attack(),
             explanation: self.explanation,
+            status: Status::Active,
         }
     }
 }

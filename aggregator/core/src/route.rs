@@ -1,4 +1,5 @@
-//! Which partition of the observations topic each observation goes to (pure).
+//! Which partition of the observations topic each observation goes to (pure: in the core so that
+//! the correlator's tests route evidence exactly as the aggregator does).
 //!
 //! The correlator runs one engine per partition (docs/design.md §1), so an observation must land where
 //! every rule that needs it runs. The record key is `cluster/namespace/serviceaccount`, and the
@@ -7,20 +8,25 @@
 //! * **About one service account** (key = that account): token uses, mints (the account the
 //!   token is for), ServiceAccount objects, agents' credential facts, token Secrets whose
 //!   `service-account.name` annotation names their account.
-//! * **About a pod**: pod facts and exec/attach/port-forward go to the pod's service account.
-//!   A pod's create event and the agents' attestations name it; its later status patches,
-//!   deletes and exec events do not, so the [`Directory`] remembers `pod → service account`
-//!   (bounded) from the facts that named it.
+//! * **About a pod**: exec/attach/port-forward go to the pod's service account. A pod's create
+//!   event and the agents' attestations name it; its exec events do not, so the [`Directory`]
+//!   remembers `pod → service account` (bounded) from the facts that named it. Pod facts
+//!   themselves are broadcast (below): who held an address is part of every account's verdicts.
 //! * **Secret reads**: a `get` of a token Secret the directory knows goes to that Secret's
 //!   account, next to the Secret's fact.
 //! * **Broadcast** (one copy on every partition, key `cluster/~broadcast/<kind>`, header
-//!   [`BROADCAST_HEADER`]): what every partition's engine needs or what cannot be placed: node
-//!   facts (cluster networks and node addresses are part of every verdict), 401s (a revoked
+//!   `BROADCAST_HEADER`): what every partition's engine needs or what cannot be placed: node
+//!   facts (cluster networks and node addresses are part of every verdict), pod facts (so are
+//!   pods' addresses), 401s (a revoked
 //!   token's replay is matched by address against any account's uses), and pod facts, exec
 //!   events, token Secrets and Secret reads whose account is not known (a cold directory after a
 //!   restart, a `list` of Secrets). Exactly one copy of each broadcast, on the partition the key
-//!   hashes to by [`home_partition`], carries [`HOME_HEADER`]: a correlator that raises findings
+//!   hashes to by [`home_partition`], carries `HOME_HEADER`: a correlator that raises findings
 //!   from broadcast copies raises them from the home copy only, so one event is one finding.
+//!   The other copies still reach what only their partition knows: a Secret read is judged in
+//!   every partition against the token Secrets that partition holds (a `list` of a namespace
+//!   returns the tokens of every account in it, and each account's token Secrets are keyed to
+//!   its own partition), under the finding id the home copy would use.
 //!   Both headers are part of the contract, in `tokentrail_proto::wire`.
 //!
 //! Pods keep their service account for life, and StatefulSets reuse a name with the same
@@ -29,8 +35,6 @@
 use std::collections::HashMap;
 
 use tokentrail_proto::observation::{FactSource, Observation, ServiceAccountRef};
-#[cfg(doc)]
-use tokentrail_proto::wire::{BROADCAST_HEADER, HOME_HEADER};
 
 /// Where one observation goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,12 +138,11 @@ impl Directory {
                 let key = (cluster.to_string(), p.namespace.clone(), p.name.clone());
                 if let Some(sa) = p.serviceaccount.as_deref().filter(|s| !s.is_empty()) {
                     Self::remember(&mut self.pods, self.capacity, key, sa);
-                    return Route::Key(sa_key(cluster, &p.namespace, sa));
                 }
-                match self.pod_sa(cluster, &p.namespace, &p.name) {
-                    Some(sa) => Route::Key(sa_key(cluster, &p.namespace, sa)),
-                    None => broadcast(cluster, "pod"),
-                }
+                // Every partition: a pod's addresses are part of the verdicts on every other
+                // account's tokens (another pod's address, `token-client-changed` and the holder
+                // `token-used-from-other-workload` names), not only its own account's.
+                broadcast(cluster, "pod")
             }
             Observation::PodAccess(a) => match self.pod_sa(cluster, &a.namespace, &a.pod_name) {
                 Some(sa) => Route::Key(sa_key(cluster, &a.namespace, sa)),
@@ -221,11 +224,12 @@ mod tests {
     }
 
     #[test]
-    fn status_patch_follows_the_account_its_create_named() {
+    fn pod_facts_reach_every_partition_and_exec_follows_the_account_the_create_named() {
         let mut d = Directory::new(10);
-        assert_eq!(d.route("prod", &pod("api-1", None)), Route::Broadcast("prod/~broadcast/pod".into()));
-        assert_eq!(d.route("prod", &pod("api-1", Some("api"))), Route::Key("prod/payments/api".into()));
-        assert_eq!(d.route("prod", &pod("api-1", None)), Route::Key("prod/payments/api".into()));
+        let everywhere = Route::Broadcast("prod/~broadcast/pod".into());
+        assert_eq!(d.route("prod", &pod("api-1", None)), everywhere);
+        assert_eq!(d.route("prod", &pod("api-1", Some("api"))), everywhere);
+        assert_eq!(d.route("prod", &pod("api-1", None)), everywhere);
         let exec = Observation::PodAccess(PodAccess {
             time: Timestamp(0),
             audit_id: String::new(),
