@@ -213,7 +213,9 @@ async fn an_attestation_from_beyond_the_clock_is_acknowledged_counted_and_not_de
             _ => None,
         })
         .collect();
-    assert_eq!(pods, ["near-1"]);
+    // Pod facts go to every partition (the rules that need them are judged in all of them):
+    // one copy per partition, of the accepted pod only.
+    assert!(!pods.is_empty() && pods.iter().all(|p| p == "near-1"), "{pods:?}");
     assert!(out.iter().all(|r| r.observation().kind.is_some_and(|k| match k {
         pb::observation::Kind::Node(n) => n.time_micros < now_micros() + HOUR,
         _ => true,

@@ -69,7 +69,8 @@ pub struct Settings {
     #[serde(serialize_with = "duration::serialize_given")]
     session_timeout: Option<Duration>,
     /// How long a transaction may stay open before the broker aborts it: the longest a frozen
-    /// replica holds back readers of the findings [default: 10s].
+    /// replica holds back readers of the findings, and the longest broker outage a replica
+    /// rides out without a restart [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     transaction_timeout: Option<Duration>,
