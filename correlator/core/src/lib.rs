@@ -31,6 +31,7 @@
 
 pub mod activity;
 pub mod attestation;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod dedup;

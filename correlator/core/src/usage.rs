@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 use serde::Serialize;
 use std::hash::BuildHasher;
 
+use crate::changes::Journal;
 use crate::client::{fingerprint, Clients};
 use crate::observation::{Credential, ServiceAccountRef, UseView};
 use crate::shared::Shared;
@@ -152,6 +153,10 @@ impl From<&UseKey<&str>> for UseKey {
 pub struct UseGroups {
     table: HashTable<Box<(UseKey, UseGroup)>>,
     hasher: foldhash::fast::RandomState,
+    /// The hashes of groups changed, and the keys of groups dropped, since the changes were
+    /// last taken (when tracking: [`UseGroups::track_changes`]).
+    changed: Journal<u64>,
+    removed: Journal<UseKey>,
 }
 
 impl UseGroups {
@@ -159,9 +164,11 @@ impl UseGroups {
     /// form (`&str` and `String` hash alike), so the owned key is built only for a new group.
     pub fn entry(&mut self, key: &UseKey<&str>) -> &mut UseGroup {
         let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        self.changed.note(|| hash);
         let entry = self
             .table
-            .entry(hasher.hash_one(key), |kept| kept.0.view() == *key, |kept| hasher.hash_one(&kept.0))
+            .entry(hash, |kept| kept.0.view() == *key, |kept| hasher.hash_one(&kept.0))
             .or_insert_with(|| Box::new((UseKey::from(key), UseGroup::default())));
         &mut entry.into_mut().1
     }
@@ -187,7 +194,42 @@ impl UseGroups {
 
     /// Keeps the groups `keep` selects.
     pub fn retain(&mut self, mut keep: impl FnMut(&UseKey, &UseGroup) -> bool) {
-        self.table.retain(|entry| keep(&entry.0, &entry.1));
+        let removed = &mut self.removed;
+        self.table.retain(|entry| {
+            let kept = keep(&entry.0, &entry.1);
+            if !kept {
+                removed.note(|| entry.0.clone());
+            }
+            kept
+        });
+    }
+
+    /// Starts noting which groups change and which leave, for [`UseGroups::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.changed.start();
+        self.removed.start();
+    }
+
+    /// The groups changed since the last call (each once), and the keys of those dropped.
+    pub fn take_changes(&mut self) -> (Vec<(&UseKey, &UseGroup)>, Vec<UseKey>) {
+        let removed: Vec<UseKey> = self.removed.take().into_iter().collect();
+        let mut changed = Vec::new();
+        for hash in self.changed.take() {
+            // Keys sharing a hash are written alike: at worst an unchanged group again.
+            changed.extend(self.table.iter_hash(hash).map(|entry| (&entry.0, &entry.1)));
+        }
+        (changed, removed)
+    }
+
+    /// Puts back a group read from a changelog.
+    pub fn insert_restored(&mut self, key: UseKey, group: UseGroup) {
+        let hasher = &self.hasher;
+        match self.table.entry(hasher.hash_one(&key), |kept| kept.0 == key, |kept| hasher.hash_one(&kept.0)) {
+            hashbrown::hash_table::Entry::Occupied(mut mine) => mine.get_mut().1 = group,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(Box::new((key, group)));
+            }
+        }
     }
 
     /// Every group with its key, in no particular order.
