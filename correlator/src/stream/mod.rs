@@ -261,7 +261,18 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                     }
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Err(e)) => {
+                // A fatal error leaves the consumer unusable for good (a static member fenced by
+                // its own instance id when its join's response was lost to a coordinator that
+                // moved): exiting gets the replica restarted under its name, where living on
+                // would hold no partitions and consume nothing. Nothing is lost: the open
+                // transaction is aborted and the partitions resume from committed offsets.
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
+                    return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
+                }
+                tracing::warn!(error = %e, "consumer error");
+            }
             None => {}
         }
         let dirty = owned.values().any(|p| p.dirty);
