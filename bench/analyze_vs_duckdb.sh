@@ -19,6 +19,8 @@
 #   SKIP_BUILD=1        do not run cargo build (for measuring a given binary)
 #   INVENTORY=0         analyze the audit log alone (see docs/benchmarks.md for why the
 #                       default also passes the kubectl dumps)
+#   COMPARE=...         another tokentrail binary (an earlier build) measured in the same
+#                       rounds on the 1M log; its findings must be byte-identical to TOKENTRAIL's
 #
 # Results go to stdout and to $BENCH_OUT/results.md; analyze's findings of the last run to
 # $BENCH_OUT/findings.json (so the planted replays can be checked against
@@ -77,9 +79,9 @@ fi
 # run in this shell, not in a subshell, so `set -e` stops the benchmark if a tool fails instead
 # of recording garbage.
 
-analyze_once() {
+analyze_once() {  # LOG [BINARY [FINDINGS]]
     /usr/bin/time -f '%e %M %U %S' -o "$TIMES" \
-        "$TOKENTRAIL" analyze --format json "$1" "${INVENTORY_FILES[@]}" > "$OUT/findings.json"
+        "${2:-$TOKENTRAIL}" analyze --format json "$1" "${INVENTORY_FILES[@]}" > "${3:-$OUT/findings.json}"
     read -r T M U S < "$TIMES"
     C=$(awk -v u="$U" -v s="$S" 'BEGIN { print u + s }')
 }
@@ -104,7 +106,7 @@ bytes=$(stat -c %s "$LOG")
 say "warming the page cache (both tools then read from memory)"
 cat "$LOG" "$SMALL" > /dev/null
 
-a_time=(); a_rss=(); a_cpu=(); d_time=(); d_rss=(); d_cpu=(); d_query=(); s_rss=(); w_ratio=(); c_ratio=()
+a_time=(); a_rss=(); a_cpu=(); b_time=(); b_rss=(); b_cpu=(); d_time=(); d_rss=(); d_cpu=(); d_query=(); s_rss=(); w_ratio=(); c_ratio=()
 for run in $(seq "$RUNS"); do
     # Alternating the tools keeps drift in machine load from favouring one of them. The 1M
     # analyze run comes last among analyze runs, so findings.json is its output.
@@ -118,6 +120,12 @@ for run in $(seq "$RUNS"); do
     # The ratios of this round's neighbouring runs: their spread shows the machine's noise.
     w_ratio+=("$(awk -v a="$T" -v d="$dT" 'BEGIN { printf "%.2f", a / d }')")
     c_ratio+=("$(awk -v a="$C" -v d="$dC" 'BEGIN { printf "%.2f", a / d }')")
+    if [[ -n ${COMPARE:-} ]]; then
+        say "run $run/$RUNS: $COMPARE analyze, $lines events"
+        analyze_once "$LOG" "$COMPARE" "$OUT/findings.compare.json"; b_time+=("$T"); b_rss+=("$M"); b_cpu+=("$C")
+        cmp -s "$OUT/findings.json" "$OUT/findings.compare.json" \
+            || { echo "findings of $COMPARE differ from those of $TOKENTRAIL" >&2; exit 1; }
+    fi
 done
 
 at=$(median "${a_time[@]}"); am=$(median "${a_rss[@]}")
@@ -144,6 +152,9 @@ print(", ".join(f"{r} {n}" for r, n in sorted(c.items())) or "none")' "$OUT/find
     echo "|---|---|---|---|---|---|"
     echo "| \`tokentrail analyze --format json\` (every rule) | $at | $ac | $((am / 1024)) | ${a_time[*]} | ${a_cpu[*]} |"
     echo "| DuckDB \`GROUP BY user, sourceIPs[-1]\` (python3: start-up, import, query) | $dt | $dc | $((dm / 1024)) | ${d_time[*]} | ${d_cpu[*]} |"
+    if [[ -n ${COMPARE:-} ]]; then
+        echo "| \`$COMPARE\` (findings byte-identical) | $(median "${b_time[@]}") | $(median "${b_cpu[@]}") | $(($(median "${b_rss[@]}") / 1024)) | ${b_time[*]} | ${b_cpu[*]} |"
+    fi
     echo
     echo "analyze / DuckDB, whole processes: wall **$(awk -v a="$at" -v d="$dt" 'BEGIN { printf "%.2f", a / d }')** (per round: ${w_ratio[*]}); CPU $(awk -v a="$ac" -v d="$dc" 'BEGIN { printf "%.2f", a / d }') (per round: ${c_ratio[*]})"
     echo
