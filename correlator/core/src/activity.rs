@@ -124,13 +124,7 @@ impl Mints {
 
     /// The mints changed since the last call, by key (`None`: dropped).
     pub fn take_changes(&mut self) -> Vec<(String, Option<&Mint>)> {
-        let keys = self.changed.take();
-        keys.into_iter()
-            .map(|k| {
-                let now = self.by_audit_id.get(&k);
-                (k, now)
-            })
-            .collect()
+        self.changed.take_with(|k| self.by_audit_id.get(k))
     }
 
     /// Puts back a mint a changelog held.

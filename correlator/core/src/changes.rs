@@ -72,6 +72,17 @@ impl<K: Ord> Journal<K> {
     pub fn take(&mut self) -> BTreeSet<K> {
         self.keys.as_mut().map(std::mem::take).unwrap_or_default()
     }
+
+    /// The keys noted since the last call, each with what `now` finds under it (`None`: gone).
+    pub fn take_with<'a, V: ?Sized>(&mut self, now: impl Fn(&K) -> Option<&'a V>) -> Vec<(K, Option<&'a V>)> {
+        self.take()
+            .into_iter()
+            .map(|k| {
+                let v = now(&k);
+                (k, v)
+            })
+            .collect()
+    }
 }
 
 /// What was last written of the sections written whole, as digests, so a commit passes on only

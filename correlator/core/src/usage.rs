@@ -215,8 +215,11 @@ impl UseGroups {
         let removed: Vec<UseKey> = self.removed.take().into_iter().collect();
         let mut changed = Vec::new();
         for hash in self.changed.take() {
-            // Keys sharing a hash are written alike: at worst an unchanged group again.
-            changed.extend(self.table.iter_hash(hash).map(|entry| (&entry.0, &entry.1)));
+            // `iter_hash` also yields entries that share only the hash's top bits: keep the
+            // group's own (keys sharing the whole hash are written alike, harmlessly).
+            let hasher = &self.hasher;
+            let own = self.table.iter_hash(hash).filter(|entry| hasher.hash_one(&entry.0) == hash);
+            changed.extend(own.map(|entry| (&entry.0, &entry.1)));
         }
         (changed, removed)
     }

@@ -330,13 +330,7 @@ impl Pods {
 
     /// The pods changed since the last call, by UID (`None`: dropped).
     pub fn take_changes(&mut self) -> Vec<(String, Option<&Pod>)> {
-        let uids = self.changed.take();
-        uids.into_iter()
-            .map(|uid| {
-                let now = self.by_uid.get(&uid).map(|p| &**p);
-                (uid, now)
-            })
-            .collect()
+        self.changed.take_with(|uid| self.by_uid.get(uid).map(|p| &**p))
     }
 
     /// The facts that named a pod without its UID, waiting for [`Pods::resolve`].
