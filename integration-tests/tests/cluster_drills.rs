@@ -19,12 +19,6 @@ use e2e_support::{Layout, Pipeline};
 use tokentrail_integration_tests::{OwnCluster, Stop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-// Not in CI yet: in the leader-kill drill a correlator whose transaction coordinator was the
-// killed node exits ("4 message(s) timed out" on the changelog partition it led), as designed
-// (its restart redoes the work), but the drill's process watcher takes that exit for a failure
-// instead of restarting it as Kubernetes would. Run by hand: `cargo test -p
-// tokentrail-integration-tests --test cluster_drills -- --ignored --nocapture`.
-#[ignore = "the leader-kill drill does not restart a correlator that exits on a lost transaction yet"]
 async fn scaling_killing_a_correlator_and_killing_the_leaders_broker_lose_and_double_no_finding() {
     let _serial = correlator_support::one_at_a_time().await;
     let started = Instant::now();
@@ -43,6 +37,10 @@ async fn scaling_killing_a_correlator_and_killing_the_leaders_broker_lose_and_do
         // offsets of the partitions it held, is aborted after 10 s.
         session_timeout: Some("6s"),
         transaction_timeout: Some("10s"),
+        // A replica whose transaction coordinator or changelog leader was the killed node loses
+        // its transaction ("message(s) timed out") and exits by design; Kubernetes would
+        // restart it, and so does the test.
+        restart_on_kafka_failure: true,
         ..Layout::default()
     };
     let mut p = Pipeline::start("cluster", layout).await;
@@ -115,20 +113,9 @@ async fn scaling_killing_a_correlator_and_killing_the_leaders_broker_lose_and_do
     // The node comes back on its data and rejoins.
     tokio::task::block_in_place(|| kafka.resume(leader)).expect("resume the killed node");
     // A replica whose consumer was fenced by its own instance id (its rejoin's response lost
-    // to the coordinator that moved) exits to be restarted under its name; here the test does
-    // what Kubernetes would. Any other exit is a failure.
+    // to the coordinator that moved) exits too, and is restarted under its name the same way.
     // (Correlator 3, killed in drill 2, is not running and stays down.)
-    for (i, replica) in p.correlators.iter_mut().enumerate() {
-        if let Some(status) = replica.exited() {
-            assert!(
-                replica.log().contains("fatal consumer error"),
-                "correlator-{i} exited with {status}:\n{}",
-                replica.tail()
-            );
-            eprintln!("cluster: correlator-{i} exited on a fatal consumer error ({status}); restarted");
-            replica.restart();
-        }
-    }
+    eprintln!("cluster: {} correlator restart(s) after Kafka failures so far", p.restarts);
     let (events, findings) = c.wave(7, 100);
     p.audit(&events).await;
     expected.extend(findings);

@@ -118,9 +118,17 @@ impl Pipeline {
     /// the observations topic, all of it committed; then returns the findings topic's committed
     /// content, by finding id.
     pub async fn settled_findings(&mut self) -> BTreeMap<String, Finding> {
-        self.assert_running();
+        self.restart_failed_and_assert_running();
         caught_up(&self.bootstrap, &self.topics.aggregator_group, &self.topics.raw, "the aggregators").await;
         caught_up(&self.bootstrap, &self.topics.correlator_group, &self.topics.observations, "the correlators").await;
+        // A replica that exited while the others caught up left its last transaction aborted:
+        // the group is caught up only once its restart has redone that work.
+        let restarts = self.restarts;
+        self.restart_failed_and_assert_running();
+        if self.restarts > restarts {
+            caught_up(&self.bootstrap, &self.topics.correlator_group, &self.topics.observations, "the correlators")
+                .await;
+        }
         self.findings().await
     }
 

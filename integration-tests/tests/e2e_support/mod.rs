@@ -61,6 +61,11 @@ pub struct Layout {
     pub rotation_grace: &'static str,
     /// `--commit-interval` of the correlators.
     pub commit_interval: &'static str,
+    /// Restart a correlator that exited on a Kafka failure, as Kubernetes restarts a pod
+    /// (`restartPolicy: Always`) instead of failing the test: a replica whose transaction a dead
+    /// broker lost exits by design, and its restart redoes the work from the changelog. Other
+    /// exits (a panic, a bad config) still fail the test.
+    pub restart_on_kafka_failure: bool,
     /// `--session-timeout` and `--transaction-timeout` of the correlators; `None`: theirs.
     pub session_timeout: Option<&'static str>,
     pub transaction_timeout: Option<&'static str>,
@@ -154,6 +159,10 @@ pub struct Pipeline {
     pub correlators: Vec<Process>,
     pub observed: Observed,
     correlator_args: Vec<Vec<String>>,
+    /// [`Layout::restart_on_kafka_failure`].
+    restart_on_kafka_failure: bool,
+    /// Correlators restarted after a Kafka failure.
+    pub restarts: usize,
     producer: FutureProducer,
     /// The processes' files and logs. Last, so it is dropped last: a failed test's processes
     /// print their logs' tails when dropped, which needs the logs still there.
@@ -239,6 +248,8 @@ impl Pipeline {
             correlators,
             observed,
             correlator_args,
+            restart_on_kafka_failure: layout.restart_on_kafka_failure,
+            restarts: 0,
             producer,
         };
         // Every agent has connected and reported its node before the scenario starts.
@@ -339,6 +350,29 @@ impl Pipeline {
     }
 
     /// Every process is still up (none crashed on what the test fed it).
+    /// Restarts, under its name, each correlator that exited on a Kafka failure (status 1 or 75,
+    /// the `kafka:` error it exits with last in its log) when the layout asks for it; then panics
+    /// if any process is not running.
+    pub fn restart_failed_and_assert_running(&mut self) {
+        if self.restart_on_kafka_failure {
+            for (i, replica) in self.correlators.iter_mut().enumerate() {
+                let Some(status) = replica.exited() else { continue };
+                let log = replica.log();
+                let exit_line = log.lines().rev().find(|l| l.starts_with("tokentrail correlator: "));
+                assert!(
+                    matches!(status.code(), Some(1 | 75))
+                        && exit_line.is_some_and(|l| l.starts_with("tokentrail correlator: kafka: ")),
+                    "correlator-{i} exited with {status}, not on a Kafka failure:\n{}",
+                    replica.tail()
+                );
+                eprintln!("pipeline: correlator-{i} exited on a Kafka failure ({status}); restarted");
+                replica.restart();
+                self.restarts += 1;
+            }
+        }
+        self.assert_running();
+    }
+
     pub fn assert_running(&mut self) {
         for p in self.aggregators.iter_mut().chain(self.correlators.iter_mut()) {
             p.assert_running();
