@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use tokentrail_proto::observation::{
     AttestationDetails, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact, Observation, PodEvent,
-    PodFact, ServiceAccountRef,
+    PodFact, ServiceAccountRef, TokenFileRead, TokenReader,
 };
 use tokentrail_proto::wire::agent::v1 as agent;
 use tokentrail_proto::{IpNet, Timestamp};
@@ -150,6 +150,9 @@ impl AgentState {
                         self.release(&mut ctx, &location_key(l), r.removed_at_micros);
                     }
                 }
+                for r in &d.token_reads {
+                    self.token_read(&mut ctx, r);
+                }
             }
         }
         self.processed = self.processed.max(m.sequence);
@@ -271,6 +274,38 @@ impl AgentState {
         Some(key)
     }
 
+    /// A foreign read of a token file: whose token it is comes from what this agent attested at
+    /// that location (the agent attests a file before reporting its reads), so an agent cannot
+    /// pin a read on an account it never showed holding the file. A read of a file it did not
+    /// attest is refused.
+    fn token_read(&mut self, ctx: &mut Ctx<'_>, r: &agent::TokenFileRead) {
+        let held = r.location.as_ref().and_then(|l| self.credentials.get(&location_key(l)));
+        let Some(held) = held else {
+            tracing::warn!(node = ctx.node, "token read refused: the agent never attested that token file");
+            ctx.out.refused += 1;
+            return;
+        };
+        let reader_pod = r.reader_pod_uid.as_ref().and_then(|uid| self.pods.get(uid));
+        let read = TokenFileRead {
+            time: Timestamp(r.time_micros),
+            node: ctx.node.to_string(),
+            token_pod_uid: held.pod_uid.clone(),
+            token_pod: held.details.pod_namespace.clone().zip(held.details.pod_name.clone()),
+            serviceaccount: held.serviceaccount.clone(),
+            credential: held.credential.clone(),
+            reader: TokenReader {
+                pid: r.pid,
+                executable: r.executable.clone(),
+                cgroup: r.cgroup.clone(),
+                pod_uid: r.reader_pod_uid.clone(),
+                pod_namespace: reader_pod.map(|p| p.namespace.clone()),
+                pod_name: reader_pod.map(|p| p.name.clone()),
+                container: r.reader_container.clone(),
+            },
+        };
+        ctx.push(Observation::TokenFileRead(read));
+    }
+
     fn release(&mut self, ctx: &mut Ctx<'_>, key: &str, time: i64) {
         if let Some(held) = self.credentials.remove(key) {
             ctx.push(Observation::Credential(CredentialFact {
@@ -343,6 +378,7 @@ pub fn latest_time(m: &agent::AgentMessage) -> i64 {
             .chain(d.pods_removed.iter().map(|r| r.removed_at_micros))
             .chain(d.credentials_upserted.iter().flat_map(credential))
             .chain(d.credentials_removed.iter().map(|r| r.removed_at_micros))
+            .chain(d.token_reads.iter().map(|r| r.time_micros))
             .collect(),
         None => Vec::new(),
     };
@@ -353,7 +389,9 @@ pub fn latest_time(m: &agent::AgentMessage) -> i64 {
 pub fn attested_items(m: &agent::AgentMessage) -> u64 {
     let n = match &m.body {
         Some(agent::agent_message::Body::Snapshot(s)) => s.pods.len() + s.credentials.len(),
-        Some(agent::agent_message::Body::Delta(d)) => d.pods_upserted.len() + d.credentials_upserted.len(),
+        Some(agent::agent_message::Body::Delta(d)) => {
+            d.pods_upserted.len() + d.credentials_upserted.len() + d.token_reads.len()
+        }
         None => 0,
     };
     n as u64
@@ -496,5 +534,50 @@ mod tests {
         assert!(matches!(&a.observations[0], Observation::Pod(p) if p.event == Some(PodEvent::Deleted)));
         assert!(matches!(&a.observations[1], Observation::Credential(c) if c.event == CredentialEvent::Released
             && c.serviceaccount.name == "api"));
+    }
+
+    #[test]
+    fn token_reads_name_the_account_the_agent_attested_at_that_location_and_nothing_else() {
+        let mut s = AgentState::default();
+        let audit = Audit(vec![]);
+        let mut thief = pod("u-thief");
+        thief.namespace = "default".into();
+        thief.name = "thief".into();
+        s.apply(
+            "prod",
+            "n1",
+            &snapshot(1, "n1", vec![pod("u1"), thief], vec![cred("u1", "n1", "j1")]),
+            &audit,
+            i64::MAX,
+        )
+        .unwrap();
+        let read = |pod_uid: &str| agent::TokenFileRead {
+            time_micros: 2_000,
+            location: cred(pod_uid, "n1", "x").location,
+            jti: Some("claimed-by-the-agent".into()),
+            pid: 42,
+            executable: Some("/bin/cat".into()),
+            cgroup: "/kubepods/besteffort/podu-thief/c1".into(),
+            reader_pod_uid: Some("u-thief".into()),
+            reader_container: Some("c1".into()),
+        };
+        let delta = agent::AgentMessage {
+            agent_id: "a1".into(),
+            sequence: 2,
+            node_name: "n1".into(),
+            observed_at_micros: 2_000,
+            body: Some(agent::agent_message::Body::Delta(agent::NodeDelta {
+                token_reads: vec![read("u1"), read("u-unattested")],
+                ..Default::default()
+            })),
+        };
+        assert_eq!(latest_time(&delta), 2_000);
+        let a = s.apply("prod", "n1", &delta, &audit, i64::MAX).unwrap();
+        assert_eq!(a.refused, 1, "a read of a file the agent never attested");
+        let [Observation::TokenFileRead(r)] = a.observations.as_slice() else { panic!("{:?}", a.observations) };
+        assert_eq!((r.serviceaccount.name.as_str(), r.token_pod_uid.as_str(), r.node.as_str()), ("api", "u1", "n1"));
+        assert!(matches!(&r.credential, Credential::PodBound { jti: Some(j), .. } if j == "j1"));
+        assert_eq!((r.reader.pod_namespace.as_deref(), r.reader.pod_name.as_deref()), (Some("default"), Some("thief")));
+        assert_eq!(r.reader.container.as_deref(), Some("c1"));
     }
 }
