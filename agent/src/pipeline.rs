@@ -141,7 +141,6 @@ pub async fn run(
     };
     let reads = if config.watch_token_reads {
         let watch = TokenWatch::new(&root)?;
-        tracing::info!("watching opens of token files");
         // The kernel names opened files by their real path: a root reached through a symlink
         // (`/var/lib/kubelet` on another disk) is compared in that form.
         let root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()).to_string_lossy().into_owned();
@@ -153,6 +152,10 @@ pub async fn run(
     let mut driver =
         Driver { config: &config, shared: shared.clone(), wake: wake.clone(), metrics: metrics.clone(), reads };
     driver.initial(initial, watcher.as_mut());
+    if driver.reads.is_some() {
+        let files = sender::lock(&shared).state.credentials.len();
+        tracing::info!(files, "watching opens of token files");
+    }
     let sender_task = tokio::spawn(sender::run(
         config.sender.clone(),
         shared.clone(),

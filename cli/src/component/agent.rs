@@ -190,4 +190,25 @@ mod tests {
         let err = load(None, &["--aggregator", "http://agg", "--rescan-interval", "10"]).unwrap_err();
         assert!(err.contains("invalid duration \"10\""), "{err}");
     }
+
+    #[test]
+    fn the_token_read_watch_flags_reach_their_settings_and_it_is_off_without_them() {
+        let c = load(None, &["--aggregator", "http://agg:7443"]).unwrap();
+        assert!(!c.watch_token_reads && c.token_read_allow_exe.is_empty());
+        let file = r#"{"aggregator": "http://agg:7443", "token_read_allow_exe": ["/usr/bin/vector"]}"#;
+        let flags = [
+            "--watch-token-reads",
+            "--token-read-allow-exe",
+            "/opt/agent/bin/agent",
+            "--token-read-allow-pod",
+            "monitoring/node-exporter-",
+            "--token-read-report-interval",
+            "5m",
+        ];
+        let c = load(Some(file), &flags).unwrap();
+        assert!(c.watch_token_reads);
+        assert_eq!(c.token_read_allow_exe, ["/usr/bin/vector", "/opt/agent/bin/agent"], "the file's and the flags'");
+        assert_eq!(c.token_read_allow_pod, ["monitoring/node-exporter-"]);
+        assert_eq!(c.token_read_report_interval, Duration::from_secs(300));
+    }
 }
