@@ -416,10 +416,7 @@ impl Driver<'_> {
         let mut g = sender::lock(&self.shared);
         let reads: Vec<_> = foreign
             .iter()
-            .map(|(location, reader)| {
-                let jti = g.state.credentials.get(location).and_then(|c| c.claims.jti.clone());
-                wire::token_read(location, jti, reader, now)
-            })
+            .map(|(location, reader)| wire::token_read(location, g.state.credentials.get(location), reader, now))
             .collect();
         Metrics::add(&self.metrics.token_reads_reported_total, reads.len() as u64);
         let Shared { outbox, sender, .. } = &mut *g;

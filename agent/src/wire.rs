@@ -71,10 +71,10 @@ pub fn token_reads(reads: Vec<pb::TokenFileRead>) -> pb::agent_message::Body {
     pb::agent_message::Body::Delta(pb::NodeDelta { token_reads: reads, ..pb::NodeDelta::default() })
 }
 
-/// A foreign read of the token file at `location` (holding `jti`, when attested) by `reader`.
+/// A foreign read of the token file at `location` (holding `held`, when attested) by `reader`.
 pub fn token_read(
     location: &crate::layout::Location,
-    jti: Option<String>,
+    held: Option<&HeldCredential>,
     reader: &crate::readers::Reader,
     time_micros: i64,
 ) -> pb::TokenFileRead {
@@ -85,7 +85,7 @@ pub fn token_read(
     pb::TokenFileRead {
         time_micros,
         location: Some(self::location(location)),
-        jti,
+        credential: held.map(credential),
         pid: reader.pid,
         executable: reader.executable.clone(),
         cgroup: reader.cgroup.clone(),

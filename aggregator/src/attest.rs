@@ -217,8 +217,9 @@ impl AgentState {
         }));
     }
 
-    /// A credential held on the node; its location key, or `None` when refused.
-    fn credential(&mut self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<String> {
+    /// The Held fact an attested credential makes, after the node check; `None` when refused
+    /// (counted) or unusable.
+    fn held_fact(&self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<CredentialFact> {
         let location = c.location.as_ref()?;
         let claimed_node = c.node.as_ref().map(|n| n.name.as_str()).filter(|n| !n.is_empty());
         let claimed_pod = c.pod.as_ref().map(|p| p.uid.as_str()).filter(|u| !u.is_empty());
@@ -265,6 +266,13 @@ impl AgentState {
                 warn_after: c.warn_after_micros.map(Timestamp),
             },
         };
+        Some(fact)
+    }
+
+    /// A credential held on the node; its location key, or `None` when refused.
+    fn credential(&mut self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<String> {
+        let location = c.location.as_ref()?;
+        let fact = self.held_fact(ctx, c)?;
         let key = location_key(location);
         // A snapshot repeats what is still held: say it once.
         if self.credentials.get(&key) != Some(&fact) {
@@ -274,16 +282,25 @@ impl AgentState {
         Some(key)
     }
 
-    /// A foreign read of a token file: whose token it is comes from what this agent attested at
-    /// that location (the agent attests a file before reporting its reads), so an agent cannot
-    /// pin a read on an account it never showed holding the file. A read of a file it did not
-    /// attest is refused.
+    /// A foreign read of a token file: whose token it is comes from the credential the read
+    /// carries, checked as an attested credential is (bound to this node, held by the pod whose
+    /// volume it is in), else from what this agent attested at that location. A read naming no
+    /// credential at a location the agent never attested, or a credential at another location,
+    /// is refused.
     fn token_read(&mut self, ctx: &mut Ctx<'_>, r: &agent::TokenFileRead) {
-        let held = r.location.as_ref().and_then(|l| self.credentials.get(&location_key(l)));
-        let Some(held) = held else {
-            tracing::warn!(node = ctx.node, "token read refused: the agent never attested that token file");
-            ctx.out.refused += 1;
-            return;
+        let attested = r.location.as_ref().and_then(|l| self.credentials.get(&location_key(l))).cloned();
+        let held = match (&r.credential, attested) {
+            (Some(c), _) if c.location == r.location => match self.held_fact(ctx, c) {
+                Some(fact) => fact,
+                // Refused and counted by the node check.
+                None => return,
+            },
+            (None, Some(fact)) => fact,
+            _ => {
+                tracing::warn!(node = ctx.node, "token read refused: no credential attested at that token file");
+                ctx.out.refused += 1;
+                return;
+            }
         };
         let reader_pod = r.reader_pod_uid.as_ref().and_then(|uid| self.pods.get(uid));
         let read = TokenFileRead {
@@ -554,7 +571,7 @@ mod tests {
         let read = |pod_uid: &str| agent::TokenFileRead {
             time_micros: 2_000,
             location: cred(pod_uid, "n1", "x").location,
-            jti: Some("claimed-by-the-agent".into()),
+            credential: None,
             pid: 42,
             executable: Some("/bin/cat".into()),
             cgroup: "/kubepods/besteffort/podu-thief/c1".into(),
@@ -579,5 +596,26 @@ mod tests {
         assert!(matches!(&r.credential, Credential::PodBound { jti: Some(j), .. } if j == "j1"));
         assert_eq!((r.reader.pod_namespace.as_deref(), r.reader.pod_name.as_deref()), (Some("default"), Some("thief")));
         assert_eq!(r.reader.container.as_deref(), Some("c1"));
+
+        // A read that carries its credential needs no earlier attestation (a restarted
+        // aggregator, reads queued before the snapshot), and is checked like one.
+        let mut fresh = AgentState::default();
+        let mut carried = read("u2");
+        carried.credential = Some(cred("u2", "n1", "j2"));
+        let mut elsewhere = read("u3");
+        elsewhere.credential = Some(cred("u3", "n2", "j3"));
+        let mut moved = read("u4");
+        moved.credential = Some(cred("u5", "n1", "j5"));
+        let m = agent::AgentMessage {
+            body: Some(agent::agent_message::Body::Delta(agent::NodeDelta {
+                token_reads: vec![carried, elsewhere, moved],
+                ..Default::default()
+            })),
+            ..delta
+        };
+        let a = fresh.apply("prod", "n1", &m, &audit, i64::MAX).unwrap();
+        assert_eq!(a.refused, 2, "bound to another node; a credential from another location");
+        let [Observation::TokenFileRead(r)] = a.observations.as_slice() else { panic!("{:?}", a.observations) };
+        assert!(matches!(&r.credential, Credential::PodBound { jti: Some(j), .. } if j == "j2"));
     }
 }

@@ -317,9 +317,10 @@ async fn the_agent_reports_exactly_the_foreign_reads_of_a_token_file_and_the_har
             "token-file-read-by-other-pod",
             "token-file-read-on-host",
             "token-harvested-then-used",
+            "token-harvested-then-used",
             "token-used-off-cluster"
         ],
-        "exactly the foreign reads and the replay: {all:#?}"
+        "exactly the foreign reads, the replay, and one chain per reader: {all:#?}"
     );
     let by_rule = |rule: &str| all.iter().find(|f| f["rule"] == rule).unwrap();
     let other = by_rule("token-file-read-by-other-pod");
@@ -330,8 +331,12 @@ async fn the_agent_reports_exactly_the_foreign_reads_of_a_token_file_and_the_har
     let host = by_rule("token-file-read-on-host");
     assert_eq!(host["severity"], "high");
     assert!(host["title"].as_str().unwrap().contains(shell.to_str().unwrap()), "{host:#}");
-    let chain = by_rule("token-harvested-then-used");
-    assert_eq!((chain["severity"].as_str(), chain["source_ip"].as_str()), (Some("critical"), Some(REPLAY_FROM)));
+    let chains: Vec<&serde_json::Value> = all.iter().filter(|f| f["rule"] == "token-harvested-then-used").collect();
+    for chain in &chains {
+        assert_eq!((chain["severity"].as_str(), chain["source_ip"].as_str()), (Some("critical"), Some(REPLAY_FROM)));
+    }
+    assert!(chains.iter().any(|c| c["title"].as_str().unwrap().contains(THIEF_POD)), "{chains:#?}");
+    assert!(chains.iter().any(|c| c["title"].as_str().unwrap().contains("host process")), "{chains:#?}");
     assert!(!agent_text.iter().any(|l| l.contains(&token)), "the agent logged the token");
     assert!(agent_text.iter().any(|l| l.contains("token file opened by a foreign reader")));
 }

@@ -258,9 +258,11 @@ pub struct TokenFileRead {
     /// The token file opened.
     #[prost(message, optional, tag = "2")]
     pub location: ::core::option::Option<CredentialLocation>,
-    /// The JTI the file held, when the agent had attested it.
-    #[prost(string, optional, tag = "3")]
-    pub jti: ::core::option::Option<::prost::alloc::string::String>,
+    /// The credential the file held, as the agent attests it (the aggregator checks it as it checks
+    /// attested credentials): a read needs no earlier message to be understood, so reads queued
+    /// before a connection's snapshot, or resent to a restarted aggregator, keep their meaning.
+    #[prost(message, optional, tag = "3")]
+    pub credential: ::core::option::Option<Credential>,
     /// The opener's process id, in the agent's pid namespace (the host's).
     #[prost(uint32, tag = "4")]
     pub pid: u32,
