@@ -7,8 +7,10 @@
 # Steps: build tokentrail (release); generate bench-out/audit.log (~1M events) and
 # bench-out/audit-250k.log (same cluster, a quarter of the requests) if missing; install
 # DuckDB (pip) and GNU time (apt) if missing; then, with a warm page cache, alternate
-# analyze and DuckDB runs RUNS times each and report medians of wall time and peak RSS, the
-# ratio analyze/DuckDB, and analyze's peak RSS on 250k vs 1M events.
+# analyze and DuckDB runs RUNS times each and report, side by side, each tool's whole-process
+# wall time, CPU time (user + system) and peak RSS (DuckDB's process is Python: start-up,
+# `import duckdb`, connecting and the query), the ratios analyze/DuckDB, DuckDB's query time
+# alone for reference, and analyze's peak RSS on 250k vs 1M events.
 #
 # Environment:
 #   RUNS=3              runs of each measurement (the median is reported)
@@ -17,6 +19,8 @@
 #   SKIP_BUILD=1        do not run cargo build (for measuring a given binary)
 #   INVENTORY=0         analyze the audit log alone (see docs/benchmarks.md for why the
 #                       default also passes the kubectl dumps)
+#   COMPARE=...         another tokentrail binary (an earlier build) measured in the same
+#                       rounds on the 1M log; its findings must be byte-identical to TOKENTRAIL's
 #
 # Results go to stdout and to $BENCH_OUT/results.md; analyze's findings of the last run to
 # $BENCH_OUT/findings.json (so the planted replays can be checked against
@@ -69,22 +73,25 @@ if [[ ${INVENTORY:-1} != 0 ]]; then
 fi
 
 # --- measurement helpers --------------------------------------------------------------------
-# Each sets T (seconds), M (peak RSS, KiB) and C (CPU seconds, user + system, of the whole
-# process: on a shared machine it moves less with load than wall time does). They run in this shell, not in a subshell, so
-# `set -e` stops the benchmark if a tool fails instead of recording garbage.
+# Each sets T (wall seconds of the whole process), M (peak RSS, KiB) and C (CPU seconds, user +
+# system, of the whole process: on a shared machine it moves less with load than wall time
+# does); duckdb_once also sets Q, the query's own time as duckdb_query.py measures it. They
+# run in this shell, not in a subshell, so `set -e` stops the benchmark if a tool fails instead
+# of recording garbage.
 
-analyze_once() {
+analyze_once() {  # LOG [BINARY [FINDINGS]]
     /usr/bin/time -f '%e %M %U %S' -o "$TIMES" \
-        "$TOKENTRAIL" analyze --format json "$1" "${INVENTORY_FILES[@]}" > "$OUT/findings.json"
+        "${2:-$TOKENTRAIL}" analyze --format json "$1" "${INVENTORY_FILES[@]}" > "${3:-$OUT/findings.json}"
     read -r T M U S < "$TIMES"
     C=$(awk -v u="$U" -v s="$S" 'BEGIN { print u + s }')
 }
 
 duckdb_once() {
-    # The time is the query's own, printed by duckdb_query.py; the peak RSS is the process's.
-    /usr/bin/time -f '%M %U %S' -o "$TIMES" python3 bench/duckdb_query.py "$1" > "$OUT/duckdb.out"
-    read -r T NGROUPS NEVENTS < "$OUT/duckdb.out"
-    read -r M U S < "$TIMES"
+    # The whole process, as analyze's: Python's start-up, `import duckdb`, connecting, the
+    # query and exiting. duckdb_query.py prints the query's own time too (Q), for reference.
+    /usr/bin/time -f '%e %M %U %S' -o "$TIMES" python3 bench/duckdb_query.py "$1" > "$OUT/duckdb.out"
+    read -r Q NGROUPS NEVENTS < "$OUT/duckdb.out"
+    read -r T M U S < "$TIMES"
     C=$(awk -v u="$U" -v s="$S" 'BEGIN { print u + s }')
 }
 
@@ -99,21 +106,32 @@ bytes=$(stat -c %s "$LOG")
 say "warming the page cache (both tools then read from memory)"
 cat "$LOG" "$SMALL" > /dev/null
 
-a_time=(); a_rss=(); a_cpu=(); d_time=(); d_rss=(); d_cpu=(); s_rss=()
+a_time=(); a_rss=(); a_cpu=(); b_time=(); b_rss=(); b_cpu=(); d_time=(); d_rss=(); d_cpu=(); d_query=(); s_rss=(); w_ratio=(); c_ratio=()
 for run in $(seq "$RUNS"); do
     # Alternating the tools keeps drift in machine load from favouring one of them. The 1M
     # analyze run comes last among analyze runs, so findings.json is its output.
     say "run $run/$RUNS: tokentrail analyze, $small_lines events"
     analyze_once "$SMALL"; s_rss+=("$M")
     say "run $run/$RUNS: duckdb, $lines events"
-    duckdb_once "$LOG"; d_time+=("$T"); d_rss+=("$M"); d_cpu+=("$C")
+    duckdb_once "$LOG"; d_time+=("$T"); d_rss+=("$M"); d_cpu+=("$C"); d_query+=("$Q")
+    dT=$T; dC=$C
     say "run $run/$RUNS: tokentrail analyze, $lines events"
     analyze_once "$LOG"; a_time+=("$T"); a_rss+=("$M"); a_cpu+=("$C")
+    # The ratios of this round's neighbouring runs: their spread shows the machine's noise.
+    w_ratio+=("$(awk -v a="$T" -v d="$dT" 'BEGIN { printf "%.2f", a / d }')")
+    c_ratio+=("$(awk -v a="$C" -v d="$dC" 'BEGIN { printf "%.2f", a / d }')")
+    if [[ -n ${COMPARE:-} ]]; then
+        say "run $run/$RUNS: $COMPARE analyze, $lines events"
+        analyze_once "$LOG" "$COMPARE" "$OUT/findings.compare.json"; b_time+=("$T"); b_rss+=("$M"); b_cpu+=("$C")
+        cmp -s "$OUT/findings.json" "$OUT/findings.compare.json" \
+            || { echo "findings of $COMPARE differ from those of $TOKENTRAIL" >&2; exit 1; }
+    fi
 done
 
 at=$(median "${a_time[@]}"); am=$(median "${a_rss[@]}")
 dt=$(median "${d_time[@]}"); dm=$(median "${d_rss[@]}")
 ac=$(median "${a_cpu[@]}"); dc=$(median "${d_cpu[@]}")
+dq=$(median "${d_query[@]}")
 sm=$(median "${s_rss[@]}")
 rules=$(python3 -c '
 import collections, json, sys
@@ -128,12 +146,19 @@ print(", ".join(f"{r} {n}" for r, n in sorted(c.items())) or "none")' "$OUT/find
     echo "- $("$TOKENTRAIL" --version), DuckDB $(python3 -c 'import duckdb; print(duckdb.__version__)') ($NGROUPS groups, $NEVENTS events counted)"
     echo "- $RUNS runs each, alternating, warm page cache; medians"
     echo
-    echo "| | wall time (s) | CPU (s), whole process | peak RSS (MiB) | all runs (s) |"
-    echo "|---|---|---|---|---|"
-    echo "| \`tokentrail analyze --format json\` (every rule) | $at | $ac | $((am / 1024)) | ${a_time[*]} |"
-    echo "| DuckDB \`GROUP BY user, sourceIPs[-1]\` (query only) | $dt | $dc | $((dm / 1024)) | ${d_time[*]} |"
+    echo "Whole processes, side by side:"
     echo
-    echo "analyze / DuckDB wall time: **$(awk -v a="$at" -v d="$dt" 'BEGIN { printf "%.2f", a / d }')**; CPU time: $(awk -v a="$ac" -v d="$dc" 'BEGIN { printf "%.2f", a / d }')"
+    echo "| | wall (s) | CPU (s) | peak RSS (MiB) | wall, all runs (s) | CPU, all runs (s) |"
+    echo "|---|---|---|---|---|---|"
+    echo "| \`tokentrail analyze --format json\` (every rule) | $at | $ac | $((am / 1024)) | ${a_time[*]} | ${a_cpu[*]} |"
+    echo "| DuckDB \`GROUP BY user, sourceIPs[-1]\` (python3: start-up, import, query) | $dt | $dc | $((dm / 1024)) | ${d_time[*]} | ${d_cpu[*]} |"
+    if [[ -n ${COMPARE:-} ]]; then
+        echo "| \`$COMPARE\` (findings byte-identical) | $(median "${b_time[@]}") | $(median "${b_cpu[@]}") | $(($(median "${b_rss[@]}") / 1024)) | ${b_time[*]} | ${b_cpu[*]} |"
+    fi
+    echo
+    echo "analyze / DuckDB, whole processes: wall **$(awk -v a="$at" -v d="$dt" 'BEGIN { printf "%.2f", a / d }')** (per round: ${w_ratio[*]}); CPU $(awk -v a="$ac" -v d="$dc" 'BEGIN { printf "%.2f", a / d }') (per round: ${c_ratio[*]})"
+    echo
+    echo "DuckDB's query alone (inside the process, after import and connect): $dq s median (${d_query[*]}); analyze / query alone: $(awk -v a="$at" -v d="$dq" 'BEGIN { printf "%.2f", a / d }')"
     echo
     echo "| analyze peak RSS | events | MiB |"
     echo "|---|---|---|"

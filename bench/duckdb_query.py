@@ -3,9 +3,10 @@
 
     python3 bench/duckdb_query.py bench-out/audit.log
 
-Prints one line, `<query seconds> <groups> <events>`: only the query is timed (not Python's
-start-up, not `import duckdb`, not connecting). The caller wraps the whole process in
-/usr/bin/time for its peak RSS.
+Prints one line, `<query seconds> <groups> <events>`: the query's own time (not Python's
+start-up, not `import duckdb`, not connecting), for reference. The benchmark compares whole
+processes: the caller wraps this one in /usr/bin/time for its wall and CPU time and peak RSS,
+as it does `tokentrail analyze`.
 
 The query is the one a responder would otherwise run by hand: who used which credential from
 which address, how often. `sourceIPs[-1]` is the TCP peer, the only address a client cannot

@@ -1,38 +1,45 @@
 #!/usr/bin/env bash
 # Benchmark: the streaming pipeline end to end (aggregator -> observations -> correlator ->
-# findings, real processes, real broker) against the broker's raw consume rate of the same
-# records, in one run on one machine (docs/design.md §6, issue 7).
+# findings, real processes, real broker, default settings) against the broker's raw consume rate
+# of the same records, on one machine. Every time is a Kafka record timestamp, never a polling
+# loop's clock: the loops below only wait.
 #
 #   bench/pipeline_bench.sh
 #
-# Two measurements, then the raw consume rate of the same topic with kcat:
-#  1. throughput: EVENTS audit events (pod-bound token uses of SERVICE_ACCOUNTS accounts, one
-#     in REPLAY_EVERY a replay from an off-cluster address of its own) are written to a backlog
-#     first; an aggregator and a correlator then start, and the clock runs until the findings
-#     topic holds every replay's finding (the last event of each account is a replay, so the
-#     last finding means every partition was consumed). Events/s = EVENTS / that time.
-#  2. latency: with both running and idle, RATE events/s are offered for LATENCY_SECS (one in
-#     REPLAY_EVERY a replay); latency = the finding's Kafka timestamp (the correlator's commit)
-#     minus the raw record's (kcat's produce), matched by audit ID; p50 and p99.
-# The correlator commits every COMMIT_INTERVAL (its default, 1s): that bounds latency from below.
+# Each of RUNS runs gets fresh topics and fresh processes, warmed up (one event through to its
+# finding: groups joined, transactions initialised), then:
+#  1. throughput: EVENTS audit events (pod-bound token uses of SERVICE_ACCOUNTS accounts, one in
+#     REPLAY_EVERY a replay from an off-cluster address of its own, each account's last event a
+#     replay) are produced at once (kcat, lz4); time = the last finding's record timestamp (the
+#     correlator produces findings inside the commit's transaction) minus the first raw
+#     record's (kcat's produce). Events/s = EVENTS / that time.
+#  2. raw baseline: kcat reads the same raw topic from the beginning to its end with
+#     fetch.wait.max.ms=10 (librdkafka's default of 500 ms would time the broker's long poll);
+#     records/s = records / kcat's wall time.
+#  3. steady state: for each rate of RATES, LATENCY_SECS of events offered at that rate (paced by
+#     Python into kcat); latency = each replay's finding timestamp minus its raw record's,
+#     matched by audit ID; p50 and p99, and the rate actually produced.
+# Prints each run's figures and, over the runs, the median and the range; also written to
+# $BENCH_OUT/pipeline/results.md.
 #
 # Environment:
 #   TOKENTRAIL_KAFKA_BOOTSTRAP  a running broker (default: integration-tests/kafka/broker.sh start)
 #   KAFKA_SECURITY=ssl|sasl_ssl the tokentrail processes through that listener of a broker.sh
 #                               broker (bench/stream_common.sh)
 #   TOKENTRAIL=...              binary (default target/release/tokentrail, built here if missing)
-#   EVENTS=100000 SERVICE_ACCOUNTS=200 REPLAY_EVERY=100 RATE=2000 LATENCY_SECS=20
-#   PARTITIONS=4 COMMIT_INTERVAL=1s BENCH_OUT=bench-out
+#   EVENTS=100000 SERVICE_ACCOUNTS=200 REPLAY_EVERY=100 RATES="1000 5000 10000" LATENCY_SECS=10
+#   RUNS=3 PARTITIONS=4 BENCH_OUT=bench-out
+#   COMMIT_INTERVAL             the correlator's --commit-interval (default: its own, 1 s)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-100000}
 SERVICE_ACCOUNTS=${SERVICE_ACCOUNTS:-200}
 REPLAY_EVERY=${REPLAY_EVERY:-100}
-RATE=${RATE:-2000}
-LATENCY_SECS=${LATENCY_SECS:-20}
+RATES=${RATES:-1000 5000 10000}
+LATENCY_SECS=${LATENCY_SECS:-10}
+RUNS=${RUNS:-3}
 PARTITIONS=${PARTITIONS:-4}
-COMMIT_INTERVAL=${COMMIT_INTERVAL:-1s}
 OUT=${BENCH_OUT:-bench-out}/pipeline
 TOKENTRAIL=${TOKENTRAIL:-target/release/tokentrail}
 mkdir -p "$OUT"
@@ -40,36 +47,82 @@ mkdir -p "$OUT"
 # The broker, the run's topics and the audit-event generator, shared with correlator_bench.sh.
 source bench/stream_common.sh
 
-gen "$EVENTS" 0 >"$OUT/backlog.jsonl"
-WANT=$(replays "$OUT/backlog.jsonl")
-echo "backlog: $EVENTS events, $WANT replays, $(du -h "$OUT/backlog.jsonl" | cut -f1)" >&2
-kcat -P -b "$BOOT" -t "$RAW" -z lz4 -X linger.ms=20 -l "$OUT/backlog.jsonl"
-
-cat >"$OUT/aggregator.json" <<JSON
+PIDS=()
+stop_pipeline() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+trap stop_pipeline EXIT
+start_pipeline() { # run
+    cat >"$OUT/aggregator.json" <<JSON
 {"kafka": {"bootstrap_servers": "$PROC_BOOT", "security": $PROC_SECURITY, "group_id": "$RUN-agg",
   "audit_topics": [{"topic": "$RAW", "cluster": "bench"}],
   "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"}}
 JSON
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-START=$(date +%s.%N)
-"$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator.log" &
-PIDS+=($!)
-"$TOKENTRAIL" correlator --bootstrap-servers "$PROC_BOOT" "${PROC_FLAGS[@]}" --group "$RUN-corr" --instance "$RUN-corr-0" \
-    --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
-    --commit-interval "$COMMIT_INTERVAL" 2>"$OUT/correlator.log" &
-PIDS+=($!)
-while (($(findings_count) < WANT)); do sleep 0.5; done
-END=$(date +%s.%N)
-THROUGHPUT=$(python3 -c "print(round($EVENTS / ($END - $START)))")
-echo "pipeline: $EVENTS events to $WANT findings in $(python3 -c "print(round($END - $START, 2))") s: $THROUGHPUT events/s" >&2
+    "$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator-$1.log" &
+    PIDS+=($!)
+    "$TOKENTRAIL" correlator --bootstrap-servers "$PROC_BOOT" "${PROC_FLAGS[@]}" --group "$RUN-corr" --instance "$RUN-corr-0" \
+        --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
+        ${COMMIT_INTERVAL:+--commit-interval "$COMMIT_INTERVAL"} 2>"$OUT/correlator-$1.log" &
+    PIDS+=($!)
+}
+await_findings() { # count
+    local deadline=$((SECONDS + 600))
+    while (($(findings_count) < $1)); do
+        ((SECONDS < deadline)) || { echo "fewer than $1 findings after 600 s" >&2; exit 1; }
+        sleep 0.5
+    done
+}
+# "TIMESTAMP_MS AUDIT_ID" of every raw record, and of every finding (its first audit ID).
+raw_stamps() { kcat -C -b "$BOOT" -t "$RAW" -o beginning -e -q -f '%T %s\n' | sed -n 's/^\([0-9]*\) .*"auditID":"\([^"]*\)".*/\1 \2/p'; }
+finding_stamps() {
+    kcat -C -b "$BOOT" -t "$FINDINGS" -o beginning -e -q -X isolation.level=read_committed -f '%T %s\n' |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    ts, payload = line.split(" ", 1)
+    ids = json.loads(payload).get("audit_ids", [])
+    if ids:
+        print(ts, ids[0])'
+}
 
-# Latency at a fixed offered rate, the pipeline warm and idle.
-N=$((RATE * LATENCY_SECS))
-gen "$N" 1 >"$OUT/paced.jsonl"
-WANT2=$((WANT + $(replays "$OUT/paced.jsonl")))
-python3 - "$RATE" "$OUT/paced.jsonl" <<'PY' | kcat -P -b "$BOOT" -t "$RAW" -X linger.ms=5
+gen "$EVENTS" 0 >"$OUT/backlog.jsonl"
+BACKLOG=$(replays "$OUT/backlog.jsonl")
+echo "backlog: $EVENTS events, $BACKLOG replays, $(du -h "$OUT/backlog.jsonl" | cut -f1)" >&2
+seed=2
+for rate in $RATES; do
+    gen $((rate * LATENCY_SECS)) $seed >"$OUT/paced-$rate.jsonl"
+    seed=$((seed + 1))
+done
+
+: >"$OUT/runs.txt"
+: >"$OUT/throughput.txt"
+: >"$OUT/latency.txt"
+for run in $(seq "$RUNS"); do
+    ((run == 1)) || new_topics
+    start_pipeline "$run"
+    gen 1 1 | kcat -P -b "$BOOT" -t "$RAW"
+    want=1
+    await_findings $want
+
+    # 1. Throughput: the backlog at once.
+    kcat -P -b "$BOOT" -t "$RAW" -z lz4 -X linger.ms=20 -l "$OUT/backlog.jsonl"
+    want=$((want + BACKLOG))
+    await_findings $want
+    raw_stamps | grep ' bench-0-' | sort -n | sed -n 1p >"$OUT/first.txt"
+    finding_stamps | grep ' bench-0-' | sort -n | tail -n1 >"$OUT/last.txt"
+    read -r first _ <"$OUT/first.txt"
+    read -r last _ <"$OUT/last.txt"
+    pipeline=$(python3 -c "print(round($EVENTS / (($last - $first) / 1000)))")
+
+    # 2. The raw baseline: the same topic, read to its end without fetch waits.
+    t0=$(date +%s.%N)
+    got=$(kcat -C -b "$BOOT" -t "$RAW" -o beginning -e -q -X fetch.wait.max.ms=10 | wc -l)
+    t1=$(date +%s.%N)
+    rawrate=$(python3 -c "print(round($got / ($t1 - $t0)))")
+    line="run $run: pipeline $pipeline events/s ($EVENTS events in $((last - first)) ms), raw consume $rawrate records/s ($got records), ratio $(python3 -c "print(round($pipeline / $rawrate, 3))")"
+
+    # 3. Steady state at each offered rate.
+    for rate in $RATES; do
+        file="$OUT/paced-$rate.jsonl"
+        python3 - "$rate" "$file" <<'PY' | kcat -P -b "$BOOT" -t "$RAW" -X linger.ms=5
 import sys, time
 rate = int(sys.argv[1]); start = time.monotonic()
 for i, line in enumerate(open(sys.argv[2])):
@@ -81,42 +134,50 @@ for i, line in enumerate(open(sys.argv[2])):
     if i % 50 == 0:
         sys.stdout.flush()
 PY
-while (($(findings_count) < WANT2)); do sleep 0.5; done
-kcat -C -b "$BOOT" -t "$RAW" -o beginning -e -q -f '%T %s\n' | grep '"bench-1-' >"$OUT/raw-ts.txt"
-kcat -C -b "$BOOT" -t "$FINDINGS" -o beginning -e -q -X isolation.level=read_committed -f '%T %s\n' >"$OUT/findings-ts.txt"
-LAT=$(python3 - "$OUT/raw-ts.txt" "$OUT/findings-ts.txt" <<'PY'
-import json, sys
+        want=$((want + $(replays "$file")))
+        await_findings $want
+        prefix=$(head -c 200 "$file" | sed -n 's/.*"auditID":"\(bench-[0-9]*\)-.*/\1/p')
+        raw_stamps | grep " $prefix-" >"$OUT/raw-ts.txt"
+        finding_stamps | grep " $prefix-" >"$OUT/findings-ts.txt"
+        lat=$(python3 - "$OUT/raw-ts.txt" "$OUT/findings-ts.txt" <<'PY'
+import sys
 produced = {}
 for line in open(sys.argv[1]):
-    ts, payload = line.split(" ", 1)
-    produced[json.loads(payload)["auditID"]] = int(ts)
-lat = []
-for line in open(sys.argv[2]):
-    ts, payload = line.split(" ", 1)
-    f = json.loads(payload)
-    for a in f.get("audit_ids", [])[:1]:
-        if a in produced:
-            lat.append(int(ts) - produced[a])
-lat.sort()
+    ts, audit = line.split()
+    produced[audit] = int(ts)
+times = sorted(produced.values())
+achieved = (len(times) - 1) / ((times[-1] - times[0]) / 1000) if len(times) > 1 else 0
+lat = sorted(int(ts) - produced[a] for ts, a in (l.split() for l in open(sys.argv[2])) if a in produced)
 pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
-print(f"{len(lat)} {pick(0.5)} {pick(0.99)}")
+print(f"{pick(0.5)} {pick(0.99)} {len(lat)} {round(achieved)}")
 PY
 )
-read -r MATCHED P50 P99 <<<"$LAT"
-echo "latency at $RATE events/s offered: p50 $P50 ms, p99 $P99 ms ($MATCHED findings matched)" >&2
+        read -r p50 p99 matched achieved <<<"$lat"
+        line+=", at $rate/s (produced $achieved/s): p50 $p50 ms p99 $p99 ms ($matched findings)"
+        echo "$run $rate $p50 $p99" >>"$OUT/latency.txt"
+    done
+    echo "$line" | tee -a "$OUT/runs.txt" >&2
+    echo "$run $pipeline $rawrate" >>"$OUT/throughput.txt"
+    stop_pipeline
+done
 
-# The broker's raw consume rate of the same topic, same records, same run.
-RAW_RECORDS=$((EVENTS + N))
-T0=$(date +%s.%N)
-GOT=$(kcat -C -b "$BOOT" -t "$RAW" -o beginning -e -q | wc -l)
-T1=$(date +%s.%N)
-RAWRATE=$(python3 -c "print(round($GOT / ($T1 - $T0)))")
-RATIO=$(python3 -c "print(round($THROUGHPUT / $RAWRATE, 3))")
-cat <<MD | tee "$OUT/results.md"
-| what | figure |
-| --- | --- |
-| pipeline throughput (backlog of $EVENTS events, aggregator + correlator, 1 replica each, $PARTITIONS partitions) | $THROUGHPUT events/s |
-| end-to-end latency at $RATE events/s offered, p50 / p99 (commit interval $COMMIT_INTERVAL) | $P50 ms / $P99 ms |
-| kcat raw consume of the same topic ($GOT of $RAW_RECORDS records) | $RAWRATE records/s |
-| **ratio pipeline / raw consume** | **$RATIO** |
-MD
+# Medians and ranges over the runs.
+python3 - "$OUT" <<'PY' | tee "$OUT/results.md"
+import statistics, sys
+out = sys.argv[1]
+thr = [l.split() for l in open(f"{out}/throughput.txt")]
+lat = [l.split() for l in open(f"{out}/latency.txt")]
+def row(name, xs, unit):
+    xs = [float(x) for x in xs]
+    return f"| {name} | {statistics.median(xs):,.0f} {unit} | {min(xs):,.0f}-{max(xs):,.0f} | {' '.join(f'{x:,.0f}' for x in xs)} |"
+print("| what | median | range | runs |")
+print("| --- | --- | --- | --- |")
+print(row("pipeline, first raw record to last finding", [t[1] for t in thr], "events/s"))
+print(row("raw consume (kcat, fetch.wait.max.ms=10)", [t[2] for t in thr], "records/s"))
+ratios = [float(t[1]) / float(t[2]) for t in thr]
+print(f"| **ratio pipeline / raw** | **{statistics.median(ratios):.3f}** | {min(ratios):.3f}-{max(ratios):.3f} | {' '.join(f'{r:.3f}' for r in ratios)} |")
+for rate in sorted({int(l[1]) for l in lat}):
+    mine = [l for l in lat if int(l[1]) == rate]
+    print(row(f"p50 latency at {rate:,}/s", [l[2] for l in mine], "ms"))
+    print(row(f"p99 latency at {rate:,}/s", [l[3] for l in mine], "ms"))
+PY

@@ -3,8 +3,8 @@
 #
 # Expects OUT, TOKENTRAIL, SERVICE_ACCOUNTS, REPLAY_EVERY and PARTITIONS; sets BOOT (the
 # broker), PROC_BOOT, PROC_SECURITY and PROC_FLAGS (how the tokentrail processes reach it, see
-# KAFKA_SECURITY below), JARS, RUN and the topic names RAW OBS DLQ FINDINGS STATE; defines gen,
-# replays and findings_count.
+# KAFKA_SECURITY below), JARS, RUN and the topic names RAW OBS DLQ FINDINGS STATE (a first set,
+# made at once; new_topics makes another); defines new_topics, gen, replays and findings_count.
 
 # Each replay gets an address of its own from 198.18.0.0/15 (i mod 62,500), and a finding is a
 # (credential, address) pair: beyond 125,000 events two replays of one account would share an
@@ -43,10 +43,9 @@ if [[ -n "${KAFKA_SECURITY:-}" ]]; then
     esac
 fi
 
-RUN=bench-$(date +%s)-$$
-RAW=$RUN-raw OBS=$RUN-obs DLQ=$RUN-dlq FINDINGS=$RUN-findings STATE=$RUN-state
 # Topics are created with the Admin API of the broker's own kafka-clients jar (the broker's jar
-# set has no command-line tools), as a single-file Java program.
+# set has no command-line tools), as a single-file Java program: one JVM for every topic of a
+# run, each argument NAME:PARTITIONS[:CONFIG=VALUE,...].
 cat >"$OUT/CreateTopic.java" <<'JAVA'
 import java.util.*;
 import org.apache.kafka.clients.admin.*;
@@ -54,22 +53,26 @@ public class CreateTopic {
     public static void main(String[] a) throws Exception {
         Properties p = new Properties();
         p.put("bootstrap.servers", a[0]);
-        Map<String, String> configs = new HashMap<>();
-        for (int i = 3; i < a.length; i++) { String[] kv = a[i].split("=", 2); configs.put(kv[0], kv[1]); }
-        try (Admin admin = Admin.create(p)) {
-            admin.createTopics(List.of(new NewTopic(a[1], Integer.parseInt(a[2]), (short) 1).configs(configs))).all().get();
+        List<NewTopic> topics = new ArrayList<>();
+        for (int i = 1; i < a.length; i++) {
+            String[] f = a[i].split(":", 3);
+            Map<String, String> configs = new HashMap<>();
+            if (f.length > 2) for (String c : f[2].split(",")) { String[] kv = c.split("=", 2); configs.put(kv[0], kv[1]); }
+            topics.add(new NewTopic(f[0], Integer.parseInt(f[1]), (short) 1).configs(configs));
         }
+        try (Admin admin = Admin.create(p)) { admin.createTopics(topics).all().get(); }
     }
 }
 JAVA
-topic() { # name partitions [config=value...]
-    java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.level=warn -cp "$JARS/*" "$OUT/CreateTopic.java" "$BOOT" "$@" >/dev/null 2>&1
+# A fresh set of topics (and so a fresh pipeline): sets RUN, RAW, OBS, DLQ, FINDINGS, STATE.
+new_topics() {
+    RUN=bench-$(date +%s%N | cut -c1-13)-$$
+    RAW=$RUN-raw OBS=$RUN-obs DLQ=$RUN-dlq FINDINGS=$RUN-findings STATE=$RUN-state
+    java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.level=warn -cp "$JARS/*" "$OUT/CreateTopic.java" "$BOOT" \
+        "$RAW:2" "$OBS:$PARTITIONS" "$DLQ:1" "$FINDINGS:1" \
+        "$STATE:$PARTITIONS:cleanup.policy=compact,max.message.bytes=67108864" >/dev/null 2>&1
 }
-topic "$RAW" 2
-topic "$OBS" "$PARTITIONS"
-topic "$DLQ" 1
-topic "$FINDINGS" 1
-topic "$STATE" "$PARTITIONS" cleanup.policy=compact max.message.bytes=67108864
+new_topics
 
 # Audit events: uses of pod-bound tokens from their pods' addresses, every REPLAY_EVERY-th
 # one from an off-cluster address of its own (a new finding), and each account's last event a
@@ -92,7 +95,7 @@ for i in range(n):
         "auditID": f"bench-{seed}-{i}", "stage": "ResponseComplete", "verb": "list",
         "requestURI": f"/api/v1/namespaces/ns{sa}/configmaps",
         "user": {"username": f"system:serviceaccount:ns{sa}:sa{sa}", "groups": ["system:serviceaccounts"],
-                 "extra": {"authentication.kubernetes.io/credential-id": [f"JTI=jti-{sa}"],
+                 "extra": {"authentication.kubernetes.io/credential-id": [f"JTI=jti-{seed}-{sa}"],
                            "authentication.kubernetes.io/node-name": ["worker-1"],
                            "authentication.kubernetes.io/pod-name": [f"pod-{sa}"],
                            "authentication.kubernetes.io/pod-uid": [f"uid-{sa}"]}},
@@ -102,6 +105,17 @@ for i in range(n):
         "requestReceivedTimestamp": t, "stageTimestamp": t}, separators=(",", ":")))
 PY
 }
-replays() { grep -c '"198\.' "$1"; }
+# Findings a file of gen's events must give: its distinct (credential, replay address) pairs.
+replays() {
+    python3 - "$1" <<'PY'
+import json, sys
+pairs = set()
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e["sourceIPs"][0].startswith("198."):
+        pairs.add((e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0], e["sourceIPs"][0]))
+print(len(pairs))
+PY
+}
 findings_count() { kcat -C -b "$BOOT" -t "$FINDINGS" -o beginning -e -q -X isolation.level=read_committed 2>/dev/null | grep -c '"rule":"token-used-off-cluster"' || true; }
 

@@ -12,7 +12,9 @@
 //!
 //! The matrix: orders (the dumps then the log as written; the same with the log shuffled within
 //! [`LATENESS`]; the log then the dumps) × delivery (paced like a live apiserver, a commit every
-//! [`PACE`] observations; the whole backlog in one batch) × partitions (1, 24). Each cell prints
+//! [`PACE`] observations; the whole backlog in one batch; and, for the shuffled order, paced with
+//! every replica restarted from its per-key changelog every few commits) × partitions (1, 24).
+//! Each cell prints
 //! its figure (`found/expected`, what is missing and what is extra): run with `--nocapture` to
 //! see the table.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
@@ -105,7 +107,7 @@ fn analyzed(e: &Evidence) -> BTreeSet<Key> {
     analyze(&files, &options, &Quiet, &mut |_| {}).report.findings.iter().map(key).collect()
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Order {
     /// The dumps, then the log as written.
     Original,
@@ -115,12 +117,37 @@ enum Order {
     DumpsAfter,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Delivery {
     /// A commit every [`PACE`] observations.
     Paced,
     /// Everything, then one commit.
     Backlog,
+    /// Paced, each commit's changes written to a per-key changelog, and every
+    /// [`RESTART_EVERY`]th commit every partition's state rebuilt from it (replicas restarted).
+    Restarted,
+}
+
+/// Commits between two restarts in [`Delivery::Restarted`].
+const RESTART_EVERY: usize = 4;
+
+/// One partition's changelog as compaction leaves it: the last value of each key.
+#[derive(Default)]
+struct Changelog(BTreeMap<String, Vec<u8>>);
+
+impl Changelog {
+    fn write(&mut self, state: &mut PartitionState) {
+        for change in state.changes() {
+            match change.value {
+                Some(v) => self.0.insert(change.key, v),
+                None => self.0.remove(&change.key),
+            };
+        }
+    }
+
+    fn restore(&self, config: &EngineConfig) -> PartitionState {
+        PartitionState::from_entries(self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice())), config).unwrap()
+    }
 }
 
 fn arrange(e: &Evidence, order: Order) -> Vec<Observation> {
@@ -152,12 +179,21 @@ fn arrange(e: &Evidence, order: Order) -> Vec<Observation> {
 /// the end: each finding id's last record, less the withdrawn ones.
 fn stream(observations: Vec<Observation>, partitions: i32, delivery: Delivery) -> BTreeSet<Key> {
     let config = config();
-    let mut states: Vec<PartitionState> = (0..partitions).map(|_| PartitionState::default()).collect();
+    let restarted = matches!(delivery, Delivery::Restarted);
+    let mut states: Vec<PartitionState> = (0..partitions)
+        .map(|_| {
+            let mut state = PartitionState::default();
+            state.track_changes();
+            state
+        })
+        .collect();
+    let mut logs: Vec<Changelog> = (0..partitions).map(|_| Changelog::default()).collect();
     let mut moved = vec![false; states.len()];
     let mut directory = Directory::new(100_000);
     let mut held: BTreeMap<String, Key> = BTreeMap::new();
+    let mut commits = 0;
     let mut commit = |states: &mut [PartitionState], moved: &mut [bool]| {
-        for (state, moved) in states.iter_mut().zip(moved.iter_mut()) {
+        for ((state, moved), log) in states.iter_mut().zip(moved.iter_mut()).zip(logs.iter_mut()) {
             if std::mem::take(moved) {
                 for (f, _) in state.due(Timestamp::MIN) {
                     match f.status {
@@ -165,6 +201,15 @@ fn stream(observations: Vec<Observation>, partitions: i32, delivery: Delivery) -
                         Status::Active => held.insert(f.id.clone(), key(&f)),
                     };
                 }
+                if restarted {
+                    log.write(state);
+                }
+            }
+        }
+        commits += 1;
+        if restarted && commits % RESTART_EVERY == 0 {
+            for (state, log) in states.iter_mut().zip(logs.iter()) {
+                *state = log.restore(&config);
             }
         }
     };
@@ -184,7 +229,7 @@ fn stream(observations: Vec<Observation>, partitions: i32, delivery: Delivery) -
                 }
             }
         }
-        if matches!(delivery, Delivery::Paced) && (n + 1) % PACE == 0 {
+        if matches!(delivery, Delivery::Paced | Delivery::Restarted) && (n + 1) % PACE == 0 {
             commit(&mut states, &mut moved);
         }
     }
@@ -199,15 +244,22 @@ fn matrix(name: &str, e: &Evidence) {
     let mut failures = Vec::new();
     println!("{name}: analyze reports {} findings", expected.len());
     for order in [Order::Original, Order::Shuffled, Order::DumpsAfter] {
-        for delivery in [Delivery::Paced, Delivery::Backlog] {
+        for delivery in [Delivery::Paced, Delivery::Backlog, Delivery::Restarted] {
+            // Restarts are costly (a restore of every partition each few commits): one order,
+            // the hardest, is enough to show that a restore changes nothing.
+            if delivery == Delivery::Restarted && order != Order::Shuffled {
+                continue;
+            }
             for partitions in [1, 24] {
+                let started = std::time::Instant::now();
                 let got = stream(arrange(e, order), partitions, delivery);
+                let took = started.elapsed();
                 let missing: Vec<_> = expected.difference(&got).collect();
                 let extra: Vec<_> = got.difference(&expected).collect();
                 let found = expected.len() - missing.len();
                 let cell = format!("{name} {order:?} {delivery:?} {partitions:>2} partitions");
                 println!(
-                    "  {cell}: {found}/{}, {} extra; missing {missing:?} extra {extra:?}",
+                    "  {cell}: {found}/{}, {} extra; missing {missing:?} extra {extra:?} ({took:.1?})",
                     expected.len(),
                     extra.len()
                 );

@@ -544,6 +544,9 @@ cmd_watchdog() {
     done
 }
 
+# Sourced (by cluster.sh, for the helpers above): define, run nothing.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
+
 case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     stop) cmd_stop ;;

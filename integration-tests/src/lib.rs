@@ -6,6 +6,7 @@
 //!   [`unique_name`] for the topics, groups and transactional ids each test makes its own;
 //! * `kafka/`: the Maven project that resolves the broker's jars and `broker.sh`, which starts
 //!   and stops the broker (its header explains how a broker started for tests ends with them);
+//!   `cluster.sh` starts a three-node cluster from the same jars;
 //!   `kafka/README.md` is the user's guide;
 //! * [`kube`]: a real kube-apiserver (with etcd and the service-account controllers), built and
 //!   started by `kube/cluster.sh`, for `tests/kube_apiserver.rs`;
@@ -20,6 +21,8 @@
 //!
 //! A test that stops the broker (a failure drill) takes an [`OwnBroker`] instead: a broker of its
 //! own in a directory of its own, which it can kill and resume without disturbing the shared one.
+//! A test of the pipeline on a distributed Kafka takes an [`OwnCluster`]: three nodes of its own
+//! (`kafka/cluster.sh`), every topic replicated three times, any node of which it can kill.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -175,6 +178,17 @@ pub enum HarnessError {
         /// What it printed on standard output.
         stdout: String,
     },
+    /// A cluster's nodes all answer, but the controller did not register all of them as
+    /// brokers within 120 s.
+    #[error("{registered} of {wanted} brokers registered within 120 s (logs: {}/node-N.log)", .dir.display())]
+    Unregistered {
+        /// Brokers the cluster's metadata named.
+        registered: usize,
+        /// Brokers it should have.
+        wanted: usize,
+        /// The cluster's directory.
+        dir: PathBuf,
+    },
 }
 
 /// The broker shared by every test of this process, started on first use.
@@ -280,14 +294,108 @@ impl Drop for OwnBroker {
     }
 }
 
+/// A three-node Kafka cluster of one test's own (`kafka/cluster.sh`, in `dir`): each node both
+/// broker and KRaft controller, every topic replicated three times with `min.insync.replicas`
+/// 2, so a test can kill any one node under load. The test process is its owner: if the test
+/// dies, the cluster's watchdog stops it. Dropping it stops the cluster and deletes its data.
+#[derive(Debug)]
+pub struct OwnCluster {
+    bootstrap: String,
+    dir: PathBuf,
+}
+
+impl OwnCluster {
+    /// The replication factor every topic of the cluster gets.
+    pub const REPLICATION: i32 = 3;
+
+    /// Starts the cluster, its files in `dir` (created if missing); returns once all three
+    /// nodes are registered brokers (so a topic with three replicas can be created).
+    pub fn start(dir: &std::path::Path) -> Result<OwnCluster, HarnessError> {
+        let pid = std::process::id().to_string();
+        let stdout =
+            kafka_script("cluster.sh", Some(("TOKENTRAIL_KAFKA_CLUSTER_DIR", dir)), &["start", "--owner", &pid])?;
+        let cluster = OwnCluster { bootstrap: bootstrap_in(&stdout)?, dir: dir.to_path_buf() };
+        cluster.await_brokers(3)?;
+        Ok(cluster)
+    }
+
+    /// The `bootstrap.servers` value that reaches the cluster (all three nodes).
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The node id (1, 2 or 3) of the leader of `topic`'s `partition` now, if it has one.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let metadata = self.metadata(Some(topic))?;
+        let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+        t.partitions().iter().find(|p| p.id() == partition).map(|p| p.leader()).filter(|&l| l >= 0)
+    }
+
+    /// Stops node `node`'s JVM with `how`, keeping its data and ports for
+    /// [`OwnCluster::resume`]; returns once the process has exited.
+    pub fn kill(&self, node: i32, how: Stop) -> Result<(), HarnessError> {
+        let signal = match how {
+            Stop::Term => "TERM",
+            Stop::Kill => "KILL",
+        };
+        self.script(&["kill", &node.to_string(), "--signal", signal]).map(drop)
+    }
+
+    /// Starts node `node` again on its ports and data; returns once the cluster has all three
+    /// brokers registered again.
+    pub fn resume(&self, node: i32) -> Result<(), HarnessError> {
+        self.script(&["resume", &node.to_string()])?;
+        self.await_brokers(3)
+    }
+
+    fn script(&self, args: &[&str]) -> Result<String, HarnessError> {
+        kafka_script("cluster.sh", Some(("TOKENTRAIL_KAFKA_CLUSTER_DIR", &self.dir)), args)
+    }
+
+    fn metadata(&self, topic: Option<&str>) -> Option<rdkafka::metadata::Metadata> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().ok()?;
+        consumer.fetch_metadata(topic, std::time::Duration::from_secs(5)).ok()
+    }
+
+    /// Waits until the cluster's metadata names `n` brokers: a node answers requests before
+    /// the controller has registered (unfenced) it.
+    fn await_brokers(&self, n: usize) -> Result<(), HarnessError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let seen = self.metadata(None).map_or(0, |m| m.brokers().len());
+            if seen >= n {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(HarnessError::Unregistered { registered: seen, wanted: n, dir: self.dir.clone() });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        if let Err(error) = self.script(&["stop"]) {
+            eprintln!("stopping the cluster in {}: {error}", self.dir.display());
+        }
+    }
+}
+
 /// Runs `broker.sh ARGS` (for the broker in `build_dir`, else the shared one); its standard
 /// output, which carries only addresses (progress and errors go to standard error).
 fn broker_sh(build_dir: Option<&std::path::Path>, args: &[&str]) -> Result<String, HarnessError> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka").join("broker.sh");
+    kafka_script("broker.sh", build_dir.map(|dir| ("TOKENTRAIL_KAFKA_BUILD_DIR", dir)), args)
+}
+
+/// Runs `kafka/SCRIPT ARGS` with `env` set; its standard output (addresses only).
+fn kafka_script(script: &str, env: Option<(&str, &std::path::Path)>, args: &[&str]) -> Result<String, HarnessError> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka").join(script);
     let mut command = Command::new("bash");
     command.arg(&script).args(args).stdin(Stdio::null());
-    if let Some(dir) = build_dir {
-        command.env("TOKENTRAIL_KAFKA_BUILD_DIR", dir);
+    if let Some((name, dir)) = env {
+        command.env(name, dir);
     }
     let output = command.output().map_err(|source| HarnessError::Spawn { script: script.clone(), source })?;
     if !output.status.success() {

@@ -10,8 +10,8 @@ mod correlator_support;
 use std::time::Duration;
 
 use aggregator_support::{incident_lines, produce_raw, read_until, start, Out, Topics};
-use correlator_support::{by_id, correlator, kill9, outputs, stop};
-use tokentrail_integration_tests::unique_name;
+use correlator_support::{by_id, correlator, kill9, outputs, stop, Outputs};
+use tokentrail_integration_tests::{kafka, unique_name};
 
 /// The findings an analysis of the same evidence reports, by rule and client address.
 const EXPECTED: [&str; 4] =
@@ -35,6 +35,19 @@ async fn aggregate(t: &Topics, lines: &[Vec<u8>], so_far: &[Vec<u8>]) {
     .await;
     running.stop().await;
 }
+
+/// The reference: what one uninterrupted correlator makes of the whole observations topic.
+async fn reference(t: &Topics, name: &str) -> Findings {
+    let reference = outputs(name, 3).await;
+    let child = correlator(&t.observations, &reference, &unique_name(name), "300ms");
+    let expected =
+        by_id(&read_until(&reference.findings, "the reference findings", Duration::from_secs(3), has_expected).await);
+    stop(child);
+    expected
+}
+
+/// Findings by id: how many records created each, and its latest state.
+type Findings = std::collections::BTreeMap<String, (usize, serde_json::Value)>;
 
 fn raw_lines() -> Vec<Vec<u8>> {
     incident_lines().into_iter().map(String::into_bytes).collect()
@@ -81,12 +94,7 @@ async fn a_correlator_killed_mid_batch_and_restarted_reports_what_an_uninterrupt
         by_id(&read_until(&out.findings, "findings after the restart", Duration::from_secs(5), has_expected).await);
     stop(child);
 
-    // The reference: one uninterrupted run over the same observations.
-    let reference = outputs("corr-ref", 3).await;
-    let child = correlator(&t.observations, &reference, &unique_name("corr-ref"), "300ms");
-    let expected =
-        by_id(&read_until(&reference.findings, "the reference findings", Duration::from_secs(3), has_expected).await);
-    stop(child);
+    let expected = reference(&t, "corr-ref").await;
 
     assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same findings");
     for (id, (creates, v)) in &got {
@@ -117,16 +125,94 @@ async fn two_correlators_split_the_partitions_and_hand_them_over_without_losing_
     let got = by_id(&read_until(&out.findings, "every finding", Duration::from_secs(5), has_expected).await);
     stop(b);
 
-    let reference = outputs("corr-pair-ref", 3).await;
-    let child = correlator(&t.observations, &reference, &unique_name("corr-pair-ref"), "300ms");
-    let expected =
-        by_id(&read_until(&reference.findings, "the reference findings", Duration::from_secs(3), has_expected).await);
-    stop(child);
+    let expected = reference(&t, "corr-pair-ref").await;
 
     assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same findings");
     for (id, (creates, v)) in &got {
         assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times across the rebalances", v["rule"]);
         let (_, want) = &expected[id];
         assert_eq!((&v["count"], &v["last_seen"]), (&want["count"], &want["last_seen"]), "finding {id}");
+    }
+}
+
+/// What a correlator of the version before the per-key changelog left: for each partition, the
+/// findings it sent, its whole state as one record keyed by the partition number, and the
+/// group's offsets at the end of what it read.
+async fn leave_whole_state_snapshots(t: &Topics, out: &Outputs, partitions: i32, want: usize) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use tokentrail_correlator::stream::{decode, findings, FindingFormat, PartitionState, Placement};
+
+    let observations = read_until(&t.observations, "observations to fold", Duration::ZERO, |o| {
+        aggregator_support::count_observations(o) >= want
+    })
+    .await;
+    let producer: FutureProducer = kafka().client_config().create().unwrap();
+    let config = tokentrail_correlator_core::EngineConfig::default();
+    let clock = tokentrail_correlator::stream::now();
+    for partition in 0..partitions {
+        let mut state = PartitionState::default();
+        for o in observations.iter().filter(|o| o.partition == partition) {
+            let (cluster, observation) = decode(&o.value).unwrap();
+            let copy = if o.is_extra_copy() { Placement::Elsewhere } else { Placement::Own };
+            state.observe_copy(&cluster, observation, copy, &config);
+        }
+        for (finding, activity) in state.due(clock) {
+            let value = findings::value(&finding, activity, FindingFormat::Json).unwrap();
+            let record = FutureRecord::to(&out.findings)
+                .key(&finding.id)
+                .payload(&value)
+                .headers(findings::headers(&finding, activity));
+            producer.send(record, Duration::from_secs(10)).await.unwrap();
+        }
+        let snapshot = state.snapshot().unwrap();
+        let key = partition.to_string();
+        let record = FutureRecord::to(&out.changelog).partition(partition).key(&key).payload(&snapshot);
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+    // The group's offsets: everything read so far.
+    let consumer: BaseConsumer = kafka().client_config().set("group.id", &out.group).create().unwrap();
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(&t.observations, partition, Duration::from_secs(10)).unwrap();
+        offsets.add_partition_offset(&t.observations, partition, rdkafka::Offset::Offset(high)).unwrap();
+    }
+    consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changelog_of_whole_state_snapshots_is_taken_over_and_rewritten_as_entries() {
+    let _serial = correlator_support::one_at_a_time().await;
+    let lines = raw_lines();
+    let (first, second) = lines.split_at(lines.len() * 6 / 10);
+    let t = Topics::create("corr-upgrade").await;
+    aggregate(&t, first, first).await;
+    let out = outputs("corr-upgrade", 3).await;
+    leave_whole_state_snapshots(&t, &out, 3, aggregator_support::expected(first, "prod").len()).await;
+
+    // The new version takes over from the snapshots and offsets, and reads the rest.
+    aggregate(&t, second, &lines).await;
+    let child = correlator(&t.observations, &out, &unique_name("corr-upgrade"), "300ms");
+    let got =
+        by_id(&read_until(&out.findings, "findings after the upgrade", Duration::from_secs(3), has_expected).await);
+    stop(child);
+
+    let expected = reference(&t, "corr-upgrade-ref").await;
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same findings");
+    for (id, (creates, v)) in &got {
+        assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times across the upgrade", v["rule"]);
+    }
+
+    // Each partition's old snapshot is deleted (a tombstone under its key), its state now entries.
+    let deleted =
+        |o: &[Out], p: i32| o.iter().any(|r| r.partition == p && r.key == p.to_string() && r.value.is_empty());
+    let changelog = read_until(&out.changelog, "each old snapshot's tombstone", Duration::from_millis(500), |o| {
+        (0..3).all(|p| deleted(o, p))
+    })
+    .await;
+    for partition in 0..3 {
+        let entries =
+            changelog.iter().filter(|o| o.partition == partition && o.key.starts_with(&format!("{partition}\t")));
+        assert!(entries.count() > 0, "partition {partition}: its state written as entries");
     }
 }

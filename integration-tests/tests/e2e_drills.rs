@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use e2e_support::audit::Token;
 use e2e_support::cluster::Pod;
-use e2e_support::drill::{assert_exactly, subject, Cluster};
+use e2e_support::drill::{assert_exactly, subject, wait_until_assigned, Cluster};
 use e2e_support::{Layout, Pipeline};
 use tokentrail_integration_tests::{OwnBroker, Stop};
 
@@ -55,24 +55,6 @@ async fn a_correlator_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         "the other replica was rebalanced by a restart under the same name:\n{log}"
     );
     p.stop();
-}
-
-/// Waits until `correlator`'s last assignment change in its log (after byte `since`) gave it
-/// partitions.
-async fn wait_until_assigned(correlator: &e2e_support::process::Process, since: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let log = correlator.log();
-        let last = log[since.min(log.len())..]
-            .lines()
-            .rev()
-            .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
-        if last.is_some_and(|l| l.contains("partitions assigned") && !l.contains("partitions=[]")) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "no partitions assigned within 90 s:\n{log}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,8 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
     assert_eq!(
         names,
         [
+            "tokentrail_correlator_changelog_bytes_total",
+            "tokentrail_correlator_changelog_records_total",
             "tokentrail_correlator_findings_by_rule_total",
             "tokentrail_correlator_findings_total",
             "tokentrail_correlator_observations_total",

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use crate::changes::Journal;
 use crate::hash::FastMap;
 use crate::observation::{BoundPod, PodAccess, PodAccessKind, SecretRead, ServiceAccountRef, TokenMint};
 use crate::tally::Tally;
@@ -48,6 +49,9 @@ impl Mint {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Mints {
     by_audit_id: HashMap<String, Mint>,
+    /// Keys of mints changed or dropped since the changes were last taken (when tracking).
+    #[serde(skip)]
+    changed: Journal<String>,
 }
 
 impl Mints {
@@ -57,6 +61,7 @@ impl Mints {
     /// one with the fewest hops, then the smaller value, wins.
     pub fn add(&mut self, m: TokenMint, client: Option<IpAddr>, hops: u8) {
         let key = if m.audit_id.is_empty() { format!("{}#{}", m.time.0, m.minter) } else { m.audit_id.clone() };
+        self.changed.note(|| key.clone());
         let entry = self.by_audit_id.entry(key).or_insert_with(|| Mint {
             time: m.time,
             audit_id: m.audit_id.clone(),
@@ -86,6 +91,45 @@ impl Mints {
     /// Mints indexed by JTI.
     pub fn by_jti(&self) -> FastMap<&str, &Mint> {
         self.by_audit_id.values().filter_map(|m| Some((m.jti.as_deref()?, m))).collect()
+    }
+
+    /// Drops the mints `old` selects; how many went.
+    pub fn retire(&mut self, mut old: impl FnMut(&Mint) -> bool) -> usize {
+        let before = self.by_audit_id.len();
+        let changed = &mut self.changed;
+        self.by_audit_id.retain(|key, m| {
+            let drop = old(m);
+            if drop {
+                changed.note(|| key.clone());
+            }
+            !drop
+        });
+        before - self.by_audit_id.len()
+    }
+
+    /// How many mints are held.
+    pub fn len(&self) -> usize {
+        self.by_audit_id.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_audit_id.is_empty()
+    }
+
+    /// Starts noting which mints change, for [`Mints::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.changed.start();
+    }
+
+    /// The mints changed since the last call, by key (`None`: dropped).
+    pub fn take_changes(&mut self) -> Vec<(String, Option<&Mint>)> {
+        self.changed.take_with(|k| self.by_audit_id.get(k))
+    }
+
+    /// Puts back a mint a changelog held.
+    pub fn insert_restored(&mut self, key: String, mint: Mint) {
+        self.by_audit_id.insert(key, mint);
     }
 
     /// Every mint, in time order.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use crate::changes::Journal;
 use crate::observation::{Credential, CredentialEvent, CredentialFact};
 use crate::time::Timestamp;
 
@@ -39,6 +40,12 @@ pub struct Attestations {
     /// when it was retired, so a late use of the credential still counts as attested.
     #[serde(default)]
     retired: HashMap<u64, Timestamp>,
+    /// JTIs attested or retired, and retired digests added or forgotten, since the changes
+    /// were last taken (when tracking: [`Attestations::track_changes`]).
+    #[serde(skip)]
+    changed_jtis: Journal<String>,
+    #[serde(skip)]
+    changed_retired: Journal<u64>,
 }
 
 impl Attestations {
@@ -53,11 +60,11 @@ impl Attestations {
         // A release does not un-attest: the credential was on the node, which is all the
         // forged-mint question asks.
         if let (CredentialEvent::Held, Credential::PodBound { jti: Some(jti), .. }) = (fact.event, &fact.credential) {
-            self.by_jti.entry(jti.clone()).or_insert_with(|| Attested {
-                node: fact.node.clone(),
-                pod_uid: fact.pod_uid.clone(),
-                since: fact.time,
-            });
+            if !self.by_jti.contains_key(jti) {
+                self.changed_jtis.note(|| jti.clone());
+                let attested = Attested { node: fact.node.clone(), pod_uid: fact.pod_uid.clone(), since: fact.time };
+                self.by_jti.insert(jti.clone(), attested);
+            }
         }
     }
 
@@ -85,11 +92,15 @@ impl Attestations {
     /// Drops the attestations `old` selects, keeping their digests; how many.
     pub fn retire(&mut self, mut old: impl FnMut(&str, &Attested) -> bool) -> usize {
         let before = self.by_jti.len();
-        let retired = &mut self.retired;
+        let (retired, changed_jtis, changed_retired) =
+            (&mut self.retired, &mut self.changed_jtis, &mut self.changed_retired);
         self.by_jti.retain(|jti, a| {
             let drop = old(jti, a);
             if drop {
-                retired.insert(digest(jti, &a.node, &a.pod_uid), a.since);
+                let digest = digest(jti, &a.node, &a.pod_uid);
+                retired.insert(digest, a.since);
+                changed_jtis.note(|| jti.clone());
+                changed_retired.note(|| digest);
             }
             !drop
         });
@@ -98,7 +109,58 @@ impl Attestations {
 
     /// Forgets the digests of attestations retired at a time `old` selects.
     pub fn forget_retired(&mut self, mut old: impl FnMut(Timestamp) -> bool) {
-        self.retired.retain(|_, t| !old(*t));
+        let changed = &mut self.changed_retired;
+        self.retired.retain(|digest, t| {
+            let forget = old(*t);
+            if forget {
+                changed.note(|| *digest);
+            }
+            !forget
+        });
+    }
+
+    /// Starts noting what changes, for [`Attestations::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.changed_jtis.start();
+        self.changed_retired.start();
+    }
+
+    /// Whether changes are being noted.
+    pub fn tracking(&self) -> bool {
+        self.changed_jtis.on()
+    }
+
+    /// The entries changed since the last call: each JTI with its attestation (`None`: it left),
+    /// each retired digest with its time (`None`: forgotten).
+    #[allow(clippy::type_complexity)]
+    pub fn take_changes(&mut self) -> (Vec<(String, Option<&Attested>)>, Vec<(u64, Option<Timestamp>)>) {
+        let jtis = self.changed_jtis.take().into_iter().map(|jti| {
+            let now = self.by_jti.get(&jti);
+            (jti, now)
+        });
+        let jtis = jtis.collect();
+        let retired = self.changed_retired.take().into_iter().map(|d| (d, self.retired.get(&d).copied())).collect();
+        (jtis, retired)
+    }
+
+    /// Every node's watermark.
+    pub fn watermarks(&self) -> impl Iterator<Item = (&str, &Watermark)> {
+        self.watermarks.iter().map(|(node, w)| (node.as_str(), w))
+    }
+
+    /// Puts back what a changelog held.
+    pub fn insert_restored_attested(&mut self, jti: String, attested: Attested) {
+        self.by_jti.insert(jti, attested);
+    }
+
+    /// Puts back a retired digest a changelog held.
+    pub fn insert_restored_retired(&mut self, digest: u64, at: Timestamp) {
+        self.retired.insert(digest, at);
+    }
+
+    /// Puts back a node's watermark a changelog held.
+    pub fn insert_restored_watermark(&mut self, node: String, watermark: Watermark) {
+        self.watermarks.insert(node, watermark);
     }
 
     /// Attested credentials held in full.

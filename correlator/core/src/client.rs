@@ -133,31 +133,46 @@ impl<const CAP: usize> Clients<CAP> {
         Self::default()
     }
 
-    /// Counts a request by `client` at `t`, its program name shared through `shared`.
-    pub fn add(&mut self, client: Client<&str>, t: Timestamp, shared: &mut Shared) {
+    /// Counts a request by `client` at `t`, its program name shared through `shared`; returns
+    /// where the client is kept (for [`Clients::count_again`]), `None` when it is not (it is
+    /// not among the `CAP` smallest, and never will be).
+    pub fn add(&mut self, client: Client<&str>, t: Timestamp, shared: &mut Shared) -> Option<usize> {
         let program = client.program;
-        self.add_seen(client, Seen { first: t, last: t, count: 1 }, || shared.text(program));
+        self.add_seen(client, Seen { first: t, last: t, count: 1 }, || shared.text(program))
     }
 
-    fn add_seen(&mut self, client: Client<&str>, seen: Seen, program: impl FnOnce() -> Arc<str>) {
+    /// Counts another request at `t` by the client [`Clients::add`] put at `at`, with no
+    /// other client added since (which could move it).
+    pub fn count_again(&mut self, at: usize, t: Timestamp) {
+        if let Some((_, seen)) = self.seen.get_mut(at) {
+            seen.add(Seen { first: t, last: t, count: 1 });
+        }
+    }
+
+    fn add_seen(&mut self, client: Client<&str>, seen: Seen, program: impl FnOnce() -> Arc<str>) -> Option<usize> {
         let at = match self.seen.binary_search_by(|(k, _)| Client { program: &*k.program, os: k.os }.cmp(&client)) {
-            Ok(found) => return self.seen[found].1.add(seen),
+            Ok(found) => {
+                self.seen[found].1.add(seen);
+                return Some(found);
+            }
             Err(at) => at,
         };
         if at >= CAP {
-            return;
+            return None;
         }
         let mut kept = std::mem::take(&mut self.seen).into_vec();
         kept.reserve_exact(1);
         kept.insert(at, (Client { program: program(), os: client.os }, seen));
         kept.truncate(CAP);
         self.seen = kept.into_boxed_slice();
+        Some(at)
     }
 
     /// Takes in another group's clients.
     pub fn merge(&mut self, other: &Clients<CAP>) {
         for (client, seen) in &other.seen {
-            self.add_seen(Client { program: &*client.program, os: client.os }, *seen, || client.program.clone());
+            let _ =
+                self.add_seen(Client { program: &*client.program, os: client.os }, *seen, || client.program.clone());
         }
     }
 

@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::changes::Journal;
 use crate::hash::persistent_hash;
 
 /// The set's keys are already hashes: hashing them again would only cost time.
@@ -109,6 +110,9 @@ struct Slot {
     rank: Rank,
     /// A copy is held (not yet folded).
     open: bool,
+    /// Its place in the order IDs came in (see [`RecentIds::segment`]).
+    #[serde(skip)]
+    seq: u64,
 }
 
 /// The most recent audit IDs seen. Persisted as the window's IDs in order, with their slots.
@@ -118,6 +122,34 @@ pub struct RecentIds {
     slots: HashMap<u64, Slot, BuildHasherDefault<PreHashed>>,
     order: VecDeque<u64>,
     capacity: usize,
+    /// How many IDs ever came in: the last one's place in the order is `pushed - 1`.
+    pushed: u64,
+    /// Segments whose IDs changed since the changes were last taken (when tracking).
+    changed: Journal<u64>,
+}
+
+/// How many IDs one changelog entry of the window holds: a commit rewrites the segment being
+/// filled (tens of kilobytes at most), not the window.
+pub const SEGMENT: u64 = 1024;
+
+/// A place in the window no ID fills (one restored from a changelog that lacked its segment).
+const GAP: u64 = 0;
+
+/// One segment of the window as a changelog entry holds it: its IDs still in the window, in
+/// order from the place of the first, each with its best copy's rank and whether a copy is held
+/// (`[hops, stage, open]`).
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    first: u64,
+    ids: Vec<u64>,
+    slots: Vec<(u8, u8, bool)>,
+}
+
+/// The window's size and progress, persisted beside its segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WindowMeta {
+    capacity: usize,
+    pushed: u64,
 }
 
 /// The persisted form of [`RecentIds`]. `slots` is absent in snapshots written before copies
@@ -133,11 +165,12 @@ struct Window {
 impl From<Window> for RecentIds {
     fn from(w: Window) -> Self {
         let mut ids = RecentIds::new(w.capacity);
-        let folded = Slot { rank: Rank::default(), open: false };
+        let folded = Slot { rank: Rank::default(), open: false, seq: 0 };
         for (i, id) in w.ids.into_iter().enumerate() {
-            let slot = w.slots.get(i).copied().unwrap_or(folded);
+            let slot = Slot { seq: ids.pushed, ..w.slots.get(i).copied().unwrap_or(folded) };
             if ids.slots.insert(id, slot).is_none() {
                 ids.order.push_back(id);
+                ids.pushed += 1;
             }
         }
         ids
@@ -153,14 +186,26 @@ impl From<RecentIds> for Window {
 
 impl Clone for RecentIds {
     fn clone(&self) -> Self {
-        RecentIds { slots: self.slots.clone(), order: self.order.clone(), capacity: self.capacity }
+        RecentIds {
+            slots: self.slots.clone(),
+            order: self.order.clone(),
+            capacity: self.capacity,
+            pushed: self.pushed,
+            changed: self.changed.clone(),
+        }
     }
 }
 
 impl RecentIds {
     /// A window of `capacity` IDs.
     pub fn new(capacity: usize) -> Self {
-        RecentIds { slots: HashMap::default(), order: VecDeque::new(), capacity: capacity.max(1) }
+        RecentIds {
+            slots: HashMap::default(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            pushed: 0,
+            changed: Journal::default(),
+        }
     }
 
     /// Records a copy of `audit_id` of rank `rank` under `kind` (IDs of different kinds never
@@ -173,8 +218,11 @@ impl RecentIds {
         let key = persistent_hash((kind, audit_id));
         let sighting = match self.slots.get_mut(&key) {
             None => {
-                self.slots.insert(key, Slot { rank, open: !rank.is_final() });
+                let seq = self.pushed;
+                self.slots.insert(key, Slot { rank, open: !rank.is_final(), seq });
                 self.order.push_back(key);
+                self.pushed += 1;
+                self.changed.note(|| seq / SEGMENT);
                 if rank.is_final() {
                     Sighting::Fold
                 } else {
@@ -186,6 +234,7 @@ impl RecentIds {
             Some(slot) => {
                 slot.rank = rank;
                 slot.open = !rank.is_final();
+                self.changed.note(|| slot.seq / SEGMENT);
                 if slot.open {
                     Sighting::Hold
                 } else {
@@ -196,7 +245,13 @@ impl RecentIds {
         let mut evicted = None;
         if self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
-                evicted = self.slots.remove(&old).filter(|s| s.open).map(|_| old);
+                let slot = self.slots.remove(&old);
+                // A segment is written again when its last ID leaves (as a deletion); IDs that
+                // leave before that are dropped at restore by their place (`from_segments`).
+                if let Some(s) = slot.filter(|s| (s.seq + 1) % SEGMENT == 0) {
+                    self.changed.note(|| s.seq / SEGMENT);
+                }
+                evicted = slot.filter(|s| s.open).map(|_| old);
             }
         }
         Seen { sighting, key, evicted }
@@ -206,7 +261,75 @@ impl RecentIds {
     pub fn close(&mut self, key: u64) {
         if let Some(slot) = self.slots.get_mut(&key) {
             slot.open = false;
+            self.changed.note(|| slot.seq / SEGMENT);
         }
+    }
+
+    /// Starts noting which segments change, for [`RecentIds::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.changed.start();
+    }
+
+    /// The window's size and progress.
+    pub fn meta(&self) -> WindowMeta {
+        WindowMeta { capacity: self.capacity, pushed: self.pushed }
+    }
+
+    /// The segments changed since the last call, by number, with what they hold now (`None`:
+    /// none of their IDs is left in the window).
+    pub fn take_changes(&mut self) -> Vec<(u64, Option<Segment>)> {
+        self.changed.take().into_iter().map(|n| (n, self.segment(n))).collect()
+    }
+
+    /// The IDs of segment `n` still in the window.
+    fn segment(&self, n: u64) -> Option<Segment> {
+        // `order` holds the last `order.len()` IDs that came, in order, without gaps.
+        let front = self.pushed - self.order.len() as u64;
+        let (start, end) = ((n * SEGMENT).max(front), ((n + 1) * SEGMENT).min(self.pushed));
+        if start >= end {
+            return None;
+        }
+        let mut segment = Segment { first: start, ..Segment::default() };
+        for i in start..end {
+            let id = usize::try_from(i - front).ok().and_then(|at| self.order.get(at)).copied().unwrap_or(GAP);
+            let slot = self.slots.get(&id).map_or((0, 0, false), |s| (s.rank.hops, s.rank.stage, s.open));
+            segment.ids.push(id);
+            segment.slots.push(slot);
+        }
+        Some(segment)
+    }
+
+    /// A window rebuilt from its size and progress and the segments a changelog held (any
+    /// order); IDs that had left the window are left out.
+    pub fn from_segments(meta: WindowMeta, segments: impl IntoIterator<Item = (u64, Segment)>) -> RecentIds {
+        let mut ids = RecentIds::new(meta.capacity);
+        let front = meta.pushed.saturating_sub(ids.capacity as u64);
+        let mut placed: Vec<(u64, u64, Slot)> = Vec::new();
+        for (_, segment) in segments {
+            let ids_slots = segment.ids.into_iter().zip(segment.slots);
+            for (seq, (id, (hops, stage, open))) in (segment.first..).zip(ids_slots) {
+                if seq >= front && seq < meta.pushed && id != GAP {
+                    placed.push((seq, id, Slot { rank: Rank { hops, stage }, open, seq }));
+                }
+            }
+        }
+        placed.sort_unstable_by_key(|(seq, ..)| *seq);
+        ids.pushed = placed.first().map_or(meta.pushed, |(seq, ..)| *seq);
+        let places = placed.into_iter().map(|(seq, id, slot)| (seq, Some((id, slot))));
+        // Places no segment filled (none in a whole log) stay in the order as gaps, so every ID
+        // keeps its place and the last one's is `pushed - 1`, as before.
+        for (seq, placed) in places.chain([(meta.pushed, None)]) {
+            while ids.pushed < seq {
+                ids.order.push_back(GAP);
+                ids.pushed += 1;
+            }
+            if let Some((id, slot)) = placed {
+                ids.slots.insert(id, slot);
+                ids.order.push_back(id);
+                ids.pushed += 1;
+            }
+        }
+        ids
     }
 }
 

@@ -86,6 +86,16 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// What was sent, by finding id (a changelog's entries).
+    pub fn sent(&self) -> impl Iterator<Item = (&str, &Sent)> {
+        self.sent.iter().map(|(id, s)| (id.as_str(), s))
+    }
+
+    /// Puts back what a changelog held of one finding.
+    pub fn insert_restored(&mut self, id: String, sent: Sent) {
+        self.sent.insert(id, sent);
+    }
+
     /// The findings to send now, each with whether it is new or an update; records them as sent.
     pub fn due<'a>(&mut self, findings: &'a [Finding]) -> Vec<(&'a Finding, Activity)> {
         let mut out = Vec::new();

@@ -12,8 +12,9 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::changes::{entry_key, split_key, Change, EntryError, Written};
 use crate::config::EngineConfig;
-use crate::dedup::{Rank, RecentIds, Sighting};
+use crate::dedup::{Rank, RecentIds, Sighting, WindowMeta};
 use crate::expiry::{self, Expired, StateSize};
 use crate::hash::FastMap;
 use crate::net::client_address;
@@ -42,6 +43,34 @@ pub struct Engine {
     held: FastMap<u64, Observation>,
     #[serde(flatten)]
     state: State,
+    /// What was last written of the state's sections compared whole ([`Engine::changes`]).
+    #[serde(skip)]
+    written: Written,
+}
+
+/// The changelog sections of the engine's own: the window's segments, and everything small.
+const WINDOW: &str = "window";
+const REST: &str = "rest";
+
+/// The changelog's one entry of what is neither keyed nor large: the window's progress, the
+/// copies held, and the state's small aggregates.
+#[derive(serde::Serialize)]
+struct EngineRest<'a> {
+    window: WindowMeta,
+    #[serde(serialize_with = "crate::pairs::serialize_ref")]
+    held: &'a FastMap<u64, Observation>,
+    #[serde(flatten)]
+    state: crate::state::Rest<'a>,
+}
+
+/// [`EngineRest`] as read back.
+#[derive(Deserialize)]
+struct EngineRestOwned {
+    window: WindowMeta,
+    #[serde(with = "crate::pairs")]
+    held: FastMap<u64, Observation>,
+    #[serde(flatten)]
+    state: crate::state::RestOwned,
 }
 
 /// What becomes of a copy of a request.
@@ -100,6 +129,7 @@ impl Engine {
             held: FastMap::default(),
             config,
             state: State::default(),
+            written: Written::default(),
         }
     }
 
@@ -341,6 +371,66 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Starts noting what changes in the state, for [`Engine::changes`] (a persisting
+    /// correlator; `analyze` never pays for it).
+    pub fn track_changes(&mut self) {
+        self.recent.track_changes();
+        self.state.track_changes();
+    }
+
+    /// The entries changed since the last call, as records of a per-key changelog
+    /// ([`crate::changes`]): after [`Engine::track_changes`], what changed costs what it is, not
+    /// what the engine holds. The first call after [`Engine::new`] or a restore writes every
+    /// entry of the sections compared whole.
+    pub fn changes(&mut self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.state.changes(&mut self.written, &mut changes);
+        for (n, segment) in self.recent.take_changes() {
+            let value = segment.map(|s| serde_json::to_vec(&s).unwrap_or_default());
+            changes.push(Change { key: entry_key(WINDOW, &n.to_string()), value });
+        }
+        let rest = EngineRest { window: self.recent.meta(), held: &self.held, state: self.state.rest() };
+        let rest = serde_json::to_vec(&rest).unwrap_or_default();
+        self.written.diff(REST, [(String::new(), rest)], &mut changes);
+        changes
+    }
+
+    /// An engine made of the live entries of a per-key changelog (the last value of each key;
+    /// deleted keys left out), in any order, tracking changes; the given settings.
+    pub fn from_entries<'a>(
+        config: EngineConfig,
+        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Engine, EntryError> {
+        let mut engine = Engine::new(config);
+        let mut segments = Vec::new();
+        let mut rest = None;
+        for (key, value) in entries {
+            let Some((section, inner)) = split_key(key) else {
+                return Err(EntryError::UnknownSection { key: key.to_string() });
+            };
+            match section {
+                WINDOW => {
+                    let n: u64 = inner.parse().map_err(|_| EntryError::UnknownSection { key: key.to_string() })?;
+                    segments.push((n, serde_json::from_slice(value).map_err(EntryError::malformed(key))?));
+                }
+                REST => {
+                    rest = Some(serde_json::from_slice::<EngineRestOwned>(value).map_err(EntryError::malformed(key))?)
+                }
+                _ if engine.state.restore_entry(section, inner, value)? => {}
+                _ => return Err(EntryError::UnknownSection { key: key.to_string() }),
+            }
+        }
+        if let Some(rest) = rest {
+            engine.recent = RecentIds::from_segments(rest.window, segments);
+            engine.held = rest.held;
+            engine.state.restore_rest(rest.state);
+        }
+        engine.track_changes();
+        // What was read is what is written: the first commit passes on only what changes next.
+        engine.changes();
+        Ok(engine)
+    }
+
     /// Replaces the settings (after [`Engine::restore`] or a configuration change).
     pub fn reconfigure(&mut self, config: EngineConfig) {
         self.config = config;
@@ -405,7 +495,7 @@ impl<'de> Visitor<'de> for EngineVisitor {
         let recent = fields.recent.ok_or_else(|| de::Error::missing_field("recent"))?;
         // Snapshots from before copies were held have none.
         let held = fields.held.unwrap_or_default();
-        Ok(Engine { config: EngineConfig::default(), recent, held, state })
+        Ok(Engine { config: EngineConfig::default(), recent, held, state, written: Written::default() })
     }
 }
 

@@ -12,6 +12,8 @@
 //!   attestation has been seen for [`Retention::credentials`]. The audit log does not carry a
 //!   token's `exp`, and the kubelet rewrites every projected token within 24 hours, so the
 //!   default (25 h) outlives every token still in its pod.
+//! * **TokenRequests** (mints): dropped with their credential, or after [`Retention::credentials`]
+//!   when no use of the credential is held (a token minted and never used, a refused request).
 //! * **Attestations** leave a 16-byte trace ([`Attestations`](crate::attestation::Attestations)' retired digests, kept for
 //!   [`Retention::retired`]): a late use of a token its agent once attested must not read as
 //!   minted behind the kubelet's back.
@@ -41,6 +43,8 @@ pub struct Expired {
     pub use_groups: usize,
     /// Attestations.
     pub attestations: usize,
+    /// TokenRequests.
+    pub mints: usize,
     /// Pods.
     pub pods: usize,
 }
@@ -89,10 +93,12 @@ pub(crate) fn expire(
         }
     }
     let use_groups = state.forget_credentials(&stale);
-    // Attestations of credentials still in use stay; the others go once old enough.
-    let (uses, attestations) = state.uses_and_attestations_mut();
+    // Attestations and mints of credentials still in use stay; the others go once old enough.
+    let (uses, attestations, mints) = state.uses_attestations_and_mints_mut();
     let in_use: BTreeSet<&str> = uses.iter().filter_map(|(k, _)| jti_of(&k.credential)).collect();
     let attestations = attestations.retire(|jti, a| !in_use.contains(jti) && cutoff(a.since, retention.credentials));
+    let mints = mints
+        .retire(|m| !m.jti.as_deref().is_some_and(|jti| in_use.contains(jti)) && cutoff(m.time, retention.credentials));
     state.attestations_mut().forget_retired(|t| cutoff(t, retention.retired));
     // Deletions that named their pod without its UID are placed first.
     state.resolve_pods();
@@ -100,7 +106,7 @@ pub(crate) fn expire(
     let pods = state.retain_pods(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
     // Foreign reads of token files live as long as the credentials they read.
     state.token_reads_mut().retain_recent(|last| cutoff(last, retention.credentials));
-    Expired { use_groups, attestations, pods }
+    Expired { use_groups, attestations, mints, pods }
 }
 
 /// How much `state` holds.

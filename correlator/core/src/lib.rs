@@ -32,6 +32,7 @@
 
 pub mod activity;
 pub mod attestation;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod dedup;

@@ -24,3 +24,14 @@ where
 {
     Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
 }
+
+/// [`serialize`] for a field that holds a reference to the map.
+pub fn serialize_ref<'a, M, K, V, S>(map: &&'a M, s: S) -> Result<S::Ok, S::Error>
+where
+    &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    K: Serialize + 'a,
+    V: Serialize + 'a,
+    S: Serializer,
+{
+    serialize(*map, s)
+}

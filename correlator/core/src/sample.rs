@@ -91,6 +91,11 @@ impl<T: Ord, const CAP: usize> Smallest<T, CAP> {
         self.values.iter()
     }
 
+    /// Whether `CAP` values are kept (known without reading them).
+    pub fn is_full(&self) -> bool {
+        self.values.len() >= CAP
+    }
+
     /// Whether nothing was kept.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()

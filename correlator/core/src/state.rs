@@ -6,6 +6,10 @@
 //! methods take what the settings decide (the client address of a request, its forged
 //! addresses) already worked out: the state stores evidence, it does not interpret addresses.
 
+mod entries;
+
+pub(crate) use entries::{Rest, RestOwned};
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -394,10 +398,10 @@ impl State {
         before - self.uses.len()
     }
 
-    /// The use groups beside what node agents attested: attestations of credentials still in
-    /// use are kept, the others retired.
-    pub(crate) fn uses_and_attestations_mut(&mut self) -> (&UseGroups, &mut Attestations) {
-        (&self.uses, &mut self.attestations)
+    /// The use groups beside what node agents attested and the TokenRequests: attestations and
+    /// mints of credentials still in use are kept, the others retired.
+    pub(crate) fn uses_attestations_and_mints_mut(&mut self) -> (&UseGroups, &mut Attestations, &mut Mints) {
+        (&self.uses, &mut self.attestations, &mut self.mints)
     }
 
     /// What node agents attested, to retire attestations from.

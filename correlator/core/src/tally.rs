@@ -59,11 +59,15 @@ impl Tally {
         request: Option<&Request<&str>>,
         shared: &mut Shared,
     ) {
+        // Every kept audit ID is at or before `last`: once the sample is full, a later use (in
+        // a log read in time order, nearly every use) cannot enter it, and is turned away
+        // without touching the sample's memory.
+        let too_late = self.audit_ids.is_full() && t > self.last;
         self.count += 1;
         self.first = self.first.min(t);
         self.last = self.last.max(t);
         // Each sample is checked by reference first; an owned copy is made only when kept.
-        if !audit_id.is_empty() && self.audit_ids.admits(|(at, _)| *at, t) {
+        if !audit_id.is_empty() && !too_late && self.audit_ids.admits(|(at, _)| *at, t) {
             self.audit_ids.offer((t, Box::from(audit_id)));
         }
         if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {

@@ -46,11 +46,14 @@ pub struct ReadGroup {
     pub last: Timestamp,
 }
 
+/// A read group's key: (service account, credential, reader).
+pub(crate) type ReadKey = (ServiceAccountRef, CredentialKey, String);
+
 /// Foreign reads, by (service account, credential, reader).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenReads {
     #[serde(with = "crate::pairs")]
-    groups: BTreeMap<(ServiceAccountRef, CredentialKey, String), ReadGroup>,
+    groups: BTreeMap<ReadKey, ReadGroup>,
     /// Reads dropped beyond [`MAX_READ_GROUPS`].
     dropped: u64,
 }
@@ -100,6 +103,21 @@ impl TokenReads {
     /// Reads dropped beyond the bound.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Every read group with its key, for the changelog.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&ReadKey, &ReadGroup)> {
+        self.groups.iter()
+    }
+
+    /// Puts back a group read from the changelog.
+    pub(crate) fn insert_restored(&mut self, key: ReadKey, group: ReadGroup) {
+        self.groups.insert(key, group);
+    }
+
+    /// Puts back the count of reads dropped, read from the changelog.
+    pub(crate) fn restore_dropped(&mut self, dropped: u64) {
+        self.dropped = dropped;
     }
 
     /// Forgets the groups whose latest read `stale` says is too old; returns how many.

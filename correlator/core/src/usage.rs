@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 use serde::Serialize;
 use std::hash::BuildHasher;
 
+use crate::changes::Journal;
 use crate::client::{fingerprint, Clients};
 use crate::observation::{Credential, ServiceAccountRef, UseView};
 use crate::shared::Shared;
@@ -152,6 +153,10 @@ impl From<&UseKey<&str>> for UseKey {
 pub struct UseGroups {
     table: HashTable<Box<(UseKey, UseGroup)>>,
     hasher: foldhash::fast::RandomState,
+    /// The hashes of groups changed, and the keys of groups dropped, since the changes were
+    /// last taken (when tracking: [`UseGroups::track_changes`]).
+    changed: Journal<u64>,
+    removed: Journal<UseKey>,
 }
 
 impl UseGroups {
@@ -159,9 +164,11 @@ impl UseGroups {
     /// form (`&str` and `String` hash alike), so the owned key is built only for a new group.
     pub fn entry(&mut self, key: &UseKey<&str>) -> &mut UseGroup {
         let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        self.changed.note(|| hash);
         let entry = self
             .table
-            .entry(hasher.hash_one(key), |kept| kept.0.view() == *key, |kept| hasher.hash_one(&kept.0))
+            .entry(hash, |kept| kept.0.view() == *key, |kept| hasher.hash_one(&kept.0))
             .or_insert_with(|| Box::new((UseKey::from(key), UseGroup::default())));
         &mut entry.into_mut().1
     }
@@ -187,7 +194,45 @@ impl UseGroups {
 
     /// Keeps the groups `keep` selects.
     pub fn retain(&mut self, mut keep: impl FnMut(&UseKey, &UseGroup) -> bool) {
-        self.table.retain(|entry| keep(&entry.0, &entry.1));
+        let removed = &mut self.removed;
+        self.table.retain(|entry| {
+            let kept = keep(&entry.0, &entry.1);
+            if !kept {
+                removed.note(|| entry.0.clone());
+            }
+            kept
+        });
+    }
+
+    /// Starts noting which groups change and which leave, for [`UseGroups::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.changed.start();
+        self.removed.start();
+    }
+
+    /// The groups changed since the last call (each once), and the keys of those dropped.
+    pub fn take_changes(&mut self) -> (Vec<(&UseKey, &UseGroup)>, Vec<UseKey>) {
+        let removed: Vec<UseKey> = self.removed.take().into_iter().collect();
+        let mut changed = Vec::new();
+        for hash in self.changed.take() {
+            // `iter_hash` also yields entries that share only the hash's top bits: keep the
+            // group's own (keys sharing the whole hash are written alike, harmlessly).
+            let hasher = &self.hasher;
+            let own = self.table.iter_hash(hash).filter(|entry| hasher.hash_one(&entry.0) == hash);
+            changed.extend(own.map(|entry| (&entry.0, &entry.1)));
+        }
+        (changed, removed)
+    }
+
+    /// Puts back a group read from a changelog.
+    pub fn insert_restored(&mut self, key: UseKey, group: UseGroup) {
+        let hasher = &self.hasher;
+        match self.table.entry(hasher.hash_one(&key), |kept| kept.0 == key, |kept| hasher.hash_one(&kept.0)) {
+            hashbrown::hash_table::Entry::Occupied(mut mine) => mine.get_mut().1 = group,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(Box::new((key, group)));
+            }
+        }
     }
 
     /// Every group with its key, in no particular order.
@@ -251,7 +296,30 @@ pub struct UseGroup {
     /// at most.
     #[serde(default)]
     pub clients: Clients<CLIENTS_KEPT>,
+    /// The last user agent folded here, and where its client is kept: nearly every use of a
+    /// group comes from the program of the use before it. Not persisted (a restored group
+    /// reads its next user agent afresh), and no part of what the group says.
+    #[serde(skip)]
+    last_agent: LastAgent,
 }
+
+/// A user agent a group has folded, with the slot of its client in the group's clients.
+///
+/// Folding a user agent a second time changes nothing in the sample of user agents (a value
+/// offered again is either kept already or beyond the sample for good) and counts one more use
+/// of the same client: so a use whose user agent is the last one's touches neither the sample
+/// nor the user-agent parser, only its client's counts.
+#[derive(Clone, Debug, Default)]
+struct LastAgent(Option<(Arc<str>, Option<usize>)>);
+
+impl PartialEq for LastAgent {
+    /// A cache: equal whatever it holds, as the groups it belongs to are.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LastAgent {}
 
 /// The uses of a group that most groups never have.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -284,6 +352,7 @@ impl Default for UseGroup {
             irregular: None,
             over_time: TimeBuckets::default(),
             clients: Clients::new(),
+            last_agent: LastAgent::default(),
         }
     }
 }
@@ -306,9 +375,21 @@ impl UseGroup {
     ) {
         let ua = u.user_agent;
         self.fill_buckets();
-        self.uses.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
-        if let Some(client) = ua.and_then(fingerprint) {
-            self.clients.add(client, u.time, shared);
+        match (&self.last_agent.0, ua) {
+            (Some((last, at)), Some(ua)) if **last == *ua => {
+                let at = *at;
+                self.uses.add_sharing(u.time, u.audit_id, None, Some(&u.request), shared);
+                if let Some(at) = at {
+                    self.clients.count_again(at, u.time);
+                }
+            }
+            _ => {
+                self.uses.add_sharing(u.time, u.audit_id, ua, Some(&u.request), shared);
+                if let Some(ua) = ua {
+                    let at = fingerprint(ua).and_then(|client| self.clients.add(client, u.time, shared));
+                    self.last_agent = LastAgent(Some((shared.text(ua), at)));
+                }
+            }
         }
         if self.serviceaccount_uid.is_none() {
             self.serviceaccount_uid = u.serviceaccount_uid.map(Box::from);
@@ -349,6 +430,8 @@ impl UseGroup {
         }
         self.over_time.merge(&their_buckets);
         self.clients.merge(&other.clients);
+        // The clients may have moved.
+        self.last_agent = LastAgent::default();
     }
 
     /// Puts a group's one use, held by its tally alone, into its buckets: before a second use.
@@ -522,6 +605,7 @@ impl TimeBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Os;
     use crate::time::MINUTE;
 
     fn buckets(times: &[i64]) -> TimeBuckets {
@@ -592,6 +676,76 @@ mod tests {
             group.add(&u, None, None, &[], &mut shared);
         }
         group
+    }
+
+    fn use_at<'a>(t: i64, audit_id: &'a str, user_agent: Option<&'a str>) -> UseView<'a> {
+        UseView {
+            time: Timestamp(t),
+            audit_id,
+            stage: crate::observation::Stage::ResponseComplete,
+            serviceaccount: ServiceAccountRef { namespace: "shop", name: "api" },
+            serviceaccount_uid: None,
+            credential: Credential::Unknown,
+            source_ips: &[],
+            user_agent,
+            request: crate::observation::Request::default(),
+            stale_token: false,
+        }
+    }
+
+    #[test]
+    fn repeated_user_agents_count_every_use_of_their_client() {
+        let kubectl = "kubectl/v1.31.0 (darwin/arm64) kubernetes/6fc0a69";
+        let app = "shop-api/1.2.0 (linux/amd64) kubernetes/$Format";
+        let app_next = "shop-api/1.3.0 (linux/amd64) kubernetes/$Format";
+        let agents = [
+            Some(app),
+            Some(app),
+            Some(kubectl),
+            Some(app),
+            None,
+            Some(app_next),
+            Some(app),
+            Some(""),
+            Some(kubectl),
+            Some(kubectl),
+            Some(app),
+        ];
+        let mut group = UseGroup::default();
+        let mut shared = Shared::default();
+        for (i, ua) in agents.iter().enumerate() {
+            let id = format!("id-{i}");
+            group.add(&use_at(SECOND * (i as i64 + 1), &id, *ua), None, None, &[], &mut shared);
+        }
+        let clients: Vec<_> = group
+            .clients
+            .iter()
+            .map(|(c, s)| (c.program.to_string(), c.os, s.first.0 / SECOND, s.last.0 / SECOND, s.count))
+            .collect();
+        assert_eq!(
+            clients,
+            [("kubectl".to_string(), Some(Os::Darwin), 3, 10, 3), ("shop-api".to_string(), Some(Os::Linux), 1, 11, 6)]
+        );
+        assert_eq!(group.uses.user_agent_list(), [kubectl, app, app_next]);
+        // A merge may move the clients: the next use is read afresh and still counted.
+        group.merge(UseGroup::default());
+        group.add(&use_at(SECOND * 20, "id-20", Some(app)), None, None, &[], &mut shared);
+        assert_eq!(group.clients.iter().find(|(c, _)| c.program == "shop-api").map(|(_, s)| s.count), Some(7));
+    }
+
+    #[test]
+    fn a_full_sample_of_audit_ids_still_takes_an_earlier_or_tied_use() {
+        let mut group = UseGroup::default();
+        let mut shared = Shared::default();
+        for (t, id) in [(10, "e"), (11, "d"), (12, "c"), (13, "b"), (14, "x"), (15, "y"), (14, "a"), (9, "z")] {
+            group.add(&use_at(SECOND * t, id, None), None, None, &[], &mut shared);
+        }
+        assert_eq!(group.uses.audit_id_list(), ["z", "e", "d", "c", "b"]);
+        let mut tied = UseGroup::default();
+        for (t, id) in [(1, "p"), (2, "q"), (3, "r"), (4, "s"), (5, "u"), (5, "t"), (6, "v")] {
+            tied.add(&use_at(SECOND * t, id, None), None, None, &[], &mut shared);
+        }
+        assert_eq!(tied.uses.audit_id_list(), ["p", "q", "r", "s", "t"], "a use at the last kept time, smaller ID");
     }
 
     #[test]

@@ -18,6 +18,10 @@ fn evidence() -> Vec<Observation> {
     obs.push(bound(mint("j2", "payments/api", "system:node:worker-1", "10.0.1.11", 48.0), &api));
     obs.extend(use_of("payments/api").bound_to(&api, "j1").from("10.244.1.12").every_minute(0.5, 48));
     obs.push(exec_into(&api, "alice", "198.51.100.23", 30.0));
+    // A foreign read of api's token file, then the token used from outside: the harvest chain
+    // must survive a restore like everything else.
+    let thief = pod("default/debug", "uid-debug").on_node("worker-1").with_ip("10.244.1.99");
+    obs.extend([thief.observed(), token_read(&api, "j1", Some(&thief), "/bin/cat", 31.0)]);
     obs.extend(
         use_of("payments/api").bound_to(&api, "j1").via(&["10.244.1.12", "203.0.113.50"]).every_minute(33.0, 40),
     );
@@ -43,6 +47,7 @@ fn a_restored_engine_continues_exactly_where_the_snapshot_left_off() {
     }
     let expected = report_json(&mut straight);
     assert!(expected.contains("token-used-off-cluster"), "the scenario must make findings");
+    assert!(expected.contains("token-harvested-then-used"), "the scenario must read a token file");
 
     for cut in [0, 1, obs.len() / 3, obs.len() / 2, obs.len() - 1, obs.len()] {
         let mut first = Engine::new(EngineConfig::default());
@@ -91,4 +96,111 @@ fn a_snapshot_without_held_copies_or_in_another_field_order_restores() {
     assert!(snapshot.remove("held").is_some(), "the snapshot lists held copies");
     let mut restored = Engine::restore(EngineConfig::default(), &serde_json::to_vec(&snapshot).unwrap()).unwrap();
     assert!(report_json(&mut restored) == expected, "a snapshot without held copies restored differently");
+}
+
+/// A compacted changelog: the last value of each key, deletions applied.
+#[derive(Default)]
+struct Compacted(std::collections::BTreeMap<String, Vec<u8>>);
+
+impl Compacted {
+    /// Writes one commit's records; returns how many.
+    fn write(&mut self, engine: &mut Engine) -> usize {
+        let changes = engine.changes();
+        for c in &changes {
+            match &c.value {
+                Some(v) => self.0.insert(c.key.clone(), v.clone()),
+                None => self.0.remove(&c.key),
+            };
+        }
+        changes.len()
+    }
+
+    fn restore(&self) -> Engine {
+        Engine::from_entries(EngineConfig::default(), self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).unwrap()
+    }
+}
+
+/// A correlator's commit: the report (which places sighted pods), expiry, then the changes.
+fn commit(engine: &mut Engine, log: &mut Compacted) -> usize {
+    engine.report();
+    engine.expire();
+    log.write(engine)
+}
+
+#[test]
+fn an_engine_restored_from_its_per_key_changelog_continues_exactly() {
+    let obs = evidence();
+    let mut straight = Engine::new(EngineConfig::default());
+    for o in obs.clone() {
+        straight.observe(o);
+    }
+    let expected = report_json(&mut straight);
+
+    for every in [1, 7, 50] {
+        for cut in [0, 1, obs.len() / 3, obs.len() / 2, obs.len() - 1, obs.len()] {
+            let mut first = Engine::new(EngineConfig::default());
+            first.track_changes();
+            let mut log = Compacted::default();
+            for (i, o) in obs[..cut].iter().cloned().enumerate() {
+                first.observe(o);
+                if i % every == every - 1 {
+                    commit(&mut first, &mut log);
+                }
+            }
+            commit(&mut first, &mut log);
+            drop(first);
+            let mut resumed = log.restore();
+            for (i, o) in obs[cut..].iter().cloned().enumerate() {
+                resumed.observe(o);
+                if i % every == every - 1 {
+                    commit(&mut resumed, &mut log);
+                }
+            }
+            assert!(
+                report_json(&mut resumed) == expected,
+                "restoring from the changelog after {cut} observations (a commit every {every}) changed the report"
+            );
+            // And what the changelog holds at the end is the engine again.
+            commit(&mut resumed, &mut log);
+            assert!(report_json(&mut log.restore()) == expected, "the final changelog after {cut}/{every}");
+        }
+    }
+}
+
+#[test]
+fn a_commit_writes_what_changed_and_deletes_what_expired() {
+    let p = pod("shop/web-1", "uid-web").on_node("worker-1").with_ip("10.244.1.5");
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.track_changes();
+    let mut log = Compacted::default();
+    for n in 0..200 {
+        let jti = format!("j{n}");
+        engine.observe(use_of("shop/web").bound_to(&p, &jti).from("10.244.1.5").at(1.0).audit_id(&jti).obs());
+    }
+    commit(&mut engine, &mut log);
+    let groups = |log: &Compacted| log.0.keys().filter(|k| k.starts_with("use\t")).count();
+    assert_eq!(groups(&log), 200, "one entry per use group");
+    assert_eq!(commit(&mut engine, &mut log), 0, "nothing changed, nothing written");
+    engine.observe(use_of("shop/web").bound_to(&p, "j7").from("10.244.1.5").at(2.0).audit_id("again").obs());
+    let written = engine.changes();
+    let keys: Vec<&str> = written.iter().map(|c| c.key.split('\t').next().unwrap()).collect();
+    assert_eq!(keys, ["use", "window", "rest"], "one group, the window's open segment, the counters");
+    for c in written {
+        log.0.insert(c.key, c.value.unwrap());
+    }
+    // A day and more later every one of those credentials expires: their entries are deleted.
+    engine.observe(use_of("shop/web").bound_to(&p, "later").from("10.244.1.5").at(60.0 * 30.0).audit_id("x").obs());
+    commit(&mut engine, &mut log);
+    assert_eq!(groups(&log), 1, "the expired groups' entries deleted, the new one written");
+    let mut restored = log.restore();
+    assert_eq!(restored.state_size(), engine.state_size());
+    assert_eq!(report_json(&mut restored), report_json(&mut engine));
+}
+
+#[test]
+fn a_damaged_changelog_entry_is_an_error_naming_it() {
+    let bad = Engine::from_entries(EngineConfig::default(), [("use\t{\"not\":\"a key\"}", b"{}".as_slice())]);
+    assert!(bad.err().is_some_and(|e| e.to_string().starts_with(r#"entry "use\t{"#)));
+    let unknown = Engine::from_entries(EngineConfig::default(), [("future\tx", b"{}".as_slice())]);
+    assert!(unknown.err().is_some_and(|e| e.to_string().contains("unknown section")));
 }

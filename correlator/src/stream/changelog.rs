@@ -1,5 +1,13 @@
-//! Restoring a partition's state: the last snapshot its changelog partition holds.
+//! A partition's state in its changelog partition: the records a commit writes, and the state
+//! a restore rebuilds from the live ones.
+//!
+//! Records are keyed `<partition> TAB <entry key>` (see `tokentrail_correlator_core::changes`);
+//! the topic is compacted, so it keeps the last value of each key, and a record without a value
+//! (a tombstone) deletes its key. A record keyed by the partition number alone is a whole-state
+//! snapshot written by versions before the per-key changelog: it is read when no entry is, and
+//! deleted by the next commit.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -8,8 +16,26 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{kafka, CorrelatorConfig, CorrelatorError, PartitionState, CONTROL_TIMEOUT};
 
+/// A partition's state as restored.
+pub struct Restored {
+    /// The state.
+    pub state: PartitionState,
+    /// It came from a whole-state snapshot of an older version, which the next commit deletes.
+    pub from_snapshot: bool,
+}
+
+/// The changelog key of entry `entry` of partition `partition`.
+pub fn record_key(partition: i32, entry: &str) -> String {
+    format!("{partition}\t{entry}")
+}
+
+/// The key under which versions before the per-key changelog wrote a partition's whole state.
+pub fn snapshot_key(partition: i32) -> String {
+    partition.to_string()
+}
+
 /// The committed state of input partition `partition`, or a fresh one when none was written.
-pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionState, CorrelatorError> {
+pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, CorrelatorError> {
     let consumer: BaseConsumer = super::client_config(config)?
         // Not a group member: it reads one partition it assigns itself, and commits nothing.
         .set("group.id", format!("{}-restore", config.group))
@@ -34,13 +60,16 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionSta
         }
     };
     if high <= low {
-        return Ok(PartitionState::default());
+        return Ok(fresh());
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka("assigning the changelog"))?;
     consumer.assign(&tpl).map_err(kafka("assigning the changelog"))?;
-    let key = partition.to_string();
-    let mut last: Option<Vec<u8>> = None;
+    let prefix = record_key(partition, "");
+    let old_key = snapshot_key(partition);
+    // The last value of each key: a compacted topic holds older ones until it is cleaned.
+    let mut live: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut snapshot: Option<Vec<u8>> = None;
     let deadline = Instant::now() + CONTROL_TIMEOUT;
     // The high watermark counts transaction markers too: read until the position reaches it.
     loop {
@@ -60,19 +89,41 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<PartitionSta
             });
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) if m.key() == Some(key.as_bytes()) => last = m.payload().map(<[u8]>::to_vec),
-            Some(Ok(_)) | None => {}
+            Some(Ok(m)) => {
+                let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
+                if let Some(entry) = key.strip_prefix(&prefix) {
+                    match m.payload() {
+                        Some(value) => live.insert(entry.to_string(), value.to_vec()),
+                        None => live.remove(entry),
+                    };
+                } else if key == old_key {
+                    snapshot = m.payload().map(<[u8]>::to_vec);
+                }
+            }
+            None => {}
             // Errors while reading are the client's reports (a broker away): it retries, and
             // the deadline above bounds the wait.
             Some(Err(e)) => tracing::warn!(error = %e, topic, partition, "reading the changelog: the client retries"),
         }
     }
-    match last {
-        None => Ok(PartitionState::default()),
-        Some(bytes) => PartitionState::restore(&bytes, &config.engine).map_err(|e| CorrelatorError::Restore {
-            topic: topic.to_string(),
-            partition,
-            message: e.to_string(),
-        }),
+    let failed = |message: String| CorrelatorError::Restore { topic: topic.to_string(), partition, message };
+    if !live.is_empty() {
+        let entries = live.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        let state = PartitionState::from_entries(entries, &config.engine).map_err(|e| failed(e.to_string()))?;
+        return Ok(Restored { state, from_snapshot: false });
     }
+    match snapshot {
+        None => Ok(fresh()),
+        Some(bytes) => {
+            let mut state = PartitionState::restore(&bytes, &config.engine).map_err(|e| failed(e.to_string()))?;
+            state.track_changes();
+            Ok(Restored { state, from_snapshot: true })
+        }
+    }
+}
+
+fn fresh() -> Restored {
+    let mut state = PartitionState::default();
+    state.track_changes();
+    Restored { state, from_snapshot: false }
 }

@@ -22,7 +22,7 @@ pub mod findings;
 pub mod state;
 pub mod telemetry;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -153,6 +153,10 @@ pub struct Metrics {
     pub watermark_lag_seconds: AtomicU64,
     /// Partitions restored from the changelog.
     pub restores: AtomicU64,
+    /// Changelog records written (changed entries and deletions).
+    pub changelog_records: AtomicU64,
+    /// Bytes of changelog values written.
+    pub changelog_bytes: AtomicU64,
     /// Entries the engines hold (use groups, attested credentials, pods): a gauge, set after
     /// each commit.
     pub state_entries: AtomicU64,
@@ -221,31 +225,29 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         .map_err(kafka("creating the producer"))?;
     producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
 
-    let mut partitions: BTreeMap<i32, PartitionState> = BTreeMap::new();
-    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut dirty: BTreeSet<i32> = BTreeSet::new();
+    let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
     let mut last_commit = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         let polled = consumer.poll(Duration::from_millis(100));
-        apply_rebalances(&consumer, config, metrics, &mut partitions, &mut next_offsets, &mut dirty)?;
+        apply_rebalances(&consumer, config, metrics, &mut owned)?;
         match polled {
             Some(Ok(message)) => {
                 let partition = message.partition();
-                next_offsets.insert(partition, message.offset() + 1);
-                dirty.insert(partition);
+                // A record of a partition revoked in this very poll: its next owner reads it.
+                let Some(part) = owned.get_mut(&partition) else { continue };
+                part.next_offset = Some(message.offset() + 1);
+                part.dirty = true;
                 match decode(message.payload().unwrap_or_default()) {
                     Ok((cluster, observation)) => {
-                        if let Some(state) = partitions.get_mut(&partition) {
-                            let placement = placement(message.headers());
-                            // Counted as before copies from elsewhere were judged: a Secret read
-                            // or token Secret counts on its home partition only.
-                            let self_reporting =
-                                matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
-                            if placement == Placement::Own || !self_reporting {
-                                metrics.observations.fetch_add(1, Ordering::Relaxed);
-                            }
-                            state.observe_copy(&cluster, observation, placement, &config.engine);
+                        let placement = placement(message.headers());
+                        // Counted as before copies from elsewhere were judged: a Secret read
+                        // or token Secret counts on its home partition only.
+                        let self_reporting =
+                            matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
+                        if placement == Placement::Own || !self_reporting {
+                            metrics.observations.fetch_add(1, Ordering::Relaxed);
                         }
+                        part.state.observe_copy(&cluster, observation, placement, &config.engine);
                     }
                     Err(e) => {
                         metrics.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -259,27 +261,48 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                     }
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Err(e)) => {
+                // A fatal error leaves the consumer unusable for good (a static member fenced by
+                // its own instance id when its join's response was lost to a coordinator that
+                // moved): exiting gets the replica restarted under its name, where living on
+                // would hold no partitions and consume nothing. Nothing is lost: the open
+                // transaction is aborted and the partitions resume from committed offsets.
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
+                    return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
+                }
+                tracing::warn!(error = %e, "consumer error");
+            }
             None => {}
         }
-        if !dirty.is_empty() && last_commit.elapsed() >= config.commit_interval {
-            commit(&consumer, &producer, config, metrics, &mut partitions, &next_offsets, &mut dirty)?;
+        let dirty = owned.values().any(|p| p.dirty);
+        if dirty && last_commit.elapsed() >= config.commit_interval {
+            commit(&consumer, &producer, config, metrics, &mut owned)?;
             last_commit = Instant::now();
         }
     }
-    if !dirty.is_empty() {
-        commit(&consumer, &producer, config, metrics, &mut partitions, &next_offsets, &mut dirty)?;
+    if owned.values().any(|p| p.dirty) {
+        commit(&consumer, &producer, config, metrics, &mut owned)?;
     }
     Ok(())
+}
+
+/// An input partition this replica owns, and what its next commit owes.
+struct Owned {
+    state: PartitionState,
+    /// The offset after the last record read (none since the restore: no offset to commit).
+    next_offset: Option<i64>,
+    /// Records were read, or the state is to be written anew, since the last commit.
+    dirty: bool,
+    /// Restored from a whole-state snapshot of an older version, which the next commit deletes.
+    old_snapshot: bool,
 }
 
 fn apply_rebalances(
     consumer: &BaseConsumer<Rebalances>,
     config: &CorrelatorConfig,
     metrics: &Metrics,
-    partitions: &mut BTreeMap<i32, PartitionState>,
-    next_offsets: &mut BTreeMap<i32, i64>,
-    dirty: &mut BTreeSet<i32>,
+    owned: &mut BTreeMap<i32, Owned>,
 ) -> Result<(), CorrelatorError> {
     let events = match consumer.context().events.lock() {
         Ok(mut events) => std::mem::take(&mut *events),
@@ -294,14 +317,17 @@ fn apply_rebalances(
         }
         for partition in list {
             if assigned {
-                let state = changelog::restore(config, partition)?;
+                let restored = changelog::restore(config, partition)?;
                 metrics.restores.fetch_add(1, Ordering::Relaxed);
-                partitions.insert(partition, state);
+                // An old snapshot is written anew as entries by the next commit.
+                let old = restored.from_snapshot;
+                owned.insert(
+                    partition,
+                    Owned { state: restored.state, next_offset: None, dirty: old, old_snapshot: old },
+                );
             } else {
                 // Uncommitted progress goes with the partition: its next owner redoes it.
-                partitions.remove(&partition);
-                next_offsets.remove(&partition);
-                dirty.remove(&partition);
+                owned.remove(&partition);
             }
         }
         if assigned {
@@ -311,47 +337,47 @@ fn apply_rebalances(
     Ok(())
 }
 
-/// One transaction: due findings, state snapshots and input offsets of every dirty partition.
+/// One transaction: due findings, state changes and input offsets of every dirty partition.
 fn commit(
     consumer: &BaseConsumer<Rebalances>,
     producer: &BaseProducer,
     config: &CorrelatorConfig,
     metrics: &Metrics,
-    partitions: &mut BTreeMap<i32, PartitionState>,
-    next_offsets: &BTreeMap<i32, i64>,
-    dirty: &mut BTreeSet<i32>,
+    owned: &mut BTreeMap<i32, Owned>,
 ) -> Result<(), CorrelatorError> {
     producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
-    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, partitions, next_offsets, dirty) {
+    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, owned) {
         // Abort at once rather than leave the broker to time the transaction out: readers
-        // (read_committed) move on sooner, and none of its findings is ever seen.
+        // (read_committed) move on sooner, and none of its findings is ever seen. The replica
+        // then stops: its state has moved past what the changelog holds, and its successor
+        // restores from there.
         let _ = producer.abort_transaction(CONTROL_TIMEOUT);
         metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed);
         return Err(e);
     }
     metrics.transactions.fetch_add(1, Ordering::Relaxed);
-    let size: usize = partitions.values().map(PartitionState::size).sum();
+    let size: usize = owned.values().map(|p| p.state.size()).sum();
     metrics.state_entries.store(size as u64, Ordering::Relaxed);
-    let lag = partitions.values().filter_map(PartitionState::watermark_lag).max().unwrap_or(0);
+    let lag = owned.values().filter_map(|p| p.state.watermark_lag()).max().unwrap_or(0);
     metrics.watermark_lag_seconds.store((lag / SECOND) as u64, Ordering::Relaxed);
-    dirty.clear();
+    for part in owned.values_mut() {
+        part.dirty = false;
+        part.old_snapshot = false;
+    }
     Ok(())
 }
 
-/// The body of one transaction: findings, snapshots, offsets, commit.
+/// The body of one transaction: findings, changelog records, offsets, commit.
 fn fill_and_commit(
     consumer: &BaseConsumer<Rebalances>,
     producer: &BaseProducer,
     config: &CorrelatorConfig,
     metrics: &Metrics,
-    partitions: &mut BTreeMap<i32, PartitionState>,
-    next_offsets: &BTreeMap<i32, i64>,
-    dirty: &BTreeSet<i32>,
+    owned: &mut BTreeMap<i32, Owned>,
 ) -> Result<(), CorrelatorError> {
     let mut offsets = TopicPartitionList::new();
-    for &partition in dirty.iter() {
-        let Some(state) = partitions.get_mut(&partition) else { continue };
-        for (finding, activity) in state.due(now()) {
+    for (&partition, part) in owned.iter_mut().filter(|(_, p)| p.dirty) {
+        for (finding, activity) in part.state.due(now()) {
             let value = findings::value(&finding, activity, config.format)?;
             let headers = findings::headers(&finding, activity);
             send(producer, BaseRecord::to(&config.findings_topic).key(&finding.id).payload(&value).headers(headers))?;
@@ -360,10 +386,23 @@ fn fill_and_commit(
                 *by_rule.entry(finding.rule.id()).or_default() += 1;
             }
         }
-        let snapshot = state.snapshot()?;
-        let key = partition.to_string();
-        send(producer, BaseRecord::to(&config.changelog_topic).partition(partition).key(&key).payload(&snapshot))?;
-        if let Some(&offset) = next_offsets.get(&partition) {
+        for change in part.state.changes() {
+            let key = changelog::record_key(partition, &change.key);
+            let record = BaseRecord::to(&config.changelog_topic).partition(partition).key(&key);
+            metrics.changelog_records.fetch_add(1, Ordering::Relaxed);
+            match &change.value {
+                Some(value) => {
+                    metrics.changelog_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+                    send(producer, record.payload(value))?;
+                }
+                None => send(producer, record)?,
+            }
+        }
+        if part.old_snapshot {
+            let key = changelog::snapshot_key(partition);
+            send(producer, BaseRecord::to(&config.changelog_topic).partition(partition).key(&key))?;
+        }
+        if let Some(offset) = part.next_offset {
             offsets
                 .add_partition_offset(&config.observations_topic, partition, Offset::Offset(offset))
                 .map_err(kafka("listing offsets"))?;

@@ -1,11 +1,14 @@
 //! What one input partition's correlator holds: an engine per cluster and what it has sent.
 //!
-//! The whole of it is one record in the changelog topic, written in the same transaction as the
-//! findings it led to and the input offsets it has consumed, so the three never disagree.
+//! It is kept in the changelog topic as keyed entries (a use group, a pod, a sent finding, ...:
+//! `tokentrail_correlator_core::changes`), of which each commit writes those that changed, in the
+//! same transaction as the findings they led to and the input offsets consumed, so the three
+//! never disagree. Versions before that wrote the whole state as one record; it is still read.
 
 use std::collections::BTreeMap;
 
-use tokentrail_correlator_core::emit::Emitter;
+use tokentrail_correlator_core::changes::{entry_key, split_key, Change, EntryError, Written};
+use tokentrail_correlator_core::emit::{Emitter, Sent};
 use tokentrail_correlator_core::expiry::Expired;
 use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::time::Micros;
@@ -31,7 +34,17 @@ pub struct PartitionState {
     /// something, and the next one forgets the sent findings its evidence no longer supports.
     #[serde(default, skip_serializing)]
     expired: bool,
+    /// Whether the engines note what changes, for [`PartitionState::changes`].
+    #[serde(skip)]
+    tracking: bool,
+    /// What was last written of the sent findings.
+    #[serde(skip)]
+    written: Written,
 }
+
+/// The changelog sections of a partition: each cluster's engine's entries, and the findings sent.
+const ENGINE: &str = "engine";
+const SENT: &str = "sent";
 
 impl PartitionState {
     /// Restores persisted state under the given settings.
@@ -43,9 +56,69 @@ impl PartitionState {
         Ok(state)
     }
 
-    /// The bytes to persist.
+    /// The whole state as one record, as versions before the per-key changelog wrote it.
     pub fn snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
+    }
+
+    /// Starts noting what changes, for [`PartitionState::changes`].
+    pub fn track_changes(&mut self) {
+        self.tracking = true;
+        for engine in self.engines.values_mut() {
+            engine.track_changes();
+        }
+    }
+
+    /// The changelog records due since the last call (after [`PartitionState::track_changes`]):
+    /// the entries that changed, and deletions of those that left. Call it after
+    /// [`PartitionState::due`], whose expiry and emitter it records.
+    pub fn changes(&mut self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (cluster, engine) in &mut self.engines {
+            let cluster = serde_json::to_string(cluster).unwrap_or_default();
+            changes.extend(
+                engine
+                    .changes()
+                    .into_iter()
+                    .map(|c| Change { key: entry_key(ENGINE, &entry_key(&cluster, &c.key)), value: c.value }),
+            );
+        }
+        let sent = self.emitter.sent().map(|(id, s)| (id.to_string(), serde_json::to_vec(s).unwrap_or_default()));
+        self.written.diff(SENT, sent, &mut changes);
+        changes
+    }
+
+    /// The state the live entries of a changelog make (any order; deleted keys left out),
+    /// noting changes from there on.
+    pub fn from_entries<'a>(
+        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        config: &EngineConfig,
+    ) -> Result<PartitionState, EntryError> {
+        let mut by_cluster: BTreeMap<String, Vec<(&str, &[u8])>> = BTreeMap::new();
+        let mut state = PartitionState::default();
+        for (key, value) in entries {
+            let unknown = || EntryError::UnknownSection { key: key.to_string() };
+            match split_key(key).ok_or_else(unknown)? {
+                (ENGINE, inner) => {
+                    let (cluster, engine_key) = split_key(inner).ok_or_else(unknown)?;
+                    let cluster: String = serde_json::from_str(cluster).map_err(EntryError::malformed(key))?;
+                    by_cluster.entry(cluster).or_default().push((engine_key, value));
+                }
+                (SENT, id) => {
+                    let sent: Sent = serde_json::from_slice(value).map_err(EntryError::malformed(key))?;
+                    state.emitter.insert_restored(id.to_string(), sent);
+                }
+                _ => return Err(unknown()),
+            }
+        }
+        for (cluster, entries) in by_cluster {
+            let engine = Engine::from_entries(for_cluster(config, &cluster), entries)?;
+            state.engines.insert(cluster, engine);
+        }
+        state.track_changes();
+        // What was read is what is written: the first commit passes on only what changes next.
+        state.changes();
+        Ok(state)
     }
 
     /// Folds one observation about `cluster` in.
@@ -55,8 +128,14 @@ impl PartitionState {
 
     /// Folds one record of the observations topic in, as the copy it is (its headers say).
     pub fn observe_copy(&mut self, cluster: &str, observation: Observation, copy: Placement, config: &EngineConfig) {
-        let engine =
-            self.engines.entry(cluster.to_string()).or_insert_with(|| Engine::new(for_cluster(config, cluster)));
+        let tracking = self.tracking;
+        let engine = self.engines.entry(cluster.to_string()).or_insert_with(|| {
+            let mut engine = Engine::new(for_cluster(config, cluster));
+            if tracking {
+                engine.track_changes();
+            }
+            engine
+        });
         match copy {
             Placement::Own => engine.observe(observation),
             Placement::Elsewhere => engine.observe_elsewhere(observation),
@@ -279,5 +358,51 @@ mod tests {
         assert!(due.iter().any(|(f, _)| f.source_ip == Some("203.0.113.50".parse().unwrap())), "{due:?}");
         assert_eq!(state.size(), held - 1, "then its use group expired");
         assert!(state.due(Timestamp::MIN).is_empty(), "and not reported again");
+    }
+
+    fn replay(log: &BTreeMap<String, Vec<u8>>, config: &EngineConfig) -> PartitionState {
+        PartitionState::from_entries(log.iter().map(|(k, v)| (k.as_str(), v.as_slice())), config).unwrap()
+    }
+
+    fn write(log: &mut BTreeMap<String, Vec<u8>>, state: &mut PartitionState) -> usize {
+        let changes = state.changes();
+        for c in &changes {
+            match &c.value {
+                Some(v) => log.insert(c.key.clone(), v.clone()),
+                None => log.remove(&c.key),
+            };
+        }
+        changes.len()
+    }
+
+    #[test]
+    fn a_state_rebuilt_from_its_entries_keeps_its_clusters_and_what_it_sent() {
+        let config = EngineConfig::default();
+        let mut state = PartitionState::default();
+        state.track_changes();
+        let mut log = BTreeMap::new();
+        state.observe("prod", use_at("p", 0, "203.0.113.50"), &config);
+        state.observe("staging\tb", use_at("s", 0, "203.0.113.51"), &config);
+        assert_eq!(state.due(Timestamp::MIN).len(), 2);
+        write(&mut log, &mut state);
+        assert!(log.keys().any(|k| k.starts_with("sent\t")), "{:?}", log.keys().collect::<Vec<_>>());
+        let mut restored = replay(&log, &config);
+        assert_eq!(write(&mut log, &mut restored), 0, "a restored state has nothing new to write");
+        assert!(restored.due(Timestamp::MIN).is_empty(), "both findings were sent before the restart");
+        // The same credential again from the same address: an update at most, never a second
+        // create.
+        let mut again = use_at("p2", 1, "203.0.113.50");
+        if let Observation::TokenUse(u) = &mut again {
+            u.credential = Credential::PodBound {
+                jti: Some("j-p".into()),
+                pod_name: "api-1".into(),
+                pod_uid: "uid-api".into(),
+                node: Some("worker-1".into()),
+            };
+        }
+        restored.observe("prod", again, &config);
+        let due = restored.due(Timestamp::MIN);
+        assert!(due.iter().all(|(_, a)| *a == Activity::Update), "{due:?}");
+        assert_eq!(restored.size(), 2, "one use group in each cluster's engine");
     }
 }

@@ -19,6 +19,8 @@ const EXPORTED: &[(&str, &str, Field)] = &[
     ("tokentrail_correlator_transactions_total", "Transactions committed.", |m| &m.transactions),
     ("tokentrail_correlator_transaction_aborts_total", "Transactions aborted (the replica then stops and its restart redoes the work).", |m| &m.transaction_aborts),
     ("tokentrail_correlator_restores_total", "Partitions restored from the changelog.", |m| &m.restores),
+    ("tokentrail_correlator_changelog_records_total", "Changelog records written: changed state entries and deletions.", |m| &m.changelog_records),
+    ("tokentrail_correlator_changelog_bytes_total", "Bytes of state entries written to the changelog.", |m| &m.changelog_bytes),
 ];
 
 /// Registers the correlator's metrics on `meter` as observable instruments reading `metrics`

@@ -67,3 +67,21 @@ pub async fn assert_exactly(p: &mut Pipeline, expected: &[Subject]) {
         assert_eq!(f.creates, 1, "{} ({}) was created {} times", f.subject, f.id, f.creates);
     }
 }
+
+/// Waits until `correlator`'s last assignment change in its log (after byte `since`) gave it
+/// partitions.
+pub async fn wait_until_assigned(correlator: &super::process::Process, since: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let log = correlator.log();
+        let last = log[since.min(log.len())..]
+            .lines()
+            .rev()
+            .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"));
+        if last.is_some_and(|l| l.contains("partitions assigned") && !l.contains("partitions=[]")) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no partitions assigned within 90 s:\n{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -154,7 +154,9 @@ impl Pipeline {
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Ok(Err(e)) => panic!("reading the findings: {e}"),
+                // A report, not the end: a broker of a cluster went away (a drill killed it)
+                // and the client moves to the partition's new leader by itself; WAIT bounds it.
+                Ok(Err(e)) => eprintln!("e2e: reading the findings: {e}; retrying"),
                 Err(_) => {}
             }
         }

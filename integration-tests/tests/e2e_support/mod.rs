@@ -61,6 +61,15 @@ pub struct Layout {
     pub rotation_grace: &'static str,
     /// `--commit-interval` of the correlators.
     pub commit_interval: &'static str,
+    /// `--session-timeout` and `--transaction-timeout` of the correlators; `None`: theirs.
+    pub session_timeout: Option<&'static str>,
+    pub transaction_timeout: Option<&'static str>,
+    /// Replicas of every topic the pipeline creates; above 1 (a cluster: [`OwnCluster`]), with
+    /// `min.insync.replicas` one less, and the test's own producer idempotent, as the
+    /// pipeline's are, so a lost leader does not double a raw record.
+    ///
+    /// [`OwnCluster`]: tokentrail_integration_tests::OwnCluster
+    pub replication: i32,
     /// The broker's bootstrap address; `None`: the broker the tests share ([`kafka()`]).
     pub bootstrap: Option<String>,
     /// An OTLP/gRPC collector the aggregators export their metrics to, every 500 ms, each as
@@ -94,6 +103,9 @@ impl Default for Layout {
             partitions: 4,
             rotation_grace: "2s",
             commit_interval: "300ms",
+            session_timeout: None,
+            transaction_timeout: None,
+            replication: 1,
             bootstrap: None,
             aggregator_metrics: None,
             secure: None,
@@ -153,7 +165,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let dir = tempfile::Builder::new().prefix(&format!("tokentrail-{prefix}-")).tempdir().unwrap();
         let bootstrap = layout.bootstrap.clone().unwrap_or_else(|| kafka().bootstrap().to_owned());
-        let topics = create_topics(&bootstrap, prefix, layout.partitions).await;
+        let topics = create_topics(&bootstrap, prefix, layout.partitions, layout.replication).await;
         let api = KubeApi::start().await;
         let kubeconfig = api.kubeconfig(dir.path());
 
@@ -210,7 +222,12 @@ impl Pipeline {
         }
 
         let observed = Observed::new(&bootstrap, &topics.observations);
-        let producer = client(&bootstrap).set("linger.ms", "5").create().unwrap();
+        let mut producer = client(&bootstrap);
+        producer.set("linger.ms", "5");
+        if layout.replication > 1 {
+            producer.set("enable.idempotence", "true");
+        }
+        let producer = producer.create().unwrap();
         let mut pipeline = Pipeline {
             dir,
             bootstrap,
@@ -310,6 +327,17 @@ impl Pipeline {
         self.correlators[i].restart();
     }
 
+    /// Starts one more correlator replica (a scale-up): the first one's arguments under an
+    /// instance name of its own; it joins the group, which rebalances.
+    pub fn add_correlator(&mut self) {
+        let mut args = self.correlator_args[0].clone();
+        let at = args.iter().position(|a| a == "--instance").expect("correlators have --instance") + 1;
+        let i = self.correlators.len();
+        args[at] = unique_name(&format!("{}-{i}", args[at]));
+        self.correlators.push(Process::start(self.dir.path(), &format!("correlator-{i}"), args.clone(), vec![]));
+        self.correlator_args.push(args);
+    }
+
     /// Every process is still up (none crashed on what the test fed it).
     pub fn assert_running(&mut self) {
         for p in self.aggregators.iter_mut().chain(self.correlators.iter_mut()) {
@@ -350,7 +378,7 @@ pub fn client(bootstrap: &str) -> rdkafka::ClientConfig {
     config
 }
 
-async fn create_topics(bootstrap: &str, prefix: &str, partitions: i32) -> Topics {
+async fn create_topics(bootstrap: &str, prefix: &str, partitions: i32, replication: i32) -> Topics {
     let t = Topics {
         raw: unique_name(&format!("{prefix}-raw")),
         observations: unique_name(&format!("{prefix}-obs")),
@@ -361,9 +389,15 @@ async fn create_topics(bootstrap: &str, prefix: &str, partitions: i32) -> Topics
         correlator_group: unique_name(&format!("{prefix}-corr")),
     };
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().unwrap();
-    fn plain(name: &str, n: i32) -> NewTopic<'_> {
-        NewTopic::new(name, n, TopicReplication::Fixed(1))
-    }
+    let min_insync = (replication - 1).max(1).to_string();
+    let plain = |name, n| {
+        let topic = NewTopic::new(name, n, TopicReplication::Fixed(replication));
+        if replication > 1 {
+            topic.set("min.insync.replicas", &min_insync)
+        } else {
+            topic
+        }
+    };
     // The changelog as deploy/ defines it: compacted, partitioned like the observations, large
     // records allowed.
     let changelog =
@@ -446,5 +480,8 @@ fn correlator_args_for(bootstrap: &str, t: &Topics, instance: &str, layout: &Lay
         layout.rotation_grace,
     ]
     .map(String::from)
-    .to_vec()
+    .into_iter()
+    .chain(layout.session_timeout.into_iter().flat_map(|t| ["--session-timeout".into(), t.into()]))
+    .chain(layout.transaction_timeout.into_iter().flat_map(|t| ["--transaction-timeout".into(), t.into()]))
+    .collect()
 }

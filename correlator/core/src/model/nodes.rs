@@ -78,6 +78,17 @@ impl Nodes {
         }
     }
 
+    /// Puts back a node a changelog held, with its address index entries.
+    pub fn insert_restored(&mut self, node: Node) {
+        for &ip in &node.addresses {
+            self.name_by_ip.insert(ip, node.name.clone());
+            if crate::model::is_global(ip) {
+                self.subnets.insert(IpNet::around(ip, if ip.is_ipv4() { NODE_SUBNET_V4 } else { NODE_SUBNET_V6 }));
+            }
+        }
+        self.by_name.insert(node.name.clone(), node);
+    }
+
     /// The node with this name.
     pub fn get(&self, name: &str) -> Option<&Node> {
         self.by_name.get(name)

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
+use crate::changes::Journal;
 use crate::hash::FastMap;
 use crate::observation::{FactSource, PodEvent, PodFact};
 use crate::time::{Timestamp, MINUTE};
@@ -145,6 +146,9 @@ pub struct Pods {
     #[serde(with = "crate::pairs")]
     uids_by_ip: HashMap<IpAddr, Uids>,
     unresolved: Vec<PodFact>,
+    /// UIDs of pods changed or dropped since the changes were last taken (when tracking).
+    #[serde(skip)]
+    changed: Journal<String>,
 }
 
 impl Pods {
@@ -160,10 +164,14 @@ impl Pods {
     pub fn note_bound(&mut self, uid: &str, namespace: &str, name: &str, node: Option<&str>, t: Timestamp) {
         // A known pod only has its lifetime stretched.
         if let Some(pod) = self.by_uid.get_mut(uid) {
-            pod.first_seen = pod.first_seen.min(t);
-            pod.last_seen = pod.last_seen.max(t);
-            if pod.node.is_none() {
-                pod.node = node.map(str::to_string);
+            let stretched = t < pod.first_seen || t > pod.last_seen || (pod.node.is_none() && node.is_some());
+            if stretched {
+                self.changed.note(|| uid.to_string());
+                pod.first_seen = pod.first_seen.min(t);
+                pod.last_seen = pod.last_seen.max(t);
+                if pod.node.is_none() {
+                    pod.node = node.map(str::to_string);
+                }
             }
             return;
         }
@@ -201,6 +209,7 @@ impl Pods {
     }
 
     fn apply_to(&mut self, uid: &str, fact: &PodFact) {
+        self.changed.note(|| uid.to_string());
         let pod = self.by_uid.entry(uid.to_string()).or_insert_with(|| {
             Box::new(Pod {
                 uid: uid.to_string(),
@@ -285,6 +294,7 @@ impl Pods {
             k
         });
         for (namespace, name, ips, uid) in &dropped {
+            self.changed.note(|| uid.clone());
             let key = (namespace.clone(), name.clone());
             if let Some(uids) = self.uids_by_name.get_mut(&key) {
                 remove_uid(uids, uid);
@@ -302,6 +312,35 @@ impl Pods {
             }
         }
         dropped.len()
+    }
+
+    /// Puts back a pod a changelog held, with its name and address index entries.
+    pub fn insert_restored(&mut self, pod: Pod) {
+        for &ip in pod.addresses.keys() {
+            add_uid(self.uids_by_ip.entry(ip).or_default(), &pod.uid);
+        }
+        add_uid(self.uids_by_name.entry((pod.namespace.clone(), pod.name.clone())).or_default(), &pod.uid);
+        self.by_uid.insert(pod.uid.clone(), Box::new(pod));
+    }
+
+    /// Starts noting which pods change, for [`Pods::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.changed.start();
+    }
+
+    /// The pods changed since the last call, by UID (`None`: dropped).
+    pub fn take_changes(&mut self) -> Vec<(String, Option<&Pod>)> {
+        self.changed.take_with(|uid| self.by_uid.get(uid).map(|p| &**p))
+    }
+
+    /// The facts that named a pod without its UID, waiting for [`Pods::resolve`].
+    pub fn unresolved(&self) -> &[PodFact] {
+        &self.unresolved
+    }
+
+    /// Puts back the unresolved facts a changelog held.
+    pub fn restore_unresolved(&mut self, facts: Vec<PodFact>) {
+        self.unresolved = facts;
     }
 
     /// Whether a pod with this UID is known.
