@@ -289,6 +289,7 @@ async fn the_agent_reports_exactly_the_foreign_reads_of_a_token_file_and_the_har
     });
 
     // The harvested token, used from outside the cluster after the reads (the agent's clock).
+    #[allow(clippy::disallowed_methods)] // the agent stamps reads with the real clock
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let at = tokentrail_proto::Timestamp(i64::try_from(now.as_micros()).unwrap() + 1_000_000).to_string();
     assert_eq!(post(s.webhook, replay_event(&at).as_bytes()).await, 200);
