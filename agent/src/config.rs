@@ -13,6 +13,7 @@ use tokentrail_config::duration;
 use tokentrail_config::Problem;
 
 use crate::pipeline::Config;
+use crate::readers::PodPattern;
 use crate::sender::TlsFiles;
 
 /// Why a [`FileConfig`] that passed its checks still makes no [`Config`].
@@ -60,6 +61,21 @@ pub struct FileConfig {
     /// Use inotify (false: periodic rescans only).
     #[serde(default = "yes")]
     pub inotify: bool,
+    /// Watch opens of token files with fanotify and attest every reader that is not the
+    /// kubelet, the runtime, the token's own pod or allowed below (needs CAP_SYS_ADMIN).
+    #[serde(default)]
+    pub watch_token_reads: bool,
+    /// Executables (exact paths, as the agent sees them) allowed to read every token file: a
+    /// node agent that legitimately does.
+    #[serde(default)]
+    pub token_read_allow_exe: Vec<String>,
+    /// Pods allowed to read every token file: `namespace/` (all its pods) or
+    /// `namespace/name-prefix` (a DaemonSet's pods).
+    #[serde(default)]
+    pub token_read_allow_pod: Vec<String>,
+    /// A reader's opens of one token file are attested at most once per this interval.
+    #[serde(default = "default_read_report_interval", deserialize_with = "duration::deserialize")]
+    pub token_read_report_interval: Duration,
 }
 
 /// TLS files for the connection to the aggregator.
@@ -94,6 +110,9 @@ fn default_max_token_bytes() -> u64 {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
+fn default_read_report_interval() -> Duration {
+    Duration::from_secs(60)
+}
 fn yes() -> bool {
     true
 }
@@ -113,6 +132,10 @@ impl FileConfig {
             max_backoff: default_max_backoff(),
             kube: true,
             inotify: true,
+            watch_token_reads: false,
+            token_read_allow_exe: Vec::new(),
+            token_read_allow_pod: Vec::new(),
+            token_read_report_interval: default_read_report_interval(),
         }
     }
 
@@ -150,6 +173,16 @@ impl FileConfig {
         if self.max_backoff.is_zero() {
             problems.push(Problem::new("max_backoff", "must be more than zero"));
         }
+        for (i, exe) in self.token_read_allow_exe.iter().enumerate() {
+            if !exe.starts_with('/') {
+                problems.push(Problem::new(format!("token_read_allow_exe[{i}]"), "must be an absolute path"));
+            }
+        }
+        for (i, pod) in self.token_read_allow_pod.iter().enumerate() {
+            if let Err(e) = pod.parse::<PodPattern>() {
+                problems.push(Problem::new(format!("token_read_allow_pod[{i}]"), e.to_string()));
+            }
+        }
         problems
     }
 
@@ -163,6 +196,11 @@ impl FileConfig {
         c.sender.backoff_max = self.max_backoff;
         c.sender.bearer_token_file = self.token_file;
         c.inotify = self.inotify;
+        c.watch_token_reads = self.watch_token_reads;
+        c.read_report_interval = self.token_read_report_interval;
+        c.read_policy.executables.extend(self.token_read_allow_exe);
+        // Checked by `problems`; a pattern that does not parse allows nothing.
+        c.read_policy.pods.extend(self.token_read_allow_pod.iter().filter_map(|p| p.parse().ok()));
         c.sender.tls = self.tls.map(|t| TlsFiles { ca: t.ca, cert: t.cert, key: t.key, server_name: t.server_name });
         Ok(c)
     }
@@ -198,7 +236,8 @@ mod tests {
             err,
             [
                 "inotfy: unknown field `inotfy`, expected one of `kubelet_dir`, `node`, `aggregator`, `token_file`, \
-                 `tls`, `rescan_interval`, `queue_capacity`, `max_token_bytes`, `max_backoff`, `kube`, `inotify`",
+                 `tls`, `rescan_interval`, `queue_capacity`, `max_token_bytes`, `max_backoff`, `kube`, `inotify`, \
+                 `watch_token_reads`, `token_read_allow_exe`, `token_read_allow_pod`, `token_read_report_interval`",
                 "max_token_bytes: invalid value: integer `-5`, expected u64",
                 "rescan_interval: invalid duration \"often\" (use e.g. 500ms, 30s, 5m, 1h)",
                 "aggregator: must be an http:// or https:// URL",
@@ -208,6 +247,36 @@ mod tests {
                 "queue_capacity: must be at least 1",
             ]
         );
+    }
+
+    #[test]
+    fn the_token_read_watch_is_off_by_default_and_its_allow_list_is_checked() {
+        let c = check(r#"{"aggregator": "http://agg:7443"}"#).unwrap();
+        assert!(!c.into_config(Some("n".into())).unwrap().watch_token_reads);
+        let err = check(
+            r#"{"aggregator": "http://agg:7443", "watch_token_reads": true,
+                "token_read_allow_exe": ["/usr/bin/vector", "vector"], "token_read_allow_pod": ["monitoring/", "bad"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            [
+                "token_read_allow_exe[1]: must be an absolute path",
+                "token_read_allow_pod[1]: \"bad\" is not NAMESPACE/ or NAMESPACE/NAME_PREFIX",
+            ]
+        );
+        let c = check(
+            r#"{"aggregator": "http://agg:7443", "watch_token_reads": true, "token_read_report_interval": "5m",
+                "token_read_allow_exe": ["/usr/bin/vector"], "token_read_allow_pod": ["monitoring/node-exporter-"]}"#,
+        )
+        .unwrap()
+        .into_config(Some("n".into()))
+        .unwrap();
+        assert!(c.watch_token_reads);
+        assert_eq!(c.read_report_interval, Duration::from_secs(300));
+        assert!(c.read_policy.executables.contains("/usr/bin/vector"));
+        assert!(c.read_policy.pods[0].matches("monitoring", "node-exporter-x1"));
+        assert!(c.read_policy.services.contains("kubelet.service"));
     }
 
     #[test]

@@ -6,6 +6,9 @@ pub enum AgentError {
     /// The kubelet pods directory cannot be read at all.
     #[error(transparent)]
     Root(#[from] crate::scan::RootError),
+    /// The token-read watch was asked for and cannot start.
+    #[error("token-read watch: {0}")]
+    TokenWatch(#[from] crate::token_watch::WatchError),
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -16,9 +16,12 @@
 //! * [`pods`]: pod updates from a pod source and how they fold into the state (pure).
 //! * [`kube_source`]: the pod source: this node's pods and Node from the Kubernetes API
 //!   (kube-rs watchers; conversion pure).
+//! * [`readers`]: who opened a token file (cgroup → pod, kubelet, runtime, host) and whether
+//!   they may (pure).
 //! * [`wire`]: state and deltas → protobuf (pure).
 //! * [`scan`]: reading token files without following symlinks (file I/O).
 //! * [`watch`]: inotify (driver).
+//! * [`token_watch`]: fanotify opens of token files, `--watch-token-reads` (driver).
 //! * [`sender`]: the gRPC client (driver).
 //! * [`pipeline`]: [`run`], the loop that ties them together (driver).
 //! * [`config`]: the configuration file (the flags' settings as JSON) and its checks.
@@ -37,10 +40,12 @@ pub mod layout;
 pub mod outbox;
 pub mod pipeline;
 pub mod pods;
+pub mod readers;
 pub mod scan;
 pub mod sender;
 pub mod state;
 pub mod telemetry;
+pub mod token_watch;
 pub mod watch;
 pub mod wire;
 

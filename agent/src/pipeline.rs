@@ -17,10 +17,12 @@ use tokio::time::Instant;
 use crate::error::AgentError;
 use crate::outbox::Outbox;
 use crate::pods::{self, PodUpdate};
+use crate::readers::{self, Decision, ReadPolicy, ReadThrottle, Reader};
 use crate::scan::{self, ScanLimits, ScanOutcome};
 use crate::sender::{self, SenderConfig, Shared, SharedRef};
 use crate::state::{self, NodeState};
 use crate::telemetry::Metrics;
+use crate::token_watch::{self, Events, TokenWatch};
 use crate::watch::{Change, Watcher};
 use crate::wire;
 
@@ -50,6 +52,13 @@ pub struct Config {
     /// How often the agent reports its clock when nothing changed (a heartbeat), so its node's
     /// watermark advances and verdicts that wait on attestations are not held up by a quiet node.
     pub heartbeat_interval: Duration,
+    /// Watch opens of token files with fanotify and attest foreign readers (needs
+    /// CAP_SYS_ADMIN; off by default).
+    pub watch_token_reads: bool,
+    /// Who may read token files besides their pod, the kubelet, the runtime and the agent.
+    pub read_policy: ReadPolicy,
+    /// A reader's opens of one token file are attested at most once per this interval.
+    pub read_report_interval: Duration,
 }
 
 impl Config {
@@ -75,6 +84,9 @@ impl Config {
             inotify: true,
             shutdown_grace: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
+            watch_token_reads: false,
+            read_policy: ReadPolicy::default(),
+            read_report_interval: Duration::from_secs(60),
         }
     }
 }
@@ -127,8 +139,23 @@ pub async fn run(
     } else {
         None
     };
-    let mut driver = Driver { config: &config, shared: shared.clone(), wake: wake.clone(), metrics: metrics.clone() };
+    let reads = if config.watch_token_reads {
+        let watch = TokenWatch::new(&root)?;
+        // The kernel names opened files by their real path: a root reached through a symlink
+        // (`/var/lib/kubelet` on another disk) is compared in that form.
+        let root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()).to_string_lossy().into_owned();
+        let interval = i64::try_from(config.read_report_interval.as_micros()).unwrap_or(i64::MAX);
+        Some(Reads { watch, root, throttle: ReadThrottle::new(interval, 65_536), agent_pid: std::process::id() })
+    } else {
+        None
+    };
+    let mut driver =
+        Driver { config: &config, shared: shared.clone(), wake: wake.clone(), metrics: metrics.clone(), reads };
     driver.initial(initial, watcher.as_mut());
+    if driver.reads.is_some() {
+        let files = sender::lock(&shared).state.credentials.len();
+        tracing::info!(files, "watching opens of token files");
+    }
     let sender_task = tokio::spawn(sender::run(
         config.sender.clone(),
         shared.clone(),
@@ -186,6 +213,14 @@ pub async fn run(
                 follow_ups.retain(|(t, _)| *t > now);
                 driver.pod_scans(&due.into_iter().collect(), watcher.as_mut());
             },
+            events = next_reads(driver.reads.as_mut()) => match events {
+                Ok(events) => driver.token_reads(events),
+                Err(e) => {
+                    // Asked for and now blind: say so loudly; attestation goes on.
+                    tracing::error!(error = %e, "token-read watch failed: foreign reads are no longer seen");
+                    driver.reads = None;
+                }
+            },
             update = next_update(pod_updates.as_mut()) => match update {
                 Some(update) => driver.change(|s| pods::apply(s, update)),
                 None => pod_updates = None,
@@ -213,11 +248,27 @@ async fn next_change(watcher: Option<&mut Watcher>) -> std::io::Result<Vec<Chang
     }
 }
 
+async fn next_reads(reads: Option<&mut Reads>) -> std::io::Result<Events> {
+    match reads {
+        Some(r) => r.watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_update(rx: Option<&mut mpsc::Receiver<PodUpdate>>) -> Option<PodUpdate> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The token-read watch and what judging its events needs.
+struct Reads {
+    watch: TokenWatch,
+    /// The kubelet pods directory as the kernel names it.
+    root: String,
+    throttle: ReadThrottle,
+    agent_pid: u32,
 }
 
 /// Applies changes to the shared state and queues their deltas.
@@ -226,6 +277,7 @@ struct Driver<'a> {
     shared: SharedRef,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    reads: Option<Reads>,
 }
 
 impl Driver<'_> {
@@ -242,6 +294,7 @@ impl Driver<'_> {
     /// The first scan is the state the first snapshot carries, not a change to announce.
     fn initial(&mut self, outcome: ScanOutcome, watcher: Option<&mut Watcher>) {
         self.record(&outcome);
+        self.mark(&outcome);
         Metrics::set(&self.metrics.pods_seen, outcome.pods.len() as u64);
         Metrics::set(&self.metrics.credentials_attested, outcome.credentials.len() as u64);
         if let Some(w) = watcher {
@@ -254,6 +307,7 @@ impl Driver<'_> {
 
     fn full_scan_result(&mut self, outcome: ScanOutcome, watcher: Option<&mut Watcher>) {
         self.record(&outcome);
+        self.mark(&outcome);
         Metrics::set(&self.metrics.pods_seen, outcome.pods.len() as u64);
         if let Some(w) = watcher {
             for uid in &outcome.pods {
@@ -271,6 +325,7 @@ impl Driver<'_> {
             match scan::scan_pod(&self.config.kubelet_pods_dir, uid, &self.config.limits) {
                 Ok(outcome) => {
                     self.record(&outcome);
+                    self.mark(&outcome);
                     if let Some(w) = watcher.as_deref_mut() {
                         w.sync_pod(uid);
                     }
@@ -284,6 +339,93 @@ impl Driver<'_> {
                 s.replace_pod_credentials(uid, credentials);
             }
         });
+    }
+
+    /// Marks the token files a scan found for the token-read watch (a rotated file is a new
+    /// inode: marking again after every scan follows it).
+    fn mark(&self, outcome: &ScanOutcome) {
+        let Some(reads) = &self.reads else { return };
+        for location in outcome.credentials.keys() {
+            if let Err(e) = reads.watch.mark(location) {
+                Metrics::add(&self.metrics.token_marks_failed_total, 1);
+                tracing::warn!(%location, error = %e, "cannot watch token file");
+            }
+        }
+    }
+
+    /// Judges a batch of opens of token files and attests the foreign ones, as one message.
+    fn token_reads(&mut self, events: Events) {
+        let Some(reads) = self.reads.as_mut() else { return };
+        if events.overflowed {
+            Metrics::add(&self.metrics.token_read_overflows_total, 1);
+            tracing::warn!("fanotify queue overflowed: some opens of token files were lost");
+        }
+        Metrics::add(&self.metrics.token_reads_unattributed_total, events.unresolved);
+        let now = now_micros();
+        let mut foreign = Vec::new();
+        for open in events.opens {
+            // The agent's own scans: no need to ask /proc.
+            if open.pid == reads.agent_pid {
+                Metrics::add(&self.metrics.token_reads_allowed_total, 1);
+                continue;
+            }
+            let Some(location) = readers::token_location(&reads.root, &open.path) else { continue };
+            let Some((cgroup_file, executable)) = token_watch::inspect(open.pid) else {
+                Metrics::add(&self.metrics.token_reads_unattributed_total, 1);
+                tracing::debug!(pid = open.pid, %location, "token file opened by a process already gone");
+                continue;
+            };
+            let cgroup = readers::cgroup_path(&cgroup_file).unwrap_or_default().to_string();
+            let reader = Reader { pid: open.pid, executable, owner: readers::classify(&cgroup), cgroup };
+            let reader_pod = match &reader.owner {
+                readers::CgroupOwner::Pod { uid, .. } => {
+                    sender::lock(&self.shared).state.pods.get(uid).map(|p| (p.namespace.clone(), p.name.clone()))
+                }
+                _ => None,
+            };
+            let names = reader_pod.as_ref().map(|(ns, n)| (ns.as_str(), n.as_str()));
+            match readers::decide(&reader, &location.pod_uid, reads.agent_pid, names, &self.config.read_policy) {
+                Decision::Allowed(_) => Metrics::add(&self.metrics.token_reads_allowed_total, 1),
+                decision @ (Decision::OtherPod | Decision::Host) => {
+                    if !reads.throttle.admit(&reader, &location, now) {
+                        Metrics::add(&self.metrics.token_reads_suppressed_total, 1);
+                        continue;
+                    }
+                    tracing::warn!(%location, pid = reader.pid, executable = reader.executable.as_deref().unwrap_or(""),
+                        cgroup = %reader.cgroup, other_pod = decision == Decision::OtherPod, "token file opened by a foreign reader");
+                    foreign.push((location, reader));
+                }
+            }
+        }
+        if foreign.is_empty() {
+            return;
+        }
+        // A file opened before the agent attested it (a pod just started): attest it first, so
+        // the aggregator knows whose token it is when the read arrives.
+        let unknown: BTreeSet<String> = {
+            let g = sender::lock(&self.shared);
+            foreign
+                .iter()
+                .filter(|(l, _)| !g.state.credentials.contains_key(l))
+                .map(|(l, _)| l.pod_uid.clone())
+                .collect()
+        };
+        if !unknown.is_empty() {
+            self.pod_scans(&unknown, None);
+        }
+        let mut g = sender::lock(&self.shared);
+        let reads: Vec<_> = foreign
+            .iter()
+            .map(|(location, reader)| wire::token_read(location, g.state.credentials.get(location), reader, now))
+            .collect();
+        Metrics::add(&self.metrics.token_reads_reported_total, reads.len() as u64);
+        let Shared { outbox, sender, .. } = &mut *g;
+        let dropped_before = outbox.dropped_total();
+        outbox.push_with(false, |seq| sender.message(seq, now, wire::token_reads(reads)));
+        Metrics::add(&self.metrics.messages_dropped_total, outbox.dropped_total() - dropped_before);
+        Metrics::set(&self.metrics.queue_depth, outbox.len() as u64);
+        drop(g);
+        self.wake.notify_one();
     }
 
     /// Logs and counts what a scan refused: locations and reasons, never content.

@@ -33,6 +33,12 @@ const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_agent_heartbeats_total", Kind::Counter, "Heartbeats queued (nothing changed for a while).", |m| &m.heartbeats_total),
     ("tokentrail_agent_connections_total", Kind::Counter, "Streams established.", |m| &m.connections_total),
     ("tokentrail_agent_queue_depth", Kind::Gauge, "Unacknowledged messages.", |m| &m.queue_depth),
+    ("tokentrail_agent_token_reads_reported_total", Kind::Counter, "Foreign opens of token files attested.", |m| &m.token_reads_reported_total),
+    ("tokentrail_agent_token_reads_allowed_total", Kind::Counter, "Opens of token files by allowed readers.", |m| &m.token_reads_allowed_total),
+    ("tokentrail_agent_token_reads_suppressed_total", Kind::Counter, "Foreign opens not attested again within the report interval.", |m| &m.token_reads_suppressed_total),
+    ("tokentrail_agent_token_reads_unattributed_total", Kind::Counter, "Opens of token files whose opener could not be read from /proc.", |m| &m.token_reads_unattributed_total),
+    ("tokentrail_agent_token_read_overflows_total", Kind::Counter, "Times the kernel's fanotify queue overflowed (opens lost).", |m| &m.token_read_overflows_total),
+    ("tokentrail_agent_token_marks_failed_total", Kind::Counter, "Token files the watch could not mark.", |m| &m.token_marks_failed_total),
 ];
 
 /// Registers the agent's metrics on `meter` as observable instruments reading `metrics` when
@@ -87,6 +93,19 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Gauge: unacknowledged messages.
     pub queue_depth: AtomicU64,
+    /// Foreign opens of token files attested (`--watch-token-reads`).
+    pub token_reads_reported_total: AtomicU64,
+    /// Opens of token files by allowed readers (the pod, the kubelet, the runtime, the agent,
+    /// the allow-list).
+    pub token_reads_allowed_total: AtomicU64,
+    /// Foreign opens not attested again within the report interval.
+    pub token_reads_suppressed_total: AtomicU64,
+    /// Opens whose opener was gone from /proc, or whose file could not be named.
+    pub token_reads_unattributed_total: AtomicU64,
+    /// Times the kernel's fanotify queue overflowed.
+    pub token_read_overflows_total: AtomicU64,
+    /// Token files the watch could not mark.
+    pub token_marks_failed_total: AtomicU64,
 }
 
 impl Metrics {

@@ -53,6 +53,7 @@ pub fn delta(d: &Delta, now_micros: i64) -> pb::agent_message::Body {
             .map(|uid| pb::PodRemoved { uid: uid.clone(), removed_at_micros: now_micros })
             .collect(),
         credentials_upserted: d.credentials_upserted.iter().map(credential).collect(),
+        token_reads: Vec::new(),
         credentials_removed: d
             .credentials_removed
             .iter()
@@ -63,6 +64,34 @@ pub fn delta(d: &Delta, now_micros: i64) -> pb::agent_message::Body {
             })
             .collect(),
     })
+}
+
+/// A delta carrying only foreign reads of token files.
+pub fn token_reads(reads: Vec<pb::TokenFileRead>) -> pb::agent_message::Body {
+    pb::agent_message::Body::Delta(pb::NodeDelta { token_reads: reads, ..pb::NodeDelta::default() })
+}
+
+/// A foreign read of the token file at `location` (holding `held`, when attested) by `reader`.
+pub fn token_read(
+    location: &crate::layout::Location,
+    held: Option<&HeldCredential>,
+    reader: &crate::readers::Reader,
+    time_micros: i64,
+) -> pb::TokenFileRead {
+    let (pod, container) = match &reader.owner {
+        crate::readers::CgroupOwner::Pod { uid, container } => (Some(uid.clone()), container.clone()),
+        _ => (None, None),
+    };
+    pb::TokenFileRead {
+        time_micros,
+        location: Some(self::location(location)),
+        credential: held.map(credential),
+        pid: reader.pid,
+        executable: reader.executable.clone(),
+        cgroup: reader.cgroup.clone(),
+        reader_pod_uid: pod,
+        reader_container: container,
+    }
 }
 
 fn node(n: &NodeInfo) -> pb::Node {

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use tokentrail_proto::observation::{
     AttestationDetails, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact, Observation, PodEvent,
-    PodFact, ServiceAccountRef,
+    PodFact, ServiceAccountRef, TokenFileRead, TokenReader,
 };
 use tokentrail_proto::wire::agent::v1 as agent;
 use tokentrail_proto::{IpNet, Timestamp};
@@ -150,6 +150,9 @@ impl AgentState {
                         self.release(&mut ctx, &location_key(l), r.removed_at_micros);
                     }
                 }
+                for r in &d.token_reads {
+                    self.token_read(&mut ctx, r);
+                }
             }
         }
         self.processed = self.processed.max(m.sequence);
@@ -214,8 +217,9 @@ impl AgentState {
         }));
     }
 
-    /// A credential held on the node; its location key, or `None` when refused.
-    fn credential(&mut self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<String> {
+    /// The Held fact an attested credential makes, after the node check; `None` when refused
+    /// (counted) or unusable.
+    fn held_fact(&self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<CredentialFact> {
         let location = c.location.as_ref()?;
         let claimed_node = c.node.as_ref().map(|n| n.name.as_str()).filter(|n| !n.is_empty());
         let claimed_pod = c.pod.as_ref().map(|p| p.uid.as_str()).filter(|u| !u.is_empty());
@@ -262,6 +266,13 @@ impl AgentState {
                 warn_after: c.warn_after_micros.map(Timestamp),
             },
         };
+        Some(fact)
+    }
+
+    /// A credential held on the node; its location key, or `None` when refused.
+    fn credential(&mut self, ctx: &mut Ctx<'_>, c: &agent::Credential) -> Option<String> {
+        let location = c.location.as_ref()?;
+        let fact = self.held_fact(ctx, c)?;
         let key = location_key(location);
         // A snapshot repeats what is still held: say it once.
         if self.credentials.get(&key) != Some(&fact) {
@@ -269,6 +280,47 @@ impl AgentState {
             self.credentials.insert(key.clone(), fact);
         }
         Some(key)
+    }
+
+    /// A foreign read of a token file: whose token it is comes from the credential the read
+    /// carries, checked as an attested credential is (bound to this node, held by the pod whose
+    /// volume it is in), else from what this agent attested at that location. A read naming no
+    /// credential at a location the agent never attested, or a credential at another location,
+    /// is refused.
+    fn token_read(&mut self, ctx: &mut Ctx<'_>, r: &agent::TokenFileRead) {
+        let attested = r.location.as_ref().and_then(|l| self.credentials.get(&location_key(l))).cloned();
+        let held = match (&r.credential, attested) {
+            (Some(c), _) if c.location == r.location => match self.held_fact(ctx, c) {
+                Some(fact) => fact,
+                // Refused and counted by the node check.
+                None => return,
+            },
+            (None, Some(fact)) => fact,
+            _ => {
+                tracing::warn!(node = ctx.node, "token read refused: no credential attested at that token file");
+                ctx.out.refused += 1;
+                return;
+            }
+        };
+        let reader_pod = r.reader_pod_uid.as_ref().and_then(|uid| self.pods.get(uid));
+        let read = TokenFileRead {
+            time: Timestamp(r.time_micros),
+            node: ctx.node.to_string(),
+            token_pod_uid: held.pod_uid.clone(),
+            token_pod: held.details.pod_namespace.clone().zip(held.details.pod_name.clone()),
+            serviceaccount: held.serviceaccount.clone(),
+            credential: held.credential.clone(),
+            reader: TokenReader {
+                pid: r.pid,
+                executable: r.executable.clone(),
+                cgroup: r.cgroup.clone(),
+                pod_uid: r.reader_pod_uid.clone(),
+                pod_namespace: reader_pod.map(|p| p.namespace.clone()),
+                pod_name: reader_pod.map(|p| p.name.clone()),
+                container: r.reader_container.clone(),
+            },
+        };
+        ctx.push(Observation::TokenFileRead(read));
     }
 
     fn release(&mut self, ctx: &mut Ctx<'_>, key: &str, time: i64) {
@@ -343,6 +395,7 @@ pub fn latest_time(m: &agent::AgentMessage) -> i64 {
             .chain(d.pods_removed.iter().map(|r| r.removed_at_micros))
             .chain(d.credentials_upserted.iter().flat_map(credential))
             .chain(d.credentials_removed.iter().map(|r| r.removed_at_micros))
+            .chain(d.token_reads.iter().map(|r| r.time_micros))
             .collect(),
         None => Vec::new(),
     };
@@ -353,7 +406,9 @@ pub fn latest_time(m: &agent::AgentMessage) -> i64 {
 pub fn attested_items(m: &agent::AgentMessage) -> u64 {
     let n = match &m.body {
         Some(agent::agent_message::Body::Snapshot(s)) => s.pods.len() + s.credentials.len(),
-        Some(agent::agent_message::Body::Delta(d)) => d.pods_upserted.len() + d.credentials_upserted.len(),
+        Some(agent::agent_message::Body::Delta(d)) => {
+            d.pods_upserted.len() + d.credentials_upserted.len() + d.token_reads.len()
+        }
         None => 0,
     };
     n as u64
@@ -496,5 +551,71 @@ mod tests {
         assert!(matches!(&a.observations[0], Observation::Pod(p) if p.event == Some(PodEvent::Deleted)));
         assert!(matches!(&a.observations[1], Observation::Credential(c) if c.event == CredentialEvent::Released
             && c.serviceaccount.name == "api"));
+    }
+
+    #[test]
+    fn token_reads_name_the_account_the_agent_attested_at_that_location_and_nothing_else() {
+        let mut s = AgentState::default();
+        let audit = Audit(vec![]);
+        let mut thief = pod("u-thief");
+        thief.namespace = "default".into();
+        thief.name = "thief".into();
+        s.apply(
+            "prod",
+            "n1",
+            &snapshot(1, "n1", vec![pod("u1"), thief], vec![cred("u1", "n1", "j1")]),
+            &audit,
+            i64::MAX,
+        )
+        .unwrap();
+        let read = |pod_uid: &str| agent::TokenFileRead {
+            time_micros: 2_000,
+            location: cred(pod_uid, "n1", "x").location,
+            credential: None,
+            pid: 42,
+            executable: Some("/bin/cat".into()),
+            cgroup: "/kubepods/besteffort/podu-thief/c1".into(),
+            reader_pod_uid: Some("u-thief".into()),
+            reader_container: Some("c1".into()),
+        };
+        let delta = agent::AgentMessage {
+            agent_id: "a1".into(),
+            sequence: 2,
+            node_name: "n1".into(),
+            observed_at_micros: 2_000,
+            body: Some(agent::agent_message::Body::Delta(agent::NodeDelta {
+                token_reads: vec![read("u1"), read("u-unattested")],
+                ..Default::default()
+            })),
+        };
+        assert_eq!(latest_time(&delta), 2_000);
+        let a = s.apply("prod", "n1", &delta, &audit, i64::MAX).unwrap();
+        assert_eq!(a.refused, 1, "a read of a file the agent never attested");
+        let [Observation::TokenFileRead(r)] = a.observations.as_slice() else { panic!("{:?}", a.observations) };
+        assert_eq!((r.serviceaccount.name.as_str(), r.token_pod_uid.as_str(), r.node.as_str()), ("api", "u1", "n1"));
+        assert!(matches!(&r.credential, Credential::PodBound { jti: Some(j), .. } if j == "j1"));
+        assert_eq!((r.reader.pod_namespace.as_deref(), r.reader.pod_name.as_deref()), (Some("default"), Some("thief")));
+        assert_eq!(r.reader.container.as_deref(), Some("c1"));
+
+        // A read that carries its credential needs no earlier attestation (a restarted
+        // aggregator, reads queued before the snapshot), and is checked like one.
+        let mut fresh = AgentState::default();
+        let mut carried = read("u2");
+        carried.credential = Some(cred("u2", "n1", "j2"));
+        let mut elsewhere = read("u3");
+        elsewhere.credential = Some(cred("u3", "n2", "j3"));
+        let mut moved = read("u4");
+        moved.credential = Some(cred("u5", "n1", "j5"));
+        let m = agent::AgentMessage {
+            body: Some(agent::agent_message::Body::Delta(agent::NodeDelta {
+                token_reads: vec![carried, elsewhere, moved],
+                ..Default::default()
+            })),
+            ..delta
+        };
+        let a = fresh.apply("prod", "n1", &m, &audit, i64::MAX).unwrap();
+        assert_eq!(a.refused, 2, "bound to another node; a credential from another location");
+        let [Observation::TokenFileRead(r)] = a.observations.as_slice() else { panic!("{:?}", a.observations) };
+        assert!(matches!(&r.credential, Credential::PodBound { jti: Some(j), .. } if j == "j2"));
     }
 }

@@ -28,7 +28,7 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 const ENVIRONMENTS: [&str; 4] = ["self-managed", "eks", "aks", "gke"];
 
 /// Feature variants that must exist under the chart's `ci/`.
-const FEATURES: [&str; 5] = ["kafka-tls", "sasl-scram", "strimzi", "servicemonitor", "standalone"];
+const FEATURES: [&str; 6] = ["kafka-tls", "sasl-scram", "strimzi", "servicemonitor", "standalone", "token-reads"];
 
 /// The namespace the chart is rendered into.
 const NAMESPACE: &str = "tokentrail";
@@ -241,7 +241,9 @@ fn mount_secret_files(workload: &Value, container: &Value, config: &mut Value, r
             }
         }
         Value::Object(fields) => {
-            for value in fields.values_mut() {
+            // Paths that are matched, never opened: other processes' executables.
+            const NOT_READ: &[&str] = &["token_read_allow_exe"];
+            for (_, value) in fields.iter_mut().filter(|(k, _)| !NOT_READ.contains(&k.as_str())) {
                 problems.extend(mount_secret_files(workload, container, value, root));
             }
         }
@@ -642,4 +644,32 @@ fn the_inventory_feed_s_configuration_and_rbac_follow_their_switches() {
     assert!(inventory_of(&off).is_null());
     assert!(cluster_role(&off).is_none());
     assert!(!off.iter().any(|o| name(o).contains("-inventory")), "no inventory object without the feed");
+}
+
+#[test]
+fn the_token_read_watch_s_capabilities_and_configuration_follow_its_switch() {
+    let tools = tools();
+    let agent_of = |values: Vec<PathBuf>| -> (Value, Value) {
+        let objects = objects(&render_yaml(&tools, &values));
+        let daemonset = objects.iter().find(|o| kind(o) == "DaemonSet").expect("the agent's DaemonSet").clone();
+        let config = objects.iter().find_map(|o| o["data"]["agent.json"].as_str()).expect("an agent.json ConfigMap");
+        (daemonset, serde_json::from_str(config).unwrap())
+    };
+    let capabilities = |ds: &Value| -> Vec<String> {
+        let container = &list(&pod_spec(ds)["containers"])[0];
+        list(&container["securityContext"]["capabilities"]["add"]).iter().map(|c| c.as_str().unwrap().into()).collect()
+    };
+
+    let (off, config) = agent_of(vec![chart().join("values-self-managed.yaml")]);
+    assert_eq!(capabilities(&off), ["DAC_READ_SEARCH"], "off by default: no SYS_ADMIN");
+    assert!(pod_spec(&off)["hostPID"].is_null());
+    assert!(config["watch_token_reads"].is_null());
+
+    let (on, config) =
+        agent_of(vec![chart().join("values-self-managed.yaml"), chart().join("ci/token-reads-values.yaml")]);
+    assert_eq!(capabilities(&on), ["DAC_READ_SEARCH", "SYS_ADMIN", "SYS_PTRACE"]);
+    assert_eq!(pod_spec(&on)["hostPID"], true);
+    assert_eq!(config["watch_token_reads"], true);
+    assert_eq!(config["token_read_allow_exe"][0], "/usr/bin/vector");
+    assert_eq!(config["token_read_allow_pod"][0], "monitoring/node-exporter-");
 }

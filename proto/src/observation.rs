@@ -34,6 +34,8 @@ pub enum Observation {
     TokenSecret(TokenSecretFact),
     /// A node agent's attestation that a pod holds (or no longer holds) a credential.
     Credential(CredentialFact),
+    /// A node agent saw a process that may not read a pod's token file open it.
+    TokenFileRead(TokenFileRead),
 }
 
 impl Observation {
@@ -50,6 +52,7 @@ impl Observation {
             Observation::ServiceAccount(o) => o.time,
             Observation::TokenSecret(o) => o.time,
             Observation::Credential(o) => o.time,
+            Observation::TokenFileRead(o) => o.time,
         }
     }
 
@@ -57,7 +60,7 @@ impl Observation {
     /// controls, rather than the apiserver's or an inventory's.
     pub fn from_agent(&self) -> bool {
         match self {
-            Observation::Credential(_) => true,
+            Observation::Credential(_) | Observation::TokenFileRead(_) => true,
             Observation::Pod(PodFact { source, .. }) | Observation::Node(NodeFact { source, .. }) => {
                 *source == Some(FactSource::Attestation)
             }
@@ -590,4 +593,62 @@ pub struct AttestationDetails {
     pub expires_at: Option<Timestamp>,
     /// `kubernetes.io.warnafter`: set on tokens whose expiry the apiserver extended.
     pub warn_after: Option<Timestamp>,
+}
+
+/// A node agent saw a process open a pod's token file that may not read it: another pod's
+/// container, or a host process that is neither the kubelet nor the container runtime. The
+/// theft itself, before any use of the token.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokenFileRead {
+    /// When the agent saw the open (its node's clock).
+    pub time: Timestamp,
+    /// The node whose agent saw it (authenticated by the aggregator).
+    pub node: String,
+    /// The pod whose volume holds the token file.
+    pub token_pod_uid: String,
+    /// That pod's namespace and name, when the agent knew the pod.
+    pub token_pod: Option<(String, String)>,
+    /// The token's service account.
+    pub serviceaccount: ServiceAccountRef,
+    /// The credential the file held, as the agent attested it.
+    pub credential: Credential,
+    /// Who opened it.
+    pub reader: TokenReader,
+}
+
+/// The process that opened a token file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenReader {
+    /// Its process id on the node.
+    pub pid: u32,
+    /// Its executable, when the agent could read it.
+    pub executable: Option<String>,
+    /// Its cgroup path.
+    pub cgroup: String,
+    /// The pod it runs in; `None`: a host process.
+    pub pod_uid: Option<String>,
+    /// That pod's namespace, when known.
+    pub pod_namespace: Option<String>,
+    /// That pod's name, when known.
+    pub pod_name: Option<String>,
+    /// Its container's id, when the cgroup names one.
+    pub container: Option<String>,
+}
+
+impl TokenReader {
+    /// `namespace/name` of the reader pod, its uid when the names are unknown, or the host
+    /// process (`host process /usr/bin/cat (pid 42)`).
+    pub fn describe(&self) -> String {
+        match (&self.pod_uid, &self.pod_namespace, &self.pod_name) {
+            (Some(_), Some(ns), Some(name)) => format!("pod {ns}/{name}"),
+            (Some(uid), _, _) => format!("pod uid {uid}"),
+            (None, _, _) => {
+                format!(
+                    "host process {} (pid {})",
+                    self.executable.as_deref().unwrap_or("<unknown executable>"),
+                    self.pid
+                )
+            }
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //! choice for each kind is:
 //!
 //! * **About one service account** (key = that account): token uses, mints (the account the
-//!   token is for), ServiceAccount objects, agents' credential facts, token Secrets whose
-//!   `service-account.name` annotation names their account.
+//!   token is for), ServiceAccount objects, agents' credential facts and foreign reads of token
+//!   files (the account of the token read), token Secrets whose `service-account.name`
+//!   annotation names their account.
 //! * **About a pod**: exec/attach/port-forward go to the pod's service account. A pod's create
 //!   event and the agents' attestations name it; its exec events do not, so the [`Directory`]
 //!   remembers `pod → service account` (bounded) from the facts that named it. Pod facts
@@ -129,6 +130,9 @@ impl Directory {
                 None => broadcast(cluster, "service-account"),
             },
             Observation::Credential(c) => sa_route(cluster, &c.serviceaccount),
+            // Beside the token's own credential facts and uses: the harvest-then-use chain
+            // joins them.
+            Observation::TokenFileRead(r) => sa_route(cluster, &r.serviceaccount),
             Observation::Node(_) => broadcast(cluster, "node"),
             Observation::AuthFailure(_) => broadcast(cluster, "auth-failure"),
             Observation::Pod(p) => {

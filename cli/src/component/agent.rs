@@ -74,6 +74,33 @@ pub struct Settings {
     #[arg(long)]
     #[serde(rename = "inotify", serialize_with = "off_if_given")]
     no_inotify: bool,
+    /// Watch opens of token files (fanotify, needs CAP_SYS_ADMIN) and attest every reader that
+    /// is not the kubelet, the container runtime or the token's own pod (docs/rules.md).
+    #[arg(long)]
+    #[serde(serialize_with = "on_if_given")]
+    watch_token_reads: bool,
+    /// An executable (exact path) allowed to read every token file, e.g. a node agent that
+    /// legitimately does; repeatable.
+    #[arg(long, value_name = "PATH")]
+    token_read_allow_exe: Vec<String>,
+    /// Pods allowed to read every token file: `NAMESPACE/` or `NAMESPACE/NAME_PREFIX`;
+    /// repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    token_read_allow_pod: Vec<String>,
+    /// A reader's opens of one token file are attested at most once per this interval
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(serialize_with = "duration::serialize_given")]
+    token_read_report_interval: Option<Duration>,
+}
+
+/// A `--flag` that turns a setting on: `true` when given, nothing (null) otherwise.
+fn on_if_given<S: serde::Serializer>(given: &bool, s: S) -> Result<S::Ok, S::Error> {
+    if *given {
+        s.serialize_bool(true)
+    } else {
+        s.serialize_none()
+    }
 }
 
 /// A `--no-...` flag: `false` for its setting when given, nothing (null) otherwise.
@@ -162,5 +189,26 @@ mod tests {
         assert_eq!(err, "rescan_interval: must be at least 1s");
         let err = load(None, &["--aggregator", "http://agg", "--rescan-interval", "10"]).unwrap_err();
         assert!(err.contains("invalid duration \"10\""), "{err}");
+    }
+
+    #[test]
+    fn the_token_read_watch_flags_reach_their_settings_and_it_is_off_without_them() {
+        let c = load(None, &["--aggregator", "http://agg:7443"]).unwrap();
+        assert!(!c.watch_token_reads && c.token_read_allow_exe.is_empty());
+        let file = r#"{"aggregator": "http://agg:7443", "token_read_allow_exe": ["/usr/bin/vector"]}"#;
+        let flags = [
+            "--watch-token-reads",
+            "--token-read-allow-exe",
+            "/opt/agent/bin/agent",
+            "--token-read-allow-pod",
+            "monitoring/node-exporter-",
+            "--token-read-report-interval",
+            "5m",
+        ];
+        let c = load(Some(file), &flags).unwrap();
+        assert!(c.watch_token_reads);
+        assert_eq!(c.token_read_allow_exe, ["/usr/bin/vector", "/opt/agent/bin/agent"], "the file's and the flags'");
+        assert_eq!(c.token_read_allow_pod, ["monitoring/node-exporter-"]);
+        assert_eq!(c.token_read_report_interval, Duration::from_secs(300));
     }
 }

@@ -103,7 +103,10 @@ fn logged(obs: &Observation) -> bool {
     match obs {
         Observation::Pod(p) => !matches!(p.source, Some(FactSource::Inventory | FactSource::Attestation)),
         Observation::Node(n) => !matches!(n.source, Some(FactSource::Inventory | FactSource::Attestation)),
-        Observation::ServiceAccount(_) | Observation::TokenSecret(_) | Observation::Credential(_) => false,
+        Observation::ServiceAccount(_)
+        | Observation::TokenSecret(_)
+        | Observation::Credential(_)
+        | Observation::TokenFileRead(_) => false,
         _ => true,
     }
 }
@@ -192,6 +195,7 @@ impl Engine {
             }
             Observation::Pod(p) => self.state.fold_pod(p),
             Observation::Credential(c) => self.state.fold_attestation(&c),
+            Observation::TokenFileRead(r) => self.state.fold_token_read(&r),
             Observation::Node(n) => self.state.fold_node(&n),
             Observation::ServiceAccount(sa) => self.state.fold_serviceaccount(sa),
             Observation::TokenSecret(s) => self.state.fold_token_secret(s),

@@ -104,6 +104,8 @@ pub(crate) fn expire(
     state.resolve_pods();
     let keep_pods = retention.pods.max(deletion_window.saturating_add(ALLOWED_LATENESS));
     let pods = state.retain_pods(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
+    // Foreign reads of token files live as long as the credentials they read.
+    state.token_reads_mut().retain_recent(|last| cutoff(last, retention.credentials));
     Expired { use_groups, attestations, mints, pods }
 }
 

@@ -84,6 +84,13 @@ pub enum Rule {
     /// A pod's token used by a client program the pod never used, from its node's address or
     /// another pod's.
     TokenClientChanged,
+    /// A pod's token file opened by another pod's container (a node agent saw it).
+    TokenFileReadByOtherPod,
+    /// A pod's token file opened by a host process that is not the kubelet or the runtime.
+    TokenFileReadOnHost,
+    /// A token file read by a foreign reader, then that credential used from anywhere but its
+    /// pod.
+    TokenHarvestedThenUsed,
 }
 
 /// A MITRE ATT&CK technique.
@@ -101,10 +108,11 @@ const T1550_001: Technique =
 const T1552_007: Technique = Technique { id: "T1552.007", name: "Unsecured Credentials: Container API" };
 const T1078_004: Technique = Technique { id: "T1078.004", name: "Valid Accounts: Cloud Accounts" };
 const T1609: Technique = Technique { id: "T1609", name: "Container Administration Command" };
+const T1552_001: Technique = Technique { id: "T1552.001", name: "Unsecured Credentials: Credentials In Files" };
 
 impl Rule {
     /// Every rule, in catalogue order.
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 17] = [
         Rule::TokenUsedOffCluster,
         Rule::TokenUsedFromOtherWorkload,
         Rule::TokenMultiOrigin,
@@ -119,6 +127,9 @@ impl Rule {
         Rule::LegacyTokenPresent,
         Rule::SaTokenSecretRead,
         Rule::TokenClientChanged,
+        Rule::TokenFileReadByOtherPod,
+        Rule::TokenFileReadOnHost,
+        Rule::TokenHarvestedThenUsed,
     ];
 
     /// The stable rule id.
@@ -138,14 +149,21 @@ impl Rule {
             Rule::LegacyTokenPresent => "legacy-token-present",
             Rule::SaTokenSecretRead => "sa-token-secret-read",
             Rule::TokenClientChanged => "token-client-changed",
+            Rule::TokenFileReadByOtherPod => "token-file-read-by-other-pod",
+            Rule::TokenFileReadOnHost => "token-file-read-on-host",
+            Rule::TokenHarvestedThenUsed => "token-harvested-then-used",
         }
     }
 
     /// The catalogue severity (`legacy-token-foreign-ip` is raised to critical off-cluster by the rule).
     pub fn severity(self) -> Severity {
         match self {
-            Rule::TokenUsedOffCluster | Rule::ExecThenTokenUse => Severity::Critical,
-            Rule::TokenUsedFromOtherWorkload
+            Rule::TokenUsedOffCluster
+            | Rule::ExecThenTokenUse
+            | Rule::TokenFileReadByOtherPod
+            | Rule::TokenHarvestedThenUsed => Severity::Critical,
+            Rule::TokenFileReadOnHost
+            | Rule::TokenUsedFromOtherWorkload
             | Rule::TokenMultiOrigin
             | Rule::TokenForgedMint
             | Rule::TokenSupersededUse
@@ -174,6 +192,8 @@ impl Rule {
             Rule::SaTokenSecretRead => &[T1552_007, T1528],
             Rule::TokenForgedMint | Rule::TokenMintedByUser => &[T1528, T1078_004],
             Rule::TokenSupersededUse | Rule::TokenAfterPodDeletion => &[T1550_001, T1528],
+            Rule::TokenFileReadByOtherPod | Rule::TokenFileReadOnHost => &[T1528, T1552_001],
+            Rule::TokenHarvestedThenUsed => &[T1528, T1552_001, T1550_001],
         }
     }
 
@@ -245,6 +265,20 @@ impl Rule {
             Rule::TokenClientChanged => {
                 "Find which program used the token from this address; if it is not one of the pod's own, treat the \
                  token as stolen and delete the pod (its bound tokens die with it)."
+            }
+            Rule::TokenFileReadByOtherPod => {
+                "Treat the token as stolen: delete its pod (its bound tokens die with it), then inspect the reader \
+                 pod: how it reaches the host's kubelet directory (hostPath, hostPID, privileged) and what it did \
+                 since. A node agent that reads every token by design belongs in the agent's allow-list."
+            }
+            Rule::TokenFileReadOnHost => {
+                "Treat the token as stolen: delete its pod (its bound tokens die with it) and investigate the host \
+                 process and who runs it on the node. A host tool that reads tokens by design belongs in the \
+                 agent's allow-list (--token-read-allow-exe)."
+            }
+            Rule::TokenHarvestedThenUsed => {
+                "The token was taken from its file and used: delete its pod now (its bound tokens die with it), \
+                 contain the reader, and review every request the client address made with the service account."
             }
         }
     }

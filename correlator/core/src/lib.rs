@@ -18,6 +18,7 @@
 //! * [`report`]: findings, client-address table, legacy-token inventory ([`legacy_tokens`]),
 //!   coverage, built from a state and the settings.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
+//! * [`token_reads`]: foreign reads of token files that node agents saw.
 //! * [`attestation`]: what node agents attested (credentials seen in pod volumes, how far each
 //!   agent has reported), for `token-forged-mint`.
 //! * [`expiry`]: what the streaming engine forgets, and when, so its state stays bounded.
@@ -52,6 +53,7 @@ pub mod sample;
 pub mod shared;
 pub mod state;
 pub mod tally;
+pub mod token_reads;
 pub mod usage;
 pub mod verdict;
 

@@ -18,12 +18,13 @@ use crate::attestation::Attestations;
 use crate::model::{Model, Nodes, PodQuestions, PodSighting, Pods};
 use crate::observation::{
     AuthFailure, Credential, CredentialFact, FactSource, NodeFact, PodAccess, PodFact, SecretRead, ServiceAccountFact,
-    ServiceAccountRef, TokenMint, TokenSecretFact, UseView,
+    ServiceAccountRef, TokenFileRead, TokenMint, TokenSecretFact, UseView,
 };
 use crate::proxies::ProxyHops;
 use crate::shared::Shared;
 use crate::tally::Tally;
 use crate::time::Timestamp;
+use crate::token_reads::TokenReads;
 use crate::usage::{CredentialKey, UseGroup, UseGroups, UseKey};
 
 /// How many exec/attach records are kept; beyond it they are counted and dropped, so a flood of
@@ -76,6 +77,9 @@ pub struct State {
     /// Written only when there are some, so other snapshots keep their bytes.
     #[serde(default, with = "crate::pairs", skip_serializing_if = "HashMap::is_empty")]
     secret_reads_elsewhere: SecretReadsBy,
+    /// Foreign reads of token files that node agents saw. Written only when there are some.
+    #[serde(default, skip_serializing_if = "TokenReads::is_empty")]
+    token_reads: TokenReads,
     stats: EngineStats,
     /// The values many samples hold alike, kept once.
     #[serde(skip)]
@@ -107,6 +111,7 @@ impl Default for State {
             attestations: Attestations::default(),
             hops: ProxyHops::default(),
             secret_reads_elsewhere: HashMap::new(),
+            token_reads: TokenReads::default(),
             stats: EngineStats::default(),
             shared: Shared::default(),
             latest: Timestamp::MIN,
@@ -218,6 +223,10 @@ impl State {
 
     pub(crate) fn fold_attestation(&mut self, c: &CredentialFact) {
         self.attestations.apply(c);
+    }
+
+    pub(crate) fn fold_token_read(&mut self, r: &TokenFileRead) {
+        self.token_reads.add(r);
     }
 
     pub(crate) fn fold_node(&mut self, n: &NodeFact) {
@@ -344,6 +353,14 @@ impl State {
     }
 
     /// What node agents attested.
+    pub(crate) fn token_reads(&self) -> &TokenReads {
+        &self.token_reads
+    }
+
+    pub(crate) fn token_reads_mut(&mut self) -> &mut TokenReads {
+        &mut self.token_reads
+    }
+
     pub(crate) fn attestations(&self) -> &Attestations {
         &self.attestations
     }

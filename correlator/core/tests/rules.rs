@@ -678,3 +678,73 @@ fn an_agents_node_report_is_its_heartbeat() {
     obs.push(heartbeat(13.0));
     assert_eq!(fired(&run(obs)), ["token-forged-mint"]);
 }
+
+// --- token-file-read-by-other-pod, token-file-read-on-host, token-harvested-then-used -----------
+
+#[test]
+fn another_pod_reading_a_token_file_is_critical_and_names_the_reader() {
+    let p = api();
+    let thief = pod("default/debug-shell", "uid-thief").on_node("worker-1").with_ip("10.244.1.40");
+    let report = run(with_cluster(vec![
+        p.observed(),
+        thief.observed(),
+        token_read(&p, "j1", Some(&thief), "/bin/cat", 3.0),
+        token_read(&p, "j1", Some(&thief), "/bin/cat", 5.0),
+    ]));
+    assert_eq!(fired(&report), ["token-file-read-by-other-pod"]);
+    let f = &report.findings[0];
+    assert_eq!((f.severity, f.count), (Severity::Critical, 2));
+    assert_eq!(f.credential.as_ref().unwrap().id.as_deref(), Some("JTI=j1"));
+    assert_eq!(f.pod.as_ref().unwrap().uid.as_deref(), Some("uid-api"));
+    assert!(f.title.contains("pod default/debug-shell"), "{}", f.title);
+    assert!(f.attack.iter().any(|t| t.id == "T1552.001"));
+}
+
+#[test]
+fn a_host_process_reading_a_token_file_is_high() {
+    let p = api();
+    let report = run(with_cluster(vec![p.observed(), token_read(&p, "j1", None, "/usr/bin/python3", 3.0)]));
+    assert_eq!(fired(&report), ["token-file-read-on-host"]);
+    assert_eq!(report.findings[0].severity, Severity::High);
+    assert!(report.findings[0].title.contains("host process /usr/bin/python3"));
+}
+
+#[test]
+fn a_harvested_token_used_away_from_its_pod_is_a_chain_and_its_own_use_is_not() {
+    let p = api();
+    let thief = pod("default/debug-shell", "uid-thief").on_node("worker-1").with_ip("10.244.1.40");
+    let report = run(with_cluster(vec![
+        p.observed(),
+        thief.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(1.0).obs(),
+        token_read(&p, "j1", Some(&thief), "/bin/cat", 3.0),
+        // The pod's own use after the read: no chain.
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.1.12").at(4.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(6.0).listing_secrets("payments").obs(),
+    ]));
+    assert_eq!(
+        fired(&report),
+        [
+            "token-file-read-by-other-pod",
+            "token-harvested-then-used@203.0.113.50",
+            "token-used-off-cluster@203.0.113.50"
+        ]
+    );
+    let chain = &only(&report, "token-harvested-then-used")[0];
+    assert_eq!(chain.severity, Severity::Critical);
+    assert!(chain.explanation.contains("pod default/debug-shell"), "{}", chain.explanation);
+}
+
+#[test]
+fn a_use_before_the_read_or_of_another_credential_is_no_chain() {
+    let p = api();
+    let report = run(with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j0").from("203.0.113.50").at(1.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.51").at(2.0).obs(),
+        token_read(&p, "j1", None, "/usr/bin/cat", 3.0),
+        use_of("payments/api").bound_to(&p, "j0").from("203.0.113.52").at(5.0).obs(),
+    ]));
+    assert!(only(&report, "token-harvested-then-used").is_empty(), "{:?}", fired(&report));
+    assert_eq!(only(&report, "token-file-read-on-host").len(), 1);
+}

@@ -18,6 +18,10 @@ fn evidence() -> Vec<Observation> {
     obs.push(bound(mint("j2", "payments/api", "system:node:worker-1", "10.0.1.11", 48.0), &api));
     obs.extend(use_of("payments/api").bound_to(&api, "j1").from("10.244.1.12").every_minute(0.5, 48));
     obs.push(exec_into(&api, "alice", "198.51.100.23", 30.0));
+    // A foreign read of api's token file, then the token used from outside: the harvest chain
+    // must survive a restore like everything else.
+    let thief = pod("default/debug", "uid-debug").on_node("worker-1").with_ip("10.244.1.99");
+    obs.extend([thief.observed(), token_read(&api, "j1", Some(&thief), "/bin/cat", 31.0)]);
     obs.extend(
         use_of("payments/api").bound_to(&api, "j1").via(&["10.244.1.12", "203.0.113.50"]).every_minute(33.0, 40),
     );
@@ -43,6 +47,7 @@ fn a_restored_engine_continues_exactly_where_the_snapshot_left_off() {
     }
     let expected = report_json(&mut straight);
     assert!(expected.contains("token-used-off-cluster"), "the scenario must make findings");
+    assert!(expected.contains("token-harvested-then-used"), "the scenario must read a token file");
 
     for cut in [0, 1, obs.len() / 3, obs.len() / 2, obs.len() - 1, obs.len()] {
         let mut first = Engine::new(EngineConfig::default());

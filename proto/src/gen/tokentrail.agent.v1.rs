@@ -66,6 +66,10 @@ pub struct NodeDelta {
     /// Credentials whose token file is gone (pod torn down, volume removed).
     #[prost(message, repeated, tag = "5")]
     pub credentials_removed: ::prost::alloc::vec::Vec<CredentialRemoved>,
+    /// Token files opened by a process that may not read them (only with the agent's token-read
+    /// watch on: `--watch-token-reads`).
+    #[prost(message, repeated, tag = "6")]
+    pub token_reads: ::prost::alloc::vec::Vec<TokenFileRead>,
 }
 /// A node's identity and network addresses.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -241,6 +245,40 @@ pub struct CredentialRemoved {
     /// When the agent noticed.
     #[prost(int64, tag = "3")]
     pub removed_at_micros: i64,
+}
+/// A token file opened by a process that is neither the kubelet, the container runtime, a
+/// container of the pod that owns the file, nor allowed by the agent's configuration: another
+/// pod's container or a host process. The agent learns it from fanotify and /proc and never reads
+/// the file to report it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TokenFileRead {
+    /// When the agent saw the open (the agent's clock).
+    #[prost(int64, tag = "1")]
+    pub time_micros: i64,
+    /// The token file opened.
+    #[prost(message, optional, tag = "2")]
+    pub location: ::core::option::Option<CredentialLocation>,
+    /// The credential the file held, as the agent attests it (the aggregator checks it as it checks
+    /// attested credentials): a read needs no earlier message to be understood, so reads queued
+    /// before a connection's snapshot, or resent to a restarted aggregator, keep their meaning.
+    #[prost(message, optional, tag = "3")]
+    pub credential: ::core::option::Option<Credential>,
+    /// The opener's process id, in the agent's pid namespace (the host's).
+    #[prost(uint32, tag = "4")]
+    pub pid: u32,
+    /// The opener's executable (`/proc/<pid>/exe` as the agent's mount namespace names it), when
+    /// readable.
+    #[prost(string, optional, tag = "5")]
+    pub executable: ::core::option::Option<::prost::alloc::string::String>,
+    /// The opener's cgroup path.
+    #[prost(string, tag = "6")]
+    pub cgroup: ::prost::alloc::string::String,
+    /// The reader pod's uid when its cgroup names one; absent for a host process.
+    #[prost(string, optional, tag = "7")]
+    pub reader_pod_uid: ::core::option::Option<::prost::alloc::string::String>,
+    /// The reader container's id when its cgroup names one.
+    #[prost(string, optional, tag = "8")]
+    pub reader_container: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// What the aggregator sends back on the stream.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

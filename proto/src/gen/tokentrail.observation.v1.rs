@@ -7,7 +7,7 @@ pub struct Observation {
     pub cluster: ::prost::alloc::string::String,
     #[prost(
         oneof = "observation::Kind",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20"
     )]
     pub kind: ::core::option::Option<observation::Kind>,
 }
@@ -45,6 +45,9 @@ pub mod observation {
         /// A node agent attested that a pod holds (or no longer holds) a credential.
         #[prost(message, tag = "19")]
         Credential(super::CredentialFact),
+        /// A node agent saw a process that may not read a pod's token file open it.
+        #[prost(message, tag = "20")]
+        TokenFileRead(super::TokenFileRead),
     }
 }
 /// A service account, as `system:serviceaccount:<namespace>:<name>` names it.
@@ -360,6 +363,56 @@ pub struct CredentialFact {
     pub expires_at_micros: ::core::option::Option<i64>,
     #[prost(int64, optional, tag = "14")]
     pub warn_after_micros: ::core::option::Option<i64>,
+}
+/// A node agent saw a process open a pod's token file that may not read it: another pod's
+/// container or a host process other than the kubelet and the container runtime.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TokenFileRead {
+    /// When the agent saw the open.
+    #[prost(int64, tag = "1")]
+    pub time_micros: i64,
+    /// The node whose agent saw it.
+    #[prost(string, tag = "2")]
+    pub node: ::prost::alloc::string::String,
+    /// The pod whose volume holds the token file.
+    #[prost(string, tag = "3")]
+    pub token_pod_uid: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "4")]
+    pub token_pod_namespace: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "5")]
+    pub token_pod_name: ::core::option::Option<::prost::alloc::string::String>,
+    /// The token's service account.
+    #[prost(message, optional, tag = "6")]
+    pub serviceaccount: ::core::option::Option<ServiceAccountRef>,
+    /// The credential the file held (as the agent attested it).
+    #[prost(message, optional, tag = "7")]
+    pub credential: ::core::option::Option<Credential>,
+    /// Who opened it.
+    #[prost(message, optional, tag = "8")]
+    pub reader: ::core::option::Option<TokenReader>,
+}
+/// The process that opened a token file.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TokenReader {
+    /// Its process id on the node.
+    #[prost(uint32, tag = "1")]
+    pub pid: u32,
+    /// Its executable, when the agent could read it.
+    #[prost(string, optional, tag = "2")]
+    pub executable: ::core::option::Option<::prost::alloc::string::String>,
+    /// Its cgroup path.
+    #[prost(string, tag = "3")]
+    pub cgroup: ::prost::alloc::string::String,
+    /// The pod it runs in; absent: a host process.
+    #[prost(string, optional, tag = "4")]
+    pub pod_uid: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "5")]
+    pub pod_namespace: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "6")]
+    pub pod_name: ::core::option::Option<::prost::alloc::string::String>,
+    /// Its container's id.
+    #[prost(string, optional, tag = "7")]
+    pub container: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// Audit stage of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -12,7 +12,7 @@ use crate::net::IpNet;
 use crate::observation::{
     AttestationDetails, AuthFailure, BoundPod, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact,
     Observation, PodAccess, PodAccessKind, PodEvent, PodFact, Request, SecretRead, ServiceAccountFact,
-    ServiceAccountRef, Stage, TokenMint, TokenSecretFact, TokenUse,
+    ServiceAccountRef, Stage, TokenFileRead, TokenMint, TokenReader, TokenSecretFact, TokenUse,
 };
 use crate::time::Timestamp;
 
@@ -129,6 +129,24 @@ pub fn to_proto(cluster: &str, o: &Observation) -> pb::Observation {
             not_before_micros: c.details.not_before.map(|t| t.0),
             expires_at_micros: c.details.expires_at.map(|t| t.0),
             warn_after_micros: c.details.warn_after.map(|t| t.0),
+        }),
+        Observation::TokenFileRead(r) => Kind::TokenFileRead(pb::TokenFileRead {
+            time_micros: r.time.0,
+            node: r.node.clone(),
+            token_pod_uid: r.token_pod_uid.clone(),
+            token_pod_namespace: r.token_pod.as_ref().map(|(ns, _)| ns.clone()),
+            token_pod_name: r.token_pod.as_ref().map(|(_, name)| name.clone()),
+            serviceaccount: Some(sa(&r.serviceaccount)),
+            credential: Some(credential(&r.credential)),
+            reader: Some(pb::TokenReader {
+                pid: r.reader.pid,
+                executable: r.reader.executable.clone(),
+                cgroup: r.reader.cgroup.clone(),
+                pod_uid: r.reader.pod_uid.clone(),
+                pod_namespace: r.reader.pod_namespace.clone(),
+                pod_name: r.reader.pod_name.clone(),
+                container: r.reader.container.clone(),
+            }),
         }),
     };
     pb::Observation { cluster: cluster.to_string(), kind: Some(kind) }
@@ -349,6 +367,27 @@ pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
                 warn_after: c.warn_after_micros.map(Timestamp),
             },
         }),
+        Kind::TokenFileRead(r) => Observation::TokenFileRead(TokenFileRead {
+            time: Timestamp(r.time_micros),
+            node: r.node.clone(),
+            token_pod_uid: r.token_pod_uid.clone(),
+            token_pod: r.token_pod_namespace.clone().zip(r.token_pod_name.clone()),
+            serviceaccount: sa_back(r.serviceaccount.as_ref()?),
+            credential: credential_back(r.credential.as_ref()),
+            reader: r
+                .reader
+                .as_ref()
+                .map(|p| TokenReader {
+                    pid: p.pid,
+                    executable: p.executable.clone(),
+                    cgroup: p.cgroup.clone(),
+                    pod_uid: p.pod_uid.clone(),
+                    pod_namespace: p.pod_namespace.clone(),
+                    pod_name: p.pod_name.clone(),
+                    container: p.container.clone(),
+                })
+                .unwrap_or_default(),
+        }),
     };
     Some((o.cluster.clone(), obs))
 }
@@ -437,6 +476,33 @@ mod tests {
             },
         });
         assert_eq!(from_proto(&to_proto("prod", &fact)), Some(("prod".to_string(), fact)));
+    }
+
+    #[test]
+    fn token_file_reads_round_trip() {
+        let read = Observation::TokenFileRead(TokenFileRead {
+            time: Timestamp(1_772_359_200_000_000),
+            node: "worker-1".into(),
+            token_pod_uid: "uid-api".into(),
+            token_pod: Some(("payments".into(), "api-1".into())),
+            serviceaccount: ServiceAccountRef { namespace: "payments".into(), name: "api".into() },
+            credential: Credential::PodBound {
+                jti: Some("j1".into()),
+                pod_name: "api-1".into(),
+                pod_uid: "uid-api".into(),
+                node: Some("worker-1".into()),
+            },
+            reader: TokenReader {
+                pid: 4242,
+                executable: Some("/usr/bin/cat".into()),
+                cgroup: "/kubepods/besteffort/poduid-thief/c1".into(),
+                pod_uid: Some("uid-thief".into()),
+                pod_namespace: Some("default".into()),
+                pod_name: Some("thief".into()),
+                container: Some("c1".into()),
+            },
+        });
+        assert_eq!(from_proto(&to_proto("prod", &read)), Some(("prod".to_string(), read)));
     }
 
     #[test]

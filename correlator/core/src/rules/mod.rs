@@ -3,11 +3,13 @@
 //! One module per family of evidence: [`origin`] (where a credential was used from),
 //! [`fingerprint`] (what the client says it is), [`lineage`]
 //! (how it was minted and rotated), [`access`] (what happened around it: exec, deletion, Secret
-//! reads), [`legacy`] (Secret-based tokens). Each appends [`Finding`]s; a finding is one rule, one
+//! reads), [`legacy`] (Secret-based tokens), [`harvest`] (token files read on the node by who may
+//! not, and what became of them). Each appends [`Finding`]s; a finding is one rule, one
 //! credential and one client address, with counts, never one per request.
 
 pub(crate) mod access;
 pub(crate) mod fingerprint;
+pub(crate) mod harvest;
 pub(crate) mod legacy;
 pub(crate) mod lineage;
 pub(crate) mod origin;
@@ -218,6 +220,7 @@ pub(crate) fn run(ctx: &Context<'_>) -> Vec<Finding> {
     lineage::run(ctx, &mut drafts);
     access::run(ctx, &mut drafts);
     legacy::run(ctx, &mut drafts);
+    harvest::run(ctx, &mut drafts);
     let cluster = ctx.config.cluster.as_deref();
     // Two rule paths may reach the same (rule, credential, address): keep one, the surest (an
     // off-cluster verdict by address that rests on unknown networks, beside the same verdict by

@@ -15,6 +15,7 @@ use crate::observation::{PodFact, ServiceAccountFact, ServiceAccountRef, TokenSe
 use crate::proxies::ProxyHops;
 use crate::tally::Tally;
 use crate::time::Timestamp;
+use crate::token_reads::{ReadGroup, ReadKey};
 use crate::usage::{UseGroup, UseKey};
 
 use super::EngineStats;
@@ -25,11 +26,14 @@ const ATTESTED: &str = "attested";
 const RETIRED: &str = "retired";
 const POD: &str = "pod";
 const MINT: &str = "mint";
-/// Sections compared whole each commit: one entry per node, service account and token Secret.
+/// Sections compared whole each commit: one entry per node, agent, service account, token Secret
+/// and foreign token read.
 const NODE: &str = "node";
 const AGENT: &str = "agent";
 const SERVICEACCOUNT: &str = "sa";
 const TOKEN_SECRET: &str = "secret";
+/// A foreign read of a token file: few, and only where an agent watches token reads.
+const TOKEN_READ: &str = "read";
 
 /// What the state holds beside its keyed sections, written as one entry (by the engine, with its
 /// own: [`crate::Engine::changes`]). Small: aggregates by client address, the capped exec list.
@@ -47,6 +51,7 @@ pub(crate) struct Rest<'a> {
     stats: &'a EngineStats,
     latest: Timestamp,
     logged: Option<Timestamp>,
+    token_reads_dropped: u64,
 }
 
 /// [`Rest`] as read back.
@@ -64,6 +69,9 @@ pub(crate) struct RestOwned {
     stats: EngineStats,
     latest: Timestamp,
     logged: Option<Timestamp>,
+    // Absent in changelogs written before token reads were watched.
+    #[serde(default)]
+    token_reads_dropped: u64,
 }
 
 fn json(value: &impl Serialize) -> Vec<u8> {
@@ -122,6 +130,8 @@ impl State {
         written.diff(SERVICEACCOUNT, accounts, changes);
         let secrets = self.token_secrets.iter().map(|(k, s)| (json_key(k), json(s)));
         written.diff(TOKEN_SECRET, secrets, changes);
+        let reads = self.token_reads.entries().map(|(k, r)| (json_key(k), json(r)));
+        written.diff(TOKEN_READ, reads, changes);
     }
 
     /// What the state holds beside its keyed sections.
@@ -136,6 +146,7 @@ impl State {
             stats: &self.stats,
             latest: self.latest,
             logged: self.logged,
+            token_reads_dropped: self.token_reads.dropped(),
         }
     }
 
@@ -150,6 +161,7 @@ impl State {
         self.stats = rest.stats;
         self.latest = rest.latest;
         self.logged = rest.logged;
+        self.token_reads.restore_dropped(rest.token_reads_dropped);
     }
 
     /// Puts back one entry of a keyed section; `Ok(false)` when the section is not the state's.
@@ -185,6 +197,11 @@ impl State {
                 let key: (String, String) = serde_json::from_str(key).map_err(bad())?;
                 let fact: TokenSecretFact = serde_json::from_slice(value).map_err(bad())?;
                 self.token_secrets.insert(key, fact);
+            }
+            TOKEN_READ => {
+                let key: ReadKey = serde_json::from_str(key).map_err(bad())?;
+                let group: ReadGroup = serde_json::from_slice(value).map_err(bad())?;
+                self.token_reads.insert_restored(key, group);
             }
             MINT => {
                 let mint: Mint = serde_json::from_slice(value).map_err(bad())?;

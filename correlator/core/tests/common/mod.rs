@@ -380,3 +380,33 @@ pub fn attested(p: &PodSpec, jti: &str, minutes: f64) -> Observation {
         details: Default::default(),
     })
 }
+
+/// The agent on `token_pod`'s node saw `reader` (another pod, or a host executable when `None`)
+/// open `token_pod`'s token file holding `jti`.
+pub fn token_read(token_pod: &PodSpec, jti: &str, reader: Option<&PodSpec>, exe: &str, minutes: f64) -> Observation {
+    Observation::TokenFileRead(TokenFileRead {
+        time: t(minutes),
+        node: token_pod.node.clone(),
+        token_pod_uid: token_pod.uid.clone(),
+        token_pod: Some((token_pod.namespace.clone(), token_pod.name.clone())),
+        serviceaccount: sa(&format!("{}/{}", token_pod.namespace, token_pod.serviceaccount)),
+        credential: Credential::PodBound {
+            jti: Some(jti.into()),
+            pod_name: token_pod.name.clone(),
+            pod_uid: token_pod.uid.clone(),
+            node: Some(token_pod.node.clone()),
+        },
+        reader: TokenReader {
+            pid: 4242,
+            executable: Some(exe.into()),
+            cgroup: match reader {
+                Some(r) => format!("/kubepods/besteffort/pod{}/c0ffee", r.uid),
+                None => "/user.slice/user-0.slice/session-1.scope".into(),
+            },
+            pod_uid: reader.map(|r| r.uid.clone()),
+            pod_namespace: reader.map(|r| r.namespace.clone()),
+            pod_name: reader.map(|r| r.name.clone()),
+            container: reader.map(|_| "c0ffee".to_string()),
+        },
+    })
+}
