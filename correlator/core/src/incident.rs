@@ -138,7 +138,8 @@ pub struct Incident {
     /// The most severe member's, raised to critical when a theft and a use from elsewhere are
     /// both in it.
     pub severity: Severity,
-    /// One line for a human.
+    /// One line for a human: the chain (whose tokens, taken by whom, used from where) when it
+    /// holds one, else its most severe finding's title.
     pub title: String,
     /// Cluster labels of its findings.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -349,10 +350,23 @@ fn incident(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, foreig
         group.iter().map(|f| f.first_seen).chain(story.iter().map(|s| s.time)).min().unwrap_or(Timestamp::MIN);
     let last_seen =
         group.iter().map(|f| f.last_seen).chain(story.iter().map(|s| s.time)).max().unwrap_or(Timestamp::MAX);
-    let lead = group[0];
-    let title = match group.len() {
-        1 => lead.title.clone(),
-        n => format!("{} (+{} related findings)", lead.title, n - 1),
+    let title = if took && used && !serviceaccounts.is_empty() {
+        // The chain in one line: whose tokens, taken by whom, used from where.
+        let by = if principals.is_empty() { String::new() } else { format!(" by {}", principals.join(", ")) };
+        let from = match attacker_ips.as_slice() {
+            [] => String::from(" elsewhere"),
+            ips => format!(" from {}", ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ")),
+        };
+        format!(
+            "Service-account tokens of {} taken{by} and used{from} ({} findings)",
+            serviceaccounts.join(", "),
+            group.len()
+        )
+    } else {
+        match group.len() {
+            1 => group[0].title.clone(),
+            n => format!("{} (+{} related findings)", group[0].title, n - 1),
+        }
     };
     Incident {
         schema: SCHEMA,
@@ -770,6 +784,10 @@ mod tests {
         let incidents = incidents(&medium_and_high, &ctx);
         assert_eq!(incidents.len(), 1);
         assert_eq!(incidents[0].severity, Severity::Critical);
+        assert_eq!(
+            incidents[0].title,
+            "Service-account tokens of monitoring/exporter taken and used from 198.51.100.77 (2 findings)"
+        );
     }
 
     #[test]
