@@ -185,10 +185,12 @@ fn incident(s: &mut String, i: &Incident, findings: &[Finding]) {
         }
     }
     let _ = writeln!(s, "{pad}story:");
-    for step in &i.story {
-        let _ = writeln!(s, "{pad}  {}  {:<18}  {}", step.time, step.kind.as_str(), escape(&step.text));
+    let times: Vec<String> = i.story.iter().map(|step| step.time.to_string()).collect();
+    let width = times.iter().map(String::len).max().unwrap_or(0);
+    for (step, time) in i.story.iter().zip(&times) {
+        let _ = writeln!(s, "{pad}  {time:<width$}  {:<18}  {}", step.kind.as_str(), escape(&step.text));
         for detail in &step.details {
-            let _ = writeln!(s, "{pad}  {:<w$}  {}", "", escape(detail), w = step.time.to_string().len() + 20);
+            let _ = writeln!(s, "{pad}  {:<w$}  {}", "", escape(detail), w = width + 20);
         }
     }
     let _ = writeln!(s, "{pad}findings:");

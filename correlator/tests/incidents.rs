@@ -36,6 +36,9 @@ fn the_example_incident_is_one_incident_of_every_finding_of_misuse() {
          used from 198.51.100.77, 203.0.113.50 (7 findings)"
     );
     assert_eq!(incident.clusters, ["shop-prod"]);
+    // The story's span, not legacy-token-use's (which counts the exporter's own uses from 08:01).
+    let span = (incident.first_seen.to_string(), incident.last_seen.to_string());
+    assert_eq!(span, ("2026-03-10T09:51:57Z".into(), "2026-03-10T11:14:50.027000Z".into()));
     assert_eq!(incident.principals, ["oidc:m.keller@shop.example"]);
     let attackers: Vec<String> = incident.attacker_ips.iter().map(|ip| ip.to_string()).collect();
     assert_eq!(attackers, ["198.51.100.77", "203.0.113.50"]);

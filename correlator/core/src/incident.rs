@@ -144,9 +144,9 @@ pub struct Incident {
     /// Cluster labels of its findings.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<String>,
-    /// Earliest member's first event, or the earliest step.
+    /// The first step of its story (its members' first event when the story is empty).
     pub first_seen: Timestamp,
-    /// Latest member's last event, or the latest step.
+    /// The last step of its story (its members' last event when the story is empty).
     pub last_seen: Timestamp,
     /// Service accounts involved (`namespace/name`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -346,10 +346,15 @@ fn incident(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, foreig
         .into_iter()
         .collect();
     let story = story(group, entries, ctx, &credentials);
-    let first_seen =
-        group.iter().map(|f| f.first_seen).chain(story.iter().map(|s| s.time)).min().unwrap_or(Timestamp::MIN);
-    let last_seen =
-        group.iter().map(|f| f.last_seen).chain(story.iter().map(|s| s.time)).max().unwrap_or(Timestamp::MAX);
+    // The story's span: a member can span more than the incident (`legacy-token-use` counts the
+    // mounting pod's own uses too).
+    let (first_seen, last_seen) = match (story.first(), story.last()) {
+        (Some(first), Some(last)) => (first.time, last.time),
+        _ => (
+            group.iter().map(|f| f.first_seen).min().unwrap_or(Timestamp::MIN),
+            group.iter().map(|f| f.last_seen).max().unwrap_or(Timestamp::MAX),
+        ),
+    };
     let title = if took && used && !serviceaccounts.is_empty() {
         // The chain in one line: whose tokens, taken by whom, used from where.
         let by = if principals.is_empty() { String::new() } else { format!(" by {}", principals.join(", ")) };
