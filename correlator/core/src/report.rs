@@ -27,7 +27,8 @@ pub use crate::legacy_tokens::LegacyTokenRow;
 /// Everything `analyze` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    /// Incidents: the findings that tell one story, grouped, most severe first.
+    /// Incidents: the findings that tell one story, grouped, most severe first (none from
+    /// [`Engine::report_without_incidents`](crate::Engine::report_without_incidents)).
     pub incidents: Vec<Incident>,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
@@ -175,8 +176,17 @@ impl Coverage {
     }
 }
 
+/// Whether a report groups its findings into incidents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Incidents {
+    /// `analyze`'s reports.
+    Made,
+    /// The stream's: it sends findings only.
+    Skipped,
+}
+
 /// Evaluates everything the state holds, under these settings.
-pub(crate) fn build(state: &State, config: &EngineConfig) -> Report {
+pub(crate) fn build(state: &State, config: &EngineConfig, with: Incidents) -> Report {
     let networks = state.model().cluster_networks(config);
     let mints = state.mints().by_jti();
     let judge = Judge {
@@ -229,7 +239,10 @@ pub(crate) fn build(state: &State, config: &EngineConfig) -> Report {
     coverage.verified = coverage.expected + coverage.unexpected;
     coverage.learned = learned(state, &networks, &fronts);
     let timelines = timelines(&ctx, &findings);
-    let incidents = incidents(&ctx, &findings, &usage, &timelines);
+    let incidents = match with {
+        Incidents::Made => incidents(&ctx, &findings, &usage, &timelines),
+        Incidents::Skipped => Vec::new(),
+    };
     Report { incidents, findings, usage, legacy_tokens, coverage, timelines }
 }
 
