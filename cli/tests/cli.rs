@@ -443,6 +443,10 @@ fn a_flood_of_findings_folds_in_the_reports_and_stays_whole_in_json() {
     assert!(String::from_utf8_lossy(&html.stdout).contains("150 more <code>token-used-off-cluster</code> findings"));
     let json = tokentrail(&["analyze", "-o", "json", log]);
     assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 250, "every finding stays in the JSON lines");
+    // 250 credentials from 250 addresses: 250 incidents, folded in the text, whole in JSON.
+    assert!(text.contains("… 150 more incidents not shown (the first 100 are): --format incidents"), "{text}");
+    let incidents = tokentrail(&["analyze", "-o", "incidents", log]);
+    assert_eq!(String::from_utf8_lossy(&incidents.stdout).lines().count(), 250);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! Nothing here may print token material: findings never hold any (the decoders never read
 //! Secret data), and these writers only print what findings and the report hold.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
@@ -59,8 +60,10 @@ pub fn write_ocsf_incidents(
     group: &str,
     out: &mut dyn Write,
 ) -> io::Result<()> {
+    let by_id = fold::by_id(findings);
     for i in incidents {
-        serde_json::to_writer(&mut *out, &incident_finding(i, findings, group, Activity::Create, VERSION))?;
+        let members: Vec<&Finding> = i.findings.iter().filter_map(|id| by_id.get(id.as_str()).copied()).collect();
+        serde_json::to_writer(&mut *out, &incident_finding(i, &members, group, Activity::Create, VERSION))?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -124,13 +127,14 @@ pub fn text(analysis: &Analysis) -> String {
         let _ = writeln!(s, "  none");
     }
     let (shown, left_out) = fold::incidents(&report.incidents);
+    let by_id = fold::by_id(&report.findings);
     for i in shown {
-        incident(&mut s, i, &report.findings);
+        incident(&mut s, i, &by_id);
     }
     if left_out > 0 {
         let _ = writeln!(
             s,
-            "  … {left_out} more incidents not shown (the first {} are): --format json or --out DIR has every one",
+            "  … {left_out} more incidents not shown (the first {} are): --format incidents or --out DIR has every one",
             fold::INCIDENTS
         );
     }
@@ -167,7 +171,7 @@ fn section(s: &mut String, title: &str) {
     let _ = writeln!(s, "\n{title}\n{}", "-".repeat(title.len()));
 }
 
-fn incident(s: &mut String, i: &Incident, findings: &[Finding]) {
+fn incident(s: &mut String, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
     let _ = writeln!(s, "\n{:<8}  {}", i.severity.as_str().to_uppercase(), escape(&i.title));
     let pad = "          ";
     let mut facts = vec![format!("{} … {}", i.first_seen, i.last_seen), format!("{} findings", i.findings.len())];
@@ -194,9 +198,17 @@ fn incident(s: &mut String, i: &Incident, findings: &[Finding]) {
         }
     }
     let _ = writeln!(s, "{pad}findings:");
-    for id in &i.findings {
-        let rule = findings.iter().find(|f| &f.id == id).map(|f| format!("  {} {}", f.severity, f.rule));
+    for id in i.findings.iter().take(fold::INCIDENT_MEMBERS) {
+        let rule = findings.get(id.as_str()).map(|f| format!("  {} {}", f.severity, f.rule));
         let _ = writeln!(s, "{pad}  {id}{}", rule.unwrap_or_default());
+    }
+    if i.findings.len() > fold::INCIDENT_MEMBERS {
+        let more = i.findings.len() - fold::INCIDENT_MEMBERS;
+        let _ = writeln!(s, "{pad}  … {more} more (--format incidents lists every one)");
+    }
+    if i.story_left_out > 0 {
+        let _ =
+            writeln!(s, "{pad}story: {} more steps left out (the first {} are told)", i.story_left_out, i.story.len());
     }
     let _ = writeln!(s, "{pad}id {}", i.id);
 }

@@ -34,6 +34,9 @@ use crate::time::{Micros, Timestamp, MINUTE};
 /// Schema name carried by every incident.
 pub const SCHEMA: &str = "tokentrail.incident/v1";
 
+/// Steps a story tells; the rest are counted ([`Incident::story_left_out`]).
+pub const MAX_STEPS: usize = 200;
+
 /// Findings that share a key join only when they are at most this far apart: an address or a
 /// principal seen again days later may be someone else.
 pub const SPAN: Micros = 24 * 60 * MINUTE;
@@ -162,8 +165,15 @@ pub struct Incident {
     pub principals: Vec<String>,
     /// Member finding ids, most severe first (as the report lists findings).
     pub findings: Vec<String>,
-    /// The story, in time order.
+    /// The story, in time order: its first [`MAX_STEPS`] steps.
     pub story: Vec<Step>,
+    /// Steps past [`MAX_STEPS`], counted: a spray of a million tokens is a million uses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub story_left_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Rules whose findings are uses of a credential from an address it does not belong to.
@@ -345,7 +355,8 @@ fn incident(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, foreig
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let story = story(group, entries, ctx, &credentials);
+    let mut story = story(group, entries, ctx, &credentials);
+    let story_left_out = story.len().saturating_sub(MAX_STEPS) as u64;
     // The story's span: a member can span more than the incident (`legacy-token-use` counts the
     // mounting pod's own uses too).
     let (first_seen, last_seen) = match (story.first(), story.last()) {
@@ -355,6 +366,7 @@ fn incident(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, foreig
             group.iter().map(|f| f.last_seen).max().unwrap_or(Timestamp::MAX),
         ),
     };
+    story.truncate(MAX_STEPS);
     let title = if took && used && !serviceaccounts.is_empty() {
         // The chain in one line: whose tokens, taken by whom, used from where.
         let by = if principals.is_empty() { String::new() } else { format!(" by {}", principals.join(", ")) };
@@ -387,10 +399,12 @@ fn incident(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, foreig
         principals,
         findings: group.iter().map(|f| f.id.clone()).collect(),
         story,
+        story_left_out,
     }
 }
 
 /// The story: what the findings and the timelines tell, in time order.
+/// `credentials` is sorted (a set's list), so each timeline credential is looked up, not scanned for.
 fn story(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, credentials: &[String]) -> Vec<Step> {
     let mut steps = Vec::new();
     let cluster = group[0].cluster.as_ref();
@@ -399,7 +413,7 @@ fn story(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, credentia
     let mut pods: BTreeSet<String> =
         group.iter().filter_map(|f| f.pod.as_ref()).map(|p| format!("{}/{}", p.namespace, p.name)).collect();
     for t in ctx.timelines.iter().filter(|t| t.cluster.as_ref() == cluster) {
-        for c in t.credentials.iter().filter(|c| credentials.contains(&c.name)) {
+        for c in t.credentials.iter().filter(|c| credentials.binary_search(&c.name).is_ok()) {
             let pod = c.pod.as_deref().map_or_else(|| String::from("its pod"), |p| format!("pod {p}"));
             if let Some(minted) = c.minted {
                 steps.push(step(minted, StepKind::Mint, format!("{} minted (TokenRequest) for {pod}", c.name), vec![]));
@@ -892,6 +906,20 @@ mod tests {
         assert_eq!(incidents[0].principals, vec!["oidc:m.keller"]);
         // The exec's address is not in the client-address table: not known to be outside.
         assert_eq!(incidents[0].attacker_ips, vec![ip("203.0.113.50")]);
+    }
+
+    #[test]
+    fn a_spray_of_credentials_from_one_address_tells_a_bounded_story() {
+        let usage = usage();
+        let ctx = Context { usage: &usage, ..Context::default() };
+        let findings: Vec<Finding> = (0..MAX_STEPS as i64 + 50)
+            .map(|n| use_of(&format!("f{n}"), Rule::TokenUsedOffCluster, "api", &n.to_string(), "203.0.113.50", (n, n)))
+            .collect();
+        let incidents = incidents(&findings, &ctx);
+        assert_eq!(incidents.len(), 1, "one attacker address");
+        assert_eq!(incidents[0].findings.len(), MAX_STEPS + 50);
+        assert_eq!((incidents[0].story.len(), incidents[0].story_left_out), (MAX_STEPS, 50));
+        assert_eq!(incidents[0].first_seen, at(0));
     }
 
     #[test]

@@ -237,15 +237,15 @@ fn finding_info(f: &Finding) -> Value {
     })
 }
 
-/// The OCSF 1.3.0 Incident Finding (class_uid 2005) of an incident: its member findings are the
-/// `finding_info_list` (as their Detection Findings carry them), the story is `desc`, one step a
+/// The OCSF 1.3.0 Incident Finding (class_uid 2005) of an incident and its member findings (in
+/// the incident's order): the members are the `finding_info_list` (as their Detection Findings carry them), the story is `desc`, one step a
 /// line. OCSF requires an incident's `assignee` or `assignee_group` (an `at_least_one`
 /// constraint): the evidence names no one, so the operator names the group the incidents go to.
 /// What OCSF has no place for (the incident's own id, the story's structure, the attacker
 /// addresses, principals, credentials, service accounts, clusters) goes to `unmapped`.
 pub fn incident_finding(
     i: &Incident,
-    findings: &[Finding],
+    members: &[&Finding],
     assignee_group: &str,
     activity: Activity,
     product_version: &str,
@@ -254,13 +254,15 @@ pub fn incident_finding(
         Activity::Create => (1, "Create"),
         Activity::Update => (2, "Update"),
     };
-    let members: Vec<Value> =
-        i.findings.iter().filter_map(|id| findings.iter().find(|f| &f.id == id)).map(finding_info).collect();
+    let members: Vec<Value> = members.iter().map(|f| finding_info(f)).collect();
     let desc: Vec<String> = i.story.iter().map(|s| format!("{} {}: {}", s.time, s.kind.as_str(), s.text)).collect();
     let mut unmapped = Map::new();
     unmapped.insert("schema".into(), json!(i.schema));
     unmapped.insert("incident_id".into(), json!(i.id));
     unmapped.insert("story".into(), serde_json::to_value(&i.story).unwrap_or(Value::Null));
+    if i.story_left_out > 0 {
+        unmapped.insert("story_left_out".into(), json!(i.story_left_out));
+    }
     insert_lists(
         &mut unmapped,
         [
@@ -443,8 +445,9 @@ mod tests {
             principals: Vec::new(),
             findings: vec!["f".into(), "g".into()],
             story: Vec::new(),
+            story_left_out: 0,
         };
-        let r = incident_finding(&i, &[other, f], "k8s-responders", Activity::Create, "0");
+        let r = incident_finding(&i, &[&f, &other], "k8s-responders", Activity::Create, "0");
         assert_eq!((r["class_uid"].clone(), r["type_uid"].clone()), (json!(2005), json!(200501)));
         assert_eq!(r["assignee_group"], json!({"name": "k8s-responders"}));
         let uids: Vec<&Value> = r["finding_info_list"].as_array().unwrap().iter().map(|fi| &fi["uid"]).collect();

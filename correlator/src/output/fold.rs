@@ -15,6 +15,8 @@ use tokentrail_correlator_core::{Finding, Rule};
 pub const FINDINGS_PER_RULE: usize = 100;
 /// Incidents shown in full; the rest are counted.
 pub const INCIDENTS: usize = 100;
+/// Member finding ids listed under an incident; the rest are counted.
+pub const INCIDENT_MEMBERS: usize = 100;
 /// Client-address rows shown; the rest are counted.
 pub const USAGE_ROWS: usize = 2_000;
 
@@ -27,6 +29,11 @@ pub fn findings(all: &[Finding]) -> (Vec<&Finding>, BTreeMap<Rule, usize>) {
 pub fn incidents(all: &[Incident]) -> (&[Incident], usize) {
     let shown = all.len().min(INCIDENTS);
     (&all[..shown], all.len() - shown)
+}
+
+/// Findings by id, so an incident's members are found without a scan per member.
+pub fn by_id(findings: &[Finding]) -> BTreeMap<&str, &Finding> {
+    findings.iter().map(|f| (f.id.as_str(), f)).collect()
 }
 
 /// The first `limit` items of each kind, and how many of each kind are left out.

@@ -5,9 +5,12 @@
 //! Drawn as inline SVG with one mark per story step, never one per request: a story holds a
 //! bounded number of steps (one per credential and address), so the page stays small.
 
+use std::collections::BTreeMap;
+
 use tokentrail_correlator_core::incident::{Incident, Step, StepKind};
 use tokentrail_correlator_core::report::Report;
 use tokentrail_correlator_core::time::SECOND;
+use tokentrail_correlator_core::Finding;
 use tokentrail_correlator_core::Timestamp;
 
 use super::{sev_class, Page};
@@ -26,8 +29,9 @@ pub(super) fn section(p: &mut Page, report: &Report) {
         p.raw("<p>No incidents: no finding of misuse.</p>\n");
     }
     let (shown, left_out) = super::super::fold::incidents(&report.incidents);
+    let by_id = super::super::fold::by_id(&report.findings);
     for (n, i) in shown.iter().enumerate() {
-        incident(p, n, i, report);
+        incident(p, n, i, &by_id);
     }
     if left_out > 0 {
         p.raw("<p class=\"note\">").val(left_out).raw(" more incidents are not shown (the first ");
@@ -37,7 +41,7 @@ pub(super) fn section(p: &mut Page, report: &Report) {
     p.raw("</section>\n");
 }
 
-fn incident(p: &mut Page, n: usize, i: &Incident, report: &Report) {
+fn incident(p: &mut Page, n: usize, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
     p.raw("<article class=\"incident f-").raw(i.severity.as_str()).raw("\" id=\"i-").text(&i.id).raw("\">\n");
     p.raw("<details open><summary><span class=\"chip ").raw(sev_class(i.severity)).raw("\">");
     p.raw(i.severity.as_str()).raw("</span><span class=\"title\">").evidence(&i.title).raw("</span></summary>\n");
@@ -78,15 +82,23 @@ fn incident(p: &mut Page, n: usize, i: &Incident, report: &Report) {
         p.raw("</li>\n");
     }
     p.raw("</ol>\n<p>Findings: </p><ul class=\"plain\">");
-    for id in &i.findings {
+    for id in i.findings.iter().take(super::super::fold::INCIDENT_MEMBERS) {
         p.raw("<li><a href=\"#f-").text(id).raw("\"><code>").text(id).raw("</code></a>");
-        if let Some(f) = report.findings.iter().find(|f| &f.id == id) {
+        if let Some(f) = findings.get(id.as_str()) {
             p.raw(" <span class=\"chip ").raw(sev_class(f.severity)).raw("\">").raw(f.severity.as_str());
             p.raw("</span> <code class=\"rule\">").raw(f.rule.id()).raw("</code>");
         }
         p.raw("</li>");
     }
-    p.raw("</ul>\n<p class=\"muted\">Incident id <code>").text(&i.id).raw("</code></p>\n");
+    p.raw("</ul>\n");
+    if i.findings.len() > super::super::fold::INCIDENT_MEMBERS {
+        p.raw("<p class=\"note\">").val(i.findings.len() - super::super::fold::INCIDENT_MEMBERS);
+        p.raw(" more: <code>--format incidents</code> lists every one.</p>\n");
+    }
+    if i.story_left_out > 0 {
+        p.raw("<p class=\"note\">").val(i.story_left_out).raw(" more steps of the story are left out.</p>\n");
+    }
+    p.raw("<p class=\"muted\">Incident id <code>").text(&i.id).raw("</code></p>\n");
     p.raw("</div></details>\n</article>\n");
 }
 
