@@ -24,11 +24,15 @@ const PROBLEMS_SHOWN_PER_FILE: usize = 10;
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Findings by severity, client-address table, legacy tokens, coverage.
+    /// Incidents with their stories, findings by severity, client-address table, legacy tokens,
+    /// coverage.
     Text,
     /// `tokentrail.finding/v1` records, one per line.
     Json,
-    /// OCSF 1.3 Detection Findings (class_uid 2004), one per line.
+    /// `tokentrail.incident/v1` records (findings that tell one story), one per line.
+    Incidents,
+    /// OCSF 1.3 Detection Findings (class_uid 2004), one per line; then, with
+    /// `--ocsf-incident-group`, Incident Findings (class_uid 2005).
     Ocsf,
     /// One self-contained HTML page: findings, timeline, tables, coverage.
     Html,
@@ -45,11 +49,16 @@ pub struct Args {
     // `format`: the name of 0.1's flag, kept working.
     #[arg(short, long, alias = "format", value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     output: Format,
-    /// Also write every output (findings.jsonl, findings.ocsf.jsonl, report.txt, report.html,
-    /// usage.json, legacy-tokens.json, coverage.json) into this directory.
+    /// Also write every output (incidents.jsonl, findings.jsonl, findings.ocsf.jsonl, report.txt,
+    /// report.html, usage.json, legacy-tokens.json, coverage.json) into this directory.
     // `out`: the name of 0.1's flag, kept working.
     #[arg(long, alias = "out", value_name = "DIR")]
     out_dir: Option<PathBuf>,
+    /// Also write incidents as OCSF Incident Findings (`-o ocsf`, incidents.ocsf.jsonl in
+    /// `--out-dir`), assigned to this group: OCSF requires an incident's assignee or assignee
+    /// group, and the evidence names neither.
+    #[arg(long, value_name = "GROUP")]
+    ocsf_incident_group: Option<String>,
     /// Cluster name put on findings.
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
@@ -181,7 +190,11 @@ pub fn run(args: Args) -> ExitCode {
     let printed = match args.output {
         Format::Text => out.write_all(output::text(&analysis).as_bytes()),
         Format::Json => output::write_json(findings, &mut out),
-        Format::Ocsf => output::write_ocsf(findings, &mut out),
+        Format::Incidents => output::write_incidents(&analysis.report.incidents, &mut out),
+        Format::Ocsf => output::write_ocsf(findings, &mut out).and_then(|()| match &args.ocsf_incident_group {
+            Some(group) => output::write_ocsf_incidents(&analysis.report.incidents, findings, group, &mut out),
+            None => Ok(()),
+        }),
         Format::Html => output::html::write(&analysis, &mut out),
     };
     if let Err(e) = printed.and_then(|()| out.flush()) {
@@ -192,7 +205,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     if let Some(dir) = &args.out_dir {
-        if let Err(e) = output::write_dir(&analysis, dir) {
+        if let Err(e) = output::write_dir(&analysis, dir, args.ocsf_incident_group.as_deref()) {
             eprintln!("tokentrail: cannot write into {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }

@@ -74,7 +74,8 @@ fn no_token_reaches_any_output() {
         ("ocsf", "--format", "--out"),
         ("html", "--format", "--out"),
     ] {
-        let o = run_on_example(&[output, format, out, out_dir.to_str().unwrap()]);
+        let o =
+            run_on_example(&[output, format, out, out_dir.to_str().unwrap(), "--ocsf-incident-group", "responders"]);
         assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
         outputs.push((format!("stdout of -o {format}"), String::from_utf8_lossy(&o.stdout).into_owned()));
         outputs.push((format!("stderr of -o {format}"), String::from_utf8_lossy(&o.stderr).into_owned()));
@@ -85,7 +86,7 @@ fn no_token_reaches_any_output() {
         outputs.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
         files += 1;
     }
-    assert_eq!(files, 7, "--out-dir writes every output");
+    assert_eq!(files, 9, "--out-dir writes every output");
     for (name, text) in &outputs {
         for secret in &secrets {
             assert!(!text.contains(secret.as_str()), "{name} contains token material");
@@ -107,6 +108,36 @@ fn json_format_prints_finding_records_only() {
         rules.push(v["rule"].as_str().unwrap().to_string());
     }
     assert!(rules.contains(&"token-used-off-cluster".to_string()), "{rules:?}");
+}
+
+#[test]
+fn incidents_format_prints_incident_records_of_findings_json_names() {
+    let incidents = String::from_utf8(run_on_example(&["-o", "incidents"]).stdout).unwrap();
+    let findings = String::from_utf8(run_on_example(&["-o", "json"]).stdout).unwrap();
+    let ids: Vec<String> = findings
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    let records: Vec<serde_json::Value> = incidents.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 1, "the example is one story");
+    assert_eq!(records[0]["schema"], "tokentrail.incident/v1");
+    let members = records[0]["findings"].as_array().unwrap();
+    assert_eq!(members.len(), 7);
+    assert!(members.iter().all(|id| ids.contains(&id.as_str().unwrap().to_string())), "members are findings' ids");
+}
+
+#[test]
+fn ocsf_incident_findings_need_the_group_they_are_assigned_to() {
+    let last = |extra: &[&str]| -> serde_json::Value {
+        let o = run_on_example(&[&["-o", "ocsf"], extra].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(String::from_utf8(o.stdout).unwrap().lines().last().unwrap()).unwrap()
+    };
+    assert_eq!(last(&[])["class_uid"], 2004, "without a group, findings only");
+    let incident = last(&["--ocsf-incident-group", "k8s-responders"]);
+    assert_eq!((incident["class_uid"].clone(), incident["type_uid"].clone()), (2005.into(), 200501.into()));
+    assert_eq!(incident["assignee_group"]["name"], "k8s-responders");
+    assert_eq!(incident["finding_info_list"].as_array().unwrap().len(), 7);
 }
 
 #[test]
@@ -412,6 +443,10 @@ fn a_flood_of_findings_folds_in_the_reports_and_stays_whole_in_json() {
     assert!(String::from_utf8_lossy(&html.stdout).contains("150 more <code>token-used-off-cluster</code> findings"));
     let json = tokentrail(&["analyze", "-o", "json", log]);
     assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 250, "every finding stays in the JSON lines");
+    // 250 credentials from 250 addresses: 250 incidents, folded in the text, whole in JSON.
+    assert!(text.contains("… 150 more incidents not shown (the first 100 are): --format incidents"), "{text}");
+    let incidents = tokentrail(&["analyze", "-o", "incidents", log]);
+    assert_eq!(String::from_utf8_lossy(&incidents.stdout).lines().count(), 250);
 }
 
 #[test]

@@ -4,11 +4,13 @@
 //! Nothing here may print token material: findings never hold any (the decoders never read
 //! Secret data), and these writers only print what findings and the report hold.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use tokentrail_correlator_core::ocsf::{detection_finding, Activity};
+use tokentrail_correlator_core::incident::{request_line, Incident};
+use tokentrail_correlator_core::ocsf::{detection_finding, incident_finding, Activity};
 use tokentrail_correlator_core::report::{LegacyTokenRow, UsageRow};
 use tokentrail_correlator_core::{Finding, Severity};
 
@@ -32,6 +34,15 @@ pub fn write_json(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// One incident per line, `tokentrail.incident/v1`.
+pub fn write_incidents(incidents: &[Incident], out: &mut dyn Write) -> io::Result<()> {
+    for i in incidents {
+        serde_json::to_writer(&mut *out, i)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 /// One OCSF Detection Finding per line.
 pub fn write_ocsf(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
     for f in findings {
@@ -41,16 +52,38 @@ pub fn write_ocsf(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes every output into `dir`: `findings.jsonl`, `findings.ocsf.jsonl`, `report.txt`,
-/// `report.html`, `usage.json`, `legacy-tokens.json`, `coverage.json`.
-pub fn write_dir(analysis: &Analysis, dir: &Path) -> io::Result<()> {
+/// One OCSF Incident Finding per line, assigned to `group`: OCSF requires an incident's assignee
+/// or assignee group, and the evidence names neither.
+pub fn write_ocsf_incidents(
+    incidents: &[Incident],
+    findings: &[Finding],
+    group: &str,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let by_id = fold::by_id(findings);
+    for i in incidents {
+        let members: Vec<&Finding> = i.findings.iter().filter_map(|id| by_id.get(id.as_str()).copied()).collect();
+        serde_json::to_writer(&mut *out, &incident_finding(i, &members, group, Activity::Create, VERSION))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Writes every output into `dir`: `incidents.jsonl`, `findings.jsonl`, `findings.ocsf.jsonl`, `report.txt`,
+/// `report.html`, `usage.json`, `legacy-tokens.json`, `coverage.json`, and, given the group OCSF incidents are
+/// assigned to, `incidents.ocsf.jsonl`.
+pub fn write_dir(analysis: &Analysis, dir: &Path, ocsf_incident_group: Option<&str>) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let create = |name: &str| -> io::Result<io::BufWriter<std::fs::File>> {
         Ok(io::BufWriter::new(std::fs::File::create(dir.join(name))?))
     };
     let report = &analysis.report;
+    write_incidents(&report.incidents, &mut create("incidents.jsonl")?)?;
     write_json(&report.findings, &mut create("findings.jsonl")?)?;
     write_ocsf(&report.findings, &mut create("findings.ocsf.jsonl")?)?;
+    if let Some(group) = ocsf_incident_group {
+        write_ocsf_incidents(&report.incidents, &report.findings, group, &mut create("incidents.ocsf.jsonl")?)?;
+    }
     create("report.txt")?.write_all(text(analysis).as_bytes())?;
     html::write(analysis, &mut create("report.html")?)?;
     serde_json::to_writer_pretty(create("usage.json")?, &report.usage)?;
@@ -67,8 +100,8 @@ pub fn write_dir(analysis: &Analysis, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The human report: findings by severity, client addresses per service account, legacy
-/// tokens, coverage.
+/// The human report: incidents with their stories, findings by severity, client addresses per
+/// service account, legacy tokens, coverage.
 pub fn text(analysis: &Analysis) -> String {
     let report = &analysis.report;
     let mut s = String::new();
@@ -89,6 +122,22 @@ pub fn text(analysis: &Analysis) -> String {
         },
         cluster.map(|c| format!(" in cluster {c}")).unwrap_or_default(),
     );
+    section(&mut s, "Incidents");
+    if report.incidents.is_empty() {
+        let _ = writeln!(s, "  none");
+    }
+    let (shown, left_out) = fold::incidents(&report.incidents);
+    let by_id = fold::by_id(&report.findings);
+    for i in shown {
+        incident(&mut s, i, &by_id);
+    }
+    if left_out > 0 {
+        let _ = writeln!(
+            s,
+            "  … {left_out} more incidents not shown (the first {} are): --format incidents or --out DIR has every one",
+            fold::INCIDENTS
+        );
+    }
     section(&mut s, "Findings");
     if report.findings.is_empty() {
         let _ = writeln!(s, "  none");
@@ -120,6 +169,48 @@ pub fn text(analysis: &Analysis) -> String {
 
 fn section(s: &mut String, title: &str) {
     let _ = writeln!(s, "\n{title}\n{}", "-".repeat(title.len()));
+}
+
+fn incident(s: &mut String, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
+    let _ = writeln!(s, "\n{:<8}  {}", i.severity.as_str().to_uppercase(), escape(&i.title));
+    let pad = "          ";
+    let mut facts = vec![format!("{} … {}", i.first_seen, i.last_seen), format!("{} findings", i.findings.len())];
+    if !i.clusters.is_empty() {
+        facts.push(format!("cluster {}", i.clusters.join(", ")));
+    }
+    let _ = writeln!(s, "{pad}{}", escape(&facts.join(" · ")));
+    for (label, items) in [
+        ("service accounts", i.serviceaccounts.join(", ")),
+        ("principals", i.principals.join(", ")),
+        ("attacker addresses", list(&i.attacker_ips)),
+    ] {
+        if !items.is_empty() {
+            let _ = writeln!(s, "{pad}{label}: {}", escape(&items));
+        }
+    }
+    let _ = writeln!(s, "{pad}story:");
+    let times: Vec<String> = i.story.iter().map(|step| step.time.to_string()).collect();
+    let width = times.iter().map(String::len).max().unwrap_or(0);
+    for (step, time) in i.story.iter().zip(&times) {
+        let _ = writeln!(s, "{pad}  {time:<width$}  {:<18}  {}", step.kind.as_str(), escape(&step.text));
+        for detail in &step.details {
+            let _ = writeln!(s, "{pad}  {:<w$}  {}", "", escape(detail), w = width + 20);
+        }
+    }
+    let _ = writeln!(s, "{pad}findings:");
+    for id in i.findings.iter().take(fold::INCIDENT_MEMBERS) {
+        let rule = findings.get(id.as_str()).map(|f| format!("  {} {}", f.severity, f.rule));
+        let _ = writeln!(s, "{pad}  {id}{}", rule.unwrap_or_default());
+    }
+    if i.findings.len() > fold::INCIDENT_MEMBERS {
+        let more = i.findings.len() - fold::INCIDENT_MEMBERS;
+        let _ = writeln!(s, "{pad}  … {more} more (--format incidents lists every one)");
+    }
+    if i.story_left_out > 0 {
+        let _ =
+            writeln!(s, "{pad}story: {} more steps left out (the first {} are told)", i.story_left_out, i.story.len());
+    }
+    let _ = writeln!(s, "{pad}id {}", i.id);
 }
 
 fn finding(s: &mut String, f: &Finding) {
@@ -154,28 +245,7 @@ fn finding(s: &mut String, f: &Finding) {
         let _ = writeln!(s, "{pad}sourceIPs as logged: {}", list(&f.source_ips));
     }
     if !f.requests.is_empty() {
-        let reqs: Vec<String> = f
-            .requests
-            .iter()
-            .take(5)
-            .map(|r| {
-                let mut t = r.verb.clone();
-                if let Some(res) = &r.resource {
-                    t.push(' ');
-                    t.push_str(res);
-                }
-                if let Some(name) = &r.name {
-                    let _ = write!(t, " {name}");
-                }
-                if let Some(ns) = &r.namespace {
-                    let _ = write!(t, " in {ns}");
-                }
-                if let Some(code) = r.code {
-                    let _ = write!(t, " → {code}");
-                }
-                t
-            })
-            .collect();
+        let reqs: Vec<String> = f.requests.iter().take(5).map(request_line).collect();
         let more = if f.requests.len() > 5 { format!(" (+{} more)", f.requests.len() - 5) } else { String::new() };
         let _ = writeln!(s, "{pad}requests: {}{more}", escape(&reqs.join("; ")));
     }

@@ -54,7 +54,8 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
     }
 }
 
-/// Every output `analyze` writes: the text, findings, HTML, usage, legacy tokens, coverage, files.
+/// Every output `analyze` writes: the text, incidents, findings, HTML, usage, legacy tokens,
+/// coverage, files.
 fn report_bytes(paths: &[PathBuf]) -> Vec<u8> {
     let options = AnalyzeOptions {
         engine: EngineConfig { cluster: Some("shop-prod".into()), ..EngineConfig::default() },
@@ -64,6 +65,8 @@ fn report_bytes(paths: &[PathBuf]) -> Vec<u8> {
     let report = &analysis.report;
     let mut out = output::text(&analysis).into_bytes();
     output::write_json(&report.findings, &mut out).unwrap();
+    output::write_incidents(&report.incidents, &mut out).unwrap();
+    output::write_ocsf_incidents(&report.incidents, &report.findings, "responders", &mut out).unwrap();
     output::html::write(&analysis, &mut out).unwrap();
     out.extend(serde_json::to_vec(&report.usage).unwrap());
     out.extend(serde_json::to_vec(&report.legacy_tokens).unwrap());
@@ -121,7 +124,7 @@ fn usage_rows_and_coverage_count_the_same_uses() {
         .collect();
     let analysis = analyze(&paths, &AnalyzeOptions::default(), &Quiet, &mut |p| panic!("unexpected problem: {p}"));
     let dir = std::env::temp_dir().join(format!("tokentrail-coverage-{}", std::process::id()));
-    output::write_dir(&analysis, &dir).unwrap();
+    output::write_dir(&analysis, &dir, None).unwrap();
     let usage: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("usage.json")).unwrap()).unwrap();
     let coverage: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("coverage.json")).unwrap()).unwrap();

@@ -16,6 +16,7 @@ fn example_report_opens_on_findings_then_timeline_tables_and_coverage() {
     let page = html::render(&analysis);
     let at = |needle: &str| page.find(needle).unwrap_or_else(|| panic!("{needle} missing from the page"));
     // Sections in the order a responder reads them.
+    assert!(at("id=\"incidents\"") < at("id=\"findings\""));
     assert!(at("id=\"findings\"") < at("id=\"timeline\""));
     assert!(at("id=\"timeline\"") < at("id=\"usage\""));
     assert!(at("id=\"usage\"") < at("id=\"legacy\""));
@@ -50,6 +51,32 @@ fn example_report_opens_on_findings_then_timeline_tables_and_coverage() {
     at("legacy-exporter-token-abcde");
     at("ci-deployer-token");
     at("97.4%");
+}
+
+#[test]
+fn the_incident_strip_marks_the_exec_the_mint_and_each_foreign_use() {
+    let analysis = analysis_of(&example());
+    let page = html::render(&analysis);
+    let incident = &analysis.report.incidents[0];
+    let at = |needle: &str| page.find(needle).unwrap_or_else(|| panic!("{needle} missing from the page"));
+    let article = &page[at(&format!("id=\"i-{}\"", incident.id))..];
+    let article = &article[..article.find("</article>").unwrap()];
+    let strip = &article[article.find("<svg class=\"chart story-strip\"").unwrap()..];
+    let strip = &strip[..strip.find("</svg>").unwrap()];
+    // One mark per step, of its kind: two foreign uses (the legacy token, the pod's token).
+    assert_eq!(strip.matches("<g class=\"m-").count(), incident.story.len());
+    assert_eq!(strip.matches("<g class=\"m-exec\">").count(), 1);
+    assert_eq!(strip.matches("<g class=\"m-mint\">").count(), 1);
+    assert_eq!(strip.matches("<g class=\"m-foreign-use\">").count(), 2);
+    assert!(
+        strip.contains("exec: oidc:m.keller@shop.example ran exec into pod payments/api-6f9c7d8b5-k2x7p"),
+        "{strip}"
+    );
+    // The story below it, and a link to every member finding.
+    assert_eq!(article.matches("<li class=\"s-").count(), incident.story.len());
+    for id in &incident.findings {
+        assert!(article.contains(&format!("href=\"#f-{id}\"")), "no link to {id}");
+    }
 }
 
 #[test]

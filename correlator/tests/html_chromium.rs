@@ -182,6 +182,10 @@ fn example_report_renders_with_findings_timeline_and_tables_and_fetches_nothing(
         assert!(dom.contains(&format!("id=\"f-{}\"", f.id)), "finding {} not rendered", f.id);
     }
     assert!(dom.contains("token-used-off-cluster") && dom.contains("exec-then-token-use"));
+    // The incident, its story drawn as one mark per step.
+    assert_eq!(dom.matches("<article class=\"incident").count(), report.incidents.len());
+    let steps: usize = report.incidents.iter().map(|i| i.story.len()).sum();
+    assert_eq!(dom.matches("<g class=\"m-").count(), steps);
     // The timeline: one chart per service account a finding names, the replay drawn in red.
     assert_eq!(
         dom.matches("<svg class=\"chart\"").count(),
@@ -197,13 +201,15 @@ fn example_report_renders_with_findings_timeline_and_tables_and_fetches_nothing(
     assert_eq!(r.page_requests, Vec::<String>::new(), "the page made network requests");
     assert_eq!(csp_messages(&r.log), Vec::<&str>::new(), "the page tried to load something");
 
-    // Screenshots for docs/: the page as it opens (findings), and the timeline section (a
-    // headless screenshot cannot scroll, so that one is the page without its findings section).
+    // Screenshots for docs/: the page as it opens (incidents), and the timeline section (a
+    // headless screenshot cannot scroll, so that one is the page without its incidents and
+    // findings sections, which come first and side by side).
     let html = std::fs::read_to_string(&page).unwrap();
+    let incidents = html.find("<section id=\"incidents\">").unwrap();
     let findings = html.find("<section id=\"findings\">").unwrap();
     let end = findings + html[findings..].find("</section>").unwrap() + "</section>".len();
     let timeline_page = dir.0.join("timeline.html");
-    std::fs::write(&timeline_page, format!("{}{}", &html[..findings], &html[end..])).unwrap();
+    std::fs::write(&timeline_page, format!("{}{}", &html[..incidents], &html[end..])).unwrap();
     for (name, source, size) in
         [("report-example.png", &page, "1280,1500"), ("report-timeline.png", &timeline_page, "1280,1000")]
     {

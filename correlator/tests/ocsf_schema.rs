@@ -28,14 +28,15 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 use tokentrail_correlator::forensic::{analyze, AnalyzeOptions, Quiet};
-use tokentrail_correlator::output::write_ocsf;
+use tokentrail_correlator::output::{write_ocsf, write_ocsf_incidents};
 use tokentrail_correlator_core::finding::{
     Finding, FindingCredential, FindingPod, FindingRequest, FindingServiceAccount, Rule, Severity, SCHEMA,
 };
 use tokentrail_correlator_core::ocsf::{detection_finding, Activity, OCSF_VERSION};
 use tokentrail_correlator_core::{EngineConfig, Timestamp};
 
-const CLASS: &str = "detection_finding";
+/// The classes tokentrail writes: findings, and incidents.
+const CLASSES: [&str; 2] = ["detection_finding", "incident_finding"];
 
 fn schema() -> Value {
     let dir = std::env::var_os("TOKENTRAIL_OCSF_SCHEMA_DIR").map(PathBuf::from).unwrap_or_else(|| {
@@ -56,14 +57,17 @@ fn schema() -> Value {
 
 /// The problems of one record, each naming the field's path; empty when it is valid.
 fn validate(schema: &Value, record: &Value) -> Vec<String> {
-    let class = &schema["classes"][CLASS];
+    let Some(name) = CLASSES.into_iter().find(|c| schema["classes"][c]["uid"] == record["class_uid"]) else {
+        return vec![format!("class_uid {} is none of {CLASSES:?}", record["class_uid"])];
+    };
+    let class = &schema["classes"][name];
     let mut v = Validator { schema, profiles: BTreeSet::new(), problems: Vec::new() };
     let allowed: Vec<&str> = class["profiles"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     match record.pointer("/metadata/profiles") {
         Some(Value::Array(declared)) => {
             for p in declared.iter().map(|p| p.as_str().unwrap_or_default()) {
                 if !allowed.contains(&p) {
-                    v.problems.push(format!("metadata.profiles: {p:?} is not a profile of {CLASS} ({allowed:?})"));
+                    v.problems.push(format!("metadata.profiles: {p:?} is not a profile of {name} ({allowed:?})"));
                 }
                 v.profiles.insert(p.to_string());
             }
@@ -286,7 +290,8 @@ fn assert_valid(schema: &Value, record: &Value, what: &str) {
     );
 }
 
-/// The OCSF lines `tokentrail analyze --format ocsf` prints for this evidence.
+/// The OCSF lines `tokentrail analyze --format ocsf --ocsf-incident-group responders` prints for
+/// this evidence: Detection Findings, then Incident Findings.
 fn analyze_ocsf(evidence: &[PathBuf], cluster: Option<&str>) -> Vec<Value> {
     let options = AnalyzeOptions {
         engine: EngineConfig { cluster: cluster.map(str::to_string), ..EngineConfig::default() },
@@ -295,11 +300,16 @@ fn analyze_ocsf(evidence: &[PathBuf], cluster: Option<&str>) -> Vec<Value> {
     let analysis = analyze(evidence, &options, &Quiet, &mut |_| {});
     let mut out = Vec::new();
     write_ocsf(&analysis.report.findings, &mut out).unwrap();
+    write_ocsf_incidents(&analysis.report.incidents, &analysis.report.findings, "responders", &mut out).unwrap();
     String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// The rule of a Detection Finding; `incident` for an Incident Finding.
 fn rule_of(record: &Value) -> String {
-    record["finding_info"]["analytic"]["uid"].as_str().unwrap().to_string()
+    match record["finding_info"]["analytic"]["uid"].as_str() {
+        Some(rule) => rule.to_string(),
+        None => String::from("incident"),
+    }
 }
 
 #[test]
@@ -330,8 +340,9 @@ fn the_example_and_golden_scenarios_follow_the_ocsf_schema() {
             rules.insert(rule_of(&r));
         }
     }
+    assert!(rules.contains("incident"), "no Incident Finding was validated");
     // Real evidence reaches most rules; the next test covers every rule whatever the evidence.
-    assert!(rules.len() >= 8, "only {rules:?} were validated from real evidence");
+    assert!(rules.len() >= 9, "only {rules:?} were validated from real evidence");
     eprintln!("validated OCSF records of {} rules from real evidence: {rules:?}", rules.len());
 }
 
@@ -525,4 +536,16 @@ fn the_validator_rejects_misplaced_and_mistyped_fields() {
             "a change that should be caught ({expected}) was not: {problems:?}"
         );
     }
+}
+
+#[test]
+fn an_incident_finding_must_name_the_group_it_is_assigned_to() {
+    let schema = schema();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/incident");
+    let mut incident = analyze_ocsf(&[example], Some("prod-eu-1")).pop().unwrap();
+    assert_eq!(incident["class_uid"], 2005);
+    assert_valid(&schema, &incident, "the example's incident");
+    incident.as_object_mut().unwrap().remove("assignee_group");
+    let problems = validate(&schema, &incident);
+    assert!(problems.iter().any(|p| p.contains("assignee")), "OCSF requires an assignee or group: {problems:?}");
 }

@@ -436,12 +436,23 @@ impl Engine {
         self.config = config;
     }
 
-    /// Evaluates every rule over the evidence folded so far.
+    /// Evaluates every rule over the evidence folded so far, and groups the findings into
+    /// incidents.
     pub fn report(&mut self) -> Report {
+        self.report_of(report::Incidents::Made)
+    }
+
+    /// As [`Engine::report`], with no incidents: for the stream, which sends findings only and
+    /// asks for a report on every tick.
+    pub fn report_without_incidents(&mut self) -> Report {
+        self.report_of(report::Incidents::Skipped)
+    }
+
+    fn report_of(&mut self, incidents: report::Incidents) -> Report {
         self.settle();
         self.state.place_sighted_pods();
         self.state.resolve_pods();
-        report::build(&self.state, &self.config)
+        report::build(&self.state, &self.config, incidents)
     }
 
     /// Drops what has not been seen for its retention (`EngineConfig::retention`) before the

@@ -23,7 +23,9 @@
 //!   agent has reported), for `token-forged-mint`.
 //! * [`expiry`]: what the streaming engine forgets, and when, so its state stays bounded.
 //! * [`emit`]: which findings to send downstream, and when to send one again (a changed one).
-//! * [`ocsf`]: findings as OCSF Detection Findings, for SIEMs.
+//! * [`incident`]: findings that tell one story, grouped into incidents with that story in time
+//!   order, for the report.
+//! * [`ocsf`]: findings as OCSF Detection Findings, incidents as Incident Findings, for SIEMs.
 //! * [`config`]: the engine's settings ([`EngineConfig`]).
 //! * [`sample`], [`tally`], [`shared`] (values many samples hold alike, kept once), [`principals`], [`client`] (what a user agent says about its program
 //!   and OS), [`hash`] (the maps keyed by evidence): small shared pieces.
@@ -41,6 +43,7 @@ pub mod engine;
 pub mod expiry;
 pub mod finding;
 pub mod hash;
+pub mod incident;
 pub mod legacy_tokens;
 pub mod model;
 pub mod ocsf;

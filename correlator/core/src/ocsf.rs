@@ -1,4 +1,5 @@
-//! Findings as OCSF 1.3.0 Detection Findings (class_uid 2004), for SIEMs that speak OCSF.
+//! Findings as OCSF 1.3.0 Detection Findings (class_uid 2004), and incidents as Incident Findings
+//! (class_uid 2005, [`incident_finding`]), for SIEMs that speak OCSF.
 //!
 //! Mapping (docs/siem.md has the whole table): the finding id is `finding_info.uid`, the rule is
 //! the analytic, ATT&CK techniques are `finding_info.attacks`. What was seen goes where Detection
@@ -13,6 +14,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::finding::{Finding, Rule, Severity, Status};
+use crate::incident::Incident;
 
 /// OCSF schema version the records follow.
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -134,18 +136,7 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
             "profiles": PROFILES,
             "product": {"name": "tokentrail", "vendor_name": "tokentrail", "version": product_version},
         },
-        "finding_info": {
-            "uid": f.id,
-            "title": f.title,
-            "desc": f.explanation,
-            "types": [f.rule.id()],
-            "first_seen_time": millis(f.first_seen),
-            "first_seen_time_dt": f.first_seen.to_string(),
-            "last_seen_time": millis(f.last_seen),
-            "last_seen_time_dt": f.last_seen.to_string(),
-            "analytic": {"uid": f.rule.id(), "name": f.rule.id(), "type_id": 1, "type": "Rule"},
-            "attacks": f.attack.iter().map(attack).collect::<Vec<_>>(),
-        },
+        "finding_info": finding_info(f),
         "remediation": {"desc": f.rule.remediation()},
     });
     let obj = record.as_object_mut().expect("json! built an object");
@@ -215,13 +206,110 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
     if let Some(node) = f.pod.as_ref().and_then(|p| p.node.as_ref()) {
         unmapped.insert("node".into(), json!(node));
     }
-    for (key, value) in [
-        ("source_ips", serde_json::to_value(&f.source_ips)),
-        ("expected_ips", serde_json::to_value(&f.expected_ips)),
-        ("user_agents", serde_json::to_value(&f.user_agents)),
-        ("requests", serde_json::to_value(&f.requests)),
-        ("audit_ids", serde_json::to_value(&f.audit_ids)),
-    ] {
+    insert_lists(
+        &mut unmapped,
+        [
+            ("source_ips", serde_json::to_value(&f.source_ips)),
+            ("expected_ips", serde_json::to_value(&f.expected_ips)),
+            ("user_agents", serde_json::to_value(&f.user_agents)),
+            ("requests", serde_json::to_value(&f.requests)),
+            ("audit_ids", serde_json::to_value(&f.audit_ids)),
+        ],
+    );
+    obj.insert("unmapped".into(), Value::Object(unmapped));
+    record
+}
+
+/// The `finding_info` object of a finding: in its Detection Finding, and in the
+/// `finding_info_list` of its incident's Incident Finding.
+fn finding_info(f: &Finding) -> Value {
+    json!({
+        "uid": f.id,
+        "title": f.title,
+        "desc": f.explanation,
+        "types": [f.rule.id()],
+        "first_seen_time": millis(f.first_seen),
+        "first_seen_time_dt": f.first_seen.to_string(),
+        "last_seen_time": millis(f.last_seen),
+        "last_seen_time_dt": f.last_seen.to_string(),
+        "analytic": {"uid": f.rule.id(), "name": f.rule.id(), "type_id": 1, "type": "Rule"},
+        "attacks": f.attack.iter().map(attack).collect::<Vec<_>>(),
+    })
+}
+
+/// The OCSF 1.3.0 Incident Finding (class_uid 2005) of an incident and its member findings (in
+/// the incident's order): the members are the `finding_info_list` (as their Detection Findings carry them), the story is `desc`, one step a
+/// line. OCSF requires an incident's `assignee` or `assignee_group` (an `at_least_one`
+/// constraint): the evidence names no one, so the operator names the group the incidents go to.
+/// What OCSF has no place for (the incident's own id, the story's structure, the attacker
+/// addresses, principals, credentials, service accounts, clusters) goes to `unmapped`.
+pub fn incident_finding(
+    i: &Incident,
+    members: &[&Finding],
+    assignee_group: &str,
+    activity: Activity,
+    product_version: &str,
+) -> Value {
+    let (activity_id, activity_name) = match activity {
+        Activity::Create => (1, "Create"),
+        Activity::Update => (2, "Update"),
+    };
+    let members: Vec<Value> = members.iter().map(|f| finding_info(f)).collect();
+    let desc: Vec<String> = i.story.iter().map(|s| format!("{} {}: {}", s.time, s.kind.as_str(), s.text)).collect();
+    let mut unmapped = Map::new();
+    unmapped.insert("schema".into(), json!(i.schema));
+    unmapped.insert("incident_id".into(), json!(i.id));
+    unmapped.insert("story".into(), serde_json::to_value(&i.story).unwrap_or(Value::Null));
+    if i.story_left_out > 0 {
+        unmapped.insert("story_left_out".into(), json!(i.story_left_out));
+    }
+    insert_lists(
+        &mut unmapped,
+        [
+            ("clusters", serde_json::to_value(&i.clusters)),
+            ("serviceaccounts", serde_json::to_value(&i.serviceaccounts)),
+            ("credentials", serde_json::to_value(&i.credentials)),
+            ("attacker_ips", serde_json::to_value(&i.attacker_ips)),
+            ("principals", serde_json::to_value(&i.principals)),
+        ],
+    );
+    json!({
+        "class_uid": 2005,
+        "class_name": "Incident Finding",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "type_uid": 200500 + activity_id,
+        "type_name": format!("Incident Finding: {activity_name}"),
+        "severity_id": severity_id(i.severity),
+        "severity": capitalise(i.severity.as_str()),
+        "status_id": 1,
+        "status": "New",
+        // A critical incident is a credential taken and used from elsewhere (crate::incident).
+        "is_suspected_breach": i.severity == Severity::Critical,
+        "time": millis(i.last_seen),
+        "time_dt": i.last_seen.to_string(),
+        "start_time": millis(i.first_seen),
+        "start_time_dt": i.first_seen.to_string(),
+        "end_time": millis(i.last_seen),
+        "end_time_dt": i.last_seen.to_string(),
+        "message": i.title,
+        "desc": desc.join("\n"),
+        "assignee_group": {"name": assignee_group},
+        "metadata": {
+            "version": OCSF_VERSION,
+            "profiles": PROFILES,
+            "product": {"name": "tokentrail", "vendor_name": "tokentrail", "version": product_version},
+        },
+        "finding_info_list": members,
+        "unmapped": Value::Object(unmapped),
+    })
+}
+
+/// Inserts each list that is not empty (nor failed to serialise) under its key.
+fn insert_lists<const N: usize>(unmapped: &mut Map<String, Value>, lists: [(&str, serde_json::Result<Value>); N]) {
+    for (key, value) in lists {
         match value {
             Ok(Value::Array(a)) if a.is_empty() => {}
             Ok(v) => {
@@ -230,8 +318,6 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
             Err(_) => {}
         }
     }
-    obj.insert("unmapped".into(), Value::Object(unmapped));
-    record
 }
 
 fn capitalise(s: &str) -> String {
@@ -339,6 +425,37 @@ mod tests {
         assert_eq!(r["unmapped"]["count"], 5_000_000_000_u64);
         f.count = 7;
         assert!(detection_finding(&f, Activity::Update, "0")["unmapped"].get("count").is_none());
+    }
+
+    #[test]
+    fn an_incident_is_an_incident_finding_of_its_members_assigned_to_the_group() {
+        let f = finding(Rule::TokenUsedOffCluster, Severity::Critical);
+        let other = Finding { id: "g".into(), ..finding(Rule::XffSpoofedSource, Severity::Medium) };
+        let i = Incident {
+            schema: crate::incident::SCHEMA,
+            id: "i".into(),
+            severity: Severity::Critical,
+            title: "t".into(),
+            clusters: vec!["prod-eu-1".into()],
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            serviceaccounts: Vec::new(),
+            credentials: Vec::new(),
+            attacker_ips: vec!["203.0.113.50".parse().unwrap()],
+            principals: Vec::new(),
+            findings: vec!["f".into(), "g".into()],
+            story: Vec::new(),
+            story_left_out: 0,
+        };
+        let r = incident_finding(&i, &[&f, &other], "k8s-responders", Activity::Create, "0");
+        assert_eq!((r["class_uid"].clone(), r["type_uid"].clone()), (json!(2005), json!(200501)));
+        assert_eq!(r["assignee_group"], json!({"name": "k8s-responders"}));
+        let uids: Vec<&Value> = r["finding_info_list"].as_array().unwrap().iter().map(|fi| &fi["uid"]).collect();
+        assert_eq!(uids, [&json!("f"), &json!("g")], "the members, in the incident's order");
+        assert_eq!(r["unmapped"]["incident_id"], "i");
+        assert_eq!(r["unmapped"]["attacker_ips"], json!(["203.0.113.50"]));
+        assert!(r["unmapped"].get("principals").is_none(), "empty lists are left out");
+        assert_eq!(r["is_suspected_breach"], true);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The report: findings, the per-service-account client-address table, the legacy-token
-//! inventory, coverage (how much of the evidence could be verified, and why not the rest), and
-//! the timelines of the service accounts that findings name.
+//! The report: incidents (the findings that tell one story, grouped), findings, the
+//! per-service-account client-address table, the legacy-token inventory, coverage (how much of
+//! the evidence could be verified, and why not the rest), and the timelines of the service
+//! accounts that findings name.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,7 +10,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::config::EngineConfig;
-use crate::finding::Finding;
+use crate::finding::{finding_id, Finding, Rule};
+use crate::incident::{self, Incident, PodEntry};
 use crate::legacy_tokens;
 use crate::model::{Place, Pods};
 use crate::observation::ServiceAccountRef;
@@ -25,6 +27,9 @@ pub use crate::legacy_tokens::LegacyTokenRow;
 /// Everything `analyze` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// Incidents: the findings that tell one story, grouped, most severe first (none from
+    /// [`Engine::report_without_incidents`](crate::Engine::report_without_incidents)).
+    pub incidents: Vec<Incident>,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
     /// Client addresses per service account.
@@ -171,8 +176,17 @@ impl Coverage {
     }
 }
 
+/// Whether a report groups its findings into incidents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Incidents {
+    /// `analyze`'s reports.
+    Made,
+    /// The stream's: it sends findings only.
+    Skipped,
+}
+
 /// Evaluates everything the state holds, under these settings.
-pub(crate) fn build(state: &State, config: &EngineConfig) -> Report {
+pub(crate) fn build(state: &State, config: &EngineConfig, with: Incidents) -> Report {
     let networks = state.model().cluster_networks(config);
     let mints = state.mints().by_jti();
     let judge = Judge {
@@ -225,7 +239,47 @@ pub(crate) fn build(state: &State, config: &EngineConfig) -> Report {
     coverage.verified = coverage.expected + coverage.unexpected;
     coverage.learned = learned(state, &networks, &fronts);
     let timelines = timelines(&ctx, &findings);
-    Report { findings, usage, legacy_tokens, coverage, timelines }
+    let incidents = match with {
+        Incidents::Made => incidents(&ctx, &findings, &usage, &timelines),
+        Incidents::Skipped => Vec::new(),
+    };
+    Report { incidents, findings, usage, legacy_tokens, coverage, timelines }
+}
+
+/// The incidents of these findings, with what the state holds beside them: who exec'd into which
+/// pod, and who read token Secrets.
+fn incidents(ctx: &Context<'_>, findings: &[Finding], usage: &[UsageRow], timelines: &[Timeline]) -> Vec<Incident> {
+    let cluster = ctx.config.cluster.as_deref();
+    let entries = ctx
+        .state
+        .accesses()
+        .iter()
+        .filter(|a| a.access.code.is_none_or(|c| c < 400))
+        .map(|a| PodEntry {
+            cluster: ctx.config.cluster.clone(),
+            time: a.access.time,
+            what: a.what(),
+            principal: a.access.principal.clone(),
+            client: a.client,
+            namespace: a.access.namespace.clone(),
+            pod: a.access.pod_name.clone(),
+        })
+        .collect();
+    // A Secret-read finding is about a principal; its id is made from it (see rules::access).
+    let read_ids: BTreeSet<&str> =
+        findings.iter().filter(|f| f.rule == Rule::SaTokenSecretRead).map(|f| f.id.as_str()).collect();
+    let mut principals = BTreeMap::new();
+    if !read_ids.is_empty() {
+        for (principal, namespace) in ctx.state.secret_reads().keys().chain(ctx.state.secret_reads_elsewhere().keys()) {
+            let scope = namespace.as_deref().unwrap_or("all namespaces");
+            let id = finding_id(Rule::SaTokenSecretRead, cluster, &format!("{principal}@{scope}"), "");
+            if read_ids.contains(id.as_str()) {
+                principals.insert(id, principal.clone());
+            }
+        }
+    }
+    let context = incident::Context { entries, exec_window: ctx.config.exec_window, principals, usage, timelines };
+    incident::incidents(findings, &context)
 }
 
 /// How many pods only their tokens' uses show (they stay in their use groups: see

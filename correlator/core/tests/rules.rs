@@ -81,6 +81,26 @@ fn configured_egress_address_is_expected() {
 }
 
 #[test]
+fn the_streams_report_makes_the_same_findings_and_no_incidents() {
+    let p = api();
+    let mut engine = tokentrail_correlator_core::Engine::new(EngineConfig::default());
+    for o in with_cluster(vec![
+        p.observed(),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(5.0).obs(),
+        use_of("payments/api").bound_to(&p, "j1").from("10.244.2.99").at(6.0).obs(),
+    ]) {
+        engine.observe(o);
+    }
+    let stream = engine.report_without_incidents();
+    let analyze = engine.report();
+    assert!(stream.incidents.is_empty());
+    assert_eq!(analyze.incidents.len(), 1, "one credential: one incident");
+    assert_eq!(analyze.incidents[0].findings.len(), analyze.findings.len());
+    assert!(analyze.findings.len() >= 2);
+    assert_eq!(stream.findings, analyze.findings);
+}
+
+#[test]
 fn private_address_with_unknown_networks_is_unknown_not_off_cluster() {
     // No nodes.json, no --cluster-network: 10.9.9.9 could be anything of the cluster's.
     let p = api();

@@ -6,18 +6,34 @@
 
 use std::collections::BTreeMap;
 
+use tokentrail_correlator_core::incident::Incident;
 use tokentrail_correlator_core::report::UsageRow;
 use tokentrail_correlator_core::verdict::Verdict;
 use tokentrail_correlator_core::{Finding, Rule};
 
 /// Findings of one rule shown in full; the rest are counted.
 pub const FINDINGS_PER_RULE: usize = 100;
+/// Incidents shown in full; the rest are counted.
+pub const INCIDENTS: usize = 100;
+/// Member finding ids listed under an incident; the rest are counted.
+pub const INCIDENT_MEMBERS: usize = 100;
 /// Client-address rows shown; the rest are counted.
 pub const USAGE_ROWS: usize = 2_000;
 
 /// The findings a human report shows, in report order, and how many of each rule it leaves out.
 pub fn findings(all: &[Finding]) -> (Vec<&Finding>, BTreeMap<Rule, usize>) {
     per_kind(all, |f| f.rule, FINDINGS_PER_RULE)
+}
+
+/// The incidents a human report shows, in report order, and how many it leaves out.
+pub fn incidents(all: &[Incident]) -> (&[Incident], usize) {
+    let shown = all.len().min(INCIDENTS);
+    (&all[..shown], all.len() - shown)
+}
+
+/// Findings by id, so an incident's members are found without a scan per member.
+pub fn by_id(findings: &[Finding]) -> BTreeMap<&str, &Finding> {
+    findings.iter().map(|f| (f.id.as_str(), f)).collect()
 }
 
 /// The first `limit` items of each kind, and how many of each kind are left out.

@@ -1,7 +1,7 @@
 //! The report as one self-contained HTML page a responder can attach to a ticket.
 //!
-//! It opens on the findings by severity, then the timeline of every service account a finding
-//! names ([`timeline`]), the client-address table, the legacy-token inventory and coverage
+//! It opens on the incidents, each with its story on a time axis ([`incidents`]), then the
+//! findings by severity, the timeline of every service account a finding names ([`timeline`]), the client-address table, the legacy-token inventory and coverage
 //! ([`tables`]). Everything is in the file: the stylesheet ([`report.css`](html/report.css),
 //! included at build time), the charts (SVG written here), the data. There is no script at all,
 //! and a Content-Security-Policy of `default-src 'none'` tells the browser to fetch nothing, so
@@ -16,6 +16,7 @@
 //! timelines drawn from fixed-size time buckets. Large tables are cut with a note saying where
 //! the full data is (`--out` writes it as JSON).
 
+mod incidents;
 mod tables;
 mod timeline;
 
@@ -58,6 +59,7 @@ pub fn render(analysis: &Analysis) -> String {
     p.raw("</title>\n<style>\n").raw(CSS).raw("</style>\n</head>\n<body>\n");
     header(&mut p, analysis);
     p.raw("<main>\n");
+    incidents::section(&mut p, report);
     findings(&mut p, analysis);
     timeline::section(&mut p, report);
     tables::usage(&mut p, &report.usage);
@@ -101,7 +103,8 @@ fn header(p: &mut Page, analysis: &Analysis) {
         p.raw(", ").val(first).raw(" to ").val(last);
     }
     p.raw("; ").val(format_args!("{:.1}", c.verified_percent())).raw("% verified.</p>\n");
-    p.raw("<nav><a href=\"#findings\">Findings</a><a href=\"#timeline\">Timeline</a>");
+    p.raw("<nav><a href=\"#incidents\">Incidents</a><a href=\"#findings\">Findings</a>");
+    p.raw("<a href=\"#timeline\">Timeline</a>");
     p.raw("<a href=\"#usage\">Client addresses</a><a href=\"#legacy\">Legacy tokens</a>");
     p.raw("<a href=\"#coverage\">Coverage</a></nav>\n</div></header>\n");
 }

@@ -176,7 +176,7 @@ impl PartitionState {
     }
 
     fn report(&mut self) -> Vec<Finding> {
-        self.engines.values_mut().flat_map(|e| e.report().findings).collect()
+        self.engines.values_mut().flat_map(|e| e.report_without_incidents().findings).collect()
     }
 
     /// How far the slowest node's agent trails the latest event, over every cluster's engine.
