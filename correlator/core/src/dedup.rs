@@ -17,6 +17,7 @@
 //! requests lie between two of them, and memory stays constant however long the log is. IDs
 //! are kept as 64-bit hashes: a collision would need about four billion IDs in the window.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -103,24 +104,36 @@ pub struct Seen {
     pub evicted: Option<u64>,
 }
 
-/// The state of one ID in the window.
+/// The state of one ID in the window, as snapshots write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Slot {
     /// The best copy's rank.
     rank: Rank,
     /// A copy is held (not yet folded).
     open: bool,
-    /// Its place in the order IDs came in (see [`RecentIds::segment`]).
-    #[serde(skip)]
-    seq: u64,
+}
+
+/// One place in the window's order: the ID that came there and its state, or a gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    id: u64,
+    /// `None`: a gap (see [`GAP`]).
+    slot: Option<Slot>,
 }
 
 /// The most recent audit IDs seen. Persisted as the window's IDs in order, with their slots.
+///
+/// Each ID's state lives in its place in `order`, and `places` says where each ID came. An ID
+/// leaving the window is not looked up again: its entry in `places` stays behind, stale (its
+/// place is before the window's front, so it reads as absent), until a sweep drops the stale
+/// entries once they are as many as half the window. Folding a use thus touches the table once,
+/// for its own ID, not a second time for the ID it pushes out.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(from = "Window", into = "Window")]
 pub struct RecentIds {
-    slots: HashMap<u64, Slot, BuildHasherDefault<PreHashed>>,
-    order: VecDeque<u64>,
+    /// Where each ID came in the order (`pushed` at its arrival); stale for IDs that left.
+    places: HashMap<u64, u64, BuildHasherDefault<PreHashed>>,
+    order: VecDeque<Place>,
     capacity: usize,
     /// How many IDs ever came in: the last one's place in the order is `pushed - 1`.
     pushed: u64,
@@ -165,12 +178,13 @@ struct Window {
 impl From<Window> for RecentIds {
     fn from(w: Window) -> Self {
         let mut ids = RecentIds::new(w.capacity);
-        let folded = Slot { rank: Rank::default(), open: false, seq: 0 };
+        let folded = Slot { rank: Rank::default(), open: false };
         for (i, id) in w.ids.into_iter().enumerate() {
-            let slot = Slot { seq: ids.pushed, ..w.slots.get(i).copied().unwrap_or(folded) };
-            if ids.slots.insert(id, slot).is_none() {
-                ids.order.push_back(id);
-                ids.pushed += 1;
+            let slot = w.slots.get(i).copied().unwrap_or(folded);
+            match ids.place_of(id) {
+                // Listed twice: the later state stands, in the earlier place.
+                Some(at) => ids.order[at].slot = Some(slot),
+                None => ids.push(Place { id, slot: Some(slot) }),
             }
         }
         ids
@@ -179,15 +193,16 @@ impl From<Window> for RecentIds {
 
 impl From<RecentIds> for Window {
     fn from(r: RecentIds) -> Self {
-        let slots = r.order.iter().filter_map(|id| r.slots.get(id).copied()).collect();
-        Window { capacity: r.capacity, ids: r.order.into_iter().collect(), slots }
+        // Gaps have no slot: only the filled places' are listed.
+        let slots = r.order.iter().filter_map(|p| p.slot).collect();
+        Window { capacity: r.capacity, ids: r.order.into_iter().map(|p| p.id).collect(), slots }
     }
 }
 
 impl Clone for RecentIds {
     fn clone(&self) -> Self {
         RecentIds {
-            slots: self.slots.clone(),
+            places: self.places.clone(),
             order: self.order.clone(),
             capacity: self.capacity,
             pushed: self.pushed,
@@ -200,11 +215,42 @@ impl RecentIds {
     /// A window of `capacity` IDs.
     pub fn new(capacity: usize) -> Self {
         RecentIds {
-            slots: HashMap::default(),
+            places: HashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             pushed: 0,
             changed: Journal::default(),
+        }
+    }
+
+    /// The place of the window's first ID.
+    fn front(&self) -> u64 {
+        self.pushed - self.order.len() as u64
+    }
+
+    /// Where `id` sits in `order`, when it is in the window.
+    fn place_of(&self, id: u64) -> Option<usize> {
+        let seq = *self.places.get(&id)?;
+        let at = usize::try_from(seq.checked_sub(self.front())?).ok()?;
+        self.order.get(at).filter(|p| p.id == id && p.slot.is_some()).map(|_| at)
+    }
+
+    /// Appends a place to the order (and an ID's to `places`).
+    fn push(&mut self, place: Place) {
+        if place.slot.is_some() {
+            self.places.insert(place.id, self.pushed);
+        }
+        self.order.push_back(place);
+        self.pushed += 1;
+    }
+
+    /// Drops the entries of `places` left by IDs that left the window, once they are as many as
+    /// half of it: memory stays bounded by the window, and each sweep is paid for by the half
+    /// window of IDs that came since the last.
+    fn sweep(&mut self) {
+        if self.places.len() > self.capacity + self.capacity / 2 + 1 {
+            let front = self.front();
+            self.places.retain(|_, seq| *seq >= front);
         }
     }
 
@@ -216,52 +262,74 @@ impl RecentIds {
         }
         // A fixed seed: the window is persisted as these hashes.
         let key = persistent_hash((kind, audit_id));
-        let sighting = match self.slots.get_mut(&key) {
-            None => {
-                let seq = self.pushed;
-                self.slots.insert(key, Slot { rank, open: !rank.is_final(), seq });
-                self.order.push_back(key);
-                self.pushed += 1;
-                self.changed.note(|| seq / SEGMENT);
-                if rank.is_final() {
-                    Sighting::Fold
-                } else {
-                    Sighting::Hold
-                }
+        let front = self.front();
+        let (seq, fresh) = match self.places.entry(key) {
+            Entry::Occupied(mut e) if *e.get() < front => {
+                // Stale: the ID left the window, and comes again at the back.
+                e.insert(self.pushed);
+                (self.pushed, true)
             }
-            Some(slot) if !slot.open || rank > slot.rank => Sighting::Duplicate,
-            Some(slot) if rank == slot.rank => Sighting::Tie,
-            Some(slot) => {
-                slot.rank = rank;
-                slot.open = !rank.is_final();
-                self.changed.note(|| slot.seq / SEGMENT);
-                if slot.open {
-                    Sighting::Hold
-                } else {
-                    Sighting::Fold
+            Entry::Occupied(e) => (*e.get(), false),
+            Entry::Vacant(e) => {
+                e.insert(self.pushed);
+                (self.pushed, true)
+            }
+        };
+        let sighting = if fresh {
+            self.order.push_back(Place { id: key, slot: Some(Slot { rank, open: !rank.is_final() }) });
+            self.pushed += 1;
+            self.changed.note(|| seq / SEGMENT);
+            if rank.is_final() {
+                Sighting::Fold
+            } else {
+                Sighting::Hold
+            }
+        } else {
+            // In the window: its place holds its state.
+            let place = usize::try_from(seq - front).ok().and_then(|at| self.order.get_mut(at));
+            match place.and_then(|p| p.slot.as_mut()) {
+                None => Sighting::Duplicate,
+                Some(slot) if !slot.open || rank > slot.rank => Sighting::Duplicate,
+                Some(slot) if rank == slot.rank => Sighting::Tie,
+                Some(slot) => {
+                    slot.rank = rank;
+                    slot.open = !rank.is_final();
+                    let open = slot.open;
+                    self.changed.note(|| seq / SEGMENT);
+                    if open {
+                        Sighting::Hold
+                    } else {
+                        Sighting::Fold
+                    }
                 }
             }
         };
         let mut evicted = None;
         if self.order.len() > self.capacity {
+            let seq = self.front();
             if let Some(old) = self.order.pop_front() {
-                let slot = self.slots.remove(&old);
                 // A segment is written again when its last ID leaves (as a deletion); IDs that
                 // leave before that are dropped at restore by their place (`from_segments`).
-                if let Some(s) = slot.filter(|s| (s.seq + 1) % SEGMENT == 0) {
-                    self.changed.note(|| s.seq / SEGMENT);
+                if let Some(slot) = old.slot {
+                    if (seq + 1) % SEGMENT == 0 {
+                        self.changed.note(|| seq / SEGMENT);
+                    }
+                    evicted = slot.open.then_some(old.id);
                 }
-                evicted = slot.filter(|s| s.open).map(|_| old);
             }
+            self.sweep();
         }
         Seen { sighting, key, evicted }
     }
 
     /// The copy held under `key` was folded: later copies of its ID are duplicates.
     pub fn close(&mut self, key: u64) {
-        if let Some(slot) = self.slots.get_mut(&key) {
-            slot.open = false;
-            self.changed.note(|| slot.seq / SEGMENT);
+        if let Some(at) = self.place_of(key) {
+            if let Some(slot) = &mut self.order[at].slot {
+                slot.open = false;
+            }
+            let seq = self.front() + at as u64;
+            self.changed.note(|| seq / SEGMENT);
         }
     }
 
@@ -283,16 +351,17 @@ impl RecentIds {
 
     /// The IDs of segment `n` still in the window.
     fn segment(&self, n: u64) -> Option<Segment> {
-        // `order` holds the last `order.len()` IDs that came, in order, without gaps.
-        let front = self.pushed - self.order.len() as u64;
+        // `order` holds the last `order.len()` places, in order, without gaps.
+        let front = self.front();
         let (start, end) = ((n * SEGMENT).max(front), ((n + 1) * SEGMENT).min(self.pushed));
         if start >= end {
             return None;
         }
         let mut segment = Segment { first: start, ..Segment::default() };
         for i in start..end {
-            let id = usize::try_from(i - front).ok().and_then(|at| self.order.get(at)).copied().unwrap_or(GAP);
-            let slot = self.slots.get(&id).map_or((0, 0, false), |s| (s.rank.hops, s.rank.stage, s.open));
+            let place = usize::try_from(i - front).ok().and_then(|at| self.order.get(at));
+            let id = place.map_or(GAP, |p| p.id);
+            let slot = place.and_then(|p| p.slot).map_or((0, 0, false), |s| (s.rank.hops, s.rank.stage, s.open));
             segment.ids.push(id);
             segment.slots.push(slot);
         }
@@ -309,7 +378,7 @@ impl RecentIds {
             let ids_slots = segment.ids.into_iter().zip(segment.slots);
             for (seq, (id, (hops, stage, open))) in (segment.first..).zip(ids_slots) {
                 if seq >= front && seq < meta.pushed && id != GAP {
-                    placed.push((seq, id, Slot { rank: Rank { hops, stage }, open, seq }));
+                    placed.push((seq, id, Slot { rank: Rank { hops, stage }, open }));
                 }
             }
         }
@@ -320,13 +389,10 @@ impl RecentIds {
         // keeps its place and the last one's is `pushed - 1`, as before.
         for (seq, placed) in places.chain([(meta.pushed, None)]) {
             while ids.pushed < seq {
-                ids.order.push_back(GAP);
-                ids.pushed += 1;
+                ids.push(Place { id: GAP, slot: None });
             }
             if let Some((id, slot)) = placed {
-                ids.slots.insert(id, slot);
-                ids.order.push_back(id);
-                ids.pushed += 1;
+                ids.push(Place { id, slot: Some(slot) });
             }
         }
         ids
@@ -383,6 +449,25 @@ mod tests {
         assert_eq!(next.evicted, Some(held.key));
         ids.close(next.key);
         assert_eq!(ids.sight(0, "c", COMPLETE).evicted, None, "b was closed (folded at a settle)");
+    }
+
+    #[test]
+    fn ids_that_left_the_window_come_back_new_and_what_they_left_behind_is_swept() {
+        let mut ids = RecentIds::new(4);
+        for round in 0..3 {
+            for i in 0..40 {
+                let id = format!("id-{i}");
+                assert_eq!(sighting(&mut ids, 0, &id, COMPLETE), Sighting::Fold, "round {round}: {id} had left");
+                assert_eq!(sighting(&mut ids, 0, &id, RECEIVED), Sighting::Duplicate, "round {round}: {id} is in");
+                assert!(ids.places.len() <= 4 + 4 / 2 + 1, "stale places are swept: {}", ids.places.len());
+            }
+        }
+        assert_eq!(ids.order.len(), 4);
+        // A held copy pushed out by IDs that came back is still handed back.
+        let held = ids.sight(0, "id-0", FORWARDED);
+        assert_eq!(held.sighting, Sighting::Hold);
+        let evicted: Vec<_> = (36..40).filter_map(|i| ids.sight(0, &format!("id-{i}"), COMPLETE).evicted).collect();
+        assert_eq!(evicted, [held.key]);
     }
 
     #[test]

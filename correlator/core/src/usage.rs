@@ -503,13 +503,15 @@ pub struct TimeBuckets {
     /// Width of every bucket, in microseconds: one second times a power of two.
     width: Micros,
     /// Events per bucket, from `start` on.
-    /// A boxed slice: no capacity field beside it in every group.
-    counts: Box<[u32]>,
+    /// A vector, not a boxed slice: in a log read in time order nearly every use of a group
+    /// lands past its last bucket, and growing by one bucket at a time reallocated each time.
+    /// It grows by doubling, up to [`TimeBuckets::MAX_BUCKETS`], and merges in place.
+    counts: Vec<u32>,
 }
 
 impl Default for TimeBuckets {
     fn default() -> Self {
-        TimeBuckets { start: Timestamp(0), width: SECOND, counts: Box::default() }
+        TimeBuckets { start: Timestamp(0), width: SECOND, counts: Vec::new() }
     }
 }
 
@@ -528,7 +530,7 @@ impl TimeBuckets {
             let at = t.0.div_euclid(self.width);
             if self.counts.is_empty() {
                 self.start = Timestamp(at * self.width);
-                self.counts = Box::new([n]);
+                self.counts.push(n);
                 return;
             }
             let first = self.start.0.div_euclid(self.width);
@@ -537,14 +539,14 @@ impl TimeBuckets {
             if hi - lo < Self::MAX_BUCKETS as i64 {
                 if at < first {
                     // Earlier than every bucket so far: make room in front.
-                    let mut counts = vec![0; (first - at) as usize];
-                    counts.extend_from_slice(&self.counts);
-                    self.counts = counts.into_boxed_slice();
+                    let len = (last - at + 1) as usize;
+                    self.reserve_for(len);
+                    self.counts.splice(..0, std::iter::repeat_n(0, (first - at) as usize));
                     self.start = Timestamp(at * self.width);
                 } else if at > last {
-                    let mut counts = std::mem::take(&mut self.counts).into_vec();
-                    counts.resize((at - first + 1) as usize, 0);
-                    self.counts = counts.into_boxed_slice();
+                    let len = (at - first + 1) as usize;
+                    self.reserve_for(len);
+                    self.counts.resize(len, 0);
                 }
                 let slot = &mut self.counts[(at - lo) as usize];
                 *slot = slot.saturating_add(n);
@@ -574,17 +576,34 @@ impl TimeBuckets {
         let first = self.start.0.div_euclid(self.width);
         let width = self.width.saturating_mul(2);
         let new_first = first.div_euclid(2);
-        let mut merged = vec![0u32; self.counts.len() / 2 + 1];
-        for (i, &n) in self.counts.iter().enumerate() {
-            let slot = &mut merged[((first + i as i64).div_euclid(2) - new_first) as usize];
-            *slot = slot.saturating_add(n);
+        // In place: bucket `i` goes to `j <= i`, and `j` grows by at most one per step, so each
+        // merged bucket is written after every old bucket at or before it was read.
+        let mut merged = 0;
+        for i in 0..self.counts.len() {
+            let n = self.counts[i];
+            let j = ((first + i as i64).div_euclid(2) - new_first) as usize;
+            if j == merged {
+                self.counts[j] = n;
+                merged += 1;
+            } else {
+                self.counts[j] = self.counts[j].saturating_add(n);
+            }
         }
-        while merged.last() == Some(&0) {
-            merged.pop();
+        self.counts.truncate(merged);
+        while self.counts.last() == Some(&0) {
+            self.counts.pop();
         }
         self.width = width;
         self.start = Timestamp(new_first * width);
-        self.counts = merged.into_boxed_slice();
+    }
+
+    /// Makes room for `len` buckets, doubling (up to [`TimeBuckets::MAX_BUCKETS`]) rather than
+    /// growing by what is needed.
+    fn reserve_for(&mut self, len: usize) {
+        if len > self.counts.capacity() {
+            let room = len.max(self.counts.capacity() * 2).min(Self::MAX_BUCKETS).max(len);
+            self.counts.reserve_exact(room - self.counts.len());
+        }
     }
 
     /// Width of each bucket.
@@ -761,6 +780,26 @@ mod tests {
                 assert_eq!(*merged.over_time(), buckets(&times[..n]), "{n} uses split at {split}");
             }
         }
+    }
+
+    #[test]
+    fn coarsening_in_place_merges_each_aligned_pair_and_growth_stops_at_the_bound() {
+        let counts = |b: &TimeBuckets| b.iter().map(|(from, _, n)| (from.0 / SECOND, n)).collect::<Vec<_>>();
+        // 0..=64 s: 65 one-second buckets do not fit, so pairs merge from the epoch-aligned 0.
+        let even = buckets(&(0..=64).map(|s| s * SECOND).collect::<Vec<_>>());
+        assert_eq!(even.width(), 2 * SECOND);
+        let mut want: Vec<(i64, u32)> = (0..32).map(|i| (2 * i, 2)).collect();
+        want.push((64, 1));
+        assert_eq!(counts(&even), want);
+        // 1..=65 s: the first bucket holds one use, its pair's other half being before it.
+        let odd = buckets(&(1..=65).map(|s| s * SECOND).collect::<Vec<_>>());
+        let mut want = vec![(0, 1)];
+        want.extend((1..33).map(|i| (2 * i, 2)));
+        assert_eq!(counts(&odd), want);
+        assert!(odd.counts.capacity() <= TimeBuckets::MAX_BUCKETS, "{}", odd.counts.capacity());
+        // Backwards: room is made in front.
+        let back = buckets(&(0..=64).rev().map(|s| s * SECOND).collect::<Vec<_>>());
+        assert_eq!(back, even);
     }
 
     #[test]
