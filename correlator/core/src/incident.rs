@@ -86,6 +86,9 @@ pub enum StepKind {
     SecretRead,
     /// An exec, attach or port-forward into the pod whose token was then used.
     Exec,
+    /// The token file opened on its node by a reader that may not read it (a node agent saw
+    /// it): the theft itself.
+    TokenFileRead,
     /// The first use of a credential from an address it does not belong to.
     ForeignUse,
     /// The pod moved to a newer credential; the old one is stale from here.
@@ -105,6 +108,7 @@ impl StepKind {
             StepKind::Mint => "mint",
             StepKind::SecretRead => "secret-read",
             StepKind::Exec => "exec",
+            StepKind::TokenFileRead => "token-file-read",
             StepKind::ForeignUse => "foreign-use",
             StepKind::Rotation => "rotation",
             StepKind::UseAfterRotation => "use-after-rotation",
@@ -177,7 +181,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// Rules whose findings are uses of a credential from an address it does not belong to.
-const USE_RULES: [Rule; 7] = [
+const USE_RULES: [Rule; 8] = [
     Rule::TokenUsedOffCluster,
     Rule::TokenUsedFromOtherWorkload,
     Rule::TokenMultiOrigin,
@@ -185,10 +189,17 @@ const USE_RULES: [Rule; 7] = [
     Rule::ExecThenTokenUse,
     Rule::LegacyTokenForeignIp,
     Rule::TokenClientChanged,
+    Rule::TokenHarvestedThenUsed,
 ];
 
 /// Rules whose findings are the taking of a credential.
-const THEFT_RULES: [Rule; 2] = [Rule::ExecThenTokenUse, Rule::SaTokenSecretRead];
+const THEFT_RULES: [Rule; 5] = [
+    Rule::ExecThenTokenUse,
+    Rule::SaTokenSecretRead,
+    Rule::TokenFileReadByOtherPod,
+    Rule::TokenFileReadOnHost,
+    Rule::TokenHarvestedThenUsed,
+];
 
 /// The incident id: a hash of the smallest member finding id (stable while the smallest stays).
 pub fn incident_id(smallest_member: &str) -> String {
@@ -442,6 +453,9 @@ fn story(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, credentia
                 let mut s = step(f.first_seen, StepKind::SecretRead, f.title.clone(), vec![f.id.clone()]);
                 s.details = f.requests.iter().map(request_line).collect();
                 steps.push(s);
+            }
+            Rule::TokenFileReadByOtherPod | Rule::TokenFileReadOnHost => {
+                steps.push(step(f.first_seen, StepKind::TokenFileRead, f.title.clone(), vec![f.id.clone()]));
             }
             Rule::TokenForgedMint | Rule::TokenMintedByUser => {
                 steps.push(step(f.first_seen, StepKind::Mint, f.title.clone(), vec![f.id.clone()]));

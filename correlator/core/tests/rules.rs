@@ -756,6 +756,24 @@ fn a_harvested_token_used_away_from_its_pod_is_a_chain_and_its_own_use_is_not() 
 }
 
 #[test]
+fn a_token_file_read_and_the_harvested_tokens_use_are_one_incident_that_opens_on_the_read() {
+    let p = api();
+    let thief = pod("default/debug-shell", "uid-thief").on_node("worker-1").with_ip("10.244.1.40");
+    let report = run(with_cluster(vec![
+        p.observed(),
+        thief.observed(),
+        token_read(&p, "j1", Some(&thief), "/bin/cat", 3.0),
+        use_of("payments/api").bound_to(&p, "j1").from("203.0.113.50").at(6.0).listing_secrets("payments").obs(),
+    ]));
+    assert_eq!(report.incidents.len(), 1, "one stolen credential: {:?}", fired(&report));
+    let incident = &report.incidents[0];
+    assert_eq!(incident.findings.len(), report.findings.len());
+    let kinds: Vec<&str> = incident.story.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"token-file-read"), "the theft comes first: {kinds:?}");
+    assert!(kinds.contains(&"foreign-use"), "{kinds:?}");
+}
+
+#[test]
 fn a_use_before_the_read_or_of_another_credential_is_no_chain() {
     let p = api();
     let report = run(with_cluster(vec![

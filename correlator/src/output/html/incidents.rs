@@ -126,7 +126,7 @@ fn mark(p: &mut Page, number: usize, step: &Step, x: f64) {
     p.raw(" ").raw(step.kind.as_str()).raw(": ").evidence(&step.text).raw("</title>");
     let y = LINE_Y;
     match step.kind {
-        StepKind::Exec => {
+        StepKind::Exec | StepKind::TokenFileRead => {
             // A diamond.
             p.raw("<path d=\"M").val(format_args!("{x:.1} {:.1} l6 6 l-6 6 l-6 -6 z", y - 6.0)).raw("\"/>");
         }
