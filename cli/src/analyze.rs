@@ -196,6 +196,20 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(EXIT_NO_EVIDENCE);
     }
+    if evidence.len() > 1 {
+        // A cluster whose evidence holds no audit event adds nothing to verify: say so, rather than
+        // let its empty share of the report read as "nothing happened there".
+        for c in &evidence {
+            let files = analysis.files.iter().filter(|f| f.cluster == c.cluster);
+            if files.map(|f| f.audit_events()).sum::<u64>() == 0 {
+                let name = output::shown_cluster(c.cluster.as_deref().unwrap_or(""));
+                eprintln!(
+                    "tokentrail: cluster {}: no audit events in its evidence, so no token use to verify there",
+                    output::terminal::escape(name)
+                );
+            }
+        }
+    }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let findings = &analysis.report.findings;

@@ -499,6 +499,17 @@ fn name_equals_path_gives_each_cluster_its_evidence() {
     // Plain paths belong to --cluster.
     let clusters = finding_clusters(&dir, &["--cluster", "home", &eu, "us-audit.log"]);
     assert_eq!(clusters, ["eu", "home"].map(String::from).into());
+    // A cluster given dumps alone is named on stderr: it has no token use to verify.
+    let pods = format!("dumps={}", example().join("pods.json").display());
+    let o = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .current_dir(&dir)
+        .args(["analyze", &eu, &pods])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("tokentrail: cluster dumps: no audit events in its evidence"), "{stderr}");
+    assert!(!stderr.contains("cluster eu:"), "{stderr}");
 }
 
 #[test]
