@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::engine_args::EngineArgs;
 use clap::ValueEnum;
 use tokentrail_config::duration;
+use tokentrail_correlator::clusters::{self, ClusterEvidence};
 use tokentrail_correlator::forensic::{self, AnalyzeOptions, LocatedProblem};
 use tokentrail_correlator::output;
 use tokentrail_correlator_core::{EngineConfig, Severity, Timestamp};
@@ -42,8 +43,11 @@ pub enum Format {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Evidence files or directories (formats are detected from content); `-` reads standard
-    /// input (e.g. `kubectl logs ... | tokentrail analyze -`).
-    #[arg(required = true, value_name = "EVIDENCE")]
+    /// input (e.g. `kubectl logs ... | tokentrail analyze -`). `NAME=PATH` gives cluster NAME's
+    /// evidence (`prod-eu=/evidence/eu prod-us=us-audit.log.gz`): each cluster is analysed apart
+    /// and the reports merged; plain paths belong to `--cluster`. A file whose name contains `=`
+    /// is still read as that file.
+    #[arg(required = true, value_name = "[NAME=]EVIDENCE")]
     evidence: Vec<PathBuf>,
     /// What to print on stdout.
     // `format`: the name of 0.1's flag, kept working.
@@ -59,7 +63,7 @@ pub struct Args {
     /// group, and the evidence names neither.
     #[arg(long, value_name = "GROUP")]
     ocsf_incident_group: Option<String>,
-    /// Cluster name put on findings.
+    /// Cluster name put on findings (those of evidence given without `NAME=`).
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
     /// The engine's settings.
@@ -141,7 +145,9 @@ pub fn run(args: Args) -> ExitCode {
         problems_per_file: PROBLEMS_SHOWN_PER_FILE,
         ..AnalyzeOptions::default()
     };
-    let stdin = match Stdin::spool_if_named(&args.evidence) {
+    let groups = clusters::group(&args.evidence, args.cluster.as_deref());
+    let paths: Vec<&PathBuf> = groups.iter().flat_map(|g| &g.paths).collect();
+    let stdin = match Stdin::spool_if_named(&paths) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -150,11 +156,17 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_NO_EVIDENCE);
         }
     };
-    let evidence: Vec<PathBuf> = args.evidence.iter().map(|p| stdin.path_for(p)).collect();
+    let evidence: Vec<ClusterEvidence> = groups
+        .iter()
+        .map(|g| ClusterEvidence {
+            cluster: g.cluster.clone(),
+            paths: g.paths.iter().map(|p| stdin.path_for(p)).collect(),
+        })
+        .collect();
     let bar = Bar::for_stderr();
     let mut report_problem =
         |p: &LocatedProblem| eprintln!("tokentrail: {}", LocatedProblem { path: stdin.shown(&p.path), ..p.clone() });
-    let mut analysis = forensic::analyze(&evidence, &options, &bar, &mut report_problem);
+    let mut analysis = forensic::analyze_clusters(&evidence, &options, &bar, &mut report_problem);
     for file in &mut analysis.files {
         file.path = stdin.shown(&file.path);
     }
@@ -183,6 +195,20 @@ pub fn run(args: Args) -> ExitCode {
              (audit.k8s.io events, or an EKS, AKS or GKE export) with the dumps"
         );
         return ExitCode::from(EXIT_NO_EVIDENCE);
+    }
+    if evidence.len() > 1 {
+        // A cluster whose evidence holds no audit event adds nothing to verify: say so, rather than
+        // let its empty share of the report read as "nothing happened there".
+        for c in &evidence {
+            let files = analysis.files.iter().filter(|f| f.cluster == c.cluster);
+            if files.map(|f| f.audit_events()).sum::<u64>() == 0 {
+                let name = output::shown_cluster(c.cluster.as_deref().unwrap_or(""));
+                eprintln!(
+                    "tokentrail: cluster {}: no audit events in its evidence, so no token use to verify there",
+                    output::terminal::escape(name)
+                );
+            }
+        }
     }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -226,7 +252,7 @@ struct Stdin {
 impl Stdin {
     const NAME: &'static str = "<stdin>";
 
-    fn spool_if_named(evidence: &[PathBuf]) -> io::Result<Stdin> {
+    fn spool_if_named(evidence: &[&PathBuf]) -> io::Result<Stdin> {
         if !evidence.iter().any(|p| p.as_os_str() == "-") {
             return Ok(Stdin { spooled: None });
         }

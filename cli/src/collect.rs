@@ -30,8 +30,8 @@ use sha2::{Digest, Sha256};
 /// The annotation that carries a token Secret's token's SHA-256 (hex) in `secrets.json`.
 pub const TOKEN_SHA256_ANNOTATION: &str = "tokentrail.io/token-sha256";
 
-/// The manifest's file name.
-pub const MANIFEST: &str = "MANIFEST.sha256";
+/// The manifest's file name (`analyze` reads its `# cluster:` line to name the directory's cluster).
+pub const MANIFEST: &str = tokentrail_correlator::clusters::COLLECT_MANIFEST;
 
 /// Objects per list request: pages keep the apiserver's and our memory flat on large clusters.
 const PAGE: u32 = 500;

@@ -473,3 +473,51 @@ fn version_names_the_commit_it_was_built_from() {
         "{version}"
     );
 }
+
+/// The clusters of the JSON findings of `analyze -o json ARGS`, run in `dir`.
+fn finding_clusters(dir: &Path, args: &[&str]) -> std::collections::BTreeSet<String> {
+    let o = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .current_dir(dir)
+        .args(["analyze", "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["cluster"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn name_equals_path_gives_each_cluster_its_evidence() {
+    let dir = tempdir("clusters");
+    std::fs::copy(example().join("audit.log"), dir.join("us-audit.log")).unwrap();
+    let eu = format!("eu={}", example().display());
+    let clusters = finding_clusters(&dir, &[&eu, "us=us-audit.log"]);
+    assert_eq!(clusters, ["eu", "us"].map(String::from).into());
+    // Plain paths belong to --cluster.
+    let clusters = finding_clusters(&dir, &["--cluster", "home", &eu, "us-audit.log"]);
+    assert_eq!(clusters, ["eu", "home"].map(String::from).into());
+    // A cluster given dumps alone is named on stderr: it has no token use to verify.
+    let pods = format!("dumps={}", example().join("pods.json").display());
+    let o = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .current_dir(&dir)
+        .args(["analyze", &eu, &pods])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("tokentrail: cluster dumps: no audit events in its evidence"), "{stderr}");
+    assert!(!stderr.contains("cluster eu:"), "{stderr}");
+}
+
+#[test]
+fn an_existing_file_named_with_an_equals_sign_is_read_as_that_file() {
+    let dir = tempdir("equals-file");
+    std::fs::copy(example().join("audit.log"), dir.join("prod=audit.log")).unwrap();
+    let mut args = vec!["--cluster", "home", "prod=audit.log"];
+    let dumps: Vec<String> = example_files().into_iter().filter(|f| !f.ends_with("audit.log")).collect();
+    args.extend(dumps.iter().map(String::as_str));
+    assert_eq!(finding_clusters(&dir, &args), ["home"].map(String::from).into());
+}

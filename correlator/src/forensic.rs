@@ -23,8 +23,9 @@ use tokentrail_aggregator_core::{
 };
 use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::UseView;
-use tokentrail_correlator_core::{Engine, EngineConfig, Observation, Report, Timestamp};
+use tokentrail_correlator_core::{report, Engine, EngineConfig, Observation, Report, Timestamp};
 
+use crate::clusters::ClusterEvidence;
 use crate::evidence::{self, EvidenceFile};
 use crate::output::terminal::escape;
 
@@ -111,6 +112,9 @@ impl std::fmt::Display for LocatedProblem {
 pub struct FileSummary {
     /// The file.
     pub path: PathBuf,
+    /// The cluster its evidence was given for, in a run of several clusters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// `lines` or `document`; absent when the file could not be opened.
     pub layout: Option<&'static str>,
     /// `gzip`, `zstd` or `none`.
@@ -387,6 +391,47 @@ pub fn analyze(
     Analysis { report, decode, files: summaries, problems, filtered }
 }
 
+/// [`analyze`] for the evidence of several clusters: each cluster's in its own engine (under
+/// `options.engine` with that cluster's name), so equal namespaces, names and addresses of two
+/// clusters never meet; the reports are merged ([`tokentrail_correlator_core::report::merge`])
+/// and each file summary names its cluster. One group is exactly [`analyze`].
+pub fn analyze_clusters(
+    clusters: &[ClusterEvidence],
+    options: &AnalyzeOptions,
+    progress: &dyn Progress,
+    on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
+) -> Analysis {
+    if let [one] = clusters {
+        let options = AnalyzeOptions {
+            engine: EngineConfig { cluster: one.cluster.clone(), ..options.engine.clone() },
+            ..options.clone()
+        };
+        return analyze(&one.paths, &options, progress, on_problem);
+    }
+    let mut reports = Vec::new();
+    let mut merged = Analysis {
+        report: report::merge([]),
+        decode: DecodeStats::default(),
+        files: Vec::new(),
+        problems: 0,
+        filtered: 0,
+    };
+    for c in clusters {
+        let options = AnalyzeOptions {
+            engine: EngineConfig { cluster: c.cluster.clone(), ..options.engine.clone() },
+            ..options.clone()
+        };
+        let a = analyze(&c.paths, &options, progress, on_problem);
+        reports.push((c.cluster.clone().unwrap_or_default(), a.report));
+        merged.decode.merge(&a.decode);
+        merged.files.extend(a.files.into_iter().map(|f| FileSummary { cluster: c.cluster.clone(), ..f }));
+        merged.problems += a.problems;
+        merged.filtered += a.filtered;
+    }
+    merged.report = report::merge(reports);
+    merged
+}
+
 /// What was read from one file so far.
 #[derive(Clone, Default)]
 struct PerFile {
@@ -444,6 +489,7 @@ impl Folded {
 fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
     FileSummary {
         path: file.path.clone(),
+        cluster: None,
         layout,
         compression: None,
         events: 0,

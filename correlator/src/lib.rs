@@ -1,7 +1,8 @@
 //! The correlator: drivers around the engine of `tokentrail-correlator-core`.
 //!
 //! * [`forensic`]: `tokentrail analyze`, evidence files in, a report out; [`evidence`] finds and
-//!   opens the files.
+//!   opens the files; [`clusters`] groups them by cluster (`NAME=PATH`) for
+//!   [`forensic::analyze_clusters`].
 //! * [`output`]: the report as text, finding JSON lines, OCSF, and an output directory.
 //!
 //! * [`stream`]: the streaming correlator, the observations topic in, findings out, exactly once.
@@ -9,6 +10,7 @@
 //!   ([`stream::findings`]) are also what `tokentrail standalone` (in the cli crate, above both
 //!   aggregator and correlator) folds into and writes.
 
+pub mod clusters;
 pub mod evidence;
 pub mod forensic;
 pub mod output;

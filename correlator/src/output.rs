@@ -12,7 +12,7 @@ use std::path::Path;
 use tokentrail_correlator_core::incident::{request_line, Incident};
 use tokentrail_correlator_core::ocsf::{detection_finding, incident_finding, Activity};
 use tokentrail_correlator_core::report::{LegacyTokenRow, UsageRow};
-use tokentrail_correlator_core::{Finding, Severity};
+use tokentrail_correlator_core::{Finding, Report, Severity};
 
 use crate::forensic::Analysis;
 
@@ -111,7 +111,12 @@ pub fn text(analysis: &Analysis) -> String {
         .filter(|(_, n)| *n > 0)
         .map(|(sev, n)| format!("{n} {sev}"))
         .collect();
-    let cluster = report.findings.iter().find_map(|f| f.cluster.clone());
+    let several = several_clusters(report);
+    let cluster = if several {
+        Some(format!("s {}", report.coverage.clusters.keys().map(|c| shown_cluster(c)).collect::<Vec<_>>().join(", ")))
+    } else {
+        report.findings.iter().find_map(|f| f.cluster.clone()).map(|c| format!(" {c}"))
+    };
     let _ = writeln!(
         s,
         "tokentrail: {}{}",
@@ -120,7 +125,7 @@ pub fn text(analysis: &Analysis) -> String {
         } else {
             format!("{} findings ({})", report.findings.len(), counts.join(", "))
         },
-        cluster.map(|c| format!(" in cluster {c}")).unwrap_or_default(),
+        cluster.map(|c| format!(" in cluster{c}")).unwrap_or_default(),
     );
     section(&mut s, "Incidents");
     if report.incidents.is_empty() {
@@ -144,7 +149,7 @@ pub fn text(analysis: &Analysis) -> String {
     }
     let (shown, left_out) = fold::findings(&report.findings);
     for f in shown {
-        finding(&mut s, f);
+        finding(&mut s, f, several);
     }
     for (rule, n) in &left_out {
         let _ = writeln!(
@@ -154,9 +159,9 @@ pub fn text(analysis: &Analysis) -> String {
         );
     }
     section(&mut s, "Client addresses by service account");
-    usage(&mut s, &report.usage);
+    usage(&mut s, &report.usage, several);
     section(&mut s, "Legacy (Secret-based, non-expiring) tokens");
-    legacy(&mut s, &report.legacy_tokens);
+    legacy(&mut s, &report.legacy_tokens, several);
     section(&mut s, "Coverage");
     coverage(&mut s, analysis);
     // Fields from the evidence were escaped where they were written (line breaks too); this
@@ -164,6 +169,45 @@ pub fn text(analysis: &Analysis) -> String {
     match terminal::escape_lines(&s) {
         std::borrow::Cow::Borrowed(_) => s,
         std::borrow::Cow::Owned(safe) => safe,
+    }
+}
+
+/// Whether the report is of several clusters: then its findings and rows show their cluster
+/// (a report of one says it once, in its first line).
+pub fn several_clusters(report: &Report) -> bool {
+    report.coverage.clusters.len() > 1
+}
+
+/// A cluster's name as shown: evidence given without one is `(unnamed)`.
+pub fn shown_cluster(cluster: &str) -> &str {
+    if cluster.is_empty() {
+        "(unnamed)"
+    } else {
+        cluster
+    }
+}
+
+/// The first column of a table row, in a report of several clusters.
+fn cluster_cell(cluster: Option<&String>) -> String {
+    shown_cluster(cluster.map_or("", String::as_str)).to_string()
+}
+
+/// A table, with a cluster column in front when `clusters` holds each row's cluster.
+fn table_with_clusters(s: &mut String, header: &[&str; 7], rows: &[[String; 7]], clusters: Option<Vec<String>>) {
+    match clusters {
+        None => table(s, header, rows),
+        Some(clusters) => {
+            let [a, b, c, d, e, f, g] = *header;
+            let rows: Vec<[String; 8]> = rows
+                .iter()
+                .zip(clusters)
+                .map(|(row, cluster)| {
+                    let [a, b, c, d, e, f, g] = row.clone();
+                    [cluster, a, b, c, d, e, f, g]
+                })
+                .collect();
+            table(s, &["CLUSTER", a, b, c, d, e, f, g], &rows);
+        }
     }
 }
 
@@ -213,9 +257,12 @@ fn incident(s: &mut String, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
     let _ = writeln!(s, "{pad}id {}", i.id);
 }
 
-fn finding(s: &mut String, f: &Finding) {
+fn finding(s: &mut String, f: &Finding, several: bool) {
     let _ = writeln!(s, "\n{:<8}  {}  {}", f.severity.as_str().to_uppercase(), f.rule, escape(&f.title));
     let mut facts = vec![format!("{} × {} … {}", f.count, f.first_seen, f.last_seen)];
+    if several {
+        facts.push(format!("cluster {}", cluster_cell(f.cluster.as_ref())));
+    }
     if let Some(sa) = &f.serviceaccount {
         facts.push(format!("serviceaccount {}/{}", sa.namespace, sa.name));
     }
@@ -262,7 +309,7 @@ fn finding(s: &mut String, f: &Finding) {
     let _ = writeln!(s, "{pad}id {}", f.id);
 }
 
-fn usage(s: &mut String, rows: &[UsageRow]) {
+fn usage(s: &mut String, rows: &[UsageRow], several: bool) {
     if rows.is_empty() {
         let _ = writeln!(s, "  no service-account token uses in the evidence");
         return;
@@ -283,7 +330,8 @@ fn usage(s: &mut String, rows: &[UsageRow]) {
             ]
         })
         .collect();
-    table(s, &header, &cells);
+    let clusters = several.then(|| rows.iter().map(|r| cluster_cell(r.cluster.as_ref())).collect());
+    table_with_clusters(s, &header, &cells, clusters);
     if left > 0 {
         let _ = writeln!(
             s,
@@ -292,7 +340,7 @@ fn usage(s: &mut String, rows: &[UsageRow]) {
     }
 }
 
-fn legacy(s: &mut String, rows: &[LegacyTokenRow]) {
+fn legacy(s: &mut String, rows: &[LegacyTokenRow], several: bool) {
     if rows.is_empty() {
         let _ = writeln!(s, "  none in the evidence");
         return;
@@ -312,7 +360,8 @@ fn legacy(s: &mut String, rows: &[LegacyTokenRow]) {
             ]
         })
         .collect();
-    table(s, &header, &cells);
+    let clusters = several.then(|| rows.iter().map(|r| cluster_cell(r.cluster.as_ref())).collect());
+    table_with_clusters(s, &header, &cells, clusters);
 }
 
 fn coverage(s: &mut String, analysis: &Analysis) {
@@ -353,6 +402,20 @@ fn coverage(s: &mut String, analysis: &Analysis) {
     );
     for line in &c.learned {
         let _ = writeln!(s, "  learned         {line}");
+    }
+    if several_clusters(&analysis.report) {
+        for (name, c) in &c.clusters {
+            let _ = writeln!(
+                s,
+                "  cluster         {}: {} token uses, {} verified ({:.1}%), {} pods, {} nodes",
+                shown_cluster(name),
+                c.token_uses,
+                c.verified,
+                c.verified_percent(),
+                c.pods,
+                c.nodes
+            );
+        }
     }
     let formats: Vec<String> = analysis.decode.by_format.iter().map(|(f, n)| format!("{f} {n}")).collect();
     let readable = analysis.files.iter().filter(|f| f.error.is_none() && f.skipped.is_none()).count();

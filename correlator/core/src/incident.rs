@@ -660,6 +660,7 @@ mod tests {
 
     fn row(client: &str, place: &'static str) -> UsageRow {
         UsageRow {
+            cluster: None,
             serviceaccount: "shop/api".into(),
             source_ip: Some(ip(client)),
             place: Cow::Borrowed(place),

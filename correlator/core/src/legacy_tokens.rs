@@ -14,6 +14,9 @@ use crate::verdict::Judged;
 /// One Secret-based token.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LegacyTokenRow {
+    /// The cluster (set by the report from the engine's settings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// Namespace.
     pub namespace: String,
     /// Secret name.
@@ -49,6 +52,7 @@ pub(crate) fn inventory(state: &State, judged: &[Judged<'_>]) -> Vec<LegacyToken
         rows.insert(
             (ns.clone(), name.clone()),
             LegacyTokenRow {
+                cluster: None,
                 namespace: ns.clone(),
                 secret: name.clone(),
                 serviceaccount: s.serviceaccount.clone(),
@@ -67,6 +71,7 @@ pub(crate) fn inventory(state: &State, judged: &[Judged<'_>]) -> Vec<LegacyToken
         let CredentialKey::Legacy { secret: Some(secret) } = &key.credential else { continue };
         let ns = &key.serviceaccount.namespace;
         let row = rows.entry((ns.clone(), secret.clone())).or_insert_with(|| LegacyTokenRow {
+            cluster: None,
             namespace: ns.clone(),
             secret: secret.clone(),
             serviceaccount: Some(key.serviceaccount.name.clone()),

@@ -119,6 +119,9 @@ pub struct TimelineUses {
 /// (an address whose credentials were judged differently has a row per verdict).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct UsageRow {
+    /// The cluster (`--cluster`, or the `NAME` of `NAME=PATH` evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// `namespace/name`.
     pub serviceaccount: String,
     /// The client address.
@@ -164,6 +167,10 @@ pub struct Coverage {
     pub engine: EngineStats,
     /// What the evidence taught about the cluster beyond the dumps, and what follows from it.
     pub learned: Vec<String>,
+    /// In a report of several clusters ([`merge`]), each cluster's own coverage (the fields
+    /// above are their sums); empty otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, Coverage>,
 }
 
 impl Coverage {
@@ -173,6 +180,81 @@ impl Coverage {
             return 0.0;
         }
         100.0 * self.verified as f64 / self.token_uses as f64
+    }
+}
+
+/// One report of several clusters' reports, each made by its own engine (the cluster is in every
+/// key, so nothing of two clusters mixes): findings, incidents and timelines in the reports'
+/// order, the tables' rows cluster by cluster, and coverage summed, with each cluster's own
+/// under [`Coverage::clusters`]. Incidents never span two clusters (their keys carry the
+/// cluster), so each report's incidents are already those of the merged findings. Reports are
+/// given with their clusters' names.
+pub fn merge(reports: impl IntoIterator<Item = (String, Report)>) -> Report {
+    let mut merged = Report {
+        incidents: Vec::new(),
+        findings: Vec::new(),
+        usage: Vec::new(),
+        legacy_tokens: Vec::new(),
+        coverage: Coverage::default(),
+        timelines: Vec::new(),
+    };
+    for (name, r) in reports {
+        merged.incidents.extend(r.incidents);
+        merged.findings.extend(r.findings);
+        merged.usage.extend(r.usage);
+        merged.legacy_tokens.extend(r.legacy_tokens);
+        merged.timelines.extend(r.timelines);
+        merged.coverage.add(&name, &r.coverage);
+        merged.coverage.clusters.insert(name, r.coverage);
+    }
+    merged.findings.sort_by(|a, b| {
+        (std::cmp::Reverse(a.severity), a.first_seen, a.rule, &a.id).cmp(&(
+            std::cmp::Reverse(b.severity),
+            b.first_seen,
+            b.rule,
+            &b.id,
+        ))
+    });
+    merged.incidents.sort_by(|a, b| {
+        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
+    });
+    // Timelines most severe first, as in one report: by the first finding that names them.
+    let mut rank: BTreeMap<(Option<&str>, String), usize> = BTreeMap::new();
+    for (i, f) in merged.findings.iter().enumerate() {
+        if let Some(sa) = &f.serviceaccount {
+            rank.entry((f.cluster.as_deref(), format!("{}/{}", sa.namespace, sa.name))).or_insert(i);
+        }
+    }
+    let mut timelines = std::mem::take(&mut merged.timelines);
+    timelines
+        .sort_by_key(|t| rank.get(&(t.cluster.as_deref(), t.serviceaccount.clone())).copied().unwrap_or(usize::MAX));
+    timelines.truncate(MAX_TIMELINES);
+    merged.timelines = timelines;
+    merged
+}
+
+impl Coverage {
+    /// Adds cluster `name`'s counts to these; its networks and lessons are prefixed with its name.
+    fn add(&mut self, name: &str, other: &Coverage) {
+        self.token_uses += other.token_uses;
+        self.verified += other.verified;
+        self.expected += other.expected;
+        self.unexpected += other.unexpected;
+        for (why, n) in &other.unverified {
+            *self.unverified.entry(why.clone()).or_default() += n;
+        }
+        for (kind, n) in &other.by_credential {
+            *self.by_credential.entry(kind.clone()).or_default() += n;
+        }
+        self.pods += other.pods;
+        self.nodes += other.nodes;
+        self.mints += other.mints;
+        self.cluster_networks.extend(other.cluster_networks.iter().map(|n| format!("{name}: {n}")));
+        self.learned.extend(other.learned.iter().map(|l| format!("{name}: {l}")));
+        self.engine.observations += other.engine.observations;
+        self.engine.token_uses += other.engine.token_uses;
+        self.engine.duplicate_stages += other.engine.duplicate_stages;
+        self.engine.pod_accesses_dropped += other.engine.pod_accesses_dropped;
     }
 }
 
@@ -214,7 +296,10 @@ pub(crate) fn build(state: &State, config: &EngineConfig, with: Incidents) -> Re
     let sighted_only = sighted_only(&ctx);
     let findings = rules::run(&ctx);
     let usage = usage_table(&ctx);
-    let legacy_tokens = std::mem::take(&mut ctx.legacy);
+    let mut legacy_tokens = std::mem::take(&mut ctx.legacy);
+    for row in &mut legacy_tokens {
+        row.cluster.clone_from(&config.cluster);
+    }
     let mut coverage = Coverage {
         pods: (state.pods().len() + sighted_only) as u64,
         nodes: state.nodes().len() as u64,
@@ -438,6 +523,7 @@ fn usage_table(ctx: &Context<'_>) -> Vec<UsageRow> {
         let mut by_client: BTreeMap<(Option<IpAddr>, Verdict), UsageRow> = BTreeMap::new();
         for (key, group, judgement) in groups {
             let row = by_client.entry((key.client, judgement.verdict)).or_insert_with(|| UsageRow {
+                cluster: ctx.config.cluster.clone(),
                 serviceaccount: [key.serviceaccount.namespace.as_str(), "/", &key.serviceaccount.name].concat(),
                 source_ip: key.client,
                 place: describe(judgement.place.as_ref()),
@@ -495,5 +581,56 @@ impl CredentialKinds {
 impl Serialize for CredentialKinds {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(cluster: &str, uses: u64, network: &str) -> Report {
+        let row = UsageRow {
+            cluster: Some(cluster.to_string()),
+            serviceaccount: String::from("shop/api"),
+            source_ip: "10.0.0.5".parse().ok(),
+            place: Cow::Borrowed("off-cluster"),
+            credentials: CredentialKinds::default(),
+            count: uses,
+            first_seen: Timestamp(1),
+            last_seen: Timestamp(2),
+            verdict: Verdict::Unexpected,
+        };
+        Report {
+            incidents: Vec::new(),
+            findings: Vec::new(),
+            usage: vec![row],
+            legacy_tokens: Vec::new(),
+            coverage: Coverage {
+                token_uses: uses,
+                verified: uses,
+                unexpected: uses,
+                pods: 1,
+                unverified: BTreeMap::from([(String::from("no pod"), 1)]),
+                cluster_networks: vec![network.to_string()],
+                ..Coverage::default()
+            },
+            timelines: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_each_clusters_rows_and_coverage_and_sums_the_coverage() {
+        let merged = merge([
+            (String::from("eu"), report("eu", 3, "10.0.0.0/16")),
+            (String::from("us"), report("us", 4, "10.0.0.0/16")),
+        ]);
+        let rows: Vec<(Option<&str>, u64)> = merged.usage.iter().map(|r| (r.cluster.as_deref(), r.count)).collect();
+        assert_eq!(rows, [(Some("eu"), 3), (Some("us"), 4)]);
+        let c = &merged.coverage;
+        assert_eq!((c.token_uses, c.unexpected, c.pods), (7, 7, 2));
+        assert_eq!(c.unverified.get("no pod"), Some(&2));
+        assert_eq!(c.cluster_networks, ["eu: 10.0.0.0/16", "us: 10.0.0.0/16"]);
+        let per_cluster: Vec<(&str, u64)> = c.clusters.iter().map(|(n, c)| (n.as_str(), c.token_uses)).collect();
+        assert_eq!(per_cluster, [("eu", 3), ("us", 4)]);
     }
 }

@@ -54,7 +54,7 @@ pub fn render(analysis: &Analysis) -> String {
     p.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     p.raw("<title>tokentrail report");
     if let Some(c) = cluster(analysis) {
-        p.raw(": ").text(c);
+        p.raw(": ").text(&c);
     }
     p.raw("</title>\n<style>\n").raw(CSS).raw("</style>\n</head>\n<body>\n");
     header(&mut p, analysis);
@@ -62,8 +62,9 @@ pub fn render(analysis: &Analysis) -> String {
     incidents::section(&mut p, report);
     findings(&mut p, analysis);
     timeline::section(&mut p, report);
-    tables::usage(&mut p, &report.usage);
-    tables::legacy(&mut p, &report.legacy_tokens);
+    let several = crate::output::several_clusters(report);
+    tables::usage(&mut p, &report.usage, several);
+    tables::legacy(&mut p, &report.legacy_tokens, several);
     tables::coverage(&mut p, analysis);
     p.raw("<footer>Written by tokentrail ").text(env!("CARGO_PKG_VERSION"));
     p.raw(". All times UTC. This page is self-contained: it runs no script and loads nothing.</footer>\n");
@@ -71,15 +72,21 @@ pub fn render(analysis: &Analysis) -> String {
     p.html
 }
 
-fn cluster(analysis: &Analysis) -> Option<&str> {
-    analysis.report.findings.iter().find_map(|f| f.cluster.as_deref())
+/// The cluster the report is of; in a report of several, their names.
+fn cluster(analysis: &Analysis) -> Option<String> {
+    let report = &analysis.report;
+    if super::several_clusters(report) {
+        let names: Vec<&str> = report.coverage.clusters.keys().map(|c| super::shown_cluster(c)).collect();
+        return Some(names.join(", "));
+    }
+    report.findings.iter().find_map(|f| f.cluster.clone())
 }
 
 fn header(p: &mut Page, analysis: &Analysis) {
     let report = &analysis.report;
     p.raw("<header class=\"top\"><div class=\"inner\">\n<h1>tokentrail: service-account token report");
     if let Some(c) = cluster(analysis) {
-        p.raw(" <span class=\"muted\">cluster ").text(c).raw("</span>");
+        p.raw(" <span class=\"muted\">cluster ").text(&c).raw("</span>");
     }
     p.raw("</h1>\n<p class=\"summary\">");
     if report.findings.is_empty() {
@@ -124,6 +131,7 @@ fn findings(p: &mut Page, analysis: &Analysis) {
         p.raw("<p>No findings: every token use that could be checked came from where it belongs.</p>\n");
     }
     let (shown, left_out) = super::fold::findings(&report.findings);
+    let several = super::several_clusters(report);
     for sev in Severity::DESCENDING {
         let of: Vec<&Finding> = shown.iter().copied().filter(|f| f.severity == sev).collect();
         if of.is_empty() {
@@ -136,9 +144,10 @@ fn findings(p: &mut Page, analysis: &Analysis) {
             let open = f.severity > Severity::Low;
             let timeline = f.serviceaccount.as_ref().and_then(|sa| {
                 let name = format!("{}/{}", sa.namespace, sa.name);
-                report.timelines.iter().position(|t| t.serviceaccount == name)
+                // Equal names in two clusters are two timelines.
+                report.timelines.iter().position(|t| t.serviceaccount == name && t.cluster == f.cluster)
             });
-            finding(p, f, open, timeline);
+            finding(p, f, open, timeline, several);
         }
     }
     for (rule, n) in &left_out {
@@ -153,7 +162,7 @@ fn findings(p: &mut Page, analysis: &Analysis) {
     p.raw("</section>\n");
 }
 
-fn finding(p: &mut Page, f: &Finding, open: bool, timeline: Option<usize>) {
+fn finding(p: &mut Page, f: &Finding, open: bool, timeline: Option<usize>, several: bool) {
     p.raw("<article class=\"finding f-").raw(f.severity.as_str()).raw("\" id=\"f-").text(&f.id).raw("\">\n");
     p.raw(if open { "<details open>" } else { "<details>" });
     p.raw("<summary><span class=\"chip ").raw(sev_class(f.severity)).raw("\">").raw(f.severity.as_str()).raw("</span>");
@@ -168,6 +177,10 @@ fn finding(p: &mut Page, f: &Finding, open: bool, timeline: Option<usize>) {
         p.raw(" to ").val(f.last_seen);
     }
     p.raw("</dd>\n");
+    if several {
+        let cluster = super::shown_cluster(f.cluster.as_deref().unwrap_or(""));
+        p.raw("<dt>Cluster</dt><dd><code>").evidence(cluster).raw("</code></dd>\n");
+    }
     if let Some(sa) = &f.serviceaccount {
         p.raw("<dt>Service account</dt><dd><code>").evidence(&sa.namespace).raw("/").evidence(&sa.name).raw("</code>");
         if let Some(i) = timeline {

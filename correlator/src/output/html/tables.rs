@@ -22,20 +22,32 @@ pub(super) fn verdict_class(v: Verdict) -> &'static str {
     }
 }
 
+/// The cluster cell in front of a row, in a report of several clusters.
+fn cluster_cell(p: &mut Page, several: bool, cluster: Option<&String>) {
+    if several {
+        p.raw("<td class=\"nowrap\"><code>");
+        p.evidence(crate::output::shown_cluster(cluster.map_or("", String::as_str))).raw("</code></td>");
+    }
+}
+
 /// Every (service account, client address) pair, with who held the address and the verdict.
-pub(super) fn usage(p: &mut Page, rows: &[UsageRow]) {
+pub(super) fn usage(p: &mut Page, rows: &[UsageRow], several: bool) {
     p.raw("<section id=\"usage\">\n<h2>Client addresses by service account</h2>\n");
     if rows.is_empty() {
         p.raw("<p>No service-account token uses in the evidence.</p>\n</section>\n");
         return;
     }
     let (shown, left) = crate::output::fold::usage(rows);
-    p.raw("<div class=\"scroll\"><table id=\"usage-table\"><thead><tr><th>service account</th><th>client address</th>");
+    p.raw("<div class=\"scroll\"><table id=\"usage-table\"><thead><tr>");
+    p.raw(if several { "<th>cluster</th>" } else { "" });
+    p.raw("<th>service account</th><th>client address</th>");
     p.raw("<th>who held it</th><th>credentials</th><th class=\"num\">uses</th><th>first seen</th><th>last seen</th>");
     p.raw("<th>verdict</th></tr></thead><tbody>\n");
     for r in shown {
         let class = verdict_class(r.verdict);
-        p.raw("<tr class=\"").raw(class).raw("\"><td class=\"nowrap\"><code>").evidence(&r.serviceaccount);
+        p.raw("<tr class=\"").raw(class).raw("\">");
+        cluster_cell(p, several, r.cluster.as_ref());
+        p.raw("<td class=\"nowrap\"><code>").evidence(&r.serviceaccount);
         p.raw("</code></td><td class=\"nowrap\"><code>");
         match r.source_ip {
             Some(ip) => p.val(ip),
@@ -58,17 +70,21 @@ pub(super) fn usage(p: &mut Page, rows: &[UsageRow]) {
 }
 
 /// Secret-based (non-expiring) tokens: those in the dumps and those only seen in use.
-pub(super) fn legacy(p: &mut Page, rows: &[LegacyTokenRow]) {
+pub(super) fn legacy(p: &mut Page, rows: &[LegacyTokenRow], several: bool) {
     p.raw("<section id=\"legacy\">\n<h2>Legacy (Secret-based, non-expiring) tokens</h2>\n");
     if rows.is_empty() {
         p.raw("<p>None in the evidence.</p>\n</section>\n");
         return;
     }
-    p.raw("<div class=\"scroll\"><table id=\"legacy-table\"><thead><tr><th>Secret</th><th>service account</th>");
+    p.raw("<div class=\"scroll\"><table id=\"legacy-table\"><thead><tr>");
+    p.raw(if several { "<th>cluster</th>" } else { "" });
+    p.raw("<th>Secret</th><th>service account</th>");
     p.raw("<th>created</th><th class=\"num\">age (days)</th><th>last-used label</th><th>invalid since</th>");
     p.raw("<th>mounted by</th><th class=\"num\">uses</th><th>used from</th></tr></thead><tbody>\n");
     for r in rows.iter().take(MAX_LEGACY_ROWS) {
-        p.raw("<tr><td><code>").evidence(&r.namespace).raw("/").evidence(&r.secret).raw("</code></td><td>");
+        p.raw("<tr>");
+        cluster_cell(p, several, r.cluster.as_ref());
+        p.raw("<td><code>").evidence(&r.namespace).raw("/").evidence(&r.secret).raw("</code></td><td>");
         p.evidence(r.serviceaccount.as_deref().unwrap_or("-")).raw("</td><td class=\"mono\">");
         if r.exists {
             p.text(&r.created.date());
