@@ -262,6 +262,100 @@ pub fn incidents(findings: &[Finding], ctx: &Context<'_>) -> Vec<Incident> {
     out
 }
 
+/// Joins incidents of different clusters that share an attacker address within [`SPAN`] of
+/// each other: one attacker replaying tokens in several clusters is one incident. Each cluster's
+/// incidents come from [`incidents`] on that cluster's findings alone (its engine judged which
+/// addresses are off-cluster), so only the attacker addresses join here: names, credentials and
+/// in-cluster addresses mean nothing across clusters.
+pub fn join_across_clusters(incidents: Vec<Incident>) -> Vec<Incident> {
+    let mut by_address: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for (i, incident) in incidents.iter().enumerate() {
+        for ip in &incident.attacker_ips {
+            by_address.entry(*ip).or_default().push(i);
+        }
+    }
+    let mut sets = UnionFind::new(incidents.len());
+    for list in by_address.values_mut() {
+        list.sort_by(|&a, &b| {
+            (incidents[a].first_seen, &incidents[a].id).cmp(&(incidents[b].first_seen, &incidents[b].id))
+        });
+        let mut run: Option<(usize, Timestamp)> = None;
+        for &i in list.iter() {
+            let incident = &incidents[i];
+            run = match run {
+                Some((prev, end)) if incident.first_seen <= end.plus(SPAN) => {
+                    if incidents[prev].clusters != incident.clusters {
+                        sets.union(prev, i);
+                    }
+                    Some((i, end.max(incident.last_seen)))
+                }
+                _ => Some((i, incident.last_seen)),
+            };
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<Incident>> = BTreeMap::new();
+    let roots: Vec<usize> = (0..incidents.len()).map(|i| sets.find(i)).collect();
+    for (incident, root) in incidents.into_iter().zip(roots) {
+        groups.entry(root).or_default().push(incident);
+    }
+    let mut out: Vec<Incident> = groups
+        .into_values()
+        .filter_map(|mut group| if group.len() == 1 { group.pop() } else { Some(joined(group)) })
+        .collect();
+    out.sort_by(|a, b| {
+        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
+    });
+    out
+}
+
+/// Incidents of several clusters as one: every step says its cluster.
+fn joined(mut group: Vec<Incident>) -> Incident {
+    group.sort_by(|a, b| {
+        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
+    });
+    let union = |field: fn(&Incident) -> &Vec<String>| -> Vec<String> {
+        group.iter().flat_map(|i| field(i).iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
+    };
+    let clusters = union(|i| &i.clusters);
+    let serviceaccounts = union(|i| &i.serviceaccounts);
+    let credentials = union(|i| &i.credentials);
+    let principals = union(|i| &i.principals);
+    let attacker_ips: Vec<IpAddr> =
+        group.iter().flat_map(|i| i.attacker_ips.iter().copied()).collect::<BTreeSet<_>>().into_iter().collect();
+    let findings: Vec<String> = group.iter().flat_map(|i| i.findings.iter().cloned()).collect();
+    let smallest = findings.iter().min().cloned().unwrap_or_default();
+    let mut story: Vec<Step> = Vec::new();
+    let mut left_out = 0;
+    for incident in &group {
+        let cluster = incident.clusters.join(", ");
+        left_out += incident.story_left_out;
+        story.extend(incident.story.iter().cloned().map(|mut s| {
+            s.text = format!("[{cluster}] {}", s.text);
+            s
+        }));
+    }
+    story.sort_by(|a, b| (a.time, a.kind, &a.text).cmp(&(b.time, b.kind, &b.text)));
+    left_out += story.len().saturating_sub(MAX_STEPS) as u64;
+    story.truncate(MAX_STEPS);
+    let first = &group[0];
+    Incident {
+        schema: SCHEMA,
+        id: incident_id(&smallest),
+        severity: first.severity,
+        title: format!("Across clusters {}: {}", clusters.join(", "), first.title),
+        first_seen: group.iter().map(|i| i.first_seen).min().unwrap_or(first.first_seen),
+        last_seen: group.iter().map(|i| i.last_seen).max().unwrap_or(first.last_seen),
+        clusters,
+        serviceaccounts,
+        credentials,
+        attacker_ips,
+        principals,
+        findings,
+        story,
+        story_left_out: left_out,
+    }
+}
+
 fn order_key(f: &Finding) -> (std::cmp::Reverse<Severity>, Timestamp, Rule, &str) {
     (std::cmp::Reverse(f.severity), f.first_seen, f.rule, f.id.as_str())
 }
@@ -794,6 +888,62 @@ mod tests {
         };
         let principals = BTreeMap::from([(String::from("read"), String::from("oidc:m.keller"))]);
         (vec![read, legacy, exec, offcluster], vec![entry], principals)
+    }
+
+    /// The incidents of `findings`, each cluster's grouped alone (as each has its own engine),
+    /// then joined across clusters.
+    fn across(clusters: &[(&str, Vec<Finding>)]) -> Vec<Incident> {
+        let usage = usage();
+        let ctx = Context { usage: &usage, ..Context::default() };
+        let per_cluster = clusters.iter().flat_map(|(name, findings)| {
+            let mut findings = findings.clone();
+            for f in &mut findings {
+                f.cluster = Some(name.to_string());
+            }
+            incidents(&findings, &ctx)
+        });
+        join_across_clusters(per_cluster.collect())
+    }
+
+    #[test]
+    fn one_attacker_address_in_two_clusters_is_one_incident_and_each_step_names_its_cluster() {
+        let joined = across(&[
+            ("eu", vec![use_of("a", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.50", (0, 10))]),
+            ("us", vec![use_of("b", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.50", (30, 40))]),
+        ]);
+        assert_eq!(joined.len(), 1, "{joined:#?}");
+        let i = &joined[0];
+        assert_eq!(i.clusters, ["eu", "us"]);
+        assert_eq!(i.findings.iter().collect::<BTreeSet<_>>(), BTreeSet::from([&"a".to_string(), &"b".to_string()]));
+        assert_eq!(i.id, incident_id("a"));
+        assert!(i.title.starts_with("Across clusters eu, us: "), "{}", i.title);
+        let texts: Vec<&str> = i.story.iter().map(|s| s.text.as_str()).collect();
+        assert!(texts[0].starts_with("[eu] ") && texts.last().unwrap().starts_with("[us] "), "{texts:?}");
+        assert!(i.story.windows(2).all(|w| w[0].time <= w[1].time), "in time order");
+    }
+
+    #[test]
+    fn across_clusters_other_addresses_days_apart_or_shared_names_do_not_join() {
+        // Other attacker addresses: two incidents, even with equal names and credentials.
+        let apart = across(&[
+            ("eu", vec![use_of("a", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.50", (0, 10))]),
+            ("us", vec![use_of("b", Rule::TokenUsedOffCluster, "api", "1", "198.51.100.77", (0, 10))]),
+        ]);
+        assert_eq!(apart.len(), 2);
+        // The same address days later: someone else, perhaps.
+        let days = 3 * 24 * 60;
+        let later = across(&[
+            ("eu", vec![use_of("a", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.50", (0, 10))]),
+            ("us", vec![use_of("b", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.50", (days, days + 10))]),
+        ]);
+        assert_eq!(later.len(), 2);
+        // An in-cluster address (a node's, behind SNAT) joins nothing across clusters either.
+        let node = across(&[
+            ("eu", vec![use_of("a", Rule::TokenUsedFromOtherWorkload, "api", "1", "10.0.1.13", (0, 10))]),
+            ("us", vec![use_of("b", Rule::TokenUsedFromOtherWorkload, "api", "1", "10.0.1.13", (0, 10))]),
+        ]);
+        assert_eq!(node.len(), 2);
+        assert!(node.iter().all(|i| i.clusters.len() == 1));
     }
 
     #[test]

@@ -215,9 +215,8 @@ pub fn merge(reports: impl IntoIterator<Item = (String, Report)>) -> Report {
             &b.id,
         ))
     });
-    merged.incidents.sort_by(|a, b| {
-        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
-    });
+    // One attacker in several clusters is one incident (sorted as one report sorts them).
+    merged.incidents = crate::incident::join_across_clusters(std::mem::take(&mut merged.incidents));
     // Timelines most severe first, as in one report: by the first finding that names them.
     let mut rank: BTreeMap<(Option<&str>, String), usize> = BTreeMap::new();
     for (i, f) in merged.findings.iter().enumerate() {
