@@ -108,6 +108,7 @@ impl Default for Layout {
             partitions: 4,
             rotation_grace: "2s",
             commit_interval: "300ms",
+            restart_on_kafka_failure: false,
             session_timeout: None,
             transaction_timeout: None,
             replication: 1,
