@@ -103,8 +103,8 @@ def _sa(ns: str, name: str, created: str) -> ServiceAccount:
 def _pod(ns, name, node, ip, sa, app, image, created, **kw) -> Pod:
     owner = ("DaemonSet", name.rsplit("-", 1)[0]) if kw.pop("daemon", False) else (
         "ReplicaSet", name.rsplit("-", 1)[0])
-    labels = {"controller-revision-hash" if owner[0] == "DaemonSet" else "pod-template-hash":
-              hexid("hash/" + owner[1], 10)}
+    labels = ({"controller-revision-hash": hexid("hash/" + owner[1], 10)} if owner[0] == "DaemonSet"
+              else {"pod-template-hash": owner[1].rsplit("-", 1)[1]})
     return Pod(ns, name, "1", node, ip, sa, owner, app, image,
                datetime.fromisoformat(created).replace(tzinfo=timezone.utc), labels=labels, **kw)
 
@@ -560,7 +560,7 @@ class GkeCluster:
 # ============================================================================================
 
 
-def check_story(eks: EksCluster) -> None:
+def check_story(eks: EksCluster, gke: GkeCluster) -> None:
     stolen = ATTACK["eks_stolen"]
     chain = eks.tokens[EKS_VICTIM.key]
     successor = chain[chain.index(stolen) + 1] if stolen is not chain[-1] else None
@@ -573,7 +573,7 @@ def check_story(eks: EksCluster) -> None:
     for key, toks in eks.tokens.items():
         for tok in toks[1:]:
             assert tok.in_use_from - tok.iat < timedelta(minutes=1), key
-    for log in (eks.log, ):
+    for log in (eks.log, gke.log):
         assert all(LOG_START <= datetime.fromisoformat(ev["requestReceivedTimestamp"][:-1] + "+00:00")
                    < LOG_END for _, _, ev in log.events)
 
@@ -588,7 +588,7 @@ def main() -> None:
     gke.people()
     gke.attack()
     gke.unrelated()
-    check_story(eks)
+    check_story(eks, gke)
 
     for name, cluster in [("eks-prod", eks), ("gke-prod", gke)]:
         out = HERE / name
