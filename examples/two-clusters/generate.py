@@ -36,7 +36,7 @@ sys.modules[_spec.name] = shop  # dataclasses look their module up there
 _spec.loader.exec_module(shop)
 
 Node, Pod, ServiceAccount, Token = shop.Node, shop.Pod, shop.ServiceAccount, shop.Token
-micro, seconds, hexid, rbac_reason, CORE = shop.micro, shop.seconds, shop.hexid, shop.rbac_reason, shop.CORE
+micro, hexid, rbac_reason, CORE = shop.micro, shop.hexid, shop.rbac_reason, shop.CORE
 
 # The shared jitter generator of ../incident, reseeded: this sample's draws are its own.
 shop.RNG.seed(20260414)
