@@ -425,6 +425,29 @@ fn readme_shows_what_analyze_prints() {
     }
 }
 
+/// examples/two-clusters/README.md runs analyze on two clusters' evidence and shows the report's
+/// incidents as printed; no token of gke-prod's Secrets dump reaches the output.
+#[test]
+fn the_two_cluster_samples_readme_shows_what_analyze_prints() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("examples/two-clusters/README.md")).unwrap();
+    let args = ["analyze", "eks-prod=examples/two-clusters/eks-prod", "gke-prod=examples/two-clusters/gke-prod"];
+    assert!(readme.contains(&format!("cargo run --release -p tokentrail -- {}\n", args.join(" "))), "README's command");
+    let start = readme.find("```\ntokentrail: ").expect("README's incidents sample") + 4;
+    let sample = &readme[start..start + readme[start..].find("```").unwrap()];
+    let o = Command::new(env!("CARGO_BIN_EXE_tokentrail")).args(args).current_dir(&root).output().unwrap();
+    assert!(o.status.success());
+    let printed = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        printed.starts_with(sample),
+        "README's sample is not the head of the output; it now starts:\n{}",
+        &printed[..sample.len().min(printed.len())]
+    );
+    for secret in secrets_in(&root.join("examples/two-clusters/gke-prod/sa_secrets.json")) {
+        assert!(!printed.contains(&secret), "a token reached the report");
+    }
+}
+
 #[test]
 fn a_flood_of_findings_folds_in_the_reports_and_stays_whole_in_json() {
     // 250 pods' tokens, each used from its own routable address: one finding per credential.

@@ -131,3 +131,61 @@ fn a_report_of_two_clusters_shows_each_rows_cluster() {
     assert!(html.contains("<th>cluster</th><th>service account</th>"));
     assert!(html.contains("<dt>Cluster</dt><dd><code>us</code></dd>"));
 }
+
+/// examples/two-clusters: one cluster's evidence directory (written by its generate.py).
+fn two_clusters(cluster: &str) -> ClusterEvidence {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/two-clusters").join(cluster);
+    named(cluster, vec![dir])
+}
+
+#[test]
+fn the_two_cluster_sample_is_one_incident_across_both_clusters() {
+    let attacker: std::net::IpAddr = "203.0.113.77".parse().unwrap();
+    let unrelated: std::net::IpAddr = "198.51.100.61".parse().unwrap();
+    let a = run(&[two_clusters("eks-prod"), two_clusters("gke-prod")]);
+    // Every finding is its cluster's: the pod token's replay in eks-prod, the legacy token's in
+    // gke-prod.
+    let from = |cluster: &str, ip: std::net::IpAddr| -> BTreeSet<String> {
+        a.report
+            .findings
+            .iter()
+            .filter(|f| f.cluster.as_deref() == Some(cluster) && f.source_ip == Some(ip))
+            .map(|f| f.rule.to_string())
+            .collect()
+    };
+    assert!(from("eks-prod", attacker).contains("token-used-off-cluster"), "{:?}", from("eks-prod", attacker));
+    assert!(from("eks-prod", attacker).contains("exec-then-token-use"));
+    assert!(from("gke-prod", attacker).contains("legacy-token-foreign-ip"), "{:?}", from("gke-prod", attacker));
+    assert!(from("gke-prod", unrelated).contains("legacy-token-foreign-ip"));
+    assert!(from("eks-prod", unrelated).is_empty(), "the unrelated address is gke-prod's only");
+    for f in &a.report.findings {
+        assert!(matches!(f.cluster.as_deref(), Some("eks-prod" | "gke-prod")), "{f:?}");
+    }
+
+    // Exactly one incident spans both clusters: the attacker's, holding every finding from its
+    // address in either cluster.
+    let across: Vec<_> = a.report.incidents.iter().filter(|i| i.clusters.len() > 1).collect();
+    assert_eq!(across.len(), 1, "{:#?}", a.report.incidents);
+    let joined = across[0];
+    assert_eq!(joined.clusters, ["eks-prod", "gke-prod"]);
+    assert_eq!(joined.attacker_ips, [attacker]);
+    assert!(joined.title.starts_with("Across clusters eks-prod, gke-prod: "), "{}", joined.title);
+    for f in a.report.findings.iter().filter(|f| f.source_ip == Some(attacker)) {
+        assert!(
+            joined.findings.contains(&f.id),
+            "{} {:?} of the attacker is not in the joined incident",
+            f.rule,
+            f.cluster
+        );
+    }
+    assert!(
+        joined.story.iter().any(|s| s.text.starts_with("[eks-prod]"))
+            && joined.story.iter().any(|s| s.text.starts_with("[gke-prod]"))
+    );
+
+    // The unrelated leak (another address, gke-prod only) is an incident of its own.
+    let leak: Vec<_> = a.report.incidents.iter().filter(|i| i.attacker_ips.contains(&unrelated)).collect();
+    assert_eq!(leak.len(), 1, "{:#?}", a.report.incidents);
+    assert_eq!(leak[0].clusters, ["gke-prod"]);
+    assert!(!leak[0].attacker_ips.contains(&attacker));
+}
