@@ -308,6 +308,15 @@ pub fn join_across_clusters(incidents: Vec<Incident>) -> Vec<Incident> {
     out
 }
 
+/// An incident's title without the count of findings it ends with: a joined incident counts
+/// all of its own.
+fn without_count(title: &str) -> &str {
+    match title.rsplit_once(" (") {
+        Some((head, count)) if count.ends_with(" findings)") || count.ends_with(" related findings)") => head,
+        _ => title,
+    }
+}
+
 /// Incidents of several clusters as one: every step says its cluster.
 fn joined(mut group: Vec<Incident>) -> Incident {
     group.sort_by(|a, b| {
@@ -342,7 +351,12 @@ fn joined(mut group: Vec<Incident>) -> Incident {
         schema: SCHEMA,
         id: incident_id(&smallest),
         severity: first.severity,
-        title: format!("Across clusters {}: {}", clusters.join(", "), first.title),
+        title: format!(
+            "Across clusters {}: {} ({} findings)",
+            clusters.join(", "),
+            without_count(&first.title),
+            findings.len()
+        ),
         first_seen: group.iter().map(|i| i.first_seen).min().unwrap_or(first.first_seen),
         last_seen: group.iter().map(|i| i.last_seen).max().unwrap_or(first.last_seen),
         clusters,
@@ -917,6 +931,10 @@ mod tests {
         assert_eq!(i.findings.iter().collect::<BTreeSet<_>>(), BTreeSet::from([&"a".to_string(), &"b".to_string()]));
         assert_eq!(i.id, incident_id("a"));
         assert!(i.title.starts_with("Across clusters eu, us: "), "{}", i.title);
+        assert!(i.title.ends_with(" (2 findings)"), "the joined incident counts all its findings: {}", i.title);
+        assert_eq!(without_count("Tokens of a taken (2 findings)"), "Tokens of a taken");
+        assert_eq!(without_count("Token used off-cluster (+3 related findings)"), "Token used off-cluster");
+        assert_eq!(without_count("Token used (from 203.0.113.9)"), "Token used (from 203.0.113.9)");
         let texts: Vec<&str> = i.story.iter().map(|s| s.text.as_str()).collect();
         assert!(texts[0].starts_with("[eu] ") && texts.last().unwrap().starts_with("[us] "), "{texts:?}");
         assert!(i.story.windows(2).all(|w| w[0].time <= w[1].time), "in time order");
