@@ -256,9 +256,7 @@ pub fn incidents(findings: &[Finding], ctx: &Context<'_>) -> Vec<Incident> {
             incident(&group, &entries, ctx, &foreign)
         })
         .collect();
-    out.sort_by(|a, b| {
-        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
-    });
+    out.sort_by(|a, b| rank(a).cmp(&rank(b)));
     out
 }
 
@@ -302,9 +300,7 @@ pub fn join_across_clusters(incidents: Vec<Incident>) -> Vec<Incident> {
         .into_values()
         .filter_map(|mut group| if group.len() == 1 { group.pop() } else { Some(joined(group)) })
         .collect();
-    out.sort_by(|a, b| {
-        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
-    });
+    out.sort_by(|a, b| rank(a).cmp(&rank(b)));
     out
 }
 
@@ -319,9 +315,7 @@ fn without_count(title: &str) -> &str {
 
 /// Incidents of several clusters as one: every step says its cluster.
 fn joined(mut group: Vec<Incident>) -> Incident {
-    group.sort_by(|a, b| {
-        (std::cmp::Reverse(a.severity), a.first_seen, &a.id).cmp(&(std::cmp::Reverse(b.severity), b.first_seen, &b.id))
-    });
+    group.sort_by(|a, b| rank(a).cmp(&rank(b)));
     let union = |field: fn(&Incident) -> &Vec<String>| -> Vec<String> {
         group.iter().flat_map(|i| field(i).iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
     };
@@ -368,6 +362,11 @@ fn joined(mut group: Vec<Incident>) -> Incident {
         story,
         story_left_out: left_out,
     }
+}
+
+/// How reports list incidents: most severe first, then by time, then by id.
+fn rank(i: &Incident) -> (std::cmp::Reverse<Severity>, Timestamp, &str) {
+    (std::cmp::Reverse(i.severity), i.first_seen, &i.id)
 }
 
 fn order_key(f: &Finding) -> (std::cmp::Reverse<Severity>, Timestamp, Rule, &str) {
