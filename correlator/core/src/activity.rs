@@ -46,12 +46,23 @@ impl Mint {
 }
 
 /// Every TokenRequest seen, by audit ID, so the stages of one request fold into one mint.
+///
+/// A kubelet's mint for a pod on its own node can never make a finding: the one question rules
+/// still ask of it is when it was minted (which of a pod's tokens is the newer). The stream
+/// keeps such mints as that time alone, by JTI ([`Mints::compact`]): the kubelet mints every
+/// pod's token every ~48 minutes, so they are most of the mints held.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Mints {
     by_audit_id: HashMap<String, Mint>,
+    /// Kubelets' mints for pods on their own nodes, compacted: JTI → when minted.
+    #[serde(default)]
+    minted: HashMap<String, Timestamp>,
     /// Keys of mints changed or dropped since the changes were last taken (when tracking).
     #[serde(skip)]
     changed: Journal<String>,
+    /// JTIs of compacted mints added or dropped since the changes were last taken.
+    #[serde(skip)]
+    changed_minted: Journal<String>,
 }
 
 impl Mints {
@@ -93,38 +104,80 @@ impl Mints {
         self.by_audit_id.values().filter_map(|m| Some((m.jti.as_deref()?, m))).collect()
     }
 
-    /// Drops the mints `old` selects; how many went.
-    pub fn retire(&mut self, mut old: impl FnMut(&Mint) -> bool) -> usize {
-        let before = self.by_audit_id.len();
+    /// Drops the mints `old` selects (given their JTI and time: compacted ones have nothing
+    /// else); how many went.
+    pub fn retire(&mut self, mut old: impl FnMut(Option<&str>, Timestamp) -> bool) -> usize {
+        let before = self.len();
         let changed = &mut self.changed;
         self.by_audit_id.retain(|key, m| {
-            let drop = old(m);
+            let drop = old(m.jti.as_deref(), m.time);
             if drop {
                 changed.note(|| key.clone());
             }
             !drop
         });
+        let changed = &mut self.changed_minted;
+        self.minted.retain(|jti, &mut time| {
+            let drop = old(Some(jti), time);
+            if drop {
+                changed.note(|| jti.clone());
+            }
+            !drop
+        });
+        before - self.len()
+    }
+
+    /// Keeps the mints `legitimate` selects (a kubelet's, for a pod of its node: see
+    /// [`Mints`]) as their time alone; how many. Only mints that issued a JTI and are older than
+    /// `settled` (every stage of the request has come) are taken.
+    pub fn compact(&mut self, settled: Timestamp, mut legitimate: impl FnMut(&Mint) -> bool) -> usize {
+        let (minted, changed, changed_minted) = (&mut self.minted, &mut self.changed, &mut self.changed_minted);
+        let before = self.by_audit_id.len();
+        self.by_audit_id.retain(|key, m| {
+            let Some(jti) = m.jti.as_deref() else { return true };
+            if m.time >= settled || !m.succeeded() || !legitimate(m) {
+                return true;
+            }
+            let t = minted.entry(jti.to_string()).or_insert(m.time);
+            *t = (*t).min(m.time);
+            changed.note(|| key.clone());
+            changed_minted.note(|| jti.to_string());
+            false
+        });
         before - self.by_audit_id.len()
     }
 
-    /// How many mints are held.
+    /// When the credential `jti` was minted, whole or compacted.
+    pub fn minted_at(&self, jti: &str, whole: &FastMap<&str, &Mint>) -> Option<Timestamp> {
+        whole.get(jti).map(|m| m.time).or_else(|| self.minted.get(jti).copied())
+    }
+
+    /// How many mints are held, whole or compacted.
     pub fn len(&self) -> usize {
-        self.by_audit_id.len()
+        self.by_audit_id.len() + self.minted.len()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
-        self.by_audit_id.is_empty()
+        self.len() == 0
     }
 
     /// Starts noting which mints change, for [`Mints::take_changes`].
     pub fn track_changes(&mut self) {
         self.changed.start();
+        self.changed_minted.start();
     }
 
-    /// The mints changed since the last call, by key (`None`: dropped).
-    pub fn take_changes(&mut self) -> Vec<(String, Option<&Mint>)> {
-        self.changed.take_with(|k| self.by_audit_id.get(k))
+    /// The mints changed since the last call, by key (`None`: dropped), and the compacted ones
+    /// by JTI.
+    #[allow(clippy::type_complexity)]
+    pub fn take_changes(&mut self) -> (Vec<(String, Option<&Mint>)>, Vec<(String, Option<Timestamp>)>) {
+        let whole = self.changed.take_with(|k| self.by_audit_id.get(k));
+        let compacted = self.changed_minted.take().into_iter().map(|jti| {
+            let at = self.minted.get(&jti).copied();
+            (jti, at)
+        });
+        (whole, compacted.collect())
     }
 
     /// Puts back a mint a changelog held.
@@ -132,7 +185,12 @@ impl Mints {
         self.by_audit_id.insert(key, mint);
     }
 
-    /// Every mint, in time order.
+    /// Puts back a compacted mint a changelog held.
+    pub fn insert_restored_minted(&mut self, jti: String, at: Timestamp) {
+        self.minted.insert(jti, at);
+    }
+
+    /// Every mint held whole, in time order.
     pub fn iter(&self) -> Vec<&Mint> {
         let mut v: Vec<&Mint> = self.by_audit_id.values().collect();
         v.sort_by(|a, b| (a.time, &a.audit_id).cmp(&(b.time, &b.audit_id)));

@@ -426,8 +426,10 @@ impl Engine {
             engine.state.restore_rest(rest.state);
         }
         engine.track_changes();
-        // What was read is what is written: the first commit passes on only what changes next.
+        // What was read is what is written: the first commit passes on only what changes next,
+        // and what an older version wrote in another shape.
         engine.changes();
+        engine.state.attestations_mut().rewrite_legacy();
         Ok(engine)
     }
 

@@ -8,15 +8,20 @@
 //! to set, and one node stamping the far future must not expire every other node's evidence.
 //! `tokentrail analyze` never calls it (a file's whole history is the point there).
 //!
-//! * **Credentials** (their use groups and attestation): dropped once neither a use nor an
-//!   attestation has been seen for [`Retention::credentials`]. The audit log does not carry a
-//!   token's `exp`, and the kubelet rewrites every projected token within 24 hours, so the
-//!   default (25 h) outlives every token still in its pod.
+//! * **Credentials** (their use groups): dropped once no use has been seen for
+//!   [`Retention::credentials`]. The audit log does not carry a token's `exp`, and the kubelet
+//!   rewrites every projected token within 24 hours, so the default (25 h) outlives every token
+//!   still in its pod.
 //! * **TokenRequests** (mints): dropped with their credential, or after [`Retention::credentials`]
 //!   when no use of the credential is held (a token minted and never used, a refused request).
-//! * **Attestations** leave a 16-byte trace ([`Attestations`](crate::attestation::Attestations)' retired digests, kept for
-//!   [`Retention::retired`]): a late use of a token its agent once attested must not read as
-//!   minted behind the kubelet's back.
+//! * **Attestations** are held as 16-byte digests from the start
+//!   ([`Attestations`](crate::attestation::Attestations)): while their credential is in use (up
+//!   to [`Retention::retired`], a year, the longest the apiserver accepts a pod's token), else
+//!   for [`Retention::credentials`] after the token was written, and never beyond their pod's
+//!   departure (the apiserver refuses a pod-bound token once its pod is gone). A pod whose
+//!   unused attestations were forgotten is remembered: a late use of one of its old tokens is
+//!   not judged minted behind the kubelet's back when the apiserver flagged every use stale
+//!   (`token-superseded-use` reports it).
 //! * **Pods**: dropped [`Retention::pods`] after their deletion (never before the engine's own
 //!   `deletion_window`, which matches 401s against recently deleted pods, plus
 //!   [`ALLOWED_LATENESS`]: a 401 from the window's last minute that arrives a little behind
@@ -24,6 +29,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::principals::kubelet_node;
 use crate::state::State;
 use crate::time::{Micros, Timestamp};
 use crate::usage::CredentialKey;
@@ -41,10 +47,12 @@ pub const ALLOWED_LATENESS: Micros = 5 * crate::time::MINUTE;
 pub struct Expired {
     /// Use groups (credential × client address).
     pub use_groups: usize,
-    /// Attestations.
+    /// Attestations (their digests, a year after the token was written).
     pub attestations: usize,
     /// TokenRequests.
     pub mints: usize,
+    /// Kubelets' TokenRequests for pods of their nodes, kept as their time alone.
+    pub compacted_mints: usize,
     /// Pods.
     pub pods: usize,
 }
@@ -56,6 +64,8 @@ pub struct StateSize {
     pub use_groups: usize,
     /// Attested credentials.
     pub attestations: usize,
+    /// TokenRequests.
+    pub mints: usize,
     /// Pods.
     pub pods: usize,
 }
@@ -63,7 +73,7 @@ pub struct StateSize {
 impl StateSize {
     /// All entries.
     pub fn total(&self) -> usize {
-        self.use_groups + self.attestations + self.pods
+        self.use_groups + self.attestations + self.mints + self.pods
     }
 }
 
@@ -79,34 +89,96 @@ pub(crate) fn expire(
     // Pods that only the groups about to go show, and that a deletion by name asks about,
     // become pods first.
     state.place_sighted_pods();
-    // A credential's last sighting: its latest use under any client address, or its attestation.
+    // A credential's last sighting: its latest use under any client address.
     let mut last_seen: std::collections::HashMap<&CredentialKey, Timestamp> = std::collections::HashMap::new();
     for (key, group) in state.use_groups() {
         let seen = last_seen.entry(&key.credential).or_insert(Timestamp::MIN);
         *seen = (*seen).max(group.last());
     }
-    let mut stale: BTreeSet<CredentialKey> = BTreeSet::new();
-    for (credential, last) in last_seen {
-        let attested = jti_of(credential).and_then(|j| state.attestations().of(j)).map(|a| a.since);
-        if cutoff(attested.map_or(last, |a| a.max(last)), retention.credentials) {
-            stale.insert(credential.clone());
-        }
-    }
+    let stale: BTreeSet<CredentialKey> = last_seen
+        .into_iter()
+        .filter(|&(_, last)| cutoff(last, retention.credentials))
+        .map(|(credential, _)| credential.clone())
+        .collect();
     let use_groups = state.forget_credentials(&stale);
-    // Attestations and mints of credentials still in use stay; the others go once old enough.
-    let (uses, attestations, mints) = state.uses_attestations_and_mints_mut();
+    // Mints of credentials still in use stay; the others go once old enough. A kubelet's mint for
+    // a pod of its own node is kept as its time alone.
+    let compacted = compact_kubelet_mints(state, Timestamp(watermark.0.saturating_sub(ALLOWED_LATENESS)));
+    let (uses, mints) = state.uses_and_mints_mut();
     let in_use: BTreeSet<&str> = uses.iter().filter_map(|(k, _)| jti_of(&k.credential)).collect();
-    let attestations = attestations.retire(|jti, a| !in_use.contains(jti) && cutoff(a.since, retention.credentials));
-    let mints = mints
-        .retire(|m| !m.jti.as_deref().is_some_and(|jti| in_use.contains(jti)) && cutoff(m.time, retention.credentials));
-    state.attestations_mut().forget_retired(|t| cutoff(t, retention.retired));
+    let mints = mints.retire(|jti, time| !jti.is_some_and(|j| in_use.contains(j)) && cutoff(time, retention.credentials));
+    // An attestation of a token in use stays (for up to a year: no token is valid longer);
+    // others go with the credentials' retention. A pod never rewrites a token it is done with,
+    // so a pod that lives for months would otherwise hold a digest for every ~48 minutes of it.
+    let in_use = attested_in_use(state);
+    let attestations = state.attestations_mut().forget(|d, since| {
+        cutoff(since, retention.retired) || (!in_use.contains(&d) && cutoff(since, retention.credentials))
+    });
     // Deletions that named their pod without its UID are placed first.
     state.resolve_pods();
     let keep_pods = retention.pods.max(deletion_window.saturating_add(ALLOWED_LATENESS));
-    let pods = state.retain_pods(|p| !p.deleted.is_some_and(|d| cutoff(d, keep_pods)));
+    let mut gone = Vec::new();
+    let pods = state.retain_pods(|p| {
+        let keep = !p.deleted.is_some_and(|d| cutoff(d, keep_pods));
+        if !keep {
+            gone.push(p.uid.clone());
+        }
+        keep
+    });
+    // The apiserver refuses a pod-bound token once its pod is gone: what vouched for its
+    // tokens goes with it.
+    let attestations = attestations + state.attestations_mut().forget_pods(gone.iter().map(String::as_str));
     // Foreign reads of token files live as long as the credentials they read.
     state.token_reads_mut().retain_recent(|last| cutoff(last, retention.credentials));
-    Expired { use_groups, attestations, mints, pods }
+    Expired { use_groups, attestations, mints, compacted_mints: compacted, pods }
+}
+
+/// The digests of the attestations of credentials in use: the pod each is bound to, on its
+/// node, as the agent there would have attested it.
+fn attested_in_use(state: &State) -> std::collections::HashSet<u64> {
+    let pods = state.pods();
+    state
+        .use_groups()
+        .filter_map(|(key, _)| match &key.credential {
+            CredentialKey::PodBound { pod_uid, jti: Some(jti) } => {
+                let node = pods.get(pod_uid)?.node.as_deref()?;
+                Some(crate::attestation::digest(jti, node, pod_uid))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Compacts the mints of kubelets for pods on their own nodes (see
+/// [`Mints`](crate::activity::Mints)), made before `settled`; how many. The pod is the one the
+/// request names (by UID, or by name at the time), or the one the credential's uses are bound
+/// to; a mint whose pod or its node is not known yet stays whole, to be judged when it is.
+fn compact_kubelet_mints(state: &mut State, settled: Timestamp) -> usize {
+    let mut used_by: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (key, _) in state.use_groups() {
+        if let CredentialKey::PodBound { pod_uid, jti: Some(jti) } = &key.credential {
+            used_by.insert(jti.as_str(), pod_uid.as_str());
+        }
+    }
+    let pods = state.pods();
+    let legitimate: std::collections::HashSet<String> = state
+        .mints()
+        .iter()
+        .into_iter()
+        .filter(|m| m.time < settled)
+        .filter_map(|m| {
+            let jti = m.jti.as_deref()?;
+            let minter = kubelet_node(&m.minter)?;
+            let requested = m.bound_pod.as_ref().and_then(|b| {
+                b.uid.clone().or_else(|| pods.uid_by_name(&m.serviceaccount.namespace, &b.name, m.time))
+            });
+            let uid = requested.or_else(|| used_by.get(jti).map(|u| u.to_string()))?;
+            let node = pods.get(&uid)?.node.as_deref()?;
+            (node == minter).then(|| m.audit_id.clone())
+        })
+        .collect();
+    drop(used_by);
+    state.mints_mut().compact(settled, |m| legitimate.contains(&m.audit_id))
 }
 
 /// How much `state` holds.
@@ -114,6 +186,7 @@ pub(crate) fn size(state: &State) -> StateSize {
     StateSize {
         use_groups: state.use_group_count(),
         attestations: state.attestations().len(),
+        mints: state.mints().len(),
         pods: state.pods().len(),
     }
 }

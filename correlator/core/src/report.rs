@@ -276,6 +276,7 @@ pub(crate) fn build(state: &State, config: &EngineConfig, with: Incidents) -> Re
         config,
         token_secrets: state.token_secrets(),
         mints: &mints,
+        all_mints: state.mints(),
     };
     // Groups are put in key order before they are judged: a key and a group reference sort
     // quicker than a judged group, and judging in key order meets each pod again while it is
@@ -303,7 +304,7 @@ pub(crate) fn build(state: &State, config: &EngineConfig, with: Incidents) -> Re
         pods: (state.pods().len() + sighted_only) as u64,
         nodes: state.nodes().len() as u64,
         cluster_networks: networks.iter().map(|n| n.to_string()).collect(),
-        mints: mints.len() as u64,
+        mints: state.mints().len() as u64,
         engine: state.stats().clone(),
         ..Coverage::default()
     };
@@ -440,7 +441,7 @@ fn timeline(ctx: &Context<'_>, sa: &ServiceAccountRef) -> Timeline {
             pod: group.pod_name.as_ref().map(|p| format!("{}/{p}", sa.namespace)),
             minted: match &key.credential {
                 CredentialKey::PodBound { jti: Some(jti), .. } | CredentialKey::Unbound { jti } => {
-                    ctx.judge.mints.get(jti.as_str()).map(|m| m.time)
+                    ctx.judge.minted_at(jti)
                 }
                 _ => None,
             },

@@ -398,13 +398,19 @@ impl State {
         before - self.uses.len()
     }
 
-    /// The use groups beside what node agents attested and the TokenRequests: attestations and
-    /// mints of credentials still in use are kept, the others retired.
-    pub(crate) fn uses_attestations_and_mints_mut(&mut self) -> (&UseGroups, &mut Attestations, &mut Mints) {
-        (&self.uses, &mut self.attestations, &mut self.mints)
+    /// The use groups beside the TokenRequests: mints of credentials still in use are kept, the
+    /// others retired.
+    pub(crate) fn uses_and_mints_mut(&mut self) -> (&UseGroups, &mut Mints) {
+        (&self.uses, &mut self.mints)
     }
 
-    /// What node agents attested, to retire attestations from.
+    /// The TokenRequests, to compact.
+    pub(crate) fn mints_mut(&mut self) -> &mut Mints {
+        &mut self.mints
+    }
+
+    /// What node agents attested, to forget old attestations from and rewrite an older
+    /// changelog's.
     pub(crate) fn attestations_mut(&mut self) -> &mut Attestations {
         &mut self.attestations
     }

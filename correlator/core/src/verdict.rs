@@ -186,11 +186,18 @@ pub struct Judge<'a> {
     pub config: &'a EngineConfig,
     /// Token Secrets by (namespace, name).
     pub token_secrets: &'a std::collections::BTreeMap<(String, String), TokenSecretFact>,
-    /// Mints by JTI.
+    /// Mints held whole, by JTI.
     pub mints: &'a crate::hash::FastMap<&'a str, &'a Mint>,
+    /// Every mint, the compacted ones too.
+    pub all_mints: &'a crate::activity::Mints,
 }
 
 impl Judge<'_> {
+    /// When the credential `jti` was minted, if its TokenRequest is held.
+    pub fn minted_at(&self, jti: &str) -> Option<crate::time::Timestamp> {
+        self.all_mints.minted_at(jti, self.mints)
+    }
+
     /// Judges the uses of `key.credential` from `key.client`.
     pub fn judge(&self, key: &UseKey, group: &UseGroup) -> Judgement {
         let Some(ip) = key.client else {

@@ -15,6 +15,8 @@ fn evidence() -> Vec<Observation> {
     let mut obs = cluster();
     obs.extend([api.observed(), exporter.observed(), token_secret("monitoring", "exp-token-abcde", "exp")]);
     obs.push(bound(mint("j1", "payments/api", "system:node:worker-1", "10.0.1.11", 0.0), &api));
+    // Its agent saw j1 (j2, minted later, it never reports: a forged-mint verdict to restore).
+    obs.push(attested(&api, "j1", 0.0));
     obs.push(bound(mint("j2", "payments/api", "system:node:worker-1", "10.0.1.11", 48.0), &api));
     obs.extend(use_of("payments/api").bound_to(&api, "j1").from("10.244.1.12").every_minute(0.5, 48));
     obs.push(exec_into(&api, "alice", "198.51.100.23", 30.0));
@@ -195,6 +197,67 @@ fn a_commit_writes_what_changed_and_deletes_what_expired() {
     let mut restored = log.restore();
     assert_eq!(restored.state_size(), engine.state_size());
     assert_eq!(report_json(&mut restored), report_json(&mut engine));
+}
+
+/// What an older version wrote for attestations: each whole under its JTI in `attested`, and the
+/// digests of expired ones in `retired`. They are read back, rewritten as digests by the first
+/// commit and tombstoned, and they still vouch for their credentials.
+#[test]
+fn an_older_changelogs_attestations_are_read_rewritten_and_still_vouch() {
+    let p = pod("payments/api-1", "uid-api").on_node("worker-1").with_ip("10.244.1.12").running_as("api");
+    let n = pod("shop/web-9", "uid-web").on_node("worker-1").with_ip("10.244.1.40").running_as("web");
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.track_changes();
+    for o in cluster().into_iter().chain([p.observed(), n.observed(), attested(&n, "j-n1", 0.0)]) {
+        engine.observe(o);
+    }
+    let mut log = Compacted::default();
+    commit(&mut engine, &mut log);
+    let since = serde_json::to_string(&t(0.0)).unwrap();
+    let old = format!(r#"{{"node":"worker-1","pod_uid":"uid-api","since":{since}}}"#);
+    log.0.insert("attested\tj-real".into(), old.into_bytes());
+    log.0.insert("retired\t12345".into(), since.clone().into_bytes());
+
+    let mut restored = log.restore();
+    assert_eq!(restored.state_size().attestations, 3, "j-n1, j-real and the retired digest");
+    let rewritten = restored.changes();
+    let tombstones: Vec<&str> = rewritten.iter().filter(|c| c.value.is_none()).map(|c| c.key.as_str()).collect();
+    assert_eq!(tombstones, ["attested\tj-real", "retired\t12345"]);
+    let written: Vec<&str> = rewritten.iter().filter(|c| c.value.is_some()).map(|c| c.key.as_str()).collect();
+    assert!(written.contains(&"attested\t/12345"), "a digest of no known pod: {written:?}");
+    assert!(written.iter().any(|k| k.starts_with("attested\tuid-api/")), "{written:?}");
+    assert_eq!(written.iter().filter(|k| k.starts_with("attested\t")).count(), 2, "{written:?}");
+    for c in rewritten {
+        match c.value {
+            Some(v) => log.0.insert(c.key, v),
+            None => log.0.remove(&c.key),
+        };
+    }
+    assert!(restored.changes().is_empty(), "rewritten once");
+
+    // Past the grace by the node's watermark: j-real vouched for by its rewritten digest, a token
+    // the agent never saw forged; the same from the rewritten changelog.
+    let late = [
+        use_of("payments/api").bound_to(&p, "j-real").from("10.244.1.12").at(30.0).obs(),
+        use_of("payments/api").bound_to(&p, "j-ghost").from("10.244.1.12").at(30.0).obs(),
+        attested(&n, "j-n2", 60.0),
+    ];
+    let forged = |e: &mut Engine| -> Vec<String> {
+        let report = e.report();
+        only(&report, "token-forged-mint")
+            .iter()
+            .map(|f| f.credential.as_ref().and_then(|c| c.id.clone()).unwrap_or_default())
+            .collect()
+    };
+    let mut again = log.restore();
+    assert_eq!(again.state_size().attestations, 3);
+    assert!(log.0.keys().all(|k| !k.starts_with("retired\t") && k != "attested\tj-real"));
+    for e in [&mut restored, &mut again] {
+        for o in late.clone() {
+            e.observe(o);
+        }
+        assert_eq!(forged(e), ["JTI=j-ghost"]);
+    }
 }
 
 #[test]

@@ -47,6 +47,14 @@ fn unattested(ctx: &Context<'_>, already: &BTreeSet<&str>, out: &mut Vec<Draft>)
         if attested_there {
             continue;
         }
+        // The stream forgets an attestation nobody used for a day (`expiry`). An old token of
+        // such a pod, used late, is past its warn-after time, and the apiserver flags every use
+        // of it stale: it may be one of the pod's own (`token-superseded-use` reports it). A
+        // forged token is new, and its uses in its first hour are not stale.
+        let forgotten = pod.uid.as_deref().is_some_and(|uid| attestations.forgot_some(uid));
+        if forgotten && entries.iter().all(|e| e.1.stale_uses() == e.1.uses.count) {
+            continue;
+        }
         let mut tally = Tally::default();
         for e in entries {
             tally.merge(&e.1.uses);
@@ -106,7 +114,7 @@ fn superseded(ctx: &Context<'_>, out: &mut Vec<Draft>) {
         // (an audit policy that drops TokenRequests), first use is the best order there is.
         let first_use =
             |entries: &Vec<&Judged<'_>>| entries.iter().map(|e| e.1.first()).min().unwrap_or(Timestamp::MAX);
-        let minted = |jti: &str| ctx.judge.mints.get(jti).map(|m| m.time);
+        let minted = |jti: &str| ctx.judge.minted_at(jti);
         let earliest_logged_mint = jtis.keys().filter_map(|jti| minted(jti)).min();
         let mut ordered: Vec<(Timestamp, Timestamp, &str, &Vec<&Judged<'_>>)> = jtis
             .iter()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SecretReadsBy, State};
 use crate::activity::{Access, Mint};
-use crate::attestation::{Attested, Watermark};
+use crate::attestation::{AttestationChange, Attested, LegacyEntry, Watermark};
 use crate::changes::{entry_key, Change, EntryError, Written};
 use crate::model::{Node, Pod};
 use crate::observation::{PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact};
@@ -22,10 +22,17 @@ use super::EngineStats;
 
 /// Sections that change with every credential, tracked by journals.
 const USE: &str = "use";
+/// An attestation's digest (see [`crate::attestation`]), with when the token was written. Older
+/// versions keyed this section by JTI and held the attestation whole, and kept the digests of
+/// expired ones in `retired`: both are read back and rewritten.
 const ATTESTED: &str = "attested";
 const RETIRED: &str = "retired";
+/// Pods some of whose attestations were forgotten unused (see [`crate::expiry`]).
+const FORGOT: &str = "forgot";
 const POD: &str = "pod";
 const MINT: &str = "mint";
+/// A kubelet's mint for a pod of its node, kept as its time alone, by JTI.
+const MINTED: &str = "minted";
 /// Sections compared whole each commit: one entry per node, agent, service account, token Secret
 /// and foreign token read.
 const NODE: &str = "node";
@@ -79,6 +86,12 @@ fn json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// An `attested` entry's key: `POD_UID/DIGEST`.
+fn attested_key(key: &str) -> Option<(&str, u64)> {
+    let (pod, digest) = key.rsplit_once('/')?;
+    Some((pod, digest.parse().ok()?))
+}
+
 fn json_key(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -109,18 +122,30 @@ impl State {
                 changes.push(Change { key, value: None });
             }
         }
-        let (attested, retired) = self.attestations.take_changes();
-        for (jti, now) in attested {
-            changes.push(Change { key: entry_key(ATTESTED, &jti), value: now.map(json) });
+        let (attested, legacy) = self.attestations.take_changes();
+        for change in attested {
+            let (key, at) = match change {
+                AttestationChange::Digest { pod, digest, at } => (entry_key(ATTESTED, &format!("{pod}/{digest}")), at),
+                AttestationChange::Forgot { pod, at } => (entry_key(FORGOT, &pod), at),
+            };
+            changes.push(Change { key, value: at.map(|t| json(&t)) });
         }
-        for (digest, at) in retired {
-            changes.push(Change { key: entry_key(RETIRED, &digest.to_string()), value: at.map(|t| json(&t)) });
+        for entry in legacy {
+            let key = match entry {
+                LegacyEntry::Attested(jti, _) => entry_key(ATTESTED, &jti),
+                LegacyEntry::Retired(digest, _) => entry_key(RETIRED, &digest.to_string()),
+            };
+            changes.push(Change { key, value: None });
         }
         for (uid, pod) in self.model.pods.take_changes() {
             changes.push(Change { key: entry_key(POD, &uid), value: pod.map(json) });
         }
-        for (key, mint) in self.mints.take_changes() {
+        let (whole, compacted) = self.mints.take_changes();
+        for (key, mint) in whole {
             changes.push(Change { key: entry_key(MINT, &key), value: mint.map(json) });
+        }
+        for (jti, at) in compacted {
+            changes.push(Change { key: entry_key(MINTED, &jti), value: at.map(|t| json(&t)) });
         }
         let nodes = self.model.nodes.iter().map(|n| (n.name.clone(), json(n)));
         written.diff(NODE, nodes, changes);
@@ -174,13 +199,20 @@ impl State {
                 let group: UseGroup = serde_json::from_slice(value).map_err(bad())?;
                 self.uses.insert_restored(key, group);
             }
-            ATTESTED => {
-                let attested: Attested = serde_json::from_slice(value).map_err(bad())?;
-                self.attestations.insert_restored_attested(key.to_string(), attested);
-            }
+            // This version's entries: the pod's UID and the digest (a number), and a time; an
+            // older version's: a JTI and an object.
+            ATTESTED => match (attested_key(key), serde_json::from_slice::<Timestamp>(value)) {
+                (Some((pod, digest)), Ok(at)) => self.attestations.insert_restored(pod, digest, at),
+                _ => {
+                    let attested: Attested = serde_json::from_slice(value).map_err(bad())?;
+                    self.attestations.insert_restored_legacy(LegacyEntry::Attested(key.to_string(), attested));
+                }
+            },
+            FORGOT => self.attestations.insert_restored_forgot(key.to_string(), serde_json::from_slice(value).map_err(bad())?),
             RETIRED => {
                 let digest: u64 = serde_json::from_str(key).map_err(bad())?;
-                self.attestations.insert_restored_retired(digest, serde_json::from_slice(value).map_err(bad())?);
+                let at: Timestamp = serde_json::from_slice(value).map_err(bad())?;
+                self.attestations.insert_restored_legacy(LegacyEntry::Retired(digest, at));
             }
             POD => self.model.pods.insert_restored(serde_json::from_slice::<Pod>(value).map_err(bad())?),
             NODE => self.model.nodes.insert_restored(serde_json::from_slice::<Node>(value).map_err(bad())?),
@@ -207,6 +239,7 @@ impl State {
                 let mint: Mint = serde_json::from_slice(value).map_err(bad())?;
                 self.mints.insert_restored(key.to_string(), mint);
             }
+            MINTED => self.mints.insert_restored_minted(key.to_string(), serde_json::from_slice(value).map_err(bad())?),
             _ => return Ok(false),
         }
         Ok(true)
