@@ -10,7 +10,8 @@
 //!
 //! Bounds: serde_json refuses nesting deeper than 128 inside one parse; arrays, lists and
 //! embedded strings are followed at most [`MAX_DEPTH`] levels deep; a syntax error in an array
-//! keeps the records read before it. Line length and batch size are the caller's to bound.
+//! keeps the records read before it, and a document cut short the whole entries of its list
+//! ([`crate::salvage`]). Line length and batch size are the caller's to bound.
 
 use std::cell::Cell;
 use std::fmt;
@@ -24,6 +25,7 @@ use crate::decoded::{Decoded, Format, Place};
 use crate::json::{describe, Raw};
 use crate::layout::strip_bom;
 use crate::normalize::{self, Origin};
+use crate::salvage::salvage;
 use crate::{inventory, providers, scan};
 
 /// How many arrays, lists and embedded JSON strings deep a value is followed.
@@ -182,6 +184,24 @@ fn decode_stream<'de, R: serde_json::de::Read<'de>>(
                 dispatch(&ev, ctx, place, out);
             }
             Some(Err(e)) => {
+                // A whole document cut short (its first value ends in EOF): what came before
+                // the cut, as the rest of an array's elements would be.
+                if e.is_eof() && offset == 0 && ctx.depth == 0 && ctx.lines.is_some() {
+                    if let Some(kept) = salvage(bytes) {
+                        let lines = LineIndex::new(&kept.text);
+                        decode_bytes(&kept.text, &Ctx { lines: Some(&lines), ..*ctx }, out);
+                        out.problem(
+                            ctx.error_place(bytes, &e),
+                            format!(
+                                "the document is cut short ({}): read up to line {}, its last whole entry; the \
+                                 rest is lost",
+                                describe(&e),
+                                kept.kept_to_line
+                            ),
+                        );
+                        break;
+                    }
+                }
                 out.problem(ctx.error_place(bytes, &e), format!("unreadable json record: {}", describe(&e)));
                 // The stream cannot resynchronise inside a broken value.
                 break;
@@ -340,5 +360,42 @@ mod tests {
         decode_value(node_list.as_bytes(), &mut out);
         assert_eq!(out.stats.by_format.get(&Format::KubectlList), Some(&1));
         assert!(out.problems.is_empty(), "{:?}", out.problems);
+    }
+
+    #[test]
+    fn a_document_cut_short_gives_its_whole_entries_and_says_where_it_was_cut() {
+        // As kubectl writes a list (`kind` after `items`), cut inside the third pod.
+        let pod = |name: &str, ip: &str| {
+            format!(
+                r#"{{"kind":"Pod","apiVersion":"v1","metadata":{{"name":"{name}","namespace":"shop","uid":"uid-{name}","creationTimestamp":"2026-03-01T10:00:00Z"}},"spec":{{"nodeName":"n1","serviceAccountName":"web"}},"status":{{"podIP":"{ip}"}}}}"#
+            )
+        };
+        let text = format!(
+            "{{\n\"apiVersion\": \"v1\",\n\"items\": [\n{},\n{},\n{}\n],\n\"kind\": \"List\"\n}}\n",
+            pod("a", "10.0.0.1"),
+            pod("b", "10.0.0.2"),
+            pod("c", "10.0.0.3")
+        );
+        let cut = &text[..text.find("uid-c").unwrap()];
+        let mut out = Decoded::new();
+        decode_value(cut.as_bytes(), &mut out);
+        let names: Vec<String> = out
+            .observations
+            .iter()
+            .filter_map(|o| match o {
+                tokentrail_proto::observation::Observation::Pod(p) => Some(p.name.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+        assert!(out.problems[0].message.starts_with("the document is cut short"), "{:?}", out.problems);
+        assert!(out.problems[0].message.contains("read up to line 5"), "{:?}", out.problems);
+
+        // The whole document: the three pods, no problem.
+        let mut whole = Decoded::new();
+        decode_value(text.as_bytes(), &mut whole);
+        assert_eq!(whole.observations.len(), 3);
+        assert!(whole.problems.is_empty());
     }
 }

@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokentrail_aggregator_core::{Layout, Limits};
+use tokentrail_aggregator_core::{salvage, Layout, Limits};
 use tokentrail_correlator::evidence;
 use tokentrail_correlator::forensic::Progress;
 
 use crate::kafka_args::KafkaSecurityArgs;
 use crate::progress::Bar;
-use records::{document_records, LineRecords, Record};
+use records::{document_records, DocumentError, LineRecords, Record};
 use send::{Target, Webhook, WebhookTls};
 
 /// Send evidence files (audit logs, kubectl dumps) to an audit webhook or a raw audit topic,
@@ -160,6 +160,24 @@ async fn replay(args: Args) -> ExitCode {
                             out.deliver(&path, record).await;
                         }
                     }
+                    // A document cut short: what came before the cut is sent, as analyze reads
+                    // it, and the loss is reported and counted.
+                    Err(DocumentError::NotJson(why)) => match salvage(&text) {
+                        Some(kept) => {
+                            let records = document_records(&kept.text, kept.kept_to_line, args.max_record_bytes);
+                            let mut sent = 0;
+                            for record in records.into_iter().flatten() {
+                                sent += record.entries;
+                                out.deliver(&path, record).await;
+                            }
+                            out.failed(&format!(
+                                "{path}: cut short ({why}): the {sent} entries up to line {} were sent, the rest of \
+                                 its {lines} lines is lost; replay the complete file if there is one",
+                                kept.kept_to_line
+                            ));
+                        }
+                        None => out.failed(&format!("{path}: not sent: not a JSON document: {why}")),
+                    },
                     Err(e) => out.failed(&format!("{path}: not sent: {e}")),
                 }
             }

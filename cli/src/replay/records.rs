@@ -7,13 +7,14 @@
 //!   `{"events": [...]}` of `aws logs`): its list cut into chunks, each wrapped in a copy of the
 //!   document's other keys (`kind`, `apiVersion`), so every chunk is the same kind of document.
 //! * A top-level array: cut into smaller arrays.
+//! * A document cut short (a copy that stopped, a file truncated): the caller sends what
+//!   [`tokentrail_aggregator_core::salvage`] keeps of it, as `analyze` reads it, and says what
+//!   was lost.
 //!
 //! No I/O here: the caller reads, this decides where records begin and end.
 
 use serde_json::{Map, Value};
-
-/// The keys whose array is the document's list of events or objects, in the order looked for.
-const LIST_KEYS: [&str; 3] = ["items", "records", "events"];
+use tokentrail_aggregator_core::salvage::LIST_KEYS;
 
 /// JSON lines gathered into records of whole lines.
 pub struct LineRecords {
