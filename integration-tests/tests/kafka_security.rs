@@ -298,6 +298,7 @@ impl Drop for TokenEndpoint {
 }
 
 /// Reads one request and answers it.
+#[allow(clippy::disallowed_methods)] // the broker checks the token's exp against the real clock
 fn answer(stream: TcpStream, expected: &str, sub: &str, granted: &AtomicUsize, refused: &AtomicUsize) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let (mut request_line, mut authorization, mut length) = (String::new(), None, 0usize);
