@@ -422,13 +422,8 @@ impl TokenEndpoint {
             return Err(format!("{url}: no host"));
         }
         let port = match port {
-            None => {
-                if https {
-                    443
-                } else {
-                    80
-                }
-            }
+            None if https => 443,
+            None => 80,
             Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("{url}: bad port {p:?}"))?,
         };
         if !https && !loopback(host) {
