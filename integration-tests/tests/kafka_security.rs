@@ -9,7 +9,8 @@
 //! OAUTHBEARER tokens come from a token endpoint of the test's own on loopback
 //! ([`TokenEndpoint`]: the client-credentials grant, Basic authentication checked against the
 //! client id and secret the test wrote, unsigned JWTs that the broker's default validator
-//! accepts), which counts the tokens it hands out.
+//! accepts; HTTPS with the broker's certificate and CA, or plain HTTP), which counts the tokens
+//! it hands out.
 //!
 //! A wrong password, a wrong client secret and an untrusted CA end each component at start-up
 //! with librdkafka's reason and exit status 77 (`cli/src/startup/kafka.rs`), and
@@ -30,6 +31,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
 
 use correlator_support::binary;
 use e2e_support::cluster::{Node, Pod};
@@ -120,11 +124,14 @@ async fn the_pipeline_runs_through_the_oauthbearer_listener_with_tokens_from_the
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, "the-client-secret\n").unwrap();
-    let endpoint = TokenEndpoint::start("tokentrail-oauth", "the-client-secret");
+    // HTTPS, its certificate checked against the token endpoint's own `ca_file`.
+    let endpoint = TokenEndpoint::start("tokentrail-oauth", "the-client-secret", Some(s));
+    assert!(endpoint.url.starts_with("https://"), "{}", endpoint.url);
+    let issuer_ca = Some(s.ca_file());
     let listener = SecureKafka {
         bootstrap,
-        aggregator_security: oauth(&s.ca_file(), &endpoint.url, &secret),
-        correlator_flags: oauth_flags(&s.ca_file(), &endpoint.url, &secret),
+        aggregator_security: oauth(&s.ca_file(), &endpoint.url, &secret, issuer_ca.as_deref()),
+        correlator_flags: oauth_flags(&s.ca_file(), &endpoint.url, &secret, issuer_ca.as_deref()),
     };
     one_replay_through("oauth", listener).await;
     // Each component's start-up check, consumer(s) and producer got a token of their own from
@@ -141,11 +148,12 @@ fn a_wrong_client_secret_ends_each_component_with_the_token_endpoints_refusal_an
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("client-secret");
     std::fs::write(&wrong, "not-the-client-secret\n").unwrap();
-    let endpoint = TokenEndpoint::start("tokentrail-oauth", "the-client-secret");
+    // Plain HTTP, which loopback allows.
+    let endpoint = TokenEndpoint::start("tokentrail-oauth", "the-client-secret", None);
     let refusal = format!("token endpoint {} answered 401 (invalid_client", endpoint.url);
-    let aggregator = run_aggregator(dir.path(), &bootstrap, oauth(&s.ca_file(), &endpoint.url, &wrong));
+    let aggregator = run_aggregator(dir.path(), &bootstrap, oauth(&s.ca_file(), &endpoint.url, &wrong, None));
     assert_refused(&aggregator, &refusal);
-    let correlator = run_correlator(&bootstrap, oauth_flags(&s.ca_file(), &endpoint.url, &wrong));
+    let correlator = run_correlator(&bootstrap, oauth_flags(&s.ca_file(), &endpoint.url, &wrong, None));
     assert_refused(&correlator, &refusal);
     let (granted, refused) = endpoint.counts();
     assert_eq!(granted, 0);
@@ -163,7 +171,7 @@ fn check_config_refuses_a_token_endpoint_that_is_not_https() {
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, "s\n").unwrap();
     let config = dir.path().join("aggregator.json");
-    let security = oauth(&dir.path().join("ca.crt"), "http://idp.example/token", &secret);
+    let security = oauth(&dir.path().join("ca.crt"), "http://idp.example/token", &secret, None);
     let file = json!({"kafka": {"bootstrap_servers": "k:9093", "security": security}});
     std::fs::write(&config, file.to_string()).unwrap();
     let out = Command::new(binary()).args(["aggregator", "--check-config", &path(&config)]).output().unwrap();
@@ -230,16 +238,20 @@ fn oauth_listener(s: &SecureListeners) -> String {
     s.oauth.clone().expect("broker.sh reports its OAUTH listener (a broker started before it had one: broker.sh stop)")
 }
 
-/// The aggregator's `kafka.security` for OAUTHBEARER with tokens from `endpoint`.
-fn oauth(ca: &Path, endpoint: &str, secret_file: &Path) -> Value {
-    json!({"protocol": "sasl_ssl", "tls": {"ca_file": ca},
-           "sasl": {"mechanism": "OAUTHBEARER", "token_endpoint": endpoint, "client_id": "tokentrail-oauth",
-                    "client_secret_file": secret_file, "scope": "kafka"}})
+/// The aggregator's `kafka.security` for OAUTHBEARER with tokens from `endpoint`, whose
+/// certificate chains to `issuer_ca` (an https endpoint).
+fn oauth(ca: &Path, endpoint: &str, secret_file: &Path, issuer_ca: Option<&Path>) -> Value {
+    let mut sasl = json!({"mechanism": "OAUTHBEARER", "token_endpoint": endpoint, "client_id": "tokentrail-oauth",
+                          "client_secret_file": secret_file, "scope": "kafka"});
+    if let Some(issuer_ca) = issuer_ca {
+        sasl["ca_file"] = json!(issuer_ca);
+    }
+    json!({"protocol": "sasl_ssl", "tls": {"ca_file": ca}, "sasl": sasl})
 }
 
 /// The same settings as the correlator's `--kafka-*` flags.
-fn oauth_flags(ca: &Path, endpoint: &str, secret_file: &Path) -> Vec<String> {
-    flags(&[
+fn oauth_flags(ca: &Path, endpoint: &str, secret_file: &Path, issuer_ca: Option<&Path>) -> Vec<String> {
+    let mut flags = flags(&[
         ("--kafka-security-protocol", "sasl_ssl"),
         ("--kafka-ca-file", &path(ca)),
         ("--kafka-sasl-mechanism", "OAUTHBEARER"),
@@ -247,10 +259,15 @@ fn oauth_flags(ca: &Path, endpoint: &str, secret_file: &Path) -> Vec<String> {
         ("--kafka-oauth-client-id", "tokentrail-oauth"),
         ("--kafka-oauth-client-secret-file", &path(secret_file)),
         ("--kafka-oauth-scope", "kafka"),
-    ])
+    ]);
+    if let Some(issuer_ca) = issuer_ca {
+        flags.extend(["--kafka-oauth-ca-file".to_string(), path(issuer_ca)]);
+    }
+    flags
 }
 
-/// An OAuth 2.0 token endpoint on loopback (plain HTTP, which the components allow there only):
+/// An OAuth 2.0 token endpoint on loopback, HTTPS with the broker's certificate (for 127.0.0.1,
+/// signed by the harness's CA) or plain HTTP (which the components allow on loopback only):
 /// the client-credentials grant with the client id and secret as Basic authentication; it hands
 /// out unsigned JWTs (`"alg": "none"`, `sub` the client id, an hour's `exp`), which the broker's
 /// default validator accepts, and answers 401 `invalid_client` to anything else. It counts both.
@@ -263,7 +280,21 @@ struct TokenEndpoint {
 }
 
 impl TokenEndpoint {
-    fn start(client_id: &str, secret: &str) -> TokenEndpoint {
+    fn start(client_id: &str, secret: &str, tls: Option<&SecureListeners>) -> TokenEndpoint {
+        let tls = tls.map(|s| {
+            let read = |name: &str| std::fs::read(s.dir.join(name)).unwrap();
+            let certs = CertificateDer::pem_slice_iter(&read("broker.crt")).collect::<Result<Vec<_>, _>>().unwrap();
+            let key = PrivateKeyDer::from_pem_slice(&read("broker.key")).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+            Arc::new(config)
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let (granted, refused, stop) = (Arc::default(), Arc::default(), Arc::<AtomicBool>::default());
@@ -276,11 +307,18 @@ impl TokenEndpoint {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (g, r, expected, sub) = (Arc::clone(&g), Arc::clone(&r), expected.clone(), sub.clone());
-                std::thread::spawn(move || answer(stream, &expected, &sub, &g, &r));
+                let (g, r, expected, sub, tls) =
+                    (Arc::clone(&g), Arc::clone(&r), expected.clone(), sub.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config) else { return };
+                        answer(rustls::StreamOwned::new(connection, stream), &expected, &sub, &g, &r);
+                    }
+                    None => answer(stream, &expected, &sub, &g, &r),
+                });
             }
         });
-        TokenEndpoint { url: format!("http://{address}/oauth2/token"), granted, refused, stop, address }
+        TokenEndpoint { url: format!("{scheme}://{address}/oauth2/token"), granted, refused, stop, address }
     }
 
     /// Tokens handed out, and requests refused.
@@ -299,8 +337,8 @@ impl Drop for TokenEndpoint {
 
 /// Reads one request and answers it.
 #[allow(clippy::disallowed_methods)] // the broker checks the token's exp against the real clock
-fn answer(stream: TcpStream, expected: &str, sub: &str, granted: &AtomicUsize, refused: &AtomicUsize) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn answer(stream: impl Read + Write, expected: &str, sub: &str, granted: &AtomicUsize, refused: &AtomicUsize) {
+    let mut reader = BufReader::new(stream);
     let (mut request_line, mut authorization, mut length) = (String::new(), None, 0usize);
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
         return;
@@ -318,7 +356,9 @@ fn answer(stream: TcpStream, expected: &str, sub: &str, granted: &AtomicUsize, r
         }
     }
     let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
     let form = String::from_utf8_lossy(&body);
     let grant = request_line.starts_with("POST /oauth2/token ")
         && form == "grant_type=client_credentials&scope=kafka"
@@ -335,12 +375,13 @@ fn answer(stream: TcpStream, expected: &str, sub: &str, granted: &AtomicUsize, r
         ("401 Unauthorized", json!({"error": "invalid_client", "error_description": "client authentication failed"}))
     };
     let json = json.to_string();
-    let mut stream = stream;
+    let stream = reader.get_mut();
     let _ = write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
         json.len()
     );
+    let _ = stream.flush();
 }
 
 /// The aggregator's `kafka.security` for the SCRAM user.
