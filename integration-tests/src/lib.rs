@@ -137,7 +137,7 @@ impl Broker {
         self.origin
     }
 
-    /// The broker's SSL and SASL_SSL listeners; `None` for a broker named by
+    /// The broker's SSL, SASL_SSL and OAUTH listeners; `None` for a broker named by
     /// [`BOOTSTRAP_ENV`] (the harness does not know its security).
     pub fn secure(&self) -> Option<&SecureListeners> {
         self.secure.as_ref()
