@@ -55,6 +55,19 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// Whether it may pass by itself: no answer (a connection refused, a timeout) or an
+    /// endpoint that is failing or busy (5xx, 429). A refusal (another 4xx) or a 2xx without a
+    /// token is a setting to fix.
+    pub fn passing(&self) -> bool {
+        match self {
+            FetchError::Exchange { .. } | FetchError::Timeout { .. } => true,
+            FetchError::Answer { source: AnswerError::Refused { status, .. }, .. } => *status >= 500 || *status == 429,
+            FetchError::Answer { source: AnswerError::NotAToken { .. }, .. } => false,
+        }
+    }
+}
+
 /// A token for `client`, fetched now on a thread of its own (see the module's comment).
 pub fn fetch_blocking(client: &OAuthClient) -> Result<Token, FetchError> {
     let url = client.endpoint.url.clone();
@@ -89,8 +102,9 @@ pub async fn fetch(client: &OAuthClient) -> Result<Token, FetchError> {
 /// The POST, its status and body; or what failed, without the endpoint's name (the caller adds it).
 async fn post(client: &OAuthClient) -> Result<(u16, Bytes), String> {
     let e = &client.endpoint;
-    let host_header =
-        if e.host.contains(':') { format!("[{}]:{}", e.host, e.port) } else { format!("{}:{}", e.host, e.port) };
+    // The port only when it is not the scheme's own, as browsers and curl send it.
+    let host = if e.host.contains(':') { format!("[{}]", e.host) } else { e.host.clone() };
+    let host_header = if e.port == if e.https { 443 } else { 80 } { host } else { format!("{host}:{}", e.port) };
     let request = Request::post(e.path.as_str())
         .header(hyper::header::HOST, host_header)
         .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -152,4 +166,29 @@ fn tls(host: &str, ca_file: Option<&Path>) -> Result<(tokio_rustls::TlsConnector
         .with_no_client_auth();
     let name = ServerName::try_from(host.to_string()).map_err(|err| format!("{host} is not a server name: {err}"))?;
     Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_settings_to_fix_and_no_answer_or_a_failing_endpoint_may_pass() {
+        let url = "https://idp/token".to_string();
+        let answer = |status| FetchError::Answer {
+            url: url.clone(),
+            source: AnswerError::Refused { status, detail: String::new() },
+        };
+        assert!(!answer(400).passing() && !answer(401).passing() && !answer(403).passing());
+        assert!(answer(429).passing() && answer(500).passing() && answer(503).passing());
+        let not_a_token = FetchError::Answer {
+            url: url.clone(),
+            source: AnswerError::NotAToken { status: 200, reason: "no access_token" },
+        };
+        assert!(!not_a_token.passing());
+        assert!(FetchError::Timeout { url: url.clone() }.passing());
+        let refused = FetchError::Exchange { url, reason: "connecting to idp:443: Connection refused".into() };
+        assert!(refused.passing());
+        assert_eq!(refused.to_string(), "token endpoint https://idp/token: connecting to idp:443: Connection refused");
+    }
 }

@@ -30,6 +30,7 @@ pub mod fetch;
 pub mod token;
 
 use std::error::Error;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rdkafka::client::OAuthToken;
@@ -45,23 +46,40 @@ pub fn secure(config: &mut ClientConfig, security: &KafkaSecurity) -> Result<Log
     for (k, v) in properties.iter() {
         config.set(k, v);
     }
-    Ok(Login(properties.oauth().cloned().map(Arc::new)))
+    let source = properties.oauth().map(|client| Source { client: client.clone(), passing: AtomicBool::new(false) });
+    Ok(Login(source.map(Arc::new)))
 }
 
 /// How a client gets its OAUTHBEARER tokens: the OAuth client of the security section, or
-/// nothing with another mechanism. Cheap to clone: every client of a component shares one.
+/// nothing with another mechanism.
 #[derive(Clone, Debug, Default)]
-pub struct Login(Option<Arc<OAuthClient>>);
+pub struct Login(Option<Arc<Source>>);
+
+#[derive(Debug)]
+struct Source {
+    client: OAuthClient,
+    /// The last fetch failed in a way that may pass by itself ([`fetch::FetchError::passing`]).
+    passing: AtomicBool,
+}
 
 impl Login {
+    /// Whether the last token fetch failed in a way that may pass by itself (no answer in time,
+    /// a connection refused, a 5xx or 429): librdkafka reports it as an authentication failure
+    /// all the same, but it is an unreachable endpoint, not a refused login.
+    pub fn failing_for_now(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.passing.load(Ordering::Relaxed))
+    }
+
     /// A fresh token, for `ClientContext::generate_oauth_token`. Its error is the reason
     /// librdkafka reports.
     pub fn token(&self) -> Result<OAuthToken, Box<dyn Error>> {
-        let client = self
+        let source = self
             .0
             .as_ref()
             .ok_or("librdkafka asked for an OAUTHBEARER token, but the security section has no OAUTHBEARER settings")?;
-        match fetch::fetch_blocking(client) {
+        let fetched = fetch::fetch_blocking(&source.client);
+        source.passing.store(fetched.as_ref().is_err_and(fetch::FetchError::passing), Ordering::Relaxed);
+        match fetched {
             Ok(token) => {
                 tracing::debug!(
                     principal = token.principal,

@@ -155,7 +155,10 @@ impl ClientContext for Recorder {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "kafka connection check");
-        self.record(is_refusal(&error, reason), reason);
+        // librdkafka reports every failed OAUTHBEARER token fetch as an authentication failure;
+        // a token endpoint that did not answer (or failed, 5xx) is unreachable, not a refusal.
+        let unreachable_issuer = reason.contains("OAUTHBEARER token") && self.login.failing_for_now();
+        self.record(is_refusal(&error, reason) && !unreachable_issuer, reason);
     }
 
     /// A failed TLS handshake reaches only the log (librdkafka's `FAIL` lines), not the error
