@@ -11,8 +11,9 @@
 //! that polls the client, so a client that would not otherwise be polled before its first
 //! request is polled once first (the correlator's transactional producer and restore consumer).
 //! A failed fetch becomes librdkafka's authentication error, "Failed to acquire SASL
-//! OAUTHBEARER token: token endpoint ... answered 401 ...", which the start-up check reports and
-//! librdkafka retries every 10 s.
+//! OAUTHBEARER token: token endpoint ... answered 401 ...", which librdkafka retries every 10 s
+//! and the start-up check reports: as a refused login, or as an unreachable endpoint when
+//! [`Login::failing_for_now`] says the fetch may pass by itself.
 //!
 //! A context implements two items of `ClientContext`:
 //!
