@@ -12,14 +12,17 @@
 //! connection is up.
 
 use std::collections::BTreeMap;
+use std::error::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
+
+use tokentrail_kafka::Login;
 
 use crate::telemetry::Metrics;
 
@@ -65,13 +68,20 @@ impl crate::probes::Readiness for Health {
     }
 }
 
-/// The audit consumer's context: assignments and lag.
+/// The audit consumer's context: assignments and lag (and OAUTHBEARER tokens).
 pub struct ConsumerHealth {
     pub(crate) health: Arc<Health>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) login: Login,
 }
 
 impl ClientContext for ConsumerHealth {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
+        self.login.token()
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut lag = BTreeMap::new();
         for (topic, t) in &statistics.topics {
@@ -102,12 +112,19 @@ impl ConsumerContext for ConsumerHealth {
     }
 }
 
-/// The producer's context: broker connections.
+/// The producer's context: broker connections (and OAUTHBEARER tokens).
 pub struct ProducerHealth {
     pub(crate) health: Arc<Health>,
+    pub(crate) login: Login,
 }
 
 impl ClientContext for ProducerHealth {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
+        self.login.token()
+    }
+
     fn stats(&self, statistics: Statistics) {
         self.health.set_producer_up(statistics.brokers.values().any(|b| b.state == "UP"));
     }

@@ -38,7 +38,7 @@ pub async fn run_audit(
         shutdown.await;
         return Ok(());
     }
-    let consumer = source::consumer(config, ConsumerHealth { health, metrics: metrics.clone() })?;
+    let consumer = source::consumer(config, health, metrics.clone())?;
     let mapping: HashMap<String, Option<String>> =
         config.audit_topics.iter().map(|t| (t.topic.clone(), t.cluster.clone())).collect();
     tracing::info!(topics = ?mapping.keys().collect::<Vec<_>>(), group = %config.group_id, "audit path starting");

@@ -135,7 +135,7 @@ impl KafkaSink {
         health: Arc<Health>,
     ) -> Result<KafkaSink, AggregatorError> {
         // Broker states for readiness (`crate::health`).
-        let mut c = crate::source::client_config(config)?;
+        let (mut c, login) = crate::source::client_config(config)?;
         // Retries inside librdkafka neither duplicate nor reorder records of a partition:
         // the broker drops a resent batch it already has. Implies acks=all.
         c.set("enable.idempotence", "true")
@@ -149,7 +149,7 @@ impl KafkaSink {
             // without committing, and a restart retries from the last commit.
             .set("message.timeout.ms", "120000");
         let producer: FutureProducer<ProducerHealth> = c
-            .create_with_context(ProducerHealth { health: health.clone() })
+            .create_with_context(ProducerHealth { health: health.clone(), login })
             .map_err(AggregatorError::kafka("creating the producer"))?;
         let topic = config.observations_topic.clone();
         let probe = producer.clone();

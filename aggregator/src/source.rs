@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::ClientConfig;
@@ -13,17 +14,23 @@ use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, C
 
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
-use crate::health::{ConsumerHealth, STATISTICS_INTERVAL_MS};
+use tokentrail_kafka::Login;
+
+use crate::health::{ConsumerHealth, Health, STATISTICS_INTERVAL_MS};
+use crate::telemetry::Metrics;
 
 /// The record header naming a record's cluster, for topics the configuration does not map.
 pub const CLUSTER_HEADER: &str = "cluster";
 
-/// Creates the consumer and subscribes it to every configured audit topic.
+/// Creates the consumer and subscribes it to every configured audit topic; it reports to
+/// `health` and `metrics`.
 pub fn consumer(
     config: &KafkaConfig,
-    context: ConsumerHealth,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
 ) -> Result<StreamConsumer<ConsumerHealth>, AggregatorError> {
-    let mut c = client_config(config)?;
+    let (mut c, login) = client_config(config)?;
+    let context = ConsumerHealth { health, metrics, login };
     c.set("group.id", &config.group_id)
         // Offsets are committed by the pipeline, after the observations and dead letters of
         // a batch are acknowledged by the broker: at-least-once, never "committed but lost".
@@ -46,18 +53,17 @@ pub fn consumer(
 
 /// What every client of the aggregator is configured with: statistics for readiness
 /// (`crate::health`; `kafka.client` may change the period), the extra properties of
-/// `kafka.client`, the brokers, and `kafka.security` (its secrets read from their files now).
-pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, AggregatorError> {
+/// `kafka.client`, the brokers, and `kafka.security` (its secrets read from their files now);
+/// and the OAUTHBEARER login its context holds.
+pub fn client_config(config: &KafkaConfig) -> Result<(ClientConfig, Login), AggregatorError> {
     let mut c = ClientConfig::new();
     c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     for (k, v) in &config.client {
         c.set(k, v);
     }
     c.set("bootstrap.servers", &config.bootstrap_servers);
-    for (k, v) in config.security.client_properties()?.iter() {
-        c.set(k, v);
-    }
-    Ok(c)
+    let login = tokentrail_kafka::secure(&mut c, &config.security)?;
+    Ok((c, login))
 }
 
 /// Why a record's cluster is unknown (the record goes to the dead-letter topic).

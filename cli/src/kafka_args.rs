@@ -42,8 +42,8 @@ pub struct KafkaSecurityArgs {
     #[arg(long = "kafka-key-password-file", value_name = "FILE")]
     #[serde(rename = "security.tls.key_password_file")]
     pub key_password_file: Option<PathBuf>,
-    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (OAUTHBEARER is refused: this
-    /// build has no OIDC token fetching).
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or OAUTHBEARER (tokens from an
+    /// OAuth 2.0 token endpoint by the client-credentials grant: --kafka-oauth-*).
     #[arg(long = "kafka-sasl-mechanism", value_name = "MECHANISM", value_parser = Mechanism::ALL)]
     #[serde(rename = "security.sasl.mechanism")]
     pub mechanism: Option<String>,
@@ -59,6 +59,27 @@ pub struct KafkaSecurityArgs {
     #[arg(long = "kafka-sasl-password-file", value_name = "FILE")]
     #[serde(rename = "security.sasl.password_file")]
     pub password_file: Option<PathBuf>,
+    /// OAUTHBEARER: the OAuth 2.0 token endpoint (https://...; http:// only on loopback).
+    #[arg(long = "kafka-oauth-token-endpoint", value_name = "URL")]
+    #[serde(rename = "security.sasl.token_endpoint")]
+    pub token_endpoint: Option<String>,
+    /// OAUTHBEARER: the OAuth client id (not a secret).
+    #[arg(long = "kafka-oauth-client-id", value_name = "ID")]
+    #[serde(rename = "security.sasl.client_id")]
+    pub client_id: Option<String>,
+    /// OAUTHBEARER: a file holding the OAuth client secret (a mounted Secret's key).
+    #[arg(long = "kafka-oauth-client-secret-file", value_name = "FILE")]
+    #[serde(rename = "security.sasl.client_secret_file")]
+    pub client_secret_file: Option<PathBuf>,
+    /// OAUTHBEARER: the scope of the token request (space-separated); absent: none is sent.
+    #[arg(long = "kafka-oauth-scope", value_name = "SCOPE")]
+    #[serde(rename = "security.sasl.scope")]
+    pub scope: Option<String>,
+    /// OAUTHBEARER: CA certificate(s) (PEM) of the token endpoint's certificate; absent: the
+    /// system's.
+    #[arg(long = "kafka-oauth-ca-file", value_name = "FILE")]
+    #[serde(rename = "security.sasl.ca_file")]
+    pub oauth_ca_file: Option<PathBuf>,
 }
 
 /// The section alone, as a document to read it from.
@@ -143,5 +164,43 @@ mod tests {
         assert!(err[0].contains("invalid value 'GSSAPI'"), "{err:?}");
         // There is no flag for a password itself.
         assert!(security(serde_json::json!({}), &["--kafka-sasl-password", "x"]).is_err());
+        assert!(security(serde_json::json!({}), &["--kafka-oauth-client-secret", "x"]).is_err());
+    }
+
+    #[test]
+    fn the_oauth_flags_make_an_oauthbearer_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("client-secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let s = security(
+            serde_json::json!({"protocol": "sasl_ssl"}),
+            &[
+                "--kafka-sasl-mechanism",
+                "OAUTHBEARER",
+                "--kafka-oauth-token-endpoint",
+                "https://idp.example/oauth2/token",
+                "--kafka-oauth-client-id",
+                "tokentrail",
+                "--kafka-oauth-client-secret-file",
+                secret.to_str().unwrap(),
+                "--kafka-oauth-scope",
+                "kafka",
+            ],
+        )
+        .unwrap();
+        let sasl = s.sasl.unwrap();
+        assert_eq!(sasl.mechanism, Mechanism::OAuthBearer);
+        assert_eq!(sasl.token_endpoint.as_deref(), Some("https://idp.example/oauth2/token"));
+        assert_eq!((sasl.client_id.as_deref(), sasl.scope.as_deref()), (Some("tokentrail"), Some("kafka")));
+        assert_eq!(sasl.client_secret_file.as_deref(), Some(secret.as_path()));
+        let err = security(
+            serde_json::json!({"protocol": "sasl_ssl"}),
+            &["--kafka-sasl-mechanism", "OAUTHBEARER", "--kafka-oauth-token-endpoint", "http://10.0.0.1/token"],
+        )
+        .unwrap_err();
+        assert!(
+            err[0].starts_with("security.sasl.token_endpoint: http://10.0.0.1/token: the token endpoint must be https"),
+            "{err:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! cli, integration-tests       anything below; nothing depends on them
 //! agent, aggregator, correlator   the drivers: their core and the contract
+//! kafka                        the Kafka clients' shared security (config only)
 //! aggregator-core, correlator-core   the pure cores: the contract only, not each other
 //! proto, config                the contract, and the configuration grammar (problems,
 //!                              durations): no workspace crate
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 const PROTO: &str = "tokentrail-proto";
 const CONFIG: &str = "tokentrail-config";
+const KAFKA: &str = "tokentrail-kafka";
 const AGGREGATOR_CORE: &str = "tokentrail-aggregator-core";
 const CORRELATOR_CORE: &str = "tokentrail-correlator-core";
 const AGENT: &str = "tokentrail-agent";
@@ -37,13 +39,16 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     // The drivers' configuration files report problems and read durations the one way; the
     // crate lives in cli/config because start-up owns configuration, but it sits at the bottom.
     (CONFIG, Some(&[])),
+    // What every Kafka client of the drivers and the cli shares: the security section on a
+    // ClientConfig and the OAUTHBEARER token fetch. Below the drivers, above config.
+    (KAFKA, Some(&[CONFIG])),
     (AGGREGATOR_CORE, Some(&[PROTO])),
     (CORRELATOR_CORE, Some(&[PROTO])),
     (AGENT, Some(&[PROTO, CONFIG])),
-    (AGGREGATOR, Some(&[AGGREGATOR_CORE, PROTO, CONFIG])),
+    (AGGREGATOR, Some(&[AGGREGATOR_CORE, PROTO, CONFIG, KAFKA])),
     // `analyze` decodes evidence with the aggregator's decoders (the same ones the aggregator
     // runs), so analyze and the stream cannot disagree about what an audit event means.
-    (CORRELATOR, Some(&[CORRELATOR_CORE, AGGREGATOR_CORE, PROTO, CONFIG])),
+    (CORRELATOR, Some(&[CORRELATOR_CORE, AGGREGATOR_CORE, PROTO, CONFIG, KAFKA])),
     (CLI, None),
     (INTEGRATION_TESTS, None),
 ];

@@ -2,8 +2,9 @@
 # broker.sh: a real Apache Kafka broker for tokentrail's tests, on this machine, without Docker.
 #
 # One single-node KRaft cluster (one JVM that is both broker and controller, no ZooKeeper) bound
-# to 127.0.0.1 on four free ports (PLAINTEXT, the controller, SSL with client certificates,
-# SASL_SSL with SCRAM-SHA-512), run from the jars that pom.xml resolves through Maven.
+# to 127.0.0.1 on five free ports (PLAINTEXT, the controller, SSL with client certificates,
+# SASL_SSL with SCRAM-SHA-512, SASL_SSL with OAUTHBEARER), run from the jars that pom.xml
+# resolves through Maven.
 #
 #   broker.sh start [--owner PID]  start a broker, or reuse the one already running; wait until it
 #                                  answers Kafka requests; print its bootstrap address on stdout
@@ -15,9 +16,9 @@
 #                                  until it answers; print its bootstrap address
 #   broker.sh status               describe the broker; exit 0 if one is running, 3 if not
 #   broker.sh bootstrap            print the running broker's bootstrap address; exit 3 if none
-#   broker.sh listeners            print the secure listeners ("ssl HOST:PORT", "sasl_ssl HOST:PORT")
-#                                  and the directory of their certificates and SCRAM user
-#                                  ("tls DIR"); exit 3 if no broker runs
+#   broker.sh listeners            print the secure listeners ("ssl HOST:PORT", "sasl_ssl HOST:PORT",
+#                                  "oauth HOST:PORT") and the directory of their certificates and
+#                                  SCRAM user ("tls DIR"); exit 3 if no broker runs
 #   broker.sh jars                 resolve the broker's jars (Maven); nothing else
 #
 # Lifetime. A broker started by a person (no --owner) runs until `broker.sh stop`. A broker
@@ -235,7 +236,7 @@ make_tls() {
     ) >>"$LOG" 2>&1 9>&- || die "making the test certificates failed (log: $LOG)"
 }
 
-write_config() { # broker_port controller_port ssl_port sasl_ssl_port
+write_config() { # broker_port controller_port ssl_port sasl_ssl_port oauth_port
     cat >"$RUN/server.properties" <<EOF
 # Written by broker.sh for one test broker; removed with it.
 # One JVM is the whole cluster: broker and KRaft controller, node 1, the only voter.
@@ -243,11 +244,11 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$2
 # Clients' listeners: PLAINTEXT for most tests, SSL (mutual TLS: a client certificate is
-# required) and SASL_SSL (SCRAM-SHA-512 over TLS) for the security tests; certificates and the
-# SCRAM user in $RUN/tls (make_tls).
-listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2,SSL://127.0.0.1:$3,SASL_SSL://127.0.0.1:$4
-advertised.listeners=PLAINTEXT://127.0.0.1:$1,SSL://127.0.0.1:$3,SASL_SSL://127.0.0.1:$4
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
+# required), SASL_SSL (SCRAM-SHA-512 over TLS) and OAUTH (SASL_SSL with OAUTHBEARER) for the
+# security tests; certificates and the SCRAM user in $RUN/tls (make_tls).
+listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2,SSL://127.0.0.1:$3,SASL_SSL://127.0.0.1:$4,OAUTH://127.0.0.1:$5
+advertised.listeners=PLAINTEXT://127.0.0.1:$1,SSL://127.0.0.1:$3,SASL_SSL://127.0.0.1:$4,OAUTH://127.0.0.1:$5
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,OAUTH:SASL_SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$RUN/data
@@ -258,6 +259,13 @@ ssl.truststore.location=$RUN/tls/ca.crt
 listener.name.ssl.ssl.client.auth=required
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# OAUTHBEARER with Kafka's default validator (OAuthBearerUnsecuredValidatorCallbackHandler, used
+# when no sasl.server.callback.handler.class is set): it accepts unsigned ("alg": "none") JWTs
+# with sub and exp, such as the tests' own token endpoint hands out. The module's
+# unsecuredLoginStringClaim_sub is the broker's own login, which it never uses here (the
+# inter-broker listener is PLAINTEXT) but which the default login handler wants.
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
 
 # One broker: every internal topic has one replica, or it could never be created.
 offsets.topic.replication.factor=1
@@ -337,7 +345,7 @@ stop_locked() {
 # Formats fresh KRaft storage and starts a broker; prints nothing. Dies with the log's tail if
 # the broker does not answer within START_TIMEOUT_SECS.
 start_new() { # owner-pid or ""
-    local java bport cport sslport saslport cluster_id _attempt
+    local java bport cport sslport saslport oauthport cluster_id _attempt
     java=$(java_bin)
     ensure_jars
     [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.1"
@@ -345,8 +353,8 @@ start_new() { # owner-pid or ""
         rm -rf "$RUN"
         mkdir -p "$RUN/data"
         if [[ -n "$1" ]]; then add_owner "$1"; else touch "$RUN/pinned"; fi
-        read -r bport cport sslport saslport <<<"$(free_ports 4)"
-        write_config "$bport" "$cport" "$sslport" "$saslport"
+        read -r bport cport sslport saslport oauthport <<<"$(free_ports 5)"
+        write_config "$bport" "$cport" "$sslport" "$saslport" "$oauthport"
         make_tls
         # A cluster id is 16 random bytes in URL-safe base64 without padding; made here rather
         # than by `kafka-storage random-uuid`, which would cost another JVM start.
@@ -368,7 +376,8 @@ start_new() { # owner-pid or ""
         launch_broker "$java"
         [[ -f "$RUN/pinned" ]] || launch_watchdog
         echo "127.0.0.1:$bport" >"$RUN/bootstrap"
-        printf 'ssl 127.0.0.1:%s\nsasl_ssl 127.0.0.1:%s\ntls %s\n' "$sslport" "$saslport" "$RUN/tls" >"$RUN/listeners"
+        printf 'ssl 127.0.0.1:%s\nsasl_ssl 127.0.0.1:%s\noauth 127.0.0.1:%s\ntls %s\n' \
+            "$sslport" "$saslport" "$oauthport" "$RUN/tls" >"$RUN/listeners"
         await_answer && return 0
         if broker_alive; then
             stop_locked

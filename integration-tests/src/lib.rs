@@ -67,14 +67,18 @@ pub struct Broker {
 }
 
 /// The secure listeners of a broker `kafka/broker.sh` started, beside its PLAINTEXT one: SSL
-/// requiring a client certificate (mutual TLS), and SASL_SSL with a SCRAM-SHA-512 user. Their
-/// certificates and the user were made when the broker started, in [`SecureListeners::dir`].
+/// requiring a client certificate (mutual TLS), SASL_SSL with a SCRAM-SHA-512 user, and SASL_SSL
+/// with OAUTHBEARER (unsigned JWTs). Their certificates and the user were made when the broker
+/// started, in [`SecureListeners::dir`].
 #[derive(Debug, Clone)]
 pub struct SecureListeners {
     /// `bootstrap.servers` of the SSL listener.
     pub ssl: String,
     /// `bootstrap.servers` of the SASL_SSL listener.
     pub sasl_ssl: String,
+    /// `bootstrap.servers` of the OAUTHBEARER (SASL_SSL) listener; `None` for a broker started
+    /// by a `broker.sh` from before it had one (`broker.sh stop` starts afresh).
+    pub oauth: Option<String>,
     /// The directory of the certificates and the SCRAM user's files.
     pub dir: PathBuf,
 }
@@ -133,7 +137,7 @@ impl Broker {
         self.origin
     }
 
-    /// The broker's SSL and SASL_SSL listeners; `None` for a broker named by
+    /// The broker's SSL, SASL_SSL and OAUTH listeners; `None` for a broker named by
     /// [`BOOTSTRAP_ENV`] (the harness does not know its security).
     pub fn secure(&self) -> Option<&SecureListeners> {
         self.secure.as_ref()
@@ -228,7 +232,12 @@ fn secure_listeners(build_dir: Option<&std::path::Path>) -> Option<SecureListene
     let field = |name: &str| {
         stdout.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(str::to_string))
     };
-    Some(SecureListeners { ssl: field("ssl")?, sasl_ssl: field("sasl_ssl")?, dir: PathBuf::from(field("tls")?) })
+    Some(SecureListeners {
+        ssl: field("ssl")?,
+        sasl_ssl: field("sasl_ssl")?,
+        oauth: field("oauth"),
+        dir: PathBuf::from(field("tls")?),
+    })
 }
 
 /// A broker of one test's own, for drills that stop it: `kafka/broker.sh` run with

@@ -28,7 +28,8 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 const ENVIRONMENTS: [&str; 4] = ["self-managed", "eks", "aks", "gke"];
 
 /// Feature variants that must exist under the chart's `ci/`.
-const FEATURES: [&str; 6] = ["kafka-tls", "sasl-scram", "strimzi", "servicemonitor", "standalone", "token-reads"];
+const FEATURES: [&str; 7] =
+    ["kafka-tls", "sasl-scram", "oauth", "strimzi", "servicemonitor", "standalone", "token-reads"];
 
 /// The namespace the chart is rendered into.
 const NAMESPACE: &str = "tokentrail";

@@ -1,13 +1,20 @@
 //! Kafka security, end to end with the real broker and the real `tokentrail` binary: the
 //! pipeline's aggregator and correlator reach the broker only through one of its secure
 //! listeners (`kafka/broker.sh`: SSL requiring a client certificate, SASL_SSL with a
-//! SCRAM-SHA-512 user; certificates, keys and the user's random password made when the broker
-//! started), while the test's own clients stay on PLAINTEXT. The aggregator reads its file's
-//! `kafka.security`, the correlator the `--kafka-*` flags: both paths of the one section.
+//! SCRAM-SHA-512 user, SASL_SSL with OAUTHBEARER; certificates, keys and the user's random
+//! password made when the broker started), while the test's own clients stay on PLAINTEXT. The
+//! aggregator reads its file's `kafka.security`, the correlator the `--kafka-*` flags: both paths
+//! of the one section.
 //!
-//! A wrong password and an untrusted CA end each component at start-up with librdkafka's
-//! reason and exit status 77 (`cli/src/startup/kafka.rs`), and `--check-config` names a missing
-//! secret file.
+//! OAUTHBEARER tokens come from a token endpoint of the test's own on loopback
+//! ([`TokenEndpoint`]: the client-credentials grant, Basic authentication checked against the
+//! client id and secret the test wrote, unsigned JWTs that the broker's default validator
+//! accepts; HTTPS with the broker's certificate and CA, or plain HTTP), which counts the tokens
+//! it hands out.
+//!
+//! A wrong password, a wrong client secret and an untrusted CA end each component at start-up
+//! with librdkafka's reason and exit status 77 (`cli/src/startup/kafka.rs`), and
+//! `--check-config` names a missing secret file and a token endpoint that is not https.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests say what failed through their panics
 
@@ -15,10 +22,18 @@ mod aggregator_support;
 mod correlator_support;
 mod e2e_support;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
 
 use correlator_support::binary;
 use e2e_support::cluster::{Node, Pod};
@@ -102,6 +117,74 @@ async fn the_pipeline_runs_through_the_sasl_ssl_scram_listener() {
     one_replay_through("sasl-ssl", listener).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_runs_through_the_oauthbearer_listener_with_tokens_from_the_endpoint() {
+    let s = secure();
+    let bootstrap = oauth_listener(s);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "the-client-secret\n").unwrap();
+    // HTTPS, its certificate checked against the token endpoint's own `ca_file`.
+    let endpoint = TokenEndpoint::start("tokentrail-oauth", "the-client-secret", Some(s));
+    assert!(endpoint.url.starts_with("https://"), "{}", endpoint.url);
+    let issuer_ca = Some(s.ca_file());
+    let listener = SecureKafka {
+        bootstrap,
+        aggregator_security: oauth(&s.ca_file(), &endpoint.url, &secret, issuer_ca.as_deref()),
+        correlator_flags: oauth_flags(&s.ca_file(), &endpoint.url, &secret, issuer_ca.as_deref()),
+    };
+    one_replay_through("oauth", listener).await;
+    // Each component's start-up check, consumer(s) and producer got a token of their own from
+    // the endpoint, and the broker took them (it refuses a client without one).
+    let (granted, refused) = endpoint.counts();
+    assert!(granted >= 6, "tokens handed out: {granted}");
+    assert_eq!(refused, 0);
+}
+
+#[test]
+fn a_wrong_client_secret_ends_each_component_with_the_token_endpoints_refusal_and_exit_77() {
+    let s = secure();
+    let bootstrap = oauth_listener(s);
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("client-secret");
+    std::fs::write(&wrong, "not-the-client-secret\n").unwrap();
+    // Plain HTTP, which loopback allows.
+    let endpoint = TokenEndpoint::start("tokentrail-oauth", "the-client-secret", None);
+    let refusal = format!("token endpoint {} answered 401 (invalid_client", endpoint.url);
+    let aggregator = run_aggregator(dir.path(), &bootstrap, oauth(&s.ca_file(), &endpoint.url, &wrong, None));
+    assert_refused(&aggregator, &refusal);
+    let correlator = run_correlator(&bootstrap, oauth_flags(&s.ca_file(), &endpoint.url, &wrong, None));
+    assert_refused(&correlator, &refusal);
+    let (granted, refused) = endpoint.counts();
+    assert_eq!(granted, 0);
+    assert!(refused >= 2, "requests refused: {refused}");
+    // Neither secret appears.
+    for out in [&aggregator, &correlator] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("not-the-client-secret") && !stderr.contains("the-client-secret"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_config_refuses_a_token_endpoint_that_is_not_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "s\n").unwrap();
+    let config = dir.path().join("aggregator.json");
+    let security = oauth(&dir.path().join("ca.crt"), "http://idp.example/token", &secret, None);
+    let file = json!({"kafka": {"bootstrap_servers": "k:9093", "security": security}});
+    std::fs::write(&config, file.to_string()).unwrap();
+    let out = Command::new(binary()).args(["aggregator", "--check-config", &path(&config)]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("kafka.security.sasl.token_endpoint: http://idp.example/token: the token endpoint must be https"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kafka.security.tls.ca_file: cannot read"), "{stderr}");
+}
+
 #[test]
 fn a_wrong_password_ends_each_component_with_the_brokers_reason_and_exit_77() {
     let s = secure();
@@ -148,6 +231,157 @@ fn check_config_names_a_missing_secret_file_and_a_section_that_does_not_fit() {
         stderr.contains(&format!("kafka.security.sasl.password_file: cannot read {}", missing.display())),
         "{stderr}"
     );
+}
+
+/// The OAUTHBEARER listener's `bootstrap.servers`.
+fn oauth_listener(s: &SecureListeners) -> String {
+    s.oauth.clone().expect("broker.sh reports its OAUTH listener (a broker started before it had one: broker.sh stop)")
+}
+
+/// The aggregator's `kafka.security` for OAUTHBEARER with tokens from `endpoint`, whose
+/// certificate chains to `issuer_ca` (an https endpoint).
+fn oauth(ca: &Path, endpoint: &str, secret_file: &Path, issuer_ca: Option<&Path>) -> Value {
+    let mut sasl = json!({"mechanism": "OAUTHBEARER", "token_endpoint": endpoint, "client_id": "tokentrail-oauth",
+                          "client_secret_file": secret_file, "scope": "kafka"});
+    if let Some(issuer_ca) = issuer_ca {
+        sasl["ca_file"] = json!(issuer_ca);
+    }
+    json!({"protocol": "sasl_ssl", "tls": {"ca_file": ca}, "sasl": sasl})
+}
+
+/// The same settings as the correlator's `--kafka-*` flags.
+fn oauth_flags(ca: &Path, endpoint: &str, secret_file: &Path, issuer_ca: Option<&Path>) -> Vec<String> {
+    let mut flags = flags(&[
+        ("--kafka-security-protocol", "sasl_ssl"),
+        ("--kafka-ca-file", &path(ca)),
+        ("--kafka-sasl-mechanism", "OAUTHBEARER"),
+        ("--kafka-oauth-token-endpoint", endpoint),
+        ("--kafka-oauth-client-id", "tokentrail-oauth"),
+        ("--kafka-oauth-client-secret-file", &path(secret_file)),
+        ("--kafka-oauth-scope", "kafka"),
+    ]);
+    if let Some(issuer_ca) = issuer_ca {
+        flags.extend(["--kafka-oauth-ca-file".to_string(), path(issuer_ca)]);
+    }
+    flags
+}
+
+/// An OAuth 2.0 token endpoint on loopback, HTTPS with the broker's certificate (for 127.0.0.1,
+/// signed by the harness's CA) or plain HTTP (which the components allow on loopback only):
+/// the client-credentials grant with the client id and secret as Basic authentication; it hands
+/// out unsigned JWTs (`"alg": "none"`, `sub` the client id, an hour's `exp`), which the broker's
+/// default validator accepts, and answers 401 `invalid_client` to anything else. It counts both.
+struct TokenEndpoint {
+    url: String,
+    granted: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    address: std::net::SocketAddr,
+}
+
+impl TokenEndpoint {
+    fn start(client_id: &str, secret: &str, tls: Option<&SecureListeners>) -> TokenEndpoint {
+        let tls = tls.map(|s| {
+            let read = |name: &str| std::fs::read(s.dir.join(name)).unwrap();
+            let certs = CertificateDer::pem_slice_iter(&read("broker.crt")).collect::<Result<Vec<_>, _>>().unwrap();
+            let key = PrivateKeyDer::from_pem_slice(&read("broker.key")).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+            Arc::new(config)
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let (granted, refused, stop) = (Arc::default(), Arc::default(), Arc::<AtomicBool>::default());
+        let expected =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}")));
+        let (g, r, st, sub) = (Arc::clone(&granted), Arc::clone(&refused), Arc::clone(&stop), client_id.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (g, r, expected, sub, tls) =
+                    (Arc::clone(&g), Arc::clone(&r), expected.clone(), sub.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config) else { return };
+                        answer(rustls::StreamOwned::new(connection, stream), &expected, &sub, &g, &r);
+                    }
+                    None => answer(stream, &expected, &sub, &g, &r),
+                });
+            }
+        });
+        TokenEndpoint { url: format!("{scheme}://{address}/oauth2/token"), granted, refused, stop, address }
+    }
+
+    /// Tokens handed out, and requests refused.
+    fn counts(&self) -> (usize, usize) {
+        (self.granted.load(Ordering::Relaxed), self.refused.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for TokenEndpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accepting thread, which then sees `stop`.
+        let _ = TcpStream::connect(self.address);
+    }
+}
+
+/// Reads one request and answers it.
+#[allow(clippy::disallowed_methods)] // the broker checks the token's exp against the real clock
+fn answer(stream: impl Read + Write, expected: &str, sub: &str, granted: &AtomicUsize, refused: &AtomicUsize) {
+    let mut reader = BufReader::new(stream);
+    let (mut request_line, mut authorization, mut length) = (String::new(), None, 0usize);
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+        match name.trim().to_ascii_lowercase().as_str() {
+            "authorization" => authorization = Some(value.trim().to_string()),
+            "content-length" => length = value.trim().parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let form = String::from_utf8_lossy(&body);
+    let grant = request_line.starts_with("POST /oauth2/token ")
+        && form == "grant_type=client_credentials&scope=kafka"
+        && authorization.as_deref() == Some(expected);
+    let (status, json) = if grant {
+        granted.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let token =
+            format!("{}.{}.", b64(json!({"alg": "none"})), b64(json!({"sub": sub, "iat": now, "exp": now + 3600})));
+        ("200 OK", json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600}))
+    } else {
+        refused.fetch_add(1, Ordering::Relaxed);
+        ("401 Unauthorized", json!({"error": "invalid_client", "error_description": "client authentication failed"}))
+    };
+    let json = json.to_string();
+    let stream = reader.get_mut();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    let _ = stream.flush();
 }
 
 /// The aggregator's `kafka.security` for the SCRAM user.

@@ -14,7 +14,17 @@
 //! }
 //! ```
 //!
-//! Secrets (a SASL password, a private key's password) are only ever
+//! OAUTHBEARER (OAuth 2.0 client credentials, RFC 6749 §4.4) has no librdkafka properties
+//! beyond the mechanism: the components fetch the token themselves (`tokentrail-kafka`), with
+//! the [`OAuthClient`] that [`ClientProperties::oauth`] carries.
+//!
+//! ```json
+//! "sasl": {"mechanism": "OAUTHBEARER", "token_endpoint": "https://idp.example/oauth2/token",
+//!          "client_id": "tokentrail", "client_secret_file": "/etc/kafka/oauth/client-secret",
+//!          "scope": "kafka"}
+//! ```
+//!
+//! Secrets (a SASL password, a private key's password, an OAuth client secret) are only ever
 //! read from files, mounted from Kubernetes Secrets: never from a flag, an environment variable
 //! or a value in the configuration file. They are read when a client is made, so a restarted
 //! process picks up a rotated Secret. Their values are never printed: [`ClientProperties`]
@@ -130,6 +140,25 @@ pub struct Sasl {
     /// the connection string), for PLAIN and SCRAM.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// OAUTHBEARER: the OAuth 2.0 token endpoint of the identity provider
+    /// (`https://HOST/PATH`; `http://` only on a loopback address, for tests).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// OAUTHBEARER: the client id (not a secret), sent with the secret as HTTP Basic
+    /// authentication.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAUTHBEARER: a file holding the client secret (a mounted Secret's key).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// OAUTHBEARER: the `scope` of the token request (space-separated); absent: none is sent,
+    /// and the provider gives its default.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// OAUTHBEARER: CA certificate(s) (PEM) the token endpoint's certificate must chain to (a
+    /// private issuer); absent: the system's CA certificates.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `sasl.mechanism`, as Kafka writes it.
@@ -144,8 +173,9 @@ pub enum Mechanism {
     /// Salted challenge-response with SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
-    /// Bearer tokens. Known, so that it is refused with the reason: this build has no OIDC
-    /// token fetching (librdkafka without libcurl, root Cargo.toml).
+    /// Bearer tokens, fetched with the OAuth 2.0 client-credentials grant by the components
+    /// themselves (librdkafka's own OIDC needs libcurl, which it is built without: root
+    /// Cargo.toml).
     #[serde(rename = "OAUTHBEARER")]
     OAuthBearer,
 }
@@ -217,6 +247,10 @@ impl KafkaSecurity {
         }
         if let (Some(sasl), true) = (&self.sasl, self.protocol.sasl()) {
             p.push("sasl.mechanism", sasl.mechanism.as_str());
+            if sasl.mechanism == Mechanism::OAuthBearer {
+                p.oauth = Some(sasl.oauth_client()?);
+                return Ok(p);
+            }
             match (&sasl.username, &sasl.username_file) {
                 (Some(name), _) => p.push("sasl.username", name),
                 (None, Some(file)) => p.push("sasl.username", read_secret(file)?),
@@ -253,11 +287,7 @@ impl Sasl {
         let key = |k: &str| format!("{at}.{k}");
         let mechanism = self.mechanism.as_str();
         if self.mechanism == Mechanism::OAuthBearer {
-            problems.push(Problem::new(
-                key("mechanism"),
-                "OAUTHBEARER is not supported by this build: librdkafka fetches OIDC tokens with \
-                 libcurl, which it is built without (use SCRAM, PLAIN or mutual TLS)",
-            ));
+            self.oauth_problems(at, protocol, problems);
             return;
         }
         match (&self.username, &self.username_file) {
@@ -277,8 +307,169 @@ impl Sasl {
                 format!("{mechanism} sends its secret in clear: use protocol sasl_ssl (or SCRAM)"),
             ));
         }
+        let oauth = [
+            ("token_endpoint", self.token_endpoint.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret_file", self.client_secret_file.is_some()),
+            ("scope", self.scope.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+        ];
+        for (name, _) in oauth.iter().filter(|(_, set)| *set) {
+            problems.push(Problem::new(key(name), format!("is for OAUTHBEARER, not {mechanism}")));
+        }
         secret_file(&key("username_file"), self.username_file.as_deref(), problems);
         secret_file(&key("password_file"), self.password_file.as_deref(), problems);
+    }
+
+    fn oauth_problems(&self, at: &str, protocol: Protocol, problems: &mut Vec<Problem>) {
+        let key = |k: &str| format!("{at}.{k}");
+        let login = [
+            ("username", self.username.is_some()),
+            ("username_file", self.username_file.is_some()),
+            ("password_file", self.password_file.is_some()),
+        ];
+        for (name, _) in login.iter().filter(|(_, set)| *set) {
+            let message = "is not used with OAUTHBEARER (client_id and client_secret_file are)";
+            problems.push(Problem::new(key(name), message));
+        }
+        match self.token_endpoint.as_deref().map(TokenEndpoint::parse) {
+            None => problems.push(Problem::new(key("token_endpoint"), "is required with OAUTHBEARER")),
+            Some(Err(e)) => problems.push(Problem::new(key("token_endpoint"), e)),
+            Some(Ok(endpoint)) if !endpoint.https && self.ca_file.is_some() => {
+                problems.push(Problem::new(key("ca_file"), "needs an https token_endpoint"));
+            }
+            Some(Ok(_)) => {}
+        }
+        match self.client_id.as_deref() {
+            None => problems.push(Problem::new(key("client_id"), "is required with OAUTHBEARER")),
+            Some(id) if id.trim().is_empty() => problems.push(Problem::new(key("client_id"), "is empty")),
+            Some(_) => {}
+        }
+        if self.client_secret_file.is_none() {
+            problems.push(Problem::new(key("client_secret_file"), "is required with OAUTHBEARER"));
+        }
+        if self.scope.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            problems.push(Problem::new(key("scope"), "is empty (leave it out for the provider's default)"));
+        }
+        if protocol == Protocol::SaslPlaintext {
+            problems.push(Problem::new(
+                key("mechanism"),
+                "OAUTHBEARER sends its bearer token in clear: use protocol sasl_ssl",
+            ));
+        }
+        secret_file(&key("client_secret_file"), self.client_secret_file.as_deref(), problems);
+        readable(&key("ca_file"), self.ca_file.as_deref(), problems);
+    }
+
+    /// The OAuth client of an OAUTHBEARER section, its secret read now. The section's problems
+    /// were reported before (`--check-config`, start-up): what is missing here is only named.
+    fn oauth_client(&self) -> Result<OAuthClient, SecretError> {
+        let missing = |what: &str| SecretError::Missing { what: what.to_string() };
+        let file = self.client_secret_file.as_deref().ok_or_else(|| missing("client_secret_file"))?;
+        let url = self.token_endpoint.as_deref().ok_or_else(|| missing("token_endpoint"))?;
+        let endpoint = TokenEndpoint::parse(url).map_err(|_| missing("a valid token_endpoint"))?;
+        Ok(OAuthClient {
+            endpoint,
+            client_id: self.client_id.clone().ok_or_else(|| missing("client_id"))?,
+            client_secret: read_secret(file)?,
+            scope: self.scope.clone(),
+            ca_file: self.ca_file.clone(),
+        })
+    }
+}
+
+/// An OAuth 2.0 token endpoint, checked: `https://`, or `http://` on a loopback address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenEndpoint {
+    /// As written in the configuration (it names the endpoint in messages).
+    pub url: String,
+    /// `https`.
+    pub https: bool,
+    /// The host, without an IPv6 address's brackets.
+    pub host: String,
+    /// The port (443 or 80 when the URL has none).
+    pub port: u16,
+    /// The path and query (`/` when the URL has none).
+    pub path: String,
+}
+
+impl TokenEndpoint {
+    /// `url` checked, or what is wrong with it. Plain HTTP would send the client secret in
+    /// clear: it is accepted only on this machine's loopback address (tests, a sidecar).
+    pub fn parse(url: &str) -> Result<TokenEndpoint, String> {
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!("{url} is not an https:// URL"));
+        };
+        let (authority, path) = rest.find(['/', '?']).map_or((rest, "/"), |i| rest.split_at(i));
+        if authority.contains('@') {
+            return Err(format!("{url}: credentials in the URL are not allowed (client_secret_file holds the secret)"));
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or_else(|| format!("{url}: unclosed [ in the host"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{url}: no host"));
+        }
+        let port = match port {
+            None if https => 443,
+            None => 80,
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("{url}: bad port {p:?}"))?,
+        };
+        if !https && !loopback(host) {
+            return Err(format!(
+                "{url}: the token endpoint must be https (http:// only on a loopback address: the client \
+                 secret would cross the network in clear)"
+            ));
+        }
+        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+        if path.contains(|c: char| c.is_whitespace() || c.is_control() || c == '#') {
+            return Err(format!("{url}: the path has spaces, control characters or a fragment"));
+        }
+        Ok(TokenEndpoint { url: url.to_string(), https, host: host.to_string(), port, path })
+    }
+}
+
+/// `localhost` or a loopback IP address (127.0.0.0/8, ::1).
+fn loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What an OAUTHBEARER client needs to fetch its tokens: the client-credentials grant's
+/// endpoint, client and (read) secret. `Debug` shows the secret as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    /// Where tokens come from.
+    pub endpoint: TokenEndpoint,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret (never printed).
+    pub client_secret: String,
+    /// The `scope` of the request, if any.
+    pub scope: Option<String>,
+    /// The CA of the endpoint's certificate; absent: the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("endpoint", &self.endpoint.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("scope", &self.scope)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
 
@@ -327,6 +518,12 @@ pub enum SecretError {
         /// The file.
         path: PathBuf,
     },
+    /// A setting the secret goes with is missing (the section was not checked first).
+    #[error("sasl: {what} is required with OAUTHBEARER")]
+    Missing {
+        /// The setting.
+        what: String,
+    },
 }
 
 /// A secret file's content without its trailing line break (`echo secret > file`, or a
@@ -345,10 +542,12 @@ fn path_string(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// librdkafka properties, secrets among them: `Debug` shows the secrets as `[redacted]`.
+/// librdkafka properties, secrets among them: `Debug` shows the secrets as `[redacted]`. With
+/// OAUTHBEARER, also the OAuth client the clients' contexts fetch their tokens with.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientProperties {
     entries: Vec<(&'static str, String, bool)>,
+    oauth: Option<OAuthClient>,
 }
 
 impl ClientProperties {
@@ -369,6 +568,11 @@ impl ClientProperties {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, v, _)| v.as_str())
     }
+
+    /// With `sasl.mechanism` OAUTHBEARER: where and as whom the clients get their tokens.
+    pub fn oauth(&self) -> Option<&OAuthClient> {
+        self.oauth.as_ref()
+    }
 }
 
 impl fmt::Debug for ClientProperties {
@@ -376,6 +580,9 @@ impl fmt::Debug for ClientProperties {
         let mut map = f.debug_map();
         for (k, v, secret) in &self.entries {
             map.entry(k, if *secret { &"[redacted]" } else { v });
+        }
+        if let Some(oauth) = &self.oauth {
+            map.entry(&"oauth", oauth);
         }
         map.finish()
     }
@@ -557,10 +764,118 @@ mod tests {
     }
 
     #[test]
-    fn oauthbearer_is_refused_with_the_reason() {
+    fn oauthbearer_becomes_the_mechanism_and_an_oauth_client_with_its_secret_read_and_redacted() {
+        let f = Files::new();
+        let s = check(&f.json(
+            r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "OAUTHBEARER",
+                "token_endpoint": "https://idp.example:8443/oauth2/token?tenant=a", "client_id": "tokentrail",
+                "client_secret_file": "@password", "scope": "kafka read", "ca_file": "@ca.crt"}}"#,
+        ))
+        .unwrap();
+        let p = s.client_properties().unwrap();
+        assert_eq!(p.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        // librdkafka gets no user name, password or OIDC settings: the token comes from our callback.
+        assert_eq!(
+            (p.get("sasl.username"), p.get("sasl.password"), p.get("sasl.oauthbearer.method")),
+            (None, None, None)
+        );
+        let oauth = p.oauth().unwrap();
+        assert_eq!(oauth.client_secret, "s3cret");
+        assert_eq!(oauth.client_id, "tokentrail");
+        assert_eq!(oauth.scope.as_deref(), Some("kafka read"));
+        let e = &oauth.endpoint;
+        assert_eq!(
+            (e.https, e.host.as_str(), e.port, e.path.as_str()),
+            (true, "idp.example", 8443, "/oauth2/token?tenant=a")
+        );
+        for shown in [format!("{p:?}"), format!("{oauth:?}")] {
+            assert!(!shown.contains("s3cret") && shown.contains("[redacted]"), "{shown}");
+        }
+        // Other mechanisms carry no OAuth client.
+        let scram = check(&f.json(
+            r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "SCRAM-SHA-256", "username": "u", "password_file": "@password"}}"#,
+        ))
+        .unwrap();
+        assert!(scram.client_properties().unwrap().oauth().is_none());
+    }
+
+    #[test]
+    fn oauthbearer_problems_are_named_by_key() {
+        let f = Files::new();
         let err = check(r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "OAUTHBEARER"}}"#).unwrap_err();
-        assert_eq!(err.len(), 1, "{err:?}");
-        assert!(err[0].starts_with("security.sasl.mechanism: OAUTHBEARER is not supported by this build"), "{err:?}");
+        assert_eq!(
+            err,
+            [
+                "security.sasl.token_endpoint: is required with OAUTHBEARER",
+                "security.sasl.client_id: is required with OAUTHBEARER",
+                "security.sasl.client_secret_file: is required with OAUTHBEARER",
+            ]
+        );
+        let err = check(&f.json(
+            r#"{"protocol": "sasl_plaintext", "sasl": {"mechanism": "OAUTHBEARER", "username": "u",
+                "token_endpoint": "http://idp.example/token", "client_id": " ", "client_secret_file": "@missing",
+                "scope": "", "ca_file": "@ca.crt"}}"#,
+        ))
+        .unwrap_err();
+        let missing = f.path("missing");
+        assert_eq!(
+            err,
+            [
+                "security.sasl.username: is not used with OAUTHBEARER (client_id and client_secret_file are)".to_string(),
+                "security.sasl.token_endpoint: http://idp.example/token: the token endpoint must be https (http:// only \
+                 on a loopback address: the client secret would cross the network in clear)"
+                    .to_string(),
+                "security.sasl.client_id: is empty".to_string(),
+                "security.sasl.scope: is empty (leave it out for the provider's default)".to_string(),
+                "security.sasl.mechanism: OAUTHBEARER sends its bearer token in clear: use protocol sasl_ssl".to_string(),
+                format!("security.sasl.client_secret_file: cannot read {missing}: No such file or directory (os error 2)"),
+            ]
+        );
+        // The OAuth keys belong to OAUTHBEARER only.
+        let err = check(&f.json(
+            r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "SCRAM-SHA-512", "username": "u",
+                "password_file": "@password", "token_endpoint": "https://idp.example/token"}}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(err, ["security.sasl.token_endpoint: is for OAUTHBEARER, not SCRAM-SHA-512"]);
+        // A CA file for a plain-HTTP (loopback) endpoint is a mistake.
+        let err = check(&f.json(
+            r#"{"protocol": "sasl_ssl", "sasl": {"mechanism": "OAUTHBEARER", "token_endpoint": "http://127.0.0.1:8080/t",
+                "client_id": "c", "client_secret_file": "@password", "ca_file": "@ca.crt"}}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(err, ["security.sasl.ca_file: needs an https token_endpoint"]);
+    }
+
+    #[test]
+    fn token_endpoints_are_https_or_http_on_loopback() {
+        let ok = |url: &str| TokenEndpoint::parse(url).unwrap();
+        let e = ok("https://login.example.com/tenant/oauth2/v2.0/token");
+        assert_eq!(
+            (e.https, e.host.as_str(), e.port, e.path.as_str()),
+            (true, "login.example.com", 443, "/tenant/oauth2/v2.0/token")
+        );
+        let e = ok("http://127.0.0.1:40123/token");
+        assert_eq!((e.https, e.host.as_str(), e.port, e.path.as_str()), (false, "127.0.0.1", 40123, "/token"));
+        let e = ok("http://[::1]:8080");
+        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("::1", 8080, "/"));
+        assert_eq!(ok("http://localhost/t").port, 80);
+        assert_eq!(ok("http://127.8.9.10/t").host, "127.8.9.10");
+        for (url, why) in [
+            ("ftp://idp/token", "is not an https:// URL"),
+            ("idp.example/token", "is not an https:// URL"),
+            ("http://10.0.0.1/token", "must be https"),
+            ("http://localhost.evil.example/token", "must be https"),
+            ("https:///token", "no host"),
+            ("https://idp:0/token", "bad port"),
+            ("https://idp:99999/token", "bad port"),
+            ("https://user:pw@idp/token", "credentials in the URL"),
+            ("https://idp/to ken", "spaces"),
+            ("https://[::1/token", "unclosed"),
+        ] {
+            let err = TokenEndpoint::parse(url).unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
     }
 
     #[test]

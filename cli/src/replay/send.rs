@@ -22,6 +22,7 @@ use rdkafka::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokentrail_config::kafka::KafkaSecurity;
+use tokentrail_kafka::LoginContext;
 
 /// Attempts for one record while the receiver is busy or away, about a minute in all.
 const ATTEMPTS: u32 = 8;
@@ -90,7 +91,7 @@ pub enum Target {
     /// A raw audit topic.
     Kafka {
         /// The producer.
-        producer: FutureProducer,
+        producer: FutureProducer<LoginContext>,
         /// The topic.
         topic: String,
         /// The `cluster` header put on every record, for topics the aggregator does not map.
@@ -108,10 +109,8 @@ impl Target {
     ) -> Result<Target, TargetError> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", bootstrap).set("linger.ms", "20").set("message.timeout.ms", "60000");
-        for (k, v) in security.client_properties()?.iter() {
-            config.set(k, v);
-        }
-        Ok(Target::Kafka { producer: config.create()?, topic, cluster })
+        let login = tokentrail_kafka::secure(&mut config, security)?;
+        Ok(Target::Kafka { producer: config.create_with_context(LoginContext(login))?, topic, cluster })
     }
 
     /// Delivers one record, asking again while the receiver is busy.

@@ -15,6 +15,7 @@ use rdkafka::ClientConfig;
 use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_correlator_core::ocsf::Activity;
 use tokentrail_correlator_core::Finding;
+use tokentrail_kafka::LoginContext;
 
 use super::StandaloneError;
 use tokentrail_correlator::stream::{findings, FindingFormat};
@@ -63,7 +64,7 @@ pub enum Output {
     /// Lines appended to a file.
     File { path: PathBuf, writer: BufWriter<File>, format: FindingFormat },
     /// Records to a topic.
-    Kafka { producer: FutureProducer, topic: String, format: FindingFormat },
+    Kafka { producer: FutureProducer<LoginContext>, topic: String, format: FindingFormat },
 }
 
 /// How long a findings record may wait for the broker before the run stops.
@@ -85,14 +86,12 @@ impl Output {
             Destination::Kafka { bootstrap, security, topic } => {
                 let mut config = ClientConfig::new();
                 config.set("bootstrap.servers", bootstrap);
-                for (k, v) in security.client_properties()?.iter() {
-                    config.set(k, v);
-                }
+                let login = tokentrail_kafka::secure(&mut config, security)?;
                 let producer = config
                     // Retries neither duplicate nor reorder findings; implies acks=all.
                     .set("enable.idempotence", "true")
                     .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
-                    .create()
+                    .create_with_context(LoginContext(login))
                     .map_err(|source| StandaloneError::Kafka { context: "creating the findings producer", source })?;
                 Output::Kafka { producer, topic: topic.clone(), format }
             }

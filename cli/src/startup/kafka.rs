@@ -7,16 +7,21 @@
 //!
 //! librdkafka reports why a connection failed only to the client's error and log callbacks
 //! (a refused login to both, a failed TLS handshake only to the log): the [`Recorder`] context
-//! keeps those reports while a metadata request is retried.
+//! keeps those reports while a metadata request is retried. With OAUTHBEARER it also fetches the
+//! token (`tokentrail_kafka::Login`): a token endpoint that refuses the client is a refused login,
+//! reported with the endpoint's answer.
 
+use std::error::Error;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 use tokentrail_config::kafka::{KafkaSecurity, SecretError};
+use tokentrail_kafka::Login;
 
 /// How long the brokers have to answer at start-up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,11 +66,12 @@ pub enum ConnectError {
 pub fn check_connection(bootstrap: &str, security: &KafkaSecurity, timeout: Duration) -> Result<(), ConnectError> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
-    for (k, v) in security.client_properties()?.iter() {
-        config.set(k, v);
-    }
+    let login = tokentrail_kafka::secure(&mut config, security)?;
     let client: BaseProducer<Recorder> =
-        config.create_with_context(Recorder::default()).map_err(ConnectError::Client)?;
+        config.create_with_context(Recorder { login, ..Recorder::default() }).map_err(ConnectError::Client)?;
+    // An OAUTHBEARER client connects only once it has a token, which librdkafka asks for
+    // through a poll: 100 ms of events first (a poll of 0 serves only one).
+    client.poll(Duration::from_millis(100));
     let deadline = Instant::now() + timeout;
     loop {
         let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
@@ -91,6 +97,8 @@ pub fn check_connection(bootstrap: &str, security: &KafkaSecurity, timeout: Dura
 struct Recorder {
     /// The first report of refused security, and the last report of any kind.
     reports: Mutex<(Option<String>, Option<String>)>,
+    /// OAUTHBEARER tokens.
+    login: Login,
 }
 
 impl Recorder {
@@ -139,9 +147,18 @@ impl Recorder {
 }
 
 impl ClientContext for Recorder {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
+        self.login.token()
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "kafka connection check");
-        self.record(is_refusal(&error, reason), reason);
+        // librdkafka reports every failed OAUTHBEARER token fetch as an authentication failure;
+        // a token endpoint that did not answer (or failed, 5xx) is unreachable, not a refusal.
+        let unreachable_issuer = reason.contains("OAUTHBEARER token") && self.login.failing_for_now();
+        self.record(is_refusal(&error, reason) && !unreachable_issuer, reason);
     }
 
     /// A failed TLS handshake reaches only the log (librdkafka's `FAIL` lines), not the error

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use tokentrail_kafka::LoginContext;
 
 use super::{kafka, CorrelatorConfig, CorrelatorError, PartitionState, CONTROL_TIMEOUT};
 
@@ -36,20 +37,25 @@ pub fn snapshot_key(partition: i32) -> String {
 
 /// The committed state of input partition `partition`, or a fresh one when none was written.
 pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, CorrelatorError> {
-    let consumer: BaseConsumer = super::client_config(config)?
+    let (mut consumer_config, login) = super::client_config(config)?;
+    let consumer: BaseConsumer<LoginContext> = consumer_config
         // Not a group member: it reads one partition it assigns itself, and commits nothing.
         .set("group.id", format!("{}-restore", config.group))
         .set("enable.auto.commit", "false")
         // Only snapshots of committed transactions: an aborted one belongs to work redone.
         .set("isolation.level", "read_committed")
         .set("fetch.message.max.bytes", "67108864")
-        .create()
+        .create_with_context(LoginContext(login))
         .map_err(kafka("creating the restore consumer"))?;
     let topic = config.changelog_topic.as_str();
     // Right after a broker restart its metadata can lag (an unknown partition, no leader yet):
     // ask again until the deadline rather than stop the replica over a passing state.
     let deadline = Instant::now() + CONTROL_TIMEOUT;
     let (low, high) = loop {
+        // With OAUTHBEARER the consumer connects once it has a token, which librdkafka asks for
+        // through a poll: fetching watermarks does not poll. Nothing is assigned yet, so the
+        // poll returns no record; it serves events for 100 ms (a poll of 0 serves only one).
+        let _ = consumer.poll(Duration::from_millis(100));
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
             Ok(watermarks) => break watermarks,
             Err(e) if Instant::now() < deadline => {

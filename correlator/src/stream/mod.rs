@@ -23,11 +23,13 @@ pub mod state;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
+use std::error::Error;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedHeaders, Headers, Message};
@@ -35,6 +37,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::{Observation, Timestamp};
+use tokentrail_kafka::{Login, LoginContext};
 use tokentrail_proto::wire::observation::v1 as pb;
 use tokentrail_proto::wire::{from_proto, BROADCAST_HEADER, HOME_HEADER};
 
@@ -113,14 +116,13 @@ pub enum CorrelatorError {
 }
 
 /// What every Kafka client of the correlator is configured with: the brokers and the
-/// `security` section (its secrets read from their files now).
-fn client_config(config: &CorrelatorConfig) -> Result<ClientConfig, CorrelatorError> {
+/// `security` section (its secrets read from their files now); and the OAUTHBEARER login its
+/// context holds.
+fn client_config(config: &CorrelatorConfig) -> Result<(ClientConfig, Login), CorrelatorError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap);
-    for (k, v) in config.security.client_properties()?.iter() {
-        c.set(k, v);
-    }
-    Ok(c)
+    let login = tokentrail_kafka::secure(&mut c, &config.security)?;
+    Ok((c, login))
 }
 
 /// A duration as librdkafka's milliseconds.
@@ -168,13 +170,21 @@ pub struct Metrics {
     pub assignment_restored: AtomicBool,
 }
 
-/// Assignment changes seen inside `poll`, applied by the loop right after it returns.
+/// Assignment changes seen inside `poll`, applied by the loop right after it returns (and
+/// OAUTHBEARER tokens).
 #[derive(Default)]
 struct Rebalances {
     events: Mutex<Vec<(bool, Vec<i32>)>>,
+    login: Login,
 }
 
 impl ClientContext for Rebalances {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
+        self.login.token()
+    }
+
     /// librdkafka's reports (a broker unreachable, a failed TLS handshake or login): the
     /// client retries by itself, the log says why it has to.
     fn error(&self, error: KafkaError, reason: &str) {
@@ -198,7 +208,8 @@ impl ConsumerContext for Rebalances {
 
 /// Runs until `shutdown` is set, then commits what it holds and returns.
 pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) -> Result<(), CorrelatorError> {
-    let consumer: BaseConsumer<Rebalances> = client_config(config)?
+    let (mut consumer_config, login) = client_config(config)?;
+    let consumer: BaseConsumer<Rebalances> = consumer_config
         .set("group.id", &config.group)
         // Offsets are committed only inside the transaction that carries their effects.
         .set("enable.auto.commit", "false")
@@ -210,10 +221,11 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         // gets its partitions back at once, without a rebalance of the whole group.
         .set("group.instance.id", &config.instance)
         .set("session.timeout.ms", millis(config.session_timeout))
-        .create_with_context(Rebalances::default())
+        .create_with_context(Rebalances { login, ..Rebalances::default() })
         .map_err(kafka("creating the consumer"))?;
     consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
-    let producer: BaseProducer = client_config(config)?
+    let (mut producer_config, login) = client_config(config)?;
+    let producer: BaseProducer<LoginContext> = producer_config
         // Stable per replica: a restart fences the old one and aborts its open transaction.
         .set("transactional.id", &config.instance)
         // A frozen replica's open transaction holds back read_committed readers only this long.
@@ -221,13 +233,20 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         // State snapshots can be large; the changelog topic is created to accept them.
         .set("message.max.bytes", "67108864")
         .set("compression.type", "lz4")
-        .create()
+        .create_with_context(LoginContext(login))
         .map_err(kafka("creating the producer"))?;
+    // With OAUTHBEARER the producer connects once it has a token, which librdkafka asks for
+    // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
+    // only one).
+    producer.poll(Duration::from_millis(100));
     producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
 
     let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
     let mut last_commit = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
+        // The producer's events: an OAUTHBEARER token refresh is due at 80% of the token's
+        // lifetime, and only commits poll it otherwise (none while no input arrives).
+        producer.poll(Duration::ZERO);
         let polled = consumer.poll(Duration::from_millis(100));
         apply_rebalances(&consumer, config, metrics, &mut owned)?;
         match polled {
@@ -340,7 +359,7 @@ fn apply_rebalances(
 /// One transaction: due findings, state changes and input offsets of every dirty partition.
 fn commit(
     consumer: &BaseConsumer<Rebalances>,
-    producer: &BaseProducer,
+    producer: &BaseProducer<LoginContext>,
     config: &CorrelatorConfig,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
@@ -370,7 +389,7 @@ fn commit(
 /// The body of one transaction: findings, changelog records, offsets, commit.
 fn fill_and_commit(
     consumer: &BaseConsumer<Rebalances>,
-    producer: &BaseProducer,
+    producer: &BaseProducer<LoginContext>,
     config: &CorrelatorConfig,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
@@ -434,7 +453,10 @@ fn resuming(what: &'static str, mut call: impl FnMut() -> KafkaResult<()>) -> Re
 }
 
 /// Produces one record, waiting for queue space instead of failing when the queue is full.
-fn send<'a>(producer: &BaseProducer, mut record: BaseRecord<'a, String, Vec<u8>>) -> Result<(), CorrelatorError> {
+fn send<'a>(
+    producer: &BaseProducer<LoginContext>,
+    mut record: BaseRecord<'a, String, Vec<u8>>,
+) -> Result<(), CorrelatorError> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

@@ -123,12 +123,25 @@ livenessProbe:
 {{- fail (printf "kafka.security.tls: needs protocol ssl or sasl_ssl, not %s" $protocol) -}}
 {{- end -}}
 {{- if hasPrefix "sasl_" $protocol -}}
+{{- if eq $s.sasl.mechanism "OAUTHBEARER" -}}
+{{- $o := $s.sasl.oauth | default dict -}}
+{{- if not $o.tokenEndpoint -}}
+{{- fail "kafka.security.sasl.oauth.tokenEndpoint: is required with OAUTHBEARER" -}}
+{{- end -}}
+{{- $dir := include "tokentrail.kafkaUserDir" . -}}
+{{- $sasl := dict "mechanism" "OAUTHBEARER" "token_endpoint" $o.tokenEndpoint "client_id" (include "tokentrail.kafkaUser" .) "client_secret_file" (printf "%s/%s" $dir ($o.clientSecretKey | default "client-secret")) -}}
+{{- with $o.scope }}{{ $_ := set $sasl "scope" . }}{{ end -}}
+{{- with $o.caKey }}{{ $_ := set $sasl "ca_file" (printf "%s/%s" $dir .) }}{{ end -}}
+{{- $_ := set $section "sasl" $sasl -}}
+{{- else -}}
 {{- $_ := set $section "sasl" (dict "mechanism" $s.sasl.mechanism "username" (include "tokentrail.kafkaUser" .) "password_file" (printf "%s/%s" (include "tokentrail.kafkaUserDir" .) $s.sasl.passwordKey)) -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $section -}}
 {{- end -}}
 
-{{/* Whether a component's Kafka user Secret is mounted (a client certificate or a password). */}}
+{{/* Whether a component's Kafka user Secret is mounted (a client certificate, a password or an
+OAuth client secret). */}}
 {{- define "tokentrail.kafkaUserMounted" -}}
 {{- $s := .Values.kafka.security -}}
 {{- if or (hasPrefix "sasl_" ($s.protocol | lower)) (and $s.tls.clientCertificate (hasSuffix "ssl" ($s.protocol | lower))) -}}true{{- end -}}
