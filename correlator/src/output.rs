@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use tokentrail_correlator_core::incident::{request_line, Incident};
+use tokentrail_correlator_core::incident::{findings_count, request_line, Incident};
 use tokentrail_correlator_core::ocsf::{detection_finding, incident_finding, Activity};
 use tokentrail_correlator_core::report::{LegacyTokenRow, UsageRow};
 use tokentrail_correlator_core::{Finding, Report, Severity};
@@ -123,12 +123,15 @@ pub fn text(analysis: &Analysis) -> String {
         if counts.is_empty() {
             String::from("no findings")
         } else {
-            format!("{} findings ({})", report.findings.len(), counts.join(", "))
+            format!("{} ({})", findings_count(report.findings.len()), counts.join(", "))
         },
         cluster.map(|c| format!(" in cluster{c}")).unwrap_or_default(),
     );
-    section(&mut s, "Incidents");
-    if report.incidents.is_empty() {
+    // With no findings there is no incident either: "Findings: none" below says it once.
+    if !report.findings.is_empty() {
+        section(&mut s, "Incidents");
+    }
+    if report.incidents.is_empty() && !report.findings.is_empty() {
         let _ = writeln!(s, "  none");
     }
     let (shown, left_out) = fold::incidents(&report.incidents);
@@ -218,7 +221,7 @@ fn section(s: &mut String, title: &str) {
 fn incident(s: &mut String, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
     let _ = writeln!(s, "\n{:<8}  {}", i.severity.as_str().to_uppercase(), escape(&i.title));
     let pad = "          ";
-    let mut facts = vec![format!("{} … {}", i.first_seen, i.last_seen), format!("{} findings", i.findings.len())];
+    let mut facts = vec![format!("{} … {}", i.first_seen, i.last_seen), findings_count(i.findings.len())];
     if !i.clusters.is_empty() {
         facts.push(format!("cluster {}", i.clusters.join(", ")));
     }

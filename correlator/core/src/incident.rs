@@ -308,8 +308,17 @@ pub fn join_across_clusters(incidents: Vec<Incident>) -> Vec<Incident> {
 /// all of its own.
 fn without_count(title: &str) -> &str {
     match title.rsplit_once(" (") {
-        Some((head, count)) if count.ends_with(" findings)") || count.ends_with(" related findings)") => head,
+        Some((head, count)) if count.ends_with(" findings)") || count.ends_with(" finding)") => head,
         _ => title,
+    }
+}
+
+/// "1 finding", "2 findings".
+pub fn findings_count(n: usize) -> String {
+    if n == 1 {
+        String::from("1 finding")
+    } else {
+        format!("{n} findings")
     }
 }
 
@@ -346,10 +355,10 @@ fn joined(mut group: Vec<Incident>) -> Incident {
         id: incident_id(&smallest),
         severity: first.severity,
         title: format!(
-            "Across clusters {}: {} ({} findings)",
+            "Across clusters {}: {} ({})",
             clusters.join(", "),
             without_count(&first.title),
-            findings.len()
+            findings_count(findings.len())
         ),
         first_seen: group.iter().map(|i| i.first_seen).min().unwrap_or(first.first_seen),
         last_seen: group.iter().map(|i| i.last_seen).max().unwrap_or(first.last_seen),
@@ -493,13 +502,14 @@ fn incident(group: &[&Finding], entries: &[&PodEntry], ctx: &Context<'_>, foreig
             ips => format!(" from {}", ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ")),
         };
         format!(
-            "Service-account tokens of {} taken{by} and used{from} ({} findings)",
+            "Service-account tokens of {} taken{by} and used{from} ({})",
             serviceaccounts.join(", "),
-            group.len()
+            findings_count(group.len())
         )
     } else {
         match group.len() {
             1 => group[0].title.clone(),
+            2 => format!("{} (+1 related finding)", group[0].title),
             n => format!("{} (+{} related findings)", group[0].title, n - 1),
         }
     };
@@ -933,6 +943,8 @@ mod tests {
         assert!(i.title.ends_with(" (2 findings)"), "the joined incident counts all its findings: {}", i.title);
         assert_eq!(without_count("Tokens of a taken (2 findings)"), "Tokens of a taken");
         assert_eq!(without_count("Token used off-cluster (+3 related findings)"), "Token used off-cluster");
+        assert_eq!(without_count("Token used off-cluster (+1 related finding)"), "Token used off-cluster");
+        assert_eq!((findings_count(1), findings_count(2)), ("1 finding".to_string(), "2 findings".to_string()));
         assert_eq!(without_count("Token used (from 203.0.113.9)"), "Token used (from 203.0.113.9)");
         let texts: Vec<&str> = i.story.iter().map(|s| s.text.as_str()).collect();
         assert!(texts[0].starts_with("[eu] ") && texts.last().unwrap().starts_with("[us] "), "{texts:?}");
