@@ -38,10 +38,10 @@ pub struct Watermark {
 /// pod?" ([`Attestations::attested_on`]), and a digest answers it as well as the strings do, in
 /// 16 bytes instead of ~200: every pod's every token is attested, used or not (a pod rotates its
 /// token every ~48 minutes and most pods never call the apiserver), so this is the largest
-/// population the engine holds. A digest is kept as long as its token can be used: until its
-/// pod leaves the state (the apiserver refuses a pod-bound token once its pod is gone), or for
-/// [`crate::Retention::retired`] (a year: the longest the apiserver extends a pod's token), so
-/// a late use of a token its agent once saw never reads as minted behind the kubelet's back.
+/// population the engine holds. How long a digest is kept is [`crate::expiry`]'s to say: while
+/// its credential is in use, else a day, and never beyond its pod; a pod that lost unused ones
+/// is remembered ([`Attestations::forgot_some`]), so a late use of one of its old tokens is not
+/// read as minted behind the kubelet's back.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "AttestationsWire")]
 pub struct Attestations {
@@ -52,7 +52,6 @@ pub struct Attestations {
     by_pod: HashMap<String, Vec<u64>>,
     /// Pods some of whose attestations were forgotten unused, with the latest such token's
     /// time.
-    #[serde(default)]
     forgot: HashMap<String, Timestamp>,
     watermarks: HashMap<String, Watermark>,
     /// Digests attested or forgotten since the changes were last taken, with their pod (when
