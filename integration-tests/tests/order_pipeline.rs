@@ -162,7 +162,6 @@ async fn through_standalone(dir: &Path, dumps_after: bool, batch: usize, pause: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "unfinished: stalls after the incident is generated (first run 2026-12-07); the engine-level matrix covers these cells"]
 async fn standalone_leaves_what_analyze_reports_paced_or_at_once_dumps_before_or_after() {
     let _serial = correlator_support::one_at_a_time().await;
     let dir = incident();
