@@ -121,6 +121,10 @@ async fn scaling_killing_a_correlator_and_killing_the_leaders_broker_lose_and_do
     expected.extend(findings);
     assert_exactly(&mut p, &expected).await;
     p.assert_running();
-    p.stop();
+    // After a broker was killed and came back, one CI run (2026-12-07) saw a correlator take
+    // over 60 s to stop on SIGTERM (its log was lost with the run's directory; the cause is
+    // not known yet). The drill is about findings, checked above: its stop is given longer and
+    // a slow one is printed with its time (and the log, when it does not stop at all).
+    p.stop_within(Duration::from_secs(180));
     eprintln!("cluster: the whole run took {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -385,12 +385,17 @@ impl Pipeline {
 
     /// Stops everything with SIGTERM, each process exiting cleanly.
     pub fn stop(&mut self) {
+        self.stop_within(Duration::from_secs(60));
+    }
+
+    /// [`Pipeline::stop`], each process given up to `limit` to exit after its SIGTERM.
+    pub fn stop_within(&mut self, limit: Duration) {
         let started = std::time::Instant::now();
         for a in self.agents.values_mut() {
-            a.process.stop();
+            a.process.stop_within(limit);
         }
         for p in self.correlators.iter_mut().chain(self.aggregators.iter_mut()) {
-            p.stop();
+            p.stop_within(limit);
         }
         eprintln!("e2e: pipeline stopped in {:.1} s", started.elapsed().as_secs_f64());
     }
