@@ -190,6 +190,11 @@ impl Mints {
         self.minted.insert(jti, at);
     }
 
+    /// Every mint held whole, in no order (for work that does not need one).
+    pub fn unordered(&self) -> impl Iterator<Item = &Mint> {
+        self.by_audit_id.values()
+    }
+
     /// Every mint held whole, in time order.
     pub fn iter(&self) -> Vec<&Mint> {
         let mut v: Vec<&Mint> = self.by_audit_id.values().collect();

@@ -163,8 +163,7 @@ fn compact_kubelet_mints(state: &mut State, settled: Timestamp) -> usize {
     let pods = state.pods();
     let legitimate: std::collections::HashSet<String> = state
         .mints()
-        .iter()
-        .into_iter()
+        .unordered()
         .filter(|m| m.time < settled)
         .filter_map(|m| {
             let jti = m.jti.as_deref()?;
