@@ -71,6 +71,12 @@ pub struct KafkaConfig {
     /// ones go to the dead-letter topic.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// How often the times of repeated node facts (kubelets' requests, agents' heartbeats) are
+    /// broadcast as one progress record per cluster, instead of each repeat on every partition
+    /// (`tokentrail_aggregator_core::node_reports`). Verdicts that wait for a node's agent wait
+    /// up to this much longer.
+    #[serde(default = "default_progress_interval", deserialize_with = "duration::deserialize")]
+    pub progress_interval: Duration,
     /// TLS and SASL of every client (the consumer and the producer); absent: plaintext.
     #[serde(default)]
     pub security: KafkaSecurity,
@@ -383,6 +389,9 @@ fn default_batch_records() -> usize {
 fn default_batch_linger() -> Duration {
     Duration::from_millis(50)
 }
+fn default_progress_interval() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_max_record_bytes() -> usize {
     16 * 1024 * 1024
 }
@@ -453,6 +462,7 @@ impl KafkaConfig {
             batch_records: default_batch_records(),
             batch_linger: default_batch_linger(),
             max_record_bytes: default_max_record_bytes(),
+            progress_interval: default_progress_interval(),
             security: KafkaSecurity::default(),
             client: BTreeMap::new(),
         }
@@ -606,6 +616,11 @@ impl Config {
         }
         if k.batch_records == 0 {
             problems.push(Problem::new("kafka.batch_records", "must be at least 1"));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&k.progress_interval) {
+            // Under 100 ms it costs the broadcasts it saves; over a minute, the watermarks of
+            // agents that heartbeat every 30 s fall behind.
+            problems.push(Problem::new("kafka.progress_interval", "must be between 100ms and 60s"));
         }
         for (i, t) in k.audit_topics.iter().enumerate() {
             if t.topic.is_empty() {

@@ -106,10 +106,13 @@ pub async fn run(
         Some(i) => Some(inventory::Feed::connect(i).await?),
         None => None,
     };
-    let sink = Arc::new(sink::KafkaSink::connect(&config.kafka, config.directory_capacity, health.clone()).await?);
+    let sink = Arc::new(
+        sink::KafkaSink::connect(&config.kafka, config.directory_capacity, health.clone(), metrics.clone()).await?,
+    );
     let mut servers =
         Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx.clone())
             .await?;
+    servers.tasks.push(tokio::spawn(send_progress(sink.clone(), config.kafka.progress_interval, metrics.clone(), stop_rx.clone())));
     if let Some(feed) = feed {
         servers.tasks.push(tokio::spawn(feed.run(sink.clone(), stop_rx)));
     }
@@ -128,6 +131,32 @@ pub async fn run(
     let stopped = servers.finish().await;
     sink.flush(Duration::from_secs(10));
     result.and(stopped)
+}
+
+/// Sends the progress of repeated node facts every `interval` ([`sink::KafkaSink::send_progress`]),
+/// and once more on stop. A failed delivery is logged and retried with the next: the audit
+/// pipeline stops on Kafka failures of its own, and a later progress carries later times.
+async fn send_progress(
+    sink: Arc<sink::KafkaSink>,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), AggregatorError> {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        match sink.send_progress().await {
+            Ok(out) => Metrics::add(&metrics.observations_out_total, out),
+            Err(e) => tracing::warn!(error = %e, "progress not delivered; the next one carries later times"),
+        }
+        if stopping {
+            return Ok(());
+        }
+    }
 }
 
 /// The attestation server and the audit webhook, serving into one [`sink::Sink`]: the

@@ -26,6 +26,8 @@ use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
 use crate::health::{Health, ProducerHealth};
 use crate::route::{home_partition, Directory, Route};
+use crate::telemetry::Metrics;
+use tokentrail_aggregator_core::node_reports::NodeReports;
 
 /// Headers of a dead-letter record.
 pub mod dead_letter_headers {
@@ -123,6 +125,9 @@ pub struct KafkaSink {
     dead_letter_topic: String,
     partitions: i32,
     directory: Mutex<Directory>,
+    /// Which node facts repeat what every partition holds: their times go out as progress.
+    node_reports: Mutex<NodeReports>,
+    metrics: Arc<Metrics>,
 }
 
 impl KafkaSink {
@@ -133,6 +138,7 @@ impl KafkaSink {
         config: &KafkaConfig,
         directory_capacity: usize,
         health: Arc<Health>,
+        metrics: Arc<Metrics>,
     ) -> Result<KafkaSink, AggregatorError> {
         // Broker states for readiness (`crate::health`).
         let (mut c, login) = crate::source::client_config(config)?;
@@ -180,6 +186,8 @@ impl KafkaSink {
             dead_letter_topic: config.dead_letter_topic.clone(),
             partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
             directory: Mutex::new(Directory::new(directory_capacity)),
+            node_reports: Mutex::new(NodeReports::default()),
+            metrics,
         })
     }
 
@@ -197,14 +205,22 @@ impl KafkaSink {
         self.partitions
     }
 
-    /// Enqueues one observation about `cluster` (once, or on every partition for a broadcast);
-    /// returns how many records that was.
+    /// Enqueues one observation about `cluster` (once, or on every partition for a broadcast;
+    /// not at all for a node fact that repeats what every partition holds, whose time goes out
+    /// with the next [`KafkaSink::send_progress`]); returns how many records that was.
     pub async fn enqueue_observation(
         &self,
         cluster: &str,
         o: &Observation,
         pending: &mut Pending,
     ) -> Result<u64, AggregatorError> {
+        if let Observation::Node(fact) = o {
+            let news = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).offer(cluster, fact);
+            if !news {
+                Metrics::inc(&self.metrics.node_repeats_total);
+                return Ok(0);
+            }
+        }
         let route = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner).route(cluster, o);
         let payload = to_proto(cluster, o).encode_to_vec();
         match &route {
@@ -227,6 +243,22 @@ impl KafkaSink {
                 Ok(u64::try_from(self.partitions).unwrap_or(0))
             }
         }
+    }
+
+    /// Broadcasts the times of the node facts that repeated since the last call, one progress
+    /// record per cluster, and waits until the broker has them; returns how many records that
+    /// was. Lost (the aggregator stopped first), a progress only delays the watermarks until
+    /// the next one: every later repeat carries a later time.
+    pub async fn send_progress(&self) -> Result<u64, AggregatorError> {
+        let progress = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_progress();
+        let mut pending = Pending::default();
+        let mut out = 0;
+        for (cluster, p) in progress {
+            out += self.enqueue_observation(&cluster, &Observation::Progress(p), &mut pending).await?;
+            Metrics::inc(&self.metrics.progress_out_total);
+        }
+        pending.wait().await?;
+        Ok(out)
     }
 
     /// Enqueues a raw record for the dead-letter topic.

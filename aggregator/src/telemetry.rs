@@ -52,6 +52,8 @@ const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_aggregator_records_in_total", Kind::Counter, "Raw audit records consumed.", |m| &m.records_in_total),
     ("tokentrail_aggregator_events_decoded_total", Kind::Counter, "Audit events decoded.", |m| &m.events_decoded_total),
     ("tokentrail_aggregator_observations_out_total", Kind::Counter, "Observation records produced and acknowledged.", |m| &m.observations_out_total),
+    ("tokentrail_aggregator_node_repeats_total", Kind::Counter, "Node facts not broadcast because they repeated what every partition holds; their times went out as progress.", |m| &m.node_repeats_total),
+    ("tokentrail_aggregator_progress_out_total", Kind::Counter, "Progress records produced (one per cluster and interval with repeats; broadcast copies counted once each).", |m| &m.progress_out_total),
     ("tokentrail_aggregator_dead_letters_total", Kind::Counter, "Raw records sent to the dead-letter topic.", |m| &m.dead_letters_total),
     ("tokentrail_aggregator_decode_errors_total", Kind::Counter, "Problems the decoders reported.", |m| &m.decode_errors_total),
     ("tokentrail_aggregator_commits_total", Kind::Counter, "Offset commits that succeeded.", |m| &m.commits_total),
@@ -159,6 +161,11 @@ pub struct Metrics {
     pub events_decoded_total: AtomicU64,
     /// Observation records produced and acknowledged (broadcast copies counted once each).
     pub observations_out_total: AtomicU64,
+    /// Node facts not broadcast: they repeated what every partition holds (their times went out
+    /// as progress).
+    pub node_repeats_total: AtomicU64,
+    /// Progress records produced (broadcast copies counted once each).
+    pub progress_out_total: AtomicU64,
     /// Raw records sent to the dead-letter topic.
     pub dead_letters_total: AtomicU64,
     /// Problems the decoders reported (a record can have several).

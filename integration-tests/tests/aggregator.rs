@@ -65,6 +65,30 @@ async fn every_format_in_the_decoders_observations_out_keyed_and_ordered_per_ser
     running.stop().await;
 
     assert_eq!(observed(&out), want, "observations are exactly the decoders' (no loss, no duplicate)");
+    // Node facts: only those that add something are broadcast, and together they say all the
+    // decoders' say; the rest (a kubelet's every request) are counted as repeats.
+    let mut want_nodes = NodeKnowledge::new();
+    expected_node_knowledge(&incident, "prod", &mut want_nodes);
+    expected_node_knowledge(&envelopes, "prod", &mut want_nodes);
+    expected_node_knowledge(&dev, "dev", &mut want_nodes);
+    assert!(!want_nodes.is_empty());
+    assert_eq!(node_knowledge(&out), want_nodes, "every node's addresses, pod CIDRs and OS");
+    let decoded_node_facts: usize = incident
+        .iter()
+        .chain(&envelopes)
+        .chain(&dev)
+        .map(|r| {
+            let mut d = tokentrail_aggregator_core::Decoded::new();
+            tokentrail_aggregator_core::decode_value(r, &mut d);
+            d.observations.iter().filter(|o| matches!(o, tokentrail_correlator_core::Observation::Node(_))).count()
+        })
+        .sum();
+    let broadcast_node_facts = out
+        .iter()
+        .filter(|o| !o.is_extra_copy() && matches!(o.observation().kind, Some(pb::observation::Kind::Node(_))))
+        .count();
+    assert!(broadcast_node_facts < decoded_node_facts, "{broadcast_node_facts} of {decoded_node_facts}");
+    assert_eq!(Metrics::get(&metrics.node_repeats_total), (decoded_node_facts - broadcast_node_facts) as u64);
     assert_eq!(Metrics::get(&metrics.dead_letters_total), 0);
     assert_eq!(Metrics::get(&metrics.records_in_total), (incident.len() + envelopes.len() + dev.len()) as u64);
 

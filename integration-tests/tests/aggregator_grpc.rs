@@ -8,6 +8,7 @@
 
 mod aggregator_support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -223,4 +224,106 @@ async fn an_attestation_from_beyond_the_clock_is_acknowledged_counted_and_not_de
     assert_eq!(Metrics::get(&metrics.attestations_future_total), 2);
     assert_eq!(Metrics::get(&metrics.attestations_refused_total), 2, "their pods");
     assert_eq!(Metrics::get(&metrics.attestations_accepted_total), 1);
+}
+
+/// One node report as an agent sends it: a snapshot first, then heartbeats (deltas with the
+/// node only).
+fn node_report(node: &str, sequence: u64, at_micros: i64) -> agent::AgentMessage {
+    let n = agent::Node {
+        name: node.into(),
+        addresses: vec![agent::NodeAddress { r#type: "InternalIP".into(), address: "10.0.0.7".into() }],
+        ..Default::default()
+    };
+    let body = if sequence == 1 {
+        agent::agent_message::Body::Snapshot(agent::NodeSnapshot { node: Some(n), ..Default::default() })
+    } else {
+        agent::agent_message::Body::Delta(agent::NodeDelta { node: Some(n), ..Default::default() })
+    };
+    agent::AgentMessage {
+        agent_id: format!("agent-{node}"),
+        sequence,
+        node_name: node.into(),
+        observed_at_micros: at_micros,
+        body: Some(body),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_of_many_agents_travel_as_a_progress_per_interval_not_as_copies_on_every_partition() {
+    const AGENTS: usize = 20;
+    const HEARTBEATS: u64 = 10;
+    const T0: i64 = 1_773_129_600_000_000;
+    const BEAT: i64 = 30_000_000;
+    let t = Topics::create("agg-grpc-progress").await;
+    let mut config = t.config();
+    config.kafka.audit_topics.clear();
+    config.kafka.progress_interval = Duration::from_millis(300);
+    let mut g = GrpcConfig::new("127.0.0.1:0".parse().unwrap(), "prod");
+    // Plain gRPC, the node taken from the first message: this test is about what is produced.
+    g.trust_agent_node_name = true;
+    config.grpc = Some(g);
+    let aggregator = start(config).await;
+    let addr = aggregator.addr.unwrap();
+
+    // Every agent on its own stream, all at once: a snapshot, then a heartbeat every 30 s of
+    // their clocks, each acknowledged before the next.
+    let agents = (0..AGENTS).map(|i| {
+        tokio::spawn(async move {
+            let node = format!("worker-{i}");
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = AttestationClient::new(channel);
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let mut inbound =
+                client.attest(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+            for sequence in 1..=HEARTBEATS + 1 {
+                let at = T0 + BEAT * i64::try_from(sequence - 1).unwrap();
+                tx.send(node_report(&node, sequence, at)).await.unwrap();
+                let ack = tokio::time::timeout(WAIT, inbound.message()).await.expect("an ack").unwrap();
+                assert!(matches!(ack.and_then(|a| a.body), Some(agent::aggregator_message::Body::Ack(a)) if a.sequence == sequence));
+            }
+        })
+    });
+    for a in agents {
+        a.await.unwrap();
+    }
+    let last = T0 + BEAT * i64::try_from(HEARTBEATS).unwrap();
+    let reported_until = |out: &[Out]| {
+        let mut until: BTreeMap<String, i64> = BTreeMap::new();
+        for o in out.iter().filter(|o| !o.is_extra_copy()) {
+            if let Some(pb::observation::Kind::Progress(p)) = o.observation().kind {
+                assert_eq!(p.logged_micros, None, "agents' times are not the log's");
+                for n in p.nodes {
+                    let t = until.entry(n.name).or_default();
+                    *t = (*t).max(n.reported_until_micros);
+                }
+            }
+        }
+        until
+    };
+    let out = read_until(&t.observations, "every agent's last heartbeat as progress", Duration::from_secs(1), |o| {
+        let until = reported_until(o);
+        until.len() == AGENTS && until.values().all(|&t| t == last)
+    })
+    .await;
+    let metrics = aggregator.metrics.clone();
+    aggregator.stop().await;
+
+    // Each node's fact went out once (its first report), on every partition; its ten
+    // heartbeats did not: they are in the progress records, a few per second of the test.
+    let node_facts: Vec<&Out> =
+        out.iter().filter(|o| matches!(o.observation().kind, Some(pb::observation::Kind::Node(_)))).collect();
+    assert_eq!(node_facts.iter().filter(|o| !o.is_extra_copy()).count(), AGENTS);
+    assert_eq!(node_facts.len(), AGENTS * 3, "a copy on each of the 3 partitions");
+    let progress: Vec<&Out> =
+        out.iter().filter(|o| matches!(o.observation().kind, Some(pb::observation::Kind::Progress(_)))).collect();
+    assert_eq!(progress.len() % 3, 0, "progress is broadcast");
+    assert!(progress.iter().all(|o| o.key == "prod/~broadcast/progress"));
+    let per_copy = progress.len() / 3;
+    assert!(per_copy >= 1 && per_copy < AGENTS * usize::try_from(HEARTBEATS).unwrap(), "{per_copy} progress records");
+    assert_eq!(Metrics::get(&metrics.node_repeats_total), AGENTS as u64 * HEARTBEATS);
+    assert_eq!(reported_until(&out).values().copied().collect::<Vec<_>>(), vec![last; AGENTS]);
 }

@@ -36,6 +36,9 @@ pub enum Observation {
     Credential(CredentialFact),
     /// A node agent saw a process that may not read a pod's token file open it.
     TokenFileRead(TokenFileRead),
+    /// How far the cluster's evidence has come: what repeated node facts carried, batched by
+    /// the aggregator (never made by a decoder).
+    Progress(Progress),
 }
 
 impl Observation {
@@ -53,6 +56,7 @@ impl Observation {
             Observation::TokenSecret(o) => o.time,
             Observation::Credential(o) => o.time,
             Observation::TokenFileRead(o) => o.time,
+            Observation::Progress(o) => o.time(),
         }
     }
 
@@ -61,6 +65,7 @@ impl Observation {
     pub fn from_agent(&self) -> bool {
         match self {
             Observation::Credential(_) | Observation::TokenFileRead(_) => true,
+            Observation::Progress(p) => p.logged.is_none(),
             Observation::Pod(PodFact { source, .. }) | Observation::Node(NodeFact { source, .. }) => {
                 *source == Some(FactSource::Attestation)
             }
@@ -513,6 +518,38 @@ pub struct NodeFact {
     /// it in its user agent (`linux`, `windows`).
     #[serde(default)]
     pub os: Option<String>,
+}
+
+/// How far a cluster's evidence has come. The aggregator broadcasts node facts to every
+/// partition, and nearly all of them repeat what every partition already holds: each request of
+/// a kubelet names its node's address again, each agent heartbeat its node again. Such repeats
+/// carry only time, so the aggregator keeps their latest times and sends them as one of these
+/// every few seconds (docs/streaming.md, "Broadcasts").
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The latest time of the audit events among the repeats (the audit log's progress);
+    /// `None` when only agents reported.
+    pub logged: Option<Timestamp>,
+    /// Each node whose agent reported, with the latest time it reported (that node's clock).
+    pub nodes: Vec<NodeProgress>,
+}
+
+/// How far one node's agent has reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeProgress {
+    /// Node name.
+    pub name: String,
+    /// The latest time its agent reported.
+    pub reported_until: Timestamp,
+}
+
+impl Progress {
+    /// The audit log's time when it has one, else the latest agent's.
+    pub fn time(&self) -> Timestamp {
+        self.logged
+            .or_else(|| self.nodes.iter().map(|n| n.reported_until).max())
+            .unwrap_or(Timestamp::MIN)
+    }
 }
 
 /// A ServiceAccount object.

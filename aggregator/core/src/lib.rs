@@ -24,6 +24,7 @@
 //! * `normalize`: one audit event to observations (the hot path).
 //! * `objects`, `inventory`: Kubernetes objects (Pod, Node, ServiceAccount, Secret) and the
 //!   facts an inventory dump yields.
+//! * [`node_reports`]: which node facts are broadcast, and the progress that stands for repeats.
 //! * [`yaml`]: YAML evidence (`gcloud logging read`, audit events kept as YAML), converted
 //!   document by document to the JSON the decoders take.
 //! * [`decoded`]: what decoding appends to: observations, problems, [`DecodeStats`].
@@ -38,6 +39,7 @@ pub mod compression;
 pub mod decode;
 pub mod decoded;
 pub mod layout;
+pub mod node_reports;
 pub mod route;
 pub mod salvage;
 pub mod yaml;

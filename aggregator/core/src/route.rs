@@ -134,6 +134,7 @@ impl Directory {
             // joins them.
             Observation::TokenFileRead(r) => sa_route(cluster, &r.serviceaccount),
             Observation::Node(_) => broadcast(cluster, "node"),
+            Observation::Progress(_) => broadcast(cluster, "progress"),
             Observation::AuthFailure(_) => broadcast(cluster, "auth-failure"),
             Observation::Pod(p) => {
                 if let (Some(uid), Some(node), Some(FactSource::AuditLog)) = (&p.uid, &p.node, p.source) {

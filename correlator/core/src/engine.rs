@@ -107,6 +107,7 @@ fn logged(obs: &Observation) -> bool {
         | Observation::TokenSecret(_)
         | Observation::Credential(_)
         | Observation::TokenFileRead(_) => false,
+        Observation::Progress(p) => p.logged.is_some(),
         _ => true,
     }
 }
@@ -199,6 +200,7 @@ impl Engine {
             Observation::Node(n) => self.state.fold_node(&n),
             Observation::ServiceAccount(sa) => self.state.fold_serviceaccount(sa),
             Observation::TokenSecret(s) => self.state.fold_token_secret(s),
+            Observation::Progress(p) => self.state.fold_progress(&p),
         }
     }
 

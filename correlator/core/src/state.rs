@@ -17,7 +17,7 @@ use crate::activity::{Access, Mints, SecretReads};
 use crate::attestation::Attestations;
 use crate::model::{Model, Nodes, PodQuestions, PodSighting, Pods};
 use crate::observation::{
-    AuthFailure, Credential, CredentialFact, FactSource, NodeFact, PodAccess, PodFact, SecretRead, ServiceAccountFact,
+    AuthFailure, Credential, CredentialFact, FactSource, NodeFact, PodAccess, PodFact, Progress, SecretRead, ServiceAccountFact,
     ServiceAccountRef, TokenFileRead, TokenMint, TokenSecretFact, UseView,
 };
 use crate::proxies::ProxyHops;
@@ -235,6 +235,14 @@ impl State {
             self.attestations.reported(&n.name, n.time);
         }
         self.model.nodes.apply(n);
+    }
+
+    /// Repeated node facts, batched: the audit log's part moved the clocks already (`received`,
+    /// `logged_at`); the agents' part moves their nodes' watermarks as their heartbeats would.
+    pub(crate) fn fold_progress(&mut self, p: &Progress) {
+        for n in &p.nodes {
+            self.attestations.reported(&n.name, n.reported_until);
+        }
     }
 
     pub(crate) fn fold_serviceaccount(&mut self, sa: ServiceAccountFact) {

@@ -191,31 +191,83 @@ pub async fn read_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(
     }
 }
 
-/// What the decoders make of `values` for `cluster`, as protobuf bytes, sorted (a multiset).
+/// What the decoders make of `values` for `cluster`, as protobuf bytes, sorted (a multiset),
+/// node facts left out: the aggregator broadcasts only those that add to what the partitions
+/// hold, which depends on the order records are processed in ([`node_knowledge`] compares what
+/// they add up to).
 pub fn expected(values: &[Vec<u8>], cluster: &str) -> Vec<Vec<u8>> {
     let mut all = Vec::new();
     for v in values {
         let mut decoded = tokentrail_aggregator_core::Decoded::new();
         tokentrail_aggregator_core::decode_value(v, &mut decoded);
-        all.extend(decoded.observations.iter().map(|o| tokentrail_proto::wire::to_proto(cluster, o).encode_to_vec()));
+        all.extend(
+            decoded
+                .observations
+                .iter()
+                .filter(|o| !matches!(o, tokentrail_proto::Observation::Node(_)))
+                .map(|o| tokentrail_proto::wire::to_proto(cluster, o).encode_to_vec()),
+        );
     }
     all.sort();
     all
 }
 
-/// The observations read, one per observation (broadcast extra copies left out), sorted.
+/// Whether a record is a node fact or a progress (see [`expected`]).
+fn about_nodes(o: &Out) -> bool {
+    matches!(o.observation().kind, Some(pb::observation::Kind::Node(_) | pb::observation::Kind::Progress(_)))
+}
+
+/// The observations read, one per observation (broadcast extra copies, node facts and
+/// progress left out), sorted.
 pub fn observed(out: &[Out]) -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = out.iter().filter(|o| !o.is_extra_copy()).map(|o| o.value.clone()).collect();
+    let mut v: Vec<Vec<u8>> =
+        out.iter().filter(|o| !o.is_extra_copy() && !about_nodes(o)).map(|o| o.value.clone()).collect();
     v.sort();
     v
 }
 
 pub fn count_observations(out: &[Out]) -> usize {
-    out.iter().filter(|o| !o.is_extra_copy()).count()
+    out.iter().filter(|o| !o.is_extra_copy() && !about_nodes(o)).count()
 }
 
-/// The agent's test-only certificates (`agent/tests/data/tls`): a CA, `aggregator.test` and
-/// 127.0.0.1 for servers, and a client certificate for `agent.worker-1.test`.
+/// What node facts add up to, per `(cluster, node)`: addresses, pod CIDRs and OS, as text.
+pub type NodeKnowledge = BTreeMap<(String, String), std::collections::BTreeSet<String>>;
+
+/// [`NodeKnowledge`] of the node facts the decoders make of `values` for `cluster`.
+pub fn expected_node_knowledge(values: &[Vec<u8>], cluster: &str, into: &mut NodeKnowledge) {
+    for v in values {
+        let mut decoded = tokentrail_aggregator_core::Decoded::new();
+        tokentrail_aggregator_core::decode_value(v, &mut decoded);
+        for o in &decoded.observations {
+            if let tokentrail_proto::Observation::Node(n) = o {
+                let known = into.entry((cluster.to_string(), n.name.clone())).or_default();
+                known.extend(n.addresses.iter().map(|a| format!("address {a}")));
+                known.extend(n.pod_cidrs.iter().map(|c| format!("cidr {c}")));
+                known.extend(n.os.iter().map(|os| format!("os {os}")));
+            }
+        }
+    }
+}
+
+/// [`NodeKnowledge`] of the node facts read (home copies).
+pub fn node_knowledge(out: &[Out]) -> NodeKnowledge {
+    let mut into = NodeKnowledge::new();
+    for o in out.iter().filter(|o| !o.is_extra_copy()) {
+        let observation = o.observation();
+        if let Some(pb::observation::Kind::Node(_)) = observation.kind {
+            let Some((cluster, tokentrail_proto::Observation::Node(n))) = tokentrail_proto::wire::from_proto(&observation)
+            else {
+                panic!("an undecodable node fact")
+            };
+            let known = into.entry((cluster, n.name.clone())).or_default();
+            known.extend(n.addresses.iter().map(|a| format!("address {a}")));
+            known.extend(n.pod_cidrs.iter().map(|c| format!("cidr {c}")));
+            known.extend(n.os.iter().map(|os| format!("os {os}")));
+        }
+    }
+    into
+}
+
 pub fn test_tls(name: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/data/tls").join(name)
 }

@@ -7,7 +7,7 @@ pub struct Observation {
     pub cluster: ::prost::alloc::string::String,
     #[prost(
         oneof = "observation::Kind",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21"
     )]
     pub kind: ::core::option::Option<observation::Kind>,
 }
@@ -48,6 +48,9 @@ pub mod observation {
         /// A node agent saw a process that may not read a pod's token file open it.
         #[prost(message, tag = "20")]
         TokenFileRead(super::TokenFileRead),
+        /// How far a cluster's evidence has come: what repeated node facts carried, batched.
+        #[prost(message, tag = "21")]
+        Progress(super::Progress),
     }
 }
 /// A service account, as `system:serviceaccount:<namespace>:<name>` names it.
@@ -294,6 +297,26 @@ pub struct NodeFact {
     /// `status.nodeInfo.operatingSystem`, or the OS the node's kubelet names in its user agent.
     #[prost(string, optional, tag = "6")]
     pub os: ::core::option::Option<::prost::alloc::string::String>,
+}
+/// How far a cluster's evidence has come, sent every few seconds (always broadcast) in place of
+/// node facts that repeat what every partition already holds: a kubelet's requests (the audit
+/// log's progress) and agents' heartbeats (each node's watermark).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Progress {
+    /// The latest time of the audit events among the repeats; absent when only agents reported.
+    #[prost(int64, optional, tag = "1")]
+    pub logged_micros: ::core::option::Option<i64>,
+    /// Each node whose agent reported, with the latest time it reported (its node's clock).
+    #[prost(message, repeated, tag = "2")]
+    pub nodes: ::prost::alloc::vec::Vec<NodeProgress>,
+}
+/// How far one node's agent has reported.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeProgress {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(int64, tag = "2")]
+    pub reported_until_micros: i64,
 }
 /// A ServiceAccount object.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -11,7 +11,7 @@ use super::observation::v1 as pb;
 use crate::net::IpNet;
 use crate::observation::{
     AttestationDetails, AuthFailure, BoundPod, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact,
-    Observation, PodAccess, PodAccessKind, PodEvent, PodFact, Request, SecretRead, ServiceAccountFact,
+    NodeProgress, Observation, PodAccess, PodAccessKind, PodEvent, PodFact, Progress, Request, SecretRead, ServiceAccountFact,
     ServiceAccountRef, Stage, TokenFileRead, TokenMint, TokenReader, TokenSecretFact, TokenUse,
 };
 use crate::time::Timestamp;
@@ -147,6 +147,14 @@ pub fn to_proto(cluster: &str, o: &Observation) -> pb::Observation {
                 pod_name: r.reader.pod_name.clone(),
                 container: r.reader.container.clone(),
             }),
+        }),
+        Observation::Progress(p) => Kind::Progress(pb::Progress {
+            logged_micros: p.logged.map(|t| t.0),
+            nodes: p
+                .nodes
+                .iter()
+                .map(|n| pb::NodeProgress { name: n.name.clone(), reported_until_micros: n.reported_until.0 })
+                .collect(),
         }),
     };
     pb::Observation { cluster: cluster.to_string(), kind: Some(kind) }
@@ -388,6 +396,14 @@ pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
                 })
                 .unwrap_or_default(),
         }),
+        Kind::Progress(p) => Observation::Progress(Progress {
+            logged: p.logged_micros.map(Timestamp),
+            nodes: p
+                .nodes
+                .iter()
+                .map(|n| NodeProgress { name: n.name.clone(), reported_until: Timestamp(n.reported_until_micros) })
+                .collect(),
+        }),
     };
     Some((o.cluster.clone(), obs))
 }
@@ -503,6 +519,17 @@ mod tests {
             },
         });
         assert_eq!(from_proto(&to_proto("prod", &read)), Some(("prod".to_string(), read)));
+    }
+
+    #[test]
+    fn progress_round_trips() {
+        for logged in [Some(Timestamp(1_772_359_200_000_000)), None] {
+            let progress = Observation::Progress(Progress {
+                logged,
+                nodes: vec![NodeProgress { name: "worker-1".into(), reported_until: Timestamp(1_772_359_100_000_000) }],
+            });
+            assert_eq!(from_proto(&to_proto("prod", &progress)), Some(("prod".to_string(), progress)));
+        }
     }
 
     #[test]
