@@ -54,5 +54,6 @@ pub use compression::{decompress, decompress_bounded, detect_compression, Compre
 pub use decode::{decode_line, decode_value};
 pub use decoded::{DecodeStats, Decoded, Format, Problem, UseFolder};
 pub use layout::{detect_layout, detect_layout_in, is_whole_line, strip_bom, Layout};
+pub use objects::TOKEN_SHA256_ANNOTATION;
 pub use salvage::{salvage, Salvaged};
 pub use yaml::{decode_yaml, looks_like_yaml};
