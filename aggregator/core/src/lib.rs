@@ -19,6 +19,8 @@
 //! * `audit_event`: the serde shape of one top-level object (an audit `Event`, and the keys that
 //!   tell the other shapes apart), read once, borrowing from the input.
 //! * `providers`: EKS CloudWatch, AKS diagnostic and GKE Cloud Logging envelopes.
+//! * [`cluster_names`]: the cluster those envelopes name (GKE `resource.labels.cluster_name`,
+//!   EKS `logGroup`, AKS `resourceId`), read from a file's start.
 //! * `scan`: the fast reader of one object into that shape, which jumps over what is not read;
 //!   serde_json reads whatever it gives up on.
 //! * `normalize`: one audit event to observations (the hot path).
@@ -34,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cluster_names;
 pub mod compression;
 pub mod decode;
 pub mod decoded;
