@@ -27,8 +27,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// The annotation that carries a token Secret's token's SHA-256 (hex) in `secrets.json`.
-pub const TOKEN_SHA256_ANNOTATION: &str = "tokentrail.io/token-sha256";
+/// The annotation that carries a token Secret's token's SHA-256 (hex) in `secrets.json`: the
+/// decoders' own constant, so what `collect` writes is what `analyze` reads.
+pub use tokentrail_aggregator_core::TOKEN_SHA256_ANNOTATION;
 
 /// The manifest's file name (`analyze` reads its `# cluster:` line to name the directory's cluster).
 pub const MANIFEST: &str = tokentrail_correlator::clusters::COLLECT_MANIFEST;

@@ -235,7 +235,9 @@ fn incident(s: &mut String, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
             let _ = writeln!(s, "{pad}{label}: {}", escape(&items));
         }
     }
-    let _ = writeln!(s, "{pad}story:");
+    if !i.story.is_empty() {
+        let _ = writeln!(s, "{pad}story:");
+    }
     let times: Vec<String> = i.story.iter().map(|step| step.time.to_string()).collect();
     let width = times.iter().map(String::len).max().unwrap_or(0);
     for (step, time) in i.story.iter().zip(&times) {
@@ -263,7 +265,11 @@ fn incident(s: &mut String, i: &Incident, findings: &BTreeMap<&str, &Finding>) {
 fn finding(s: &mut String, f: &Finding, several: bool) {
     let _ = writeln!(s, "\n{:<8}  {}  {}", f.severity.as_str().to_uppercase(), f.rule, escape(&f.title));
     let mut facts = vec![format!("{} × {} … {}", f.count, f.first_seen, f.last_seen)];
-    if several {
+    if !f.copies.is_empty() {
+        // A finding about several clusters (`legacy-token-shared-across-clusters`) names them all.
+        let clusters: std::collections::BTreeSet<&str> = f.copies.iter().map(|c| shown_cluster(&c.cluster)).collect();
+        facts.push(format!("clusters {}", clusters.into_iter().collect::<Vec<_>>().join(", ")));
+    } else if several {
         facts.push(format!("cluster {}", cluster_cell(f.cluster.as_ref())));
     }
     if let Some(sa) = &f.serviceaccount {

@@ -461,6 +461,7 @@ fn full_finding(rule: Rule, severity: Severity) -> Finding {
         attack: rule.attack(),
         explanation: "Why it fired.".into(),
         status: tokentrail_correlator_core::finding::Status::Active,
+        copies: Vec::new(),
     }
 }
 

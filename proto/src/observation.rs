@@ -580,6 +580,12 @@ pub struct TokenSecretFact {
     pub last_used: Option<String>,
     /// `kubernetes.io/legacy-token-invalid-since` label (a date).
     pub invalid_since: Option<String>,
+    /// The SHA-256 of its token, 64 lowercase hex digits, from the `tokentrail.io/token-sha256`
+    /// annotation `tokentrail collect` writes in place of the data: the same token in two
+    /// clusters' Secrets is told by it, and the token itself is never read. Absent from older
+    /// records (a persisted state from before the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
 }
 
 /// Whether a pod holds a credential.

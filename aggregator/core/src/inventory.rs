@@ -14,7 +14,10 @@ use crate::audit_event::Event;
 use crate::decoded::{Decoded, Format, Place};
 use crate::json::{self, raw_str, Raw};
 use crate::normalize::quoted;
-use crate::objects::{NodeSpec, NodeStatus, ObjectMeta, PodSpec, PodStatus, SecretRefs, SERVICE_ACCOUNT_TOKEN_TYPE};
+use crate::objects::{
+    NodeSpec, NodeStatus, ObjectMeta, PodSpec, PodStatus, SecretRefs, SERVICE_ACCOUNT_TOKEN_TYPE,
+    TOKEN_SHA256_ANNOTATION,
+};
 
 /// Appends the facts of one object of `kind` (its own, or its list's when it has none).
 pub(crate) fn object(ev: &Event<'_>, kind: &str, format: Format, place: Place, out: &mut Decoded) {
@@ -197,6 +200,21 @@ impl Reader<'_> {
         }
         let Some(meta) = self.meta(ev, "Secret", true) else { return };
         let Some(time) = self.created(&meta, "Secret") else { return };
+        let written = meta.annotations.as_ref().and_then(|a| a.token_sha256.as_deref());
+        let token_sha256 = match written.map(token_sha256) {
+            Some(Ok(hash)) => Some(hash),
+            Some(Err(why)) => {
+                // The Secret still exists and is reported; only the hash is not trusted. The value
+                // is never quoted: a hand-edited dump may hold the token itself there.
+                self.problem(format!(
+                    "token secret {}/{}: annotation `{TOKEN_SHA256_ANNOTATION}` {why}: the hash is ignored, the secret kept",
+                    meta.namespace.as_deref().unwrap_or(""),
+                    name(&meta)
+                ));
+                None
+            }
+            None => None,
+        };
         let fact = TokenSecretFact {
             time,
             namespace: name_of(meta.namespace.as_deref()),
@@ -204,9 +222,20 @@ impl Reader<'_> {
             serviceaccount: owned(meta.annotations.as_ref().and_then(|a| a.service_account_name.as_deref())),
             last_used: owned(meta.labels.as_ref().and_then(|l| l.legacy_token_last_used.as_deref())),
             invalid_since: owned(meta.labels.as_ref().and_then(|l| l.legacy_token_invalid_since.as_deref())),
+            token_sha256,
         };
         self.out.stats.event(self.format);
         self.push(Observation::TokenSecret(fact));
+    }
+}
+
+/// A token's SHA-256 as `collect` writes it: 64 hex digits, taken in lowercase; else why not
+/// (its length only: the value itself is never repeated).
+fn token_sha256(written: &str) -> Result<String, String> {
+    if written.len() == 64 && written.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(written.to_ascii_lowercase())
+    } else {
+        Err(format!("is not a SHA-256 (64 hex digits; {} characters given)", written.chars().count()))
     }
 }
 

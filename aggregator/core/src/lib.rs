@@ -19,6 +19,8 @@
 //! * `audit_event`: the serde shape of one top-level object (an audit `Event`, and the keys that
 //!   tell the other shapes apart), read once, borrowing from the input.
 //! * `providers`: EKS CloudWatch, AKS diagnostic and GKE Cloud Logging envelopes.
+//! * [`cluster_names`]: the cluster those envelopes name (GKE `resource.labels.cluster_name`,
+//!   EKS `logGroup`, AKS `resourceId`), read from a file's start.
 //! * `scan`: the fast reader of one object into that shape, which jumps over what is not read;
 //!   serde_json reads whatever it gives up on.
 //! * `normalize`: one audit event to observations (the hot path).
@@ -35,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cluster_names;
 pub mod compression;
 pub mod decode;
 pub mod decoded;
@@ -56,5 +59,6 @@ pub use compression::{decompress, decompress_bounded, detect_compression, Compre
 pub use decode::{decode_line, decode_value};
 pub use decoded::{DecodeStats, Decoded, Format, Problem, UseFolder};
 pub use layout::{detect_layout, detect_layout_in, is_whole_line, strip_bom, Layout};
+pub use objects::TOKEN_SHA256_ANNOTATION;
 pub use salvage::{salvage, Salvaged};
 pub use yaml::{decode_yaml, looks_like_yaml};

@@ -494,6 +494,8 @@ impl<'e> Normalizer<'e, '_, '_> {
             serviceaccount: pick(|m| m.annotations.as_ref()?.service_account_name.as_deref()),
             last_used: pick(|m| m.labels.as_ref()?.legacy_token_last_used.as_deref()),
             invalid_since: pick(|m| m.labels.as_ref()?.legacy_token_invalid_since.as_deref()),
+            // Only `collect` writes the hash, into its dumps; a Secret in a request is not one.
+            token_sha256: None,
         };
         self.push(Observation::TokenSecret(fact));
     }

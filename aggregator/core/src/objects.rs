@@ -31,11 +31,18 @@ pub(crate) struct ObjectMeta<'a> {
     pub labels: Option<ObjectLabels<'a>>,
 }
 
+/// The annotation `tokentrail collect` writes on a token Secret in place of its data: the
+/// SHA-256 of the token, in hex (the literal is repeated in [`ObjectAnnotations`], which needs it
+/// as a pattern; a test keeps the two equal).
+pub const TOKEN_SHA256_ANNOTATION: &str = "tokentrail.io/token-sha256";
+
 pick_keys!(
     /// Object annotations we read (never `last-applied-configuration`, which can hold a
     /// Secret's data).
     ObjectAnnotations {
         service_account_name: ["kubernetes.io/service-account.name"],
+        /// [`TOKEN_SHA256_ANNOTATION`].
+        token_sha256: ["tokentrail.io/token-sha256"],
     }
 );
 

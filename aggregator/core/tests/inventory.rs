@@ -157,3 +157,37 @@ fn core_events_crds_and_broken_objects() {
     let no_time = r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"x","namespace":"y"}}"#;
     assert!(decode(no_time).problems[0].message.contains("creationTimestamp"));
 }
+
+#[test]
+fn a_token_secrets_hash_from_collect_is_kept_and_a_bad_one_is_a_problem() {
+    let secret = |name: &str, annotation: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/service-account-token","metadata":{{"name":"{name}","namespace":"ci","creationTimestamp":"2020-01-01T00:00:01Z","annotations":{{"kubernetes.io/service-account.name":"old"{annotation}}}}}}}"#
+        )
+    };
+    let hash = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+    let annotation = |v: &str| format!(r#","{}":"{v}""#, tokentrail_aggregator_core::TOKEN_SHA256_ANNOTATION);
+    let dump = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n{},\n{},\n{},\n{}\n]}}",
+        secret("good", &annotation(hash)),
+        secret("none", ""),
+        // The token itself where the hash belongs: refused, and never repeated.
+        secret("token-instead", &annotation("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW0ifQ.c2ln")),
+        secret("short", &annotation(&hash[..63])),
+    );
+    let out = decode(&dump);
+    let s = token_secrets(&out);
+    let hashes: Vec<(&str, Option<&str>)> = s.iter().map(|s| (s.name.as_str(), s.token_sha256.as_deref())).collect();
+    assert_eq!(
+        hashes,
+        [("good", Some(hash.to_ascii_lowercase().as_str())), ("none", None), ("token-instead", None), ("short", None)]
+    );
+    assert_eq!(out.problems.len(), 2, "{:?}", out.problems);
+    assert_eq!(out.stats.errors, 2);
+    let lines: Vec<Option<usize>> = out.problems.iter().map(|p| p.line_in_value).collect();
+    assert_eq!(lines, [Some(4), Some(5)], "each problem at its Secret's line");
+    for p in &out.problems {
+        assert!(p.message.contains("tokentrail.io/token-sha256") && p.message.contains("is not a SHA-256"), "{p:?}");
+        assert!(!p.message.contains("eyJ") && !p.message.contains("9f86d0"), "the value is never repeated: {p:?}");
+    }
+}

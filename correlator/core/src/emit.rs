@@ -187,6 +187,7 @@ fn withdrawal(id: String, severity: &Severity, count: u64, last_seen: Timestamp,
         audit_ids: Vec::new(),
         attack: s.rule.attack(),
         status: Status::Withdrawn,
+        copies: Vec::new(),
     }
 }
 
@@ -223,6 +224,7 @@ mod tests {
             attack: Rule::TokenUsedOffCluster.attack(),
             explanation: String::new(),
             status: crate::finding::Status::Active,
+            copies: Vec::new(),
         }
     }
 

@@ -91,6 +91,9 @@ pub enum Rule {
     /// A token file read by a foreign reader, then that credential used from anywhere but its
     /// pod.
     TokenHarvestedThenUsed,
+    /// The same Secret-based token (by its SHA-256 from `tokentrail collect`) in token Secrets
+    /// of two or more clusters.
+    LegacyTokenSharedAcrossClusters,
 }
 
 /// A MITRE ATT&CK technique.
@@ -112,7 +115,7 @@ const T1552_001: Technique = Technique { id: "T1552.001", name: "Unsecured Crede
 
 impl Rule {
     /// Every rule, in catalogue order.
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 18] = [
         Rule::TokenUsedOffCluster,
         Rule::TokenUsedFromOtherWorkload,
         Rule::TokenMultiOrigin,
@@ -130,6 +133,7 @@ impl Rule {
         Rule::TokenFileReadByOtherPod,
         Rule::TokenFileReadOnHost,
         Rule::TokenHarvestedThenUsed,
+        Rule::LegacyTokenSharedAcrossClusters,
     ];
 
     /// The stable rule id.
@@ -152,6 +156,7 @@ impl Rule {
             Rule::TokenFileReadByOtherPod => "token-file-read-by-other-pod",
             Rule::TokenFileReadOnHost => "token-file-read-on-host",
             Rule::TokenHarvestedThenUsed => "token-harvested-then-used",
+            Rule::LegacyTokenSharedAcrossClusters => "legacy-token-shared-across-clusters",
         }
     }
 
@@ -168,7 +173,8 @@ impl Rule {
             | Rule::TokenForgedMint
             | Rule::TokenSupersededUse
             | Rule::TokenAfterPodDeletion
-            | Rule::LegacyTokenForeignIp => Severity::High,
+            | Rule::LegacyTokenForeignIp
+            | Rule::LegacyTokenSharedAcrossClusters => Severity::High,
             Rule::TokenMintedByUser
             | Rule::XffSpoofedSource
             | Rule::LegacyTokenUse
@@ -189,6 +195,8 @@ impl Rule {
             Rule::XffSpoofedSource => &[T1550_001],
             Rule::LegacyTokenForeignIp | Rule::LegacyTokenUse => &[T1550_001, T1078_004],
             Rule::LegacyTokenPresent => &[T1078_004],
+            // A copy of a credential is a credential in more places: misuse of one is of all.
+            Rule::LegacyTokenSharedAcrossClusters => &[T1078_004, T1550_001],
             Rule::SaTokenSecretRead => &[T1552_007, T1528],
             Rule::TokenForgedMint | Rule::TokenMintedByUser => &[T1528, T1078_004],
             Rule::TokenSupersededUse | Rule::TokenAfterPodDeletion => &[T1550_001, T1528],
@@ -202,7 +210,7 @@ impl Rule {
         match self {
             Rule::ExecThenTokenUse => Some("Exec into container; Container service account"),
             Rule::SaTokenSecretRead => Some("List Kubernetes secrets"),
-            Rule::LegacyTokenPresent => None,
+            Rule::LegacyTokenPresent | Rule::LegacyTokenSharedAcrossClusters => None,
             _ => Some("Container service account"),
         }
     }
@@ -279,6 +287,11 @@ impl Rule {
             Rule::TokenHarvestedThenUsed => {
                 "The token was taken from its file and used: delete its pod now (its bound tokens die with it), \
                  contain the reader, and review every request the client address made with the service account."
+            }
+            Rule::LegacyTokenSharedAcrossClusters => {
+                "One non-expiring token authenticates in every cluster listed: find how it was copied (by hand, a \
+                 GitOps repository, a shared signing key), treat a compromise of one cluster as one of all, and \
+                 delete every copy of the Secret (then rotate the service-account signing keys if they are shared)."
             }
         }
     }
@@ -463,6 +476,24 @@ pub struct Finding {
     /// `withdrawn` on a stream's correction of a finding it sent; absent while it stands.
     #[serde(skip_serializing_if = "Status::is_active")]
     pub status: Status,
+    /// The token Secrets that hold the same token, in every cluster
+    /// (`legacy-token-shared-across-clusters`); empty for every other rule.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<SecretCopy>,
+}
+
+/// One token Secret among those holding the same token.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SecretCopy {
+    /// The cluster it is in.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Secret name.
+    pub secret: String,
+    /// The service account its token authenticates as, when the Secret says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serviceaccount: Option<String>,
 }
 
 /// The stable finding id: a hash of rule, cluster, credential key and client address.

@@ -291,6 +291,11 @@ pub fn join_across_clusters(incidents: Vec<Incident>) -> Vec<Incident> {
             };
         }
     }
+    joined_sets(incidents, &mut sets)
+}
+
+/// Incidents whose sets were joined, each set as one incident ([`joined`]), ranked.
+fn joined_sets(incidents: Vec<Incident>, sets: &mut UnionFind) -> Vec<Incident> {
     let mut groups: BTreeMap<usize, Vec<Incident>> = BTreeMap::new();
     let roots: Vec<usize> = (0..incidents.len()).map(|i| sets.find(i)).collect();
     for (incident, root) in incidents.into_iter().zip(roots) {
@@ -302,6 +307,62 @@ pub fn join_across_clusters(incidents: Vec<Incident>) -> Vec<Incident> {
         .collect();
     out.sort_by(|a, b| rank(a).cmp(&rank(b)));
     out
+}
+
+/// Adds the `legacy-token-shared-across-clusters` findings of a merged report to its incidents:
+/// each joins every incident of a cluster it names that holds one of its Secrets as a credential
+/// (`secret=<namespace>/<name>`, a use or a read of that token there), whatever the time: the
+/// copy exists the whole time. One with no such incident is an incident of its own. So a token
+/// copied from one cluster and misused in another is one story.
+pub fn join_shared_tokens(incidents: Vec<Incident>, shared: &[Finding]) -> Vec<Incident> {
+    if shared.is_empty() {
+        return incidents;
+    }
+    let mut all: Vec<Incident> = shared.iter().map(shared_token).collect();
+    let own = all.len();
+    all.extend(incidents);
+    let mut sets = UnionFind::new(all.len());
+    for (s, f) in shared.iter().enumerate() {
+        for (i, incident) in all.iter().enumerate().skip(own) {
+            let holds = f.copies.iter().any(|c| {
+                // The evidence given without a name is the cluster "", which incidents leave out.
+                let in_cluster = if c.cluster.is_empty() {
+                    incident.clusters.is_empty()
+                } else {
+                    incident.clusters.contains(&c.cluster)
+                };
+                in_cluster && incident.credentials.contains(&format!("secret={}/{}", c.namespace, c.secret))
+            });
+            if holds {
+                sets.union(s, i);
+            }
+        }
+    }
+    joined_sets(all, &mut sets)
+}
+
+/// The incident of a `legacy-token-shared-across-clusters` finding alone: no story (a copy is a
+/// state, not an event), its clusters, accounts and Secrets from the copies.
+fn shared_token(f: &Finding) -> Incident {
+    let set = |each: &dyn Fn(&crate::finding::SecretCopy) -> Option<String>| -> Vec<String> {
+        f.copies.iter().filter_map(each).collect::<BTreeSet<_>>().into_iter().collect()
+    };
+    Incident {
+        schema: SCHEMA,
+        id: incident_id(&f.id),
+        severity: f.severity,
+        title: format!("{} ({})", f.title, findings_count(1)),
+        clusters: set(&|c| Some(c.cluster.clone()).filter(|c| !c.is_empty())),
+        first_seen: f.first_seen,
+        last_seen: f.last_seen,
+        serviceaccounts: set(&|c| c.serviceaccount.as_ref().map(|sa| format!("{}/{sa}", c.namespace))),
+        credentials: set(&|c| Some(format!("secret={}/{}", c.namespace, c.secret))),
+        attacker_ips: Vec::new(),
+        principals: Vec::new(),
+        findings: vec![f.id.clone()],
+        story: Vec::new(),
+        story_left_out: 0,
+    }
 }
 
 /// An incident's title without the count of findings it ends with: a joined incident counts
@@ -772,6 +833,7 @@ mod tests {
             attack: rule.attack(),
             explanation: String::new(),
             status: Status::Active,
+            copies: Vec::new(),
         }
     }
 
@@ -973,6 +1035,46 @@ mod tests {
         ]);
         assert_eq!(node.len(), 2);
         assert!(node.iter().all(|i| i.clusters.len() == 1));
+    }
+
+    #[test]
+    fn a_token_shared_across_clusters_joins_the_incidents_of_its_secrets_in_its_clusters() {
+        let legacy = |id: &str, secret: &str, client: &str| Finding {
+            credential: Some(FindingCredential { kind: "legacy-secret", id: None, secret: Some(secret.into()) }),
+            ..use_of(id, Rule::LegacyTokenForeignIp, "exporter", "x", client, (0, 10))
+        };
+        let copy = |cluster: &str| crate::finding::SecretCopy {
+            cluster: cluster.into(),
+            namespace: "shop".into(),
+            secret: "exporter-token".into(),
+            serviceaccount: Some("exporter".into()),
+        };
+        let shared = Finding {
+            rule: Rule::LegacyTokenSharedAcrossClusters,
+            severity: Severity::High,
+            cluster: None,
+            copies: vec![copy("eu"), copy("us")],
+            ..use_of("s", Rule::LegacyTokenSharedAcrossClusters, "exporter", "x", "203.0.113.1", (0, 0))
+        };
+        let per_cluster = across(&[
+            // The shared Secret used from outside in eu; another Secret of the same name in a third
+            // cluster that holds no copy stays apart.
+            ("eu", vec![legacy("a", "exporter-token", "203.0.113.50")]),
+            ("ap", vec![legacy("b", "exporter-token", "198.51.100.77")]),
+        ]);
+        let joined = join_shared_tokens(per_cluster, std::slice::from_ref(&shared));
+        assert_eq!(joined.len(), 2, "{joined:#?}");
+        let with = joined.iter().find(|i| i.findings.contains(&"s".to_string())).unwrap();
+        assert_eq!(with.findings.iter().collect::<BTreeSet<_>>(), BTreeSet::from([&"a".to_string(), &"s".to_string()]));
+        assert_eq!(with.clusters, ["eu", "us"]);
+        // Alone, it is an incident of its own.
+        let alone = join_shared_tokens(Vec::new(), std::slice::from_ref(&shared));
+        assert_eq!(alone.len(), 1);
+        assert_eq!(
+            (alone[0].findings.clone(), alone[0].clusters.clone()),
+            (vec!["s".to_string()], vec!["eu".to_string(), "us".to_string()])
+        );
+        assert_eq!(alone[0].credentials, ["secret=shop/exporter-token"]);
     }
 
     #[test]

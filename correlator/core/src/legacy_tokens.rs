@@ -39,6 +39,10 @@ pub struct LegacyTokenRow {
     pub uses: u64,
     /// Client addresses of those uses.
     pub source_ips: Vec<IpAddr>,
+    /// The SHA-256 of its token, when `tokentrail collect` wrote it (never the token): the same
+    /// token in another cluster's Secret has the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
 }
 
 /// Every Secret-based token: those in the evidence as Secrets, and those only seen in use.
@@ -64,6 +68,7 @@ pub(crate) fn inventory(state: &State, judged: &[Judged<'_>]) -> Vec<LegacyToken
                 mounted_by,
                 uses: 0,
                 source_ips: Vec::new(),
+                token_sha256: s.token_sha256.clone(),
             },
         );
     }
@@ -88,6 +93,7 @@ pub(crate) fn inventory(state: &State, judged: &[Judged<'_>]) -> Vec<LegacyToken
                 .collect(),
             uses: 0,
             source_ips: Vec::new(),
+            token_sha256: None,
         });
         row.uses += group.uses.count;
         if let Some(ip) = key.client {

@@ -16,7 +16,8 @@
 //! * [`verdict`]: was a credential used from where it belongs? Shared by rules, table, coverage.
 //! * `rules`: the catalogue of docs/design.md §3.4, producing [`finding`]s.
 //! * [`report`]: findings, client-address table, legacy-token inventory ([`legacy_tokens`]),
-//!   coverage, built from a state and the settings.
+//!   coverage, built from a state and the settings; several clusters' reports merged, with
+//!   [`shared_tokens`] (one legacy token in Secrets of several clusters) run over them.
 //! * [`proxies`]: apiservers in front of aggregated apiservers, learned from forwarded requests.
 //! * [`token_reads`]: foreign reads of token files that node agents saw.
 //! * [`attestation`]: what node agents attested (credentials seen in pod volumes, how far each
@@ -54,6 +55,7 @@ pub mod report;
 mod rules;
 pub mod sample;
 pub mod shared;
+pub mod shared_tokens;
 pub mod state;
 pub mod tally;
 pub mod token_reads;

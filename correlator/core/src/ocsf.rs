@@ -66,9 +66,10 @@ fn confidence(f: &Finding) -> (u8, &'static str) {
 
 /// Whether the finding's service account is the one that acted (its token made the requests),
 /// rather than only the one acted upon (`token-minted-by-user`: someone minted its tokens;
-/// `legacy-token-present`: a Secret holds its token).
+/// `legacy-token-present`: a Secret holds its token; `legacy-token-shared-across-clusters`:
+/// Secrets of several clusters hold it).
 fn serviceaccount_acted(rule: Rule) -> bool {
-    !matches!(rule, Rule::TokenMintedByUser | Rule::LegacyTokenPresent)
+    !matches!(rule, Rule::TokenMintedByUser | Rule::LegacyTokenPresent | Rule::LegacyTokenSharedAcrossClusters)
 }
 
 fn millis(t: crate::Timestamp) -> i64 {
@@ -178,6 +179,12 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
     if let Some(cluster) = &f.cluster {
         resources.push(json!({"type": CLUSTER_RESOURCE_TYPE, "name": cluster}));
     }
+    // A finding of several clusters (`legacy-token-shared-across-clusters`) affects each.
+    let copied_in: std::collections::BTreeSet<&str> =
+        f.copies.iter().map(|c| c.cluster.as_str()).filter(|c| !c.is_empty()).collect();
+    for cluster in copied_in {
+        resources.push(json!({"type": CLUSTER_RESOURCE_TYPE, "name": cluster}));
+    }
     if let Some(pod) = &f.pod {
         let mut r = json!({"type": "Pod", "name": pod.name, "namespace": pod.namespace});
         if let Some(uid) = &pod.uid {
@@ -214,6 +221,7 @@ pub fn detection_finding(f: &Finding, activity: Activity, product_version: &str)
             ("user_agents", serde_json::to_value(&f.user_agents)),
             ("requests", serde_json::to_value(&f.requests)),
             ("audit_ids", serde_json::to_value(&f.audit_ids)),
+            ("copies", serde_json::to_value(&f.copies)),
         ],
     );
     obj.insert("unmapped".into(), Value::Object(unmapped));
@@ -354,6 +362,7 @@ mod tests {
             attack: rule.attack(),
             explanation: "e".into(),
             status: crate::finding::Status::Active,
+            copies: Vec::new(),
         }
     }
 

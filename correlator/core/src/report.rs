@@ -185,7 +185,8 @@ impl Coverage {
 
 /// One report of several clusters' reports, each made by its own engine (the cluster is in every
 /// key, so nothing of two clusters mixes): findings, incidents and timelines in the reports'
-/// order, the tables' rows cluster by cluster, and coverage summed, with each cluster's own
+/// order, with the findings only several clusters show (`legacy-token-shared-across-clusters`,
+/// [`crate::shared_tokens`]), the tables' rows cluster by cluster, and coverage summed, with each cluster's own
 /// under [`Coverage::clusters`]. Incidents never span two clusters (their keys carry the
 /// cluster), so each report's incidents are already those of the merged findings. Reports are
 /// given with their clusters' names.
@@ -207,6 +208,9 @@ pub fn merge(reports: impl IntoIterator<Item = (String, Report)>) -> Report {
         merged.coverage.add(&name, &r.coverage);
         merged.coverage.clusters.insert(name, r.coverage);
     }
+    // One token in several clusters' Secrets: only a run over several clusters can see it.
+    let shared = crate::shared_tokens::findings(&merged.legacy_tokens);
+    merged.findings.extend(shared.iter().cloned());
     merged.findings.sort_by(|a, b| {
         (std::cmp::Reverse(a.severity), a.first_seen, a.rule, &a.id).cmp(&(
             std::cmp::Reverse(b.severity),
@@ -217,6 +221,7 @@ pub fn merge(reports: impl IntoIterator<Item = (String, Report)>) -> Report {
     });
     // One attacker in several clusters is one incident (sorted as one report sorts them).
     merged.incidents = crate::incident::join_across_clusters(std::mem::take(&mut merged.incidents));
+    merged.incidents = crate::incident::join_shared_tokens(std::mem::take(&mut merged.incidents), &shared);
     // Timelines most severe first, as in one report: by the first finding that names them.
     let mut rank: BTreeMap<(Option<&str>, String), usize> = BTreeMap::new();
     for (i, f) in merged.findings.iter().enumerate() {

@@ -258,6 +258,7 @@ impl State {
         entry.serviceaccount = entry.serviceaccount.take().or(s.serviceaccount);
         entry.last_used = entry.last_used.take().or(s.last_used);
         entry.invalid_since = entry.invalid_since.take().or(s.invalid_since);
+        entry.token_sha256 = entry.token_sha256.take().or(s.token_sha256);
         entry.time = entry.time.min(s.time);
     }
 

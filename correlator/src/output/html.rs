@@ -177,7 +177,18 @@ fn finding(p: &mut Page, f: &Finding, open: bool, timeline: Option<usize>, sever
         p.raw(" to ").val(f.last_seen);
     }
     p.raw("</dd>\n");
-    if several {
+    if !f.copies.is_empty() {
+        // A finding about several clusters (`legacy-token-shared-across-clusters`): each copy.
+        p.raw("<dt>Copies</dt><dd>");
+        for (n, c) in f.copies.iter().enumerate() {
+            if n > 0 {
+                p.raw("<br>");
+            }
+            p.raw("<code>").evidence(super::shown_cluster(&c.cluster)).raw(": ").evidence(&c.namespace).raw("/");
+            p.evidence(&c.secret).raw("</code>");
+        }
+        p.raw("</dd>\n");
+    } else if several {
         let cluster = super::shown_cluster(f.cluster.as_deref().unwrap_or(""));
         p.raw("<dt>Cluster</dt><dd><code>").evidence(cluster).raw("</code></dd>\n");
     }

@@ -348,6 +348,10 @@ pub struct TokenSecretFact {
     /// `kubernetes.io/legacy-token-invalid-since` label (a date).
     #[prost(string, optional, tag = "6")]
     pub invalid_since: ::core::option::Option<::prost::alloc::string::String>,
+    /// SHA-256 of the token (64 lowercase hex digits), from the `tokentrail.io/token-sha256`
+    /// annotation `tokentrail collect` writes; never the token.
+    #[prost(string, optional, tag = "7")]
+    pub token_sha256: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// A node agent's attestation that a pod physically holds a credential: the ground truth that
 /// ties a JTI (or a legacy token's Secret) to a pod and so to the pod's addresses.

@@ -110,6 +110,7 @@ pub fn to_proto(cluster: &str, o: &Observation) -> pb::Observation {
             serviceaccount: s.serviceaccount.clone(),
             last_used: s.last_used.clone(),
             invalid_since: s.invalid_since.clone(),
+            token_sha256: s.token_sha256.clone(),
         }),
         Observation::Credential(c) => Kind::Credential(pb::CredentialFact {
             time_micros: c.time.0,
@@ -354,6 +355,7 @@ pub fn from_proto(o: &pb::Observation) -> Option<(String, Observation)> {
             serviceaccount: s.serviceaccount.clone(),
             last_used: s.last_used.clone(),
             invalid_since: s.invalid_since.clone(),
+            token_sha256: s.token_sha256.clone(),
         }),
         Kind::Credential(c) => Observation::Credential(CredentialFact {
             time: Timestamp(c.time_micros),
@@ -492,6 +494,23 @@ mod tests {
             },
         });
         assert_eq!(from_proto(&to_proto("prod", &fact)), Some(("prod".to_string(), fact)));
+    }
+
+    #[test]
+    fn token_secrets_round_trip_with_their_token_hash() {
+        let secret = TokenSecretFact {
+            time: Timestamp(1_772_359_200_000_000),
+            namespace: "monitoring".into(),
+            name: "exporter-token-abcde".into(),
+            serviceaccount: Some("exporter".into()),
+            last_used: Some("2026-03-01".into()),
+            invalid_since: None,
+            token_sha256: Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into()),
+        };
+        for fact in [secret.clone(), TokenSecretFact { token_sha256: None, ..secret }] {
+            let fact = Observation::TokenSecret(fact);
+            assert_eq!(from_proto(&to_proto("prod", &fact)), Some(("prod".to_string(), fact)));
+        }
     }
 
     #[test]

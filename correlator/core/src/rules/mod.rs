@@ -186,6 +186,7 @@ impl Draft {
             attack: self.rule.attack(),
             explanation: self.explanation,
             status: Status::Active,
+            copies: Vec::new(),
         }
     }
 }

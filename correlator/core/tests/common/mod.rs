@@ -321,6 +321,7 @@ pub fn token_secret(ns: &str, name: &str, sa: &str) -> Observation {
         serviceaccount: Some(sa.into()),
         last_used: Some("2026-02-28".into()),
         invalid_since: None,
+        token_sha256: None,
     })
 }
 
