@@ -9,15 +9,43 @@
 //! * AKS diagnostic records (storage account, Event Hubs): `resourceId`,
 //!   `/SUBSCRIPTIONS/<sub>/RESOURCEGROUPS/<rg>/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/<name>`.
 //!
-//! Read from the start of a file (its first lines, or the whole entries of a document's start),
-//! with serde skipping everything else; the audit events themselves are not read here.
+//! Read from the start of a file (its first lines, the whole entries of a document's start, or
+//! its first YAML documents, as `gcloud logging read` prints them), with serde skipping
+//! everything else; the audit events themselves are not read here.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use crate::layout::Layout;
 use crate::salvage::salvage;
+use crate::yaml::{first_documents_as_json, looks_like_yaml};
+
+/// YAML documents read from a head: the cluster is named in every entry, so a few suffice, and
+/// YAML is slow to parse.
+const YAML_DOCUMENTS: usize = 32;
+
+/// The field a cluster's name was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NamedBy {
+    /// GKE: `resource.labels.cluster_name` of a `k8s_cluster` entry.
+    GkeClusterName,
+    /// EKS: a subscription record's `logGroup`, `/aws/eks/<name>/cluster`.
+    EksLogGroup,
+    /// AKS: a diagnostic record's `resourceId`, `.../managedClusters/<name>`.
+    AksResourceId,
+}
+
+impl NamedBy {
+    /// The provider and field, as a responder would look for them in the file.
+    pub fn field(self) -> &'static str {
+        match self {
+            NamedBy::GkeClusterName => "GKE resource.labels.cluster_name",
+            NamedBy::EksLogGroup => "EKS logGroup",
+            NamedBy::AksResourceId => "AKS resourceId",
+        }
+    }
+}
 
 /// The longest cluster name taken (EKS allows 100 characters, AKS 63, GKE 40).
 const MAX_NAME: usize = 100;
@@ -45,11 +73,20 @@ struct Labels {
     cluster_name: Option<String>,
 }
 
-/// The clusters the records at the start of a text name. `head` is the text's start (after any
-/// byte-order mark), `complete` whether it is the whole text, `layout` how it is laid out.
-/// Records that name none add nothing; a name that cannot be a cluster name is passed over.
-pub fn clusters_named(head: &[u8], layout: Layout, complete: bool) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
+/// The clusters the records at the start of a text name, each with the field it was read from
+/// (the first kind of field that named it). `head` is the text's start (after any byte-order
+/// mark), `complete` whether it is the whole text, `layout` how it is laid out (as JSON; a head
+/// that is YAML is read as YAML whatever `layout` says). Records that name none add nothing; a
+/// name that cannot be a cluster name is passed over.
+pub fn clusters_named(head: &[u8], layout: Layout, complete: bool) -> BTreeMap<String, NamedBy> {
+    let mut names = BTreeMap::new();
+    let starts_like_json = matches!(head.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
+    if !starts_like_json && looks_like_yaml(head) {
+        for json in first_documents_as_json(head, complete, YAML_DOCUMENTS) {
+            named_in_value(&json, &mut names);
+        }
+        return names;
+    }
     match layout {
         Layout::Lines => {
             let mut lines: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
@@ -72,7 +109,7 @@ pub fn clusters_named(head: &[u8], layout: Layout, complete: bool) -> BTreeSet<S
 }
 
 /// One JSON value: a record, or an array of records.
-fn named_in_value(text: &[u8], names: &mut BTreeSet<String>) {
+fn named_in_value(text: &[u8], names: &mut BTreeMap<String, NamedBy>) {
     let text = text.trim_ascii();
     match text.first() {
         Some(b'[') => {
@@ -89,7 +126,7 @@ fn named_in_value(text: &[u8], names: &mut BTreeSet<String>) {
     }
 }
 
-fn named_by(record: &Record, names: &mut BTreeSet<String>) {
+fn named_by(record: &Record, names: &mut BTreeMap<String, NamedBy>) {
     let gke = record
         .resource
         .as_ref()
@@ -97,7 +134,12 @@ fn named_by(record: &Record, names: &mut BTreeSet<String>) {
         .and_then(|r| r.labels.as_ref()?.cluster_name.clone());
     let eks = record.log_group.as_deref().and_then(eks_cluster);
     let aks = record.resource_id.as_deref().and_then(aks_cluster);
-    names.extend([gke, eks, aks].into_iter().flatten().filter(|n| is_name(n)));
+    let found = [(gke, NamedBy::GkeClusterName), (eks, NamedBy::EksLogGroup), (aks, NamedBy::AksResourceId)];
+    for (name, by) in found {
+        if let Some(name) = name.filter(|n| is_name(n)) {
+            names.entry(name).or_insert(by);
+        }
+    }
     for inner in record.records.iter().flatten() {
         named_by(inner, names);
     }
@@ -130,7 +172,7 @@ mod tests {
     use super::*;
 
     fn named(text: &str, layout: Layout) -> Vec<String> {
-        clusters_named(text.as_bytes(), layout, true).into_iter().collect()
+        clusters_named(text.as_bytes(), layout, true).into_keys().collect()
     }
 
     /// A GKE entry as docs/kubernetes.md §7.2 shows it (shortened).
@@ -179,9 +221,9 @@ mod tests {
     #[test]
     fn a_head_cut_mid_record_names_what_its_whole_records_name() {
         let lines = format!("{}\n{}", gke("a"), &gke("b")[..40]);
-        assert_eq!(clusters_named(lines.as_bytes(), Layout::Lines, false).into_iter().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(clusters_named(lines.as_bytes(), Layout::Lines, false).into_keys().collect::<Vec<_>>(), ["a"]);
         let array = format!("[\n{},\n{}", gke("a"), &gke("b")[..60]);
-        assert_eq!(clusters_named(array.as_bytes(), Layout::Document, false).into_iter().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(clusters_named(array.as_bytes(), Layout::Document, false).into_keys().collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]
@@ -192,5 +234,31 @@ mod tests {
         assert!(named(&gke("../../etc"), Layout::Lines).is_empty());
         assert!(named(&gke("a\u{1b}[31m"), Layout::Lines).is_empty());
         assert!(named("not json\n", Layout::Lines).is_empty());
+    }
+
+    #[test]
+    fn each_name_says_which_field_gave_it() {
+        let eks = r#"{"logGroup":"/aws/eks/eks-prod/cluster","logEvents":[]}"#;
+        let text = format!("{}\n{eks}\n", gke("gke-prod"));
+        let named = clusters_named(text.as_bytes(), Layout::Lines, true);
+        assert_eq!(named.get("gke-prod"), Some(&NamedBy::GkeClusterName));
+        assert_eq!(named.get("eks-prod"), Some(&NamedBy::EksLogGroup));
+        assert_eq!(NamedBy::GkeClusterName.field(), "GKE resource.labels.cluster_name");
+    }
+
+    #[test]
+    fn gcloud_logging_read_yaml_names_its_cluster_in_resource_labels() {
+        // `gcloud logging read` without `--format json`: one entry per document.
+        let entry = |cluster: &str| {
+            format!(
+                "---\ninsertId: 5a3a3498\nprotoPayload:\n  '@type': type.googleapis.com/google.cloud.audit.AuditLog\n  methodName: io.k8s.core.v1.pods.list\nresource:\n  labels:\n    cluster_name: {cluster}\n    location: us-central1-a\n    project_id: acme-prod\n  type: k8s_cluster\ntimestamp: '2024-05-12T05:13:08.760303Z'\n"
+            )
+        };
+        let text = format!("{}{}", entry("shop-prod"), entry("shop-prod"));
+        assert_eq!(named(&text, Layout::Document), ["shop-prod"]);
+        // A head cut inside the second document names what the first names.
+        let cut = format!("{}{}", entry("a"), &entry("b")[..60]);
+        let named = clusters_named(cut.as_bytes(), Layout::Lines, false);
+        assert_eq!(named.into_keys().collect::<Vec<_>>(), ["a"]);
     }
 }

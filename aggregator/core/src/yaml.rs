@@ -88,18 +88,40 @@ fn is_content(l: &[u8]) -> bool {
     !l.is_empty() && !l.starts_with(b"#") && l != b"---" && l != b"..."
 }
 
+/// The whole documents of a YAML text's start, each converted to JSON, for readers that look
+/// only at a file's first records (the cluster an export names, [`crate::cluster_names`]).
+/// `complete`: whether `head` is the whole text (else its last document may be cut, and is
+/// left out). Documents that cannot be read are passed over: the decoders report them.
+pub fn first_documents_as_json(head: &[u8], complete: bool, at_most: usize) -> Vec<Vec<u8>> {
+    let mut docs: Vec<&[u8]> = documents(head).map(|(_, d)| d).take(at_most + 1).collect();
+    if !complete || docs.len() > at_most {
+        docs.pop();
+    }
+    docs.into_iter()
+        .filter_map(|d| match parse_document(std::str::from_utf8(d).ok()?) {
+            Ok(serde_json::Value::Null) | Err(_) => None,
+            Ok(value) => serde_json::to_vec(&value).ok(),
+        })
+        .collect()
+}
+
+/// One YAML document as a JSON value, read without quoting the input in errors.
+fn parse_document(text: &str) -> Result<serde_json::Value, serde_saphyr::Error> {
+    let mut options = serde_saphyr::options::Options::default();
+    // Messages must not quote the input (it may hold a token); `yes`, `no` and `0123` stay text.
+    options.with_snippet = false;
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    serde_saphyr::from_str_with_options::<serde_json::Value>(text, options)
+}
+
 fn decode_document(document: &[u8], start_line: usize, out: &mut Decoded) {
     let place = Place { line: Some(start_line), record: None };
     let Ok(text) = std::str::from_utf8(document) else {
         out.problem(place, "unreadable yaml document: not UTF-8");
         return;
     };
-    let mut options = serde_saphyr::options::Options::default();
-    // Messages must not quote the input (it may hold a token); `yes`, `no` and `0123` stay text.
-    options.with_snippet = false;
-    options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
-    match serde_saphyr::from_str_with_options::<serde_json::Value>(text, options) {
+    match parse_document(text) {
         Ok(serde_json::Value::Null) => {}
         Ok(value) => match serde_json::to_vec(&value) {
             Ok(json) => decode_converted(&json, place, out),
