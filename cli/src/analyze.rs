@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine_args::EngineArgs;
 use clap::ValueEnum;
 use tokentrail_config::duration;
-use tokentrail_correlator::clusters::{self, ClusterEvidence};
+use tokentrail_correlator::clusters::{self, Arguments, Grouping};
 use tokentrail_correlator::forensic::{self, AnalyzeOptions, LocatedProblem};
 use tokentrail_correlator::output;
 use tokentrail_correlator_core::{EngineConfig, Severity, Timestamp};
@@ -145,9 +145,8 @@ pub fn run(args: Args) -> ExitCode {
         problems_per_file: PROBLEMS_SHOWN_PER_FILE,
         ..AnalyzeOptions::default()
     };
-    let groups = clusters::group(&args.evidence, args.cluster.as_deref());
-    let paths: Vec<&PathBuf> = groups.iter().flat_map(|g| &g.paths).collect();
-    let stdin = match Stdin::spool_if_named(&paths) {
+    let mut arguments = clusters::arguments(&args.evidence);
+    let stdin = match Stdin::spool_if_named(&arguments) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -156,17 +155,16 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_NO_EVIDENCE);
         }
     };
-    let evidence: Vec<ClusterEvidence> = groups
-        .iter()
-        .map(|g| ClusterEvidence {
-            cluster: g.cluster.clone(),
-            paths: g.paths.iter().map(|p| stdin.path_for(p)).collect(),
-        })
-        .collect();
+    for path in arguments.paths_mut() {
+        *path = stdin.path_for(path);
+    }
+    let grouping = clusters::group(&arguments, args.cluster.as_deref(), options.decompression);
+    say_how_clusters_were_told(&grouping, &stdin);
+    let clusters: Vec<Option<String>> = grouping.clusters.iter().map(|c| c.cluster.clone()).collect();
     let bar = Bar::for_stderr();
     let mut report_problem =
         |p: &LocatedProblem| eprintln!("tokentrail: {}", LocatedProblem { path: stdin.shown(&p.path), ..p.clone() });
-    let mut analysis = forensic::analyze_clusters(&evidence, &options, &bar, &mut report_problem);
+    let mut analysis = forensic::analyze_grouping(grouping, &options, &bar, &mut report_problem);
     for file in &mut analysis.files {
         file.path = stdin.shown(&file.path);
     }
@@ -196,13 +194,13 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(EXIT_NO_EVIDENCE);
     }
-    if evidence.len() > 1 {
+    if clusters.len() > 1 {
         // A cluster whose evidence holds no audit event adds nothing to verify: say so, rather than
         // let its empty share of the report read as "nothing happened there".
-        for c in &evidence {
-            let files = analysis.files.iter().filter(|f| f.cluster == c.cluster);
+        for c in &clusters {
+            let files = analysis.files.iter().filter(|f| &f.cluster == c);
             if files.map(|f| f.audit_events()).sum::<u64>() == 0 {
-                let name = output::shown_cluster(c.cluster.as_deref().unwrap_or(""));
+                let name = output::shown_cluster(c.as_deref().unwrap_or(""));
                 eprintln!(
                     "tokentrail: cluster {}: no audit events in its evidence, so no token use to verify there",
                     output::terminal::escape(name)
@@ -242,6 +240,47 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// Says on stderr which clusters the evidence named itself (a cloud export given without
+/// `NAME=`), so a responder sees why its findings carry that name, and which files named
+/// several clusters and so were left unnamed.
+fn say_how_clusters_were_told(grouping: &Grouping, stdin: &Stdin) {
+    let shown = |p: &std::path::Path| output::terminal::escape(&stdin.shown(p).display().to_string()).into_owned();
+    for c in &grouping.clusters {
+        let (Some(name), Some(first)) = (&c.cluster, c.files.iter().find(|f| f.named_by.is_some())) else { continue };
+        let by = first.named_by.map_or("", |b| b.field());
+        let naming = c.files.iter().filter(|f| f.named_by.is_some()).count();
+        let more = if naming > 1 { format!(" and {} more", naming - 1) } else { String::new() };
+        let silent = c.files.len() - naming;
+        // Files that name no cluster join the only one named: say so, in case one is not its.
+        let beside = match silent {
+            0 => String::new(),
+            n => format!("; {n} plain files beside it that name no cluster are taken as its too"),
+        };
+        eprintln!(
+            "tokentrail: cluster {}: named by the evidence ({by} in {}{more}){beside}",
+            output::terminal::escape(name),
+            shown(&first.file.path)
+        );
+    }
+    let unnamed = grouping.clusters.iter().find(|c| c.cluster.is_none()).map_or(0, |c| c.files.len());
+    let named_by_evidence = grouping.clusters.iter().any(|c| c.files.iter().any(|f| f.named_by.is_some()));
+    if unnamed > 0 && (named_by_evidence || !grouping.several.is_empty()) {
+        // Beside two clusters, a file that names none is not guessed onto either.
+        eprintln!(
+            "tokentrail: {unnamed} plain evidence files name no cluster, beside several that do: analysed apart, \
+             as unnamed evidence; give them as NAME=PATH to put them with their cluster"
+        );
+    }
+    for (path, names) in &grouping.several {
+        eprintln!(
+            "tokentrail: {}: its records name several clusters ({}): analysed as unnamed evidence, apart from \
+             them; a file is given to one cluster as a whole, so split it per cluster, or give it as NAME=PATH",
+            shown(path),
+            output::terminal::escape(&names.join(", "))
+        );
+    }
+}
+
 /// Standard input, when an evidence path is `-`: copied into a temporary file first, because
 /// the decoders read a file in ranges, in parallel, and more than once (its format is told
 /// from its start). Reports name it `<stdin>`.
@@ -252,8 +291,9 @@ struct Stdin {
 impl Stdin {
     const NAME: &'static str = "<stdin>";
 
-    fn spool_if_named(evidence: &[&PathBuf]) -> io::Result<Stdin> {
-        if !evidence.iter().any(|p| p.as_os_str() == "-") {
+    fn spool_if_named(arguments: &Arguments) -> io::Result<Stdin> {
+        let mut paths = arguments.named.iter().map(|(_, p)| p).chain(&arguments.plain);
+        if !paths.any(|p| p.as_os_str() == "-") {
             return Ok(Stdin { spooled: None });
         }
         let mut file = tempfile::NamedTempFile::new()?;

@@ -215,12 +215,45 @@ impl<R: Read> Read for Counting<R> {
 /// Opens a file, adding every byte read from disk to `progress`; compressed files stop with an
 /// error past `limits`.
 pub fn open(path: &Path, progress: Arc<AtomicU64>, limits: Limits) -> io::Result<Opened> {
-    let file = open_regular(path)?;
-    let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: file, counter: progress });
-    let compression = detect_compression(raw.fill_buf()?);
-    let mut text = decompress_bounded(compression, raw, limits)?;
+    let (compression, mut text) = decompressed(Counting { inner: open_regular(path)?, counter: progress }, limits)?;
     // Read ahead a window of lines to decide the layout, then put those bytes back in front of
     // the rest.
+    let Head { text: head, complete: _, layout, bom } = read_head(&mut text)?;
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    let looks_like_json = matches!(first, Some(b'{' | b'[') | None) || layout == Layout::Lines;
+    let reader = BufReader::with_capacity(1 << 20, io::Cursor::new(head).chain(text));
+    Ok(Opened { layout, compression, looks_like_json, offset: bom as u64, reader: Box::new(reader) })
+}
+
+/// A file's start as [`open`] sees it to decide its layout: decompressed (within `limits`), its
+/// byte-order mark dropped, at most [`PEEK`] bytes. For what the first records say about the
+/// whole file (the cluster a cloud export names) before the file is read.
+pub fn head(path: &Path, limits: Limits) -> io::Result<Head> {
+    let (_, mut text) = decompressed(open_regular(path)?, limits)?;
+    read_head(&mut text)
+}
+
+/// The start of a decompressed text.
+pub struct Head {
+    /// Its first bytes, byte-order mark dropped.
+    pub text: Vec<u8>,
+    /// Whether that is the whole text.
+    pub complete: bool,
+    /// How the JSON is laid out, told from those bytes.
+    pub layout: Layout,
+    /// The length of the byte-order mark dropped.
+    bom: usize,
+}
+
+/// The decompressed text of a file (compression told from its magic bytes).
+fn decompressed<R: Read + 'static>(file: R, limits: Limits) -> io::Result<(Compression, Box<dyn Read>)> {
+    let mut raw = BufReader::with_capacity(1 << 20, file);
+    let compression = detect_compression(raw.fill_buf()?);
+    Ok((compression, decompress_bounded(compression, raw, limits)?))
+}
+
+/// Reads up to [`PEEK`] bytes of `text`.
+fn read_head(text: &mut dyn Read) -> io::Result<Head> {
     let mut head = Vec::with_capacity(64 << 10);
     let mut block = [0u8; 64 << 10];
     let mut complete = false;
@@ -235,10 +268,7 @@ pub fn open(path: &Path, progress: Arc<AtomicU64>, limits: Limits) -> io::Result
     let bom = head.len() - tokentrail_aggregator_core::strip_bom(&head).len();
     head.drain(..bom);
     let layout = detect_layout_in(&head, complete);
-    let first = head.iter().find(|b| !b.is_ascii_whitespace());
-    let looks_like_json = matches!(first, Some(b'{' | b'[') | None) || layout == Layout::Lines;
-    let reader = BufReader::with_capacity(1 << 20, io::Cursor::new(head).chain(text));
-    Ok(Opened { layout, compression, looks_like_json, offset: bom as u64, reader: Box::new(reader) })
+    Ok(Head { text: head, complete, layout, bom })
 }
 
 /// Opens `path` for reading if it is a regular file. The open does not wait for a writer if the

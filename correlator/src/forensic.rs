@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
+use tokentrail_aggregator_core::cluster_names::NamedBy;
 use tokentrail_aggregator_core::{
     decode_line, decode_value, decode_yaml, is_whole_line, looks_like_yaml, Compression, DecodeStats, Decoded, Format,
     Layout, Limits, UseFolder,
@@ -25,7 +26,7 @@ use tokentrail_correlator_core::hash::persistent_hash;
 use tokentrail_correlator_core::observation::UseView;
 use tokentrail_correlator_core::{report, Engine, EngineConfig, Observation, Report, Timestamp};
 
-use crate::clusters::ClusterEvidence;
+use crate::clusters::{ClusterEvidence, Grouping};
 use crate::evidence::{self, EvidenceFile};
 use crate::output::terminal::escape;
 
@@ -115,6 +116,10 @@ pub struct FileSummary {
     /// The cluster its evidence was given for, in a run of several clusters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// The field of the file's own records that named its cluster (a cloud export given without
+    /// `NAME=`), e.g. `GKE resource.labels.cluster_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_named_by: Option<&'static str>,
     /// `lines` or `document`; absent when the file could not be opened.
     pub layout: Option<&'static str>,
     /// `gzip`, `zstd` or `none`.
@@ -281,21 +286,19 @@ pub fn analyze(
     progress: &dyn Progress,
     on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
 ) -> Analysis {
-    let evidence::Collected { files, errors, passed_over } = evidence::collect(paths);
+    analyze_found(evidence::collect(paths), options, progress, on_problem)
+}
+
+/// [`analyze`] of the files found already.
+fn analyze_found(
+    found: evidence::Collected,
+    options: &AnalyzeOptions,
+    progress: &dyn Progress,
+    on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
+) -> Analysis {
+    let evidence::Collected { files, errors, passed_over } = found;
     let mut summaries: Vec<FileSummary> = files.iter().map(|f| summary(f, None)).collect();
-    for e in errors {
-        let path = e.path().to_path_buf();
-        on_problem(&LocatedProblem { path: path.clone(), line: None, message: e.reason() });
-        let error = match &e {
-            evidence::EvidenceError::Unreadable { source, .. } => source.to_string(),
-            evidence::EvidenceError::NotAFile { .. } => e.reason(),
-        };
-        let missing = EvidenceFile { path, size: 0, explicit: true };
-        summaries.push(FileSummary { error: Some(error), ..summary(&missing, None) });
-    }
-    for p in passed_over {
-        on_problem(&LocatedProblem { path: p.path, line: None, message: format!("skipped: {}", p.reason) });
-    }
+    summaries.extend(not_read(errors, passed_over, on_problem));
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.start(total);
     let read = Arc::new(AtomicU64::new(0));
@@ -391,6 +394,23 @@ pub fn analyze(
     Analysis { report, decode, files: summaries, problems, filtered }
 }
 
+/// [`analyze_clusters`] of grouped evidence ([`crate::clusters::group`]): the paths that could
+/// not be walked while grouping are reported and listed as files not read, as [`analyze`]
+/// reports its own.
+pub fn analyze_grouping(
+    grouping: Grouping,
+    options: &AnalyzeOptions,
+    progress: &dyn Progress,
+    on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
+) -> Analysis {
+    let Grouping { clusters, errors, passed_over, .. } = grouping;
+    // Reported first, as `analyze` reports its own paths not read before reading the rest.
+    let unread = not_read(errors, passed_over, on_problem);
+    let mut analysis = analyze_clusters(&clusters, options, progress, on_problem);
+    analysis.files.extend(unread);
+    analysis
+}
+
 /// [`analyze`] for the evidence of several clusters: each cluster's in its own engine (under
 /// `options.engine` with that cluster's name), so equal namespaces, names and addresses of two
 /// clusters never meet; the reports are merged ([`tokentrail_correlator_core::report::merge`])
@@ -406,7 +426,15 @@ pub fn analyze_clusters(
             engine: EngineConfig { cluster: one.cluster.clone(), ..options.engine.clone() },
             ..options.clone()
         };
-        return analyze(&one.paths, &options, progress, on_problem);
+        let mut analysis = analyze_found(found(one), &options, progress, on_problem);
+        for f in &mut analysis.files {
+            f.cluster_named_by = one.named_by(&f.path).map(NamedBy::field);
+            if f.cluster_named_by.is_some() {
+                // What named it is shown with the name.
+                f.cluster.clone_from(&one.cluster);
+            }
+        }
+        return analysis;
     }
     let mut reports = Vec::new();
     let mut merged = Analysis {
@@ -421,15 +449,50 @@ pub fn analyze_clusters(
             engine: EngineConfig { cluster: c.cluster.clone(), ..options.engine.clone() },
             ..options.clone()
         };
-        let a = analyze(&c.paths, &options, progress, on_problem);
+        let a = analyze_found(found(c), &options, progress, on_problem);
         reports.push((c.cluster.clone().unwrap_or_default(), a.report));
         merged.decode.merge(&a.decode);
-        merged.files.extend(a.files.into_iter().map(|f| FileSummary { cluster: c.cluster.clone(), ..f }));
+        merged.files.extend(a.files.into_iter().map(|f| FileSummary {
+            cluster: c.cluster.clone(),
+            cluster_named_by: c.named_by(&f.path).map(NamedBy::field),
+            ..f
+        }));
         merged.problems += a.problems;
         merged.filtered += a.filtered;
     }
     merged.report = report::merge(reports);
     merged
+}
+
+/// Reports the paths that could not be read and those passed over; the first are listed as
+/// files with their error.
+fn not_read(
+    errors: Vec<evidence::EvidenceError>,
+    passed_over: Vec<evidence::PassedOver>,
+    on_problem: &mut (dyn FnMut(&LocatedProblem) + Send),
+) -> Vec<FileSummary> {
+    let mut summaries = Vec::new();
+    for e in errors {
+        let path = e.path().to_path_buf();
+        on_problem(&LocatedProblem { path: path.clone(), line: None, message: e.reason() });
+        let error = match &e {
+            evidence::EvidenceError::Unreadable { source, .. } => source.to_string(),
+            evidence::EvidenceError::NotAFile { .. } => e.reason(),
+        };
+        let missing = EvidenceFile { path, size: 0, explicit: true };
+        summaries.push(FileSummary { error: Some(error), ..summary(&missing, None) });
+    }
+    for p in passed_over {
+        on_problem(&LocatedProblem { path: p.path, line: None, message: format!("skipped: {}", p.reason) });
+    }
+    summaries
+}
+
+/// A cluster's files: its paths walked, and the files of plain paths found while grouping.
+fn found(c: &ClusterEvidence) -> evidence::Collected {
+    let mut found = evidence::collect(&c.paths);
+    found.files.extend(c.files.iter().map(|f| f.file.clone()));
+    found
 }
 
 /// What was read from one file so far.
@@ -490,6 +553,7 @@ fn summary(file: &EvidenceFile, layout: Option<&'static str>) -> FileSummary {
     FileSummary {
         path: file.path.clone(),
         cluster: None,
+        cluster_named_by: None,
         layout,
         compression: None,
         events: 0,

@@ -181,6 +181,18 @@ pub fn several_clusters(report: &Report) -> bool {
     report.coverage.clusters.len() > 1
 }
 
+/// The clusters named by their evidence (a cloud export given without `NAME=`): each with the
+/// field that named it and the first file that did, for a responder to check.
+pub fn clusters_named_by_evidence(analysis: &Analysis) -> Vec<(&str, &'static str, String)> {
+    let mut named: BTreeMap<&str, (&'static str, String)> = BTreeMap::new();
+    for f in &analysis.files {
+        if let (Some(cluster), Some(by)) = (&f.cluster, f.cluster_named_by) {
+            named.entry(cluster).or_insert_with(|| (by, f.path.display().to_string()));
+        }
+    }
+    named.into_iter().map(|(c, (by, file))| (c, by, file)).collect()
+}
+
 /// A cluster's name as shown: evidence given without one is `(unnamed)`.
 pub fn shown_cluster(cluster: &str) -> &str {
     if cluster.is_empty() {
@@ -425,6 +437,9 @@ fn coverage(s: &mut String, analysis: &Analysis) {
                 c.nodes
             );
         }
+    }
+    for (cluster, by, file) in clusters_named_by_evidence(analysis) {
+        let _ = writeln!(s, "  named by        {}: the evidence, {by} in {}", escape(cluster), escape(&file));
     }
     let formats: Vec<String> = analysis.decode.by_format.iter().map(|(f, n)| format!("{f} {n}")).collect();
     let readable = analysis.files.iter().filter(|f| f.error.is_none() && f.skipped.is_none()).count();

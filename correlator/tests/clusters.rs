@@ -37,7 +37,7 @@ fn run(clusters: &[ClusterEvidence]) -> Analysis {
 }
 
 fn named(cluster: &str, paths: Vec<PathBuf>) -> ClusterEvidence {
-    ClusterEvidence { cluster: Some(cluster.to_string()), paths }
+    ClusterEvidence { cluster: Some(cluster.to_string()), paths, ..ClusterEvidence::default() }
 }
 
 /// What a finding is about, without its cluster.

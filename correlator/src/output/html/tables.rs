@@ -173,6 +173,10 @@ pub(super) fn coverage(p: &mut Page, analysis: &Analysis) {
         p.raw(if i == 0 { "<code>" } else { ", <code>" }).text(net).raw("</code>");
     }
     p.raw("</dd>\n");
+    for (cluster, by, file) in crate::output::clusters_named_by_evidence(analysis) {
+        p.raw("<dt>Cluster name</dt><dd>").text(cluster).raw(": named by the evidence, ").text(by).raw(" in <code>");
+        p.evidence(&file).raw("</code></dd>\n");
+    }
     let d = &analysis.decode;
     p.raw("<dt>Records</dt><dd>").val(d.events);
     for (i, (format, n)) in d.by_format.iter().enumerate() {
