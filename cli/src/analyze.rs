@@ -45,8 +45,9 @@ pub struct Args {
     /// Evidence files or directories (formats are detected from content); `-` reads standard
     /// input (e.g. `kubectl logs ... | tokentrail analyze -`). `NAME=PATH` gives cluster NAME's
     /// evidence (`prod-eu=/evidence/eu prod-us=us-audit.log.gz`): each cluster is analysed apart
-    /// and the reports merged; plain paths belong to `--cluster`. A file whose name contains `=`
-    /// is still read as that file.
+    /// and the reports merged; plain paths belong to `--cluster`, or else to the cluster they
+    /// name (a `collect` directory; per file, a GKE, EKS subscription or AKS export's records).
+    /// A file whose name contains `=` is still read as that file.
     #[arg(required = true, value_name = "[NAME=]EVIDENCE")]
     evidence: Vec<PathBuf>,
     /// What to print on stdout.
@@ -254,6 +255,7 @@ fn say_how_clusters_were_told(grouping: &Grouping, stdin: &Stdin) {
         // Files that name no cluster join the only one named: say so, in case one is not its.
         let beside = match silent {
             0 => String::new(),
+            1 => String::from("; 1 plain file beside it that names no cluster is taken as its too"),
             n => format!("; {n} plain files beside it that name no cluster are taken as its too"),
         };
         eprintln!(
