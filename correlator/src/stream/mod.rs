@@ -47,6 +47,35 @@ pub use state::{PartitionState, Placement};
 /// How long a Kafka control call (transactions, restore) may take before the run gives up.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a stop (SIGTERM) may take, from the signal to the Kafka clients closed: inside the
+/// chart's 60 s grace period, after which Kubernetes kills the process. With the broker away a
+/// final commit can wait out several control timeouts (librdkafka's transactional calls take
+/// longer than the timeout they are given), and closing the consumer can block; what does not
+/// finish in time is given up (nothing is lost: the partitions' next owner resumes from the last
+/// commit). [`run`]'s last commit keeps to it as far as librdkafka lets it; its caller stops
+/// waiting for [`run`] when it has passed.
+pub const STOP_BUDGET: Duration = Duration::from_secs(40);
+
+/// How long transactional calls may take: [`CONTROL_TIMEOUT`] each while running; during a
+/// stop, what is left of the [`STOP_BUDGET`].
+#[derive(Clone, Copy, Debug)]
+struct Until(Option<Instant>);
+
+impl Until {
+    const RUNNING: Until = Until(None);
+
+    fn timeout(self) -> Duration {
+        match self.0 {
+            None => CONTROL_TIMEOUT,
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(CONTROL_TIMEOUT),
+        }
+    }
+
+    fn passed(self) -> bool {
+        self.0.is_some_and(|deadline| Instant::now() >= deadline)
+    }
+}
+
 /// Why an input record was not folded in.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -296,14 +325,41 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         }
         let dirty = owned.values().any(|p| p.dirty);
         if dirty && last_commit.elapsed() >= config.commit_interval {
-            commit(&consumer, &producer, config, metrics, &mut owned)?;
+            commit(&consumer, &producer, config, metrics, &mut owned, Until::RUNNING)?;
             last_commit = Instant::now();
         }
     }
-    if owned.values().any(|p| p.dirty) {
-        commit(&consumer, &producer, config, metrics, &mut owned)?;
-    }
+    stop(consumer, producer, config, metrics, &mut owned);
     Ok(())
+}
+
+/// The end of a run: the last commit and the clients' close, within [`STOP_BUDGET`]. A commit
+/// that fails or runs out of time is aborted and logged, not an error: the stop was asked for,
+/// and the next owner of the partitions redoes the work since the last commit.
+fn stop(
+    consumer: BaseConsumer<Rebalances>,
+    producer: BaseProducer<LoginContext>,
+    config: &CorrelatorConfig,
+    metrics: &Metrics,
+    owned: &mut BTreeMap<i32, Owned>,
+) {
+    let started = Instant::now();
+    // A quarter of the budget is left for the clients' close.
+    let until = Until(Some(started + STOP_BUDGET * 3 / 4));
+    if owned.values().any(|p| p.dirty) {
+        match commit(&consumer, &producer, config, metrics, owned, until) {
+            Ok(()) => tracing::info!(took_ms = started.elapsed().as_millis(), "last commit done"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                took_ms = started.elapsed().as_millis(),
+                "last commit not done; the partitions' next owner redoes the work since the previous one"
+            ),
+        }
+    }
+    let closing = Instant::now();
+    drop(consumer);
+    drop(producer);
+    tracing::info!(took_ms = closing.elapsed().as_millis(), "Kafka clients closed");
 }
 
 /// An input partition this replica owns, and what its next commit owes.
@@ -363,14 +419,15 @@ fn commit(
     config: &CorrelatorConfig,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
+    until: Until,
 ) -> Result<(), CorrelatorError> {
     producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
-    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, owned) {
+    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, owned, until) {
         // Abort at once rather than leave the broker to time the transaction out: readers
         // (read_committed) move on sooner, and none of its findings is ever seen. The replica
         // then stops: its state has moved past what the changelog holds, and its successor
         // restores from there.
-        let _ = producer.abort_transaction(CONTROL_TIMEOUT);
+        let _ = producer.abort_transaction(until.timeout().max(Duration::from_secs(1)));
         metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed);
         return Err(e);
     }
@@ -393,6 +450,7 @@ fn fill_and_commit(
     config: &CorrelatorConfig,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
+    until: Until,
 ) -> Result<(), CorrelatorError> {
     let mut offsets = TopicPartitionList::new();
     for (&partition, part) in owned.iter_mut().filter(|(_, p)| p.dirty) {
@@ -428,8 +486,8 @@ fn fill_and_commit(
         }
     }
     let group = consumer.group_metadata().ok_or(CorrelatorError::NotInGroup)?;
-    resuming("adding offsets", || producer.send_offsets_to_transaction(&offsets, &group, CONTROL_TIMEOUT))?;
-    resuming("committing", || producer.commit_transaction(CONTROL_TIMEOUT))
+    resuming("adding offsets", until, |t| producer.send_offsets_to_transaction(&offsets, &group, t))?;
+    resuming("committing", until, |t| producer.commit_transaction(t))
 }
 
 /// How many times a transactional call that timed out is made again before the replica gives up.
@@ -439,11 +497,16 @@ const RESUME_ATTEMPTS: u32 = 4;
 /// away for a while: the call timed out, the transaction is intact). Giving up at the first
 /// timeout would throw away a transaction that can still commit and stop the replica for a
 /// restart; a transaction the broker has meanwhile aborted fails for good on the next call.
-fn resuming(what: &'static str, mut call: impl FnMut() -> KafkaResult<()>) -> Result<(), CorrelatorError> {
+/// During a stop, calls stop when its budget has run out.
+fn resuming(
+    what: &'static str,
+    until: Until,
+    mut call: impl FnMut(Duration) -> KafkaResult<()>,
+) -> Result<(), CorrelatorError> {
     let mut attempt = 1;
     loop {
-        match call() {
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < RESUME_ATTEMPTS => {
+        match call(until.timeout()) {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < RESUME_ATTEMPTS && !until.passed() => {
                 tracing::warn!(error = %e, attempt, "{what}: timed out; calling again to resume the transaction");
                 attempt += 1;
             }
