@@ -112,7 +112,12 @@ pub async fn run(
     let mut servers =
         Servers::start(config.grpc.as_ref(), config.webhook.as_ref(), sink.clone(), metrics.clone(), stop_rx.clone())
             .await?;
-    servers.tasks.push(tokio::spawn(send_progress(sink.clone(), config.kafka.progress_interval, metrics.clone(), stop_rx.clone())));
+    servers.tasks.push(tokio::spawn(send_progress(
+        sink.clone(),
+        config.kafka.progress_interval,
+        metrics.clone(),
+        stop_rx.clone(),
+    )));
     if let Some(feed) = feed {
         servers.tasks.push(tokio::spawn(feed.run(sink.clone(), stop_rx)));
     }

@@ -220,7 +220,6 @@ async fn through_kafka(dir: &Path, dumps_after: bool, partitions: i32) -> BTreeS
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "unfinished: does not finish within 10 minutes on a loaded 2-core machine (3,000 raw records produced one by one); the engine-level matrix covers these cells"]
 async fn the_kafka_pipeline_leaves_what_analyze_reports_on_1_and_24_partitions_dumps_before_or_after() {
     let _serial = correlator_support::one_at_a_time().await;
     let dir = incident();

@@ -546,9 +546,7 @@ pub struct NodeProgress {
 impl Progress {
     /// The audit log's time when it has one, else the latest agent's.
     pub fn time(&self) -> Timestamp {
-        self.logged
-            .or_else(|| self.nodes.iter().map(|n| n.reported_until).max())
-            .unwrap_or(Timestamp::MIN)
+        self.logged.or_else(|| self.nodes.iter().map(|n| n.reported_until).max()).unwrap_or(Timestamp::MIN)
     }
 }
 

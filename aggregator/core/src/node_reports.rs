@@ -101,9 +101,7 @@ impl NodeReports {
         };
         let refresh = self.refresh;
         let repeat = self.clusters.get(cluster).and_then(|c| c.told.get(&fact.name)).is_some_and(|told| {
-            told.covers(fact)
-                && (from_log || told.vouched)
-                && fact.time.0 < told.sent_at.0.saturating_add(refresh)
+            told.covers(fact) && (from_log || told.vouched) && fact.time.0 < told.sent_at.0.saturating_add(refresh)
         });
         if !repeat {
             return self.remember(cluster, fact, from_log);

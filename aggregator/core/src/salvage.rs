@@ -156,5 +156,4 @@ mod tests {
         assert_eq!(salvage(br#"{"kind":"Pod","metadata":{"na"#), None);
         assert_eq!(salvage(br#"{"other":[{"a":1},{"b"#), None, "not a list of events or objects");
     }
-
 }

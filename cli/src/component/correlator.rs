@@ -124,7 +124,8 @@ async fn run(config: CorrelatorConfig, metrics: Arc<Metrics>, shutdown: Shutdown
     std::thread::Builder::new().name("correlator".into()).spawn({
         let stop = Arc::clone(&stop);
         move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream::run(&config, &metrics, &stop)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream::run(&config, &metrics, &stop)));
             let _ = done_tx.send(result);
         }
     })?;

@@ -62,7 +62,10 @@ fn main() {
     // The process's peak resident memory: the engine, and the test's own copy of the changelog.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: unknown");
-    println!("peak RSS (engine and this example's copy of the changelog): {}", peak.trim_start_matches("VmHWM:").trim());
+    println!(
+        "peak RSS (engine and this example's copy of the changelog): {}",
+        peak.trim_start_matches("VmHWM:").trim()
+    );
 }
 
 /// One pod: its name, node, address, and when in the rotation cycle its token is rewritten.

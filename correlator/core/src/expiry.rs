@@ -106,7 +106,8 @@ pub(crate) fn expire(
     let compacted = compact_kubelet_mints(state, Timestamp(watermark.0.saturating_sub(ALLOWED_LATENESS)));
     let (uses, mints) = state.uses_and_mints_mut();
     let in_use: BTreeSet<&str> = uses.iter().filter_map(|(k, _)| jti_of(&k.credential)).collect();
-    let mints = mints.retire(|jti, time| !jti.is_some_and(|j| in_use.contains(j)) && cutoff(time, retention.credentials));
+    let mints =
+        mints.retire(|jti, time| !jti.is_some_and(|j| in_use.contains(j)) && cutoff(time, retention.credentials));
     // An attestation of a token in use stays (for up to a year: no token is valid longer);
     // others go with the credentials' retention. A pod never rewrites a token it is done with,
     // so a pod that lives for months would otherwise hold a digest for every ~48 minutes of it.
@@ -168,9 +169,10 @@ fn compact_kubelet_mints(state: &mut State, settled: Timestamp) -> usize {
         .filter_map(|m| {
             let jti = m.jti.as_deref()?;
             let minter = kubelet_node(&m.minter)?;
-            let requested = m.bound_pod.as_ref().and_then(|b| {
-                b.uid.clone().or_else(|| pods.uid_by_name(&m.serviceaccount.namespace, &b.name, m.time))
-            });
+            let requested = m
+                .bound_pod
+                .as_ref()
+                .and_then(|b| b.uid.clone().or_else(|| pods.uid_by_name(&m.serviceaccount.namespace, &b.name, m.time)));
             let uid = requested.or_else(|| used_by.get(jti).map(|u| u.to_string()))?;
             let node = pods.get(&uid)?.node.as_deref()?;
             (node == minter).then(|| m.audit_id.clone())

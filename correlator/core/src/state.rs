@@ -17,8 +17,8 @@ use crate::activity::{Access, Mints, SecretReads};
 use crate::attestation::Attestations;
 use crate::model::{Model, Nodes, PodQuestions, PodSighting, Pods};
 use crate::observation::{
-    AuthFailure, Credential, CredentialFact, FactSource, NodeFact, PodAccess, PodFact, Progress, SecretRead, ServiceAccountFact,
-    ServiceAccountRef, TokenFileRead, TokenMint, TokenSecretFact, UseView,
+    AuthFailure, Credential, CredentialFact, FactSource, NodeFact, PodAccess, PodFact, Progress, SecretRead,
+    ServiceAccountFact, ServiceAccountRef, TokenFileRead, TokenMint, TokenSecretFact, UseView,
 };
 use crate::proxies::ProxyHops;
 use crate::shared::Shared;

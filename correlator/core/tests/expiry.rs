@@ -197,12 +197,8 @@ fn kubelets_mints_for_their_own_pods_are_compacted_and_every_verdict_stays() {
 fn attestations_in_use_stay_and_a_forgotten_ones_late_fresh_use_is_still_forged() {
     let p = api();
     let n = neighbour();
-    let mut e = engine([
-        p.observed(),
-        attested(&p, "j-old", 0.0),
-        attested(&p, "j-busy", 0.0),
-        attested(&n, "j-n1", 0.0),
-    ]);
+    let mut e =
+        engine([p.observed(), attested(&p, "j-old", 0.0), attested(&p, "j-busy", 0.0), attested(&n, "j-n1", 0.0)]);
     for hour in 0..27 {
         e.observe(use_of("payments/api").bound_to(&p, "j-busy").from("10.244.1.12").at(f64::from(hour) * HOUR).obs());
     }
@@ -219,5 +215,7 @@ fn attestations_in_use_stay_and_a_forgotten_ones_late_fresh_use_is_still_forged(
         .map(|f| f.credential.as_ref().and_then(|c| c.id.clone()).unwrap_or_default())
         .collect();
     assert_eq!(forged, ["JTI=j-old"]);
-    assert!(only(&report, "token-forged-mint").iter().all(|f| f.credential.as_ref().and_then(|c| c.id.as_deref()) != Some("JTI=j-busy")));
+    assert!(only(&report, "token-forged-mint")
+        .iter()
+        .all(|f| f.credential.as_ref().and_then(|c| c.id.as_deref()) != Some("JTI=j-busy")));
 }

@@ -112,13 +112,32 @@ impl Running {
 
 /// Produces raw records to partition 0 (in order), with an optional `cluster` header.
 pub async fn produce_raw(topic: &str, values: &[Vec<u8>], cluster_header: Option<&str>) {
-    let producer: FutureProducer = kafka().client_config().create().unwrap();
+    // Idempotent: a retried batch neither repeats nor overtakes another.
+    let producer: FutureProducer = kafka().client_config().set("enable.idempotence", "true").create().unwrap();
+    // All enqueued, then every delivery awaited: one at a time, a record costs a linger and a
+    // round trip (thousands took minutes). One partition keeps their order.
+    let mut deliveries = Vec::with_capacity(values.len());
     for v in values {
         let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(&v[..]).partition(0);
         if let Some(c) = cluster_header {
             record = record.headers(OwnedHeaders::new().insert(Header { key: "cluster", value: Some(c) }));
         }
-        producer.send(record, WAIT).await.map_err(|(e, _)| e).unwrap();
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break deliveries.push(delivery),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.expect("the producer is alive").map_err(|(e, _)| e).unwrap();
     }
 }
 
@@ -212,9 +231,10 @@ pub fn expected(values: &[Vec<u8>], cluster: &str) -> Vec<Vec<u8>> {
     all
 }
 
-/// Whether a record is a node fact or a progress (see [`expected`]).
+/// Whether a record is a node fact or a progress (see [`expected`]), by its broadcast key
+/// (`aggregator_core::route`): cheap enough for a `read_until` condition over every record.
 fn about_nodes(o: &Out) -> bool {
-    matches!(o.observation().kind, Some(pb::observation::Kind::Node(_) | pb::observation::Kind::Progress(_)))
+    o.key.ends_with("/~broadcast/node") || o.key.ends_with("/~broadcast/progress")
 }
 
 /// The observations read, one per observation (broadcast extra copies, node facts and
@@ -255,7 +275,8 @@ pub fn node_knowledge(out: &[Out]) -> NodeKnowledge {
     for o in out.iter().filter(|o| !o.is_extra_copy()) {
         let observation = o.observation();
         if let Some(pb::observation::Kind::Node(_)) = observation.kind {
-            let Some((cluster, tokentrail_proto::Observation::Node(n))) = tokentrail_proto::wire::from_proto(&observation)
+            let Some((cluster, tokentrail_proto::Observation::Node(n))) =
+                tokentrail_proto::wire::from_proto(&observation)
             else {
                 panic!("an undecodable node fact")
             };

@@ -11,8 +11,8 @@ use super::observation::v1 as pb;
 use crate::net::IpNet;
 use crate::observation::{
     AttestationDetails, AuthFailure, BoundPod, Credential, CredentialEvent, CredentialFact, FactSource, NodeFact,
-    NodeProgress, Observation, PodAccess, PodAccessKind, PodEvent, PodFact, Progress, Request, SecretRead, ServiceAccountFact,
-    ServiceAccountRef, Stage, TokenFileRead, TokenMint, TokenReader, TokenSecretFact, TokenUse,
+    NodeProgress, Observation, PodAccess, PodAccessKind, PodEvent, PodFact, Progress, Request, SecretRead,
+    ServiceAccountFact, ServiceAccountRef, Stage, TokenFileRead, TokenMint, TokenReader, TokenSecretFact, TokenUse,
 };
 use crate::time::Timestamp;
 

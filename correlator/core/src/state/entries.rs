@@ -208,7 +208,9 @@ impl State {
                     self.attestations.insert_restored_legacy(LegacyEntry::Attested(key.to_string(), attested));
                 }
             },
-            FORGOT => self.attestations.insert_restored_forgot(key.to_string(), serde_json::from_slice(value).map_err(bad())?),
+            FORGOT => {
+                self.attestations.insert_restored_forgot(key.to_string(), serde_json::from_slice(value).map_err(bad())?)
+            }
             RETIRED => {
                 let digest: u64 = serde_json::from_str(key).map_err(bad())?;
                 let at: Timestamp = serde_json::from_slice(value).map_err(bad())?;
