@@ -253,6 +253,8 @@ impl Coverage {
         self.pods += other.pods;
         self.nodes += other.nodes;
         self.mints += other.mints;
+        // Evidence given without a name is shown as the report shows it elsewhere.
+        let name = if name.is_empty() { "(unnamed)" } else { name };
         self.cluster_networks.extend(other.cluster_networks.iter().map(|n| format!("{name}: {n}")));
         self.learned.extend(other.learned.iter().map(|l| format!("{name}: {l}")));
         self.engine.observations += other.engine.observations;
