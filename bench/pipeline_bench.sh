@@ -30,6 +30,8 @@
 #   EVENTS=100000 SERVICE_ACCOUNTS=200 REPLAY_EVERY=100 RATES="1000 5000 10000" LATENCY_SECS=10
 #   RUNS=3 PARTITIONS=4 BENCH_OUT=bench-out
 #   COMMIT_INTERVAL             the correlator's --commit-interval (default: its own, 1 s)
+#   BATCH_MAX_BYTES             the aggregator's kafka.batch_max_bytes (default: its own, 256 KiB;
+#                               0: one record per observation, as before batches)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,7 +56,7 @@ start_pipeline() { # run
     cat >"$OUT/aggregator.json" <<JSON
 {"kafka": {"bootstrap_servers": "$PROC_BOOT", "security": $PROC_SECURITY, "group_id": "$RUN-agg",
   "audit_topics": [{"topic": "$RAW", "cluster": "bench"}],
-  "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"}}
+  "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"${BATCH_MAX_BYTES:+, "batch_max_bytes": $BATCH_MAX_BYTES}}}
 JSON
     "$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator-$1.log" &
     PIDS+=($!)

@@ -77,6 +77,12 @@ pub struct KafkaConfig {
     /// up to this much longer.
     #[serde(default = "default_progress_interval", deserialize_with = "duration::deserialize")]
     pub progress_interval: Duration,
+    /// Observations of one partition travel together, one record per partition and delivery
+    /// (`tokentrail.observation.v1.ObservationBatch`), up to this many bytes before compression
+    /// (the stream's cost is per record). 0: one record per observation, as aggregators before
+    /// batches wrote; for a rolling upgrade while correlators that read only those still run.
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: usize,
     /// TLS and SASL of every client (the consumer and the producer); absent: plaintext.
     #[serde(default)]
     pub security: KafkaSecurity,
@@ -389,6 +395,14 @@ fn default_batch_records() -> usize {
 fn default_batch_linger() -> Duration {
     Duration::from_millis(50)
 }
+/// Largest `kafka.batch_max_bytes`: the record must stay under librdkafka's default
+/// `message.max.bytes` (1,000,000), and only an observation larger than the limit by itself
+/// makes a batch larger than it.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+fn default_batch_max_bytes() -> usize {
+    256 * 1024
+}
 fn default_progress_interval() -> Duration {
     Duration::from_secs(5)
 }
@@ -463,6 +477,7 @@ impl KafkaConfig {
             batch_linger: default_batch_linger(),
             max_record_bytes: default_max_record_bytes(),
             progress_interval: default_progress_interval(),
+            batch_max_bytes: default_batch_max_bytes(),
             security: KafkaSecurity::default(),
             client: BTreeMap::new(),
         }
@@ -621,6 +636,13 @@ impl Config {
             // Under 100 ms it costs the broadcasts it saves; over a minute, the watermarks of
             // agents that heartbeat every 30 s fall behind.
             problems.push(Problem::new("kafka.progress_interval", "must be between 100ms and 60s"));
+        }
+        if k.batch_max_bytes > MAX_BATCH_BYTES {
+            // librdkafka refuses records over its `message.max.bytes` (1,000,000 by default).
+            problems.push(Problem::new(
+                "kafka.batch_max_bytes",
+                format!("must be at most {MAX_BATCH_BYTES} (0: no batches)"),
+            ));
         }
         for (i, t) in k.audit_topics.iter().enumerate() {
             if t.topic.is_empty() {

@@ -2,8 +2,8 @@
 //! committed after the broker acknowledged what the records became.
 //!
 //! One `tokio::select!` loop collects a batch (up to `batch_records` records or `batch_linger`
-//! after the first), decoding each record as it arrives and handing its observations to the
-//! producer at once. While the next batch fills, a task waits for every delivery of the
+//! after the first), decoding each record as it arrives and routing its observations into the
+//! batch's outbox (one record per partition, sent when full or when the batch ends). While the next batch fills, a task waits for every delivery of the
 //! previous one; then the loop commits the offset after that batch's last record of each
 //! partition (batches in order, at most two uncommitted). A crash anywhere repeats at most the records since the
 //! last commit (at-least-once); nothing read is lost, and an undecodable record is a dead
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
 use crate::health::{ConsumerHealth, Health};
-use crate::sink::{DeadLetter, KafkaSink, Pending};
+use crate::sink::{DeadLetter, KafkaSink, Outbox};
 use crate::source::{self, CLUSTER_HEADER};
 use crate::telemetry::Metrics;
 
@@ -48,7 +48,7 @@ pub async fn run_audit(
     // never stalls on the broker's round trip, and at most two batches are uncommitted.
     let mut in_flight: Option<InFlight> = None;
     while !stopping {
-        let mut batch = Batch::default();
+        let mut batch = Batch { outbox: sink.outbox(), done: Done::default() };
         let mut deadline: Option<Instant> = None;
         while batch.done.records < config.batch_records {
             let event = tokio::select! {
@@ -86,7 +86,8 @@ pub async fn run_audit(
             let result = f.wait.await;
             f.done.commit(result, &consumer, &metrics, CommitMode::Async)?;
         }
-        let (pending, done) = batch.into_parts();
+        let Batch { outbox, done } = batch;
+        let pending = sink.finish(outbox).await?;
         if done.records > 0 {
             in_flight = Some(InFlight { wait: tokio::spawn(pending.wait()), done });
         }
@@ -128,9 +129,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// One batch: what was enqueued, and the offsets to commit once it is delivered.
-#[derive(Default)]
 struct Batch {
-    pending: Pending,
+    outbox: Outbox,
     done: Done,
 }
 
@@ -174,7 +174,7 @@ impl Batch {
             Err(error) => {
                 tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), %error, "dead letter");
                 Metrics::inc(&metrics.dead_letters_total);
-                return sink.enqueue_dead_letter(&dead(m, &error.to_string(), 0, None), &mut self.pending).await;
+                return sink.enqueue_dead_letter(&dead(m, &error.to_string(), 0, None), &mut self.outbox).await;
             }
         };
         let record = source::decode_record(value, max_bytes);
@@ -183,7 +183,7 @@ impl Batch {
         Metrics::add(&metrics.decode_errors_total, stats.errors.max(u64::from(record.error.is_some())));
         let mut out = 0;
         for o in &record.content.observations {
-            out += sink.enqueue_observation(&cluster, o, &mut self.pending).await?;
+            out += sink.enqueue_observation(&cluster, o, &mut self.outbox).await?;
         }
         self.done.observations += out;
         let c = self.done.per_cluster.entry(cluster.clone()).or_default();
@@ -192,13 +192,9 @@ impl Batch {
         if let Some(error) = &record.error {
             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), %error, "dead letter");
             Metrics::inc(&metrics.dead_letters_total);
-            sink.enqueue_dead_letter(&dead(m, error, stats.events, Some(&cluster)), &mut self.pending).await?;
+            sink.enqueue_dead_letter(&dead(m, error, stats.events, Some(&cluster)), &mut self.outbox).await?;
         }
         Ok(())
-    }
-
-    fn into_parts(self) -> (Pending, Done) {
-        (self.pending, self.done)
     }
 }
 

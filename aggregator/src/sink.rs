@@ -4,10 +4,14 @@
 //! Observations arrive as domain values and are encoded to `tokentrail.observation.v1` here,
 //! and only here: the servers, the router and `tokentrail standalone`'s queue never see protobuf.
 //!
-//! Writes are two steps so callers can batch: `enqueue_*` hands records to librdkafka and
-//! collects their delivery futures in a [`Pending`]; [`Pending::wait`] resolves when the broker
-//! has acknowledged every one of them (or says which failed). The audit pipeline commits its
-//! input offsets, and the gRPC server sends its acks, only after that.
+//! Writes are three steps so callers can batch: `enqueue_*` routes observations into an
+//! [`Outbox`] (one batch per partition: the stream's cost is per record, see
+//! `tokentrail_proto::wire::batch`) and hands dead letters and full batches to librdkafka;
+//! [`KafkaSink::finish`] sends the rest and gives the delivery futures as a [`Pending`];
+//! [`Pending::wait`] resolves when the broker has acknowledged every one of them (or says which
+//! failed). The audit pipeline commits its input offsets, and the gRPC server sends its acks,
+//! only after that. Records are placed on their partitions here ([`key_partition`]), as
+//! librdkafka would place them by key.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +22,7 @@ use prost::Message as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokentrail_proto::wire::batch::{BatchWriter, BATCH_HEADER};
 use tokentrail_proto::wire::{to_proto, BROADCAST_HEADER, HOME_HEADER};
 use tokentrail_proto::Observation;
 
@@ -25,7 +30,7 @@ use crate::attest::PodNodes;
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
 use crate::health::{Health, ProducerHealth};
-use crate::route::{home_partition, Directory, Route};
+use crate::route::{home_partition, key_partition, Directory, Route};
 use crate::telemetry::Metrics;
 use tokentrail_aggregator_core::node_reports::NodeReports;
 
@@ -127,7 +132,28 @@ pub struct KafkaSink {
     directory: Mutex<Directory>,
     /// Which node facts repeat what every partition holds: their times go out as progress.
     node_reports: Mutex<NodeReports>,
+    /// `kafka.batch_max_bytes`: 0 sends one record per observation.
+    batch_max_bytes: usize,
     metrics: Arc<Metrics>,
+}
+
+/// What one delivery (a batch of the audit path, an agent's message, a webhook request) hands
+/// to the producer: its observations, routed into one batch per partition of the observations
+/// topic until [`KafkaSink::finish`], and the deliveries of the records already sent.
+pub struct Outbox {
+    batches: Vec<BatchWriter>,
+    pending: Pending,
+}
+
+/// Which copy of an observation a record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copy {
+    /// The only one: the observation has a key of its own.
+    Only,
+    /// A broadcast's copy that may raise findings.
+    Home,
+    /// Another broadcast copy.
+    Elsewhere,
 }
 
 impl KafkaSink {
@@ -187,6 +213,7 @@ impl KafkaSink {
             partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
             directory: Mutex::new(Directory::new(directory_capacity)),
             node_reports: Mutex::new(NodeReports::default()),
+            batch_max_bytes: config.batch_max_bytes,
             metrics,
         })
     }
@@ -205,14 +232,21 @@ impl KafkaSink {
         self.partitions
     }
 
-    /// Enqueues one observation about `cluster` (once, or on every partition for a broadcast;
-    /// not at all for a node fact that repeats what every partition holds, whose time goes out
-    /// with the next [`KafkaSink::send_progress`]); returns how many records that was.
+    /// An empty outbox for one delivery.
+    pub fn outbox(&self) -> Outbox {
+        let partitions = usize::try_from(self.partitions).unwrap_or(0);
+        Outbox { batches: (0..partitions).map(|_| BatchWriter::default()).collect(), pending: Pending::default() }
+    }
+
+    /// Routes one observation about `cluster` into `outbox` (once, or on every partition for a
+    /// broadcast; not at all for a node fact that repeats what every partition holds, whose
+    /// time goes out with the next [`KafkaSink::send_progress`]); returns how many copies that
+    /// was. A partition's batch that reaches `batch_max_bytes` is sent at once.
     pub async fn enqueue_observation(
         &self,
         cluster: &str,
         o: &Observation,
-        pending: &mut Pending,
+        outbox: &mut Outbox,
     ) -> Result<u64, AggregatorError> {
         if let Observation::Node(fact) = o {
             let news = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).offer(cluster, fact);
@@ -225,44 +259,94 @@ impl KafkaSink {
         let payload = to_proto(cluster, o).encode_to_vec();
         match &route {
             Route::Key(key) => {
-                let record = FutureRecord::to(&self.topic).key(key.as_str()).payload(&payload);
-                self.send(record, "observations", pending).await?;
+                let p = key_partition(key, self.partitions);
+                self.place(outbox, p, key, Copy::Only, &payload).await?;
                 Ok(1)
             }
             Route::Broadcast(key) => {
                 let home = home_partition(key, self.partitions);
                 for p in 0..self.partitions {
-                    let mut headers = OwnedHeaders::new().insert(Header { key: BROADCAST_HEADER, value: Some("1") });
-                    if p == home {
-                        headers = headers.insert(Header { key: HOME_HEADER, value: Some("1") });
-                    }
-                    let record =
-                        FutureRecord::to(&self.topic).key(key.as_str()).payload(&payload).partition(p).headers(headers);
-                    self.send(record, "observations", pending).await?;
+                    let copy = if p == home { Copy::Home } else { Copy::Elsewhere };
+                    self.place(outbox, p, key, copy, &payload).await?;
                 }
                 Ok(u64::try_from(self.partitions).unwrap_or(0))
             }
         }
     }
 
+    /// Adds one copy of an observation to partition `p`'s batch, sending the batch first when
+    /// the copy would take it over `batch_max_bytes` (or sending the copy alone when batches
+    /// are off).
+    async fn place(
+        &self,
+        outbox: &mut Outbox,
+        p: i32,
+        key: &str,
+        copy: Copy,
+        payload: &[u8],
+    ) -> Result<(), AggregatorError> {
+        let (broadcast, home) = (copy != Copy::Only, copy == Copy::Home);
+        if self.batch_max_bytes == 0 {
+            let mut headers = OwnedHeaders::new();
+            if broadcast {
+                headers = headers.insert(Header { key: BROADCAST_HEADER, value: Some("1") });
+            }
+            if home {
+                headers = headers.insert(Header { key: HOME_HEADER, value: Some("1") });
+            }
+            let record = FutureRecord::to(&self.topic).key(key).payload(payload).partition(p).headers(headers);
+            Metrics::inc(&self.metrics.observation_records_out_total);
+            return self.send(record, "observations", &mut outbox.pending).await;
+        }
+        let i = usize::try_from(p).unwrap_or(0);
+        let full = outbox.batches[i].encoded_len() + key.len() + payload.len() > self.batch_max_bytes;
+        if full && !outbox.batches[i].is_empty() {
+            self.send_batch(outbox, i).await?;
+        }
+        outbox.batches[i].push(key, broadcast, home, payload);
+        Ok(())
+    }
+
+    /// Sends partition `i`'s batch as one record.
+    async fn send_batch(&self, outbox: &mut Outbox, i: usize) -> Result<(), AggregatorError> {
+        let bytes = outbox.batches[i].take();
+        let headers = OwnedHeaders::new().insert(Header { key: BATCH_HEADER, value: Some("1") });
+        let p = i32::try_from(i).unwrap_or(0);
+        let record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).payload(&bytes[..]).partition(p).headers(headers);
+        Metrics::inc(&self.metrics.observation_records_out_total);
+        self.send(record, "observations", &mut outbox.pending).await
+    }
+
+    /// Sends what `outbox` still holds; the returned deliveries resolve once the broker has
+    /// everything the outbox was given.
+    pub async fn finish(&self, mut outbox: Outbox) -> Result<Pending, AggregatorError> {
+        for i in 0..outbox.batches.len() {
+            if !outbox.batches[i].is_empty() {
+                self.send_batch(&mut outbox, i).await?;
+            }
+        }
+        Ok(outbox.pending)
+    }
+
     /// Broadcasts the times of the node facts that repeated since the last call, one progress
-    /// record per cluster, and waits until the broker has them; returns how many records that
-    /// was. Lost (the aggregator stopped first), a progress only delays the watermarks until
-    /// the next one: every later repeat carries a later time.
+    /// per cluster, and waits until the broker has them; returns how many copies that was.
+    /// Lost (the aggregator stopped first), a progress only delays the watermarks until the
+    /// next one: every later repeat carries a later time.
     pub async fn send_progress(&self) -> Result<u64, AggregatorError> {
         let progress = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_progress();
-        let mut pending = Pending::default();
+        let mut outbox = self.outbox();
         let mut out = 0;
         for (cluster, p) in progress {
-            out += self.enqueue_observation(&cluster, &Observation::Progress(p), &mut pending).await?;
+            out += self.enqueue_observation(&cluster, &Observation::Progress(p), &mut outbox).await?;
             Metrics::inc(&self.metrics.progress_out_total);
         }
-        pending.wait().await?;
+        self.finish(outbox).await?.wait().await?;
         Ok(out)
     }
 
     /// Enqueues a raw record for the dead-letter topic.
-    pub async fn enqueue_dead_letter(&self, d: &DeadLetter<'_>, pending: &mut Pending) -> Result<(), AggregatorError> {
+    pub async fn enqueue_dead_letter(&self, d: &DeadLetter<'_>, outbox: &mut Outbox) -> Result<(), AggregatorError> {
         use dead_letter_headers as h;
         let (partition, offset, decoded) =
             (d.partition.to_string(), d.offset.to_string(), d.decoded_events.to_string());
@@ -280,7 +364,7 @@ impl KafkaSink {
         if let Some(key) = d.key {
             record = record.key(key);
         }
-        self.send(record, "dead-letter", pending).await
+        self.send(record, "dead-letter", &mut outbox.pending).await
     }
 
     /// Hands a record to librdkafka, waiting while its queue is full (back-pressure).
@@ -331,15 +415,15 @@ impl Sink for KafkaSink {
         dead_letter: Option<DeadLetter<'a>>,
     ) -> Delivery<'a> {
         Box::pin(async move {
-            let mut pending = Pending::default();
+            let mut outbox = self.outbox();
             let mut out = 0;
             for o in &observations {
-                out += self.enqueue_observation(cluster, o, &mut pending).await?;
+                out += self.enqueue_observation(cluster, o, &mut outbox).await?;
             }
             if let Some(dead) = &dead_letter {
-                self.enqueue_dead_letter(dead, &mut pending).await?;
+                self.enqueue_dead_letter(dead, &mut outbox).await?;
             }
-            pending.wait().await?;
+            self.finish(outbox).await?.wait().await?;
             Ok(out)
         })
     }

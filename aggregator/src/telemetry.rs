@@ -51,7 +51,8 @@ type Field = fn(&Metrics) -> &AtomicU64;
 const EXPORTED: &[(&str, Kind, &str, Field)] = &[
     ("tokentrail_aggregator_records_in_total", Kind::Counter, "Raw audit records consumed.", |m| &m.records_in_total),
     ("tokentrail_aggregator_events_decoded_total", Kind::Counter, "Audit events decoded.", |m| &m.events_decoded_total),
-    ("tokentrail_aggregator_observations_out_total", Kind::Counter, "Observation records produced and acknowledged.", |m| &m.observations_out_total),
+    ("tokentrail_aggregator_observations_out_total", Kind::Counter, "Observations produced and acknowledged (each broadcast copy counted; several travel in one record).", |m| &m.observations_out_total),
+    ("tokentrail_aggregator_observation_records_out_total", Kind::Counter, "Records handed to the producer for the observations topic: one per partition and delivery (a batch), or one per observation with kafka.batch_max_bytes 0.", |m| &m.observation_records_out_total),
     ("tokentrail_aggregator_node_repeats_total", Kind::Counter, "Node facts not broadcast because they repeated what every partition holds; their times went out as progress.", |m| &m.node_repeats_total),
     ("tokentrail_aggregator_progress_out_total", Kind::Counter, "Progress records produced (one per cluster and interval with repeats; broadcast copies counted once each).", |m| &m.progress_out_total),
     ("tokentrail_aggregator_dead_letters_total", Kind::Counter, "Raw records sent to the dead-letter topic.", |m| &m.dead_letters_total),
@@ -159,8 +160,11 @@ pub struct Metrics {
     pub records_in_total: AtomicU64,
     /// Audit events decoded (several per EventList record).
     pub events_decoded_total: AtomicU64,
-    /// Observation records produced and acknowledged (broadcast copies counted once each).
+    /// Observations produced and acknowledged (each broadcast copy counted; several travel in
+    /// one record).
     pub observations_out_total: AtomicU64,
+    /// Records handed to the producer for the observations topic (batches of observations).
+    pub observation_records_out_total: AtomicU64,
     /// Node facts not broadcast: they repeated what every partition holds (their times went out
     /// as progress).
     pub node_repeats_total: AtomicU64,

@@ -42,6 +42,17 @@ fn lines(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_in_the_decoders_observations_out_keyed_and_ordered_per_service_account() {
+    formats_through(256 * 1024).await;
+}
+
+/// The same with batches off (`kafka.batch_max_bytes: 0`): one record per observation, as
+/// correlators that read no batches need during a rolling upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_batches_every_observation_is_a_record_of_its_own() {
+    formats_through(0).await;
+}
+
+async fn formats_through(batch_max_bytes: usize) {
     let t = Topics::create("agg-formats").await;
     let incident = lines(0..120);
     let envelopes = envelopes();
@@ -56,7 +67,9 @@ async fn every_format_in_the_decoders_observations_out_keyed_and_ordered_per_ser
     want.sort();
     assert!(want.len() > 100, "{} observations expected", want.len());
 
-    let running = start(t.config()).await;
+    let mut config = t.config();
+    config.kafka.batch_max_bytes = batch_max_bytes;
+    let running = start(config).await;
     let out = read_until(&t.observations, "every observation", Duration::from_secs(2), |o| {
         count_observations(o) >= want.len()
     })
@@ -91,6 +104,28 @@ async fn every_format_in_the_decoders_observations_out_keyed_and_ordered_per_ser
     assert_eq!(Metrics::get(&metrics.node_repeats_total), (decoded_node_facts - broadcast_node_facts) as u64);
     assert_eq!(Metrics::get(&metrics.dead_letters_total), 0);
     assert_eq!(Metrics::get(&metrics.records_in_total), (incident.len() + envelopes.len() + dev.len()) as u64);
+    // Records: with batches, several observations each (what makes the stream cheap); without,
+    // one each (broadcast copies and the progress sent on stop counted in both).
+    let (records, observations) =
+        (Metrics::get(&metrics.observation_records_out_total), Metrics::get(&metrics.observations_out_total));
+    assert!(observations >= out.len() as u64, "{observations} counted, {} read", out.len());
+    if batch_max_bytes == 0 {
+        assert_eq!(records, observations);
+    } else {
+        assert!(records * 5 < observations, "{records} records for {observations} observations");
+    }
+
+    // Partitions: the aggregator places records itself; each key where librdkafka's own
+    // partitioner puts it (as aggregators before batches let it), so a rolling upgrade splits
+    // no service account across partitions.
+    let keyed: BTreeMap<&str, i32> = out
+        .iter()
+        .filter(|o| !o.headers.contains_key("tokentrail-broadcast"))
+        .map(|o| (o.key.as_str(), o.partition))
+        .collect();
+    assert!(keyed.len() > 3);
+    let librdkafka = librdkafka_partitions(&t.observations, keyed.keys().copied()).await;
+    assert_eq!(keyed.into_iter().map(|(k, p)| (k.to_string(), p)).collect::<BTreeMap<_, _>>(), librdkafka);
 
     // Keys: every token use under its account; broadcasts on every partition.
     for o in &out {
@@ -236,4 +271,18 @@ async fn crash_in_the_middle_of_a_batch_loses_nothing_and_repeats_at_most_the_un
         "{} repeated after the crash ({committed_before_crash} commits before it)",
         rest.len()
     );
+}
+
+/// Where librdkafka's default partitioner puts a record of each key on `topic` (produced there:
+/// the test's readers are done with it by then).
+async fn librdkafka_partitions<'a>(topic: &str, keys: impl Iterator<Item = &'a str>) -> BTreeMap<String, i32> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = tokentrail_integration_tests::kafka().client_config().create().unwrap();
+    let mut placed = BTreeMap::new();
+    for key in keys {
+        let record = FutureRecord::to(topic).key(key).payload("probe");
+        let delivered = producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+        placed.insert(key.to_string(), delivered.partition);
+    }
+    placed
 }

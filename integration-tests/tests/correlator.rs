@@ -70,6 +70,17 @@ async fn a_replay_in_the_stream_becomes_findings_once_each() {
     let off = ids.values().find(|(_, v)| v["rule"] == "token-used-off-cluster").unwrap();
     assert_eq!(off.1["source_ip"], "203.0.113.50");
     assert_eq!(off.1["cluster"], "prod");
+    // Each finding of a token use is on the findings partition numbered as the observations
+    // partition of its service account: a frozen replica's transaction holds back only its own.
+    let uses: Vec<&Out> =
+        findings.iter().filter(|o| o.headers.get("rule").is_some_and(|r| r.starts_with("token-used"))).collect();
+    assert!(!uses.is_empty());
+    for o in uses {
+        let v: serde_json::Value = serde_json::from_slice(&o.value).unwrap();
+        let sa = &v["serviceaccount"];
+        let key = format!("prod/{}/{}", sa["namespace"].as_str().unwrap(), sa["name"].as_str().unwrap());
+        assert_eq!(o.partition, tokentrail_aggregator_core::route::key_partition(&key, 3), "{key}: {v}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +152,7 @@ async fn two_correlators_split_the_partitions_and_hand_them_over_without_losing_
 async fn leave_whole_state_snapshots(t: &Topics, out: &Outputs, partitions: i32, want: usize) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use tokentrail_correlator::stream::{decode, findings, FindingFormat, PartitionState, Placement};
+    use tokentrail_correlator::stream::{findings, FindingFormat, PartitionState, Placement};
 
     let observations = read_until(&t.observations, "observations to fold", Duration::ZERO, |o| {
         aggregator_support::count_observations(o) >= want
@@ -153,7 +164,7 @@ async fn leave_whole_state_snapshots(t: &Topics, out: &Outputs, partitions: i32,
     for partition in 0..partitions {
         let mut state = PartitionState::default();
         for o in observations.iter().filter(|o| o.partition == partition) {
-            let (cluster, observation) = decode(&o.value).unwrap();
+            let (cluster, observation) = tokentrail_proto::wire::from_proto(&o.observation()).unwrap();
             let copy = if o.is_extra_copy() { Placement::Elsewhere } else { Placement::Own };
             state.observe_copy(&cluster, observation, copy, &config);
         }

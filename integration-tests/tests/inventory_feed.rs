@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 
 use e2e_support::process::Process;
 use kube_support::{field, Api, Who, HOST};
-use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message as _;
 use serde_json::{json, Value};
 use tokentrail_integration_tests::kube::Cluster;
 use tokentrail_integration_tests::{kafka, unique_name};
 use tokentrail_proto::observation::{PodEvent, PodFact};
+use tokentrail_proto::wire::batch::record_observations;
 use tokentrail_proto::wire::from_proto;
-use tokentrail_proto::wire::observation::v1 as pb;
 use tokentrail_proto::Observation;
 
 const NS: &str = "inv";
@@ -69,15 +68,18 @@ impl Topic {
                             h.iter().flat_map(|h| h.value.unwrap_or_default().to_vec()).collect()
                         })
                         .unwrap_or_default();
-                    let decoded = pb::Observation::decode(&value[..]).expect("a tokentrail.observation.v1 record");
-                    // Broadcast copies repeat an observation on other partitions: counted once.
-                    let home = m.headers().is_none_or(|h| {
+                    let flag = |name: &str| {
                         use rdkafka::message::Headers as _;
-                        let keys: Vec<&str> = h.iter().map(|h| h.key).collect();
-                        !keys.contains(&"tokentrail-broadcast") || keys.contains(&"tokentrail-home")
-                    });
-                    if home {
-                        self.observations.push(from_proto(&decoded).expect("an observation the engine reads"));
+                        m.headers().is_some_and(|h| h.iter().any(|h| h.key == name && h.value == Some(b"1".as_slice())))
+                    };
+                    let entries = record_observations(m.key().unwrap_or_default(), &value, flag)
+                        .expect("a tokentrail.observation.v1 record or batch");
+                    for entry in entries {
+                        // Broadcast copies repeat an observation on other partitions: counted once.
+                        if !entry.broadcast || entry.home {
+                            let decoded = entry.observation.expect("an observation");
+                            self.observations.push(from_proto(&decoded).expect("an observation the engine reads"));
+                        }
                     }
                     self.raw.push(value);
                     self.raw.push(header_values);

@@ -64,6 +64,17 @@ fn broadcast(cluster: &str, kind: &str) -> Route {
     Route::Broadcast(format!("{cluster}/~broadcast/{kind}"))
 }
 
+/// The partition of `partitions` that a record keyed `key` goes to: CRC-32 of the key modulo
+/// the partition count, librdkafka's consistent partitioner (its default for keyed records), so
+/// the aggregator, which places its batches itself, keeps every key where aggregators that let
+/// librdkafka place single records sent it: a rolling upgrade splits no service account.
+pub fn key_partition(key: &str, partitions: i32) -> i32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(key.as_bytes());
+    let n = u32::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(crc.sum() % n).unwrap_or(0)
+}
+
 /// The partition of `partitions` that holds the home copy of a broadcast with `key`: FNV-1a,
 /// stable across processes and releases (it is part of the contract with the correlator).
 pub fn home_partition(key: &str, partitions: i32) -> i32 {
@@ -285,6 +296,15 @@ mod tests {
         d.route("prod", &pod("b", Some("sa")));
         d.route("prod", &pod("c", Some("sa")));
         assert_eq!(d.pods(), 1);
+    }
+
+    #[test]
+    fn keys_go_where_librdkafkas_consistent_partitioner_puts_them() {
+        // CRC-32 (IEEE) of "123456789" is 0xCBF43926 (its standard check value).
+        assert_eq!(key_partition("123456789", 1_000_000), i32::try_from(0xCBF4_3926_u32 % 1_000_000).unwrap());
+        assert_eq!(key_partition("prod/ns/sa", 1), 0);
+        let p = key_partition("prod/ns/sa", 24);
+        assert!((0..24).contains(&p));
     }
 
     #[test]

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -38,8 +37,8 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::{Observation, Timestamp};
 use tokentrail_kafka::{Login, LoginContext};
-use tokentrail_proto::wire::observation::v1 as pb;
-use tokentrail_proto::wire::{from_proto, BROADCAST_HEADER, HOME_HEADER};
+use tokentrail_proto::wire::batch::record_observations;
+use tokentrail_proto::wire::from_proto;
 
 pub use config::{CorrelatorConfig, FindingFormat};
 pub use state::{PartitionState, Placement};
@@ -76,10 +75,10 @@ impl Until {
     }
 }
 
-/// Why an input record was not folded in.
+/// Why an input record, or one observation of a batch, was not folded in.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// Not a `tokentrail.observation.v1.Observation`.
+    /// Neither a `tokentrail.observation.v1.Observation` nor an `ObservationBatch`.
     #[error("not an observation")]
     NotAnObservation(#[source] prost::DecodeError),
     /// An observation, of a kind added after this correlator was built.
@@ -87,23 +86,47 @@ pub enum DecodeError {
     UnknownKind,
 }
 
-/// Decodes an input record's value: the cluster and observation it carries, through the same
-/// conversion the aggregator encodes with.
-pub fn decode(bytes: &[u8]) -> Result<(String, Observation), DecodeError> {
-    let message = pb::Observation::decode(bytes).map_err(DecodeError::NotAnObservation)?;
-    from_proto(&message).ok_or(DecodeError::UnknownKind)
+/// One observation of an input record.
+#[derive(Debug)]
+pub struct Input {
+    /// The cluster it is about.
+    pub cluster: String,
+    /// What it says.
+    pub observation: Observation,
+    /// Which copy it is.
+    pub placement: Placement,
 }
 
-/// Which copy of an observation this record is. The aggregator broadcasts what it cannot place
+/// Decodes an input record: the observations it carries in order (one, or a batch's: see
+/// `tokentrail_proto::wire::batch`), each through the same conversion the aggregator encodes
+/// with; an observation of a kind this correlator does not know is an error of its own, so the
+/// rest of its batch is still folded in.
+pub fn decode(
+    key: &[u8],
+    value: &[u8],
+    headers: Option<&BorrowedHeaders>,
+) -> Result<Vec<Result<Input, DecodeError>>, DecodeError> {
+    let flag =
+        |name: &str| headers.is_some_and(|h| h.iter().any(|x| x.key == name && x.value == Some(b"1".as_slice())));
+    let entries = record_observations(key, value, flag).map_err(DecodeError::NotAnObservation)?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let (cluster, observation) =
+                entry.observation.as_ref().and_then(from_proto).ok_or(DecodeError::UnknownKind)?;
+            Ok(Input { cluster, observation, placement: placement(entry.broadcast, entry.home) })
+        })
+        .collect())
+}
+
+/// Which copy of an observation this is. The aggregator broadcasts what it cannot place
 /// (docs/design.md §4; `aggregator/core/src/route.rs`) to every partition and marks one copy as home:
 /// Secret reads and token Secrets make findings about themselves (not about a credential of this
 /// partition), so only their home copy reports them, or every partition would report the same
 /// finding; the other copies still tell this partition what it alone can judge
 /// ([`PartitionState::observe_copy`]).
-fn placement(headers: Option<&BorrowedHeaders>) -> Placement {
-    let flag =
-        |name: &str| headers.is_some_and(|h| h.iter().any(|x| x.key == name && x.value == Some(b"1".as_slice())));
-    if flag(BROADCAST_HEADER) && !flag(HOME_HEADER) {
+fn placement(broadcast: bool, home: bool) -> Placement {
+    if broadcast && !home {
         Placement::Elsewhere
     } else {
         Placement::Own
@@ -152,6 +175,28 @@ fn client_config(config: &CorrelatorConfig) -> Result<(ClientConfig, Login), Cor
     c.set("bootstrap.servers", &config.bootstrap);
     let login = tokentrail_kafka::secure(&mut c, &config.security)?;
     Ok((c, login))
+}
+
+/// Partitions of `topic`. It must exist (deploy/ defines the topics; a typo must not create a
+/// one-partition topic), and one created moments ago may not be in the metadata yet: asked
+/// again for 10 s.
+fn partitions_of(producer: &BaseProducer<LoginContext>, topic: &str) -> Result<i32, CorrelatorError> {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), CONTROL_TIMEOUT)
+            .map_err(kafka("reading the findings topic's metadata"))?;
+        let found = metadata.topics().first().map(|t| (t.error(), t.partitions().len()));
+        match found {
+            Some((None, n)) if n > 0 => return Ok(i32::try_from(n).unwrap_or(i32::MAX)),
+            _ if Instant::now() < give_up => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                let missing = KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition);
+                return Err(kafka("reading the findings topic's metadata")(missing));
+            }
+        }
+    }
 }
 
 /// A duration as librdkafka's milliseconds.
@@ -270,6 +315,9 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
     producer.poll(Duration::from_millis(100));
     producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
 
+    let findings_partitions = partitions_of(&producer, &config.findings_topic)?;
+    let output = Output { config, findings_partitions };
+
     let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
     let mut last_commit = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
@@ -285,28 +333,25 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                 let Some(part) = owned.get_mut(&partition) else { continue };
                 part.next_offset = Some(message.offset() + 1);
                 part.dirty = true;
-                match decode(message.payload().unwrap_or_default()) {
-                    Ok((cluster, observation)) => {
-                        let placement = placement(message.headers());
-                        // Counted as before copies from elsewhere were judged: a Secret read
-                        // or token Secret counts on its home partition only.
-                        let self_reporting =
-                            matches!(observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
-                        if placement == Placement::Own || !self_reporting {
-                            metrics.observations.fetch_add(1, Ordering::Relaxed);
+                let undecodable = |entry: Option<usize>, e: &DecodeError| {
+                    metrics.undecodable.fetch_add(1, Ordering::Relaxed);
+                    let offset = message.offset();
+                    tracing::warn!(topic = message.topic(), partition, offset, entry, error = %e, "undecodable observation skipped");
+                };
+                match decode(
+                    message.key().unwrap_or_default(),
+                    message.payload().unwrap_or_default(),
+                    message.headers(),
+                ) {
+                    Ok(inputs) => {
+                        for (entry, input) in inputs.into_iter().enumerate() {
+                            match input {
+                                Ok(input) => fold(part, input, metrics, config),
+                                Err(e) => undecodable(Some(entry), &e),
+                            }
                         }
-                        part.state.observe_copy(&cluster, observation, placement, &config.engine);
                     }
-                    Err(e) => {
-                        metrics.undecodable.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            topic = message.topic(),
-                            partition,
-                            offset = message.offset(),
-                            error = %e,
-                            "undecodable observation skipped"
-                        );
-                    }
+                    Err(e) => undecodable(None, &e),
                 }
             }
             Some(Err(e)) => {
@@ -325,12 +370,30 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         }
         let dirty = owned.values().any(|p| p.dirty);
         if dirty && last_commit.elapsed() >= config.commit_interval {
-            commit(&consumer, &producer, config, metrics, &mut owned, Until::RUNNING)?;
+            commit(&consumer, &producer, &output, metrics, &mut owned, Until::RUNNING)?;
             last_commit = Instant::now();
         }
     }
-    stop(consumer, producer, config, metrics, &mut owned);
+    stop(consumer, producer, &output, metrics, &mut owned);
     Ok(())
+}
+
+/// Folds one observation into its partition's state.
+fn fold(part: &mut Owned, input: Input, metrics: &Metrics, config: &CorrelatorConfig) {
+    // Counted as before copies from elsewhere were judged: a Secret read or token Secret counts
+    // on its home partition only.
+    let self_reporting = matches!(input.observation, Observation::SecretRead(_) | Observation::TokenSecret(_));
+    if input.placement == Placement::Own || !self_reporting {
+        metrics.observations.fetch_add(1, Ordering::Relaxed);
+    }
+    part.state.observe_copy(&input.cluster, input.observation, input.placement, &config.engine);
+}
+
+/// Where a replica writes: its configuration, and the findings topic's partition count (read at
+/// start).
+struct Output<'a> {
+    config: &'a CorrelatorConfig,
+    findings_partitions: i32,
 }
 
 /// The end of a run: the last commit and the clients' close, within [`STOP_BUDGET`]. A commit
@@ -339,7 +402,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
 fn stop(
     consumer: BaseConsumer<Rebalances>,
     producer: BaseProducer<LoginContext>,
-    config: &CorrelatorConfig,
+    output: &Output<'_>,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
 ) {
@@ -347,7 +410,7 @@ fn stop(
     // A quarter of the budget is left for the clients' close.
     let until = Until(Some(started + STOP_BUDGET * 3 / 4));
     if owned.values().any(|p| p.dirty) {
-        match commit(&consumer, &producer, config, metrics, owned, until) {
+        match commit(&consumer, &producer, output, metrics, owned, until) {
             Ok(()) => tracing::info!(took_ms = started.elapsed().as_millis(), "last commit done"),
             Err(e) => tracing::warn!(
                 error = %e,
@@ -416,13 +479,13 @@ fn apply_rebalances(
 fn commit(
     consumer: &BaseConsumer<Rebalances>,
     producer: &BaseProducer<LoginContext>,
-    config: &CorrelatorConfig,
+    output: &Output<'_>,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
     until: Until,
 ) -> Result<(), CorrelatorError> {
     producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
-    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, owned, until) {
+    if let Err(e) = fill_and_commit(consumer, producer, output, metrics, owned, until) {
         // Abort at once rather than leave the broker to time the transaction out: readers
         // (read_committed) move on sooner, and none of its findings is ever seen. The replica
         // then stops: its state has moved past what the changelog holds, and its successor
@@ -447,17 +510,20 @@ fn commit(
 fn fill_and_commit(
     consumer: &BaseConsumer<Rebalances>,
     producer: &BaseProducer<LoginContext>,
-    config: &CorrelatorConfig,
+    output: &Output<'_>,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
     until: Until,
 ) -> Result<(), CorrelatorError> {
+    let config = output.config;
     let mut offsets = TopicPartitionList::new();
     for (&partition, part) in owned.iter_mut().filter(|(_, p)| p.dirty) {
         for (finding, activity) in part.state.due(now()) {
             let value = findings::value(&finding, activity, config.format)?;
             let headers = findings::headers(&finding, activity);
-            send(producer, BaseRecord::to(&config.findings_topic).key(&finding.id).payload(&value).headers(headers))?;
+            let to = findings::partition(partition, output.findings_partitions);
+            let record = BaseRecord::to(&config.findings_topic).partition(to).key(&finding.id);
+            send(producer, record.payload(&value).headers(headers))?;
             metrics.findings.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut by_rule) = metrics.findings_by_rule.lock() {
                 *by_rule.entry(finding.rule.id()).or_default() += 1;

@@ -18,7 +18,9 @@ use tokentrail_aggregator::config::{AuditTopic, Config, KafkaConfig};
 use tokentrail_aggregator::{AggregatorError, Metrics};
 use tokentrail_integration_tests::{kafka, unique_name};
 use tokentrail_proto::wire::agent::v1 as agent;
+use tokentrail_proto::wire::batch::{record_observations, BATCH_HEADER};
 use tokentrail_proto::wire::observation::v1 as pb;
+use tokentrail_proto::wire::{BROADCAST_HEADER, HOME_HEADER};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -194,12 +196,12 @@ pub async fn read_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(
                             .collect()
                     })
                     .unwrap_or_default();
-                out.push(Out {
-                    partition: m.partition(),
-                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                out.extend(records(
+                    m.partition(),
+                    m.key().unwrap_or_default(),
                     headers,
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
+                    m.payload().unwrap_or_default(),
+                ));
             }
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
             Err(_) => {}
@@ -208,6 +210,30 @@ pub async fn read_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(
             done_at = Some(Instant::now());
         }
     }
+}
+
+/// A record read back, as one [`Out`] per observation: a batch of observations
+/// (`tokentrail_proto::wire::batch`) as the single records it stands for, with the key and
+/// headers each would have had; any other record as it is.
+fn records(partition: i32, key: &[u8], headers: BTreeMap<String, String>, value: &[u8]) -> Vec<Out> {
+    let flag = |name: &str| headers.get(name).is_some_and(|v| v == "1");
+    if !flag(BATCH_HEADER) {
+        return vec![Out { partition, key: String::from_utf8_lossy(key).into_owned(), headers, value: value.to_vec() }];
+    }
+    let entries = record_observations(key, value, flag).expect("a batch of observations");
+    entries
+        .into_iter()
+        .map(|e| {
+            let mut headers = BTreeMap::new();
+            for (name, on) in [(BROADCAST_HEADER, e.broadcast), (HOME_HEADER, e.home)] {
+                if on {
+                    headers.insert(name.to_string(), "1".to_string());
+                }
+            }
+            let value = e.observation.expect("an observation").encode_to_vec();
+            Out { partition, key: e.key, headers, value }
+        })
+        .collect()
 }
 
 /// What the decoders make of `values` for `cluster`, as protobuf bytes, sorted (a multiset),

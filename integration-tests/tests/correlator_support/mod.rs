@@ -33,7 +33,9 @@ pub async fn outputs(prefix: &str, partitions: i32) -> Outputs {
         findings: unique_name(&format!("{prefix}-findings")),
         changelog: unique_name(&format!("{prefix}-state")),
     };
-    create_topics(&[(&o.findings, 1)]).await;
+    // As deploy/ creates it: as many partitions as the observations (a finding goes to the
+    // partition numbered as its input partition).
+    create_topics(&[(&o.findings, partitions)]).await;
     // The changelog: one snapshot per input partition, compacted, large records allowed.
     let admin: AdminClient<DefaultClientContext> = kafka().client_config().create().unwrap();
     let changelog = NewTopic::new(&o.changelog, partitions, TopicReplication::Fixed(1))

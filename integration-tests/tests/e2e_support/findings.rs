@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers as _;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokentrail_integration_tests::unique_name;
+use tokentrail_proto::wire::batch::record_observations;
 use tokentrail_proto::wire::observation::v1 as pb;
 
 use super::{client, Pipeline, WAIT};
@@ -34,7 +35,13 @@ impl Observed {
             assert!(start.elapsed() < WAIT, "timed out waiting for {what} in the observations topic");
             match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
                 Ok(Ok(m)) => {
-                    self.seen.push(pb::Observation::decode(m.payload().unwrap_or_default()).expect("an observation"));
+                    let flag = |name: &str| {
+                        m.headers().is_some_and(|h| h.iter().any(|h| h.key == name && h.value == Some(b"1".as_slice())))
+                    };
+                    let entries =
+                        record_observations(m.key().unwrap_or_default(), m.payload().unwrap_or_default(), flag)
+                            .expect("an observation or a batch of them");
+                    self.seen.extend(entries.into_iter().filter_map(|e| e.observation));
                 }
                 // The broker is away (a drill stopped it): the consumer reconnects by itself, and
                 // WAIT bounds how long that may take.

@@ -53,6 +53,30 @@ pub mod observation {
         Progress(super::Progress),
     }
 }
+/// Several observations of one partition in one Kafka record, in the order the aggregator
+/// routed them (the record carries the header `tokentrail-batch: 1`). The cost of the stream is
+/// per record, not per byte (librdkafka's queues and acknowledgements, the correlator's polls),
+/// so the aggregator sends one record per partition and batch rather than one per observation.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ObservationBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub observations: ::prost::alloc::vec::Vec<BatchedObservation>,
+}
+/// One observation of a batch, with what a record of its own would carry beside it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BatchedObservation {
+    /// The routing key (`cluster/namespace/serviceaccount`, `cluster/~broadcast/kind`, ...).
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    /// A copy of an observation sent to every partition (the header `tokentrail-broadcast`).
+    #[prost(bool, tag = "2")]
+    pub broadcast: bool,
+    /// The one copy of a broadcast that may raise findings (the header `tokentrail-home`).
+    #[prost(bool, tag = "3")]
+    pub home: bool,
+    #[prost(message, optional, tag = "4")]
+    pub observation: ::core::option::Option<Observation>,
+}
 /// A service account, as `system:serviceaccount:<namespace>:<name>` names it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ServiceAccountRef {

@@ -11,7 +11,10 @@
 //! * [`BROADCAST_HEADER`], [`HOME_HEADER`]: how the aggregator marks the copies of an
 //!   observation it sends to every partition, and how the correlator tells which copy may raise
 //!   findings (the aggregator's `route` module says which observations are broadcast).
+//! * [`batch`]: several observations of one partition in one record, and how readers take any
+//!   record of the topic apart.
 
+pub mod batch;
 pub mod convert;
 
 pub use convert::{from_proto, to_proto};
