@@ -52,11 +52,13 @@ source bench/stream_common.sh
 PIDS=()
 stop_pipeline() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 trap stop_pipeline EXIT
+BATCH_JSON=""
+[ -z "${BATCH_MAX_BYTES:-}" ] || BATCH_JSON=", \"batch_max_bytes\": $BATCH_MAX_BYTES"
 start_pipeline() { # run
     cat >"$OUT/aggregator.json" <<JSON
 {"kafka": {"bootstrap_servers": "$PROC_BOOT", "security": $PROC_SECURITY, "group_id": "$RUN-agg",
   "audit_topics": [{"topic": "$RAW", "cluster": "bench"}],
-  "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"${BATCH_MAX_BYTES:+, "batch_max_bytes": $BATCH_MAX_BYTES}}}
+  "observations_topic": "$OBS", "dead_letter_topic": "$DLQ"$BATCH_JSON}}
 JSON
     "$TOKENTRAIL" aggregator --config "$OUT/aggregator.json" 2>"$OUT/aggregator-$1.log" &
     PIDS+=($!)

@@ -155,7 +155,12 @@ async fn send_progress(
             _ = stop.wait_for(|s| *s) => true,
         };
         match sink.send_progress().await {
-            Ok(out) => Metrics::add(&metrics.observations_out_total, out),
+            Ok(out) => {
+                for (cluster, copies) in out {
+                    Metrics::add(&metrics.observations_out_total, copies);
+                    metrics.cluster(&cluster, 0, copies);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "progress not delivered; the next one carries later times"),
         }
         if stopping {

@@ -330,16 +330,17 @@ impl KafkaSink {
     }
 
     /// Broadcasts the times of the node facts that repeated since the last call, one progress
-    /// per cluster, and waits until the broker has them; returns how many copies that was.
-    /// Lost (the aggregator stopped first), a progress only delays the watermarks until the
-    /// next one: every later repeat carries a later time.
-    pub async fn send_progress(&self) -> Result<u64, AggregatorError> {
+    /// per cluster, and waits until the broker has them; returns how many copies that was for
+    /// each cluster. Lost (the aggregator stopped first), a progress only delays the watermarks
+    /// until the next one: every later repeat carries a later time.
+    pub async fn send_progress(&self) -> Result<Vec<(String, u64)>, AggregatorError> {
         let progress = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_progress();
         let mut outbox = self.outbox();
-        let mut out = 0;
+        let mut out = Vec::new();
         for (cluster, p) in progress {
-            out += self.enqueue_observation(&cluster, &Observation::Progress(p), &mut outbox).await?;
+            let copies = self.enqueue_observation(&cluster, &Observation::Progress(p), &mut outbox).await?;
             Metrics::inc(&self.metrics.progress_out_total);
+            out.push((cluster, copies));
         }
         self.finish(outbox).await?.wait().await?;
         Ok(out)

@@ -193,14 +193,7 @@ pub fn clusters_named_by_evidence(analysis: &Analysis) -> Vec<(&str, &'static st
     named.into_iter().map(|(c, (by, file))| (c, by, file)).collect()
 }
 
-/// A cluster's name as shown: evidence given without one is `(unnamed)`.
-pub fn shown_cluster(cluster: &str) -> &str {
-    if cluster.is_empty() {
-        "(unnamed)"
-    } else {
-        cluster
-    }
-}
+pub use tokentrail_correlator_core::report::shown_cluster;
 
 /// The first column of a table row, in a report of several clusters.
 fn cluster_cell(cluster: Option<&String>) -> String {

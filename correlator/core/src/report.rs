@@ -183,6 +183,15 @@ impl Coverage {
     }
 }
 
+/// A cluster's name as every report shows it: evidence given without one is `(unnamed)`.
+pub fn shown_cluster(cluster: &str) -> &str {
+    if cluster.is_empty() {
+        "(unnamed)"
+    } else {
+        cluster
+    }
+}
+
 /// One report of several clusters' reports, each made by its own engine (the cluster is in every
 /// key, so nothing of two clusters mixes): findings, incidents and timelines in the reports'
 /// order, with the findings only several clusters show (`legacy-token-shared-across-clusters`,
@@ -253,8 +262,7 @@ impl Coverage {
         self.pods += other.pods;
         self.nodes += other.nodes;
         self.mints += other.mints;
-        // Evidence given without a name is shown as the report shows it elsewhere.
-        let name = if name.is_empty() { "(unnamed)" } else { name };
+        let name = shown_cluster(name);
         self.cluster_networks.extend(other.cluster_networks.iter().map(|n| format!("{name}: {n}")));
         self.learned.extend(other.learned.iter().map(|l| format!("{name}: {l}")));
         self.engine.observations += other.engine.observations;

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::finding::{finding_id, Finding, FindingCredential, FindingServiceAccount, Rule, SecretCopy, SCHEMA};
 use crate::legacy_tokens::LegacyTokenRow;
+use crate::report::shown_cluster;
 use crate::time::Timestamp;
 
 /// The findings of the rule over the merged clusters' legacy-token rows (each row carries its
@@ -69,7 +70,7 @@ fn finding(hash: &str, rows: &[&LegacyTokenRow]) -> Finding {
         severity: Rule::LegacyTokenSharedAcrossClusters.severity(),
         title: format!(
             "One non-expiring service-account token in Secrets of clusters {}: {}",
-            clusters.iter().map(|c| shown(c)).collect::<Vec<_>>().join(", "),
+            clusters.iter().map(|c| shown_cluster(c)).collect::<Vec<_>>().join(", "),
             copies
                 .iter()
                 .map(|c| format!("{}/{}", c.namespace, c.secret))
@@ -107,16 +108,7 @@ fn finding(hash: &str, rows: &[&LegacyTokenRow]) -> Finding {
 /// `cluster prod-eu: monitoring/exporter-token (service account monitoring/exporter)`.
 fn described(c: &SecretCopy) -> String {
     let sa = c.serviceaccount.as_ref().map(|sa| format!(" (service account {}/{sa})", c.namespace)).unwrap_or_default();
-    format!("cluster {}: {}/{}{sa}", shown(&c.cluster), c.namespace, c.secret)
-}
-
-/// The evidence given without a cluster name, as the reports show it.
-fn shown(cluster: &str) -> &str {
-    if cluster.is_empty() {
-        "(unnamed)"
-    } else {
-        cluster
-    }
+    format!("cluster {}: {}/{}{sa}", shown_cluster(&c.cluster), c.namespace, c.secret)
 }
 
 #[cfg(test)]
