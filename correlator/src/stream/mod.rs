@@ -35,6 +35,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedHeaders, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::{Observation, Timestamp};
 use tokentrail_kafka::{Login, LoginContext};
@@ -45,7 +46,7 @@ pub use config::{CorrelatorConfig, FindingFormat};
 pub use state::{PartitionState, Placement};
 
 /// How long a Kafka control call (transactions, restore) may take before the run gives up.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stop (SIGTERM) may take, from the signal to the Kafka clients closed: inside the
 /// chart's 60 s grace period, after which Kubernetes kills the process. With the broker away a
@@ -59,19 +60,19 @@ pub const STOP_BUDGET: Duration = Duration::from_secs(40);
 /// How long transactional calls may take: [`CONTROL_TIMEOUT`] each while running; during a
 /// stop, what is left of the [`STOP_BUDGET`].
 #[derive(Clone, Copy, Debug)]
-struct Until(Option<Instant>);
+pub(crate) struct Until(pub(crate) Option<Instant>);
 
 impl Until {
-    const RUNNING: Until = Until(None);
+    pub(crate) const RUNNING: Until = Until(None);
 
-    fn timeout(self) -> Duration {
+    pub(crate) fn timeout(self) -> Duration {
         match self.0 {
             None => CONTROL_TIMEOUT,
             Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(CONTROL_TIMEOUT),
         }
     }
 
-    fn passed(self) -> bool {
+    pub(crate) fn passed(self) -> bool {
         self.0.is_some_and(|deadline| Instant::now() >= deadline)
     }
 }
@@ -148,18 +149,23 @@ pub enum CorrelatorError {
 /// `security` section (its secrets read from their files now); and the OAUTHBEARER login its
 /// context holds.
 fn client_config(config: &CorrelatorConfig) -> Result<(ClientConfig, Login), CorrelatorError> {
+    clients(&config.bootstrap, &config.security)
+}
+
+/// The same for any component on these brokers (`tokentrail incidents`).
+pub(crate) fn clients(bootstrap: &str, security: &KafkaSecurity) -> Result<(ClientConfig, Login), CorrelatorError> {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap);
-    let login = tokentrail_kafka::secure(&mut c, &config.security)?;
+    c.set("bootstrap.servers", bootstrap);
+    let login = tokentrail_kafka::secure(&mut c, security)?;
     Ok((c, login))
 }
 
 /// A duration as librdkafka's milliseconds.
-fn millis(d: Duration) -> String {
+pub(crate) fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
 
-fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
+pub(crate) fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
     move |source| CorrelatorError::Kafka { context, source }
 }
 
@@ -421,16 +427,14 @@ fn commit(
     owned: &mut BTreeMap<i32, Owned>,
     until: Until,
 ) -> Result<(), CorrelatorError> {
-    producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
-    if let Err(e) = fill_and_commit(consumer, producer, config, metrics, owned, until) {
-        // Abort at once rather than leave the broker to time the transaction out: readers
-        // (read_committed) move on sooner, and none of its findings is ever seen. The replica
-        // then stops: its state has moved past what the changelog holds, and its successor
-        // restores from there.
-        let _ = producer.abort_transaction(until.timeout().max(Duration::from_secs(1)));
-        metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed);
-        return Err(e);
-    }
+    // The replica stops when the transaction fails: its state has moved past what the changelog
+    // holds, and its successor restores from there.
+    transaction(
+        producer,
+        until,
+        || metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed),
+        || fill_and_commit(consumer, producer, config, metrics, owned, until),
+    )?;
     metrics.transactions.fetch_add(1, Ordering::Relaxed);
     let size: usize = owned.values().map(|p| p.state.size()).sum();
     metrics.state_entries.store(size as u64, Ordering::Relaxed);
@@ -439,6 +443,24 @@ fn commit(
     for part in owned.values_mut() {
         part.dirty = false;
         part.old_snapshot = false;
+    }
+    Ok(())
+}
+
+/// Runs `body` (records, offsets, commit) in a transaction. When it fails the transaction is
+/// aborted at once (`aborted` counts it) rather than left for the broker to time out: readers
+/// (read_committed) move on sooner, and none of its records is ever seen.
+pub(crate) fn transaction<T>(
+    producer: &BaseProducer<LoginContext>,
+    until: Until,
+    aborted: impl FnOnce() -> T,
+    body: impl FnOnce() -> Result<(), CorrelatorError>,
+) -> Result<(), CorrelatorError> {
+    producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    if let Err(e) = body() {
+        let _ = producer.abort_transaction(until.timeout().max(Duration::from_secs(1)));
+        aborted();
+        return Err(e);
     }
     Ok(())
 }
@@ -498,7 +520,7 @@ const RESUME_ATTEMPTS: u32 = 4;
 /// timeout would throw away a transaction that can still commit and stop the replica for a
 /// restart; a transaction the broker has meanwhile aborted fails for good on the next call.
 /// During a stop, calls stop when its budget has run out.
-fn resuming(
+pub(crate) fn resuming(
     what: &'static str,
     until: Until,
     mut call: impl FnMut(Duration) -> KafkaResult<()>,
@@ -516,7 +538,7 @@ fn resuming(
 }
 
 /// Produces one record, waiting for queue space instead of failing when the queue is full.
-fn send<'a>(
+pub(crate) fn send<'a>(
     producer: &BaseProducer<LoginContext>,
     mut record: BaseRecord<'a, String, Vec<u8>>,
 ) -> Result<(), CorrelatorError> {
