@@ -106,7 +106,9 @@ async fn incidents_follow_joining_findings_and_a_sigkill_loses_nothing() {
     let incidents_topic = unique_name("inc-incidents");
     create_topics(&[(&findings_topic, 3), (&incidents_topic, 2)]).await;
     let group_id = unique_name("inc-group");
-    let child = incidents_process(&findings_topic, &incidents_topic, &group_id, "300ms");
+    // Commits every 3 s: the kill below comes a second after a commit, with the last finding
+    // read and not committed.
+    let child = incidents_process(&findings_topic, &incidents_topic, &group_id, "3s");
 
     let b = finding("f-b", "legacy-token-foreign-ip", Some("x-token"), &[], 10);
     let c = finding("f-c", "legacy-token-foreign-ip", Some("y-token"), &[], 12);
@@ -130,9 +132,11 @@ async fn incidents_follow_joining_findings_and_a_sigkill_loses_nothing() {
     )
     .await;
     // A read of both Secrets ties them, under its own (smallest) id; the process is killed
-    // with it read and perhaps not committed.
+    // with it read and not committed: its restart must redo that work.
     produce(&findings_topic, &[&a]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = read_committed_until(&incidents_topic, "the records before the kill", Duration::ZERO, |_| true).await;
+    assert!(!standing(&before).contains_key(&ia), "the kill comes before the merge is committed");
     kill9(child);
     let child = incidents_process(&findings_topic, &incidents_topic, &group_id, "300ms");
     // After the restart, a finding that joins the merged incident: the rebuilt feed must still

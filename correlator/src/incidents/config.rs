@@ -9,7 +9,9 @@ use tokentrail_config::{duration, Problem};
 use tokentrail_correlator_core::incident::SPAN;
 use tokentrail_correlator_core::incident_feed::Limits;
 
-use crate::stream::config::micros;
+use crate::stream::config::{
+    commit_problems, default_findings_topic, default_transaction_timeout, micros, micros_to_duration,
+};
 
 /// Settings of the incidents process.
 #[derive(Clone, Debug)]
@@ -69,7 +71,8 @@ pub struct FileConfig {
     /// How often incidents and offsets are committed together.
     #[serde(default = "default_commit_interval", deserialize_with = "duration::deserialize")]
     pub commit_interval: Duration,
-    /// How long a transaction may stay open before the broker aborts it.
+    /// How long a transaction may stay open before the broker aborts it (the broker's default,
+    /// as the correlator's).
     #[serde(default = "default_transaction_timeout", deserialize_with = "duration::deserialize")]
     pub transaction_timeout: Duration,
     /// An incident is forgotten once the latest finding is this far past its end (event time).
@@ -83,9 +86,6 @@ pub struct FileConfig {
 fn default_group() -> String {
     String::from("tokentrail-incidents")
 }
-fn default_findings_topic() -> String {
-    String::from("tokentrail.findings")
-}
 fn default_incidents_topic() -> String {
     String::from("tokentrail.incidents")
 }
@@ -94,12 +94,8 @@ fn default_incidents_topic() -> String {
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
 }
-/// The broker's default, as the correlator's.
-fn default_transaction_timeout() -> Duration {
-    Duration::from_secs(60)
-}
 fn default_horizon() -> Duration {
-    Duration::from_micros(u64::try_from(Limits::default().horizon).unwrap_or(0))
+    micros_to_duration(Limits::default().horizon)
 }
 fn default_max_findings() -> usize {
     Limits::default().max_findings
@@ -141,15 +137,7 @@ impl FileConfig {
         } else if self.incidents_topic == self.findings_topic {
             problems.push(Problem::new("incidents_topic", format!("{:?} is also findings_topic", self.findings_topic)));
         }
-        if self.commit_interval < Duration::from_millis(10) {
-            problems.push(Problem::new("commit_interval", "must be at least 10ms"));
-        }
-        if self.transaction_timeout < (self.commit_interval * 2).max(Duration::from_secs(1)) {
-            problems.push(Problem::new(
-                "transaction_timeout",
-                "must be at least 1s and twice commit_interval: a commit must fit in it with room to spare",
-            ));
-        }
+        problems.extend(commit_problems(self.commit_interval, self.transaction_timeout));
         if micros(self.horizon) < SPAN {
             problems.push(Problem::new(
                 "horizon",

@@ -36,7 +36,8 @@ use tokentrail_kafka::LoginContext;
 pub use config::IncidentsConfig;
 
 use crate::stream::{
-    clients, kafka, millis, resuming, send, transaction, CorrelatorError, Until, CONTROL_TIMEOUT, STOP_BUDGET,
+    clients, kafka, resuming, send, transaction, transactional_producer, CorrelatorError, Until, CONTROL_TIMEOUT,
+    STOP_BUDGET,
 };
 
 /// Counters the run keeps (read by tests and exported as metrics).
@@ -85,21 +86,16 @@ pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -
         .set("auto.offset.reset", "earliest")
         .create_with_context(LoginContext(login))
         .map_err(kafka("creating the consumer"))?;
-    let (mut producer_config, login) = clients(&config.bootstrap, &config.security)?;
-    let producer: BaseProducer<LoginContext> = producer_config
-        // Fixed: a restart fences the process it replaces and aborts its open transaction.
-        .set("transactional.id", &config.instance)
-        .set("transaction.timeout.ms", millis(config.transaction_timeout))
-        // An incident lists every member (a spray of many tokens is one incident of many
-        // findings); the incidents topic is created to accept large records.
-        .set("message.max.bytes", "16777216")
-        .set("compression.type", "lz4")
-        .create_with_context(LoginContext(login))
-        .map_err(kafka("creating the producer"))?;
-    // With OAUTHBEARER the producer connects once it has a token, which librdkafka asks for
-    // through a poll: init_transactions does not poll.
-    producer.poll(Duration::from_millis(100));
-    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+    // An incident lists every member (a spray of many tokens is one incident of many
+    // findings); the incidents topic is created to accept large records. The instance is fixed:
+    // a restart fences the process it replaces.
+    let producer = transactional_producer(
+        &config.bootstrap,
+        &config.security,
+        &config.instance,
+        config.transaction_timeout,
+        "16777216",
+    )?;
 
     let resume = committed(&consumer, config)?;
     let mut feed = Feed::new(config.limits);
@@ -220,7 +216,18 @@ fn committed(consumer: &BaseConsumer<LoginContext>, config: &IncidentsConfig) ->
     for &p in &partitions {
         tpl.add_partition(topic, p);
     }
-    let offsets = consumer.committed_offsets(tpl, CONTROL_TIMEOUT).map_err(kafka("reading committed offsets"))?;
+    // A group's coordinator is found on first use, and a broker just started has none yet
+    // (`NotCoordinator`): ask again until the same deadline.
+    let offsets = loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+            Ok(offsets) => break offsets,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "committed offsets not available yet; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(kafka("reading committed offsets")(e)),
+        }
+    };
     Ok(partitions
         .into_iter()
         .map(|p| {

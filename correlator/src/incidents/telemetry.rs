@@ -1,17 +1,17 @@
 //! `tokentrail incidents`' [`Metrics`] as OpenTelemetry instruments on the meter start-up
 //! hands in (and so on `/metrics`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use opentelemetry::metrics::Meter;
 
 use super::Metrics;
+use crate::stream::telemetry::{observe, Exported};
 
-type Field = fn(&Metrics) -> &AtomicU64;
+type Field = Exported<Metrics>;
 
 #[rustfmt::skip]
-const COUNTERS: &[(&str, &str, Field)] = &[
+const COUNTERS: &[Field] = &[
     ("tokentrail_incidents_findings_total", "Finding records folded in (after the replay).", |m| &m.findings),
     ("tokentrail_incidents_replayed_total", "Finding records read back at start-up to rebuild the incidents.", |m| &m.replayed),
     ("tokentrail_incidents_undecodable_total", "Finding records that are not tokentrail.finding/v1 JSON (skipped).", |m| &m.undecodable),
@@ -24,25 +24,13 @@ const COUNTERS: &[(&str, &str, Field)] = &[
 ];
 
 #[rustfmt::skip]
-const GAUGES: &[(&str, &str, Field)] = &[
+const GAUGES: &[Field] = &[
     ("tokentrail_incidents_findings_held", "Findings the feed holds.", |m| &m.held),
     ("tokentrail_incidents_standing", "Incidents sent that still stand.", |m| &m.standing),
 ];
 
 /// Registers the metrics on `meter` as observable instruments reading `metrics`.
 pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
-    for &(name, description, field) in COUNTERS {
-        let m = Arc::clone(metrics);
-        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
-            o.observe(field(&m).load(Ordering::Relaxed), &[])
-        };
-        meter.u64_observable_counter(name).with_description(description).with_callback(read).build();
-    }
-    for &(name, description, field) in GAUGES {
-        let m = Arc::clone(metrics);
-        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
-            o.observe(field(&m).load(Ordering::Relaxed), &[])
-        };
-        meter.u64_observable_gauge(name).with_description(description).with_callback(read).build();
-    }
+    observe(meter, metrics, false, COUNTERS);
+    observe(meter, metrics, true, GAUGES);
 }

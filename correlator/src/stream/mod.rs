@@ -259,22 +259,14 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         .create_with_context(Rebalances { login, ..Rebalances::default() })
         .map_err(kafka("creating the consumer"))?;
     consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
-    let (mut producer_config, login) = client_config(config)?;
-    let producer: BaseProducer<LoginContext> = producer_config
-        // Stable per replica: a restart fences the old one and aborts its open transaction.
-        .set("transactional.id", &config.instance)
-        // A frozen replica's open transaction holds back read_committed readers only this long.
-        .set("transaction.timeout.ms", millis(config.transaction_timeout))
-        // State snapshots can be large; the changelog topic is created to accept them.
-        .set("message.max.bytes", "67108864")
-        .set("compression.type", "lz4")
-        .create_with_context(LoginContext(login))
-        .map_err(kafka("creating the producer"))?;
-    // With OAUTHBEARER the producer connects once it has a token, which librdkafka asks for
-    // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
-    // only one).
-    producer.poll(Duration::from_millis(100));
-    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+    // State snapshots can be large; the changelog topic is created to accept them.
+    let producer = transactional_producer(
+        &config.bootstrap,
+        &config.security,
+        &config.instance,
+        config.transaction_timeout,
+        "67108864",
+    )?;
 
     let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
     let mut last_commit = Instant::now();
@@ -337,6 +329,33 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
     }
     stop(consumer, producer, config, metrics, &mut owned);
     Ok(())
+}
+
+/// A transactional producer, its transactions initialised. `instance` is stable per process
+/// (a replica's name): a restart under it fences the old one and aborts its open transaction. A
+/// frozen process's open transaction holds back read_committed readers only
+/// `transaction_timeout`. `max_bytes`: the largest record it writes.
+pub(crate) fn transactional_producer(
+    bootstrap: &str,
+    security: &KafkaSecurity,
+    instance: &str,
+    transaction_timeout: Duration,
+    max_bytes: &str,
+) -> Result<BaseProducer<LoginContext>, CorrelatorError> {
+    let (mut producer_config, login) = clients(bootstrap, security)?;
+    let producer: BaseProducer<LoginContext> = producer_config
+        .set("transactional.id", instance)
+        .set("transaction.timeout.ms", millis(transaction_timeout))
+        .set("message.max.bytes", max_bytes)
+        .set("compression.type", "lz4")
+        .create_with_context(LoginContext(login))
+        .map_err(kafka("creating the producer"))?;
+    // With OAUTHBEARER the producer connects once it has a token, which librdkafka asks for
+    // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
+    // only one).
+    producer.poll(Duration::from_millis(100));
+    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+    Ok(producer)
 }
 
 /// The end of a run: the last commit and the clients' close, within [`STOP_BUDGET`]. A commit
