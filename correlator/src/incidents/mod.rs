@@ -36,8 +36,8 @@ use tokentrail_kafka::LoginContext;
 pub use config::IncidentsConfig;
 
 use crate::stream::{
-    clients, kafka, resuming, send, transaction, transactional_producer, CorrelatorError, Until, CONTROL_TIMEOUT,
-    STOP_BUDGET,
+    clients, consumer_error, kafka, resuming, send, transaction, transactional_producer, CorrelatorError, Until,
+    CONTROL_TIMEOUT, STOP_BUDGET,
 };
 
 /// Counters the run keeps (read by tests and exported as metrics).
@@ -129,13 +129,7 @@ pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -
                     feed.fold(finding);
                 }
             }
-            Some(Err(e)) => {
-                if let Some((code, reason)) = consumer.client().fatal_error() {
-                    tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
-                    return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
-                }
-                tracing::warn!(error = %e, "consumer error");
-            }
+            Some(Err(e)) => consumer_error(&consumer, e)?,
             None => {}
         }
         if !next.is_empty() && last_commit.elapsed() >= config.commit_interval {

@@ -307,18 +307,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                     }
                 }
             }
-            Some(Err(e)) => {
-                // A fatal error leaves the consumer unusable for good (a static member fenced by
-                // its own instance id when its join's response was lost to a coordinator that
-                // moved): exiting gets the replica restarted under its name, where living on
-                // would hold no partitions and consume nothing. Nothing is lost: the open
-                // transaction is aborted and the partitions resume from committed offsets.
-                if let Some((code, reason)) = consumer.client().fatal_error() {
-                    tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
-                    return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
-                }
-                tracing::warn!(error = %e, "consumer error");
-            }
+            Some(Err(e)) => consumer_error(&consumer, e)?,
             None => {}
         }
         let dirty = owned.values().any(|p| p.dirty);
@@ -356,6 +345,23 @@ pub(crate) fn transactional_producer(
     producer.poll(Duration::from_millis(100));
     producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
     Ok(producer)
+}
+
+/// A consumer's error: logged, and the end of the run when it is fatal. A fatal error leaves the
+/// consumer unusable for good (a static member fenced by its own instance id when its join's
+/// response was lost to a coordinator that moved): exiting gets the process restarted under its
+/// name, where living on would consume nothing. Nothing is lost: the open transaction is aborted
+/// and the partitions resume from committed offsets.
+pub(crate) fn consumer_error<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    e: KafkaError,
+) -> Result<(), CorrelatorError> {
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
+        return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
+    }
+    tracing::warn!(error = %e, "consumer error");
+    Ok(())
 }
 
 /// The end of a run: the last commit and the clients' close, within [`STOP_BUDGET`]. A commit
