@@ -12,18 +12,26 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aggregator_support::{create_topics, incident_lines, produce_raw, read_committed_until, start, Out, Topics};
+use aggregator_support::{
+    create_topics, incident_lines, produce_raw, read_committed_from, read_committed_until, start, Out, Topics,
+};
 use correlator_support::{binary, correlator, kill9, outputs, stop};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokentrail_correlator_core::incident::incident_id;
 use tokentrail_correlator_core::incident_feed::group;
 use tokentrail_correlator_core::Finding;
-use tokentrail_integration_tests::{kafka, unique_name};
+use tokentrail_integration_tests::{kafka, unique_name, OwnBroker, Stop};
 
 fn incidents_process(findings: &str, incidents: &str, group: &str, commit_interval: &str) -> Child {
+    incidents_on(kafka().bootstrap(), findings, incidents, group, commit_interval)
+}
+
+fn incidents_on(bootstrap: &str, findings: &str, incidents: &str, group: &str, commit_interval: &str) -> Child {
     Command::new(binary())
-        .args(["incidents", "--bootstrap-servers", kafka().bootstrap(), "--group", group, "--instance", group])
+        .args(["incidents", "--bootstrap-servers", bootstrap, "--group", group, "--instance", group])
         .args(["--findings-topic", findings, "--incidents-topic", incidents, "--commit-interval", commit_interval])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -53,7 +61,15 @@ fn finding(id: &str, rule: &str, secret: Option<&str>, reads: &[&str], minute: u
 }
 
 async fn produce(topic: &str, findings: &[&Value]) {
-    let producer: FutureProducer = kafka().client_config().set("enable.idempotence", "true").create().unwrap();
+    produce_on(kafka().bootstrap(), topic, findings).await;
+}
+
+async fn produce_on(bootstrap: &str, topic: &str, findings: &[&Value]) {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
     for f in findings {
         let id = f["id"].as_str().unwrap();
         let value = serde_json::to_vec(f).unwrap();
@@ -210,4 +226,63 @@ async fn behind_the_aggregator_and_correlator_the_incidents_are_those_of_the_fin
         let inventory = f["rule"] == "legacy-token-present" || f["status"] == "withdrawn";
         assert_eq!(seen.get(id).copied().unwrap_or(0), usize::from(!inventory), "finding {id} ({})", f["rule"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_while_the_broker_is_down_it_exits_in_time_and_its_restart_loses_nothing() {
+    let _serial = correlator_support::one_at_a_time().await;
+    // A broker of the drill's own: the one the other tests share is never stopped.
+    let broker_dir = tempfile::Builder::new().prefix("tokentrail-own-broker-").tempdir().unwrap();
+    let broker = OwnBroker::start(broker_dir.path()).expect("a broker of the drill's own");
+    let bootstrap = broker.broker().bootstrap().to_owned();
+    let (findings_topic, incidents_topic) = (unique_name("drill-findings"), unique_name("drill-incidents"));
+    let admin: AdminClient<DefaultClientContext> = broker.broker().client_config().create().unwrap();
+    let topics = [
+        NewTopic::new(&findings_topic, 3, TopicReplication::Fixed(1)),
+        NewTopic::new(&incidents_topic, 1, TopicReplication::Fixed(1)),
+    ];
+    for r in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+        r.unwrap();
+    }
+    let group_id = unique_name("drill-group");
+    let start = |every| incidents_on(&bootstrap, &findings_topic, &incidents_topic, &group_id, every);
+    let b = finding("f-b", "legacy-token-foreign-ip", Some("x-token"), &[], 10);
+    let c = finding("f-c", "legacy-token-foreign-ip", Some("y-token"), &[], 12);
+    let a = finding("f-a", "sa-token-secret-read", None, &["x-token", "y-token"], 5);
+
+    // Commits every 3 s: the broker goes half a second after a commit, with a finding read
+    // and not committed, which the stop's last commit then cannot commit.
+    let mut child = start("3s");
+    produce_on(&bootstrap, &findings_topic, &[&b]).await;
+    let first = wait(vec![(incident_id("f-b"), vec!["f-b"])]);
+    read_committed_from(&bootstrap, &incidents_topic, "the first incident", Duration::ZERO, first).await;
+    // A finding read and not committed, the broker killed, then a stop: the process must exit
+    // cleanly within the chart's 60 s grace, giving up the commit it cannot make.
+    produce_on(&bootstrap, &findings_topic, &[&c]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.kill(Stop::Kill).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let asked = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(55), "a stop with the broker away took over 55 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "a stop with the broker away exits 0: {status}");
+    eprintln!("incidents: stopped with the broker away in {:.1} s", asked.elapsed().as_secs_f64());
+
+    // Back, and started again: it rebuilds from what was committed and reads the rest.
+    broker.resume().unwrap();
+    let child = start("300ms");
+    produce_on(&bootstrap, &findings_topic, &[&a]).await;
+    let want = expected(&[b.clone(), c.clone(), a.clone()]);
+    let out = read_committed_from(&bootstrap, &incidents_topic, "the merged incident", Duration::from_secs(2), |o| {
+        standing(o) == want
+    })
+    .await;
+    stop(child);
+    assert_eq!(standing(&out), want);
 }
