@@ -2,7 +2,8 @@
 //!
 //! * [`startup`]: logging, metrics export, the runtime, signals and exit statuses, once for every
 //!   component; configuration files and the flags laid over them.
-//! * [`component`]: `agent`, `aggregator`, `correlator`, `standalone`: flags to configuration.
+//! * [`component`]: `agent`, `aggregator`, `correlator`, `incidents`, `standalone`: flags to
+//!   configuration.
 //! * [`analyze`], [`collect`]: the forensic subcommands.
 //! * [`docs`]: shell completions and man pages.
 
@@ -49,6 +50,9 @@ enum Command {
     Aggregator(component::aggregator::Args),
     /// Run a correlator replica: the observations topic in, findings out, exactly once.
     Correlator(component::correlator::Args),
+    /// Run the incidents process (one replica): the findings topic in, incidents out, exactly
+    /// once.
+    Incidents(component::incidents::Args),
     /// Run aggregator and correlator in one process, without Kafka: the audit webhook and agents
     /// in, findings to stdout, a file or a Kafka topic.
     // Boxed: its flags are many times the size of the other subcommands'.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => component::agent::main(args),
         Command::Aggregator(args) => component::aggregator::main(args),
         Command::Correlator(args) => component::correlator::main(args),
+        Command::Incidents(args) => component::incidents::main(args),
         Command::Standalone(args) => component::standalone::main(*args),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),

@@ -1,4 +1,4 @@
-//! `tokentrail agent|aggregator|correlator|standalone --check-config FILE` as an operator runs it: every
+//! `tokentrail agent|aggregator|correlator|incidents|standalone --check-config FILE` as an operator runs it: every
 //! problem of the file at once, each with its key path, exit 2; exit 0 for a valid file; nothing
 //! started either way (no broker, aggregator or kubelet directory exists for these runs).
 
@@ -69,6 +69,17 @@ fn correlator_files_are_checked_whole() {
     assert_valid(&check("correlator", r#"{"bootstrap_servers": "k:9092", "format": "ocsf"}"#));
     let out = check("correlator", r#"{"group_id": "", "engine": {"egress_ips": ["nat"]}, "format": "csv"}"#);
     assert_problems(&out, &["engine.egress_ips", "format", "bootstrap_servers"]);
+}
+
+#[test]
+fn incidents_files_are_checked_whole() {
+    assert_valid(&check("incidents", r#"{"bootstrap_servers": "k:9092", "horizon": "72h", "max_findings": 1000}"#));
+    let out = check(
+        "incidents",
+        r#"{"bootstrap_servers": "k:9092", "horizon": "soon", "incidents_topic": "tokentrail.findings",
+            "max_findings": 0}"#,
+    );
+    assert_problems(&out, &["horizon", "incidents_topic", "max_findings"]);
 }
 
 #[test]

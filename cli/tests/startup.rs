@@ -111,7 +111,7 @@ fn flags_override_the_file_and_a_problem_of_the_file_names_it() {
 
 #[test]
 fn help_shows_no_rustdoc_links_and_every_component_exports_metrics_and_serves_probes() {
-    for subcommand in ["analyze", "collect", "agent", "aggregator", "correlator", "standalone"] {
+    for subcommand in ["analyze", "collect", "agent", "aggregator", "correlator", "incidents", "standalone"] {
         let out = tokentrail(&[subcommand, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{subcommand}");

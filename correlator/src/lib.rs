@@ -9,9 +9,11 @@
 //!   Its [`PartitionState`](stream::PartitionState) (engines and emitter) and finding records
 //!   ([`stream::findings`]) are also what `tokentrail standalone` (in the cli crate, above both
 //!   aggregator and correlator) folds into and writes.
+//! * [`incidents`]: `tokentrail incidents`, the findings topic in, incidents out, exactly once.
 
 pub mod clusters;
 pub mod evidence;
 pub mod forensic;
+pub mod incidents;
 pub mod output;
 pub mod stream;

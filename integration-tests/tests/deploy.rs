@@ -302,6 +302,12 @@ fn kubeconform(tools: &Path, manifests: &Path, kubernetes: &str) -> Result<Strin
     }
 }
 
+/// Whether a variant runs `tokentrail incidents`: not with standalone, and not with findings as
+/// OCSF (AKS's, for Sentinel), which it cannot read.
+fn incidents_run(variant: &str) -> bool {
+    !matches!(variant, "standalone" | "aks")
+}
+
 /// A rendered KafkaTopic's `partitions` and `cleanup.policy`.
 fn topic(objects: &[Value], topic: &str) -> (u64, String) {
     let object = objects
@@ -350,6 +356,17 @@ fn every_variant_renders_and_every_object_is_valid_against_the_schemas() {
             let (observations, _) = topic(&objects, "tokentrail.observations");
             let (state, policy) = topic(&objects, "tokentrail.correlator-state");
             assert_eq!((state, policy.as_str()), (observations, "compact"), "{which}: the changelog topic");
+            // Each incident id's last record is what a reader needs: compacted.
+            assert_eq!(topic(&objects, "tokentrail.incidents").1, "compact", "{which}: the incidents topic");
+        }
+        if incidents_run(which) {
+            // docs/incidents.md: one process groups every finding; never two side by side.
+            let incidents = objects
+                .iter()
+                .find(|o| kind(o) == "Deployment" && name(o).ends_with("-incidents"))
+                .unwrap_or_else(|| panic!("{which}: no incidents Deployment"));
+            assert_eq!(incidents["spec"]["replicas"], 1, "{which}: incidents replicas");
+            assert_eq!(incidents["spec"]["strategy"]["type"], "Recreate", "{which}: incidents strategy");
         }
         let file = dir.path().join(format!("{which}.yaml"));
         std::fs::write(&file, &rendered).unwrap();
@@ -445,8 +462,13 @@ fn every_generated_configuration_passes_check_config_with_its_pods_flags() {
             }
         }
         checked.sort();
-        let expected: &[&str] =
-            if which == "standalone" { &["agent", "standalone"] } else { &["agent", "aggregator", "correlator"] };
+        let expected: &[&str] = if which == "standalone" {
+            &["agent", "standalone"]
+        } else if incidents_run(which) {
+            &["agent", "aggregator", "correlator", "incidents"]
+        } else {
+            &["agent", "aggregator", "correlator"]
+        };
         assert_eq!(checked, expected, "{which}: one configuration per component");
     }
 }

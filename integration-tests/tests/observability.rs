@@ -1,6 +1,6 @@
 //! `deploy/observability/`: the Grafana dashboard and the Prometheus alerting rules use only
 //! metrics the components register. The registered names are read from the source text of the
-//! three `instruments()` tables, so renaming or removing a metric there breaks this test until
+//! `telemetry.rs` tables of the components, so renaming or removing a metric there breaks this test until
 //! the dashboard and the rules follow. Every dashboard expression is filtered by the `$cluster`
 //! and `$namespace` variables, and every alert links a runbook section of docs/runbooks.md.
 //!
@@ -14,8 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The `telemetry.rs` files whose string literals name every exported metric.
-const TELEMETRY: &[&str] =
-    &["agent/src/telemetry.rs", "aggregator/src/telemetry.rs", "correlator/src/stream/telemetry.rs"];
+const TELEMETRY: &[&str] = &[
+    "agent/src/telemetry.rs",
+    "aggregator/src/telemetry.rs",
+    "correlator/src/stream/telemetry.rs",
+    "correlator/src/incidents/telemetry.rs",
+];
 const DASHBOARD: &str = "deploy/observability/tokentrail-dashboard.json";
 const RULES: &str = "deploy/observability/tokentrail-alerts.yaml";
 const RULE_TESTS: &str = "deploy/observability/tokentrail-alerts.test.yaml";

@@ -113,45 +113,10 @@ pub fn main(args: Args) -> ExitCode {
     )
 }
 
-/// The correlator's loop on a thread of its own, told to stop when `shutdown` resolves, and
-/// waited for at most [`stream::STOP_BUDGET`] after that: with the broker away, librdkafka's
-/// last commit and close can outlast the pod's grace period. An unfinished stop is given up
-/// (the process exits without the thread; the partitions' next owner resumes from the last
-/// commit). Not tokio's blocking pool: the runtime's shutdown would wait for it.
+/// The correlator's loop on a thread of its own ([`super::on_thread`]).
 async fn run(config: CorrelatorConfig, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyhow::Result<()> {
-    let stop = stream::shutdown_flag();
-    let (done_tx, mut done) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new().name("correlator".into()).spawn({
-        let stop = Arc::clone(&stop);
-        move || {
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream::run(&config, &metrics, &stop)));
-            let _ = done_tx.send(result);
-        }
-    })?;
-    let finished = tokio::select! {
-        // The loop stopped by itself (an error): the process exits with it.
-        finished = &mut done => finished,
-        () = shutdown => {
-            stop.store(true, Ordering::Relaxed);
-            let asked = std::time::Instant::now();
-            match tokio::time::timeout(stream::STOP_BUDGET, done).await {
-                Ok(finished) => finished,
-                Err(_) => {
-                    tracing::warn!(
-                        waited_s = asked.elapsed().as_secs(),
-                        "the correlator's loop did not stop in time (Kafka unreachable?); exiting without it: \
-                         the partitions' next owner resumes from the last commit"
-                    );
-                    return Ok(());
-                }
-            }
-        }
-    };
-    match finished {
-        Ok(Ok(result)) => Ok(result?),
-        _ => Err(anyhow::anyhow!("the correlator's loop panicked")),
-    }
+    let given_up = "the partitions' next owner resumes from the last commit";
+    super::on_thread("correlator", given_up, shutdown, move |stop| stream::run(&config, &metrics, stop)).await
 }
 
 #[cfg(test)]

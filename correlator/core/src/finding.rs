@@ -334,15 +334,16 @@ pub struct FindingServiceAccount {
 }
 
 /// The credential a finding is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FindingCredential {
     /// `pod-bound`, `unbound`, `legacy-secret` or `unknown` ([`CREDENTIAL_KINDS`]).
-    pub kind: &'static str,
+    #[serde(deserialize_with = "read::kind")]
+    pub kind: read::Fixed,
     /// `JTI=<uuid>`, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The Secret's name, for legacy tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
 
@@ -353,7 +354,7 @@ pub const CREDENTIAL_KINDS: [&str; 4] = ["pod-bound", "unbound", "legacy-secret"
 /// explain what an earlier report called suspicious (a `kubectl` dump that names a pod's second
 /// address, sent after the log): the finding is then sent again, same id, as withdrawn.
 /// `tokentrail analyze` sees all the evidence at once and never withdraws anything.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The evidence supports it (not written: every finding of a report is active).
@@ -386,21 +387,21 @@ pub struct FindingPod {
 }
 
 /// One request as a finding shows it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct FindingRequest {
     /// Verb.
     pub verb: String,
     /// Resource (with `/subresource` when there is one).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     /// Namespace.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Object name.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Response code.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
 }
 
@@ -421,10 +422,14 @@ impl From<&Request> for FindingRequest {
 }
 
 /// A finding: one rule, one credential, one client address, however many requests.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back from its JSON record too (the findings topic, for `tokentrail incidents`): the
+/// record says everything the finding holds; what is fixed per rule (ATT&CK) is the rule's.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Finding {
     /// Always [`SCHEMA`].
-    pub schema: &'static str,
+    #[serde(deserialize_with = "read::schema")]
+    pub schema: read::Fixed,
     /// Stable id: a hash of rule, cluster, credential and client address.
     pub id: String,
     /// Which rule fired.
@@ -434,25 +439,25 @@ pub struct Finding {
     /// One line for a human.
     pub title: String,
     /// Cluster label.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The service account whose token it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serviceaccount: Option<FindingServiceAccount>,
     /// The credential.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<FindingCredential>,
     /// The pod the credential is bound to (or mounted in).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<FindingPod>,
     /// The client address (the trusted one, docs/design.md §3.2).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<IpAddr>,
     /// `sourceIPs` as logged, when more than one address is involved.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_ips: Vec<IpAddr>,
     /// The addresses the credential was expected to come from.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_ips: Vec<IpAddr>,
     /// First event time the rule matched.
     pub first_seen: Timestamp,
@@ -461,29 +466,30 @@ pub struct Finding {
     /// How many requests (or objects) it covers.
     pub count: u64,
     /// Client user agents seen (bounded).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_agents: Vec<String>,
     /// Requests made (bounded, distinct).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<FindingRequest>,
     /// The first few audit IDs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit_ids: Vec<String>,
     /// ATT&CK techniques.
+    #[serde(default, deserialize_with = "read::attack")]
     pub attack: &'static [Technique],
     /// Why this fired, in a sentence for a ticket.
     pub explanation: String,
     /// `withdrawn` on a stream's correction of a finding it sent; absent while it stands.
-    #[serde(skip_serializing_if = "Status::is_active")]
+    #[serde(default, skip_serializing_if = "Status::is_active")]
     pub status: Status,
     /// The token Secrets that hold the same token, in every cluster
     /// (`legacy-token-shared-across-clusters`); empty for every other rule.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<SecretCopy>,
 }
 
 /// One token Secret among those holding the same token.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct SecretCopy {
     /// The cluster it is in.
     pub cluster: String,
@@ -492,8 +498,49 @@ pub struct SecretCopy {
     /// Secret name.
     pub secret: String,
     /// The service account its token authenticates as, when the Secret says.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serviceaccount: Option<String>,
+}
+
+/// What a finding record holds as text and a finding as one of the fixed values it was made
+/// with: a record of another schema is refused, not misread.
+pub mod read {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{Rule, Technique, CREDENTIAL_KINDS, SCHEMA};
+
+    /// `&'static str` by another name: serde's derive takes a field spelled `&'static str` for
+    /// one borrowed from the input, and would read findings only from `'static` input. These
+    /// are read by the functions below, which borrow nothing.
+    pub type Fixed = &'static str;
+
+    pub(super) fn schema<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == SCHEMA {
+            Ok(SCHEMA)
+        } else {
+            Err(serde::de::Error::custom(format!("schema {s:?} is not {SCHEMA}")))
+        }
+    }
+
+    pub(super) fn kind<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let s = String::deserialize(d)?;
+        // A kind added by a later version reads as what this one calls what it does not know.
+        Ok(CREDENTIAL_KINDS.into_iter().find(|k| *k == s).unwrap_or("unknown"))
+    }
+
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+
+    /// The techniques of the rule that lists these ids (every rule's list is a constant); none
+    /// when no rule of this version lists them.
+    pub(super) fn attack<'de, D: Deserializer<'de>>(d: D) -> Result<&'static [Technique], D::Error> {
+        let ids: Vec<Id> = Vec::deserialize(d)?;
+        let same = |list: &[Technique]| list.len() == ids.len() && list.iter().zip(&ids).all(|(t, i)| t.id == i.id);
+        Ok(Rule::ALL.into_iter().map(Rule::attack).find(|list| same(list)).unwrap_or(&[]))
+    }
 }
 
 /// The stable finding id: a hash of rule, cluster, credential key and client address.
@@ -522,6 +569,50 @@ mod tests {
             finding_id(Rule::TokenMultiOrigin, None, "ab", "c"),
             finding_id(Rule::TokenMultiOrigin, None, "a", "bc")
         );
+    }
+
+    #[test]
+    fn a_finding_reads_back_from_its_record() {
+        let f = Finding {
+            schema: SCHEMA,
+            id: finding_id(Rule::SaTokenSecretRead, Some("prod"), "u@ns", ""),
+            rule: Rule::SaTokenSecretRead,
+            severity: Severity::High,
+            title: String::from("t"),
+            cluster: Some(String::from("prod")),
+            serviceaccount: Some(FindingServiceAccount { namespace: "ns".into(), name: "sa".into(), uid: None }),
+            credential: Some(FindingCredential { kind: "legacy-secret", id: None, secret: Some("sa-token-x".into()) }),
+            pod: None,
+            source_ip: Some("203.0.113.5".parse().unwrap()),
+            source_ips: vec!["203.0.113.5".parse().unwrap(), "10.0.0.1".parse().unwrap()],
+            expected_ips: Vec::new(),
+            first_seen: Timestamp::from_secs(1_773_000_000),
+            last_seen: Timestamp::from_secs(1_773_000_060),
+            count: 3,
+            user_agents: vec!["curl/8".into()],
+            requests: vec![FindingRequest {
+                verb: "get".into(),
+                resource: Some("secrets".into()),
+                namespace: Some("ns".into()),
+                name: Some("sa-token-x".into()),
+                code: Some(200),
+            }],
+            audit_ids: vec!["a".into()],
+            attack: Rule::SaTokenSecretRead.attack(),
+            explanation: String::from("e"),
+            status: Status::Withdrawn,
+            copies: vec![SecretCopy {
+                cluster: "prod".into(),
+                namespace: "ns".into(),
+                secret: "s".into(),
+                serviceaccount: None,
+            }],
+        };
+        let back: Finding = serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+        let mut other = serde_json::to_value(&f).unwrap();
+        other["schema"] = "tokentrail.incident/v1".into();
+        assert!(serde_json::from_value::<Finding>(other).is_err(), "another schema is refused");
     }
 
     #[test]

@@ -213,8 +213,14 @@ pub fn incident_id(smallest_member: &str) -> String {
 /// Groups the findings into incidents, most severe first, then by time, then by id. Every
 /// finding but an inventory item (`legacy-token-present`) and a withdrawn one is in exactly one.
 pub fn incidents(findings: &[Finding], ctx: &Context<'_>) -> Vec<Incident> {
+    incidents_of(findings, ctx)
+}
+
+/// [`incidents`] of findings held elsewhere than in one slice (the stream's feed holds them by
+/// id: copying them all into a slice for every batch would cost what grouping them does).
+pub fn incidents_of<'f>(findings: impl IntoIterator<Item = &'f Finding>, ctx: &Context<'_>) -> Vec<Incident> {
     let mut members: Vec<&Finding> =
-        findings.iter().filter(|f| f.status.is_active() && f.rule != Rule::LegacyTokenPresent).collect();
+        findings.into_iter().filter(|f| f.status.is_active() && f.rule != Rule::LegacyTokenPresent).collect();
     // Input order must not matter: the report's own order, made here.
     members.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     members.dedup_by(|a, b| a.id == b.id);
@@ -779,7 +785,7 @@ impl UnionFind {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::borrow::Cow;
 
     use super::*;
@@ -790,7 +796,7 @@ mod tests {
 
     const T0: i64 = 1_773_136_800 * SECOND; // 2026-03-10T10:00:00Z
 
-    fn at(minutes: i64) -> Timestamp {
+    pub(crate) fn at(minutes: i64) -> Timestamp {
         Timestamp(T0 + minutes * MINUTE)
     }
 
@@ -799,7 +805,7 @@ mod tests {
     }
 
     /// A use of `jti` (of service account `shop/<sa>`, bound to pod `shop/<sa>-0`) from `client`.
-    fn use_of(id: &str, rule: Rule, sa: &str, jti: &str, client: &str, minutes: (i64, i64)) -> Finding {
+    pub(crate) fn use_of(id: &str, rule: Rule, sa: &str, jti: &str, client: &str, minutes: (i64, i64)) -> Finding {
         Finding {
             schema: crate::finding::SCHEMA,
             id: id.to_string(),

@@ -25,7 +25,8 @@
 //! * [`expiry`]: what the streaming engine forgets, and when, so its state stays bounded.
 //! * [`emit`]: which findings to send downstream, and when to send one again (a changed one).
 //! * [`incident`]: findings that tell one story, grouped into incidents with that story in time
-//!   order, for the report.
+//!   order, for the report; [`incident_feed`] keeps them from a stream of findings and tells
+//!   what changed (`tokentrail incidents`).
 //! * [`ocsf`]: findings as OCSF Detection Findings, incidents as Incident Findings, for SIEMs.
 //! * [`config`]: the engine's settings ([`EngineConfig`]).
 //! * [`sample`], [`tally`], [`shared`] (values many samples hold alike, kept once), [`principals`], [`client`] (what a user agent says about its program
@@ -45,6 +46,7 @@ pub mod expiry;
 pub mod finding;
 pub mod hash;
 pub mod incident;
+pub mod incident_feed;
 pub mod legacy_tokens;
 pub mod model;
 pub mod ocsf;

@@ -224,7 +224,7 @@ fn default_group() -> String {
 fn default_observations_topic() -> String {
     String::from("tokentrail.observations")
 }
-fn default_findings_topic() -> String {
+pub(crate) fn default_findings_topic() -> String {
     String::from("tokentrail.findings")
 }
 fn default_changelog_topic() -> String {
@@ -246,7 +246,7 @@ fn default_session_timeout() -> Duration {
 /// a shorter one (Kafka Streams uses 10 s) bounds that, but a broker outage longer than it then
 /// aborts the open transaction and the replica restarts (losing nothing): measured in the
 /// broker drill of `e2e_drills.rs`, which a 10 s timeout fails.
-fn default_transaction_timeout() -> Duration {
+pub(crate) fn default_transaction_timeout() -> Duration {
     Duration::from_secs(60)
 }
 fn default_rotation_grace() -> Duration {
@@ -261,13 +261,29 @@ fn default_credential_retention() -> Duration {
 fn default_pod_retention() -> Duration {
     micros_to_duration(Retention::default().pods)
 }
-fn micros_to_duration(micros: i64) -> Duration {
+pub(crate) fn micros_to_duration(micros: i64) -> Duration {
     Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }
 
 /// A duration in the engine's microseconds (saturating: no setting is near 292,000 years).
 pub fn micros(d: Duration) -> Micros {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The problems of a transactional loop's `commit_interval` and `transaction_timeout` (the
+/// correlator's, `tokentrail incidents`').
+pub(crate) fn commit_problems(commit_interval: Duration, transaction_timeout: Duration) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if commit_interval < Duration::from_millis(10) {
+        problems.push(Problem::new("commit_interval", "must be at least 10ms"));
+    }
+    if transaction_timeout < (commit_interval * 2).max(Duration::from_secs(1)) {
+        problems.push(Problem::new(
+            "transaction_timeout",
+            "must be at least 1s and twice commit_interval: a commit must fit in it with room to spare",
+        ));
+    }
+    problems
 }
 
 /// The problem with a credential retention shorter than [`Retention::MIN_CREDENTIALS`], if any.
@@ -326,20 +342,12 @@ impl FileConfig {
                 problems.push(Problem::new(*name, format!("{topic:?} is also {other}")));
             }
         }
-        if self.commit_interval < Duration::from_millis(10) {
-            problems.push(Problem::new("commit_interval", "must be at least 10ms"));
-        }
         // The brokers' own bounds (group.min.session.timeout.ms, group.max.session.timeout.ms
         // by default): outside them joining fails with an error that names neither setting.
         if !(Duration::from_secs(6)..=Duration::from_secs(1800)).contains(&self.session_timeout) {
             problems.push(Problem::new("session_timeout", "must be between 6s and 30m (the brokers' default bounds)"));
         }
-        if self.transaction_timeout < (self.commit_interval * 2).max(Duration::from_secs(1)) {
-            problems.push(Problem::new(
-                "transaction_timeout",
-                "must be at least 1s and twice commit_interval: a commit must fit in it with room to spare",
-            ));
-        }
+        problems.extend(commit_problems(self.commit_interval, self.transaction_timeout));
         problems.extend(self.engine.problems("engine"));
         problems.extend(self.security.problems("security"));
         problems

@@ -34,6 +34,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedHeaders, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::{Observation, Timestamp};
 use tokentrail_kafka::{Login, LoginContext};
@@ -44,7 +45,7 @@ pub use config::{CorrelatorConfig, FindingFormat};
 pub use state::{PartitionState, Placement};
 
 /// How long a Kafka control call (transactions, restore) may take before the run gives up.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stop (SIGTERM) may take, from the signal to the Kafka clients closed: inside the
 /// chart's 60 s grace period, after which Kubernetes kills the process. With the broker away a
@@ -58,19 +59,19 @@ pub const STOP_BUDGET: Duration = Duration::from_secs(40);
 /// How long transactional calls may take: [`CONTROL_TIMEOUT`] each while running; during a
 /// stop, what is left of the [`STOP_BUDGET`].
 #[derive(Clone, Copy, Debug)]
-struct Until(Option<Instant>);
+pub(crate) struct Until(pub(crate) Option<Instant>);
 
 impl Until {
-    const RUNNING: Until = Until(None);
+    pub(crate) const RUNNING: Until = Until(None);
 
-    fn timeout(self) -> Duration {
+    pub(crate) fn timeout(self) -> Duration {
         match self.0 {
             None => CONTROL_TIMEOUT,
             Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(CONTROL_TIMEOUT),
         }
     }
 
-    fn passed(self) -> bool {
+    pub(crate) fn passed(self) -> bool {
         self.0.is_some_and(|deadline| Instant::now() >= deadline)
     }
 }
@@ -171,9 +172,14 @@ pub enum CorrelatorError {
 /// `security` section (its secrets read from their files now); and the OAUTHBEARER login its
 /// context holds.
 fn client_config(config: &CorrelatorConfig) -> Result<(ClientConfig, Login), CorrelatorError> {
+    clients(&config.bootstrap, &config.security)
+}
+
+/// The same for any component on these brokers (`tokentrail incidents`).
+pub(crate) fn clients(bootstrap: &str, security: &KafkaSecurity) -> Result<(ClientConfig, Login), CorrelatorError> {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap);
-    let login = tokentrail_kafka::secure(&mut c, &config.security)?;
+    c.set("bootstrap.servers", bootstrap);
+    let login = tokentrail_kafka::secure(&mut c, security)?;
     Ok((c, login))
 }
 
@@ -200,11 +206,11 @@ fn partitions_of(producer: &BaseProducer<LoginContext>, topic: &str) -> Result<i
 }
 
 /// A duration as librdkafka's milliseconds.
-fn millis(d: Duration) -> String {
+pub(crate) fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
 
-fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
+pub(crate) fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CorrelatorError {
     move |source| CorrelatorError::Kafka { context, source }
 }
 
@@ -298,22 +304,14 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         .create_with_context(Rebalances { login, ..Rebalances::default() })
         .map_err(kafka("creating the consumer"))?;
     consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
-    let (mut producer_config, login) = client_config(config)?;
-    let producer: BaseProducer<LoginContext> = producer_config
-        // Stable per replica: a restart fences the old one and aborts its open transaction.
-        .set("transactional.id", &config.instance)
-        // A frozen replica's open transaction holds back read_committed readers only this long.
-        .set("transaction.timeout.ms", millis(config.transaction_timeout))
-        // State snapshots can be large; the changelog topic is created to accept them.
-        .set("message.max.bytes", "67108864")
-        .set("compression.type", "lz4")
-        .create_with_context(LoginContext(login))
-        .map_err(kafka("creating the producer"))?;
-    // With OAUTHBEARER the producer connects once it has a token, which librdkafka asks for
-    // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
-    // only one).
-    producer.poll(Duration::from_millis(100));
-    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+    // State snapshots can be large; the changelog topic is created to accept them.
+    let producer = transactional_producer(
+        &config.bootstrap,
+        &config.security,
+        &config.instance,
+        config.transaction_timeout,
+        "67108864",
+    )?;
 
     let findings_partitions = partitions_of(&producer, &config.findings_topic)?;
     let output = Output { config, findings_partitions };
@@ -354,18 +352,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                     Err(e) => undecodable(None, &e),
                 }
             }
-            Some(Err(e)) => {
-                // A fatal error leaves the consumer unusable for good (a static member fenced by
-                // its own instance id when its join's response was lost to a coordinator that
-                // moved): exiting gets the replica restarted under its name, where living on
-                // would hold no partitions and consume nothing. Nothing is lost: the open
-                // transaction is aborted and the partitions resume from committed offsets.
-                if let Some((code, reason)) = consumer.client().fatal_error() {
-                    tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
-                    return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
-                }
-                tracing::warn!(error = %e, "consumer error");
-            }
+            Some(Err(e)) => consumer_error(&consumer, e)?,
             None => {}
         }
         let dirty = owned.values().any(|p| p.dirty);
@@ -394,6 +381,50 @@ fn fold(part: &mut Owned, input: Input, metrics: &Metrics, config: &CorrelatorCo
 struct Output<'a> {
     config: &'a CorrelatorConfig,
     findings_partitions: i32,
+}
+
+/// A transactional producer, its transactions initialised. `instance` is stable per process
+/// (a replica's name): a restart under it fences the old one and aborts its open transaction. A
+/// frozen process's open transaction holds back read_committed readers only
+/// `transaction_timeout`. `max_bytes`: the largest record it writes.
+pub(crate) fn transactional_producer(
+    bootstrap: &str,
+    security: &KafkaSecurity,
+    instance: &str,
+    transaction_timeout: Duration,
+    max_bytes: &str,
+) -> Result<BaseProducer<LoginContext>, CorrelatorError> {
+    let (mut producer_config, login) = clients(bootstrap, security)?;
+    let producer: BaseProducer<LoginContext> = producer_config
+        .set("transactional.id", instance)
+        .set("transaction.timeout.ms", millis(transaction_timeout))
+        .set("message.max.bytes", max_bytes)
+        .set("compression.type", "lz4")
+        .create_with_context(LoginContext(login))
+        .map_err(kafka("creating the producer"))?;
+    // With OAUTHBEARER the producer connects once it has a token, which librdkafka asks for
+    // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
+    // only one).
+    producer.poll(Duration::from_millis(100));
+    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+    Ok(producer)
+}
+
+/// A consumer's error: logged, and the end of the run when it is fatal. A fatal error leaves the
+/// consumer unusable for good (a static member fenced by its own instance id when its join's
+/// response was lost to a coordinator that moved): exiting gets the process restarted under its
+/// name, where living on would consume nothing. Nothing is lost: the open transaction is aborted
+/// and the partitions resume from committed offsets.
+pub(crate) fn consumer_error<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    e: KafkaError,
+) -> Result<(), CorrelatorError> {
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
+        return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
+    }
+    tracing::warn!(error = %e, "consumer error");
+    Ok(())
 }
 
 /// The end of a run: the last commit and the clients' close, within [`STOP_BUDGET`]. A commit
@@ -484,16 +515,14 @@ fn commit(
     owned: &mut BTreeMap<i32, Owned>,
     until: Until,
 ) -> Result<(), CorrelatorError> {
-    producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
-    if let Err(e) = fill_and_commit(consumer, producer, output, metrics, owned, until) {
-        // Abort at once rather than leave the broker to time the transaction out: readers
-        // (read_committed) move on sooner, and none of its findings is ever seen. The replica
-        // then stops: its state has moved past what the changelog holds, and its successor
-        // restores from there.
-        let _ = producer.abort_transaction(until.timeout().max(Duration::from_secs(1)));
-        metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed);
-        return Err(e);
-    }
+    // The replica stops when the transaction fails: its state has moved past what the changelog
+    // holds, and its successor restores from there.
+    transaction(
+        producer,
+        until,
+        || metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed),
+        || fill_and_commit(consumer, producer, output, metrics, owned, until),
+    )?;
     metrics.transactions.fetch_add(1, Ordering::Relaxed);
     let size: usize = owned.values().map(|p| p.state.size()).sum();
     metrics.state_entries.store(size as u64, Ordering::Relaxed);
@@ -502,6 +531,24 @@ fn commit(
     for part in owned.values_mut() {
         part.dirty = false;
         part.old_snapshot = false;
+    }
+    Ok(())
+}
+
+/// Runs `body` (records, offsets, commit) in a transaction. When it fails the transaction is
+/// aborted at once (`aborted` counts it) rather than left for the broker to time out: readers
+/// (read_committed) move on sooner, and none of its records is ever seen.
+pub(crate) fn transaction<T>(
+    producer: &BaseProducer<LoginContext>,
+    until: Until,
+    aborted: impl FnOnce() -> T,
+    body: impl FnOnce() -> Result<(), CorrelatorError>,
+) -> Result<(), CorrelatorError> {
+    producer.begin_transaction().map_err(kafka("beginning a transaction"))?;
+    if let Err(e) = body() {
+        let _ = producer.abort_transaction(until.timeout().max(Duration::from_secs(1)));
+        aborted();
+        return Err(e);
     }
     Ok(())
 }
@@ -564,7 +611,7 @@ const RESUME_ATTEMPTS: u32 = 4;
 /// timeout would throw away a transaction that can still commit and stop the replica for a
 /// restart; a transaction the broker has meanwhile aborted fails for good on the next call.
 /// During a stop, calls stop when its budget has run out.
-fn resuming(
+pub(crate) fn resuming(
     what: &'static str,
     until: Until,
     mut call: impl FnMut(Duration) -> KafkaResult<()>,
@@ -582,7 +629,7 @@ fn resuming(
 }
 
 /// Produces one record, waiting for queue space instead of failing when the queue is full.
-fn send<'a>(
+pub(crate) fn send<'a>(
     producer: &BaseProducer<LoginContext>,
     mut record: BaseRecord<'a, String, Vec<u8>>,
 ) -> Result<(), CorrelatorError> {

@@ -10,9 +10,12 @@ use opentelemetry::KeyValue;
 use super::Metrics;
 
 /// Exported name, description and field of every counter (all monotonic).
-type Field = fn(&Metrics) -> &AtomicU64;
+type Field = Exported<Metrics>;
+
+/// An instrument's name, description and the field of `M` it reads.
+pub(crate) type Exported<M> = (&'static str, &'static str, fn(&M) -> &AtomicU64);
 #[rustfmt::skip]
-const EXPORTED: &[(&str, &str, Field)] = &[
+const EXPORTED: &[Field] = &[
     ("tokentrail_correlator_observations_total", "Input records folded into an engine.", |m| &m.observations),
     ("tokentrail_correlator_undecodable_total", "Input records that could not be decoded.", |m| &m.undecodable),
     ("tokentrail_correlator_findings_total", "Findings produced (new and updates).", |m| &m.findings),
@@ -23,16 +26,26 @@ const EXPORTED: &[(&str, &str, Field)] = &[
     ("tokentrail_correlator_changelog_bytes_total", "Bytes of state entries written to the changelog.", |m| &m.changelog_bytes),
 ];
 
-/// Registers the correlator's metrics on `meter` as observable instruments reading `metrics`
-/// when the exporter collects (the meter keeps them for its provider's lifetime).
-pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
-    for &(name, description, field) in EXPORTED {
+/// Counters (`gauges` false) or gauges read from fields of `metrics` when the exporter collects
+/// (the meter keeps them for its provider's lifetime): the correlator's, `tokentrail incidents`'.
+pub(crate) fn observe<M: Send + Sync + 'static>(meter: &Meter, metrics: &Arc<M>, gauges: bool, fields: &[Exported<M>]) {
+    for &(name, description, field) in fields {
         let m = Arc::clone(metrics);
         let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
             o.observe(field(&m).load(Ordering::Relaxed), &[])
         };
-        meter.u64_observable_counter(name).with_description(description).with_callback(read).build();
+        if gauges {
+            meter.u64_observable_gauge(name).with_description(description).with_callback(read).build();
+        } else {
+            meter.u64_observable_counter(name).with_description(description).with_callback(read).build();
+        }
     }
+}
+
+/// Registers the correlator's metrics on `meter` as observable instruments reading `metrics`
+/// when the exporter collects (the meter keeps them for its provider's lifetime).
+pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
+    observe(meter, metrics, false, EXPORTED);
     let m = Arc::clone(metrics);
     meter
         .u64_observable_counter("tokentrail_correlator_findings_by_rule_total")
@@ -44,15 +57,9 @@ pub fn register(metrics: &Arc<Metrics>, meter: &Meter) {
         })
         .build();
     #[rustfmt::skip]
-    let gauges: [(&'static str, &'static str, Field); 2] = [
+    let gauges: [Field; 2] = [
         ("tokentrail_correlator_watermark_lag_seconds", "How far the slowest node's agent trails the latest event (attestation-dependent verdicts wait this long plus the grace).", |m| &m.watermark_lag_seconds),
         ("tokentrail_correlator_state_entries", "Entries the engines hold: use groups, attested credentials, pods.", |m| &m.state_entries),
     ];
-    for (name, description, field) in gauges {
-        let m = Arc::clone(metrics);
-        let read = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
-            o.observe(field(&m).load(Ordering::Relaxed), &[])
-        };
-        meter.u64_observable_gauge(name).with_description(description).with_callback(read).build();
-    }
+    observe(meter, metrics, true, &gauges);
 }

@@ -165,11 +165,39 @@ impl Out {
 
 /// Reads `topic` from the start until `done` says so, then `quiet` more time (to catch extras).
 pub async fn read_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(&[Out]) -> bool) -> Vec<Out> {
-    let consumer: StreamConsumer = kafka()
-        .client_config()
+    read_records(kafka().bootstrap(), topic, "read_uncommitted", what, quiet, done).await
+}
+
+/// [`read_until`] as a reader that sees only committed transactions does.
+pub async fn read_committed_until(topic: &str, what: &str, quiet: Duration, done: impl Fn(&[Out]) -> bool) -> Vec<Out> {
+    read_records(kafka().bootstrap(), topic, "read_committed", what, quiet, done).await
+}
+
+/// [`read_committed_until`] on the brokers at `bootstrap` (a drill's own).
+pub async fn read_committed_from(
+    bootstrap: &str,
+    topic: &str,
+    what: &str,
+    quiet: Duration,
+    done: impl Fn(&[Out]) -> bool,
+) -> Vec<Out> {
+    read_records(bootstrap, topic, "read_committed", what, quiet, done).await
+}
+
+async fn read_records(
+    bootstrap: &str,
+    topic: &str,
+    isolation: &str,
+    what: &str,
+    quiet: Duration,
+    done: impl Fn(&[Out]) -> bool,
+) -> Vec<Out> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
