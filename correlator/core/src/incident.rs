@@ -72,6 +72,9 @@ pub struct Context<'a> {
     pub principals: BTreeMap<String, String>,
     /// The client-address table: addresses placed `off-cluster` are attacker addresses.
     pub usage: &'a [UsageRow],
+    /// Attacker addresses known otherwise: the stream has findings but no address table, and
+    /// takes the addresses of `token-used-off-cluster` findings (`crate::incident_feed`).
+    pub attacker_ips: BTreeSet<IpAddr>,
     /// Timelines: when credentials were minted and superseded, when pods were deleted.
     pub timelines: &'a [Timeline],
 }
@@ -224,8 +227,13 @@ pub fn incidents_of<'f>(findings: impl IntoIterator<Item = &'f Finding>, ctx: &C
     // Input order must not matter: the report's own order, made here.
     members.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     members.dedup_by(|a, b| a.id == b.id);
-    let foreign: BTreeSet<IpAddr> =
-        ctx.usage.iter().filter(|r| r.place == "off-cluster").filter_map(|r| r.source_ip).collect();
+    let foreign: BTreeSet<IpAddr> = ctx
+        .usage
+        .iter()
+        .filter(|r| r.place == "off-cluster")
+        .filter_map(|r| r.source_ip)
+        .chain(ctx.attacker_ips.iter().copied())
+        .collect();
     let execs: Vec<Option<&PodEntry>> = members.iter().map(|f| exec_of(f, ctx)).collect();
     let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, f) in members.iter().enumerate() {
@@ -1181,7 +1189,14 @@ pub(crate) mod tests {
                 uses: Vec::new(),
             }],
         }];
-        let ctx = Context { usage: &usage, entries, principals, exec_window: 30 * MINUTE, timelines: &timelines };
+        let ctx = Context {
+            usage: &usage,
+            entries,
+            principals,
+            exec_window: 30 * MINUTE,
+            timelines: &timelines,
+            ..Context::default()
+        };
         let incidents = incidents(&findings, &ctx);
         assert_eq!(incidents.len(), 1);
         let story = &incidents[0].story;

@@ -295,7 +295,11 @@ impl Feed {
 pub fn group<'f>(findings: impl IntoIterator<Item = &'f Finding>) -> Vec<Incident> {
     let (shared, own): (Vec<&Finding>, Vec<&Finding>) =
         findings.into_iter().partition(|f| f.rule == Rule::LegacyTokenSharedAcrossClusters);
-    let own = incident::incidents_of(own, &Context::default());
+    // No address table in the stream: a `token-used-off-cluster` finding's address is outside
+    // every cluster network by the rule's own definition, so it is an attacker address, and it
+    // joins what else came from it as analyze's table of off-cluster addresses does.
+    let attacker_ips = own.iter().filter(|f| f.rule == Rule::TokenUsedOffCluster).filter_map(|f| f.source_ip).collect();
+    let own = incident::incidents_of(own, &Context { attacker_ips, ..Context::default() });
     let shared: Vec<Finding> = shared.into_iter().cloned().collect();
     incident::join_shared_tokens(incident::join_across_clusters(own), &shared)
 }
@@ -316,7 +320,7 @@ mod tests {
 
     /// A use of the legacy token of Secret `shop/<secret>` from outside.
     fn secret_use(id: &str, secret: &str, minutes: (i64, i64)) -> Finding {
-        let mut f = use_of(id, Rule::LegacyTokenForeignIp, "legacy", "-", "203.0.113.50", minutes);
+        let mut f = use_of(id, Rule::LegacyTokenForeignIp, "legacy", "-", "192.0.2.80", minutes);
         f.credential = Some(FindingCredential { kind: "legacy-secret", id: None, secret: Some(secret.into()) });
         f.pod = None;
         f
@@ -423,6 +427,21 @@ mod tests {
     }
 
     #[test]
+    fn one_attacker_address_joins_two_credentials_as_analyze_does() {
+        // Two accounts' tokens replayed from one outside address within a day: one incident,
+        // as analyze's table of off-cluster addresses joins them.
+        let api = use_of("g1", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.9", (0, 5));
+        let web = use_of("g2", Rule::TokenUsedOffCluster, "web", "2", "203.0.113.9", (30, 35));
+        let joined = group(&[api.clone(), web.clone()]);
+        assert_eq!(joined.len(), 1, "{joined:?}");
+        assert_eq!(joined[0].attacker_ips, ["203.0.113.9".parse::<std::net::IpAddr>().unwrap()]);
+        // An address that no off-cluster finding names is no attacker address (it may be a
+        // node's, shared by every pod behind its SNAT): the findings stay apart.
+        let stale = |f: Finding| Finding { rule: Rule::TokenSupersededUse, ..f };
+        assert_eq!(group(&[stale(api), stale(web)]).len(), 2);
+    }
+
+    #[test]
     fn a_join_that_changes_the_id_closes_the_old_id_as_merged_into_the_new() {
         let mut feed = Feed::new(Limits::default());
         feed.fold(secret_use("b", "x-token", (0, 5)));
@@ -522,7 +541,7 @@ mod tests {
         let mut feed = Feed::new(Limits { horizon: 2 * SPAN, max_findings: 3 });
         feed.fold(use_of("old1", Rule::TokenUsedOffCluster, "api", "1", "203.0.113.50", (0, 10)));
         feed.fold(use_of("old2", Rule::TokenSupersededUse, "api", "1", "203.0.113.50", (5, 20)));
-        feed.fold(use_of("mid", Rule::TokenUsedOffCluster, "web", "2", "203.0.113.50", (30, 40)));
+        feed.fold(use_of("mid", Rule::TokenUsedOffCluster, "web", "2", "198.51.100.77", (30, 40)));
         assert_eq!(feed.changes().len(), 2);
         // A finding two days and more later: the incidents that ended before its horizon go,
         // without a record (they did not change).

@@ -378,7 +378,14 @@ fn incidents(ctx: &Context<'_>, findings: &[Finding], usage: &[UsageRow], timeli
             }
         }
     }
-    let context = incident::Context { entries, exec_window: ctx.config.exec_window, principals, usage, timelines };
+    let context = incident::Context {
+        entries,
+        exec_window: ctx.config.exec_window,
+        principals,
+        usage,
+        timelines,
+        attacker_ips: BTreeSet::new(),
+    };
     incident::incidents(findings, &context)
 }
 
