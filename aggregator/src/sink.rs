@@ -32,7 +32,7 @@ use crate::error::AggregatorError;
 use crate::health::{Health, ProducerHealth};
 use crate::route::{home_partition, key_partition, Directory, Route};
 use crate::telemetry::Metrics;
-use tokentrail_aggregator_core::node_reports::NodeReports;
+use tokentrail_aggregator_core::node_reports::{NodeReports, Repeat};
 
 /// Headers of a dead-letter record.
 pub mod dead_letter_headers {
@@ -143,6 +143,9 @@ pub struct KafkaSink {
 pub struct Outbox {
     batches: Vec<BatchWriter>,
     pending: Pending,
+    /// Node facts that repeated what every partition holds, noted for the progress by
+    /// [`KafkaSink::finish`].
+    repeats: Vec<Repeat>,
 }
 
 /// Which copy of an observation a record carries.
@@ -235,7 +238,11 @@ impl KafkaSink {
     /// An empty outbox for one delivery.
     pub fn outbox(&self) -> Outbox {
         let partitions = usize::try_from(self.partitions).unwrap_or(0);
-        Outbox { batches: (0..partitions).map(|_| BatchWriter::default()).collect(), pending: Pending::default() }
+        Outbox {
+            batches: (0..partitions).map(|_| BatchWriter::default()).collect(),
+            pending: Pending::default(),
+            repeats: Vec::new(),
+        }
     }
 
     /// Routes one observation about `cluster` into `outbox` (once, or on every partition for a
@@ -249,8 +256,11 @@ impl KafkaSink {
         outbox: &mut Outbox,
     ) -> Result<u64, AggregatorError> {
         if let Observation::Node(fact) = o {
-            let news = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).offer(cluster, fact);
-            if !news {
+            let repeat =
+                self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).repeat(cluster, fact);
+            if let Some(repeat) = repeat {
+                // Its time goes out with a progress only once what was routed before it is sent.
+                outbox.repeats.push(repeat);
                 Metrics::inc(&self.metrics.node_repeats_total);
                 return Ok(0);
             }
@@ -325,6 +335,12 @@ impl KafkaSink {
             if !outbox.batches[i].is_empty() {
                 self.send_batch(&mut outbox, i).await?;
             }
+        }
+        // Every record routed before the repeats is now in librdkafka's queues, which keep each
+        // partition's order: a progress that carries their times can only follow them.
+        let mut reports = self.node_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for repeat in outbox.repeats.drain(..) {
+            reports.note(repeat);
         }
         Ok(outbox.pending)
     }

@@ -28,6 +28,16 @@ use tokentrail_proto::{IpNet, Timestamp};
 /// How long a node's broadcast stands for its repeats, in event time.
 pub const DEFAULT_REFRESH: Micros = 60 * MINUTE;
 
+/// A node fact that repeated what every partition holds: what the progress needs of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repeat {
+    cluster: String,
+    node: String,
+    time: Timestamp,
+    /// A kubelet's request (the log's progress) rather than an agent's heartbeat.
+    from_log: bool,
+}
+
 /// What every partition was told of each node, and the repeats not yet sent as progress.
 #[derive(Debug)]
 pub struct NodeReports {
@@ -91,29 +101,53 @@ impl NodeReports {
     }
 
     /// Whether `fact`, about `cluster`, must be broadcast now. When not, its time is kept for
-    /// the cluster's next [`NodeReports::take_progress`].
+    /// the cluster's next [`NodeReports::take_progress`] at once: for callers whose broadcasts
+    /// are sent as they are decided (see [`NodeReports::repeat`]).
     pub fn offer(&mut self, cluster: &str, fact: &NodeFact) -> bool {
+        match self.repeat(cluster, fact) {
+            None => true,
+            Some(repeat) => {
+                self.note(repeat);
+                false
+            }
+        }
+    }
+
+    /// Whether `fact`, about `cluster`, repeats what every partition holds: `None` when it must
+    /// be broadcast now (it is remembered as told), else the [`Repeat`] whose time the
+    /// progress must carry. [`NodeReports::note`] it only once everything routed before it has
+    /// been handed to the producer: a progress that overtook those records would move the
+    /// partitions' event clocks past observations still on their way.
+    pub fn repeat(&mut self, cluster: &str, fact: &NodeFact) -> Option<Repeat> {
         let from_log = match fact.source {
             Some(FactSource::AuditLog) => true,
             Some(FactSource::Attestation) => false,
             // An inventory's (or an unsaid source's) time moves what a progress cannot carry.
-            _ => return self.remember(cluster, fact, false),
+            _ => {
+                self.remember(cluster, fact, false);
+                return None;
+            }
         };
         let refresh = self.refresh;
         let repeat = self.clusters.get(cluster).and_then(|c| c.told.get(&fact.name)).is_some_and(|told| {
             told.covers(fact) && (from_log || told.vouched) && fact.time.0 < told.sent_at.0.saturating_add(refresh)
         });
         if !repeat {
-            return self.remember(cluster, fact, from_log);
+            self.remember(cluster, fact, from_log);
+            return None;
         }
-        let Some(c) = self.clusters.get_mut(cluster) else { return true };
-        if from_log {
-            c.logged = Some(c.logged.map_or(fact.time, |t| t.max(fact.time)));
+        Some(Repeat { cluster: cluster.to_string(), node: fact.name.clone(), time: fact.time, from_log })
+    }
+
+    /// Keeps a repeat's time for its cluster's next [`NodeReports::take_progress`].
+    pub fn note(&mut self, repeat: Repeat) {
+        let Some(c) = self.clusters.get_mut(&repeat.cluster) else { return };
+        if repeat.from_log {
+            c.logged = Some(c.logged.map_or(repeat.time, |t| t.max(repeat.time)));
         } else {
-            let t = c.reported.entry(fact.name.clone()).or_insert(fact.time);
-            *t = (*t).max(fact.time);
+            let t = c.reported.entry(repeat.node).or_insert(repeat.time);
+            *t = (*t).max(repeat.time);
         }
-        false
     }
 
     /// Records that `fact` is broadcast; always `true`.
@@ -229,6 +263,16 @@ mod tests {
         assert!(r.offer("prod", &fact(FactSource::AuditLog, "node-b", 0, "10.0.0.2")));
         assert!(r.offer("prod", &fact(FactSource::AuditLog, "node-c", 0, "10.0.0.3")));
         assert!(r.offer("prod", &fact(FactSource::AuditLog, "node-a", 1, "10.0.0.1")), "forgotten: told again");
+    }
+
+    #[test]
+    fn a_repeat_moves_the_progress_only_once_noted() {
+        let mut r = NodeReports::default();
+        assert_eq!(r.repeat("prod", &fact(FactSource::AuditLog, "node-a", 1, "10.0.0.1")), None);
+        let repeat = r.repeat("prod", &fact(FactSource::AuditLog, "node-a", 5, "10.0.0.1")).expect("a repeat");
+        assert!(r.take_progress().is_empty(), "not before the records routed before it are sent");
+        r.note(repeat);
+        assert_eq!(r.take_progress()[0].1.logged, Some(Timestamp(5 * SECOND)));
     }
 
     #[test]
