@@ -150,7 +150,7 @@ pub struct Outbox {
 
 /// Which copy of an observation a record carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Copy {
+enum CopyKind {
     /// The only one: the observation has a key of its own.
     Only,
     /// A broadcast's copy that may raise findings.
@@ -270,13 +270,13 @@ impl KafkaSink {
         match &route {
             Route::Key(key) => {
                 let p = key_partition(key, self.partitions);
-                self.place(outbox, p, key, Copy::Only, &payload).await?;
+                self.place(outbox, p, key, CopyKind::Only, &payload).await?;
                 Ok(1)
             }
             Route::Broadcast(key) => {
                 let home = home_partition(key, self.partitions);
                 for p in 0..self.partitions {
-                    let copy = if p == home { Copy::Home } else { Copy::Elsewhere };
+                    let copy = if p == home { CopyKind::Home } else { CopyKind::Elsewhere };
                     self.place(outbox, p, key, copy, &payload).await?;
                 }
                 Ok(u64::try_from(self.partitions).unwrap_or(0))
@@ -292,10 +292,10 @@ impl KafkaSink {
         outbox: &mut Outbox,
         p: i32,
         key: &str,
-        copy: Copy,
+        copy: CopyKind,
         payload: &[u8],
     ) -> Result<(), AggregatorError> {
-        let (broadcast, home) = (copy != Copy::Only, copy == Copy::Home);
+        let (broadcast, home) = (copy != CopyKind::Only, copy == CopyKind::Home);
         if self.batch_max_bytes == 0 {
             let mut headers = OwnedHeaders::new();
             if broadcast {
