@@ -9,12 +9,13 @@ mod aggregator_support;
 mod correlator_support;
 mod e2e_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e_support::audit::Token;
 use e2e_support::cluster::Pod;
-use e2e_support::drill::{assert_exactly, subject, wait_until_assigned, Cluster};
-use e2e_support::{Layout, Pipeline};
+use e2e_support::drill::{assert_exactly, holding, subject, wait_until_assigned, Cluster};
+use e2e_support::findings::Subject;
+use e2e_support::{Layout, Pipeline, WAIT};
 use tokentrail_integration_tests::{OwnBroker, Stop};
 
 /// Also: restarted under its name (a StatefulSet pod's restart), the replica takes its own
@@ -225,4 +226,184 @@ async fn the_broker_stopped_or_crashed_mid_stream_and_resumed_loses_and_doubles_
     eprintln!("e2e: {} correlator restart(s) after the broker's outages", p.restarts);
     p.restart_failed_and_assert_running();
     p.stop();
+}
+
+/// A replica frozen inside an open transaction (SIGSTOP: a paused VM, a stopped container)
+/// holds back no other replica's findings for more than 10 s (issue 19's target). A finding goes
+/// to the findings partition of the input partition it was raised from, so the frozen replica's
+/// open transaction pins the last stable offset of its own partitions' findings only: the other
+/// replica's findings flow on while the frozen one is expired from the group (its partitions
+/// move to the other) and until the broker aborts its transaction (60 s). Thawed, the fenced
+/// replica exits and is restarted, as Kubernetes restarts it; every finding is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_frozen_inside_a_transaction_holds_back_no_other_replicas_findings() {
+    let _serial = correlator_support::one_at_a_time().await;
+    const PARTITIONS: i32 = 4;
+    /// What issue 19 asks of the other replica's findings while one is frozen.
+    const HELD_BACK_AT_MOST: Duration = Duration::from_secs(10);
+    let layout = Layout {
+        partitions: PARTITIONS,
+        findings_partitions: PARTITIONS,
+        // The frozen replica is expired from the group 6 s (the broker's minimum) after its last
+        // heartbeat: its partitions move while its transaction is still open (the default
+        // transaction timeout, 60 s), the case that could hold the other replica back.
+        session_timeout: Some("6s"),
+        // Frequent commits: more chances to freeze one inside its transaction.
+        commit_interval: "100ms",
+        restart_on_kafka_failure: true,
+        ..Layout::default()
+    };
+    let mut p = Pipeline::start("drill-frozen", layout).await;
+    // Eight service accounts over four partitions: both replicas judge some.
+    let c = Cluster::schedule_pods(&mut p, 8).await;
+    wait_until_assigned(&p.correlators[0], 0).await;
+    wait_until_assigned(&p.correlators[1], 0).await;
+    let mut arrivals = Arrivals::new(&p.bootstrap, &p.topics.findings);
+    let mut expected = Vec::new();
+
+    // Where each token's findings land (its input partition's), and so which replica judges it.
+    let wave = c.replays(1);
+    p.audit(&wave.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>()).await;
+    let subjects: Vec<Subject> = wave.into_iter().map(|(_, s)| s).collect();
+    arrivals.wait_for(&subjects, WAIT).await;
+    let frozen_partitions = holding(&p.correlators[0].log()).unwrap_or_default();
+    let frozen_tokens: Vec<bool> =
+        subjects.iter().map(|s| frozen_partitions.contains(&arrivals.partition(s))).collect();
+    expected.extend(subjects);
+    assert!(
+        frozen_tokens.iter().any(|&f| f) && frozen_tokens.iter().any(|&f| !f),
+        "both replicas must judge some token: replica 0 holds partitions {frozen_partitions:?}"
+    );
+
+    // Freeze replica 0 at moments spread over its commit cycle until one lands inside an open
+    // transaction: its changelog partitions' last stable offset stays below their end.
+    let watermarks = Watermarks::new(&p.bootstrap);
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        assert!(attempt <= 300, "replica 0 was never frozen inside a transaction in {attempt} attempts");
+        p.audit(&c.benign(4)).await;
+        tokio::time::sleep(Duration::from_millis(attempt * 37 % 120)).await;
+        p.correlators[0].freeze();
+        // A commit already sent completes at the broker meanwhile.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if watermarks.open_transaction(&p.topics.changelog, &frozen_partitions) {
+            break;
+        }
+        p.correlators[0].thaw();
+    }
+    let frozen_at = Instant::now();
+    eprintln!("drill: replica 0 frozen inside an open transaction at attempt {attempt}");
+
+    // A wave every 5 s through the frozen replica's expiry from the group, the transaction
+    // timeout and the broker's abort sweep (10 s).
+    let mut other_waited = Duration::ZERO;
+    let mut posted_at = Vec::new();
+    for n in 2u8.. {
+        if frozen_at.elapsed() > Duration::from_secs(80) {
+            break;
+        }
+        let wave = c.replays(n);
+        let posted = Instant::now();
+        p.audit(&wave.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>()).await;
+        let others: Vec<Subject> =
+            wave.iter().zip(&frozen_tokens).filter(|(_, &frozen)| !frozen).map(|((_, s), _)| s.clone()).collect();
+        arrivals.wait_for(&others, HELD_BACK_AT_MOST).await;
+        other_waited = other_waited.max(posted.elapsed());
+        posted_at.extend(wave.iter().zip(&frozen_tokens).filter(|(_, &f)| f).map(|((_, s), _)| (s.clone(), posted)));
+        expected.extend(wave.into_iter().map(|(_, s)| s));
+        arrivals.watch_until(posted + Duration::from_secs(5)).await;
+    }
+    eprintln!(
+        "drill: with replica 0 frozen for {:.0} s, the other replica's findings came within {:.1} s at worst",
+        frozen_at.elapsed().as_secs_f64(),
+        other_waited.as_secs_f64()
+    );
+    p.correlators[0].thaw();
+    assert_exactly(&mut p, &expected).await;
+    let held: Vec<f64> = posted_at
+        .iter()
+        .map(|(s, posted)| arrivals.seen_at(s).map_or(f64::NAN, |at| at.duration_since(*posted).as_secs_f64()))
+        .collect();
+    eprintln!("drill: the frozen replica's own findings waited {held:.1?} s (in wave order)");
+    p.restart_failed_and_assert_running();
+    p.stop();
+}
+
+/// When (and on which partition) each finding first became readable, read committed.
+struct Arrivals {
+    consumer: rdkafka::consumer::StreamConsumer,
+    seen: std::collections::BTreeMap<Subject, (i32, Instant)>,
+}
+
+impl Arrivals {
+    fn new(bootstrap: &str, topic: &str) -> Arrivals {
+        use rdkafka::consumer::Consumer as _;
+        let consumer: rdkafka::consumer::StreamConsumer = e2e_support::findings::reader(bootstrap).create().unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        Arrivals { consumer, seen: Default::default() }
+    }
+
+    /// Reads until every one of `subjects` has arrived; panics after `limit`, naming the missing.
+    async fn wait_for(&mut self, subjects: &[Subject], limit: Duration) {
+        let start = Instant::now();
+        while let Some(missing) = subjects.iter().find(|s| !self.seen.contains_key(s)) {
+            assert!(start.elapsed() < limit, "{missing} not readable within {limit:?}");
+            self.read_for(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads on until `until`.
+    async fn watch_until(&mut self, until: Instant) {
+        while Instant::now() < until {
+            self.read_for(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn read_for(&mut self, wait: Duration) {
+        use rdkafka::Message as _;
+        if let Ok(Ok(m)) = tokio::time::timeout(wait, self.consumer.recv()).await {
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            let at = (m.partition(), Instant::now());
+            self.seen.entry(e2e_support::findings::subject_of(&value)).or_insert(at);
+        }
+    }
+
+    fn partition(&self, subject: &Subject) -> i32 {
+        self.seen[subject].0
+    }
+
+    fn seen_at(&self, subject: &Subject) -> Option<Instant> {
+        self.seen.get(subject).map(|(_, at)| *at)
+    }
+}
+
+/// A partition's end as a read_committed reader sees it (the last stable offset) against its
+/// end: apart, a transaction is open there.
+struct Watermarks {
+    committed: rdkafka::consumer::BaseConsumer,
+    uncommitted: rdkafka::consumer::BaseConsumer,
+}
+
+impl Watermarks {
+    fn new(bootstrap: &str) -> Watermarks {
+        let consumer = |isolation: &str| {
+            e2e_support::client(bootstrap)
+                .set("group.id", tokentrail_integration_tests::unique_name("drill-watermarks"))
+                .set("isolation.level", isolation)
+                .create()
+                .unwrap()
+        };
+        Watermarks { committed: consumer("read_committed"), uncommitted: consumer("read_uncommitted") }
+    }
+
+    fn open_transaction(&self, topic: &str, partitions: &[i32]) -> bool {
+        use rdkafka::consumer::Consumer as _;
+        let timeout = Duration::from_secs(10);
+        partitions.iter().any(|&p| {
+            let (_, stable) = self.committed.fetch_watermarks(topic, p, timeout).unwrap();
+            let (_, end) = self.uncommitted.fetch_watermarks(topic, p, timeout).unwrap();
+            stable < end
+        })
+    }
 }

@@ -84,7 +84,7 @@ impl Observed {
 }
 
 /// A consumer of the test's own, reading everything committed from the start.
-fn reader(bootstrap: &str) -> rdkafka::ClientConfig {
+pub fn reader(bootstrap: &str) -> rdkafka::ClientConfig {
     let mut c = client(bootstrap);
     c.set("group.id", unique_name("e2e-reader"))
         .set("auto.offset.reset", "earliest")
@@ -143,17 +143,26 @@ impl Pipeline {
     pub async fn findings(&self) -> BTreeMap<String, Finding> {
         let consumer: StreamConsumer = reader(&self.bootstrap).set("enable.partition.eof", "true").create().unwrap();
         consumer.subscribe(&[&self.topics.findings]).unwrap();
+        let partitions =
+            consumer.fetch_metadata(Some(&self.topics.findings), Duration::from_secs(10)).unwrap().topics()[0]
+                .partitions()
+                .len();
+        // The partitions read to their end; each reports its end again after every later record.
+        let mut ended = std::collections::BTreeSet::new();
         let mut records = Vec::new();
         let start = Instant::now();
-        loop {
+        while ended.len() < partitions {
             assert!(start.elapsed() < WAIT, "timed out reading the findings topic to its end");
             match tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
-                Ok(Ok(m)) => records.push(super::super::aggregator_support::Out {
-                    partition: m.partition(),
-                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    headers: headers(&m),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                }),
+                Ok(Ok(m)) => {
+                    ended.remove(&m.partition());
+                    records.push(super::super::aggregator_support::Out {
+                        partition: m.partition(),
+                        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                        headers: headers(&m),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                    })
+                }
                 // The end of what is committed; the end of the partition only once the last
                 // transaction's commit marker is written, which follows its offsets' commit.
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
@@ -164,7 +173,8 @@ impl Pipeline {
                         position.find_partition(&self.topics.findings, p).map(|e| e.offset())
                     {
                         if at >= high {
-                            break;
+                            ended.insert(p);
+                            continue;
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,27 +187,25 @@ impl Pipeline {
         }
         super::super::correlator_support::by_id(&records)
             .into_iter()
-            .map(|(id, (creates, value))| {
-                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-                let credential = &value["credential"];
-                let subject = Subject {
-                    rule: text(&value["rule"]),
-                    credential: if credential["id"].is_string() {
-                        text(&credential["id"])
-                    } else {
-                        text(&credential["secret"])
-                    },
-                    // A finding about several addresses lists them instead (in address order);
-                    // how many it lists depends on whether a later use was material enough for
-                    // an update, so the first one names it.
-                    source_ip: match value["source_ip"].as_str() {
-                        Some(ip) => ip.to_string(),
-                        None => value["source_ips"].get(0).map(text).unwrap_or_default(),
-                    },
-                };
-                (id.clone(), Finding { id, subject, creates, value })
-            })
+            .map(|(id, (creates, value))| (id.clone(), Finding { id, subject: subject_of(&value), creates, value }))
             .collect()
+    }
+}
+
+/// What a finding record is about: its rule, credential and address.
+pub fn subject_of(value: &serde_json::Value) -> Subject {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let credential = &value["credential"];
+    Subject {
+        rule: text(&value["rule"]),
+        credential: if credential["id"].is_string() { text(&credential["id"]) } else { text(&credential["secret"]) },
+        // A finding about several addresses lists them instead (in address order); how many it
+        // lists depends on whether a later use was material enough for an update, so the first
+        // one names it.
+        source_ip: match value["source_ip"].as_str() {
+            Some(ip) => ip.to_string(),
+            None => value["source_ips"].get(0).map(text).unwrap_or_default(),
+        },
     }
 }
 

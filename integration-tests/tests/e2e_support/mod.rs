@@ -57,6 +57,9 @@ pub struct Layout {
     pub correlators: usize,
     /// Partitions of the observations topic (and so of the changelog).
     pub partitions: i32,
+    /// Partitions of the findings topic: 1 unless a test is about their placement (deploy/
+    /// creates as many as the observations, so a frozen replica holds back only its own).
+    pub findings_partitions: i32,
     /// `--rotation-grace` of the correlators.
     pub rotation_grace: &'static str,
     /// `--commit-interval` of the correlators.
@@ -106,6 +109,7 @@ impl Default for Layout {
             aggregators: 2,
             correlators: 2,
             partitions: 4,
+            findings_partitions: 1,
             rotation_grace: "2s",
             commit_interval: "300ms",
             restart_on_kafka_failure: false,
@@ -175,7 +179,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let dir = tempfile::Builder::new().prefix(&format!("tokentrail-{prefix}-")).tempdir().unwrap();
         let bootstrap = layout.bootstrap.clone().unwrap_or_else(|| kafka().bootstrap().to_owned());
-        let topics = create_topics(&bootstrap, prefix, layout.partitions, layout.replication).await;
+        let topics = create_topics(&bootstrap, prefix, &layout).await;
         let api = KubeApi::start().await;
         let kubeconfig = api.kubeconfig(dir.path());
 
@@ -418,7 +422,8 @@ pub fn client(bootstrap: &str) -> rdkafka::ClientConfig {
     config
 }
 
-async fn create_topics(bootstrap: &str, prefix: &str, partitions: i32, replication: i32) -> Topics {
+async fn create_topics(bootstrap: &str, prefix: &str, layout: &Layout) -> Topics {
+    let (partitions, replication) = (layout.partitions, layout.replication);
     let t = Topics {
         raw: unique_name(&format!("{prefix}-raw")),
         observations: unique_name(&format!("{prefix}-obs")),
@@ -446,7 +451,7 @@ async fn create_topics(bootstrap: &str, prefix: &str, partitions: i32, replicati
         plain(&t.raw, 2),
         plain(&t.observations, partitions),
         plain(&t.dead_letters, 1),
-        plain(&t.findings, 1),
+        plain(&t.findings, layout.findings_partitions),
         changelog,
     ];
     for r in admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(WAIT))).await.unwrap() {

@@ -65,6 +65,17 @@ impl Process {
         }
     }
 
+    /// SIGSTOP: every thread stops where it is, as in a paused VM or a stopped container; the
+    /// broker sees nothing from it, not even a goodbye.
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT after [`Process::freeze`].
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
+    }
+
     /// SIGTERM, and waits for a clean exit (status 0) within the chart's grace period (60 s).
     pub fn stop(&mut self) {
         self.stop_within(Duration::from_secs(60));
