@@ -8,7 +8,8 @@
 //! A binary value says nothing of its fields: reading it takes the exact shape it was written
 //! in. So any change to a persisted type's fields (or its order of fields) is a change of
 //! format: give it the next byte and keep a reader of the one before, as JSON is kept here. The
-//! test `binary_values_of_format_1_still_read` (in `state::entries`) fails when a shape moves.
+//! test `format_1_values_are_written_byte_for_byte_as_pinned` (`tests/changelog_format.rs`)
+//! fails when a shape moves.
 
 use std::borrow::Cow;
 
