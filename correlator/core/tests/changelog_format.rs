@@ -28,10 +28,14 @@ fn story() -> Vec<Observation> {
     obs.push(attested(&api, "j1", 0.0));
     let used = || use_of("payments/api").bound_to(&api, "j1");
     for (i, minutes) in [1.0, 2.5, 30.0].into_iter().enumerate() {
-        obs.push(used().from("10.244.1.12").at(minutes).audit_id(&format!("0f8c7d2e-5b1a-4c3d-9e8f-a1b2c3d4e5f{i}")).obs());
+        obs.push(
+            used().from("10.244.1.12").at(minutes).audit_id(&format!("0f8c7d2e-5b1a-4c3d-9e8f-a1b2c3d4e5f{i}")).obs(),
+        );
     }
     obs.push(used().via(&["203.0.113.50", "10.244.1.12"]).at(31.0).audit_id("not-a-uuid-1").stale().obs());
-    obs.push(used().from("198.51.100.7").at(40.0).by("curl/8.5.0").audit_id("0F8C7D2E-5B1A-4C3D-9E8F-A1B2C3D4E5F9").obs());
+    obs.push(
+        used().from("198.51.100.7").at(40.0).by("curl/8.5.0").audit_id("0F8C7D2E-5B1A-4C3D-9E8F-A1B2C3D4E5F9").obs(),
+    );
     obs
 }
 
@@ -59,11 +63,7 @@ const JSON_CHANGELOG: &[(&str, &str, &str)] = &[
         r#"{"serviceaccount":{"namespace":"payments","name":"api"},"credential":{"PodBound":{"pod_uid":"uid-api","jti":"j1"}},"client":"10.244.1.12"}"#,
         r#"{"uses":{"count":4,"first":"2026-03-01T10:01:00Z","last":"2026-03-01T10:31:00Z","audit_ids":{"values":[["2026-03-01T10:01:00Z","0f8c7d2e-5b1a-4c3d-9e8f-a1b2c3d4e5f0"],["2026-03-01T10:02:30Z","0f8c7d2e-5b1a-4c3d-9e8f-a1b2c3d4e5f1"],["2026-03-01T10:30:00Z","0f8c7d2e-5b1a-4c3d-9e8f-a1b2c3d4e5f2"],["2026-03-01T10:31:00Z","not-a-uuid-1"]]},"user_agents":{"values":["app/1.0"]},"requests":{"values":[{"verb":"get","resource":"configmaps","subresource":null,"namespace":null,"name":null,"code":200}]}},"serviceaccount_uid":"uid-of-payments/api","pod_name":"api-1","node":"worker-1","irregular":{"forwarded":{"count":1,"first":"2026-03-01T10:31:00Z","last":"2026-03-01T10:31:00Z","audit_ids":{"values":[["2026-03-01T10:31:00Z","not-a-uuid-1"]]},"user_agents":{"values":["app/1.0"]},"requests":{"values":[{"verb":"get","resource":"configmaps","subresource":null,"namespace":null,"name":null,"code":200}]}},"forwarded_ips":["203.0.113.50"],"stale":{"count":1,"first":"2026-03-01T10:31:00Z","last":"2026-03-01T10:31:00Z","audit_ids":{"values":[["2026-03-01T10:31:00Z","not-a-uuid-1"]]},"user_agents":{"values":["app/1.0"]},"requests":{"values":[{"verb":"get","resource":"configmaps","subresource":null,"namespace":null,"name":null,"code":200}]}}},"over_time":{"start":"2026-03-01T10:00:32Z","width":32000000,"counts":[1,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,1]},"clients":{"seen":[[{"program":"app","os":null},{"first":"2026-03-01T10:01:00Z","last":"2026-03-01T10:31:00Z","count":4}]]}}"#,
     ),
-    (
-        "attested",
-        r#"uid-api/4420353830476899083"#,
-        r#""2026-03-01T10:00:00Z""#,
-    ),
+    ("attested", r#"uid-api/4420353830476899083"#, r#""2026-03-01T10:00:00Z""#),
     (
         "pod",
         r#"uid-api"#,
@@ -89,11 +89,7 @@ const JSON_CHANGELOG: &[(&str, &str, &str)] = &[
         r#"worker-3"#,
         r#"{"name":"worker-3","addresses":["10.0.1.13"],"pod_cidrs":["10.244.3.0/24"],"os":null,"learned":false}"#,
     ),
-    (
-        "agent",
-        r#"worker-1"#,
-        r#"{"covers_from":"2026-03-01T10:00:00Z","reported_until":"2026-03-01T10:00:00Z"}"#,
-    ),
+    ("agent", r#"worker-1"#, r#"{"covers_from":"2026-03-01T10:00:00Z","reported_until":"2026-03-01T10:00:00Z"}"#),
     (
         "window",
         r#"0"#,

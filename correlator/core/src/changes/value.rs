@@ -100,10 +100,7 @@ pub fn encode(value: &impl Serialize) -> Vec<u8> {
     let bytes = vec![FORMAT_1];
     // Every value written is plain data, which always serializes; an empty value would fail to
     // read back, loudly, rather than be taken for another.
-    match postcard::to_extend(value, bytes) {
-        Ok(bytes) => bytes,
-        Err(_) => Vec::new(),
-    }
+    postcard::to_extend(value, bytes).unwrap_or_default()
 }
 
 /// A value of any format this version reads: format 1, or an older version's JSON.

@@ -215,9 +215,7 @@ impl State {
                     self.attestations.insert_restored_legacy(LegacyEntry::Attested(key.to_string(), attested));
                 }
             },
-            FORGOT => {
-                self.attestations.insert_restored_forgot(key.to_string(), decode(value).map_err(bad())?)
-            }
+            FORGOT => self.attestations.insert_restored_forgot(key.to_string(), decode(value).map_err(bad())?),
             RETIRED => {
                 let digest: u64 = serde_json::from_str(key).map_err(EntryError::malformed(&full))?;
                 let at: Timestamp = decode(value).map_err(bad())?;
