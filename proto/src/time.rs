@@ -135,9 +135,12 @@ impl fmt::Display for Timestamp {
 /// empty tallies) a timestamp is written as its number of microseconds.
 const WRITABLE: std::ops::Range<i64> = -62_167_219_200_000_000..253_402_300_800_000_000;
 
+/// Human-readable formats (JSON: reports, findings, snapshots) write RFC 3339; binary ones (the
+/// streaming correlator's changelog values) the microseconds, a varint of 8 bytes where the text
+/// took 22.
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if WRITABLE.contains(&self.0) {
+        if WRITABLE.contains(&self.0) && s.is_human_readable() {
             s.collect_str(self)
         } else {
             s.serialize_i64(self.0)
@@ -163,7 +166,12 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
                 i64::try_from(v).map(Timestamp).map_err(E::custom)
             }
         }
-        d.deserialize_any(Visitor)
+        // A binary format says nothing of its values' types: it is asked for the number it wrote.
+        if d.is_human_readable() {
+            d.deserialize_any(Visitor)
+        } else {
+            d.deserialize_i64(Visitor)
+        }
     }
 }
 

@@ -61,11 +61,17 @@ fn measure(credentials: u32) {
         .iter()
         .map(|(name, (n, bytes))| format!("{name} {n} × {:.0} B", *bytes as f64 / *n as f64))
         .collect();
-    eprintln!("{credentials} credentials, entries by section: {}", breakdown.join(", "));
+    let keys: usize = log.keys().map(String::len).sum();
+    eprintln!(
+        "{credentials} credentials, entries by section (key and value): {}; {:.0} B per credential with keys",
+        breakdown.join(", "),
+        (held + keys) as f64 / f64::from(credentials)
+    );
     if std::env::var_os("SHOW_ENTRIES").is_some() {
         for section in ["use\t", "mint\t", "pod\t"] {
             if let Some((k, v)) = log.iter().find(|(k, _)| k.starts_with(section)) {
-                eprintln!("{k}\n  {}", String::from_utf8_lossy(v));
+                // Binary values as escaped ASCII: the strings in them show, the rest as \xNN.
+                eprintln!("{k}\n  {} bytes: {}", v.len(), v.escape_ascii());
             }
         }
     }

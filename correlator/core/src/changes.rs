@@ -13,17 +13,21 @@
 //! * the rest (nodes, agents' watermarks, service accounts, token Secrets, the small aggregates,
 //!   the findings sent) are serialized whole each commit into [`Written`], which compares digests
 //!   with what was last written and passes on only the differences.
+//!
+//! The values' bytes, and the older versions' JSON still read, are [`value`]'s.
 
 use std::collections::{BTreeSet, HashMap};
 
 use crate::hash::persistent_hash;
+
+pub mod value;
 
 /// One record of the changelog: an entry's key, and its bytes or `None` when it left.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// `section` TAB `key` (see [`entry_key`]).
     pub key: String,
-    /// The entry's JSON; `None`: a tombstone.
+    /// The entry's value ([`value`]); `None`: a tombstone.
     pub value: Option<Vec<u8>>,
 }
 
@@ -133,14 +137,15 @@ pub enum EntryError {
         key: String,
         /// What was wrong.
         #[source]
-        source: serde_json::Error,
+        source: value::ValueError,
     },
 }
 
 impl EntryError {
-    /// The error for the entry keyed `key`, from what was wrong with it.
-    pub fn malformed(key: &str) -> impl FnOnce(serde_json::Error) -> EntryError + '_ {
-        move |source| EntryError::Malformed { key: key.to_string(), source }
+    /// The error for the entry keyed `key`, from what was wrong with it (its value, or a key
+    /// that is JSON).
+    pub fn malformed<E: Into<value::ValueError>>(key: &str) -> impl FnOnce(E) -> EntryError + '_ {
+        move |source| EntryError::Malformed { key: key.to_string(), source: source.into() }
     }
 }
 

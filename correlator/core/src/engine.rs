@@ -12,7 +12,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::changes::{entry_key, split_key, Change, EntryError, Written};
+use crate::changes::{entry_key, split_key, value, Change, EntryError, Written};
 use crate::config::EngineConfig;
 use crate::dedup::{Rank, RecentIds, Sighting, WindowMeta};
 use crate::expiry::{self, Expired, StateSize};
@@ -388,10 +388,12 @@ impl Engine {
         let mut changes = Vec::new();
         self.state.changes(&mut self.written, &mut changes);
         for (n, segment) in self.recent.take_changes() {
-            let value = segment.map(|s| serde_json::to_vec(&s).unwrap_or_default());
+            let value = segment.map(|s| value::encode(&s));
             changes.push(Change { key: entry_key(WINDOW, &n.to_string()), value });
         }
         let rest = EngineRest { window: self.recent.meta(), held: &self.held, state: self.state.rest() };
+        // JSON, as the sections compared whole: one entry, and flattened (which a format
+        // without field names cannot read).
         let rest = serde_json::to_vec(&rest).unwrap_or_default();
         self.written.diff(REST, [(String::new(), rest)], &mut changes);
         changes
@@ -413,11 +415,9 @@ impl Engine {
             match section {
                 WINDOW => {
                     let n: u64 = inner.parse().map_err(|_| EntryError::UnknownSection { key: key.to_string() })?;
-                    segments.push((n, serde_json::from_slice(value).map_err(EntryError::malformed(key))?));
+                    segments.push((n, value::decode(value).map_err(EntryError::malformed(key))?));
                 }
-                REST => {
-                    rest = Some(serde_json::from_slice::<EngineRestOwned>(value).map_err(EntryError::malformed(key))?)
-                }
+                REST => rest = Some(value::decode::<EngineRestOwned>(value).map_err(EntryError::malformed(key))?),
                 _ if engine.state.restore_entry(section, inner, value)? => {}
                 _ => return Err(EntryError::UnknownSection { key: key.to_string() }),
             }

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
+use crate::changes::value::Id;
 use crate::finding::FindingRequest;
 use crate::observation::Request;
 use crate::sample::Smallest;
@@ -106,5 +109,51 @@ impl Tally {
     /// The sampled requests.
     pub fn request_list(&self) -> Vec<FindingRequest> {
         self.requests.iter().map(|r| FindingRequest::from(&**r)).collect()
+    }
+}
+
+/// A tally as the changelog's format 1 writes it ([`crate::changes::value`]): times as
+/// microseconds after `first` (a varint of 1 to 5 bytes where the time took 8), audit IDs as
+/// [`Id`]s. The samples are written in their order, and read back into the same.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PersistedTally<'a> {
+    count: u64,
+    first: Timestamp,
+    /// `last - first`, wrapping: an empty tally's are the ends of time.
+    last: i64,
+    audit_ids: Vec<(i64, Id<'a>)>,
+    user_agents: Vec<Arc<str>>,
+    requests: Vec<Arc<Request>>,
+}
+
+impl Tally {
+    /// The tally in the changelog's format 1.
+    pub(crate) fn persisted(&self) -> PersistedTally<'_> {
+        let after_first = |t: Timestamp| t.0.wrapping_sub(self.first.0);
+        PersistedTally {
+            count: self.count,
+            first: self.first,
+            last: after_first(self.last),
+            audit_ids: self.audit_ids.iter().map(|(t, id)| (after_first(*t), Id::of(id))).collect(),
+            user_agents: self.user_agents.iter().cloned().collect(),
+            requests: self.requests.iter().cloned().collect(),
+        }
+    }
+}
+
+impl From<PersistedTally<'_>> for Tally {
+    fn from(p: PersistedTally<'_>) -> Tally {
+        let at = |after: i64| Timestamp(p.first.0.wrapping_add(after));
+        let mut tally = Tally { count: p.count, first: p.first, last: at(p.last), ..Tally::default() };
+        for (after, id) in p.audit_ids {
+            tally.audit_ids.offer((at(after), id.into_text().into()));
+        }
+        for ua in p.user_agents {
+            tally.user_agents.offer(ua);
+        }
+        for request in p.requests {
+            tally.requests.offer(request);
+        }
+        tally
     }
 }

@@ -20,6 +20,9 @@ use crate::shared::Shared;
 use crate::tally::Tally;
 use crate::time::{Micros, Timestamp, SECOND};
 
+mod persisted;
+pub(crate) use persisted::PersistedGroup;
+
 /// A credential, as the key of its uses (`S` as in [`ServiceAccountRef`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CredentialKey<S = String> {

@@ -1,5 +1,11 @@
 //! The state as keyed entries for a per-key changelog (see [`crate::changes`]): each section's
 //! key and value, what changed since the last commit, and the state rebuilt from live entries.
+//!
+//! The sections that grow with credentials and pods (use groups, TokenRequests, attestations,
+//! pods) are written in the changelog's binary format ([`value::encode`]); the sections compared
+//! whole (a few entries per node, ServiceAccount and token Secret) stay JSON, which some of
+//! their types' shapes need (fields left out when empty) and which costs nothing at their size.
+//! Every section reads either.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{SecretReadsBy, State};
 use crate::activity::{Access, Mint};
 use crate::attestation::{AttestationChange, Attested, LegacyEntry, Watermark};
+use crate::changes::value::{self, decode, decode_as};
 use crate::changes::{entry_key, Change, EntryError, Written};
 use crate::model::{Node, Pod};
 use crate::observation::{PodFact, ServiceAccountFact, ServiceAccountRef, TokenSecretFact};
@@ -16,7 +23,7 @@ use crate::proxies::ProxyHops;
 use crate::tally::Tally;
 use crate::time::Timestamp;
 use crate::token_reads::{ReadGroup, ReadKey};
-use crate::usage::{UseGroup, UseKey};
+use crate::usage::{PersistedGroup, UseGroup, UseKey};
 
 use super::EngineStats;
 
@@ -113,7 +120,7 @@ impl State {
         for (key, group) in changed {
             let key = entry_key(USE, &json_key(key));
             written_now.insert(key.clone());
-            changes.push(Change { key, value: Some(json(group)) });
+            changes.push(Change { key, value: Some(value::encode(&group.persisted())) });
         }
         for key in removed {
             let key = entry_key(USE, &json_key(&key));
@@ -128,7 +135,7 @@ impl State {
                 AttestationChange::Digest { pod, digest, at } => (entry_key(ATTESTED, &format!("{pod}/{digest}")), at),
                 AttestationChange::Forgot { pod, at } => (entry_key(FORGOT, &pod), at),
             };
-            changes.push(Change { key, value: at.map(|t| json(&t)) });
+            changes.push(Change { key, value: at.map(|t| value::encode(&t)) });
         }
         for entry in legacy {
             let key = match entry {
@@ -138,14 +145,14 @@ impl State {
             changes.push(Change { key, value: None });
         }
         for (uid, pod) in self.model.pods.take_changes() {
-            changes.push(Change { key: entry_key(POD, &uid), value: pod.map(json) });
+            changes.push(Change { key: entry_key(POD, &uid), value: pod.map(value::encode) });
         }
         let (whole, compacted) = self.mints.take_changes();
         for (key, mint) in whole {
-            changes.push(Change { key: entry_key(MINT, &key), value: mint.map(json) });
+            changes.push(Change { key: entry_key(MINT, &key), value: mint.map(value::encode) });
         }
         for (jti, at) in compacted {
-            changes.push(Change { key: entry_key(MINTED, &jti), value: at.map(|t| json(&t)) });
+            changes.push(Change { key: entry_key(MINTED, &jti), value: at.map(|t| value::encode(&t)) });
         }
         let nodes = self.model.nodes.iter().map(|n| (n.name.clone(), json(n)));
         written.diff(NODE, nodes, changes);
@@ -195,53 +202,51 @@ impl State {
         let bad = || EntryError::malformed(&full);
         match section {
             USE => {
-                let key: UseKey = serde_json::from_str(key).map_err(bad())?;
-                let group: UseGroup = serde_json::from_slice(value).map_err(bad())?;
+                let key: UseKey = serde_json::from_str(key).map_err(EntryError::malformed(&full))?;
+                let group = decode_as::<UseGroup, PersistedGroup<'_>>(value).map_err(bad())?;
                 self.uses.insert_restored(key, group);
             }
             // This version's entries: the pod's UID and the digest (a number), and a time; an
             // older version's: a JTI and an object.
-            ATTESTED => match (attested_key(key), serde_json::from_slice::<Timestamp>(value)) {
+            ATTESTED => match (attested_key(key), decode::<Timestamp>(value)) {
                 (Some((pod, digest)), Ok(at)) => self.attestations.insert_restored(pod, digest, at),
                 _ => {
-                    let attested: Attested = serde_json::from_slice(value).map_err(bad())?;
+                    let attested: Attested = decode(value).map_err(bad())?;
                     self.attestations.insert_restored_legacy(LegacyEntry::Attested(key.to_string(), attested));
                 }
             },
-            FORGOT => {
-                self.attestations.insert_restored_forgot(key.to_string(), serde_json::from_slice(value).map_err(bad())?)
-            }
+            FORGOT => self.attestations.insert_restored_forgot(key.to_string(), decode(value).map_err(bad())?),
             RETIRED => {
-                let digest: u64 = serde_json::from_str(key).map_err(bad())?;
-                let at: Timestamp = serde_json::from_slice(value).map_err(bad())?;
+                let digest: u64 = serde_json::from_str(key).map_err(EntryError::malformed(&full))?;
+                let at: Timestamp = decode(value).map_err(bad())?;
                 self.attestations.insert_restored_legacy(LegacyEntry::Retired(digest, at));
             }
-            POD => self.model.pods.insert_restored(serde_json::from_slice::<Pod>(value).map_err(bad())?),
-            NODE => self.model.nodes.insert_restored(serde_json::from_slice::<Node>(value).map_err(bad())?),
+            POD => self.model.pods.insert_restored(decode::<Pod>(value).map_err(bad())?),
+            NODE => self.model.nodes.insert_restored(decode::<Node>(value).map_err(bad())?),
             AGENT => {
-                let watermark: Watermark = serde_json::from_slice(value).map_err(bad())?;
+                let watermark: Watermark = decode(value).map_err(bad())?;
                 self.attestations.insert_restored_watermark(key.to_string(), watermark);
             }
             SERVICEACCOUNT => {
-                let key: ServiceAccountRef = serde_json::from_str(key).map_err(bad())?;
-                let fact: ServiceAccountFact = serde_json::from_slice(value).map_err(bad())?;
+                let key: ServiceAccountRef = serde_json::from_str(key).map_err(EntryError::malformed(&full))?;
+                let fact: ServiceAccountFact = decode(value).map_err(bad())?;
                 self.serviceaccounts.insert(key, fact);
             }
             TOKEN_SECRET => {
-                let key: (String, String) = serde_json::from_str(key).map_err(bad())?;
-                let fact: TokenSecretFact = serde_json::from_slice(value).map_err(bad())?;
+                let key: (String, String) = serde_json::from_str(key).map_err(EntryError::malformed(&full))?;
+                let fact: TokenSecretFact = decode(value).map_err(bad())?;
                 self.token_secrets.insert(key, fact);
             }
             TOKEN_READ => {
-                let key: ReadKey = serde_json::from_str(key).map_err(bad())?;
-                let group: ReadGroup = serde_json::from_slice(value).map_err(bad())?;
+                let key: ReadKey = serde_json::from_str(key).map_err(EntryError::malformed(&full))?;
+                let group: ReadGroup = decode(value).map_err(bad())?;
                 self.token_reads.insert_restored(key, group);
             }
             MINT => {
-                let mint: Mint = serde_json::from_slice(value).map_err(bad())?;
+                let mint: Mint = decode(value).map_err(bad())?;
                 self.mints.insert_restored(key.to_string(), mint);
             }
-            MINTED => self.mints.insert_restored_minted(key.to_string(), serde_json::from_slice(value).map_err(bad())?),
+            MINTED => self.mints.insert_restored_minted(key.to_string(), decode(value).map_err(bad())?),
             _ => return Ok(false),
         }
         Ok(true)
