@@ -105,7 +105,8 @@ impl Buckets {
     }
 
     fn into_buckets(self, first: Timestamp) -> TimeBuckets {
-        let mut counts = vec![0; self.len as usize];
+        // Bounded as the buckets are: a damaged value must not ask for gigabytes.
+        let mut counts = vec![0; (self.len as usize).min(TimeBuckets::MAX_BUCKETS)];
         let mut at = 0usize;
         for (after, n) in self.counts {
             at += after as usize;
@@ -114,5 +115,19 @@ impl Buckets {
             }
         }
         TimeBuckets { start: Timestamp(first.0.wrapping_add(self.start)), width: self.width, counts }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::SECOND;
+
+    #[test]
+    fn a_damaged_bucket_count_is_bounded_as_the_buckets_are() {
+        let damaged = Buckets { start: 0, width: SECOND, len: u32::MAX, counts: vec![(0, 3), (u32::MAX, 1)] };
+        let buckets = damaged.into_buckets(Timestamp(0));
+        assert_eq!(buckets.counts.len(), TimeBuckets::MAX_BUCKETS);
+        assert_eq!(buckets.counts.iter().sum::<u32>(), 3, "the count past the end is dropped, not placed");
     }
 }
