@@ -301,14 +301,6 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         // gets its partitions back at once, without a rebalance of the whole group.
         .set("group.instance.id", &config.instance)
         .set("session.timeout.ms", millis(config.session_timeout))
-        // Incremental rebalancing: a rebalance moves only the partitions that change owner, and
-        // the others are read on without a pause. Under the eager protocol every member gives
-        // up every partition and asks for their committed offsets again; a replica frozen inside
-        // an open transaction leaves its partitions' offsets unstable until the broker aborts it
-        // (the transaction timeout), and that one answer held back every partition of the
-        // replica taking them over, its own included (the frozen-replica drill of e2e_drills.rs).
-        // Eager and cooperative members cannot share a group: docs/deploy.md, "Upgrading".
-        .set("partition.assignment.strategy", "cooperative-sticky")
         .create_with_context(Rebalances { login, ..Rebalances::default() })
         .map_err(kafka("creating the consumer"))?;
     consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
@@ -510,9 +502,8 @@ fn apply_rebalances(
                 owned.remove(&partition);
             }
         }
-        // Each change in the log, with what the replica holds after it (rebalances are
-        // incremental: a change names only the partitions that moved): rebalances are what delay
-        // findings after a replica's restart.
+        // Each change in the log, with what the replica holds after it: rebalances are what
+        // delay findings after a replica's restart.
         let holding: Vec<i32> = owned.keys().copied().collect();
         if assigned {
             tracing::info!(partitions = ?list, ?holding, "partitions assigned");
