@@ -227,3 +227,77 @@ async fn a_changelog_of_whole_state_snapshots_is_taken_over_and_rewritten_as_ent
         assert!(entries.count() > 0, "partition {partition}: its state written as entries");
     }
 }
+
+/// A restore reads the changelog to its end with every transaction on it resolved. Right after
+/// a replica commits, the broker may still be writing the commit markers when the partition's
+/// next owner restores it (the markers follow the commit's answer), and a frozen replica's
+/// transaction stays open until aborted: a read_committed reader's end (the last stable offset)
+/// is then before that transaction, while the group's committed offsets wait for it. A restore
+/// that stopped there would miss state whose input is never read again (in the broker drill: a
+/// missed attestation, then a false `token-forged-mint`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_waits_for_a_transaction_still_open_on_the_changelog() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use tokentrail_correlator::stream::changelog;
+    use tokentrail_correlator::stream::{CorrelatorConfig, PartitionState};
+    use tokentrail_correlator_core::observation::{
+        Credential, Observation, Request, ServiceAccountRef, Stage, TokenUse,
+    };
+    use tokentrail_correlator_core::time::Timestamp;
+
+    let _serial = correlator_support::one_at_a_time().await;
+    let out = outputs("restore-open", 1).await;
+    let mut config = CorrelatorConfig::new(kafka().bootstrap(), &out.group, unique_name("restore-open"));
+    config.changelog_topic = out.changelog.clone();
+    // One use of its own credential from an outside address each: a finding each, once restored.
+    let replay = |n: i64| {
+        Observation::TokenUse(TokenUse {
+            time: Timestamp(1_772_359_200_000_000 + n * 60_000_000),
+            audit_id: format!("restore-{n}"),
+            stage: Stage::ResponseComplete,
+            serviceaccount: ServiceAccountRef { namespace: "payments".into(), name: "api".into() },
+            serviceaccount_uid: None,
+            credential: Credential::PodBound {
+                jti: Some(format!("jti-{n}")),
+                pod_name: "api-1".into(),
+                pod_uid: "uid-api".into(),
+                node: Some("worker-1".into()),
+            },
+            source_ips: vec![format!("203.0.113.{n}").parse().unwrap()],
+            user_agent: None,
+            request: Request { verb: "get".into(), code: Some(200), ..Request::default() },
+            stale_token: false,
+        })
+    };
+    let mut state = PartitionState::default();
+    state.track_changes();
+    state.observe("prod", replay(1), &config.engine);
+    let committed = state.changes();
+    state.observe("prod", replay(2), &config.engine);
+    let open = state.changes();
+
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        kafka().client_config().set("transactional.id", unique_name("restore-open-writer")).create().unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    let write = |changes: &[tokentrail_correlator_core::changes::Change]| {
+        producer.begin_transaction().unwrap();
+        for c in changes {
+            let key = changelog::record_key(0, &c.key);
+            let value = c.value.clone().unwrap_or_default();
+            producer.send(BaseRecord::to(&out.changelog).partition(0).key(&key).payload(&value)).unwrap();
+        }
+        producer.flush(timeout).unwrap();
+    };
+    write(&committed);
+    producer.commit_transaction(timeout).unwrap();
+    // The second transaction's records are at the broker, its commit not yet.
+    write(&open);
+    let restoring = tokio::task::spawn_blocking(move || changelog::restore(&config, 0));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!restoring.is_finished(), "the restore ended before the open transaction was resolved");
+    producer.commit_transaction(timeout).unwrap();
+    let mut restored = restoring.await.unwrap().unwrap().state;
+    let findings = restored.due(Timestamp::MIN);
+    assert_eq!(findings.len(), 2, "both uses restored, the later one from the transaction that was open");
+}

@@ -37,34 +37,18 @@ pub fn snapshot_key(partition: i32) -> String {
 
 /// The committed state of input partition `partition`, or a fresh one when none was written.
 pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, CorrelatorError> {
-    let (mut consumer_config, login) = super::client_config(config)?;
-    let consumer: BaseConsumer<LoginContext> = consumer_config
-        // Not a group member: it reads one partition it assigns itself, and commits nothing.
-        .set("group.id", format!("{}-restore", config.group))
-        .set("enable.auto.commit", "false")
-        // Only snapshots of committed transactions: an aborted one belongs to work redone.
-        .set("isolation.level", "read_committed")
-        .set("fetch.message.max.bytes", "67108864")
-        .create_with_context(LoginContext(login))
-        .map_err(kafka("creating the restore consumer"))?;
+    // Only entries of committed transactions: an aborted one belongs to work redone.
+    let consumer = reader(config, "read_committed")?;
     let topic = config.changelog_topic.as_str();
-    // Right after a broker restart its metadata can lag (an unknown partition, no leader yet):
-    // ask again until the deadline rather than stop the replica over a passing state.
-    let deadline = Instant::now() + CONTROL_TIMEOUT;
-    let (low, high) = loop {
-        // With OAUTHBEARER the consumer connects once it has a token, which librdkafka asks for
-        // through a poll: fetching watermarks does not poll. Nothing is assigned yet, so the
-        // poll returns no record; it serves events for 100 ms (a poll of 0 serves only one).
-        let _ = consumer.poll(Duration::from_millis(100));
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
-            Ok(watermarks) => break watermarks,
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(error = %e, topic, partition, "changelog watermarks not available yet; asking again");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => return Err(kafka("reading changelog watermarks")(e)),
-        }
-    };
+    // Where to read to: the partition's end, as a reader of every record sees it, reached once
+    // every transaction before it is resolved. A read_committed reader's own end (the last
+    // stable offset) stops before a transaction still open: the previous owner's last one while
+    // the broker writes its commit markers (the previous owner has committed and this replica
+    // been given the partition before they are all written), or a frozen replica's. That
+    // transaction's input offsets are where this replica resumes (the group's committed offsets
+    // wait for it to be resolved), so a restore that stopped short would never fold its input
+    // again: state lost for good (a missed attestation is a false token-forged-mint later).
+    let (low, high) = watermarks(&reader(config, "read_uncommitted")?, topic, partition)?;
     if high <= low {
         return Ok(fresh());
     }
@@ -76,7 +60,8 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, Co
     // The last value of each key: a compacted topic holds older ones until it is cleaned.
     let mut live: HashMap<String, Vec<u8>> = HashMap::new();
     let mut snapshot: Option<Vec<u8>> = None;
-    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    // A frozen replica's open transaction is resolved when the broker aborts it.
+    let deadline = Instant::now() + CONTROL_TIMEOUT + config.transaction_timeout;
     // The high watermark counts transaction markers too: read until the position reaches it.
     loop {
         let position = consumer
@@ -124,6 +109,45 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, Co
             let mut state = PartitionState::restore(&bytes, &config.engine).map_err(|e| failed(e.to_string()))?;
             state.track_changes();
             Ok(Restored { state, from_snapshot: true })
+        }
+    }
+}
+
+/// A client reading the changelog by itself: no group member, it assigns itself one partition
+/// and commits nothing.
+fn reader(config: &CorrelatorConfig, isolation: &str) -> Result<BaseConsumer<LoginContext>, CorrelatorError> {
+    let (mut consumer_config, login) = super::client_config(config)?;
+    consumer_config
+        .set("group.id", format!("{}-restore", config.group))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("fetch.message.max.bytes", "67108864")
+        .create_with_context(LoginContext(login))
+        .map_err(kafka("creating the restore consumer"))
+}
+
+/// The partition's low and high watermarks as `consumer` sees them (a read_committed consumer's
+/// high is the last stable offset, a read_uncommitted one's the partition's end).
+fn watermarks(
+    consumer: &BaseConsumer<LoginContext>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), CorrelatorError> {
+    // Right after a broker restart its metadata can lag (an unknown partition, no leader yet):
+    // ask again until the deadline rather than stop the replica over a passing state.
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    loop {
+        // With OAUTHBEARER the consumer connects once it has a token, which librdkafka asks for
+        // through a poll: fetching watermarks does not poll. Nothing is assigned yet, so the
+        // poll returns no record; it serves events for 100 ms (a poll of 0 serves only one).
+        let _ = consumer.poll(Duration::from_millis(100));
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok(watermarks) => return Ok(watermarks),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, topic, partition, "changelog watermarks not available yet; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(kafka("reading changelog watermarks")(e)),
         }
     }
 }
