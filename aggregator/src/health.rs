@@ -22,7 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
-use tokentrail_kafka::Login;
+use tokentrail_kafka::{Login, Reports};
 
 use crate::telemetry::Metrics;
 
@@ -73,6 +73,8 @@ pub struct ConsumerHealth {
     pub(crate) health: Arc<Health>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) login: Login,
+    /// Its repeated reports, logged once a while (a broker away is reported on every attempt).
+    pub(crate) reports: Reports,
 }
 
 impl ClientContext for ConsumerHealth {
@@ -99,7 +101,9 @@ impl ClientContext for ConsumerHealth {
     /// librdkafka's reports (a broker unreachable, a failed TLS handshake or login): the
     /// client retries by itself, the log says why it has to.
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "consumer");
+        if let Some(held_back) = self.reports.admit(&error.to_string()) {
+            tracing::warn!(%error, reason, held_back, "consumer");
+        }
     }
 }
 
@@ -116,6 +120,7 @@ impl ConsumerContext for ConsumerHealth {
 pub struct ProducerHealth {
     pub(crate) health: Arc<Health>,
     pub(crate) login: Login,
+    pub(crate) reports: Reports,
 }
 
 impl ClientContext for ProducerHealth {
@@ -133,6 +138,8 @@ impl ClientContext for ProducerHealth {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.set_producer_up(false);
         }
-        tracing::warn!(%error, reason, "producer");
+        if let Some(held_back) = self.reports.admit(&error.to_string()) {
+            tracing::warn!(%error, reason, held_back, "producer");
+        }
     }
 }

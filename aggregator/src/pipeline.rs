@@ -73,7 +73,9 @@ pub async fn run_audit(
                     // The consumer's errors are reports (a broker went away, a leader moved):
                     // the client reconnects by itself and the readiness probe shows the outage,
                     // so the audit path rides it out instead of exiting, like the correlator.
-                    tracing::warn!(error = %e, "consumer error on the audit topics; the client retries");
+                    if let Some(held_back) = consumer.context().reports.admit(&e.to_string()) {
+                        tracing::warn!(error = %e, held_back, "consumer error on the audit topics; the client retries");
+                    }
                 }
                 Event::Record(Ok(message)) => {
                     deadline.get_or_insert_with(|| Instant::now() + config.batch_linger);

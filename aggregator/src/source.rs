@@ -14,7 +14,7 @@ use tokentrail_aggregator_core::{decode_value, decompress, detect_compression, C
 
 use crate::config::KafkaConfig;
 use crate::error::AggregatorError;
-use tokentrail_kafka::Login;
+use tokentrail_kafka::{Login, Reports};
 
 use crate::health::{ConsumerHealth, Health, STATISTICS_INTERVAL_MS};
 use crate::telemetry::Metrics;
@@ -30,7 +30,7 @@ pub fn consumer(
     metrics: Arc<Metrics>,
 ) -> Result<StreamConsumer<ConsumerHealth>, AggregatorError> {
     let (mut c, login) = client_config(config)?;
-    let context = ConsumerHealth { health, metrics, login };
+    let context = ConsumerHealth { health, metrics, login, reports: Reports::default() };
     c.set("group.id", &config.group_id)
         // Offsets are committed by the pipeline, after the observations and dead letters of
         // a batch are acknowledged by the broker: at-least-once, never "committed but lost".

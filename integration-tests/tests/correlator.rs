@@ -7,6 +7,8 @@
 mod aggregator_support;
 mod correlator_support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregator_support::{incident_lines, produce_raw, read_until, start, Out, Topics};
@@ -293,11 +295,23 @@ async fn a_restore_waits_for_a_transaction_still_open_on_the_changelog() {
     producer.commit_transaction(timeout).unwrap();
     // The second transaction's records are at the broker, its commit not yet.
     write(&open);
-    let restoring = tokio::task::spawn_blocking(move || changelog::restore(&config, 0));
+    let restore = |shutdown: Arc<AtomicBool>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || changelog::restore(&config, 0, &shutdown))
+    };
+    let restoring = restore(Arc::default());
+    // A replica asked to stop while its restore waits gives the partition up rather than wait.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let given_up = restore(stopping.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!restoring.is_finished(), "the restore ended before the open transaction was resolved");
+    stopping.store(true, Ordering::Relaxed);
+    let given_up = tokio::time::timeout(Duration::from_secs(20), given_up)
+        .await
+        .expect("a restore asked to stop still waits for the open transaction");
+    assert!(given_up.unwrap().unwrap().is_none(), "a restore asked to stop restores nothing");
     producer.commit_transaction(timeout).unwrap();
-    let mut restored = restoring.await.unwrap().unwrap().state;
+    let mut restored = restoring.await.unwrap().unwrap().expect("not stopped").state;
     let findings = restored.due(Timestamp::MIN);
     assert_eq!(findings.len(), 2, "both uses restored, the later one from the transaction that was open");
 }

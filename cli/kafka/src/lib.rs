@@ -28,7 +28,10 @@
 //! own use [`LoginContext`].
 
 pub mod fetch;
+pub mod reports;
 pub mod token;
+
+pub use reports::Reports;
 
 use std::error::Error;
 use std::sync::atomic::{AtomicBool, Ordering};

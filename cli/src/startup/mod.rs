@@ -207,6 +207,25 @@ impl Component {
         F: Future<Output = Result<(), E>>,
         E: Failure,
     {
+        let runtime = match self.threads {
+            Threads::One => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            Threads::PerCore => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        };
+        let runtime = match runtime {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("tokentrail {}: cannot start the runtime: {e}", self.name);
+                return ExitCode::from(exit::FAILED);
+            }
+        };
+        // The stop signals are taken over before anything that takes time: a SIGTERM during
+        // start-up (a pod deleted as it starts) then stops the component cleanly instead of
+        // killing it. The line below says from when that holds.
+        let shutdown = {
+            let _runtime = runtime.enter();
+            shutdown_signal()
+        };
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "{} starting", self.name);
         let listen = match &probes {
             Probes::Listen { .. } => process.metrics_listen,
             Probes::Own { .. } => None,
@@ -221,17 +240,6 @@ impl Component {
             Err(e) => return self.bad_config(e),
         };
         let scrape = exporter.as_ref().and_then(telemetry::Telemetry::scrape);
-        let runtime = match self.threads {
-            Threads::One => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-            Threads::PerCore => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-        };
-        let runtime = match runtime {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("tokentrail {}: cannot start the runtime: {e}", self.name);
-                return ExitCode::from(exit::FAILED);
-            }
-        };
         let checked = kafka.map(|brokers| self.check_kafka(brokers));
         let (stop_probes, stopped) = tokio::sync::watch::channel(false);
         let outcome = runtime.block_on(async {
@@ -250,7 +258,7 @@ impl Component {
                 (Probes::Listen { .. }, None) => None,
                 (Probes::Own { .. }, _) => scrape,
             };
-            let run = run(Box::pin(shutdown_signal()), own_scrape);
+            let run = run(Box::pin(shutdown), own_scrape);
             let Some(checked) = checked else { return Ok(run.await) };
             tokio::pin!(run);
             tokio::select! {
@@ -319,22 +327,27 @@ impl Component {
     }
 }
 
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or ctrl-c.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Takes over SIGTERM (Kubernetes stopping the pod) and SIGINT (ctrl-c) now, inside a runtime;
+/// the future resolves on the first of them.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Registration fails only without a signal driver (never on Linux): that signal then keeps
+    // its default action.
+    let term = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        let received = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => drop(s.recv().await),
+                None => std::future::pending().await,
             }
-            // No SIGTERM handler (never on Linux): ctrl-c still works.
-            Err(_) => std::future::pending().await,
+        };
+        tokio::select! {
+            () = received(term) => {}
+            () = received(interrupt) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokentrail_correlator_core::incident_feed::{Change, Feed};
 use tokentrail_correlator_core::Finding;
-use tokentrail_kafka::LoginContext;
+use tokentrail_kafka::{LoginContext, Reports};
 
 pub use config::IncidentsConfig;
 
@@ -119,6 +119,7 @@ pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -
 
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut last_commit = Instant::now();
+    let reports = Reports::default();
     while !shutdown.load(Ordering::Relaxed) {
         producer.poll(Duration::ZERO);
         match consumer.poll(Duration::from_millis(100)) {
@@ -129,7 +130,7 @@ pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -
                     feed.fold(finding);
                 }
             }
-            Some(Err(e)) => consumer_error(&consumer, e)?,
+            Some(Err(e)) => consumer_error(&consumer, e, &reports)?,
             None => {}
         }
         if !next.is_empty() && last_commit.elapsed() >= config.commit_interval {

@@ -8,6 +8,7 @@
 //! deleted by the next commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -35,8 +36,14 @@ pub fn snapshot_key(partition: i32) -> String {
     partition.to_string()
 }
 
-/// The committed state of input partition `partition`, or a fresh one when none was written.
-pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, CorrelatorError> {
+/// The committed state of input partition `partition`, or a fresh one when none was written;
+/// `None` when `shutdown` is set first. A restore can wait a long time (a broker away, a frozen
+/// replica's transaction), and a stop must not: the partition is left to its next owner.
+pub fn restore(
+    config: &CorrelatorConfig,
+    partition: i32,
+    shutdown: &AtomicBool,
+) -> Result<Option<Restored>, CorrelatorError> {
     // Only entries of committed transactions: an aborted one belongs to work redone.
     let consumer = reader(config, "read_committed")?;
     let topic = config.changelog_topic.as_str();
@@ -48,9 +55,11 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, Co
     // transaction's input offsets are where this replica resumes (the group's committed offsets
     // wait for it to be resolved), so a restore that stopped short would never fold its input
     // again: state lost for good (a missed attestation is a false token-forged-mint later).
-    let (low, high) = watermarks(&reader(config, "read_uncommitted")?, topic, partition)?;
+    let Some((low, high)) = watermarks(&reader(config, "read_uncommitted")?, topic, partition, shutdown)? else {
+        return Ok(None);
+    };
     if high <= low {
-        return Ok(fresh());
+        return Ok(Some(fresh()));
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka("assigning the changelog"))?;
@@ -71,6 +80,9 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, Co
             .unwrap_or(low);
         if position >= high {
             break;
+        }
+        if shutdown.load(Ordering::Relaxed) {
+            return Ok(None);
         }
         if Instant::now() > deadline {
             return Err(CorrelatorError::Restore {
@@ -101,14 +113,14 @@ pub fn restore(config: &CorrelatorConfig, partition: i32) -> Result<Restored, Co
     if !live.is_empty() {
         let entries = live.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
         let state = PartitionState::from_entries(entries, &config.engine).map_err(|e| failed(e.to_string()))?;
-        return Ok(Restored { state, from_snapshot: false });
+        return Ok(Some(Restored { state, from_snapshot: false }));
     }
     match snapshot {
-        None => Ok(fresh()),
+        None => Ok(Some(fresh())),
         Some(bytes) => {
             let mut state = PartitionState::restore(&bytes, &config.engine).map_err(|e| failed(e.to_string()))?;
             state.track_changes();
-            Ok(Restored { state, from_snapshot: true })
+            Ok(Some(Restored { state, from_snapshot: true }))
         }
     }
 }
@@ -127,12 +139,14 @@ fn reader(config: &CorrelatorConfig, isolation: &str) -> Result<BaseConsumer<Log
 }
 
 /// The partition's low and high watermarks as `consumer` sees them (a read_committed consumer's
-/// high is the last stable offset, a read_uncommitted one's the partition's end).
+/// high is the last stable offset, a read_uncommitted one's the partition's end); `None` when
+/// `shutdown` is set first.
 fn watermarks(
     consumer: &BaseConsumer<LoginContext>,
     topic: &str,
     partition: i32,
-) -> Result<(i64, i64), CorrelatorError> {
+    shutdown: &AtomicBool,
+) -> Result<Option<(i64, i64)>, CorrelatorError> {
     // Right after a broker restart its metadata can lag (an unknown partition, no leader yet):
     // ask again until the deadline rather than stop the replica over a passing state.
     let deadline = Instant::now() + CONTROL_TIMEOUT;
@@ -142,7 +156,8 @@ fn watermarks(
         // poll returns no record; it serves events for 100 ms (a poll of 0 serves only one).
         let _ = consumer.poll(Duration::from_millis(100));
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
-            Ok(watermarks) => return Ok(watermarks),
+            Ok(watermarks) => return Ok(Some(watermarks)),
+            Err(_) if shutdown.load(Ordering::Relaxed) => return Ok(None),
             Err(e) if Instant::now() < deadline => {
                 tracing::warn!(error = %e, topic, partition, "changelog watermarks not available yet; asking again");
                 std::thread::sleep(Duration::from_millis(500));

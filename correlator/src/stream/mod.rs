@@ -37,7 +37,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::{Observation, Timestamp};
-use tokentrail_kafka::{Login, LoginContext};
+use tokentrail_kafka::{Login, LoginContext, Reports};
 use tokentrail_proto::wire::batch::record_observations;
 use tokentrail_proto::wire::from_proto;
 
@@ -256,6 +256,7 @@ pub struct Metrics {
 struct Rebalances {
     events: Mutex<Vec<(bool, Vec<i32>)>>,
     login: Login,
+    reports: Reports,
 }
 
 impl ClientContext for Rebalances {
@@ -268,7 +269,9 @@ impl ClientContext for Rebalances {
     /// librdkafka's reports (a broker unreachable, a failed TLS handshake or login): the
     /// client retries by itself, the log says why it has to.
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "consumer");
+        if let Some(held_back) = self.reports.admit(&error.to_string()) {
+            tracing::warn!(%error, reason, held_back, "consumer");
+        }
     }
 }
 
@@ -323,7 +326,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         // lifetime, and only commits poll it otherwise (none while no input arrives).
         producer.poll(Duration::ZERO);
         let polled = consumer.poll(Duration::from_millis(100));
-        apply_rebalances(&consumer, config, metrics, &mut owned)?;
+        apply_rebalances(&consumer, config, metrics, &mut owned, shutdown)?;
         match polled {
             Some(Ok(message)) => {
                 let partition = message.partition();
@@ -352,7 +355,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                     Err(e) => undecodable(None, &e),
                 }
             }
-            Some(Err(e)) => consumer_error(&consumer, e)?,
+            Some(Err(e)) => consumer_error(&consumer, e, &consumer.context().reports)?,
             None => {}
         }
         let dirty = owned.values().any(|p| p.dirty);
@@ -424,15 +427,19 @@ pub(crate) fn transactional_producer(
 /// response was lost to a coordinator that moved): exiting gets the process restarted under its
 /// name, where living on would consume nothing. Nothing is lost: the open transaction is aborted
 /// and the partitions resume from committed offsets.
+/// Other errors repeat while their cause lasts (a broker away): `reports` keeps the log readable.
 pub(crate) fn consumer_error<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     e: KafkaError,
+    reports: &Reports,
 ) -> Result<(), CorrelatorError> {
     if let Some((code, reason)) = consumer.client().fatal_error() {
         tracing::error!(%code, %reason, "fatal consumer error; exiting to be restarted");
         return Err(CorrelatorError::Kafka { context: "consuming (fatal error)", source: e });
     }
-    tracing::warn!(error = %e, "consumer error");
+    if let Some(held_back) = reports.admit(&e.to_string()) {
+        tracing::warn!(error = %e, held_back, "consumer error");
+    }
     Ok(())
 }
 
@@ -481,6 +488,7 @@ fn apply_rebalances(
     config: &CorrelatorConfig,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
+    shutdown: &AtomicBool,
 ) -> Result<(), CorrelatorError> {
     let events = match consumer.context().events.lock() {
         Ok(mut events) => std::mem::take(&mut *events),
@@ -489,7 +497,9 @@ fn apply_rebalances(
     for (assigned, list) in events {
         for &partition in &list {
             if assigned {
-                let restored = changelog::restore(config, partition)?;
+                // Stopping: the partition is not taken (its records are skipped), its next owner
+                // restores it.
+                let Some(restored) = changelog::restore(config, partition, shutdown)? else { continue };
                 metrics.restores.fetch_add(1, Ordering::Relaxed);
                 // An old snapshot is written anew as entries by the next commit.
                 let old = restored.from_snapshot;

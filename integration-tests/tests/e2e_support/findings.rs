@@ -31,6 +31,7 @@ impl Observed {
     /// Reads on until `done` holds; panics after [`WAIT`] naming `what`.
     pub async fn wait_for(&mut self, what: &str, done: impl Fn(&Observed) -> bool) {
         let start = Instant::now();
+        let mut retrying = Retrying::default();
         while !done(self) {
             assert!(start.elapsed() < WAIT, "timed out waiting for {what} in the observations topic");
             match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await {
@@ -45,7 +46,7 @@ impl Observed {
                 }
                 // The broker is away (a drill stopped it): the consumer reconnects by itself, and
                 // WAIT bounds how long that may take.
-                Ok(Err(e)) => eprintln!("e2e: reading the observations topic: {e}; retrying"),
+                Ok(Err(e)) => retrying.report("reading the observations topic", &e).await,
                 Err(_) => {}
             }
         }
@@ -150,6 +151,7 @@ impl Pipeline {
         // The partitions read to their end; each reports its end again after every later record.
         let mut ended = std::collections::BTreeSet::new();
         let mut records = Vec::new();
+        let mut retrying = Retrying::default();
         let start = Instant::now();
         while ended.len() < partitions {
             assert!(start.elapsed() < WAIT, "timed out reading the findings topic to its end");
@@ -181,7 +183,7 @@ impl Pipeline {
                 }
                 // A report, not the end: a broker of a cluster went away (a drill killed it)
                 // and the client moves to the partition's new leader by itself; WAIT bounds it.
-                Ok(Err(e)) => eprintln!("e2e: reading the findings: {e}; retrying"),
+                Ok(Err(e)) => retrying.report("reading the findings", &e).await,
                 Err(_) => {}
             }
         }
@@ -189,6 +191,23 @@ impl Pipeline {
             .into_iter()
             .map(|(id, (creates, value))| (id.clone(), Finding { id, subject: subject_of(&value), creates, value }))
             .collect()
+    }
+}
+
+/// A client's reports while its broker is away, shown once a second: the client reports on
+/// every call, and a flood of them would push a failed test's panic message out of its output.
+#[derive(Default)]
+struct Retrying {
+    shown: Option<Instant>,
+}
+
+impl Retrying {
+    async fn report(&mut self, what: &str, e: &KafkaError) {
+        if self.shown.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
+            eprintln!("e2e: {what}: {e}; retrying");
+            self.shown = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -16,12 +16,14 @@ pub struct Process {
     log: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// How many times it was started (its log holds every run).
+    runs: usize,
 }
 
 impl Process {
     /// Starts `tokentrail ARGS...`, its output appended to `<dir>/<name>.log`.
     pub fn start(dir: &Path, name: &str, args: Vec<String>, env: Vec<(String, String)>) -> Process {
-        let mut p = Process { name: name.into(), child: None, log: dir.join(format!("{name}.log")), args, env };
+        let mut p = Process { name: name.into(), child: None, log: dir.join(format!("{name}.log")), args, env, runs: 0 };
         p.spawn();
         p
     }
@@ -37,6 +39,14 @@ impl Process {
             command.env(k, v);
         }
         self.child = Some(command.spawn().unwrap_or_else(|e| panic!("start tokentrail {}: {e}", self.name)));
+        self.runs += 1;
+    }
+
+    /// Its latest run has taken over its stop signals: every run logs `<component> starting`
+    /// once they are (before that, a SIGTERM kills it as any process's default action does).
+    fn handles_signals(&self) -> bool {
+        let starts = self.log().lines().filter(|l| l.contains("tokentrail::startup: ") && l.contains(" starting ")).count();
+        starts >= self.runs
     }
 
     pub fn pid(&self) -> u32 {
@@ -84,6 +94,15 @@ impl Process {
     /// SIGTERM, and waits up to `limit` for a clean exit (status 0); says how long a slow one
     /// took.
     pub fn stop_within(&mut self, limit: Duration) {
+        // A process restarted a moment ago may not have taken over SIGTERM yet (a drill restarts
+        // and stops a replica back to back): the stop is sent once it has.
+        let starting = Instant::now();
+        while !self.handles_signals() && starting.elapsed() < Duration::from_secs(10) {
+            if self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let Some(mut child) = self.child.take() else { return };
         signal(child.id(), "TERM");
         let started = Instant::now();
