@@ -184,7 +184,11 @@ impl KafkaSink {
             // without committing, and a restart retries from the last commit.
             .set("message.timeout.ms", "120000");
         let producer: FutureProducer<ProducerHealth> = c
-            .create_with_context(ProducerHealth { health: health.clone(), login, reports: tokentrail_kafka::Reports::default() })
+            .create_with_context(ProducerHealth {
+                health: health.clone(),
+                login,
+                reports: tokentrail_kafka::Reports::default(),
+            })
             .map_err(AggregatorError::kafka("creating the producer"))?;
         let topic = config.observations_topic.clone();
         let probe = producer.clone();

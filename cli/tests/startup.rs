@@ -144,3 +144,42 @@ fn the_environment_overrides_the_file_and_a_flag_the_environment() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bootstrap_servers: is empty"), "{}", stderr(&out));
 }
+
+/// Kubernetes stops a pod whenever it likes, also while it starts against brokers that do not
+/// answer (an outage, a wrong address): the correlator then exits 0, soon and by its own
+/// handler. Before, a SIGTERM in its first moments killed it (the signal's default action), and
+/// one while it waited for its transactions to initialise was ignored until that gave up after
+/// 30 s and the process exited 1.
+#[test]
+fn a_correlator_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+
+    // A loopback port nothing listens on: every connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["correlator", "--bootstrap-servers", &format!("127.0.0.1:{port}"), "--instance", "stopped-0"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("TOKENTRAIL_METRICS_LISTEN")
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let logged = || {
+        let mut text = String::new();
+        log.reopen().unwrap().read_to_string(&mut text).unwrap();
+        text
+    };
+    let started = Instant::now();
+    while !logged().contains("correlator starting") {
+        assert!(started.elapsed() < Duration::from_secs(30), "no start line: {}", logged());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Inside the start by now: its clients keep trying to reach the brokers.
+    std::thread::sleep(Duration::from_secs(3));
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status} after SIGTERM: {}", logged());
+    assert!(logged().contains("stopped before the start was done"), "{}", logged());
+}

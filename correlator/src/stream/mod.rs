@@ -186,14 +186,25 @@ pub(crate) fn clients(bootstrap: &str, security: &KafkaSecurity) -> Result<(Clie
 /// Partitions of `topic`. It must exist (deploy/ defines the topics; a typo must not create a
 /// one-partition topic), and one created moments ago may not be in the metadata yet: asked
 /// again for 10 s.
-fn partitions_of(producer: &BaseProducer<LoginContext>, topic: &str) -> Result<i32, CorrelatorError> {
+fn partitions_of(
+    producer: &BaseProducer<LoginContext>,
+    topic: &str,
+    shutdown: &AtomicBool,
+) -> Result<i32, CorrelatorError> {
     let give_up = Instant::now() + Duration::from_secs(10);
+    // Brokers that do not answer are waited for longer, in short calls that let a stop in.
+    let unanswered = Instant::now() + CONTROL_TIMEOUT;
     loop {
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(topic), CONTROL_TIMEOUT)
-            .map_err(kafka("reading the findings topic's metadata"))?;
-        let found = metadata.topics().first().map(|t| (t.error(), t.partitions().len()));
+        let found = match producer.client().fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(metadata) => metadata.topics().first().map(|t| (t.error(), t.partitions().len())),
+            Err(e) if Instant::now() > unanswered || shutdown.load(Ordering::Relaxed) => {
+                return Err(kafka("reading the findings topic's metadata")(e));
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
         match found {
             Some((None, n)) if n > 0 => return Ok(i32::try_from(n).unwrap_or(i32::MAX)),
             _ if Instant::now() < give_up => std::thread::sleep(Duration::from_millis(200)),
@@ -291,34 +302,16 @@ impl ConsumerContext for Rebalances {
 
 /// Runs until `shutdown` is set, then commits what it holds and returns.
 pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) -> Result<(), CorrelatorError> {
-    let (mut consumer_config, login) = client_config(config)?;
-    let consumer: BaseConsumer<Rebalances> = consumer_config
-        .set("group.id", &config.group)
-        // Offsets are committed only inside the transaction that carries their effects.
-        .set("enable.auto.commit", "false")
-        // Read only committed observations (the aggregator may write transactionally).
-        .set("isolation.level", "read_committed")
-        // A new group starts at the beginning of the stream: nothing before it is skipped.
-        .set("auto.offset.reset", "earliest")
-        // Static membership: a replica restarted within the session timeout (a pod's restart)
-        // gets its partitions back at once, without a rebalance of the whole group.
-        .set("group.instance.id", &config.instance)
-        .set("session.timeout.ms", millis(config.session_timeout))
-        .create_with_context(Rebalances { login, ..Rebalances::default() })
-        .map_err(kafka("creating the consumer"))?;
-    consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
-    // State snapshots can be large; the changelog topic is created to accept them.
-    let producer = transactional_producer(
-        &config.bootstrap,
-        &config.security,
-        &config.instance,
-        config.transaction_timeout,
-        "67108864",
-    )?;
-
-    let findings_partitions = partitions_of(&producer, &config.findings_topic)?;
-    let output = Output { config, findings_partitions };
-
+    let (consumer, producer, output) = match start(config, shutdown) {
+        Ok(started) => started,
+        // A stop asked for while the brokers kept the start waiting (an outage): nothing was
+        // taken yet, so nothing is lost, and the failure it cut short is no error.
+        Err(e) if shutdown.load(Ordering::Relaxed) => {
+            tracing::warn!(error = %e, "stopped before the start was done");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
     let mut last_commit = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
@@ -377,6 +370,41 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
     Ok(())
 }
 
+/// The replica's clients: its group consumer, subscribed, and its transactional producer, its
+/// transactions initialised; and where it writes.
+fn start<'a>(
+    config: &'a CorrelatorConfig,
+    shutdown: &AtomicBool,
+) -> Result<(BaseConsumer<Rebalances>, BaseProducer<LoginContext>, Output<'a>), CorrelatorError> {
+    let (mut consumer_config, login) = client_config(config)?;
+    let consumer: BaseConsumer<Rebalances> = consumer_config
+        .set("group.id", &config.group)
+        // Offsets are committed only inside the transaction that carries their effects.
+        .set("enable.auto.commit", "false")
+        // Read only committed observations (the aggregator may write transactionally).
+        .set("isolation.level", "read_committed")
+        // A new group starts at the beginning of the stream: nothing before it is skipped.
+        .set("auto.offset.reset", "earliest")
+        // Static membership: a replica restarted within the session timeout (a pod's restart)
+        // gets its partitions back at once, without a rebalance of the whole group.
+        .set("group.instance.id", &config.instance)
+        .set("session.timeout.ms", millis(config.session_timeout))
+        .create_with_context(Rebalances { login, ..Rebalances::default() })
+        .map_err(kafka("creating the consumer"))?;
+    consumer.subscribe(&[&config.observations_topic]).map_err(kafka("subscribing"))?;
+    // State snapshots can be large; the changelog topic is created to accept them.
+    let producer = transactional_producer(
+        &config.bootstrap,
+        &config.security,
+        &config.instance,
+        config.transaction_timeout,
+        "67108864",
+        shutdown,
+    )?;
+    let findings_partitions = partitions_of(&producer, &config.findings_topic, shutdown)?;
+    Ok((consumer, producer, Output { config, findings_partitions }))
+}
+
 /// Folds one observation into its partition's state.
 fn fold(part: &mut Owned, input: Input, metrics: &Metrics, config: &CorrelatorConfig) {
     // Counted as before copies from elsewhere were judged: a Secret read or token Secret counts
@@ -405,6 +433,7 @@ pub(crate) fn transactional_producer(
     instance: &str,
     transaction_timeout: Duration,
     max_bytes: &str,
+    shutdown: &AtomicBool,
 ) -> Result<BaseProducer<LoginContext>, CorrelatorError> {
     let (mut producer_config, login) = clients(bootstrap, security)?;
     let producer: BaseProducer<LoginContext> = producer_config
@@ -418,8 +447,17 @@ pub(crate) fn transactional_producer(
     // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
     // only one).
     producer.poll(Duration::from_millis(100));
-    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
-    Ok(producer)
+    // In calls of a second (one that times out resumes where the last left off), so that a
+    // stop asked for while the brokers are away is seen.
+    let give_up = Instant::now() + CONTROL_TIMEOUT;
+    loop {
+        match producer.init_transactions(Duration::from_secs(1)) {
+            Ok(()) => return Ok(producer),
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && Instant::now() < give_up && !shutdown.load(Ordering::Relaxed) => {}
+            Err(e) => return Err(kafka("initialising transactions")(e)),
+        }
+    }
 }
 
 /// A consumer's error: logged, and the end of the run when it is fatal. A fatal error leaves the

@@ -23,7 +23,8 @@ pub struct Process {
 impl Process {
     /// Starts `tokentrail ARGS...`, its output appended to `<dir>/<name>.log`.
     pub fn start(dir: &Path, name: &str, args: Vec<String>, env: Vec<(String, String)>) -> Process {
-        let mut p = Process { name: name.into(), child: None, log: dir.join(format!("{name}.log")), args, env, runs: 0 };
+        let mut p =
+            Process { name: name.into(), child: None, log: dir.join(format!("{name}.log")), args, env, runs: 0 };
         p.spawn();
         p
     }
@@ -45,7 +46,8 @@ impl Process {
     /// Its latest run has taken over its stop signals: every run logs `<component> starting`
     /// once they are (before that, a SIGTERM kills it as any process's default action does).
     fn handles_signals(&self) -> bool {
-        let starts = self.log().lines().filter(|l| l.contains("tokentrail::startup: ") && l.contains(" starting ")).count();
+        let starts =
+            self.log().lines().filter(|l| l.contains("tokentrail::startup: ") && l.contains(" starting ")).count();
         starts >= self.runs
     }
 
