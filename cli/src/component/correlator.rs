@@ -69,8 +69,9 @@ pub struct Settings {
     #[serde(serialize_with = "duration::serialize_given")]
     session_timeout: Option<Duration>,
     /// How long a transaction may stay open before the broker aborts it: the longest a frozen
-    /// replica holds back readers of the findings, and the longest broker outage a replica
-    /// rides out without a restart [default: 60s].
+    /// replica holds back readers of its findings, and the longest broker outage a replica
+    /// rides out without a restart. Keep it, plus the broker's 10 s abort sweep, under
+    /// --session-timeout [default: 25s].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     transaction_timeout: Option<Duration>,

@@ -54,7 +54,7 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     commit_interval: Option<Duration>,
-    /// How long a transaction may stay open before the broker aborts it [default: 60s].
+    /// How long a transaction may stay open before the broker aborts it [default: 25s].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     transaction_timeout: Option<Duration>,

@@ -242,12 +242,16 @@ fn default_commit_interval() -> Duration {
 fn default_session_timeout() -> Duration {
     Duration::from_secs(45)
 }
-/// The broker's own default. A replica frozen inside a transaction holds back readers this long;
-/// a shorter one (Kafka Streams uses 10 s) bounds that, but a broker outage longer than it then
-/// aborts the open transaction and the replica restarts (losing nothing): measured in the
-/// broker drill of `e2e_drills.rs`, which a 10 s timeout fails.
+/// Short enough that the broker aborts a frozen replica's open transaction (this, plus up to its
+/// 10 s abort sweep) before the group expires the replica (`session_timeout`, 45 s): the replica
+/// taking its partitions over then finds their committed offsets settled at once, and the other
+/// replicas' findings are never held back (the frozen-replica drill in `e2e_drills.rs`; with the
+/// broker's own default of 60 s they waited ~21 s after the expiry). Long enough for any commit,
+/// and for a broker outage of that long without a restart; a longer one aborts the open
+/// transaction and the replica exits to be restarted, losing nothing (the broker drill). Kafka
+/// Streams uses 10 s under exactly-once.
 pub(crate) fn default_transaction_timeout() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(25)
 }
 fn default_rotation_grace() -> Duration {
     Duration::from_secs(300)
