@@ -313,7 +313,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
         Err(e) => return Err(e),
     };
     let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
-    let mut last_commit = Instant::now();
+    let mut next_commit = Instant::now() + config.commit_interval;
     while !shutdown.load(Ordering::Relaxed) {
         // The producer's events: an OAUTHBEARER token refresh is due at 80% of the token's
         // lifetime, and only commits poll it otherwise (none while no input arrives).
@@ -352,8 +352,16 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
             None => {}
         }
         let dirty = owned.values().any(|p| p.dirty);
-        if dirty && last_commit.elapsed() >= config.commit_interval {
-            if let Err(e) = commit(&consumer, &producer, &output, metrics, &mut owned, Until::RUNNING) {
+        if dirty && Instant::now() >= next_commit {
+            // Every interval from the last commit's start, as the flag says: counted from its
+            // end, each commit's own round trips to the broker would add to every finding's
+            // wait. But at least half an interval after its end, so that a commit slower than
+            // the interval (a large backlog, a slow broker) still leaves input to batch into
+            // the next transaction instead of committing after every record.
+            let began = Instant::now();
+            let result = commit(&consumer, &producer, &output, metrics, &mut owned, Until::RUNNING);
+            next_commit = (began + config.commit_interval).max(Instant::now() + config.commit_interval / 2);
+            if let Err(e) = result {
                 if !shutdown.load(Ordering::Relaxed) {
                     return Err(e);
                 }
@@ -363,7 +371,6 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                 tracing::warn!(error = %e, "last commit not done; the partitions' next owner redoes the work since the previous one");
                 owned.clear();
             }
-            last_commit = Instant::now();
         }
     }
     stop(consumer, producer, &output, metrics, &mut owned);
