@@ -146,10 +146,10 @@ fn the_environment_overrides_the_file_and_a_flag_the_environment() {
 }
 
 /// Kubernetes stops a pod whenever it likes, also while it starts against brokers that do not
-/// answer (an outage, a wrong address): the correlator then exits 0, soon and by its own
-/// handler. Before, a SIGTERM in its first moments killed it (the signal's default action), and
-/// one while it waited for its transactions to initialise was ignored until that gave up after
-/// 30 s and the process exited 1.
+/// answer (an outage, a wrong address): the correlator then exits 0 by its own handler, at the
+/// latest when its transactions' initialisation gives up (30 s). Before, a SIGTERM in its first
+/// moments killed it (the signal's default action), and one while it waited for its
+/// transactions to initialise made it exit 1 when that gave up.
 #[test]
 fn a_correlator_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
     use std::io::Read as _;

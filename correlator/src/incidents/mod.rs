@@ -95,7 +95,6 @@ pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -
         &config.instance,
         config.transaction_timeout,
         "16777216",
-        shutdown,
     )?;
 
     let resume = committed(&consumer, config)?;

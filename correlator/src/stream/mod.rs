@@ -406,7 +406,6 @@ fn start<'a>(
         &config.instance,
         config.transaction_timeout,
         "67108864",
-        shutdown,
     )?;
     let findings_partitions = partitions_of(&producer, &config.findings_topic, shutdown)?;
     Ok((consumer, producer, Output { config, findings_partitions }))
@@ -440,7 +439,6 @@ pub(crate) fn transactional_producer(
     instance: &str,
     transaction_timeout: Duration,
     max_bytes: &str,
-    shutdown: &AtomicBool,
 ) -> Result<BaseProducer<LoginContext>, CorrelatorError> {
     let (mut producer_config, login) = clients(bootstrap, security)?;
     let producer: BaseProducer<LoginContext> = producer_config
@@ -454,17 +452,12 @@ pub(crate) fn transactional_producer(
     // through a poll: init_transactions does not poll. 100 ms of events (a poll of 0 serves
     // only one).
     producer.poll(Duration::from_millis(100));
-    // In calls of a second (one that times out resumes where the last left off), so that a
-    // stop asked for while the brokers are away is seen.
-    let give_up = Instant::now() + CONTROL_TIMEOUT;
-    loop {
-        match producer.init_transactions(Duration::from_secs(1)) {
-            Ok(()) => return Ok(producer),
-            Err(KafkaError::Transaction(e))
-                if e.is_retriable() && Instant::now() < give_up && !shutdown.load(Ordering::Relaxed) => {}
-            Err(e) => return Err(kafka("initialising transactions")(e)),
-        }
-    }
+    // One call, not calls of a second that would see a stop sooner: a process that exits while
+    // its start is refused (a TLS handshake the brokers fail) must not have a thread inside a
+    // fresh librdkafka call as the process's exit handlers tear OpenSSL down (CI saw it killed by
+    // a signal). A stop asked for meanwhile ends the start when the call returns ([`run`]).
+    producer.init_transactions(CONTROL_TIMEOUT).map_err(kafka("initialising transactions"))?;
+    Ok(producer)
 }
 
 /// A consumer's error: logged, and the end of the run when it is fatal. A fatal error leaves the
