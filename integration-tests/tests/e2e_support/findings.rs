@@ -144,10 +144,11 @@ impl Pipeline {
     pub async fn findings(&self) -> BTreeMap<String, Finding> {
         let consumer: StreamConsumer = reader(&self.bootstrap).set("enable.partition.eof", "true").create().unwrap();
         consumer.subscribe(&[&self.topics.findings]).unwrap();
-        let partitions =
-            consumer.fetch_metadata(Some(&self.topics.findings), Duration::from_secs(10)).unwrap().topics()[0]
-                .partitions()
-                .len();
+        let topic = &self.topics.findings;
+        let partitions = answered(&format!("the metadata of {topic}"), || {
+            consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).map(|m| m.topics()[0].partitions().len())
+        })
+        .await;
         // The partitions read to their end; each reports its end again after every later record.
         let mut ended = std::collections::BTreeSet::new();
         let mut records = Vec::new();
@@ -168,8 +169,10 @@ impl Pipeline {
                 // The end of what is committed; the end of the partition only once the last
                 // transaction's commit marker is written, which follows its offsets' commit.
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
-                    let (_, high) =
-                        consumer.fetch_watermarks(&self.topics.findings, p, Duration::from_secs(10)).unwrap();
+                    let (_, high) = answered(&format!("the end of {topic}/{p}"), || {
+                        consumer.fetch_watermarks(topic, p, Duration::from_secs(5))
+                    })
+                    .await;
                     let position = consumer.position().unwrap();
                     if let Some(Offset::Offset(at)) =
                         position.find_partition(&self.topics.findings, p).map(|e| e.offset())
@@ -211,6 +214,23 @@ impl Retrying {
     }
 }
 
+/// The answer of a broker lookup, asked again until it comes (bounded by WAIT): a drill may
+/// have a broker away, and a group's offsets stay unstable while a killed member's transaction
+/// is open (the coordinator answers offset fetches with a retriable error until it is aborted).
+async fn answered<T>(what: &str, mut ask: impl FnMut() -> Result<T, KafkaError>) -> T {
+    let start = Instant::now();
+    let mut retrying = Retrying::default();
+    loop {
+        match ask() {
+            Ok(answer) => return answer,
+            Err(e) => {
+                assert!(start.elapsed() < WAIT, "no answer for {what} in {WAIT:?}: {e}");
+                retrying.report(what, &e).await;
+            }
+        }
+    }
+}
+
 /// What a finding record is about: its rule, credential and address.
 pub fn subject_of(value: &serde_json::Value) -> Subject {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
@@ -242,12 +262,17 @@ fn headers(m: &rdkafka::message::BorrowedMessage<'_>) -> BTreeMap<String, String
 /// Waits until `group` has committed offsets at the end of every partition of `topic`.
 pub async fn caught_up(bootstrap: &str, group: &str, topic: &str, who: &str) {
     let consumer: BaseConsumer = client(bootstrap).set("group.id", group).create().unwrap();
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let timeout = Duration::from_secs(5);
+    let partitions: Vec<i32> = answered(&format!("the metadata of {topic}"), || {
+        consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map(|m| m.topics()[0].partitions().iter().map(|p| p.id()).collect())
+    })
+    .await;
     let mut ends = TopicPartitionList::new();
     for &p in &partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, p, timeout).unwrap();
+        let (_, high) =
+            answered(&format!("the end of {topic}/{p}"), || consumer.fetch_watermarks(topic, p, timeout)).await;
         ends.add_partition_offset(topic, p, Offset::Offset(high)).unwrap();
     }
     let start = Instant::now();
@@ -256,7 +281,9 @@ pub async fn caught_up(bootstrap: &str, group: &str, topic: &str, who: &str) {
         for &p in &partitions {
             wanted.add_partition(topic, p);
         }
-        let committed = consumer.committed_offsets(wanted, timeout).unwrap();
+        let committed =
+            answered(&format!("the offsets {who} committed"), || consumer.committed_offsets(wanted.clone(), timeout))
+                .await;
         let behind: Vec<String> = ends
             .elements()
             .iter()
