@@ -35,7 +35,8 @@
 #   TOKENTRAIL=...              binary (default target/release/tokentrail, built here if missing)
 #   EVENTS=100000 SERVICE_ACCOUNTS=200 REPLAY_EVERY=100 RATES="1000 5000 10000" LATENCY_SECS=10
 #   RUNS=3 PARTITIONS=4 BENCH_OUT=bench-out
-#   COMMIT_INTERVAL             the correlator's --commit-interval (default: its own, 1 s)
+#   COMMIT_INTERVAL             the correlator's --commit-interval (default: its own, 250 ms)
+#   JUDGING_SHARE               the correlator's --judging-share (default: its own, 0.25)
 #   BATCH_MAX_BYTES             the aggregator's kafka.batch_max_bytes (default: its own, 256 KiB;
 #                               0: one record per observation, as before batches)
 set -euo pipefail
@@ -70,7 +71,8 @@ JSON
     PIDS+=($!)
     "$TOKENTRAIL" correlator --bootstrap-servers "$PROC_BOOT" "${PROC_FLAGS[@]}" --group "$RUN-corr" --instance "$RUN-corr-0" \
         --observations-topic "$OBS" --findings-topic "$FINDINGS" --changelog-topic "$STATE" \
-        ${COMMIT_INTERVAL:+--commit-interval "$COMMIT_INTERVAL"} 2>"$OUT/correlator-$1.log" &
+        ${COMMIT_INTERVAL:+--commit-interval "$COMMIT_INTERVAL"} ${JUDGING_SHARE:+--judging-share "$JUDGING_SHARE"} \
+        2>"$OUT/correlator-$1.log" &
     PIDS+=($!)
 }
 await_findings() { # count

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator_support::{incident_lines, produce_raw, read_until, start, Out, Topics};
-use correlator_support::{by_id, correlator, kill9, outputs, stop, Outputs};
+use aggregator_support::{incident_lines, produce_raw, read_committed_until, read_until, start, Out, Topics};
+use correlator_support::{by_id, caught_up, committed, correlator, correlator_with, kill9, outputs, stop, Outputs};
 use tokentrail_integration_tests::{kafka, unique_name};
 
 /// The findings an analysis of the same evidence reports, by rule and client address.
@@ -82,6 +82,63 @@ async fn a_replay_in_the_stream_becomes_findings_once_each() {
         let sa = &v["serviceaccount"];
         let key = format!("prod/{}/{}", sa["namespace"].as_str().unwrap(), sa["name"].as_str().unwrap());
         assert_eq!(o.partition, tokentrail_aggregator_core::route::key_partition(&key, 3), "{key}: {v}");
+    }
+}
+
+/// Each finding's count and last use, by id: what two runs over the same evidence agree on.
+fn counts(findings: &Findings) -> std::collections::BTreeMap<&str, (&serde_json::Value, &serde_json::Value)> {
+    findings.iter().map(|(id, (_, v))| (id.as_str(), (&v["count"], &v["last_seen"]))).collect()
+}
+
+/// A replica whose state takes longer to judge than `--judging-share` of its commit interval
+/// commits, and so judges, less often: every commit judges what it commits, so offsets a reader
+/// sees committed are always of judged evidence. Here the share is so small that after its first
+/// commit the replica commits again only when it stops: what it reads meanwhile is held, not
+/// committed, and its stop judges and commits all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paced_by_its_judging_share_commits_only_judged_input_and_its_stop_judges_the_rest() {
+    let _serial = correlator_support::one_at_a_time().await;
+    let lines = raw_lines();
+    let (first, rest) = lines.split_at(lines.len() / 3);
+    let t = Topics::create("corr-pace").await;
+    aggregate(&t, first, first).await;
+    let out = outputs("corr-pace", 3).await;
+    // A judgement takes a microsecond at least: at this share the next would wait for years.
+    let child =
+        correlator_with(&t.observations, &out, &unique_name("corr-pace"), "300ms", &["--judging-share", "1e-12"]);
+    let bootstrap = kafka().bootstrap();
+    let started = std::time::Instant::now();
+    let at_first_commit = loop {
+        let offsets = committed(bootstrap, &out.group, &t.observations).await;
+        if !offsets.is_empty() {
+            break offsets;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the paced replica never committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let findings_at_first_commit = by_id(
+        &read_committed_until(&out.findings, "the first commit's findings", Duration::from_secs(1), |_| true).await,
+    );
+
+    // The rest of the evidence is read (the replica polls on) but neither committed nor judged.
+    aggregate(&t, rest, &lines).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(committed(bootstrap, &out.group, &t.observations).await, at_first_commit, "no second commit");
+    let held =
+        by_id(&read_committed_until(&out.findings, "the findings while held", Duration::from_secs(1), |_| true).await);
+    assert_eq!(counts(&held), counts(&findings_at_first_commit), "no findings without a commit");
+
+    // The stop's last commit judges everything read and commits it with its offsets.
+    stop(child);
+    caught_up(bootstrap, &out.group, &t.observations, "the stopped replica").await;
+    let got = by_id(
+        &read_committed_until(&out.findings, "the findings after the stop", Duration::from_secs(1), has_expected).await,
+    );
+    let expected = reference(&t, "corr-pace-ref").await;
+    assert_ne!(counts(&held), counts(&expected), "the held evidence made findings (else this test shows nothing)");
+    assert_eq!(counts(&got), counts(&expected), "the findings of a replica judging at every commit");
+    for (id, (creates, v)) in &got {
+        assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times", v["rule"]);
     }
 }
 

@@ -213,7 +213,7 @@ async fn through_kafka(dir: &Path, dumps_after: bool, partitions: i32) -> BTreeS
     aggregator.stop().await;
     let out = outputs(&prefix, partitions).await;
     let child = correlator(&observations, &out, &unique_name(&prefix), "300ms");
-    e2e_support::findings::caught_up(kafka().bootstrap(), &out.group, &observations, "the correlator").await;
+    correlator_support::caught_up(kafka().bootstrap(), &out.group, &observations, "the correlator").await;
     let findings: Vec<Out> = read_until(&out.findings, "the findings", Duration::from_secs(1), |_| true).await;
     stop(child);
     held(findings.iter().map(|o| (o.key.clone(), o.value.as_slice())))

@@ -59,7 +59,7 @@ pub struct Settings {
     /// Findings as `json` (tokentrail.finding/v1) or `ocsf` [default: json].
     #[arg(long, value_parser = ["json", "ocsf"])]
     format: Option<String>,
-    /// How often findings, state and offsets are committed together [default: 1s].
+    /// How often findings, state and offsets are committed together [default: 250ms].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     commit_interval: Option<Duration>,
@@ -75,12 +75,26 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(serialize_with = "duration::serialize_given")]
     transaction_timeout: Option<Duration>,
+    /// The most of the replica's time spent judging its state for findings due, above 0 and at
+    /// most 1: a state too large to judge every --commit-interval within it is committed, and
+    /// judged, less often, and its findings wait longer [default: 0.25].
+    #[arg(long, value_name = "SHARE", value_parser = share)]
+    judging_share: Option<f64>,
     #[command(flatten)]
     #[serde(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
     #[serde(flatten)]
     stream: StreamEngineArgs,
+}
+
+/// A number for `--judging-share`: NaN would reach the file's settings as JSON's `null`, which
+/// stands for a flag not given, and be silently ignored. The range is checked with the file's.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if share.is_finite() => Ok(share),
+        _ => Err(format!("{text:?} is not a number between 0 and 1")),
+    }
 }
 
 /// Runs until SIGTERM or ctrl-c, then commits the open batch and exits 0; exits 1 when the
@@ -165,5 +179,22 @@ mod tests {
     fn a_credential_retention_flag_under_a_day_is_refused_like_the_file_s() {
         let err = load(r#"{"bootstrap_servers": "k:9092"}"#, &["--credential-retention", "6h"]).unwrap_err();
         assert!(err.starts_with("engine.credential_retention: must be at least 24h"), "{err}");
+    }
+
+    #[test]
+    fn the_judging_share_is_read_from_the_file_or_flag_and_must_be_a_share() {
+        let c = load(r#"{"bootstrap_servers": "k:9092"}"#, &[]).unwrap();
+        assert_eq!(c.judging_share, 0.25);
+        let c = load(r#"{"bootstrap_servers": "k:9092", "judging_share": 0.5}"#, &["--judging-share", "0.1"]).unwrap();
+        assert_eq!(c.judging_share, 0.1);
+        for refused in ["0", "1.5", "-0.2"] {
+            let flag = format!("--judging-share={refused}");
+            let err = load(r#"{"bootstrap_servers": "k:9092"}"#, &[&flag]).unwrap_err();
+            assert!(err.starts_with("judging_share: must be above 0 and at most 1"), "{refused}: {err}");
+        }
+        for refused in ["NaN", "inf", "a quarter"] {
+            let err = load(r#"{"bootstrap_servers": "k:9092"}"#, &["--judging-share", refused]).unwrap_err();
+            assert!(err.contains("is not a number between 0 and 1"), "{refused}: {err}");
+        }
     }
 }

@@ -54,6 +54,8 @@ fn correlator_counters_reach_an_otlp_collector_periodically_and_on_shutdown() {
             "tokentrail_correlator_changelog_records_total",
             "tokentrail_correlator_findings_by_rule_total",
             "tokentrail_correlator_findings_total",
+            "tokentrail_correlator_judgements_total",
+            "tokentrail_correlator_judging_milliseconds_total",
             "tokentrail_correlator_observations_total",
             "tokentrail_correlator_restores_total",
             "tokentrail_correlator_state_entries",

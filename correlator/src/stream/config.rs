@@ -51,6 +51,10 @@ pub struct CorrelatorConfig {
     /// frozen replica's open transaction holds back read_committed readers of the findings
     /// partitions it wrote to (other replicas' findings there included).
     pub transaction_timeout: Duration,
+    /// The most of a replica's time spent judging its state for findings due, in (0, 1]: a
+    /// state large enough that judging it every `commit_interval` would take more is
+    /// committed, and judged, less often, and its findings wait longer (`pacing`).
+    pub judging_share: f64,
     /// Engine settings (the cluster label is set per cluster from the stream).
     pub engine: EngineConfig,
 }
@@ -70,6 +74,7 @@ impl CorrelatorConfig {
             commit_interval: default_commit_interval(),
             session_timeout: default_session_timeout(),
             transaction_timeout: default_transaction_timeout(),
+            judging_share: default_judging_share(),
             engine: EngineConfig::default(),
         }
     }
@@ -124,6 +129,10 @@ pub struct FileConfig {
     /// commit interval.
     #[serde(default = "default_transaction_timeout", deserialize_with = "duration::deserialize")]
     pub transaction_timeout: Duration,
+    /// The most of a replica's time spent judging its state for findings due, above 0 and at
+    /// most 1: a larger state is committed, and judged, less often.
+    #[serde(default = "default_judging_share")]
+    pub judging_share: f64,
     /// The engine's settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -254,6 +263,13 @@ fn default_session_timeout() -> Duration {
 pub(crate) fn default_transaction_timeout() -> Duration {
     Duration::from_secs(25)
 }
+/// A quarter: judging a partition of 10,000 credentials (~60 ms) at every 250 ms commit fits in
+/// it, so commits keep their interval up to there (docs/scale.md); three quarters of the time
+/// are left to read and fold the input, so a replica with a larger state keeps up with its
+/// input, and its findings wait about four times the judging.
+fn default_judging_share() -> f64 {
+    0.25
+}
 fn default_rotation_grace() -> Duration {
     Duration::from_secs(300)
 }
@@ -319,6 +335,7 @@ impl FileConfig {
             commit_interval: default_commit_interval(),
             session_timeout: default_session_timeout(),
             transaction_timeout: default_transaction_timeout(),
+            judging_share: default_judging_share(),
             engine: EngineSection::default(),
         }
     }
@@ -353,6 +370,9 @@ impl FileConfig {
             problems.push(Problem::new("session_timeout", "must be between 6s and 30m (the brokers' default bounds)"));
         }
         problems.extend(commit_problems(self.commit_interval, self.transaction_timeout));
+        if !(self.judging_share > 0.0 && self.judging_share <= 1.0) {
+            problems.push(Problem::new("judging_share", "must be above 0 and at most 1 (1: judge at every commit)"));
+        }
         problems.extend(self.engine.problems("engine"));
         problems.extend(self.security.problems("security"));
         problems
@@ -371,6 +391,7 @@ impl FileConfig {
         c.commit_interval = self.commit_interval;
         c.session_timeout = self.session_timeout;
         c.transaction_timeout = self.transaction_timeout;
+        c.judging_share = self.judging_share;
         c.engine = self.engine.into_engine();
         Ok(c)
     }

@@ -11,14 +11,20 @@
 //! Partitions revoked in a rebalance are simply dropped: their progress since the last commit
 //! was never committed, so their next owner redoes it from the same snapshot and offsets.
 //!
+//! Every commit judges the state of each partition that moved, so the input offsets committed
+//! are always of judged evidence. Judging reads the whole state, so a large state is committed
+//! less often ([`pacing`]) rather than left behind by its input.
+//!
 //! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
-//! (restoring a partition's snapshot), [`findings`] (a finding as a record), [`telemetry`]
+//! (restoring a partition's snapshot), [`pacing`] (how often a large state is committed),
+//! [`findings`] (a finding as a record), [`telemetry`]
 //! ([`Metrics`] as OpenTelemetry instruments), this file (the loop). Flags, signals and the
 //! worker thread: `tokentrail correlator` (`cli/src/component/correlator.rs`).
 
 pub mod changelog;
 pub mod config;
 pub mod findings;
+mod pacing;
 pub mod state;
 pub mod telemetry;
 
@@ -36,7 +42,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_config::kafka::KafkaSecurity;
 use tokentrail_correlator_core::time::SECOND;
-use tokentrail_correlator_core::{Observation, Timestamp};
+use tokentrail_correlator_core::ocsf::Activity;
+use tokentrail_correlator_core::{Finding, Observation, Timestamp};
 use tokentrail_kafka::{Login, LoginContext, Reports};
 use tokentrail_proto::wire::batch::record_observations;
 use tokentrail_proto::wire::from_proto;
@@ -253,6 +260,11 @@ pub struct Metrics {
     /// Entries the engines hold (use groups, attested credentials, pods): a gauge, set after
     /// each commit.
     pub state_entries: AtomicU64,
+    /// Judgements of the partitions' state for findings due (one per commit).
+    pub judgements: AtomicU64,
+    /// Milliseconds spent in them: against the wall clock, the share of time judging takes
+    /// (held to `judging_share`).
+    pub judging_milliseconds: AtomicU64,
     /// The replica has joined its group and restored the state of every partition of its first
     /// assignment (an empty one included: more replicas than partitions is not a fault): its
     /// readiness. It stays set through later rebalances, which every replica of the group goes
@@ -358,9 +370,15 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
             // wait. But at least half an interval after its end, so that a commit slower than
             // the interval (a large backlog, a slow broker) still leaves input to batch into
             // the next transaction instead of committing after every record.
+            //
+            // And paced: a state large enough that judging it takes more than `judging_share`
+            // of the interval is committed, and judged, less often.
             let began = Instant::now();
             let result = commit(&consumer, &producer, &output, metrics, &mut owned, Until::RUNNING);
             next_commit = (began + config.commit_interval).max(Instant::now() + config.commit_interval / 2);
+            if let Ok(judging) = &result {
+                next_commit = next_commit.max(pacing::next_judgement(began, *judging, config.judging_share));
+            }
             if let Err(e) = result {
                 if !shutdown.load(Ordering::Relaxed) {
                     return Err(e);
@@ -496,7 +514,7 @@ fn stop(
     let until = Until(Some(started + STOP_BUDGET * 3 / 4));
     if owned.values().any(|p| p.dirty) {
         match commit(&consumer, &producer, output, metrics, owned, until) {
-            Ok(()) => tracing::info!(took_ms = started.elapsed().as_millis(), "last commit done"),
+            Ok(_) => tracing::info!(took_ms = started.elapsed().as_millis(), "last commit done"),
             Err(e) => tracing::warn!(
                 error = %e,
                 took_ms = started.elapsed().as_millis(),
@@ -564,6 +582,7 @@ fn apply_rebalances(
 }
 
 /// One transaction: due findings, state changes and input offsets of every dirty partition.
+/// Returns how long judging them took.
 fn commit(
     consumer: &BaseConsumer<Rebalances>,
     producer: &BaseProducer<LoginContext>,
@@ -571,14 +590,22 @@ fn commit(
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
     until: Until,
-) -> Result<(), CorrelatorError> {
+) -> Result<Duration, CorrelatorError> {
+    // Judged before the transaction begins, which then stays open only for its round trips to
+    // the brokers: an open transaction holds back every read_committed reader of the
+    // partitions it writes to.
+    let judging = Instant::now();
+    let due = judge(owned);
+    let judging = judging.elapsed();
+    metrics.judgements.fetch_add(1, Ordering::Relaxed);
+    metrics.judging_milliseconds.fetch_add(u64::try_from(judging.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     // The replica stops when the transaction fails: its state has moved past what the changelog
     // holds, and its successor restores from there.
     transaction(
         producer,
         until,
         || metrics.transaction_aborts.fetch_add(1, Ordering::Relaxed),
-        || fill_and_commit(consumer, producer, output, metrics, owned, until),
+        || fill_and_commit(consumer, producer, output, metrics, owned, due, until),
     )?;
     metrics.transactions.fetch_add(1, Ordering::Relaxed);
     let size: usize = owned.values().map(|p| p.state.size()).sum();
@@ -589,7 +616,13 @@ fn commit(
         part.dirty = false;
         part.old_snapshot = false;
     }
-    Ok(())
+    Ok(judging)
+}
+
+/// The findings due now of every dirty partition, by partition.
+fn judge(owned: &mut BTreeMap<i32, Owned>) -> BTreeMap<i32, Vec<(Finding, Activity)>> {
+    let clock = now();
+    owned.iter_mut().filter(|(_, p)| p.dirty).map(|(&partition, part)| (partition, part.state.due(clock))).collect()
 }
 
 /// Runs `body` (records, offsets, commit) in a transaction. When it fails the transaction is
@@ -610,19 +643,21 @@ pub(crate) fn transaction<T>(
     Ok(())
 }
 
-/// The body of one transaction: findings, changelog records, offsets, commit.
+/// The body of one transaction: findings (`due`, by partition), changelog records, offsets,
+/// commit.
 fn fill_and_commit(
     consumer: &BaseConsumer<Rebalances>,
     producer: &BaseProducer<LoginContext>,
     output: &Output<'_>,
     metrics: &Metrics,
     owned: &mut BTreeMap<i32, Owned>,
+    mut due: BTreeMap<i32, Vec<(Finding, Activity)>>,
     until: Until,
 ) -> Result<(), CorrelatorError> {
     let config = output.config;
     let mut offsets = TopicPartitionList::new();
     for (&partition, part) in owned.iter_mut().filter(|(_, p)| p.dirty) {
-        for (finding, activity) in part.state.due(now()) {
+        for (finding, activity) in due.remove(&partition).unwrap_or_default() {
             let value = findings::value(&finding, activity, config.format)?;
             let headers = findings::headers(&finding, activity);
             let to = findings::partition(partition, output.findings_partitions);

@@ -24,6 +24,8 @@ const EXPORTED: &[Field] = &[
     ("tokentrail_correlator_restores_total", "Partitions restored from the changelog.", |m| &m.restores),
     ("tokentrail_correlator_changelog_records_total", "Changelog records written: changed state entries and deletions.", |m| &m.changelog_records),
     ("tokentrail_correlator_changelog_bytes_total", "Bytes of state entries written to the changelog.", |m| &m.changelog_bytes),
+    ("tokentrail_correlator_judgements_total", "Judgements of the partitions' state for findings due.", |m| &m.judgements),
+    ("tokentrail_correlator_judging_milliseconds_total", "Time spent judging (held to judging_share of the wall clock).", |m| &m.judging_milliseconds),
 ];
 
 /// Counters (`gauges` false) or gauges read from fields of `metrics` when the exporter collects

@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Headers as _;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset};
 use tokentrail_integration_tests::unique_name;
 use tokentrail_proto::wire::batch::record_observations;
 use tokentrail_proto::wire::observation::v1 as pb;
 
+use super::super::correlator_support::{answered, caught_up, Retrying};
 use super::{client, Pipeline, WAIT};
 
 /// The observations topic, read as it fills.
@@ -197,40 +198,6 @@ impl Pipeline {
     }
 }
 
-/// A client's reports while its broker is away, shown once a second: the client reports on
-/// every call, and a flood of them would push a failed test's panic message out of its output.
-#[derive(Default)]
-struct Retrying {
-    shown: Option<Instant>,
-}
-
-impl Retrying {
-    async fn report(&mut self, what: &str, e: &KafkaError) {
-        if self.shown.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
-            eprintln!("e2e: {what}: {e}; retrying");
-            self.shown = Some(Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The answer of a broker lookup, asked again until it comes (bounded by WAIT): a drill may
-/// have a broker away, and a group's offsets stay unstable while a killed member's transaction
-/// is open (the coordinator answers offset fetches with a retriable error until it is aborted).
-async fn answered<T>(what: &str, mut ask: impl FnMut() -> Result<T, KafkaError>) -> T {
-    let start = Instant::now();
-    let mut retrying = Retrying::default();
-    loop {
-        match ask() {
-            Ok(answer) => return answer,
-            Err(e) => {
-                assert!(start.elapsed() < WAIT, "no answer for {what} in {WAIT:?}: {e}");
-                retrying.report(what, &e).await;
-            }
-        }
-    }
-}
-
 /// What a finding record is about: its rule, credential and address.
 pub fn subject_of(value: &serde_json::Value) -> Subject {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
@@ -257,50 +224,4 @@ fn headers(m: &rdkafka::message::BorrowedMessage<'_>) -> BTreeMap<String, String
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Waits until `group` has committed offsets at the end of every partition of `topic`.
-pub async fn caught_up(bootstrap: &str, group: &str, topic: &str, who: &str) {
-    let consumer: BaseConsumer = client(bootstrap).set("group.id", group).create().unwrap();
-    let timeout = Duration::from_secs(5);
-    let partitions: Vec<i32> = answered(&format!("the metadata of {topic}"), || {
-        consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map(|m| m.topics()[0].partitions().iter().map(|p| p.id()).collect())
-    })
-    .await;
-    let mut ends = TopicPartitionList::new();
-    for &p in &partitions {
-        let (_, high) =
-            answered(&format!("the end of {topic}/{p}"), || consumer.fetch_watermarks(topic, p, timeout)).await;
-        ends.add_partition_offset(topic, p, Offset::Offset(high)).unwrap();
-    }
-    let start = Instant::now();
-    loop {
-        let mut wanted = TopicPartitionList::new();
-        for &p in &partitions {
-            wanted.add_partition(topic, p);
-        }
-        let committed =
-            answered(&format!("the offsets {who} committed"), || consumer.committed_offsets(wanted.clone(), timeout))
-                .await;
-        let behind: Vec<String> = ends
-            .elements()
-            .iter()
-            .filter_map(|end| {
-                let Offset::Offset(high) = end.offset() else { return None };
-                let at = match committed.find_partition(topic, end.partition()).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => 0,
-                };
-                (at < high).then(|| format!("partition {} at {at} of {high}", end.partition()))
-            })
-            .collect();
-        if behind.is_empty() {
-            eprintln!("e2e: {who} caught up with {topic} after {:.1} s", start.elapsed().as_secs_f64());
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "{who} did not catch up with {topic}: {}", behind.join(", "));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
