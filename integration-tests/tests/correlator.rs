@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregator_support::{incident_lines, produce_raw, read_committed_until, read_until, start, Out, Topics};
-use correlator_support::{by_id, caught_up, committed, correlator, correlator_with, kill9, outputs, stop, Outputs};
+use correlator_support::{
+    by_id, caught_up, committed, correlator, correlator_logging_to, correlator_with, kill9, outputs, stop, Outputs,
+};
 use tokentrail_integration_tests::{kafka, unique_name};
 
 /// The findings an analysis of the same evidence reports, by rule and client address.
@@ -140,6 +142,66 @@ async fn a_replica_paced_by_its_judging_share_commits_only_judged_input_and_its_
     for (id, (creates, v)) in &got {
         assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times", v["rule"]);
     }
+}
+
+/// What is in the observations topic is not always the aggregator's: a record that is no
+/// observation, and a batch of 200,000 empty entries (two bytes each, 400 KB), between the
+/// records of an incident. Each is skipped and counted, and named in the log by topic, partition
+/// and offset, one line per record at most (and per kind of error one every 10 s): the batch
+/// alone must not write 200,000 lines. The incident's findings come as from a clean topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_records_and_batches_are_skipped_and_logged_without_a_flood() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let _serial = correlator_support::one_at_a_time().await;
+    let lines = raw_lines();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let t = Topics::create("corr-bad").await;
+    aggregate(&t, first, first).await;
+    let producer: FutureProducer = kafka().client_config().create().unwrap();
+    let empty_entries = [0x0a_u8, 0x00].repeat(200_000);
+    let batch = OwnedHeaders::new().insert(Header { key: "tokentrail-batch", value: Some("1") });
+    for partition in 0..3 {
+        let not_an_observation = FutureRecord::<str, [u8]>::to(&t.observations)
+            .partition(partition)
+            .key("prod/shop/web")
+            .payload(&b"\xff\xff\xff not protobuf"[..]);
+        producer.send(not_an_observation, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+        let empty = FutureRecord::<str, [u8]>::to(&t.observations)
+            .partition(partition)
+            .payload(&empty_entries[..])
+            .headers(batch.clone());
+        producer.send(empty, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    }
+    // The rest after them (`aggregate` reads the topic back, and would stop at the garbage).
+    produce_raw(&t.raw, rest, None).await;
+    let running = start(t.config()).await;
+    caught_up(kafka().bootstrap(), &t.group, &t.raw, "the aggregator").await;
+    running.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("correlator.log");
+    let out = outputs("corr-bad", 3).await;
+    let child = correlator_logging_to(&t.observations, &out, &unique_name("corr-bad"), &log);
+    let got = by_id(
+        &read_committed_until(&out.findings, "the incident's findings", Duration::from_secs(1), has_expected).await,
+    );
+    caught_up(kafka().bootstrap(), &out.group, &t.observations, "the correlator").await;
+    stop(child);
+    for (id, (creates, v)) in &got {
+        assert_eq!(*creates, 1, "finding {id} ({}) created {creates} times", v["rule"]);
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("undecodable observations skipped")).collect();
+    // Two kinds of error; within 10 s each is logged once, the others held back and counted.
+    assert!((2..=6).contains(&skipped.len()), "{} lines: {skipped:#?}", skipped.len());
+    let named = |needle: &str| {
+        let topic = format!("topic=\"{}\"", t.observations);
+        skipped.iter().any(|l| l.contains(needle) && l.contains(&topic) && l.contains("offset="))
+    };
+    assert!(named("skipped=200000"), "the empty batch, by topic and offset: {skipped:#?}");
+    assert!(named("not an observation"), "the record that is no observation: {skipped:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

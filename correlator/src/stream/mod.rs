@@ -37,12 +37,12 @@ use std::time::{Duration, Instant};
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedHeaders, Headers, Message};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokentrail_config::kafka::KafkaSecurity;
-use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::ocsf::Activity;
+use tokentrail_correlator_core::time::SECOND;
 use tokentrail_correlator_core::{Finding, Observation, Timestamp};
 use tokentrail_kafka::{Login, LoginContext, Reports};
 use tokentrail_proto::wire::batch::record_observations;
@@ -326,6 +326,7 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
     };
     let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
     let mut next_commit = Instant::now() + config.commit_interval;
+    let undecodable_reports = Reports::default();
     while !shutdown.load(Ordering::Relaxed) {
         // The producer's events: an OAUTHBEARER token refresh is due at 80% of the token's
         // lifetime, and only commits poll it otherwise (none while no input arrives).
@@ -339,25 +340,16 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
                 let Some(part) = owned.get_mut(&partition) else { continue };
                 part.next_offset = Some(message.offset() + 1);
                 part.dirty = true;
-                let undecodable = |entry: Option<usize>, e: &DecodeError| {
-                    metrics.undecodable.fetch_add(1, Ordering::Relaxed);
-                    let offset = message.offset();
-                    tracing::warn!(topic = message.topic(), partition, offset, entry, error = %e, "undecodable observation skipped");
-                };
-                match decode(
-                    message.key().unwrap_or_default(),
-                    message.payload().unwrap_or_default(),
-                    message.headers(),
-                ) {
-                    Ok(inputs) => {
-                        for (entry, input) in inputs.into_iter().enumerate() {
-                            match input {
-                                Ok(input) => fold(part, input, metrics, config),
-                                Err(e) => undecodable(Some(entry), &e),
-                            }
-                        }
+                let skipped = fold_record(part, &message, metrics, config);
+                if let Some(Skipped { count, entry, error }) = skipped {
+                    metrics.undecodable.fetch_add(count, Ordering::Relaxed);
+                    // One line per record, and per kind of error at most one every 10 s: a batch
+                    // is thousands of entries for a few bytes each, and a hostile or broken
+                    // producer must not be able to flood the log. The counter has them all.
+                    if let Some(held_back) = undecodable_reports.admit(&error.to_string()) {
+                        let (topic, offset) = (message.topic(), message.offset());
+                        tracing::warn!(topic, partition, offset, entry, skipped = count, held_back, %error, "undecodable observations skipped");
                     }
-                    Err(e) => undecodable(None, &e),
                 }
             }
             Some(Err(e)) => consumer_error(&consumer, e, &consumer.context().reports)?,
@@ -427,6 +419,41 @@ fn start<'a>(
     )?;
     let findings_partitions = partitions_of(&producer, &config.findings_topic, shutdown)?;
     Ok((consumer, producer, Output { config, findings_partitions }))
+}
+
+/// What of an input record could not be folded in.
+struct Skipped {
+    /// Observations skipped (the whole record counts one).
+    count: u64,
+    /// The first one's entry in its batch; none: the record itself is not an observation.
+    entry: Option<usize>,
+    /// The first one's error.
+    error: DecodeError,
+}
+
+/// Folds one input record's observations into its partition's state; returns what was skipped.
+fn fold_record(
+    part: &mut Owned,
+    message: &BorrowedMessage<'_>,
+    metrics: &Metrics,
+    config: &CorrelatorConfig,
+) -> Option<Skipped> {
+    let inputs =
+        match decode(message.key().unwrap_or_default(), message.payload().unwrap_or_default(), message.headers()) {
+            Ok(inputs) => inputs,
+            Err(error) => return Some(Skipped { count: 1, entry: None, error }),
+        };
+    let mut skipped: Option<Skipped> = None;
+    for (entry, input) in inputs.into_iter().enumerate() {
+        match input {
+            Ok(input) => fold(part, input, metrics, config),
+            Err(error) => match &mut skipped {
+                Some(s) => s.count += 1,
+                None => skipped = Some(Skipped { count: 1, entry: Some(entry), error }),
+            },
+        }
+    }
+    skipped
 }
 
 /// Folds one observation into its partition's state.

@@ -62,15 +62,25 @@ pub fn correlator_with(
     commit_interval: &str,
     more: &[&str],
 ) -> Child {
-    Command::new(binary())
+    let mut command = command(observations, out, instance, commit_interval, more);
+    command.stderr(Stdio::inherit()).spawn().expect("start tokentrail correlator")
+}
+
+/// [`correlator`] with its log in `log`.
+pub fn correlator_logging_to(observations: &str, out: &Outputs, instance: &str, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    command(observations, out, instance, "300ms", &[]).stderr(log).spawn().expect("start tokentrail correlator")
+}
+
+fn command(observations: &str, out: &Outputs, instance: &str, commit_interval: &str, more: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .args(["correlator", "--bootstrap", kafka().bootstrap(), "--group", &out.group, "--instance", instance])
         .args(["--observations-topic", observations, "--findings-topic", &out.findings])
         .args(["--changelog-topic", &out.changelog, "--commit-interval", commit_interval])
         .args(more)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tokentrail correlator")
+        .stdout(Stdio::null());
+    command
 }
 
 pub fn stop(mut child: Child) {
