@@ -152,6 +152,17 @@ fn the_environment_overrides_the_file_and_a_flag_the_environment() {
 /// transactions to initialise made it exit 1 when that gave up.
 #[test]
 fn a_correlator_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
+    stopped_while_the_brokers_do_not_answer("correlator");
+}
+
+/// The same for `tokentrail incidents`, whose start (its transactions, then rebuilding its
+/// incidents from the findings topic) waits on the brokers the same way.
+#[test]
+fn incidents_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
+    stopped_while_the_brokers_do_not_answer("incidents");
+}
+
+fn stopped_while_the_brokers_do_not_answer(component: &str) {
     use std::io::Read as _;
     use std::time::{Duration, Instant};
 
@@ -159,7 +170,7 @@ fn a_correlator_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
-        .args(["correlator", "--bootstrap-servers", &format!("127.0.0.1:{port}"), "--instance", "stopped-0"])
+        .args([component, "--bootstrap-servers", &format!("127.0.0.1:{port}"), "--instance", "stopped-0"])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("TOKENTRAIL_METRICS_LISTEN")
         .stderr(log.reopen().unwrap())
@@ -171,7 +182,7 @@ fn a_correlator_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
         text
     };
     let started = Instant::now();
-    while !logged().contains("correlator starting") {
+    while !logged().contains(&format!("{component} starting")) {
         assert!(started.elapsed() < Duration::from_secs(30), "no start line: {}", logged());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -180,6 +191,6 @@ fn a_correlator_stopped_while_its_brokers_do_not_answer_exits_cleanly() {
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{status} after SIGTERM: {}", logged());
-    assert!(logged().contains("stopped before the start was done"), "{}", logged());
+    assert_eq!(status.code(), Some(0), "{component}: {status} after SIGTERM: {}", logged());
+    assert!(logged().contains("stopped before the start was done"), "{component}: {}", logged());
 }

@@ -75,6 +75,61 @@ type Resume = BTreeMap<i32, Option<i64>>;
 
 /// Runs until `shutdown` is set, then commits what it holds and returns.
 pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -> Result<(), CorrelatorError> {
+    let (consumer, producer, mut feed) = match start(config, metrics) {
+        Ok(started) => started,
+        // A stop asked for while the brokers kept the start waiting (an outage): nothing was
+        // read yet, so nothing is lost, and the failure it cut short is no error.
+        Err(e) if shutdown.load(Ordering::Relaxed) => {
+            tracing::warn!(error = %e, "stopped before the start was done");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_commit = Instant::now();
+    let reports = Reports::default();
+    while !shutdown.load(Ordering::Relaxed) {
+        producer.poll(Duration::ZERO);
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                next.insert(message.partition(), message.offset() + 1);
+                if let Some(finding) = decode(&message, metrics) {
+                    metrics.findings.fetch_add(1, Ordering::Relaxed);
+                    feed.fold(finding);
+                }
+            }
+            Some(Err(e)) => consumer_error(&consumer, e, &reports)?,
+            None => {}
+        }
+        if !next.is_empty() && last_commit.elapsed() >= config.commit_interval {
+            commit(&consumer, &producer, config, metrics, &mut feed, &mut next, Until::RUNNING)?;
+            last_commit = Instant::now();
+        }
+    }
+    let started = Instant::now();
+    if !next.is_empty() {
+        // A quarter of the budget is left for the clients' close.
+        let until = Until(Some(started + STOP_BUDGET * 3 / 4));
+        match commit(&consumer, &producer, config, metrics, &mut feed, &mut next, until) {
+            Ok(()) => tracing::info!(took_ms = started.elapsed().as_millis(), "last commit done"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "last commit not done; the next start redoes the work since the previous one"
+            ),
+        }
+    }
+    drop(consumer);
+    drop(producer);
+    tracing::info!(took_ms = started.elapsed().as_millis(), "Kafka clients closed");
+    Ok(())
+}
+
+/// The process's clients, its transactions initialised, and its incidents rebuilt from the
+/// findings topic up to the committed offsets, from which the consumer is assigned.
+fn start(
+    config: &IncidentsConfig,
+    metrics: &Metrics,
+) -> Result<(BaseConsumer<LoginContext>, BaseProducer<LoginContext>, Feed), CorrelatorError> {
     let (mut consumer_config, login) = clients(&config.bootstrap, &config.security)?;
     let consumer: BaseConsumer<LoginContext> = consumer_config
         // The group offsets are committed under; the process assigns itself every partition.
@@ -116,44 +171,7 @@ pub fn run(config: &IncidentsConfig, metrics: &Metrics, shutdown: &AtomicBool) -
         incidents = feed.incidents(),
         "incidents rebuilt from the findings topic"
     );
-
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut last_commit = Instant::now();
-    let reports = Reports::default();
-    while !shutdown.load(Ordering::Relaxed) {
-        producer.poll(Duration::ZERO);
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                next.insert(message.partition(), message.offset() + 1);
-                if let Some(finding) = decode(&message, metrics) {
-                    metrics.findings.fetch_add(1, Ordering::Relaxed);
-                    feed.fold(finding);
-                }
-            }
-            Some(Err(e)) => consumer_error(&consumer, e, &reports)?,
-            None => {}
-        }
-        if !next.is_empty() && last_commit.elapsed() >= config.commit_interval {
-            commit(&consumer, &producer, config, metrics, &mut feed, &mut next, Until::RUNNING)?;
-            last_commit = Instant::now();
-        }
-    }
-    let started = Instant::now();
-    if !next.is_empty() {
-        // A quarter of the budget is left for the clients' close.
-        let until = Until(Some(started + STOP_BUDGET * 3 / 4));
-        match commit(&consumer, &producer, config, metrics, &mut feed, &mut next, until) {
-            Ok(()) => tracing::info!(took_ms = started.elapsed().as_millis(), "last commit done"),
-            Err(e) => tracing::warn!(
-                error = %e,
-                "last commit not done; the next start redoes the work since the previous one"
-            ),
-        }
-    }
-    drop(consumer);
-    drop(producer);
-    tracing::info!(took_ms = started.elapsed().as_millis(), "Kafka clients closed");
-    Ok(())
+    Ok((consumer, producer, feed))
 }
 
 /// A finding record's finding, or none (counted and logged) when it is not one: a topic of

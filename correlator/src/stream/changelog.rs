@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tokentrail_kafka::LoginContext;
+use tokentrail_kafka::{LoginContext, Reports};
 
 use super::{kafka, CorrelatorConfig, CorrelatorError, PartitionState, CONTROL_TIMEOUT};
 
@@ -71,6 +71,7 @@ pub fn restore(
     let mut snapshot: Option<Vec<u8>> = None;
     // A frozen replica's open transaction is resolved when the broker aborts it.
     let deadline = Instant::now() + CONTROL_TIMEOUT + config.transaction_timeout;
+    let reports = Reports::default();
     // The high watermark counts transaction markers too: read until the position reaches it.
     loop {
         let position = consumer
@@ -105,8 +106,13 @@ pub fn restore(
             }
             None => {}
             // Errors while reading are the client's reports (a broker away): it retries, and
-            // the deadline above bounds the wait.
-            Some(Err(e)) => tracing::warn!(error = %e, topic, partition, "reading the changelog: the client retries"),
+            // the deadline above bounds the wait. Each poll returns the report at once, so
+            // they are thinned out (one a kind every 10 s, with how many were held back).
+            Some(Err(e)) => {
+                if let Some(held_back) = reports.admit(&e.to_string()) {
+                    tracing::warn!(error = %e, topic, partition, held_back, "reading the changelog: the client retries");
+                }
+            }
         }
     }
     let failed = |message: String| CorrelatorError::Restore { topic: topic.to_string(), partition, message };
