@@ -12,8 +12,8 @@
 //! was never committed, so their next owner redoes it from the same snapshot and offsets.
 //!
 //! Every commit judges the state of each partition that moved, so the input offsets committed
-//! are always of judged evidence. Judging reads the whole state, so a large state is committed
-//! less often ([`pacing`]) rather than left behind by its input.
+//! are always of judged evidence. Judging reads the whole state; with `judging_share` below 1,
+//! a large state is committed less often ([`pacing`]) rather than left behind by a backlog.
 //!
 //! Layout: [`config`] (settings), [`state`] (a partition's engines and emitter), [`changelog`]
 //! (restoring a partition's snapshot), [`pacing`] (how often a large state is committed),
@@ -363,8 +363,8 @@ pub fn run(config: &CorrelatorConfig, metrics: &Metrics, shutdown: &AtomicBool) 
             // the interval (a large backlog, a slow broker) still leaves input to batch into
             // the next transaction instead of committing after every record.
             //
-            // And paced: a state large enough that judging it takes more than `judging_share`
-            // of the interval is committed, and judged, less often.
+            // And paced: with `judging_share` below 1, a state large enough that judging it
+            // would take more than that share of the time is committed, and judged, less often.
             let began = Instant::now();
             let result = commit(&consumer, &producer, &output, metrics, &mut owned, Until::RUNNING);
             next_commit = (began + config.commit_interval).max(Instant::now() + config.commit_interval / 2);
